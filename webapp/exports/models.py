@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from webapp.core.models import JobStatus
+
+
+class ExportKind(models.TextChoices):
+    ROLLOUTS = "rollouts", "Rollouts with scores and labels"
+    SFT = "sft", "SFT (best-of-n)"
+    PREFERENCES = "preferences", "Preference pairs"
+    REWARD_MODEL = "reward_model", "Reward-model data"
+    CALIBRATION = "calibration", "Judge calibration set"
+    VERIFIERS = "verifiers", "verifiers eval format"
+
+
+class ExportFormat(models.TextChoices):
+    JSONL = "jsonl", "JSONL"
+    CSV = "csv", "CSV"
+    PARQUET = "parquet", "Parquet"
+    HF = "hf", "Hugging Face datasets (zip)"
+
+
+class Export(models.Model):
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="exports")
+    kind = models.CharField(max_length=16, choices=ExportKind.choices)
+    format = models.CharField(max_length=16, choices=ExportFormat.choices)
+    filters = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    file = models.FileField(upload_to="exports/", blank=True)
+    row_count = models.PositiveBigIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-id"], name="export_project_id")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} ({self.format}) #{self.pk}"

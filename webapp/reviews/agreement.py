@@ -1,0 +1,830 @@
+"""Judge–human agreement statistics: pure functions over plain arrays (numpy only, no Django).
+
+The agreement dashboard, the align loop and the training launcher's calibration gate all read these numbers, so
+they follow three rules:
+
+* Every result carries the n it was computed on; the app never shows a number without it.
+* Degenerate input (nothing paired, one item, constant labels, everyone agrees on one value) never raises and never
+  divides by zero: the value is ``None`` and ``reason`` says why, in words a user can act on.
+* Bootstrap intervals are seeded and vectorised. Paired data is compressed into its distinct (judge, human) cells
+  first, so a resample is a vector of cell counts instead of a copy of 100k pairs; every statistic here is a function
+  of those counts.
+
+Inputs are sequences with ``None`` or NaN for a missing value. Ordinal values are choice indices (0, 1, 2, ...);
+scores are floats in 0..1. A "pair" exists for an item only where both the judge and the human value are present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Kind = Literal["nominal", "ordinal", "score"]
+KappaWeights = Literal["linear", "quadratic"] | None
+AlphaLevel = Literal["nominal", "ordinal", "interval"]
+PairwiseVerdict = Literal["A", "B", "tie"]
+
+SMALL_N = 20
+ONE_SIDED_SHARE = 0.9
+MIN_CORRELATION_PAIRS = 3
+# Kappa, confusion matrices and nominal/ordinal alpha are for choices; beyond this many distinct values the input is
+# a continuous score and the matrices would not fit in memory.
+MAX_CATEGORIES = 100
+# Bound the (resamples × cells) matrix held in memory at once (~16 MB of float64).
+_BOOTSTRAP_CELLS_PER_CHUNK = 2_000_000
+# Above this many distinct cells, drawing pair indices and counting them is cheaper than a multinomial draw.
+_MULTINOMIAL_MAX_CELLS = 2_000
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One statistic: its value (None when undefined), the n behind it, why it is undefined, and its interval."""
+
+    value: float | None
+    n: int
+    reason: str | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    ci_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AgreementWarning:
+    code: Literal["small_n", "one_sided_human", "one_sided_judge", "no_pairs"]
+    message: str
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """Counts of (human label, judge label); rows are human labels, columns judge labels, both in ``labels`` order."""
+
+    labels: list[float]
+    counts: list[list[int]]
+    n: int
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """Judge scores in [low, high) (the last bin includes its upper edge) and the mean human score of those items."""
+
+    low: float
+    high: float
+    n: int
+    mean_judge: float | None
+    mean_human: float | None
+
+
+@dataclass(frozen=True)
+class AgreementReport:
+    """Everything the agreement dashboard shows for one rubric version × judge × criterion."""
+
+    kind: Kind
+    n: int
+    n_missing: int
+    percent_agreement: Stat
+    cohen_kappa: Stat
+    weighted_kappa: Stat
+    krippendorff_alpha: Stat
+    spearman: Stat
+    pearson: Stat
+    mae: Stat
+    bias: Stat
+    confusion: ConfusionMatrix | None
+    calibration: list[CalibrationBin]
+    warnings: list[AgreementWarning] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LengthBias:
+    """Spearman correlation of completion length with the judge's and the humans' scores on the same items.
+
+    A judge whose length correlation clearly exceeds the humans' rewards verbosity rather than quality.
+    """
+
+    judge: Stat
+    human: Stat | None
+    difference: float | None
+
+
+@dataclass(frozen=True)
+class PositionSwapReport:
+    """Pairwise judging with both orders: how often the verdict survives swapping the two rollouts.
+
+    ``first_position_rate`` is the share of non-tie verdicts that picked whichever rollout was shown first; an
+    unbiased judge sits near 0.5.
+    """
+
+    n: int
+    consistency: Stat
+    first_position_rate: Stat
+    tie_rate: Stat
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Input handling
+
+
+def _as_float(values: Sequence[float | int | None] | np.ndarray) -> np.ndarray:
+    # None -> NaN so "missing" has one representation from here on.
+    if isinstance(values, np.ndarray):
+        return values.astype(float, copy=False).ravel()
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
+
+
+def paired(
+    judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the judge and human values of the items where both are present."""
+    j = _as_float(judge)
+    h = _as_float(human)
+    if j.shape != h.shape:
+        raise ValueError(f"judge and human must have one value per item; got {j.size} and {h.size} values.")
+    keep = ~(np.isnan(j) | np.isnan(h))
+    return j[keep], h[keep]
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Paired data as weighted cells: every paired statistic is a function of cell counts, which is what makes the
+# bootstrap a cheap matrix operation.
+
+
+@dataclass(frozen=True)
+class _Cells:
+    judge: np.ndarray  # (m,) distinct judge value of each cell
+    human: np.ndarray  # (m,) distinct human value of each cell
+    counts: np.ndarray  # (m,) how many pairs fall in the cell
+    n: int
+
+
+def _cells(j: np.ndarray, h: np.ndarray) -> _Cells:
+    stacked = np.column_stack([j, h])
+    unique, counts = np.unique(stacked, axis=0, return_counts=True)
+    return _Cells(unique[:, 0], unique[:, 1], counts.astype(float), int(j.size))
+
+
+def _label_index(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return np.searchsorted(labels, values)
+
+
+def _kappa_from_counts(counts: np.ndarray, codes: np.ndarray, k: int, weights: KappaWeights) -> np.ndarray:
+    """Cohen's kappa for each row of ``counts`` (resamples × cells); NaN where the expected disagreement is 0."""
+    b = counts.shape[0]
+    observed = np.zeros((b, k * k))
+    observed[:, codes] = counts
+    observed = observed.reshape(b, k, k)
+    total = observed.sum(axis=(1, 2))
+    rows = observed.sum(axis=2)  # human marginals
+    cols = observed.sum(axis=1)  # judge marginals
+    expected = rows[:, :, None] * cols[:, None, :] / np.where(total == 0, 1, total)[:, None, None]
+    i, jj = np.indices((k, k))
+    if weights is None:
+        w = (i != jj).astype(float)
+    elif weights == "linear":
+        w = np.abs(i - jj).astype(float)
+    else:
+        w = ((i - jj) ** 2).astype(float)
+    num = (w * observed).sum(axis=(1, 2))
+    den = (w * expected).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, 1.0 - num / den, np.nan)
+
+
+def _weighted_sum(w: np.ndarray, *factors: np.ndarray) -> np.ndarray:
+    """Row sums of w × factors, without the temporaries of a broadcast product (factors are per cell or per row)."""
+    if all(f.ndim == 1 for f in factors):
+        product = np.prod(np.vstack(factors), axis=0) if len(factors) > 1 else factors[0]
+        return w @ product
+    letters = ",".join("ij" if f.ndim == 2 else "j" for f in factors)
+    return np.einsum(f"ij,{letters}->i", w, *factors, optimize=True)
+
+
+def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r per row of weights ``w`` (resamples × cells); x and y are per cell, or per row-and-cell."""
+    total = w.sum(axis=1)
+    safe_total = np.where(total == 0, 1, total)
+    sx, sy = _weighted_sum(w, x), _weighted_sum(w, y)
+    # Raw moments keep this to a few passes over the (resamples × cells) matrix; values are 0..1 scores or ranks,
+    # whose cancellation error is far below the bootstrap's own noise.
+    cov = _weighted_sum(w, x, y) - sx * sy / safe_total
+    vx = _weighted_sum(w, x, x) - sx * sx / safe_total
+    vy = _weighted_sum(w, y, y) - sy * sy / safe_total
+    # Relative tolerance: a constant column leaves round-off variance, not zero.
+    defined = (vx > 1e-12 * _weighted_sum(w, x, x)) & (vy > 1e-12 * _weighted_sum(w, y, y)) & (vx > 0) & (vy > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(defined, cov / np.sqrt(np.abs(vx * vy)), np.nan)
+    return np.clip(r, -1.0, 1.0)
+
+
+def _midranks(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average (tie-aware) ranks of each cell's value, per row of weights ``w`` (resamples × cells)."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    is_start = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    already_sorted = bool(np.all(order == np.arange(order.size)))
+    # Continuous scores have one cell per value and cells come sorted by judge value: skip the regrouping passes,
+    # which dominate the cost on 100k distinct scores.
+    w_sorted = w if already_sorted else w[:, order]
+    if is_start.all():
+        per_value = w_sorted
+        group_of_sorted = np.arange(order.size)
+    else:
+        per_value = np.add.reduceat(w_sorted, np.flatnonzero(is_start), axis=1)  # resamples × distinct values
+        group_of_sorted = np.cumsum(is_start) - 1
+    mid = np.cumsum(per_value, axis=1) - (per_value - 1.0) / 2.0
+    if already_sorted and is_start.all():
+        return mid
+    group = np.empty_like(group_of_sorted)
+    group[order] = group_of_sorted
+    return mid[:, group]
+
+
+_PairedStatistic = Callable[[np.ndarray], np.ndarray]
+
+
+def _paired_statistic(
+    name: str, cells: _Cells, *, labels: np.ndarray | None, tolerance: float
+) -> _PairedStatistic:
+    """A vectorised function from cell counts (resamples × cells) to the statistic per resample."""
+    jv, hv = cells.judge, cells.human
+    if name == "percent_agreement":
+        agree = (np.abs(jv - hv) <= tolerance + 1e-12).astype(float)
+        return lambda w: (w @ agree) / w.sum(axis=1)
+    if name == "mae":
+        diff = np.abs(jv - hv)
+        return lambda w: (w @ diff) / w.sum(axis=1)
+    if name == "bias":
+        diff = jv - hv
+        return lambda w: (w @ diff) / w.sum(axis=1)
+    if name == "pearson":
+        return lambda w: _weighted_pearson(jv, hv, w)
+    if name == "spearman":
+        return lambda w: _weighted_pearson(_midranks(jv, w), _midranks(hv, w), w)
+    if name in ("cohen_kappa", "weighted_kappa_linear", "weighted_kappa_quadratic"):
+        assert labels is not None
+        k = labels.size
+        codes = _label_index(hv, labels) * k + _label_index(jv, labels)
+        weights: KappaWeights = {
+            "cohen_kappa": None,
+            "weighted_kappa_linear": "linear",
+            "weighted_kappa_quadratic": "quadratic",
+        }[name]  # type: ignore[assignment]
+        return lambda w: _kappa_from_counts(w, codes, k, weights)
+    raise ValueError(f"Unknown statistic {name!r}.")
+
+
+def _resampled_counts(counts: np.ndarray, n_resamples: int, rng: np.random.Generator, *, width: int = 0):
+    """Yield chunks (resamples × categories) of bootstrap counts: n = sum(counts) draws with replacement.
+
+    Categories are paired cells or rated items; resampling the underlying rows is the same as drawing category
+    counts from a multinomial with the observed shares.
+    """
+    m = counts.size
+    n = int(counts.sum())
+    use_multinomial = m <= _MULTINOMIAL_MAX_CELLS
+    # The widest matrix per resample is the category counts (multinomial) or the drawn row indices (n).
+    # ``width``: the widest per-resample array the caller builds from a chunk.
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS_PER_CHUNK // max(width, m if use_multinomial else max(m, n))))
+    category_of_row = None if use_multinomial else np.repeat(np.arange(m), counts.astype(int))
+    done = 0
+    while done < n_resamples:
+        size = min(chunk, n_resamples - done)
+        if category_of_row is None:
+            yield rng.multinomial(n, counts / n, size=size).astype(float)
+        else:
+            picks = category_of_row[rng.integers(0, n, size=(size, n))]
+            offsets = (np.arange(size) * m)[:, None]
+            yield np.bincount((picks + offsets).ravel(), minlength=size * m).reshape(size, m).astype(float)
+        done += size
+
+
+def _percentile_interval(samples: np.ndarray, confidence: float, n_resamples: int) -> tuple[float | None, float | None, str | None]:
+    finite = samples[np.isfinite(samples)]
+    # When many resamples have no defined value the interval would describe a different population.
+    if finite.size < 0.9 * n_resamples:
+        return None, None, (
+            f"the statistic is undefined in {n_resamples - finite.size} of {n_resamples} bootstrap resamples "
+            "(too few items or too little variation)"
+        )
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(finite, [alpha, 1.0 - alpha])
+    return float(low), float(high), None
+
+
+def bootstrap_interval(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    statistic: Literal[
+        "percent_agreement",
+        "cohen_kappa",
+        "weighted_kappa_linear",
+        "weighted_kappa_quadratic",
+        "pearson",
+        "spearman",
+        "mae",
+        "bias",
+    ],
+    *,
+    labels: Sequence[float] | None = None,
+    tolerance: float = 0.0,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float | None, float | None, str | None]:
+    """Percentile bootstrap interval of a paired statistic over items: (low, high, reason when None)."""
+    j, h = paired(judge, human)
+    return _bootstrap_paired(
+        j, h, [statistic], labels=labels, tolerance=tolerance, n_resamples=n_resamples, confidence=confidence, seed=seed
+    )[statistic]
+
+
+Interval = tuple[float | None, float | None, str | None]
+
+
+def _bootstrap_paired(
+    j: np.ndarray,
+    h: np.ndarray,
+    statistics: Sequence[str],
+    *,
+    labels: Sequence[float] | None,
+    tolerance: float,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Interval]:
+    # One set of resamples serves every statistic: drawing them is the expensive part for continuous scores.
+    if j.size < 2:
+        return {name: (None, None, f"needs at least 2 paired items for an interval, has {j.size}") for name in statistics}
+    cells = _cells(j, h)
+    result: dict[str, Interval] = {}
+    fns: dict[str, _PairedStatistic] = {}
+    width = 0
+    for name in statistics:
+        label_array = _labels(j, h, labels) if "kappa" in name else None
+        if label_array is not None and label_array.size > MAX_CATEGORIES:
+            result[name] = (None, None, _too_many_categories(label_array.size))
+            continue
+        if label_array is not None:
+            width = max(width, 4 * label_array.size**2)
+        fns[name] = _paired_statistic(name, cells, labels=label_array, tolerance=tolerance)
+    if fns:
+        rng = np.random.default_rng(seed)
+        samples: dict[str, list[np.ndarray]] = {name: [] for name in fns}
+        for w in _resampled_counts(cells.counts, n_resamples, rng, width=width):
+            for name, fn in fns.items():
+                samples[name].append(fn(w))
+        for name in fns:
+            result[name] = _percentile_interval(np.concatenate(samples[name]), confidence, n_resamples)
+    return result
+
+
+def _with_interval(stat: Stat, interval: tuple[float | None, float | None, str | None]) -> Stat:
+    if stat.value is None:
+        return stat
+    low, high, reason = interval
+    return Stat(stat.value, stat.n, stat.reason, low, high, reason)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Point statistics on paired data
+
+
+def _labels(j: np.ndarray, h: np.ndarray, labels: Sequence[float] | None) -> np.ndarray:
+    observed = np.union1d(j, h)
+    if labels is None:
+        return observed
+    given = np.unique(np.asarray(labels, dtype=float))
+    outside = np.setdiff1d(observed, given)
+    if outside.size:
+        raise ValueError(f"values {outside.tolist()} are not among labels {given.tolist()}; pass the full label set.")
+    return given
+
+
+def _too_many_categories(count: int) -> str:
+    return (
+        f"kappa needs discrete labels; these values take {count} distinct values (more than {MAX_CATEGORIES}): "
+        "use correlations, MAE and interval alpha, or bin the scores"
+    )
+
+
+def percent_agreement(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    tolerance: float = 0.0,
+) -> Stat:
+    """Share of paired items where |judge − human| ≤ tolerance (0 = exact match, for choice indices)."""
+    j, h = paired(judge, human)
+    if j.size == 0:
+        return Stat(None, 0, "no item has both a judge and a human value")
+    return Stat(float(np.mean(np.abs(j - h) <= tolerance + 1e-12)), int(j.size))
+
+
+def cohen_kappa(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    weights: KappaWeights = None,
+    labels: Sequence[float] | None = None,
+) -> Stat:
+    """Cohen's kappa; ``weights="quadratic"`` for ordinal choices.
+
+    Weights use label positions, as scikit-learn does: pass the full ordinal scale as ``labels`` so a scale step
+    that nobody used still counts as a step.
+    """
+    j, h = paired(judge, human)
+    if j.size == 0:
+        return Stat(None, 0, "no item has both a judge and a human value")
+    label_array = _labels(j, h, labels)
+    if label_array.size > MAX_CATEGORIES:
+        return Stat(None, int(j.size), _too_many_categories(label_array.size))
+    cells = _cells(j, h)
+    codes = _label_index(cells.human, label_array) * label_array.size + _label_index(cells.judge, label_array)
+    value = _kappa_from_counts(cells.counts[None, :], codes, label_array.size, weights)[0]
+    if not np.isfinite(value):
+        return Stat(
+            None,
+            int(j.size),
+            "kappa is undefined: judge and humans each used a single label, so chance agreement is total",
+        )
+    return Stat(float(value), int(j.size))
+
+
+def _correlation(j: np.ndarray, h: np.ndarray, name: str) -> Stat:
+    n = int(j.size)
+    if n < MIN_CORRELATION_PAIRS:
+        return Stat(None, n, f"{name} needs at least {MIN_CORRELATION_PAIRS} paired items, has {n}")
+    if np.ptp(j) == 0 or np.ptp(h) == 0:
+        who = "judge" if np.ptp(j) == 0 else "human"
+        return Stat(None, n, f"{name} is undefined: every {who} value is the same")
+    cells = _cells(j, h)
+    fn = _paired_statistic(name, cells, labels=None, tolerance=0.0)
+    value = fn(cells.counts[None, :])[0]
+    if not np.isfinite(value):
+        return Stat(None, n, f"{name} is undefined for these values")
+    return Stat(float(value), n)
+
+
+def pearson(
+    judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
+) -> Stat:
+    return _correlation(*paired(judge, human), "pearson")
+
+
+def spearman(
+    judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
+) -> Stat:
+    return _correlation(*paired(judge, human), "spearman")
+
+
+def mean_absolute_error(
+    judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
+) -> Stat:
+    j, h = paired(judge, human)
+    if j.size == 0:
+        return Stat(None, 0, "no item has both a judge and a human value")
+    return Stat(float(np.mean(np.abs(j - h))), int(j.size))
+
+
+def bias(judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray) -> Stat:
+    """Mean judge − human: positive means the judge is more lenient than the humans."""
+    j, h = paired(judge, human)
+    if j.size == 0:
+        return Stat(None, 0, "no item has both a judge and a human value")
+    return Stat(float(np.mean(j - h)), int(j.size))
+
+
+def confusion_matrix(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    labels: Sequence[float] | None = None,
+) -> ConfusionMatrix:
+    j, h = paired(judge, human)
+    label_array = _labels(j, h, labels)
+    k = label_array.size
+    if k > MAX_CATEGORIES:
+        raise ValueError(f"a confusion matrix needs discrete labels; got {k} distinct values. Bin the scores first.")
+    counts = np.zeros((k, k), dtype=int)
+    if j.size:
+        np.add.at(counts, (_label_index(h, label_array), _label_index(j, label_array)), 1)
+    return ConfusionMatrix([float(x) for x in label_array], counts.tolist(), int(j.size))
+
+
+def calibration_bins(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    bins: int | Sequence[float] = 5,
+    score_range: tuple[float, float] = (0.0, 1.0),
+) -> list[CalibrationBin]:
+    """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0."""
+    j, h = paired(judge, human)
+    edges = (
+        np.linspace(score_range[0], score_range[1], int(bins) + 1)
+        if isinstance(bins, int)
+        else np.asarray(bins, dtype=float)
+    )
+    if edges.size < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError("calibration bins need at least 2 increasing edges, e.g. bins=5 or [0, 0.5, 1].")
+    # Right edge closed on the last bin so a perfect 1.0 lands in it instead of falling off the end.
+    index = np.clip(np.searchsorted(edges, j, side="right") - 1, 0, edges.size - 2)
+    inside = (j >= edges[0]) & (j <= edges[-1])
+    result = []
+    for b in range(edges.size - 1):
+        mask = inside & (index == b)
+        count = int(mask.sum())
+        result.append(
+            CalibrationBin(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                n=count,
+                mean_judge=float(j[mask].mean()) if count else None,
+                mean_human=float(h[mask].mean()) if count else None,
+            )
+        )
+    return result
+
+
+def label_warnings(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    small_n: int = SMALL_N,
+    one_sided_share: float = ONE_SIDED_SHARE,
+) -> list[AgreementWarning]:
+    """Warnings the dashboard shows next to the figures: too few items, or labels piled on one value."""
+    j, h = paired(judge, human)
+    n = int(j.size)
+    if n == 0:
+        return [AgreementWarning("no_pairs", "No item has both a judge score and a human label yet.")]
+    found = []
+    if n < small_n:
+        found.append(
+            AgreementWarning("small_n", f"Only {n} labeled items (< {small_n}): the figures can move a lot.")
+        )
+    for code, who, values in (("one_sided_human", "human labels", h), ("one_sided_judge", "judge scores", j)):
+        _, counts = np.unique(values, return_counts=True)
+        share = counts.max() / n
+        if share >= one_sided_share:
+            found.append(
+                AgreementWarning(
+                    code,  # type: ignore[arg-type]
+                    f"{share:.0%} of {who} have the same value: kappa and correlations say little; "
+                    "label items from the other side (e.g. disagreement-first or stratified sampling).",
+                )
+            )
+    return found
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Krippendorff's alpha: any number of raters, missing values allowed
+
+
+def _unit_patterns(data: np.ndarray, level: AlphaLevel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct values, distinct per-item summaries (pairable items only), and how many items share each.
+
+    Alpha is a sum of per-item contributions, so identical items are stored once with a count. Nominal and ordinal
+    summaries are value counts per item (items × distinct values); interval summaries are the moments
+    (m, sum x, sum x²), which keeps continuous scores from building a value × value matrix.
+    """
+    finite = np.isfinite(data)
+    values = np.unique(data[finite])
+    m_u = finite.sum(axis=0)
+    pairable = m_u >= 2  # an item with one rating has nothing to agree with
+    if level == "interval":
+        x = np.where(finite, data, 0.0)
+        rows = np.column_stack([m_u, x.sum(axis=0), (x * x).sum(axis=0)])[pairable]
+    else:
+        per_unit = np.zeros((data.shape[1], values.size))
+        raters, items = np.nonzero(finite)
+        np.add.at(per_unit, (items, np.searchsorted(values, data[raters, items])), 1)
+        rows = per_unit[pairable]
+    patterns, counts = np.unique(rows, axis=0, return_counts=True)
+    return values, patterns, counts.astype(float)
+
+
+def _alpha_from_weights(
+    weights: np.ndarray, values: np.ndarray, patterns: np.ndarray, level: AlphaLevel
+) -> np.ndarray:
+    """Alpha per row of item-pattern weights (resamples × patterns)."""
+    if level == "interval":
+        # Squared differences within an item and across all values reduce to moments.
+        m_u, s1, s2 = patterns[:, 0], patterns[:, 1], patterns[:, 2]
+        observed_u = 2.0 * (m_u * s2 - s1**2) / (m_u - 1.0)
+        n = weights @ m_u
+        observed = weights @ observed_u
+        total_s1 = weights @ s1
+        expected = 2.0 * (n * (weights @ s2) - total_s1**2)
+    else:
+        v = values.size
+        m_u = patterns.sum(axis=1)
+        # Each item adds (n_u n_uᵀ − diag n_u) / (m_u − 1) to the coincidence matrix.
+        contrib = (patterns[:, :, None] * patterns[:, None, :]) - np.einsum("pi,ij->pij", patterns, np.eye(v))
+        contrib = (contrib / (m_u - 1.0)[:, None, None]).reshape(len(patterns), v * v)
+        o = (weights @ contrib).reshape(-1, v, v)
+        n_c = o.sum(axis=2)
+        n = n_c.sum(axis=1)
+        if level == "nominal":
+            delta = np.broadcast_to(1.0 - np.eye(v), o.shape)
+        else:
+            # Ordinal metric: (sum of n_g for g from c to k − (n_c + n_k)/2)², from the resample's own marginals.
+            cum = np.cumsum(n_c, axis=1)
+            between = cum[:, None, :] - cum[:, :, None] + n_c[:, :, None] / 2.0 - n_c[:, None, :] / 2.0
+            delta = between**2
+        observed = (o * delta).sum(axis=(1, 2))
+        expected = (n_c[:, :, None] * n_c[:, None, :] * delta).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        defined = expected > 1e-12 * np.maximum(1.0, np.abs(observed))
+        return np.where(defined, 1.0 - (n - 1.0) * observed / expected, np.nan)
+
+
+def krippendorff_alpha(
+    reliability_data: Sequence[Sequence[float | int | None]] | np.ndarray,
+    *,
+    level: AlphaLevel = "ordinal",
+    n_resamples: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Stat:
+    """Krippendorff's alpha for a raters × items table (None/NaN = not rated). n = number of pairable values.
+
+    Used for judge vs humans (the judge is one more rater) and for the human–human ceiling. With ``n_resamples``
+    > 0 the interval comes from resampling items.
+    """
+    data = np.array(
+        reliability_data
+        if isinstance(reliability_data, np.ndarray)
+        else [[np.nan if v is None else float(v) for v in row] for row in reliability_data],
+        dtype=float,
+    )
+    if data.ndim != 2:
+        raise ValueError("reliability_data must be a table: one row per rater, one column per item.")
+    if level != "interval" and np.unique(data[np.isfinite(data)]).size > MAX_CATEGORIES:
+        return Stat(
+            None,
+            int(np.isfinite(data).sum()),
+            f"{level} alpha needs discrete values (at most {MAX_CATEGORIES} distinct); use level='interval' "
+            "for continuous scores",
+        )
+    values, patterns, counts = _unit_patterns(data, level)
+    n = int((patterns[:, 0] if level == "interval" else patterns.sum(axis=1)) @ counts) if counts.size else 0
+    if n == 0:
+        return Stat(None, 0, "no item was rated by at least two raters")
+    if values.size < 2:
+        return Stat(None, n, "alpha is undefined: every rating has the same value, so there is no variation to agree on")
+    value = _alpha_from_weights(counts[None, :], values, patterns, level)[0]
+    if not np.isfinite(value):
+        return Stat(None, n, "alpha is undefined: the pairable ratings have no variation")
+    stat = Stat(float(value), n)
+    if n_resamples <= 0:
+        return stat
+    if counts.sum() < 2:
+        return Stat(stat.value, n, None, None, None, "needs at least 2 pairable items for an interval")
+    rng = np.random.default_rng(seed)
+    width = 0 if level == "interval" else 4 * values.size**2
+    samples = np.concatenate(
+        [
+            _alpha_from_weights(w, values, patterns, level)
+            for w in _resampled_counts(counts, n_resamples, rng, width=width)
+        ]
+    )
+    return _with_interval(stat, _percentile_interval(samples, confidence, n_resamples))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Everything at once, for the dashboard
+
+
+def agreement_report(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    kind: Kind = "ordinal",
+    labels: Sequence[float] | None = None,
+    tolerance: float = 0.0,
+    calibration: int | Sequence[float] = 5,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> AgreementReport:
+    """All figures for one judge × criterion against one human value per item (e.g. the majority or mean label).
+
+    ``kind``: "ordinal" (choice indices; quadratic-weighted kappa, ordinal alpha), "nominal" (unordered choices;
+    plain kappa, nominal alpha) or "score" (0..1; kappa over distinct scores, interval alpha, calibration bins).
+    """
+    j_all = _as_float(judge)
+    h_all = _as_float(human)
+    j, h = paired(j_all, h_all)
+    n = int(j.size)
+    n_missing = int(j_all.size - n)
+    label_array = _labels(j, h, labels) if n else np.array([])
+
+    weighted = "weighted_kappa_linear" if kind == "score" else "weighted_kappa_quadratic"
+    stats = {
+        "percent_agreement": percent_agreement(j, h, tolerance=tolerance),
+        "cohen_kappa": cohen_kappa(j, h, labels=label_array if n else None),
+        weighted: (
+            Stat(None, n, "weighted kappa needs ordered values; this criterion is nominal")
+            if kind == "nominal"
+            else cohen_kappa(j, h, weights="linear" if kind == "score" else "quadratic", labels=label_array if n else None)
+        ),
+        "spearman": spearman(j, h),
+        "pearson": pearson(j, h),
+        "mae": mean_absolute_error(j, h),
+        "bias": bias(j, h),
+    }
+    if n_resamples > 0:
+        defined = [name for name, stat in stats.items() if stat.value is not None]
+        intervals = _bootstrap_paired(
+            j, h, defined, labels=label_array if n else None, tolerance=tolerance,
+            n_resamples=n_resamples, confidence=confidence, seed=seed,
+        )
+        stats = {name: _with_interval(stat, intervals[name]) if name in intervals else stat for name, stat in stats.items()}
+    alpha_level: AlphaLevel = {"nominal": "nominal", "ordinal": "ordinal", "score": "interval"}[kind]  # type: ignore[assignment]
+    return AgreementReport(
+        kind=kind,
+        n=n,
+        n_missing=n_missing,
+        percent_agreement=stats["percent_agreement"],
+        cohen_kappa=stats["cohen_kappa"],
+        weighted_kappa=stats[weighted],
+        krippendorff_alpha=krippendorff_alpha(
+            np.vstack([j, h]), level=alpha_level, n_resamples=n_resamples, confidence=confidence, seed=seed
+        ),
+        spearman=stats["spearman"],
+        pearson=stats["pearson"],
+        mae=stats["mae"],
+        bias=stats["bias"],
+        confusion=(
+            confusion_matrix(j, h, labels=label_array)
+            if kind != "score" and label_array.size <= MAX_CATEGORIES
+            else None
+        ),
+        calibration=calibration_bins(j, h, bins=calibration) if kind == "score" else [],
+        warnings=label_warnings(j, h),
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Judge-bias diagnostics
+
+
+def length_score_correlation(
+    lengths: Sequence[float | int | None] | np.ndarray,
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray | None = None,
+) -> LengthBias:
+    """Spearman correlation of completion length (tokens or characters) with judge and with human scores."""
+    judge_stat = spearman(lengths, judge)
+    human_stat = spearman(lengths, human) if human is not None else None
+    difference = (
+        judge_stat.value - human_stat.value
+        if human_stat is not None and judge_stat.value is not None and human_stat.value is not None
+        else None
+    )
+    return LengthBias(judge_stat, human_stat, difference)
+
+
+_SWAP = {"A": "B", "B": "A", "tie": "tie"}
+
+
+def position_swap_consistency(
+    first: Sequence[PairwiseVerdict | None], swapped: Sequence[PairwiseVerdict | None]
+) -> PositionSwapReport:
+    """Compare verdicts on (x, y) shown as A=x, B=y (``first``) and again as A=y, B=x (``swapped``).
+
+    Verdicts name the position the judge preferred ("A" = shown first). A consistent judge names the same rollout
+    both times, i.e. ``swapped`` is ``first`` with A and B exchanged.
+    """
+    if len(first) != len(swapped):
+        raise ValueError(f"first and swapped must have one verdict per pair; got {len(first)} and {len(swapped)}.")
+    pairs = [(a, b) for a, b in zip(first, swapped, strict=True) if a is not None and b is not None]
+    for a, b in pairs:
+        if a not in _SWAP or b not in _SWAP:
+            raise ValueError(f"verdicts must be 'A', 'B' or 'tie'; got {a!r} and {b!r}.")
+    n = len(pairs)
+    if n == 0:
+        empty = "no pair was judged in both orders"
+        return PositionSwapReport(0, Stat(None, 0, empty), Stat(None, 0, empty), Stat(None, 0, empty))
+    consistent = sum(1 for a, b in pairs if _SWAP[a] == b)
+    verdicts = [v for pair in pairs for v in pair]
+    decided = [v for v in verdicts if v != "tie"]
+    ties = len(verdicts) - len(decided)
+    first_rate = (
+        Stat(sum(1 for v in decided if v == "A") / len(decided), len(decided))
+        if decided
+        else Stat(None, 0, "every verdict was a tie")
+    )
+    return PositionSwapReport(
+        n=n,
+        consistency=Stat(consistent / n, n),
+        first_position_rate=first_rate,
+        tie_rate=Stat(ties / len(verdicts), len(verdicts)),
+    )

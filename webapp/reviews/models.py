@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class SamplingStrategy(models.TextChoices):
+    RANDOM = "random", "Random"
+    STRATIFIED = "stratified", "Stratified by judge score"
+    DISAGREEMENT = "disagreement", "Disagreement first"
+    ZERO_VARIANCE = "zero_variance", "Zero-variance GRPO groups"
+    EXTREMES = "extremes", "Top and bottom rewards"
+
+
+class ReviewMode(models.TextChoices):
+    CRITERIA = "criteria", "Criteria"
+    PAIRWISE = "pairwise", "Pairwise"
+
+
+class ReviewQueue(models.Model):
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="review_queues")
+    name = models.CharField(max_length=200)
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="review_queues")
+    selection = models.JSONField(default=dict, blank=True, help_text="Rollout filters the queue samples from.")
+    strategy = models.CharField(max_length=16, choices=SamplingStrategy.choices, default=SamplingStrategy.RANDOM)
+    mode = models.CharField(max_length=16, choices=ReviewMode.choices, default=ReviewMode.CRITERIA)
+    reviewers_per_item = models.PositiveSmallIntegerField(default=1)
+    blind = models.BooleanField(default=True, help_text="Hide judge scores until the label is submitted.")
+    reservation_minutes = models.PositiveIntegerField(default=30)
+    assignees = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="assigned_queues")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-id"], name="queue_project_id")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ReviewItem(models.Model):
+    queue = models.ForeignKey(ReviewQueue, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    rollout = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="review_items")
+    rollout_b = models.ForeignKey(
+        "rollouts.Rollout", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+        help_text="Second rollout, in pairwise mode.",
+    )
+    completed_count = models.PositiveSmallIntegerField(default=0)
+    reserved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    reserved_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["queue", "position"], name="review_item_unique_position")]
+        indexes = [models.Index(fields=["queue", "completed_count", "position"], name="review_item_next")]
+
+
+class HumanLabel(models.Model):
+    """A human's answer to one criterion for one rollout. `row_version` refuses stale edits."""
+
+    rollout = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="labels")
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="+")
+    criterion_key = models.CharField(max_length=64)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels")
+    queue = models.ForeignKey(ReviewQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="labels")
+    choice = models.CharField(max_length=200, blank=True)
+    value = models.FloatField(null=True, blank=True, help_text="0..1, on the same scale as the judge.")
+    comment = models.TextField(blank=True)
+    reward_hacking = models.BooleanField(default=False)
+    row_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout", "rubric_version", "criterion_key", "annotator"], name="human_label_unique"
+            )
+        ]
+        indexes = [models.Index(fields=["rubric_version", "criterion_key"], name="label_rv_key")]
+
+
+class Preference(models.TextChoices):
+    A = "a", "A is better"
+    B = "b", "B is better"
+    TIE = "tie", "Tie"
+
+
+class PairwiseLabel(models.Model):
+    rollout_a = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="+")
+    rollout_b = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="+")
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="+")
+    criterion_key = models.CharField(max_length=64, blank=True, help_text="Empty = overall preference.")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pairwise_labels")
+    queue = models.ForeignKey(ReviewQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="pairwise_labels")
+    preferred = models.CharField(max_length=8, choices=Preference.choices)
+    shown_a_first = models.BooleanField(help_text="Display order, randomized per item and recorded.")
+    comment = models.TextField(blank=True)
+    row_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rollout_a", "rollout_b", "rubric_version", "criterion_key", "annotator"],
+                name="pairwise_label_unique",
+            )
+        ]

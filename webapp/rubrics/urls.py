@@ -1,0 +1,10 @@
+from django.urls import path
+
+from webapp.rubrics import views
+
+app_name = "rubrics"
+
+urlpatterns = [
+    path("", views.rubric_list, name="list"),
+    path("<int:rubric_id>/", views.rubric_detail, name="detail"),
+]

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from webapp.core.models import JobStatus
+
+
+class TrainingRun(models.Model):
+    """A GRPO run. The process it runs in is keyed by this id and reports through the database."""
+
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="training_runs")
+    name = models.CharField(max_length=200)
+    task = models.ForeignKey("tasks.Task", on_delete=models.PROTECT, related_name="training_runs")
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.PROTECT, related_name="training_runs")
+    judge_endpoint = models.ForeignKey(
+        "endpoints.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+    base_model = models.CharField(max_length=300)
+    config = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    pid = models.PositiveIntegerField(null=True, blank=True)
+    hostname = models.CharField(max_length=255, blank=True)
+    output_dir = models.CharField(max_length=500, blank=True)
+    log_path = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    calibration_override = models.BooleanField(
+        default=False, help_text="Launched although the judge was not calibrated; recorded for the audit trail."
+    )
+    calibration_note = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "-id"], name="run_project_id")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TrainingMetric(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metrics")
+    step = models.PositiveIntegerField()
+    metrics = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="training_metric_unique_step")]
+        ordering = ["run_id", "step"]
+
+
+class Checkpoint(models.Model):
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="checkpoints")
+    step = models.PositiveIntegerField()
+    path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "step"], name="checkpoint_unique_step")]
+        ordering = ["run_id", "step"]
+
+    def __str__(self) -> str:
+        return f"{self.run} @ step {self.step}"
