@@ -36,48 +36,97 @@ def bundled_model_dir() -> Path:
     return ensure_bundled_model(settings.MODELS_DIR)
 
 
+class WorkerProcess:
+    """A real `celery worker` OS process for tests, writing to the test database."""
+
+    def __init__(self, *, name: str, log_path: Path, env_overrides: dict[str, str] | None = None,
+                 queues: str = "default,judge,rollout,train"):
+        import subprocess
+        import sys
+
+        from django.conf import settings
+        from django.db import connection
+
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
+            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+            **(env_overrides or {}),
+        }
+        self.name = name
+        self.log_path = log_path
+        self.broker_url = env["CELERY_BROKER_URL"]
+        with open(log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "--pool", "threads",
+                 "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO"],
+                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while b"ready." not in self.log_path.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"Celery worker did not start:\n{self.log()}")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """kill -9 of the worker and its children, as a crash or an OOM kill would."""
+        import signal
+
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        import subprocess
+
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@pytest.fixture
+def start_worker(django_db_setup, tmp_path):
+    """start_worker(name, env_overrides) -> WorkerProcess, stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str, env_overrides: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(name=name, log_path=tmp_path / f"{name}.log", env_overrides=env_overrides)
+        started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real Celery worker process consuming every queue from the test Redis and writing to the test database.
 
     Tests that use it must be `transactional_db` so the worker sees their committed rows."""
-    import subprocess
-    import sys
-    import time
     import uuid
 
     import redis
     from django.conf import settings
-    from django.db import connection
 
-    broker = settings.CELERY_BROKER_URL
-    redis.Redis.from_url(broker).flushdb()  # no stale messages from an earlier, interrupted run
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": broker,
-    }
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no stale messages from an interrupted run
     name = f"test-{uuid.uuid4().hex[:8]}"
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", "default,judge,rollout,train",
-             "--pool", "threads", "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO"],
-            cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while b"ready." not in log.read_bytes():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"Celery worker did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-    process.name = name  # type: ignore[attr-defined]
-    process.log_path = log  # type: ignore[attr-defined]
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    worker = WorkerProcess(name=name, log_path=tmp_path_factory.mktemp("worker") / "worker.log")
+    worker.wait_ready()
+    yield worker
+    worker.stop()

@@ -9,6 +9,7 @@ project_sections = [
     path("rubrics/", include("webapp.rubrics.urls")),
     path("endpoints/", include("webapp.endpoints.urls")),
     path("rollouts/", include("webapp.rollouts.urls")),
+    path("judging/", include("webapp.judging.urls")),
     path("review/", include("webapp.reviews.urls")),
     path("training/", include("webapp.runs.urls")),
     path("exports/", include("webapp.exports.urls")),

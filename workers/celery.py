@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.dev")
 
 QUEUES = ("default", "judge", "rollout", "train")
 
-app = Celery("rubricon", include=["workers.system"])
+app = Celery("rubricon", include=["workers.system", "workers.judging"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, routing_key=name) for name in QUEUES]
 # Each domain module declares its queue here, so producers never have to remember it.
@@ -28,13 +28,13 @@ app.conf.task_routes = {
 }
 
 
-def _ensure_broker_folders() -> None:
+@app.on_after_configure.connect
+def _ensure_broker_folders(sender: Celery, **kwargs) -> None:
     # kombu's filesystem transport needs its folders before the first message is sent or polled.
-    options = app.conf.broker_transport_options or {}
+    if not str(sender.conf.broker_url or "").startswith("filesystem"):
+        return
+    options = sender.conf.broker_transport_options or {}
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             Path(options[key]).mkdir(parents=True, exist_ok=True)
 
-
-if str(app.conf.broker_url or "").startswith("filesystem"):
-    _ensure_broker_folders()

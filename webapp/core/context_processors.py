@@ -10,6 +10,7 @@ NAV_SECTIONS = [
     ("rubrics", "Rubrics", "rubrics:list"),
     ("endpoints", "Endpoints", "endpoints:list"),
     ("rollouts", "Rollouts", "rollouts:list"),
+    ("judging", "Judging", "judging:list"),
     ("review", "Review", "reviews:list"),
     ("training", "Training", "runs:list"),
     ("exports", "Exports", "exports:list"),
@@ -22,7 +23,7 @@ def project_nav(request: HttpRequest) -> dict:
         return {}
     current = request.resolver_match.namespace if request.resolver_match else ""
     namespace_for = {"tasks": "tasks", "rubrics": "rubrics", "endpoints": "endpoints", "rollouts": "rollouts",
-                     "review": "reviews", "training": "runs", "exports": "exports"}
+                     "judging": "judging", "review": "reviews", "training": "runs", "exports": "exports"}
     role = getattr(request, "project_role", None)
     return {
         "project": project,

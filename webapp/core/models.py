@@ -66,3 +66,27 @@ class JobStatus(models.TextChoices):
     @classmethod
     def finished(cls) -> frozenset[str]:
         return frozenset({cls.SUCCEEDED, cls.FAILED, cls.CANCELLED})
+
+
+class JobChunk(models.Model):
+    """One unit of a long job (judge or generation), small enough to finish in minutes.
+
+    Chunks make jobs resumable: a chunk is marked done in the same transaction that writes its results, so a
+    chunk that runs twice (redelivery after a killed worker, or a resume) writes nothing twice."""
+
+    class Kind(models.TextChoices):
+        JUDGE = "judge", "Judge job"
+        GENERATION = "generation", "Generation job"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    job_id = models.PositiveBigIntegerField()
+    index = models.PositiveIntegerField()
+    item_ids = models.JSONField(help_text="Ids of the rows this chunk processes (rollouts or examples).")
+    done = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["kind", "job_id", "index"], name="job_chunk_unique")]
+        indexes = [models.Index(fields=["kind", "job_id", "done"], name="job_chunk_pending")]

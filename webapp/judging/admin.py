@@ -23,4 +23,4 @@ class RolloutScoreAdmin(admin.ModelAdmin):
 
 @admin.register(JudgeCache)
 class JudgeCacheAdmin(admin.ModelAdmin):
-    list_display = ["key", "model", "created_at"]
+    list_display = ["key", "created_at"]

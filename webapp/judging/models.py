@@ -14,6 +14,7 @@ class JudgeJob(models.Model):
         help_text="Judge model; empty when the rubric has only programmatic criteria.",
     )
     selection = models.JSONField(default=dict, blank=True, help_text="Rollout filters this job scores.")
+    judge_fingerprint = models.CharField(max_length=128, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
@@ -51,6 +52,7 @@ class CriterionScore(models.Model):
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cached = models.BooleanField(default=False, help_text="Answered from the judge cache (no call made).")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -72,6 +74,7 @@ class RolloutScore(models.Model):
     judge_fingerprint = models.CharField(max_length=128)
     job = models.ForeignKey(JudgeJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="totals")
     total = models.FloatField(null=True, blank=True)
+    gated_by = models.CharField(max_length=64, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -88,8 +91,5 @@ class JudgeCache(models.Model):
     """Content-addressed judge responses: sha256(model + sampling + rendered prompt) → response."""
 
     key = models.CharField(max_length=64, unique=True)
-    model = models.CharField(max_length=300)
-    response = models.TextField()
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
+    response = models.JSONField(help_text="The judge completion as training.judges stores it.")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,24 +1,74 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
+from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.reviews.models import HumanLabel
 from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.rubrics.models import RubricVersion
 
 
-def rollout_list(project: Project, *, task_id: int | None = None, job_id: int | None = None) -> QuerySet[Rollout]:
-    rollouts = Rollout.objects.filter(project=project).select_related("task", "example")
-    if task_id:
-        rollouts = rollouts.filter(task_id=task_id)
-    if job_id:
-        rollouts = rollouts.filter(job_id=job_id)
-    # The list shows a preview; the full trajectory is loaded on the detail page only.
-    return rollouts.defer("messages", "prompt_messages", "metadata")
+def rollout_browse(project: Project, *, filters: dict | None = None) -> QuerySet[Rollout]:
+    """Rollouts of a project under the browser's filters, newest first; scores of the chosen rubric version
+    are prefetched into `selected_scores` so a page costs the same number of queries at any size."""
+    f = filters or {}
+    rollouts = Rollout.objects.filter(project=project)
+    for field, lookup in (("task", "task_id"), ("job", "job_id"), ("run", "run_id"), ("model", "model_name"),
+                          ("source", "source")):
+        if f.get(field):
+            rollouts = rollouts.filter(**{lookup: f[field]})
+    if f.get("errors_only"):
+        rollouts = rollouts.exclude(error="")
+    if f.get("q"):
+        rollouts = rollouts.filter(completion__icontains=f["q"])
+    if f.get("labeled"):
+        has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))
+        rollouts = rollouts.filter(has_labels if f["labeled"] == "yes" else ~has_labels)
+    version_id = f.get("rubric_version")
+    if version_id:
+        if "score_min" in f or "score_max" in f:
+            scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)
+            if "score_min" in f:
+                scores = scores.filter(total__gte=f["score_min"])
+            if "score_max" in f:
+                scores = scores.filter(total__lte=f["score_max"])
+            rollouts = rollouts.filter(Exists(scores))
+        rollouts = rollouts.prefetch_related(
+            Prefetch("scores", queryset=RolloutScore.objects.filter(rubric_version_id=version_id), to_attr="selected_scores")
+        )
+    # The list shows a preview; the full trajectory is loaded on the detail and group pages only.
+    return rollouts.select_related("task", "example").defer("messages", "prompt_messages", "metadata")
 
 
 def rollout_get(project: Project, rollout_id: int) -> Rollout:
-    return get_object_or_404(Rollout.objects.select_related("task", "example", "job"), project=project, pk=rollout_id)
+    return get_object_or_404(
+        Rollout.objects.select_related("task", "example", "job", "run"), project=project, pk=rollout_id
+    )
+
+
+def rollout_group(project: Project, group_key: str) -> list[Rollout]:
+    """The n samples of one prompt, each with all its criterion scores and totals."""
+    return list(
+        Rollout.objects.filter(project=project, group_key=group_key)
+        .select_related("task", "example")
+        .prefetch_related(
+            Prefetch("criterion_scores", queryset=CriterionScore.objects.order_by("rubric_version_id", "criterion_key")),
+            Prefetch("scores", queryset=RolloutScore.objects.select_related("rubric_version__rubric")),
+        )
+        .order_by("sample_index", "id")
+    )
+
+
+def rollout_scores(rollout: Rollout) -> list[CriterionScore]:
+    return list(
+        rollout.criterion_scores.select_related("rubric_version__rubric").order_by("-rubric_version_id", "criterion_key")
+    )
+
+
+def rubric_versions_with_scores(project: Project) -> QuerySet[RubricVersion]:
+    return RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")
 
 
 def generation_job_list(project: Project) -> QuerySet[GenerationJob]:

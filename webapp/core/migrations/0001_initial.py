@@ -63,4 +63,22 @@ class Migration(migrations.Migration):
             model_name='membership',
             constraint=models.UniqueConstraint(fields=('project', 'user'), name='membership_unique_project_user'),
         ),
-    ]
+            migrations.CreateModel(
+            name="JobChunk",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(choices=[("judge", "Judge job"), ("generation", "Generation job")], max_length=16)),
+                ("job_id", models.PositiveBigIntegerField()),
+                ("index", models.PositiveIntegerField()),
+                ("item_ids", models.JSONField(help_text="Ids of the rows this chunk processes (rollouts or examples).")),
+                ("done", models.BooleanField(default=False)),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+            ],
+            options={
+                "indexes": [models.Index(fields=["kind", "job_id", "done"], name="job_chunk_pending")],
+                "constraints": [models.UniqueConstraint(fields=("kind", "job_id", "index"), name="job_chunk_unique")],
+            },
+        ),
+]

@@ -1,0 +1,164 @@
+"""Judge jobs: programmatic and LM-judge criteria, idempotent chunked writes, failures stored, cancel, resume."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from tests.factories import EndpointFactory, ExampleFactory, RolloutFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from training.judges.stub_server import Reply, StubChatServer
+from webapp.core.errors import ApplicationError
+from webapp.core.models import JobChunk, JobStatus, Role
+from webapp.judging import services
+from webapp.judging.models import CriterionScore, JudgeCache, JudgeJob, RolloutScore
+
+ARITHMETIC = {
+    "criteria": [
+        {"key": "correct", "title": "Correct", "kind": "match", "weight": 1.0, "extract": "answer_tag", "mode": "numeric"},
+        {"key": "format", "title": "Tags", "kind": "format", "weight": 0.25, "check": "answer_tag"},
+    ],
+    "gates": [{"criterion": "format", "below": 0.5}],
+}
+WITH_JUDGE = {
+    "criteria": [
+        *ARITHMETIC["criteria"],
+        {"key": "clear", "title": "Clear", "kind": "judge", "weight": 0.5,
+         "question": "Is the answer stated clearly?",
+         "choices": [{"label": "no", "description": "unclear"}, {"label": "yes", "description": "clear"}]},
+    ]
+}
+
+
+def run_inline(job: JudgeJob) -> JudgeJob:
+    for index in services.judge_job_plan(job_id=job.pk):
+        services.judge_chunk_run(job_id=job.pk, index=index)
+    job.refresh_from_db()
+    return job
+
+
+@pytest.fixture
+def arithmetic(db):
+    task = TaskFactory()
+    project = task.project
+    example = ExampleFactory(task=task, prompt="What is 40 + 2?", answer="42")
+    rollouts = [
+        RolloutFactory(project=project, task=task, example=example, group_key="g", sample_index=i, completion=text)
+        for i, text in enumerate(["<answer>42</answer>", "<answer>41</answer>", "It is 42", ""])
+    ]
+    rollouts[3].error = "generation timed out"
+    rollouts[3].save()
+    version = RubricVersionFactory(rubric=RubricFactory(project=project, task=task), spec=ARITHMETIC)
+    return project, version, rollouts
+
+
+@pytest.mark.django_db
+def test_programmatic_job_scores_every_rollout_once_and_stores_failures(arithmetic):
+    project, version, rollouts = arithmetic
+    job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
+    job = run_inline(job)
+    assert job.status == JobStatus.SUCCEEDED and (job.done, job.total, job.failed_count) == (4, 4, 1)
+    totals = {s.rollout_id: s for s in RolloutScore.objects.filter(rubric_version=version)}
+    assert totals[rollouts[0].pk].total == pytest.approx(1.0)
+    assert totals[rollouts[1].pk].total == pytest.approx(0.25 / 1.25)
+    assert totals[rollouts[2].pk].total == 0 and totals[rollouts[2].pk].gated_by == "format"
+    assert totals[rollouts[3].pk].total is None and "generation timed out" in totals[rollouts[3].pk].error
+    missing_tag = CriterionScore.objects.get(rollout=rollouts[2], criterion_key="correct")
+    assert missing_tag.score == 0 and missing_tag.raw_response  # the reason is kept
+
+    # Running the same chunks again (a redelivery) writes nothing twice and counts nothing twice.
+    for chunk in JobChunk.objects.filter(kind="judge", job_id=job.pk):
+        assert services.judge_chunk_run(job_id=job.pk, index=chunk.index) == 0
+    job.refresh_from_db()
+    assert job.done == 4 and CriterionScore.objects.filter(rubric_version=version).count() == 6
+    # A second job over the same rollouts updates the rows in place (unique per rollout × version × criterion × judge).
+    run_inline(services.judge_job_create(project=project, rubric_version=version, enqueue=False))
+    assert RolloutScore.objects.filter(rubric_version=version).count() == 4
+
+
+@pytest.mark.django_db
+def test_judge_criteria_need_an_endpoint_and_bad_selections_are_refused(arithmetic):
+    project, version, _ = arithmetic
+    judged = RubricVersionFactory(rubric=version.rubric, spec=WITH_JUDGE)
+    with pytest.raises(ApplicationError, match="choose a judge endpoint"):
+        services.judge_job_create(project=project, rubric_version=judged, enqueue=False)
+    with pytest.raises(ApplicationError, match="No rollouts match"):
+        services.judge_job_create(project=project, rubric_version=version, selection={"task": 999999}, enqueue=False)
+    other = EndpointFactory()
+    with pytest.raises(ApplicationError, match="another project"):
+        services.judge_job_create(project=project, rubric_version=judged, endpoint=other, enqueue=False)
+
+
+@pytest.mark.django_db
+def test_lm_judge_through_a_real_http_server_with_cache_and_faults(arithmetic):
+    project, version, rollouts = arithmetic
+    judged = RubricVersionFactory(rubric=version.rubric, spec=WITH_JUDGE)
+
+    def responder(body, index):
+        text = " ".join(str(m.get("content")) for m in body["messages"])
+        if "It is 42" in text:
+            return Reply(body="{not json")  # malformed body: this item must end failed with a reason
+        return '{"verdicts": [{"key": "clear", "rationale": "states 42 plainly", "verdict": "yes"}]}'
+
+    with StubChatServer(responder) as server:
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, supports_structured_output=False,
+                                   default_params={"max_tokens": 64})
+        job = run_inline(services.judge_job_create(project=project, rubric_version=judged, endpoint=endpoint, enqueue=False))
+        first_calls = server.stats["requests"]
+        assert job.status == JobStatus.SUCCEEDED and job.done == 4 and job.calls_made >= 3
+        clear = {s.rollout_id: s for s in CriterionScore.objects.filter(rubric_version=judged, criterion_key="clear")}
+        assert clear[rollouts[0].pk].score == 1.0 and clear[rollouts[0].pk].rationale == "states 42 plainly"
+        assert clear[rollouts[0].pk].judge_fingerprint == job.judge_fingerprint != "programmatic"
+        assert clear[rollouts[2].pk].score is None and clear[rollouts[2].pk].error
+        assert CriterionScore.objects.get(rollout=rollouts[0], rubric_version=judged, criterion_key="correct").judge_fingerprint == "programmatic"
+        assert JudgeCache.objects.count() >= 2
+
+        # Re-judging identical inputs is answered from the cache: zero new calls for the parsed ones.
+        again = run_inline(services.judge_job_create(project=project, rubric_version=judged, endpoint=endpoint, enqueue=False))
+        # Only the item whose answer was malformed is asked again (with its retries); the rest come from the cache.
+        assert again.cache_hits >= 2 and again.calls_made == 1
+        assert server.stats["requests"] - first_calls >= 1
+
+
+@pytest.mark.django_db
+def test_cancel_stops_remaining_chunks_and_keeps_written_scores(arithmetic, settings):
+    project, version, _ = arithmetic
+    settings.RUBRICON_JUDGE_CHUNK_SIZE = 2
+    job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
+    first, second = services.judge_job_plan(job_id=job.pk)
+    services.judge_chunk_run(job_id=job.pk, index=first)
+    assert services.judge_job_cancel(job=job)
+    assert services.judge_chunk_run(job_id=job.pk, index=second) == 0
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED and job.done == 2
+    assert RolloutScore.objects.filter(job=job).count() == 2
+
+
+@pytest.mark.django_db
+def test_management_command_runs_the_same_job(arithmetic, capsys):
+    project, version, _ = arithmetic
+    call_command("judge", "--rubric-version", str(version.pk), "--inline")
+    out = capsys.readouterr().out
+    assert "succeeded" in out and "4/4 scored, 1 failed" in out
+
+
+@pytest.mark.django_db
+def test_judge_pages_and_permissions(client, arithmetic, make_member):
+    project, version, _ = arithmetic
+    viewer, _ = make_member(Role.VIEWER, project=project)
+    editor, _ = make_member(Role.EDITOR, project=project)
+    client.force_login(viewer)
+    url = reverse("judging:create", args=[project.pk])
+    assert client.post(url, {"rubric_version": version.pk}).status_code == 403
+    client.force_login(editor)
+    response = client.post(url, {"rubric_version": version.pk})
+    job = JudgeJob.objects.get()
+    assert response.status_code == 302 and response["Location"].endswith(f"/judging/{job.pk}/")
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"every 1s" in page.content  # pending: the progress polls
+    fragment = client.get(response["Location"], HTTP_HX_REQUEST="true")
+    assert b'id="progress"' in fragment.content and b"<html" not in fragment.content
+    assert client.post(reverse("judging:cancel", args=[project.pk, job.pk])).status_code == 302
+    job.refresh_from_db()
+    assert job.status == JobStatus.CANCELLED
+    assert client.get(reverse("judging:list", args=[project.pk])).status_code == 200

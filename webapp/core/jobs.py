@@ -1,0 +1,58 @@
+"""Chunked, resumable jobs: a job's work is split into JobChunk rows; each chunk commits its results and its
+`done` flag in one transaction, so redelivered or resumed chunks never write twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from itertools import islice
+
+from django.db import transaction
+from django.db.models import F
+
+from webapp.core.models import JobChunk
+
+
+def _batched(ids: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(ids)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def job_chunks_plan(*, kind: str, job_id: int, item_ids: Iterable[int], size: int) -> int:
+    """Create the job's chunks (idempotent: planning twice creates nothing new). Returns the number of items."""
+    chunks, total = [], 0
+    for index, ids in enumerate(_batched(item_ids, size)):
+        chunks.append(JobChunk(kind=kind, job_id=job_id, index=index, item_ids=ids))
+        total += len(ids)
+    JobChunk.objects.bulk_create(chunks, batch_size=1000, ignore_conflicts=True)
+    return total
+
+
+def job_chunks_pending(*, kind: str, job_id: int) -> list[int]:
+    return list(JobChunk.objects.filter(kind=kind, job_id=job_id, done=False).order_by("index").values_list("index", flat=True))
+
+
+def job_chunk_items(*, kind: str, job_id: int, index: int) -> list[int] | None:
+    """The chunk's item ids, or None when it is already done (a duplicate delivery)."""
+    chunk = JobChunk.objects.filter(kind=kind, job_id=job_id, index=index).values("item_ids", "done").first()
+    if chunk is None or chunk["done"]:
+        return None
+    JobChunk.objects.filter(kind=kind, job_id=job_id, index=index).update(attempts=F("attempts") + 1)
+    return list(chunk["item_ids"])
+
+
+def job_chunk_claim_done(*, kind: str, job_id: int, index: int) -> bool:
+    """Inside the transaction that writes the chunk's results: lock the chunk and mark it done.
+    False means another delivery of the same chunk finished first; the caller must roll back its writes."""
+    assert transaction.get_connection().in_atomic_block, "call inside the transaction that writes the results"
+    chunk = JobChunk.objects.select_for_update().filter(kind=kind, job_id=job_id, index=index).first()
+    if chunk is None or chunk.done:
+        return False
+    chunk.done = True
+    chunk.error = ""
+    chunk.save(update_fields=["done", "error", "updated_at"])
+    return True
+
+
+def job_chunk_record_error(*, kind: str, job_id: int, index: int, error: str) -> None:
+    JobChunk.objects.filter(kind=kind, job_id=job_id, index=index).update(error=error[:2000])

@@ -1,0 +1,50 @@
+"""Build the judge for a model endpoint (training.judges objects; no ORM object crosses into training/)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+from training.judges.base import CachedJudge, JudgeBackend
+from training.judges.openai_judge import OpenAIJudge
+from training.llm_client import OpenAICompatibleClient
+from webapp.core.errors import ApplicationError
+from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.judging.cache import DatabaseJudgeCache
+
+
+def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
+    """The endpoint's API key, read from the worker's environment by the variable's name; never stored."""
+    import os
+
+    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+
+
+def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> JudgeBackend:
+    params = dict(endpoint.default_params or {})
+    temperature = float(params.pop("temperature", 0.0))
+    max_tokens = int(params.pop("max_tokens", 512))
+    if endpoint.kind == EndpointKind.OPENAI:
+        client = OpenAICompatibleClient(
+            base_url=endpoint.base_url,
+            model=endpoint.model,
+            api_key=endpoint_api_key(endpoint),
+            max_concurrency=endpoint.max_concurrency,
+            requests_per_minute=endpoint.requests_per_minute,
+            tokens_per_minute=endpoint.tokens_per_minute,
+            supports_structured_output=endpoint.supports_structured_output,
+        )
+        judge: JudgeBackend = OpenAIJudge(client, temperature=temperature, max_tokens=max_tokens, extra_params=params)
+    elif endpoint.kind == EndpointKind.TRANSFORMERS:
+        from training.judges.transformers_judge import TransformersJudge
+        from training.models import ModelError, resolve_model
+
+        try:
+            path = resolve_model(endpoint.model, models_dir=settings.MODELS_DIR)
+        except ModelError as error:
+            raise ApplicationError(str(error), field="model") from error
+        judge = TransformersJudge(path, max_new_tokens=max_tokens, temperature=temperature)
+    else:
+        raise ApplicationError(
+            "A local vLLM engine cannot judge yet: start `vllm serve` and add it as an OpenAI-compatible endpoint."
+        )
+    return CachedJudge(judge, DatabaseJudgeCache()) if cached else judge

@@ -1,0 +1,219 @@
+"""Judge jobs: score a selection of rollouts with a rubric version (programmatic criteria and LM judges).
+
+Flow: judge_job_create (web) → workers.judging.start_judge_job plans chunks → workers.judging.judge_chunk per chunk
+→ judge_chunk_run scores and writes CriterionScore/RolloutScore rows and the chunk's done flag in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from training.rubrics.engine import RubricEngine
+from training.rubrics.spec import JudgeCriterion
+from training.rubrics.types import Rollout as EngineRollout
+from training.rubrics.types import RolloutScore as EngineScore
+from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_chunk_claim_done, job_chunk_items, job_chunks_pending, job_chunks_plan
+from webapp.core.models import JobChunk, JobStatus, Project
+from webapp.endpoints.models import ModelEndpoint
+from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
+from webapp.rollouts.models import Rollout
+from webapp.rollouts.selectors import rollout_browse
+from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.services import rubric_spec_validate
+
+logger = logging.getLogger(__name__)
+
+PROGRAMMATIC = "programmatic"
+SCORE_FIELDS = ["job", "raw_choice", "score", "rationale", "raw_response", "prompt_tokens", "completion_tokens",
+                "latency_ms", "cached", "error"]
+
+
+def engine_rollout(rollout: Rollout) -> EngineRollout:
+    """A stored rollout as the rubric engine sees it (no ORM object crosses into training/)."""
+    example = rollout.example
+    prompt_messages = list(rollout.prompt_messages or [])
+    trajectory = list(rollout.messages or [])
+    completion_messages = trajectory[len(prompt_messages):] if len(trajectory) > len(prompt_messages) + 1 else None
+    info = {**(example.info if example else {}), **(rollout.metadata or {}).get("info", {})}
+    return EngineRollout(
+        completion=rollout.completion,
+        prompt=(example.prompt if example and not prompt_messages else None),
+        messages=prompt_messages or None,
+        completion_messages=completion_messages,
+        reference=example.answer if example and example.answer else None,
+        info=info,
+        completion_tokens=rollout.completion_tokens,
+        group_id=rollout.group_key or None,
+    )
+
+
+def rubric_engine(version: RubricVersion, endpoint: ModelEndpoint | None) -> RubricEngine:
+    from webapp.judging.judges import judge_for_endpoint
+
+    spec = rubric_spec_validate(version.spec)
+    judge = judge_for_endpoint(endpoint) if (spec.judge_criteria and endpoint is not None) else None
+    return RubricEngine(spec, judge=judge, python_allowlist=settings.RUBRICON_PYTHON_REWARD_ALLOWLIST)
+
+
+@transaction.atomic
+def judge_job_create(
+    *, project: Project, rubric_version: RubricVersion, endpoint: ModelEndpoint | None = None,
+    selection: dict | None = None, created_by=None, enqueue: bool = True,
+) -> JudgeJob:
+    """Create a job over the rollouts matching `selection` (the rollout browser's filters). `enqueue=False` leaves
+    running it to the caller (`manage.py judge --inline`)."""
+    if rubric_version.rubric.project_id != project.pk:
+        raise ApplicationError("That rubric version belongs to another project.", field="rubric_version")
+    if endpoint is not None and endpoint.project_id != project.pk:
+        raise ApplicationError("That endpoint belongs to another project.", field="endpoint")
+    spec = rubric_spec_validate(rubric_version.spec)
+    if spec.judge_criteria and endpoint is None:
+        keys = ", ".join(c.key for c in spec.judge_criteria)
+        raise ApplicationError(f"This rubric has LM-judge criteria ({keys}); choose a judge endpoint.", field="endpoint")
+    selection = dict(selection or {})
+    rollouts = rollout_browse(project, filters=selection)
+    # Freeze the selection: rollouts created after this moment are not part of the job.
+    last = rollouts.order_by("-pk").values_list("pk", flat=True).first()
+    if last is None:
+        raise ApplicationError("No rollouts match this selection.")
+    selection["max_id"] = last
+    job = JudgeJob.objects.create(
+        project=project, rubric_version=rubric_version, endpoint=endpoint if spec.judge_criteria else None,
+        selection=selection, created_by=created_by,
+    )
+    if enqueue:
+        from workers.judging import start_judge_job
+
+        transaction.on_commit(lambda: start_judge_job.delay(job_id=job.pk))
+    return job
+
+
+def judge_job_plan(*, job_id: int) -> list[int]:
+    """Claim a pending job, split its selection into chunks; return the chunk indexes still to run.
+    Safe to call again (redelivery, resume): planning is idempotent and only unfinished chunks are returned."""
+    job = JudgeJob.objects.select_related("project", "rubric_version", "endpoint").get(pk=job_id)
+    if job.status in JobStatus.finished():
+        return []
+    if job.status == JobStatus.PENDING:
+        selection = dict(job.selection)
+        max_id = selection.pop("max_id", None)
+        ids = rollout_browse(job.project, filters=selection).order_by("pk").values_list("pk", flat=True)
+        if max_id is not None:
+            ids = ids.filter(pk__lte=max_id)
+        total = job_chunks_plan(kind=JobChunk.Kind.JUDGE, job_id=job.pk, item_ids=ids.iterator(), size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
+        engine = rubric_engine(job.rubric_version, job.endpoint)
+        JudgeJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+            status=JobStatus.RUNNING, total=total, started_at=timezone.now(),
+            judge_fingerprint=engine.judge_fingerprint or PROGRAMMATIC,
+        )
+    pending = job_chunks_pending(kind=JobChunk.Kind.JUDGE, job_id=job.pk)
+    if not pending:
+        _finish_if_complete(job.pk)
+    return pending
+
+
+def judge_chunk_run(*, job_id: int, index: int) -> int:
+    """Score one chunk. Returns the number of rollouts written (0 for a duplicate delivery or a cancelled job)."""
+    job = JudgeJob.objects.select_related("rubric_version", "endpoint").get(pk=job_id)
+    if job.status != JobStatus.RUNNING:
+        return 0
+    rollout_ids = job_chunk_items(kind=JobChunk.Kind.JUDGE, job_id=job.pk, index=index)
+    if rollout_ids is None:
+        return 0
+    engine = rubric_engine(job.rubric_version, job.endpoint)
+    rollouts = list(Rollout.objects.filter(pk__in=rollout_ids).select_related("example").order_by("pk"))
+    scorable = [r for r in rollouts if not r.error]
+    results: list[EngineScore] = async_to_sync(engine.ascore_many)([engine_rollout(r) for r in scorable]) if scorable else []
+    judge = engine.judge
+    judge_fp = engine.judge_fingerprint or PROGRAMMATIC
+    judge_keys = {c.key for c in engine.spec.criteria if isinstance(c, JudgeCriterion)}
+
+    criterion_rows, totals = [], []
+    for rollout, score in zip(scorable, results, strict=True):
+        for key, result in score.criteria.items():
+            criterion_rows.append(CriterionScore(
+                rollout=rollout, rubric_version=job.rubric_version, criterion_key=key,
+                judge_fingerprint=judge_fp if key in judge_keys else PROGRAMMATIC, job=job,
+                raw_choice=(result.choice or "")[:200], score=result.score, rationale=result.rationale or "",
+                raw_response=result.raw_response or ("" if key in judge_keys else result.reason),
+                prompt_tokens=result.prompt_tokens or None, completion_tokens=result.completion_tokens or None,
+                latency_ms=round(result.latency_ms) if result.latency_ms else None, cached=result.cached,
+                error=result.error or "",
+            ))
+        totals.append(RolloutScore(
+            rollout=rollout, rubric_version=job.rubric_version, judge_fingerprint=judge_fp, job=job,
+            total=score.total, gated_by=score.gated_by or "",
+            error="" if score.total is not None else (score.reason or "a weighted criterion could not be scored"),
+        ))
+    for rollout in rollouts:
+        if rollout.error:
+            totals.append(RolloutScore(
+                rollout=rollout, rubric_version=job.rubric_version, judge_fingerprint=judge_fp, job=job,
+                total=None, error=f"rollout failed, not scored: {rollout.error}"[:2000],
+            ))
+
+    usage = getattr(getattr(judge, "backend", None), "client", None)
+    with transaction.atomic():
+        if not job_chunk_claim_done(kind=JobChunk.Kind.JUDGE, job_id=job.pk, index=index):
+            return 0
+        CriterionScore.objects.bulk_create(
+            criterion_rows, batch_size=1000, update_conflicts=True, update_fields=SCORE_FIELDS,
+            unique_fields=["rollout", "rubric_version", "criterion_key", "judge_fingerprint"],
+        )
+        RolloutScore.objects.bulk_create(
+            totals, batch_size=1000, update_conflicts=True, update_fields=["job", "total", "gated_by", "error"],
+            unique_fields=["rollout", "rubric_version", "judge_fingerprint"],
+        )
+        JudgeJob.objects.filter(pk=job.pk).update(
+            done=F("done") + len(totals),
+            failed_count=F("failed_count") + sum(1 for t in totals if t.total is None),
+            calls_made=F("calls_made") + getattr(judge, "calls", 0),
+            cache_hits=F("cache_hits") + getattr(judge, "hits", 0),
+            prompt_tokens=F("prompt_tokens") + sum(r.prompt_tokens or 0 for r in criterion_rows),
+            completion_tokens=F("completion_tokens") + sum(r.completion_tokens or 0 for r in criterion_rows),
+            cost_usd=F("cost_usd") + Decimal(str(round(getattr(getattr(usage, "usage", None), "cost_usd", 0.0), 6))),
+        )
+    _finish_if_complete(job.pk)
+    return len(totals)
+
+
+def _finish_if_complete(job_id: int) -> None:
+    if not JobChunk.objects.filter(kind=JobChunk.Kind.JUDGE, job_id=job_id, done=False).exists():
+        JudgeJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now()
+        )
+
+
+def judge_job_fail(*, job_id: int, error: str) -> None:
+    JudgeJob.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
+        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now()
+    )
+
+
+def judge_job_cancel(*, job: JudgeJob) -> bool:
+    """Stop a job: chunks not yet started see the status and do nothing; scores already written stay."""
+    return bool(
+        JudgeJob.objects.filter(pk=job.pk, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+    )
+
+
+def judge_job_resume(*, job: JudgeJob) -> int:
+    """Re-enqueue the unfinished chunks of a running job (after a worker was killed). Returns how many."""
+    from workers.judging import judge_chunk
+
+    if job.status != JobStatus.RUNNING:
+        raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
+    pending = job_chunks_pending(kind=JobChunk.Kind.JUDGE, job_id=job.pk)
+    for index in pending:
+        judge_chunk.delay(job_id=job.pk, index=index)
+    return len(pending)
