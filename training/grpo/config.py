@@ -61,7 +61,8 @@ class JudgeEndpoint(_Strict):
     base_url: str = Field(description="Base URL of the OpenAI-compatible API, e.g. http://judge:8000/v1.")
     model: str = Field(description="Model name the judge server expects.")
     api_key_env: str | None = Field(
-        default=None, description="Name of the environment variable holding the API key (never the key itself)."
+        default=None,
+        description="Name of the environment variable holding the API key (never the key itself).",
     )
     max_concurrency: int = Field(default=16, ge=1, description="Judge requests in flight at once.")
     timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one judge request, in seconds.")
@@ -81,7 +82,9 @@ class LoraOptions(_Strict):
 class GRPORunConfig(_Strict):
     """Everything one GRPO run needs, independent of Django and of where it runs."""
 
-    preset: PresetName | None = Field(default=None, description="Preset this config started from, for the record.")
+    preset: PresetName | None = Field(
+        default=None, description="Preset this config started from, for the record."
+    )
 
     # Model and data
     model: str = Field(
@@ -109,7 +112,9 @@ class GRPORunConfig(_Strict):
 
     # GRPO
     num_generations: int = Field(
-        default=8, ge=2, description="Completions sampled per prompt (the group size G). GRPO needs at least 2."
+        default=8,
+        ge=2,
+        description="Completions sampled per prompt (the group size G). GRPO needs at least 2.",
     )
     per_device_train_batch_size: int = Field(
         default=8, ge=1, description="Completions per device per forward/backward pass."
@@ -122,7 +127,9 @@ class GRPORunConfig(_Strict):
         "gradient_accumulation_steps. Must hold whole groups.",
     )
     num_processes: int = Field(
-        default=1, ge=1, description="Training processes (GPUs) under `accelerate launch`; 1 on a single device."
+        default=1,
+        ge=1,
+        description="Training processes (GPUs) under `accelerate launch`; 1 on a single device.",
     )
     max_prompt_length: int | None = Field(
         default=512,
@@ -154,14 +161,18 @@ class GRPORunConfig(_Strict):
     epsilon_high: float | None = Field(
         default=None, gt=0.0, description="Upper clipping range (DAPO's clip-higher); defaults to epsilon."
     )
-    num_iterations: int = Field(default=1, ge=1, description="Optimizer passes over each generated batch (μ).")
+    num_iterations: int = Field(
+        default=1, ge=1, description="Optimizer passes over each generated batch (μ)."
+    )
     mask_truncated_completions: bool = Field(
         default=False, description="Leave completions cut at max_completion_length out of the loss."
     )
     max_steps: int | None = Field(
         default=None, ge=1, description="Optimizer steps to run; when empty, num_train_epochs decides."
     )
-    num_train_epochs: float = Field(default=1.0, gt=0.0, description="Passes over the examples when max_steps is empty.")
+    num_train_epochs: float = Field(
+        default=1.0, gt=0.0, description="Passes over the examples when max_steps is empty."
+    )
     lora: LoraOptions | None = Field(default=None, description="Train LoRA adapters instead of all weights.")
 
     # Rollout engine
@@ -191,10 +202,14 @@ class GRPORunConfig(_Strict):
         default=None, ge=1, description="Save a checkpoint every N steps; empty saves only at the end."
     )
     save_total_limit: int | None = Field(default=3, ge=1, description="Keep at most this many checkpoints.")
-    save_final: bool = Field(default=True, description="Save the final model when the run ends or is stopped.")
+    save_final: bool = Field(
+        default=True, description="Save the final model when the run ends or is stopped."
+    )
     logging_steps: int = Field(default=1, ge=1, description="Report metrics every N steps.")
     sample_every: int = Field(
-        default=1, ge=1, description="Report the sampled completions with their per-criterion rewards every N steps."
+        default=1,
+        ge=1,
+        description="Report the sampled completions with their per-criterion rewards every N steps.",
     )
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ scores are floats in 0..1. A "pair" exists for an item only where both the judge
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -146,10 +146,6 @@ def paired(
     return j[keep], h[keep]
 
 
-def _none_if_nan(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Paired data as weighted cells: every paired statistic is a function of cell counts, which is what makes the
 # bootstrap a cheap matrix operation.
@@ -196,27 +192,25 @@ def _kappa_from_counts(counts: np.ndarray, codes: np.ndarray, k: int, weights: K
         return np.where(den > 0, 1.0 - num / den, np.nan)
 
 
-def _weighted_sum(w: np.ndarray, *factors: np.ndarray) -> np.ndarray:
-    """Row sums of w × factors, without the temporaries of a broadcast product (factors are per cell or per row)."""
-    if all(f.ndim == 1 for f in factors):
-        product = np.prod(np.vstack(factors), axis=0) if len(factors) > 1 else factors[0]
-        return w @ product
-    letters = ",".join("ij" if f.ndim == 2 else "j" for f in factors)
-    return np.einsum(f"ij,{letters}->i", w, *factors, optimize=True)
-
-
 def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pearson r per row of weights ``w`` (resamples × cells); x and y are per cell, or per row-and-cell."""
     total = w.sum(axis=1)
     safe_total = np.where(total == 0, 1, total)
-    sx, sy = _weighted_sum(w, x), _weighted_sum(w, y)
     # Raw moments keep this to a few passes over the (resamples × cells) matrix; values are 0..1 scores or ranks,
     # whose cancellation error is far below the bootstrap's own noise.
-    cov = _weighted_sum(w, x, y) - sx * sy / safe_total
-    vx = _weighted_sum(w, x, x) - sx * sx / safe_total
-    vy = _weighted_sum(w, y, y) - sy * sy / safe_total
+    if x.ndim == 1 and y.ndim == 1:
+        sx, sy, sxx, syy, sxy = (w @ np.vstack([x, y, x * x, y * y, x * y]).T).T
+    else:
+        wx, wy = w * x, w * y
+        sx, sy = wx.sum(axis=1), wy.sum(axis=1)
+        sxx = np.einsum("ij,ij->i", wx, np.broadcast_to(x, w.shape))
+        syy = np.einsum("ij,ij->i", wy, np.broadcast_to(y, w.shape))
+        sxy = np.einsum("ij,ij->i", wx, np.broadcast_to(y, w.shape))
+    cov = sxy - sx * sy / safe_total
+    vx = sxx - sx * sx / safe_total
+    vy = syy - sy * sy / safe_total
     # Relative tolerance: a constant column leaves round-off variance, not zero.
-    defined = (vx > 1e-12 * _weighted_sum(w, x, x)) & (vy > 1e-12 * _weighted_sum(w, y, y)) & (vx > 0) & (vy > 0)
+    defined = (vx > 1e-12 * sxx) & (vy > 1e-12 * syy) & (vx > 0) & (vy > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(defined, cov / np.sqrt(np.abs(vx * vy)), np.nan)
     return np.clip(r, -1.0, 1.0)
@@ -279,7 +273,9 @@ def _paired_statistic(
     raise ValueError(f"Unknown statistic {name!r}.")
 
 
-def _resampled_counts(counts: np.ndarray, n_resamples: int, rng: np.random.Generator, *, width: int = 0):
+def _resampled_counts(
+    counts: np.ndarray, n_resamples: int, rng: np.random.Generator, *, width: int = 0
+) -> Iterator[np.ndarray]:
     """Yield chunks (resamples × categories) of bootstrap counts: n = sum(counts) draws with replacement.
 
     Categories are paired cells or rated items; resampling the underlying rows is the same as drawing category
@@ -290,7 +286,9 @@ def _resampled_counts(counts: np.ndarray, n_resamples: int, rng: np.random.Gener
     use_multinomial = m <= _MULTINOMIAL_MAX_CELLS
     # The widest matrix per resample is the category counts (multinomial) or the drawn row indices (n).
     # ``width``: the widest per-resample array the caller builds from a chunk.
-    chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS_PER_CHUNK // max(width, m if use_multinomial else max(m, n))))
+    chunk = max(
+        1, min(n_resamples, _BOOTSTRAP_CELLS_PER_CHUNK // max(width, m if use_multinomial else max(m, n)))
+    )
     category_of_row = None if use_multinomial else np.repeat(np.arange(m), counts.astype(int))
     done = 0
     while done < n_resamples:
@@ -304,13 +302,19 @@ def _resampled_counts(counts: np.ndarray, n_resamples: int, rng: np.random.Gener
         done += size
 
 
-def _percentile_interval(samples: np.ndarray, confidence: float, n_resamples: int) -> tuple[float | None, float | None, str | None]:
+def _percentile_interval(
+    samples: np.ndarray, confidence: float, n_resamples: int
+) -> tuple[float | None, float | None, str | None]:
     finite = samples[np.isfinite(samples)]
     # When many resamples have no defined value the interval would describe a different population.
     if finite.size < 0.9 * n_resamples:
-        return None, None, (
-            f"the statistic is undefined in {n_resamples - finite.size} of {n_resamples} bootstrap resamples "
-            "(too few items or too little variation)"
+        return (
+            None,
+            None,
+            (
+                f"the statistic is undefined in {n_resamples - finite.size} of {n_resamples} bootstrap resamples "
+                "(too few items or too little variation)"
+            ),
         )
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
@@ -340,7 +344,14 @@ def bootstrap_interval(
     """Percentile bootstrap interval of a paired statistic over items: (low, high, reason when None)."""
     j, h = paired(judge, human)
     return _bootstrap_paired(
-        j, h, [statistic], labels=labels, tolerance=tolerance, n_resamples=n_resamples, confidence=confidence, seed=seed
+        j,
+        h,
+        [statistic],
+        labels=labels,
+        tolerance=tolerance,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
     )[statistic]
 
 
@@ -360,7 +371,10 @@ def _bootstrap_paired(
 ) -> dict[str, Interval]:
     # One set of resamples serves every statistic: drawing them is the expensive part for continuous scores.
     if j.size < 2:
-        return {name: (None, None, f"needs at least 2 paired items for an interval, has {j.size}") for name in statistics}
+        return {
+            name: (None, None, f"needs at least 2 paired items for an interval, has {j.size}")
+            for name in statistics
+        }
     cells = _cells(j, h)
     result: dict[str, Interval] = {}
     fns: dict[str, _PairedStatistic] = {}
@@ -402,7 +416,9 @@ def _labels(j: np.ndarray, h: np.ndarray, labels: Sequence[float] | None) -> np.
     given = np.unique(np.asarray(labels, dtype=float))
     outside = np.setdiff1d(observed, given)
     if outside.size:
-        raise ValueError(f"values {outside.tolist()} are not among labels {given.tolist()}; pass the full label set.")
+        raise ValueError(
+            f"values {outside.tolist()} are not among labels {given.tolist()}; pass the full label set."
+        )
     return given
 
 
@@ -492,7 +508,9 @@ def mean_absolute_error(
     return Stat(float(np.mean(np.abs(j - h))), int(j.size))
 
 
-def bias(judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray) -> Stat:
+def bias(
+    judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
+) -> Stat:
     """Mean judge − human: positive means the judge is more lenient than the humans."""
     j, h = paired(judge, human)
     if j.size == 0:
@@ -510,7 +528,9 @@ def confusion_matrix(
     label_array = _labels(j, h, labels)
     k = label_array.size
     if k > MAX_CATEGORIES:
-        raise ValueError(f"a confusion matrix needs discrete labels; got {k} distinct values. Bin the scores first.")
+        raise ValueError(
+            f"a confusion matrix needs discrete labels; got {k} distinct values. Bin the scores first."
+        )
     counts = np.zeros((k, k), dtype=int)
     if j.size:
         np.add.at(counts, (_label_index(h, label_array), _label_index(j, label_array)), 1)
@@ -678,7 +698,11 @@ def krippendorff_alpha(
     if n == 0:
         return Stat(None, 0, "no item was rated by at least two raters")
     if values.size < 2:
-        return Stat(None, n, "alpha is undefined: every rating has the same value, so there is no variation to agree on")
+        return Stat(
+            None,
+            n,
+            "alpha is undefined: every rating has the same value, so there is no variation to agree on",
+        )
     value = _alpha_from_weights(counts[None, :], values, patterns, level)[0]
     if not np.isfinite(value):
         return Stat(None, n, "alpha is undefined: the pairable ratings have no variation")
@@ -733,7 +757,9 @@ def agreement_report(
         weighted: (
             Stat(None, n, "weighted kappa needs ordered values; this criterion is nominal")
             if kind == "nominal"
-            else cohen_kappa(j, h, weights="linear" if kind == "score" else "quadratic", labels=label_array if n else None)
+            else cohen_kappa(
+                j, h, weights="linear" if kind == "score" else "quadratic", labels=label_array if n else None
+            )
         ),
         "spearman": spearman(j, h),
         "pearson": pearson(j, h),
@@ -743,10 +769,19 @@ def agreement_report(
     if n_resamples > 0:
         defined = [name for name, stat in stats.items() if stat.value is not None]
         intervals = _bootstrap_paired(
-            j, h, defined, labels=label_array if n else None, tolerance=tolerance,
-            n_resamples=n_resamples, confidence=confidence, seed=seed,
+            j,
+            h,
+            defined,
+            labels=label_array if n else None,
+            tolerance=tolerance,
+            n_resamples=n_resamples,
+            confidence=confidence,
+            seed=seed,
         )
-        stats = {name: _with_interval(stat, intervals[name]) if name in intervals else stat for name, stat in stats.items()}
+        stats = {
+            name: _with_interval(stat, intervals[name]) if name in intervals else stat
+            for name, stat in stats.items()
+        }
     alpha_level: AlphaLevel = {"nominal": "nominal", "ordinal": "ordinal", "score": "interval"}[kind]  # type: ignore[assignment]
     return AgreementReport(
         kind=kind,
@@ -804,7 +839,9 @@ def position_swap_consistency(
     both times, i.e. ``swapped`` is ``first`` with A and B exchanged.
     """
     if len(first) != len(swapped):
-        raise ValueError(f"first and swapped must have one verdict per pair; got {len(first)} and {len(swapped)}.")
+        raise ValueError(
+            f"first and swapped must have one verdict per pair; got {len(first)} and {len(swapped)}."
+        )
     pairs = [(a, b) for a, b in zip(first, swapped, strict=True) if a is not None and b is not None]
     for a, b in pairs:
         if a not in _SWAP or b not in _SWAP:

@@ -56,7 +56,9 @@ def test_unused_scale_step_changes_weighted_kappa_only_when_labels_say_so() -> N
     human = [0, 2, 3, 2, 3, 2, 2, 0]
     full = ag.cohen_kappa(judge, human, weights="quadratic", labels=[0, 1, 2, 3])
     observed_only = ag.cohen_kappa(judge, human, weights="quadratic")
-    assert full.value == pytest.approx(cohen_kappa_score(human, judge, weights="quadratic", labels=[0, 1, 2, 3]))
+    assert full.value == pytest.approx(
+        cohen_kappa_score(human, judge, weights="quadratic", labels=[0, 1, 2, 3])
+    )
     assert observed_only.value == pytest.approx(cohen_kappa_score(human, judge, weights="quadratic"))
     assert full.value != pytest.approx(observed_only.value)
 
@@ -83,7 +85,9 @@ def test_mae_bias_percent_agreement_and_confusion() -> None:
     assert ag.mean_absolute_error(judge, human).value == pytest.approx(np.mean(np.abs(judge - human)))
     assert ag.bias(judge, human).value == pytest.approx(np.mean(judge - human))
     assert ag.percent_agreement(judge, human).value == pytest.approx(np.mean(judge == human))
-    assert ag.percent_agreement(judge, human, tolerance=1).value == pytest.approx(np.mean(np.abs(judge - human) <= 1))
+    assert ag.percent_agreement(judge, human, tolerance=1).value == pytest.approx(
+        np.mean(np.abs(judge - human) <= 1)
+    )
     matrix = ag.confusion_matrix(judge, human, labels=range(5))
     assert matrix.n == 300
     assert matrix.counts == sk_confusion_matrix(human, judge, labels=list(range(5))).tolist()
@@ -97,7 +101,9 @@ def test_lenient_judge_has_positive_bias() -> None:
 
 @pytest.mark.parametrize("level", ["nominal", "ordinal", "interval"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_krippendorff_alpha_matches_package_with_missing_values_and_many_raters(level: str, seed: int) -> None:
+def test_krippendorff_alpha_matches_package_with_missing_values_and_many_raters(
+    level: str, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     truth = rng.integers(0, 4, size=60)
     data = np.array([np.clip(truth + rng.integers(-1, 2, size=60), 0, 3) for _ in range(4)], dtype=float)
@@ -194,8 +200,14 @@ def test_degenerate_reasons_match_what_reference_libraries_leave_undefined() -> 
 def test_perfect_agreement_with_variation_is_one_everywhere() -> None:
     values = [0, 1, 2, 3, 4, 0, 1, 2, 3, 4] * 3
     report = ag.agreement_report(values, values, kind="ordinal", labels=range(5), n_resamples=200)
-    for stat in (report.percent_agreement, report.cohen_kappa, report.weighted_kappa, report.krippendorff_alpha,
-                 report.spearman, report.pearson):
+    for stat in (
+        report.percent_agreement,
+        report.cohen_kappa,
+        report.weighted_kappa,
+        report.krippendorff_alpha,
+        report.spearman,
+        report.pearson,
+    ):
         assert stat.value == pytest.approx(1.0)
     assert report.mae.value == 0.0 and report.bias.value == 0.0
 
@@ -203,7 +215,9 @@ def test_perfect_agreement_with_variation_is_one_everywhere() -> None:
 # ---- bootstrap ---------------------------------------------------------------------------------------------
 
 
-def _naive_bootstrap(judge: np.ndarray, human: np.ndarray, fn, n_resamples: int, seed: int) -> tuple[float, float]:
+def _naive_bootstrap(
+    judge: np.ndarray, human: np.ndarray, fn, n_resamples: int, seed: int
+) -> tuple[float, float]:
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(n_resamples):
@@ -215,7 +229,10 @@ def _naive_bootstrap(judge: np.ndarray, human: np.ndarray, fn, n_resamples: int,
 @pytest.mark.parametrize(
     ("name", "reference"),
     [
-        ("weighted_kappa_quadratic", lambda j, h: cohen_kappa_score(h, j, weights="quadratic", labels=list(range(5)))),
+        (
+            "weighted_kappa_quadratic",
+            lambda j, h: cohen_kappa_score(h, j, weights="quadratic", labels=list(range(5))),
+        ),
         ("percent_agreement", lambda j, h: float(np.mean(j == h))),
         ("spearman", lambda j, h: stats.spearmanr(j, h).statistic),
         ("bias", lambda j, h: float(np.mean(j - h))),
@@ -271,13 +288,13 @@ def test_full_report_on_100k_pairs_is_fast(kind: str) -> None:
     else:
         # Scores from a 5-choice scale mapped to 0..1, as the judge and the labeling form produce them.
         judge, human = (x / 4 for x in _ordinal_pairs(0, 100_000))
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on a shared CI box do not count against us
     report = ag.agreement_report(judge, human, kind=kind, n_resamples=1000)  # type: ignore[arg-type]
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert report.n == 100_000
     assert report.weighted_kappa.ci_low is not None and report.spearman.ci_high is not None
     assert report.krippendorff_alpha.ci_low is not None
-    assert elapsed < 5.0, f"agreement report on 100k pairs took {elapsed:.2f}s"
+    assert elapsed < 5.0, f"agreement report on 100k pairs took {elapsed:.2f}s of CPU"
 
 
 # ---- report details, warnings, diagnostics ---------------------------------------------------------------
@@ -348,16 +365,18 @@ def test_continuous_scores_on_100k_pairs_skip_matrices_with_a_reason() -> None:
     rng = np.random.default_rng(0)
     human = rng.random(100_000)
     judge = np.clip(human + rng.normal(0, 0.2, 100_000), 0, 1)
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: other jobs on a shared CI box do not count against us
     # 100k distinct values leave nothing to compress, so each resample touches every pair: fewer resamples here.
     report = ag.agreement_report(judge, human, kind="score", n_resamples=200)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     assert report.cohen_kappa.value is None and "distinct values" in (report.cohen_kappa.reason or "")
     assert report.pearson.value == pytest.approx(stats.pearsonr(judge, human).statistic, abs=1e-10)
     # The package itself needs ~34 GiB here, so check against it on a slice of the same data.
     sliced = ag.krippendorff_alpha(np.vstack([judge, human])[:, :150], level="interval")
     assert sliced.value == pytest.approx(
-        krippendorff.alpha(reliability_data=np.vstack([judge, human])[:, :150], level_of_measurement="interval")
+        krippendorff.alpha(
+            reliability_data=np.vstack([judge, human])[:, :150], level_of_measurement="interval"
+        )
     )
     assert report.pearson.ci_low is not None and report.krippendorff_alpha.ci_low is not None
-    assert elapsed < 15.0, f"continuous report on 100k pairs took {elapsed:.2f}s"
+    assert elapsed < 15.0, f"continuous report on 100k pairs took {elapsed:.2f}s of CPU"
