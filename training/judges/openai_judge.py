@@ -28,7 +28,11 @@ class OpenAIJudge:
         extra_params: dict[str, Any] | None = None,
     ) -> None:
         self.client = client
-        self.params: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens, **(extra_params or {})}
+        self.params: dict[str, Any] = {
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            **(extra_params or {}),
+        }
         self.supports_structured_output = (
             client.supports_structured_output if structured_output is None else structured_output
         )

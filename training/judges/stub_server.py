@@ -45,8 +45,15 @@ class Reply:
 Responder = Callable[[dict[str, Any], int], "Reply | str"]
 
 
-def completion_body(content: str | None, model: str, *, tool_calls: Any = None, finish_reason: str = "stop",
-                    prompt_tokens: int = 10, completion_tokens: int | None = None) -> dict[str, Any]:
+def completion_body(
+    content: str | None,
+    model: str,
+    *,
+    tool_calls: Any = None,
+    finish_reason: str = "stop",
+    prompt_tokens: int = 10,
+    completion_tokens: int | None = None,
+) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content}
     if tool_calls:
         message["tool_calls"] = tool_calls
@@ -58,8 +65,11 @@ def completion_body(content: str | None, model: str, *, tool_calls: Any = None, 
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 
@@ -115,6 +125,7 @@ class StubChatServer:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def base_url(self) -> str:
@@ -148,11 +159,17 @@ class StubChatServer:
             self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            # Connection handlers may be sleeping (latency, hang=True); finish them before the loop goes away.
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             self._loop.stop()  # type: ignore[union-attr]
 
         asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
         if self._thread is not None:
             self._thread.join(5)
+        if not self._loop.is_running():
+            self._loop.close()
 
     def __enter__(self) -> StubChatServer:
         self.start()
@@ -164,12 +181,17 @@ class StubChatServer:
     # -- HTTP -----------------------------------------------------------------------------------------------------
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+                headers = {
+                    k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)
+                }
                 raw = await reader.readexactly(int(headers.get("content-length", "0")))
                 keep_open = await self._respond(writer, method, path, raw)
                 if not keep_open or headers.get("connection", "").lower() == "close":
@@ -178,15 +200,25 @@ class StubChatServer:
             pass
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)
             writer.close()
 
-    async def _send(self, writer: asyncio.StreamWriter, status: int, payload: bytes,
-                    headers: dict[str, str] | None = None, truncate: bool = False) -> None:
+    async def _send(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        truncate: bool = False,
+    ) -> None:
         head = f"HTTP/1.1 {status} {'OK' if status < 400 else 'Error'}\r\nContent-Type: application/json\r\n"
         head += f"Content-Length: {len(payload)}\r\n"
         for k, v in (headers or {}).items():
             head += f"{k}: {v}\r\n"
-        writer.write(head.encode("latin-1") + b"\r\n" + (payload[: len(payload) // 2] if truncate else payload))
+        writer.write(
+            head.encode("latin-1") + b"\r\n" + (payload[: len(payload) // 2] if truncate else payload)
+        )
         await writer.drain()
 
     async def _respond(self, writer: asyncio.StreamWriter, method: str, path: str, raw: bytes) -> bool:
@@ -194,7 +226,11 @@ class StubChatServer:
             await self._send(writer, 200, json.dumps({"data": [{"id": self.model}]}).encode())
             return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
-            await self._send(writer, 200, json.dumps(self.stats).encode())
+            stats = {
+                **self.stats,
+                "cpu_s": time.process_time(),
+            }  # whole process: meaningful when run standalone
+            await self._send(writer, 200, json.dumps(stats).encode())
             return True
         if method != "POST" or not path.rstrip("/").endswith("/chat/completions"):
             await self._send(writer, 404, b'{"error": {"message": "not found"}}')
@@ -202,8 +238,9 @@ class StubChatServer:
         self.stats["requests"] += 1
         if self.max_concurrent is not None and self._in_flight >= self.max_concurrent:
             self.stats["rejected"] += 1
-            await self._send(writer, 429, b'{"error": {"message": "too many concurrent requests"}}',
-                             {"Retry-After": "0"})
+            await self._send(
+                writer, 429, b'{"error": {"message": "too many concurrent requests"}}', {"Retry-After": "0"}
+            )
             return True
         self._in_flight += 1
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
@@ -224,12 +261,14 @@ class StubChatServer:
             self.bodies.append(body)
         if self.fault_rate and self._rng.random() < self.fault_rate:
             self.stats["faults"] += 1
-            reply = self._rng.choice([
-                Reply(429, body={"error": {"message": "rate limited"}}, headers={"Retry-After": "0"}),
-                Reply(500, body={"error": {"message": "internal error"}}),
-                Reply(200, body="{not json"),
-                Reply(200, content="x" * 200, truncate=True),
-            ])
+            reply = self._rng.choice(
+                [
+                    Reply(429, body={"error": {"message": "rate limited"}}, headers={"Retry-After": "0"}),
+                    Reply(500, body={"error": {"message": "internal error"}}),
+                    Reply(200, body="{not json"),
+                    Reply(200, content="x" * 200, truncate=True),
+                ]
+            )
         else:
             produced = self.responder(body, index)
             reply = Reply(content=produced) if isinstance(produced, str) else produced
@@ -237,11 +276,17 @@ class StubChatServer:
         if reply.hang:
             await asyncio.sleep(3600)
         if reply.body is not None:
-            payload = reply.body if isinstance(reply.body, bytes) else (
-                reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+            payload = (
+                reply.body
+                if isinstance(reply.body, bytes)
+                else (reply.body.encode() if isinstance(reply.body, str) else json.dumps(reply.body).encode())
+            )
         else:
-            payload = json.dumps(completion_body(reply.content, self.model, tool_calls=reply.tool_calls,
-                                                 finish_reason=reply.finish_reason)).encode()
+            payload = json.dumps(
+                completion_body(
+                    reply.content, self.model, tool_calls=reply.tool_calls, finish_reason=reply.finish_reason
+                )
+            ).encode()
         await self._send(writer, reply.status, payload, reply.headers, truncate=reply.truncate)
         return not reply.truncate
 
@@ -254,8 +299,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    server = StubChatServer(latency_s=args.latency, max_concurrent=args.max_concurrent, fault_rate=args.fault_rate,
-                            seed=args.seed, port=args.port, keep_bodies=False)
+    server = StubChatServer(
+        latency_s=args.latency,
+        max_concurrent=args.max_concurrent,
+        fault_rate=args.fault_rate,
+        seed=args.seed,
+        port=args.port,
+        keep_bodies=False,
+    )
 
     async def run() -> None:
         await server.serve()

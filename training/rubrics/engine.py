@@ -87,10 +87,14 @@ def _score_match(c: MatchCriterion, rollout: Rollout) -> CriterionResult:
     if c.mode == "regex":
         assert c.pattern is not None
         hit = compile_regex(c.pattern).search(answer) is not None
-        return CriterionResult(c.key, float(hit), f"{shown!r} {'matches' if hit else 'does not match'} /{c.pattern}/")
+        return CriterionResult(
+            c.key, float(hit), f"{shown!r} {'matches' if hit else 'does not match'} /{c.pattern}/"
+        )
     expected = _expected(c, rollout)
     if expected is None:
-        return CriterionResult(c.key, None, "no reference answer to compare with", error="missing reference answer")
+        return CriterionResult(
+            c.key, None, "no reference answer to compare with", error="missing reference answer"
+        )
     if c.mode == "exact":
         ok = answer.strip() == expected.strip()
     elif c.mode == "normalized":
@@ -100,17 +104,25 @@ def _score_match(c: MatchCriterion, rollout: Rollout) -> CriterionResult:
     elif c.mode == "numeric":
         got, want = parse_number(answer), parse_number(expected)
         if want is None:
-            return CriterionResult(c.key, None, f"reference {expected!r} is not a number", error="bad reference")
+            return CriterionResult(
+                c.key, None, f"reference {expected!r} is not a number", error="bad reference"
+            )
         if got is None:
             return CriterionResult(c.key, 0.0, f"answer {shown!r} is not a number")
         ok = math.isclose(got, want, rel_tol=0.0, abs_tol=c.tolerance + 1e-9 * max(1.0, abs(want)))
-        return CriterionResult(c.key, float(ok), f"{got:g} {'=' if ok else '≠'} {want:g} (tolerance {c.tolerance:g})")
+        return CriterionResult(
+            c.key, float(ok), f"{got:g} {'=' if ok else '≠'} {want:g} (tolerance {c.tolerance:g})"
+        )
     elif c.mode == "math":
         ok = _math_equal(expected, answer)
     else:  # pragma: no cover - the spec's Literal forbids it
         raise ValueError(c.mode)
-    verb = {"exact": "equals", "normalized": "equals", "contains": "contains", "math": "is equivalent to"}[c.mode]
-    return CriterionResult(c.key, float(ok), f"{shown!r} {verb if ok else 'does not ' + verb.split()[0]} {expected!r}")
+    verb = {"exact": "equals", "normalized": "equals", "contains": "contains", "math": "is equivalent to"}[
+        c.mode
+    ]
+    return CriterionResult(
+        c.key, float(ok), f"{shown!r} {verb if ok else 'does not ' + verb.split()[0]} {expected!r}"
+    )
 
 
 def _score_json(c: JsonCriterion, rollout: Rollout) -> CriterionResult:
@@ -118,7 +130,9 @@ def _score_json(c: JsonCriterion, rollout: Rollout) -> CriterionResult:
         try:
             value = json.loads(rollout.completion.strip())
         except json.JSONDecodeError as exc:
-            return CriterionResult(c.key, 0.0, f"completion is not valid JSON: {exc.msg} at position {exc.pos}")
+            return CriterionResult(
+                c.key, 0.0, f"completion is not valid JSON: {exc.msg} at position {exc.pos}"
+            )
     else:
         found = find_json(rollout.completion)
         if found is None:
@@ -130,7 +144,9 @@ def _score_json(c: JsonCriterion, rollout: Rollout) -> CriterionResult:
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        return CriterionResult(c.key, 0.0, f"JSON does not match the schema at {where}: {error.message[:200]}")
+        return CriterionResult(
+            c.key, 0.0, f"JSON does not match the schema at {where}: {error.message[:200]}"
+        )
     return CriterionResult(c.key, 1.0, "valid JSON matching the schema")
 
 
@@ -198,7 +214,10 @@ def _python_result(c: PythonCriterion, value: Any) -> CriterionResult:
 def _python_function(c: PythonCriterion, allowlist: Sequence[str]) -> Callable[..., Any] | CriterionResult:
     if not is_allowlisted(c.function, allowlist):
         return CriterionResult(
-            c.key, None, f"{c.function} is not in the Python reward allowlist", error="function not allowlisted"
+            c.key,
+            None,
+            f"{c.function} is not in the Python reward allowlist",
+            error="function not allowlisted",
         )
     try:
         return resolve_function(c.function)  # type: ignore[no-any-return]
@@ -229,12 +248,16 @@ def score_programmatic(
             if isinstance(func, CriterionResult):
                 return func
             if inspect.iscoroutinefunction(func):
-                raise RubricError(f"{criterion.function} is async; score this rubric with `await engine.ascore()`")
+                raise RubricError(
+                    f"{criterion.function} is async; score this rubric with `await engine.ascore()`"
+                )
             return _python_result(criterion, func(**_python_kwargs(func, rollout)))
     except RubricError:
         raise
     except Exception as exc:  # noqa: BLE001 - a broken check is data about this rollout, not a crashed batch
-        return CriterionResult(criterion.key, None, f"scoring failed: {exc!r}"[:300], error=type(exc).__name__)
+        return CriterionResult(
+            criterion.key, None, f"scoring failed: {exc!r}"[:300], error=type(exc).__name__
+        )
     raise RubricError(f"{criterion.kind} criteria are scored by a judge, not programmatically")
 
 
@@ -248,10 +271,17 @@ def aggregate(spec: RubricSpec, results: dict[str, CriterionResult]) -> RolloutS
             return RolloutScore(None, results, reason=f"gate criterion {gate.criterion!r} is unscored")
         if result.score < gate.below:
             return RolloutScore(
-                0.0, results, gated_by=gate.criterion, reason=f"{gate.criterion} scored {result.score:g} < {gate.below:g}"
+                0.0,
+                results,
+                gated_by=gate.criterion,
+                reason=f"{gate.criterion} scored {result.score:g} < {gate.below:g}",
             )
     weighted = [(c.weight, results.get(c.key)) for c in spec.criteria if c.weight > 0]
-    missing = [c.key for c in spec.criteria if c.weight > 0 and (results.get(c.key) is None or results[c.key].score is None)]
+    missing = [
+        c.key
+        for c in spec.criteria
+        if c.weight > 0 and (results.get(c.key) is None or results[c.key].score is None)
+    ]
     if missing:
         return RolloutScore(None, results, reason=f"unscored: {', '.join(missing)}")
     total_weight = sum(w for w, _ in weighted)
@@ -264,6 +294,11 @@ def aggregate(spec: RubricSpec, results: dict[str, CriterionResult]) -> RolloutS
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def judge_batches(spec: RubricSpec) -> list[list[JudgeCriterion]]:
+    """Judge criteria grouped as they are asked: `max_criteria_per_call` per call, in spec order."""
+    return _chunks(spec.judge_criteria, spec.judge.max_criteria_per_call)
 
 
 def _share(total: int, n: int, i: int) -> int:
@@ -296,7 +331,10 @@ class RubricEngine:
     # synchronous path: programmatic rubrics
     def score_criterion(self, key: str, rollout: Rollout) -> CriterionResult:
         return score_programmatic(
-            self.spec.criterion(key), rollout, count_tokens=self.count_tokens, python_allowlist=self.python_allowlist
+            self.spec.criterion(key),
+            rollout,
+            count_tokens=self.count_tokens,
+            python_allowlist=self.python_allowlist,
         )
 
     def score(self, rollout: Rollout) -> RolloutScore:
@@ -312,7 +350,9 @@ class RubricEngine:
                 try:
                     return _python_result(criterion, await func(**_python_kwargs(func, rollout)))
                 except Exception as exc:  # noqa: BLE001
-                    return CriterionResult(criterion.key, None, f"scoring failed: {exc!r}"[:300], error=type(exc).__name__)
+                    return CriterionResult(
+                        criterion.key, None, f"scoring failed: {exc!r}"[:300], error=type(exc).__name__
+                    )
         return self.score_criterion(criterion.key, rollout)
 
     async def ascore_criterion(self, key: str, rollout: Rollout) -> CriterionResult:
@@ -336,7 +376,7 @@ class RubricEngine:
             for c in self.spec.criteria:
                 if not isinstance(c, JudgeCriterion):
                     jobs.append(self._fill(results[i], self._ascore_programmatic(c, rollout)))
-        batches = _chunks(self.spec.judge_criteria, self.spec.judge.max_criteria_per_call)
+        batches = judge_batches(self.spec)
         groups: dict[str, list[int]] = {}
         singles: list[int] = []
         for i, rollout in enumerate(rollouts):
@@ -348,7 +388,11 @@ class RubricEngine:
             for i in singles:
                 jobs.append(self._fill_many(results[i], self.ajudge(batch, rollouts[i])))
             for members in groups.values():
-                jobs.append(self._fill_group(results, members, self.ajudge_group(batch, [rollouts[i] for i in members])))
+                jobs.append(
+                    self._fill_group(
+                        results, members, self.ajudge_group(batch, [rollouts[i] for i in members])
+                    )
+                )
         await asyncio.gather(*jobs)
         return [aggregate(self.spec, {c.key: r[c.key] for c in self.spec.criteria}) for r in results]
 
@@ -367,9 +411,7 @@ class RubricEngine:
             results[members[position]].update(by_key)
 
     # judging
-    async def _call(
-        self, prompt: JudgePrompt
-    ) -> tuple[JudgeCompletion | None, str | None]:
+    async def _call(self, prompt: JudgePrompt) -> tuple[JudgeCompletion | None, str | None]:
         if self.judge is None:
             return None, "no judge configured for this rubric's judge criteria"
         schema = prompt.json_schema if self.judge.supports_structured_output else None

@@ -1,9 +1,9 @@
 """Answer extraction and format checks on completion text. Pure functions; a failure is a value, never an exception.
 
-    extract_answer(text, how) -> Extraction(value: str | None, reason: str)
-    check_format(text, check) -> tuple[bool, str]
-    parse_number(text) -> float | None
-    normalize_answer(text) -> str
+extract_answer(text, how) -> Extraction(value: str | None, reason: str)
+check_format(text, check) -> tuple[bool, str]
+parse_number(text) -> float | None
+normalize_answer(text) -> str
 """
 
 from __future__ import annotations
@@ -63,14 +63,18 @@ def find_json(text: str) -> tuple[object, str] | None:
 def extract_answer(text: str, how: str) -> Extraction:
     if how == "full":
         stripped = text.strip()
-        return Extraction(stripped, "whole completion") if stripped else Extraction(None, "completion is empty")
+        return (
+            Extraction(stripped, "whole completion") if stripped else Extraction(None, "completion is empty")
+        )
     if how == "answer_tag":
         blocks = _ANSWER_RE.findall(text)
         if not blocks:
             return Extraction(None, "no <answer>…</answer> block in the completion")
         # The last block wins: models often draft an answer and then correct it.
         value = blocks[-1].strip()
-        return Extraction(value, "last <answer> block") if value else Extraction(None, "<answer> block is empty")
+        return (
+            Extraction(value, "last <answer> block") if value else Extraction(None, "<answer> block is empty")
+        )
     if how == "boxed":
         boxes = [b.strip() for b in _boxed_contents(text)]
         if not boxes or not boxes[-1]:
@@ -120,7 +124,10 @@ def normalize_answer(text: str) -> str:
 
 def check_format(text: str, check: str) -> tuple[bool, str]:
     if check == "think_answer_tags":
-        counts = {tag: len(re.findall(tag, text, re.IGNORECASE)) for tag in ("<think>", "</think>", "<answer>", "</answer>")}
+        counts = {
+            tag: len(re.findall(tag, text, re.IGNORECASE))
+            for tag in ("<think>", "</think>", "<answer>", "</answer>")
+        }
         wrong = [f"{tag} appears {n}×" for tag, n in counts.items() if n != 1]
         if wrong:
             return False, "each tag must appear exactly once: " + ", ".join(wrong)

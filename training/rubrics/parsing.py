@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,8 @@ _RATIONALE_FIELDS = ("rationale", "reason", "reasoning", "explanation", "justifi
 _VERDICT_FIELDS = ("verdict", "answer", "choice", "label", "score", "rating", "grade", "final_answer")
 _NEGATIONS = ("not", "no", "isn't", "is not", "never", "hardly", "barely")
 _VERDICT_LINE = re.compile(
-    r"(?:final\s+)?(?:verdict|answer|choice|score|rating|grade|label)\s*\**\s*[:=\-]\s*\**\s*(.+)", re.IGNORECASE
+    r"(?:final\s+)?(?:verdict|answer|choice|score|rating|grade|label)\s*\**\s*[:=\-]\s*\**\s*(.+)",
+    re.IGNORECASE,
 )
 _FENCE = re.compile(r"```[a-zA-Z]*\s*\n?(.*?)```", re.DOTALL)
 
@@ -60,7 +62,11 @@ def match_choice(verdict: str, labels: list[str]) -> int | None:
             if not negated:
                 found.append((i, m.start(), m.end()))
     # A label found inside a longer label's match ("correct" in "partially correct") is not a separate answer.
-    kept = {i for i, s, e in found if not any(j != i and s2 <= s and e <= e2 and (e2 - s2) > (e - s) for j, s2, e2 in found)}
+    kept = {
+        i
+        for i, s, e in found
+        if not any(j != i and s2 <= s and e <= e2 and (e2 - s2) > (e - s) for j, s2, e2 in found)
+    }
     return kept.pop() if len(kept) == 1 else None
 
 
@@ -86,7 +92,9 @@ def score_verdict(criterion: JudgeCriterion, verdict: Any) -> ParsedVerdict:
             # Some judges answer with the 1-based position of the label.
             index = verdict - 1 if 1 <= verdict <= len(labels) else None
         if index is None:
-            return ParsedVerdict(None, text, error=f"verdict {text[:80]!r} matches none of {labels} unambiguously")
+            return ParsedVerdict(
+                None, text, error=f"verdict {text[:80]!r} matches none of {labels} unambiguously"
+            )
         return ParsedVerdict(criterion.choice_score(index), labels[index])
     assert criterion.scale is not None
     number = _number(verdict)
@@ -98,25 +106,26 @@ def score_verdict(criterion: JudgeCriterion, verdict: Any) -> ParsedVerdict:
     return ParsedVerdict((number - low) / (high - low), f"{number:g}")
 
 
-def _json_candidates(text: str) -> list[Any]:
-    candidates: list[Any] = []
+def _loads(text: str) -> tuple[bool, Any]:
     try:
-        candidates.append(json.loads(text))
+        return True, json.loads(text)
     except (json.JSONDecodeError, ValueError):
-        pass
-    for block in _FENCE.findall(text):
-        try:
-            candidates.append(json.loads(block))
-        except (json.JSONDecodeError, ValueError):
-            pass
+        return False, None
+
+
+def _json_candidates(text: str) -> Iterator[Any]:
+    """JSON values in the text, most likely first; lazy, because the first one is almost always the answer."""
+    for source in (text, *_FENCE.findall(text)):
+        ok, value = _loads(source)
+        if ok:
+            yield value
     decoder = json.JSONDecoder()
     for m in re.finditer(r"[{\[]", text):
         try:
             value, _ = decoder.raw_decode(text, m.start())
         except json.JSONDecodeError:
             continue
-        candidates.append(value)
-    return candidates
+        yield value
 
 
 def _first_field(obj: dict[str, Any], names: tuple[str, ...]) -> Any:
@@ -185,15 +194,18 @@ def _text_sections(text: str, names: list[str]) -> dict[str, str]:
 
 
 def _verdict_from_prose(text: str, criterion: JudgeCriterion) -> tuple[str | None, str | None]:
-    lines = _VERDICT_LINE.findall(text)
-    if lines:
-        verdict = lines[-1].strip().splitlines()[0]
-        rationale = text[: text.lower().rfind(lines[-1].lower())].strip() or None
-        return verdict, rationale
+    matches = list(_VERDICT_LINE.finditer(text))
+    if matches:
+        last = matches[-1]
+        verdict = last.group(1).strip().splitlines()[0]
+        return verdict, text[: last.start()].strip().strip("*#").strip() or None
     stripped = text.strip()
     if criterion.choices is not None and stripped:
+        # A bare label on the last line ("...\nCorrect"); only a short line, so JSON debris or a sentence that
+        # merely mentions a label is not mistaken for a verdict.
         last_line = stripped.splitlines()[-1]
-        if match_choice(last_line, [c.label for c in criterion.choices]) is not None:
+        short = len(last_line) <= 60 and not re.search(r"[{}\[\]\"]", last_line)
+        if short and match_choice(last_line, [c.label for c in criterion.choices]) is not None:
             return last_line, stripped[: -len(last_line)].strip() or None
     return None, None
 
@@ -227,7 +239,9 @@ def parse_verdicts(text: str | None, criteria: list[JudgeCriterion]) -> dict[str
         else:
             verdict, rationale = _verdict_from_prose(sections.get(key, ""), criterion)
             if verdict is None:
-                results[key] = ParsedVerdict(None, error=f"no verdict for criterion {key!r} in the judge's response")
+                results[key] = ParsedVerdict(
+                    None, error=f"no verdict for criterion {key!r} in the judge's response"
+                )
                 continue
             parsed = score_verdict(criterion, verdict)
             parsed.rationale = rationale
@@ -283,7 +297,8 @@ def parse_group_verdicts(
             verdict, rationale = _verdict_from_prose(section, criterion)
             if verdict is None:
                 results[(index, key)] = ParsedVerdict(
-                    None, error=f"no verdict for rollout {index + 1}, criterion {key!r} in the judge's response"
+                    None,
+                    error=f"no verdict for rollout {index + 1}, criterion {key!r} in the judge's response",
                 )
                 continue
             parsed = score_verdict(criterion, verdict)

@@ -26,7 +26,16 @@ from training.rubrics.types import Rollout, message_text
 
 JUDGE_PROMPT_VERSION = "rubricon-judge-v1"
 
-_BLOCK_TAGS = ("prompt", "completion", "reference", "rollout", "transcript", "message", "criteria", "criterion")
+_BLOCK_TAGS = (
+    "prompt",
+    "completion",
+    "reference",
+    "rollout",
+    "transcript",
+    "message",
+    "criteria",
+    "criterion",
+)
 _TAG_RE = re.compile(r"<(\s*/?\s*)(" + "|".join(_BLOCK_TAGS) + r")\b", re.IGNORECASE)
 
 SYSTEM_PROMPT = """You are a strict, impartial grader of AI model outputs.
@@ -81,7 +90,9 @@ def render_question(criterion: JudgeCriterion, rollout: Rollout) -> str:
 
 def answer_format(criterion: JudgeCriterion) -> str:
     if criterion.choices is not None:
-        lines = [f'  - "{c.label}"' + (f": {c.description}" if c.description else "") for c in criterion.choices]
+        lines = [
+            f'  - "{c.label}"' + (f": {c.description}" if c.description else "") for c in criterion.choices
+        ]
         return "Answer with exactly one of these labels (worst to best):\n" + "\n".join(lines)
     assert criterion.scale is not None
     return f"Answer with a number from {criterion.scale.min:g} (worst) to {criterion.scale.max:g} (best)."
@@ -113,7 +124,12 @@ def verdicts_schema(criteria: list[JudgeCriterion], *, with_rollout: bool = Fals
             "verdict": _verdict_schema(c),
         }
         items.append(
-            {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+            {
+                "type": "object",
+                "properties": properties,
+                "required": list(properties),
+                "additionalProperties": False,
+            }
         )
     item_schema = items[0] if len(items) == 1 else {"anyOf": items}
     return {
@@ -169,10 +185,7 @@ def build_group_prompt(criteria: list[JudgeCriterion], rollouts: list[Rollout]) 
         "\n\n".join(blocks)
         + f"\n\nThese are {len(rollouts)} responses (rollouts 1 to {len(rollouts)}) to the same prompt. Compare them "
         "with each other and grade every rollout on each criterion below; use the whole range so better rollouts "
-        "get better verdicts.\n\n"
-        + questions
-        + "\n\n"
-        + _json_instructions(criteria, group=True)
+        "get better verdicts.\n\n" + questions + "\n\n" + _json_instructions(criteria, group=True)
     )
     return JudgePrompt(
         messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}],

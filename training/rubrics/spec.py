@@ -35,7 +35,7 @@ from typing import Annotated, Any, Literal
 
 import jsonschema
 import re2
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
@@ -51,7 +51,9 @@ from pydantic import (
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 # Variables a judge question may use; anything else is a typo that would only surface at judging time.
-JUDGE_TEMPLATE_VARIABLES = frozenset({"prompt", "messages", "completion", "reference", "criterion", "choices", "info"})
+JUDGE_TEMPLATE_VARIABLES = frozenset(
+    {"prompt", "messages", "completion", "reference", "criterion", "choices", "info"}
+)
 
 ExtractMode = Literal["answer_tag", "boxed", "last_number", "json_block", "full"]
 FormatCheck = Literal["think_answer_tags", "answer_tag", "boxed", "last_number", "json_block"]
@@ -60,7 +62,9 @@ FormatCheck = Literal["think_answer_tags", "answer_tag", "boxed", "last_number",
 @functools.cache
 def jinja_environment() -> ImmutableSandboxedEnvironment:
     """The one Jinja environment for judge questions: sandboxed (no attribute escapes), strict about unknown names."""
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -81,11 +85,16 @@ class _Model(BaseModel):
 
 
 class CriterionBase(_Model):
-    key: str = Field(pattern=KEY_PATTERN, description="Stable slug; scores and labels are matched across versions by it.")
+    key: str = Field(
+        pattern=KEY_PATTERN, description="Stable slug; scores and labels are matched across versions by it."
+    )
     title: str = Field(min_length=1, description="Short name shown to judges and annotators.")
     description: str = Field(default="", description="Longer guidance for annotators and judges.")
     weight: float = Field(
-        default=1.0, ge=0, allow_inf_nan=False, description="Share of the total; 0 = logged metric, not reward."
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Share of the total; 0 = logged metric, not reward.",
     )
 
 
@@ -111,8 +120,12 @@ class JudgeCriterion(CriterionBase):
     choices: list[JudgeChoice] | None = Field(
         default=None, description="Ordinal answers, worst first; mapped evenly onto 0..1."
     )
-    scale: JudgeScale | None = Field(default=None, description="Numeric answer range, mapped linearly onto 0..1.")
-    use_reference: bool = Field(default=False, description="Show the example's reference answer to the judge.")
+    scale: JudgeScale | None = Field(
+        default=None, description="Numeric answer range, mapped linearly onto 0..1."
+    )
+    use_reference: bool = Field(
+        default=False, description="Show the example's reference answer to the judge."
+    )
 
     @field_validator("question")
     @classmethod
@@ -129,13 +142,17 @@ class JudgeCriterion(CriterionBase):
             raise ValueError("give at least 2 choices, worst first (e.g. 'no', 'yes')")
         labels = [c.label.strip().lower() for c in value]
         if len(set(labels)) != len(labels):
-            raise ValueError("choice labels must be unique (case-insensitive) so a verdict maps to one choice")
+            raise ValueError(
+                "choice labels must be unique (case-insensitive) so a verdict maps to one choice"
+            )
         return value
 
     @model_validator(mode="after")
     def _one_answer_form(self) -> JudgeCriterion:
         if (self.choices is None) == (self.scale is None):
-            raise ValueError("give either 'choices' (worst to best) or a numeric 'scale' {min, max}, not both")
+            raise ValueError(
+                "give either 'choices' (worst to best) or a numeric 'scale' {min, max}, not both"
+            )
         return self
 
     def choice_score(self, index: int) -> float:
@@ -145,11 +162,17 @@ class JudgeCriterion(CriterionBase):
 
 class MatchCriterion(CriterionBase):
     kind: Literal["match"]
-    extract: ExtractMode = Field(default="answer_tag", description="How the answer is taken out of the completion.")
+    extract: ExtractMode = Field(
+        default="answer_tag", description="How the answer is taken out of the completion."
+    )
     mode: Literal["exact", "normalized", "contains", "regex", "numeric", "math"] = "exact"
-    pattern: str | None = Field(default=None, description="RE2 pattern searched in the answer (mode 'regex').")
-    tolerance: float = Field(default=0.0, ge=0, allow_inf_nan=False, description="Absolute tolerance (mode 'numeric').")
-    value: str | float | None = Field(
+    pattern: str | None = Field(
+        default=None, description="RE2 pattern searched in the answer (mode 'regex')."
+    )
+    tolerance: float = Field(
+        default=0.0, ge=0, allow_inf_nan=False, description="Absolute tolerance (mode 'numeric')."
+    )
+    value: str | int | float | None = Field(
         default=None, description="Expected answer; default is the example's reference answer."
     )
 
@@ -160,7 +183,11 @@ class MatchCriterion(CriterionBase):
             try:
                 compile_regex(value)
             except re2.error as exc:
-                reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+                reason = (
+                    exc.args[0].decode(errors="replace")
+                    if exc.args and isinstance(exc.args[0], bytes)
+                    else exc
+                )
                 raise ValueError(
                     f"invalid regex ({reason}); patterns use RE2 syntax: no backreferences or lookaround"
                 ) from None
@@ -253,13 +280,18 @@ CRITERION_KINDS = ("judge", "match", "format", "json", "length", "python")
 
 class Gate(_Model):
     criterion: str = Field(description="Key of the gating criterion.")
-    below: float = Field(default=1.0, gt=0, le=1, description="Total is 0 when the criterion scores below this.")
+    below: float = Field(
+        default=1.0, gt=0, le=1, description="Total is 0 when the criterion scores below this."
+    )
 
 
 class JudgeOptions(_Model):
-    max_criteria_per_call: int = Field(default=1, ge=1, description="Judge criteria asked together in one call.")
+    max_criteria_per_call: int = Field(
+        default=1, ge=1, description="Judge criteria asked together in one call."
+    )
     group_relative: bool = Field(
-        default=False, description="Score all rollouts of a group in one call (RULER-style), relative to each other."
+        default=False,
+        description="Score all rollouts of a group in one call (RULER-style), relative to each other.",
     )
 
 
@@ -317,7 +349,9 @@ class SpecError(ValueError):
 
 def is_allowlisted(path: str, allowlist: Iterable[str]) -> bool:
     """Exact dotted paths, or 'package.module.*' to allow every function of a module."""
-    return any(path == entry or (entry.endswith("*") and fnmatch.fnmatchcase(path, entry)) for entry in allowlist)
+    return any(
+        path == entry or (entry.endswith("*") and fnmatch.fnmatchcase(path, entry)) for entry in allowlist
+    )
 
 
 def resolve_function(path: str) -> Any:
@@ -335,6 +369,12 @@ def check_judge_template(source: str) -> None:
         ast = env.parse(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+    # Private/dunder attributes are how sandbox escapes start; the sandbox blocks them at render time, but an author
+    # should hear about it now, whatever the data.
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            raise ValueError(f"template is not allowed by the sandbox: access to {name!r} is unsafe")
     unknown = meta.find_undeclared_variables(ast) - JUDGE_TEMPLATE_VARIABLES
     if unknown:
         raise ValueError(
@@ -396,6 +436,14 @@ def _error_message(err: Any) -> str:
         return "this field is required"
     if kind == "string_pattern_mismatch" and err["loc"][-1] == "key":
         return "key must be a lowercase slug: a letter, then letters, digits or '_' (max 64 chars)"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op, bound = {
+            "greater_than_equal": (">=", "ge"),
+            "greater_than": (">", "gt"),
+            "less_than_equal": ("<=", "le"),
+            "less_than": ("<", "lt"),
+        }[kind]
+        return f"must be {op} {err['ctx'][bound]}, got {err['input']!r}"
     if kind == "literal_error":
         return f"invalid value {err['input']!r}; expected {err['ctx']['expected']}"
     msg = str(err["msg"])

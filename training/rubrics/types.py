@@ -1,9 +1,9 @@
 """Plain data exchanged with the rest of Rubricon: one rollout in, one score per criterion and a total out.
 
-    Rollout(completion, prompt=None, messages=None, completion_messages=None, reference=None, info={},
-            completion_tokens=None, group_id=None)
-    CriterionResult(key, score, reason, ...)      # score None = not scored (judge failure, missing reference)
-    RolloutScore(total, criteria, gated_by, reason)
+Rollout(completion, prompt=None, messages=None, completion_messages=None, reference=None, info={},
+        completion_tokens=None, group_id=None)
+CriterionResult(key, score, reason, ...)      # score None = not scored (judge failure, missing reference)
+RolloutScore(total, criteria, gated_by, reason)
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ class Rollout:
     completion: str
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None  # the prompt as chat messages
-    completion_messages: list[dict[str, Any]] | None = None  # multi-turn: assistant turns, tool calls, tool results
+    completion_messages: list[dict[str, Any]] | None = (
+        None  # multi-turn: assistant turns, tool calls, tool results
+    )
     reference: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    completion_tokens: int | None = None  # when known (e.g. TRL completion_ids), used by token-length criteria
+    completion_tokens: int | None = (
+        None  # when known (e.g. TRL completion_ids), used by token-length criteria
+    )
     group_id: str | None = None  # rollouts sharing it form a GRPO group (group-relative judging)
 
     @classmethod
@@ -52,14 +56,18 @@ class Rollout:
         # The answer is what the assistant said last; earlier turns and tool results stay for judges.
         assistant = [m for m in turns if m.get("role") == "assistant"]
         text = message_text(assistant[-1].get("content")) if assistant else ""
-        return cls(completion=text, prompt=prompt_text, messages=messages, completion_messages=turns, **fields)
+        return cls(
+            completion=text, prompt=prompt_text, messages=messages, completion_messages=turns, **fields
+        )
 
     @property
     def prompt_text(self) -> str:
         if self.prompt is not None:
             return self.prompt
         if self.messages:
-            return "\n\n".join(f"[{m.get('role', '?')}]\n{message_text(m.get('content'))}" for m in self.messages)
+            return "\n\n".join(
+                f"[{m.get('role', '?')}]\n{message_text(m.get('content'))}" for m in self.messages
+            )
         return ""
 
     @property

@@ -1,0 +1,148 @@
+"""The local transformers judge: a tiny random Llama built from the bundled model's config (fast), and the real
+bundled SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from training.judges.base import CachedJudge, InMemoryJudgeCache
+from training.judges.transformers_judge import TransformersJudge
+from training.rubrics import validate_spec
+from training.rubrics.engine import RubricEngine
+from training.rubrics.types import Rollout
+
+REPO = Path(__file__).resolve().parents[3]
+SPEC = {
+    "criteria": [
+        {
+            "key": "correct",
+            "title": "Correct",
+            "kind": "judge",
+            "use_reference": True,
+            "question": "Is the completion's final answer the same as the reference answer?",
+            "choices": [{"label": "no"}, {"label": "yes"}],
+        },
+        {"key": "format", "title": "Tags", "kind": "format", "check": "answer_tag", "weight": 0.25},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def bundled_dir() -> Path:
+    from training.models import ensure_bundled_model
+
+    return ensure_bundled_model(REPO / "var" / "models")
+
+
+def tiny_model(bundled_dir: Path) -> tuple[object, object]:
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(bundled_dir)
+    config.update(
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+        }
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval(), AutoTokenizer.from_pretrained(bundled_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny(bundled_dir: Path) -> tuple[object, object]:
+    return tiny_model(bundled_dir)
+
+
+def judge_for(tiny: tuple[object, object], mode: str) -> TransformersJudge:
+    model, tokenizer = tiny
+    return TransformersJudge(
+        model=model, tokenizer=tokenizer, name="tiny-llama", max_new_tokens=12, verdict_mode=mode
+    )
+
+
+def test_generated_output_is_unscored_with_reason_never_a_crash(tiny: tuple[object, object]) -> None:
+    engine = RubricEngine(validate_spec(SPEC), judge=judge_for(tiny, "generate"))
+    result = asyncio.run(engine.ascore(Rollout("<answer>4</answer>", prompt="2+2?", reference="4")))
+    correct = result.criteria["correct"]
+    assert correct.raw_response is not None and correct.completion_tokens > 0 and correct.prompt_tokens > 100
+    # Random weights produce noise: unscored with the reason kept, and the rest of the rubric still scored.
+    assert correct.score is None or correct.score in (0.0, 1.0)
+    if correct.score is None:
+        assert correct.error and result.total is None
+    assert result.criteria["format"].score == 1.0
+    assert engine.judge_fingerprint and engine.judge_fingerprint.startswith("transformers:tiny-llama|")
+
+
+def test_choice_mode_always_answers_with_a_label(tiny: tuple[object, object]) -> None:
+    judge = judge_for(tiny, "choices")
+    assert judge.supports_structured_output
+    engine = RubricEngine(validate_spec(SPEC), judge=judge)
+    result = asyncio.run(engine.ascore(Rollout("<answer>4</answer>", prompt="2+2?", reference="4")))
+    correct = result.criteria["correct"]
+    assert correct.score in (0.0, 1.0) and correct.choice in ("no", "yes")
+    assert correct.rationale and correct.rationale.startswith("label log-probabilities: no=")
+    assert result.total is not None
+    assert judge.fingerprint != judge_for(tiny, "generate").fingerprint
+
+
+def test_choice_mode_falls_back_to_generation_for_scales(tiny: tuple[object, object]) -> None:
+    spec = {
+        "criteria": [
+            {
+                "key": "clear",
+                "title": "Clear",
+                "kind": "judge",
+                "question": "How clear?",
+                "scale": {"min": 1, "max": 5},
+            }
+        ]
+    }
+    result = asyncio.run(
+        RubricEngine(validate_spec(spec), judge=judge_for(tiny, "choices")).ascore(Rollout("x"))
+    )
+    assert result.criteria["clear"].completion_tokens > 0  # generated, not chosen
+
+
+def test_local_judge_is_cached_and_deterministic(tiny: tuple[object, object]) -> None:
+    judge = CachedJudge(judge_for(tiny, "generate"), InMemoryJudgeCache())
+    engine = RubricEngine(validate_spec(SPEC), judge=judge)
+    rollouts = [Rollout("<answer>4</answer>", prompt="2+2?", reference="4")] * 2 + [
+        Rollout("<answer>5</answer>", prompt="2+2?", reference="4")
+    ]
+    first = asyncio.run(engine.ascore_many(rollouts))
+    assert judge.calls == 2
+    second = asyncio.run(engine.ascore_many(rollouts))
+    assert judge.calls == 2  # zero generations the second time
+    assert [r.criteria["correct"].raw_response for r in first] == [
+        r.criteria["correct"].raw_response for r in second
+    ]
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(ValueError, match="model_path"):
+        TransformersJudge()
+    with pytest.raises(ValueError, match="verdict_mode"):
+        TransformersJudge("x", verdict_mode="vibes")
+
+
+@pytest.mark.slow
+def test_bundled_smollm2_judge(bundled_dir: Path) -> None:
+    rollout = Rollout("<answer>4</answer>", prompt="What is 2+2?", reference="4")
+    choosing = RubricEngine(validate_spec(SPEC), judge=TransformersJudge(bundled_dir))
+    chosen = asyncio.run(choosing.ascore(rollout)).criteria["correct"]
+    # Choice mode: the 135M model always picks a label (how well it judges is what agreement stats are for).
+    assert chosen.score in (0.0, 1.0) and chosen.raw_response
+    generating = RubricEngine(
+        validate_spec(SPEC), judge=TransformersJudge(bundled_dir, max_new_tokens=24, verdict_mode="generate")
+    )
+    generated = asyncio.run(generating.ascore(rollout)).criteria["correct"]
+    assert generated.completion_tokens > 0
+    assert generated.score is not None or generated.error  # free text from a 135M model is often unparseable

@@ -1,0 +1,188 @@
+"""LM judge on a local transformers model (the bundled SmolLM2 by default; any causal LM with a chat template).
+
+    judge = TransformersJudge("var/models/smollm2-135m-instruct", max_new_tokens=256, temperature=0.0)
+    judge = TransformersJudge(model=model, tokenizer=tokenizer, name="tiny-llama")   # already loaded
+    engine = RubricEngine(spec, judge=CachedJudge(judge, cache))
+
+The model is loaded on first use (torch and transformers are imported then, not at import time). Work runs in a
+worker thread, one call at a time, so the event loop stays responsive.
+
+verdict_mode="choices" (default): for choice criteria the judge does not write free text. It scores each label's
+log-probability after the prompt (one batched forward pass per criterion) and answers with the most likely label,
+reporting the log-probabilities as the rationale. Small models such as the bundled 135M one rarely produce a
+parseable verdict when generating, but rank labels sensibly; this is also much faster than generation on a CPU.
+Numeric scales and group-relative calls fall back to generation.
+verdict_mode="generate": free generation (rationale, then verdict); the parser takes what it can.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from training.judges.base import JudgeCallError, JudgeCompletion, sampling_fingerprint
+
+
+def _choice_variants(schema: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
+    """(criterion key, labels) from a verdicts schema of training.rubrics.prompts; None when any criterion is not a
+    plain choice (numeric scale) or the call covers a group of rollouts."""
+    try:
+        items = schema["properties"]["verdicts"]["items"]
+        out = []
+        for variant in items.get("anyOf", [items]):
+            props = variant["properties"]
+            if "rollout" in props or "enum" not in props["verdict"]:
+                return None
+            out.append((props["key"]["enum"][0], list(props["verdict"]["enum"])))
+        return out
+    except (KeyError, TypeError, IndexError):
+        return None
+
+
+class TransformersJudge:
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        model: Any = None,
+        tokenizer: Any = None,
+        name: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        device: str = "cpu",
+        seed: int = 0,
+        verdict_mode: str = "choices",
+    ) -> None:
+        if verdict_mode not in ("choices", "generate"):
+            raise ValueError(f"verdict_mode must be 'choices' or 'generate', got {verdict_mode!r}")
+        if model_path is None and (model is None or tokenizer is None):
+            raise ValueError("give model_path, or both model and tokenizer")
+        self.model_path = Path(model_path) if model_path is not None else None
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.verdict_mode = verdict_mode
+        # "choices" constrains verdicts to the schema's labels, which is what structured output means here.
+        self.supports_structured_output = verdict_mode == "choices"
+        self.params: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "seed": seed,
+            "verdict_mode": verdict_mode,
+        }
+        label = name or (self.model_path.name if self.model_path is not None else type(model).__name__)
+        self.fingerprint = sampling_fingerprint(f"transformers:{label}", self.params)
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        if self.model is not None and self.tokenizer is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        assert self.model_path is not None
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(
+            self.device
+        )
+        self.model.eval()
+
+    def _generate(self, messages: list[dict[str, Any]]) -> JudgeCompletion:
+        import torch
+
+        with self._lock:
+            self._load()
+            started = time.perf_counter()
+            inputs = self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            ).to(self.device)
+            temperature = self.params["temperature"]
+            sampling: dict[str, Any] = {"do_sample": temperature > 0}
+            if temperature > 0:
+                sampling["temperature"] = temperature
+                torch.manual_seed(self.params["seed"])
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.params["max_new_tokens"],
+                    pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+                    **sampling,
+                )
+            prompt_length = inputs["input_ids"].shape[1]
+            new_tokens = output[0, prompt_length:]
+            text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+            return JudgeCompletion(
+                text=text,
+                prompt_tokens=int(prompt_length),
+                completion_tokens=int(new_tokens.shape[0]),
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+
+    def _choose(self, messages: list[dict[str, Any]], json_schema: dict[str, Any]) -> JudgeCompletion | None:
+        """Pick each criterion's label by the model's log-probability of it after the prompt; None = not possible."""
+        import torch
+
+        variants = _choice_variants(json_schema)
+        if variants is None:
+            return None
+        with self._lock:
+            self._load()
+            started = time.perf_counter()
+            prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            verdicts, prompt_tokens = [], 0
+            for key, labels in variants:
+                prefix = self.tokenizer(f"{prompt}Criterion `{key}` verdict:", add_special_tokens=False)[
+                    "input_ids"
+                ]
+                label_ids = [
+                    self.tokenizer(f" {label}", add_special_tokens=False)["input_ids"] for label in labels
+                ]
+                rows = [prefix + ids for ids in label_ids]
+                width = max(len(r) for r in rows)
+                pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
+                input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+                attention = torch.tensor(
+                    [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device
+                )
+                with torch.inference_mode():
+                    logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                totals = []
+                for row, ids in enumerate(label_ids):
+                    # Token t is predicted by position t-1; sum over the label's tokens = log P(label | prompt).
+                    positions = range(len(prefix) - 1, len(prefix) - 1 + len(ids))
+                    totals.append(
+                        sum(float(logprobs[row, p, t]) for p, t in zip(positions, ids, strict=True))
+                    )
+                best = max(range(len(labels)), key=totals.__getitem__)
+                rationale = "label log-probabilities: " + ", ".join(
+                    f"{label}={total:.2f}" for label, total in zip(labels, totals, strict=True)
+                )
+                verdicts.append({"key": key, "rationale": rationale, "verdict": labels[best]})
+                prompt_tokens += len(prefix)
+            return JudgeCompletion(
+                text=json.dumps({"verdicts": verdicts}),
+                prompt_tokens=prompt_tokens,
+                completion_tokens=0,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                structured=True,
+            )
+
+    def _run(self, messages: list[dict[str, Any]], json_schema: dict[str, Any] | None) -> JudgeCompletion:
+        if self.verdict_mode == "choices" and json_schema is not None:
+            chosen = self._choose(messages, json_schema)
+            if chosen is not None:
+                return chosen
+        return self._generate(messages)
+
+    async def complete(
+        self, messages: list[dict[str, Any]], *, json_schema: dict[str, Any] | None = None
+    ) -> JudgeCompletion:
+        try:
+            return await asyncio.to_thread(self._run, messages, json_schema)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise JudgeCallError(f"local judge failed: {type(exc).__name__}: {exc}") from exc
