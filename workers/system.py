@@ -27,11 +27,16 @@ def _announce(sender, **kwargs) -> None:
 @worker_ready.connect
 def _resume_interrupted_jobs(sender, **kwargs) -> None:
     """A worker that was killed left chunks unfinished; re-enqueue them (chunks that did finish are skipped)."""
-    if "judge" not in sender.app.amqp.queues.consume_from:
-        return
     from webapp.core.models import JobStatus
     from webapp.judging.models import JudgeJob
     from webapp.judging.services import judge_job_resume
+    from webapp.rollouts.models import GenerationJob
+    from webapp.rollouts.services import generation_job_resume
 
-    for job in JudgeJob.objects.filter(status=JobStatus.RUNNING):
-        judge_job_resume(job=job)
+    queues = sender.app.amqp.queues.consume_from
+    if "judge" in queues:
+        for job in JudgeJob.objects.filter(status=JobStatus.RUNNING):
+            judge_job_resume(job=job)
+    if "rollout" in queues:
+        for job in GenerationJob.objects.filter(status=JobStatus.RUNNING):
+            generation_job_resume(job=job)

@@ -56,3 +56,41 @@ def job_chunk_claim_done(*, kind: str, job_id: int, index: int) -> bool:
 
 def job_chunk_record_error(*, kind: str, job_id: int, index: int, error: str) -> None:
     JobChunk.objects.filter(kind=kind, job_id=job_id, index=index).update(error=error[:2000])
+
+
+def job_finish_if_complete(*, model, kind: str, job_id: int) -> bool:
+    """Mark a running job succeeded once none of its chunks is left."""
+    from django.utils import timezone
+
+    from webapp.core.models import JobStatus
+
+    if JobChunk.objects.filter(kind=kind, job_id=job_id, done=False).exists():
+        return False
+    return bool(
+        model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.SUCCEEDED, finished_at=timezone.now()
+        )
+    )
+
+
+def job_fail(*, model, job_id: int, error: str) -> None:
+    from django.utils import timezone
+
+    from webapp.core.models import JobStatus
+
+    model.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
+        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now()
+    )
+
+
+def job_cancel(*, model, job_id: int) -> bool:
+    """Stop a job: chunks not yet started see the status and do nothing; results already written stay."""
+    from django.utils import timezone
+
+    from webapp.core.models import JobStatus
+
+    return bool(
+        model.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now()
+        )
+    )

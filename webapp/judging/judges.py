@@ -10,13 +10,7 @@ from training.llm_client import OpenAICompatibleClient
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.judging.cache import DatabaseJudgeCache
-
-
-def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
-    """The endpoint's API key, read from the worker's environment by the variable's name; never stored."""
-    import os
-
-    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+from webapp.rollouts.generation import endpoint_api_key
 
 
 def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> JudgeBackend:

@@ -20,7 +20,15 @@ from training.rubrics.spec import JudgeCriterion
 from training.rubrics.types import Rollout as EngineRollout
 from training.rubrics.types import RolloutScore as EngineScore
 from webapp.core.errors import ApplicationError
-from webapp.core.jobs import job_chunk_claim_done, job_chunk_items, job_chunks_pending, job_chunks_plan
+from webapp.core.jobs import (
+    job_cancel,
+    job_chunk_claim_done,
+    job_chunk_items,
+    job_chunks_pending,
+    job_chunks_plan,
+    job_fail,
+    job_finish_if_complete,
+)
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
@@ -186,25 +194,15 @@ def judge_chunk_run(*, job_id: int, index: int) -> int:
 
 
 def _finish_if_complete(job_id: int) -> None:
-    if not JobChunk.objects.filter(kind=JobChunk.Kind.JUDGE, job_id=job_id, done=False).exists():
-        JudgeJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED, finished_at=timezone.now()
-        )
+    job_finish_if_complete(model=JudgeJob, kind=JobChunk.Kind.JUDGE, job_id=job_id)
 
 
 def judge_job_fail(*, job_id: int, error: str) -> None:
-    JudgeJob.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
-        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now()
-    )
+    job_fail(model=JudgeJob, job_id=job_id, error=error)
 
 
 def judge_job_cancel(*, job: JudgeJob) -> bool:
-    """Stop a job: chunks not yet started see the status and do nothing; scores already written stay."""
-    return bool(
-        JudgeJob.objects.filter(pk=job.pk, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now()
-        )
-    )
+    return job_cancel(model=JudgeJob, job_id=job.pk)
 
 
 def judge_job_resume(*, job: JudgeJob) -> int:

@@ -26,3 +26,27 @@ class RolloutFilterForm(forms.Form):
         """The valid filters only; a bad value drops that filter and is reported next to its field."""
         self.is_valid()
         return {k: v for k, v in self.cleaned_data.items() if v not in (None, "", False)}
+
+
+class GenerationJobForm(forms.Form):
+    task = forms.ModelChoiceField(queryset=None)
+    split = forms.ChoiceField(choices=[("", "All examples"), ("train", "Train"), ("eval", "Eval")], required=False)
+    endpoint = forms.ModelChoiceField(queryset=None, label="Model endpoint")
+    samples_per_example = forms.IntegerField(min_value=1, max_value=256, initial=4,
+                                             help_text="The GRPO group size: completions per prompt.")
+    temperature = forms.FloatField(min_value=0, max_value=10, initial=1.0)
+    max_tokens = forms.IntegerField(min_value=1, max_value=32768, initial=256, help_text="Per turn.")
+    top_p = forms.FloatField(min_value=0.01, max_value=1, initial=1.0)
+    seed = forms.IntegerField(required=False, help_text="Makes sampling reproducible.")
+
+    def __init__(self, *args, project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].queryset = project.tasks.order_by("name")
+        self.fields["endpoint"].queryset = project.endpoints.order_by("name")
+
+    def params(self) -> dict:
+        data = self.cleaned_data
+        params = {"temperature": data["temperature"], "max_tokens": data["max_tokens"], "top_p": data["top_p"]}
+        if data.get("seed") is not None:
+            params["seed"] = data["seed"]
+        return params

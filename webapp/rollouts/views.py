@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
 from webapp.core.models import Project
 from webapp.core.pagination import keyset_page, parse_cursor
 from webapp.core.permissions import Action, project_view
-from webapp.rollouts import selectors
-from webapp.rollouts.forms import RolloutFilterForm
+from webapp.core.errors import ApplicationError
+from webapp.rollouts import selectors, services
+from webapp.rollouts.forms import GenerationJobForm, RolloutFilterForm
+from webapp.rollouts.models import GenerationJob
 
 
 @require_GET
@@ -49,3 +52,47 @@ def rollout_group(request: HttpRequest, project: Project, group_key: str) -> Htt
     criteria_keys = sorted({s.criterion_key for r in rollouts for s in r.criterion_scores.all()})
     context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "criteria_keys": criteria_keys}
     return render(request, "rollouts/rollout_group.html", context)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def job_list(request: HttpRequest, project: Project) -> HttpResponse:
+    context = {"jobs": selectors.generation_job_list(project)[:100], "form": GenerationJobForm(project=project)}
+    return render(request, "rollouts/job_list.html", context)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def job_create(request: HttpRequest, project: Project) -> HttpResponse:
+    form = GenerationJobForm(request.POST, project=project)
+    if form.is_valid():
+        try:
+            job = services.generation_job_create(
+                project=project, task=form.cleaned_data["task"], endpoint=form.cleaned_data["endpoint"],
+                split=form.cleaned_data["split"], params=form.params(),
+                samples_per_example=form.cleaned_data["samples_per_example"], created_by=request.user,
+            )
+        except ApplicationError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"Generation job #{job.pk} started.")
+            return redirect("rollouts:job_detail", project.pk, job.pk)
+    context = {"jobs": selectors.generation_job_list(project)[:100], "form": form}
+    return render(request, "rollouts/job_list.html", context, status=400)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def job_detail(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = get_object_or_404(selectors.generation_job_list(project), pk=job_id)
+    template = "rollouts/job_detail.html#progress" if request.htmx else "rollouts/job_detail.html"
+    return render(request, template, {"job": job})
+
+
+@require_POST
+@project_view(Action.EDIT)
+def job_cancel(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob, project=project, pk=job_id)
+    if services.generation_job_cancel(job=job):
+        messages.success(request, f"Generation job #{job.pk} cancelled; rollouts already written are kept.")
+    return redirect("rollouts:job_detail", project.pk, job.pk)

@@ -168,6 +168,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)
 
+# Examples per generation chunk (each example yields `samples_per_example` rollouts).
+RUBRICON_GENERATION_CHUNK_SIZE = env.int("RUBRICON_GENERATION_CHUNK_SIZE", 16)
+# vLLM on CPU needs eager mode (no CUDA graphs); GPU nodes set this to false for speed.
+RUBRICON_VLLM_ENFORCE_EAGER = env.bool("RUBRICON_VLLM_ENFORCE_EAGER", True)
+RUBRICON_TRANSFORMERS_BATCH_SIZE = env.int("RUBRICON_TRANSFORMERS_BATCH_SIZE", 8)
+
 # Python reward functions a rubric may call, by dotted path (never code typed in the browser).
 RUBRICON_PYTHON_REWARD_ALLOWLIST = env.list("RUBRICON_PYTHON_REWARD_ALLOWLIST", [])
 

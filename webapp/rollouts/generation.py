@@ -1,0 +1,102 @@
+"""From a task and a model endpoint to the objects training.generation runs (no ORM object crosses over).
+
+Backends are cached per worker process: loading a model (or starting a vLLM engine, ~40 s on CPU) once per
+worker, not once per chunk, is what keeps app-launched jobs as fast as a raw engine."""
+
+from __future__ import annotations
+
+import functools
+import threading
+
+from django.conf import settings
+
+from training.generation import (
+    BackendConfig,
+    GenerationBackend,
+    GenerationError,
+    PromptTemplateError,
+    SingleTurnEnvironment,
+    ToolEnvironment,
+    WordleEnvironment,
+    create_backend,
+)
+from training.generation import Example as GenExample
+from webapp.core.errors import ApplicationError
+from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.tasks.models import Example, Task, TaskKind
+
+_backends: dict[str, GenerationBackend] = {}
+_backends_lock = threading.Lock()
+
+ENVIRONMENTS = {"wordle": WordleEnvironment, "tools": ToolEnvironment}
+
+
+def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
+    """The endpoint's API key, read from the worker's environment by the variable's name; never stored."""
+    import os
+
+    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
+
+
+def backend_config(endpoint: ModelEndpoint, *, model_override: str | None = None) -> BackendConfig:
+    from training.models import ModelError, resolve_model
+
+    model = model_override or endpoint.model
+    if endpoint.kind != EndpointKind.OPENAI:
+        try:
+            model = resolve_model(model, models_dir=settings.MODELS_DIR)
+        except ModelError as error:
+            raise ApplicationError(str(error), field="model") from error
+    options = {
+        EndpointKind.OPENAI: {"base_url": endpoint.base_url, "api_key": endpoint_api_key(endpoint),
+                              "max_concurrency": endpoint.max_concurrency,
+                              "requests_per_minute": endpoint.requests_per_minute,
+                              "tokens_per_minute": endpoint.tokens_per_minute},
+        EndpointKind.VLLM: {"enforce_eager": settings.RUBRICON_VLLM_ENFORCE_EAGER},
+        EndpointKind.TRANSFORMERS: {"max_batch_size": settings.RUBRICON_TRANSFORMERS_BATCH_SIZE},
+    }[endpoint.kind]
+    return BackendConfig(kind=endpoint.kind, model=model, **options)
+
+
+def backend_for(config: BackendConfig) -> GenerationBackend:
+    key = config.model_dump_json()
+    with _backends_lock:
+        backend = _backends.get(key)
+        if backend is None:
+            try:
+                backend = _backends[key] = create_backend(config)
+            except GenerationError as error:
+                raise ApplicationError(f"Cannot start the model backend: {error}") from error
+        return backend
+
+
+def environment_factory(task: Task) -> functools.partial:
+    """The environment each episode of this task plays; a broken prompt template fails here, before any work."""
+    try:
+        if task.kind == TaskKind.SINGLE_TURN:
+            factory = functools.partial(
+                SingleTurnEnvironment, system_prompt=task.system_prompt or None, prompt_template=task.prompt_template
+            )
+        else:
+            environment = ENVIRONMENTS.get(task.environment)
+            if environment is None:
+                raise ApplicationError(
+                    f"Unknown environment {task.environment!r}; choose one of {', '.join(ENVIRONMENTS)}.",
+                    field="environment",
+                )
+            options = dict(task.environment_config or {})
+            if environment is ToolEnvironment:
+                options.setdefault("system_prompt", task.system_prompt or None)
+                options.setdefault("prompt_template", task.prompt_template)
+            factory = functools.partial(environment, **options)
+        factory()  # construct once to surface template and option errors now
+    except PromptTemplateError as error:
+        raise ApplicationError(f"Prompt template error: {error}", field="prompt_template") from error
+    except TypeError as error:
+        raise ApplicationError(f"Bad environment options: {error}", field="environment_config") from error
+    return factory
+
+
+def generation_example(example: Example) -> GenExample:
+    return GenExample(id=example.pk, prompt=example.prompt or None, messages=example.messages or None,
+                      answer=example.answer or None, info=example.info or {})

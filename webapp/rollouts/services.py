@@ -1,0 +1,150 @@
+"""Generation jobs: sample rollouts of a task's examples from a model endpoint, chunked and resumable.
+
+Flow: generation_job_create (web) → workers.generation.start_generation_job plans chunks of examples →
+workers.generation.generation_chunk runs episodes for a chunk and bulk-writes its Rollout rows together with the
+chunk's done flag, so a chunk delivered twice writes nothing twice (and Rollout(job, example, sample_index) is unique).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from pydantic import ValidationError
+
+from training.generation import SamplingParams, run_episodes
+from webapp.core.errors import ApplicationError
+from webapp.core.jobs import (
+    job_cancel,
+    job_chunk_claim_done,
+    job_chunk_items,
+    job_chunks_pending,
+    job_chunks_plan,
+    job_fail,
+    job_finish_if_complete,
+)
+from webapp.core.models import JobChunk, JobStatus, Project
+from webapp.endpoints.models import ModelEndpoint
+from webapp.rollouts.generation import backend_config, backend_for, environment_factory, generation_example
+from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
+from webapp.tasks.models import Example, Task
+
+KIND = JobChunk.Kind.GENERATION
+
+
+def sampling_params(params: dict, *, n: int) -> SamplingParams:
+    try:
+        return SamplingParams(**{**params, "n": n})
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "params"
+        raise ApplicationError(f"{field}: {first['msg']}", field=field) from error
+
+
+def _examples(task: Task, split: str):
+    examples = Example.objects.filter(task=task)
+    return examples.filter(split=split) if split else examples
+
+
+@transaction.atomic
+def generation_job_create(
+    *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
+    samples_per_example: int = 1, created_by=None, enqueue: bool = True,
+) -> GenerationJob:
+    if task.project_id != project.pk or endpoint.project_id != project.pk:
+        raise ApplicationError("The task and the endpoint must belong to this project.")
+    params = dict(params or {})
+    sampling_params(params, n=samples_per_example)  # validate now, with a message at the field
+    environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
+    if not _examples(task, split).exists():
+        raise ApplicationError(f"Task {task.name!r} has no examples{f' in split {split!r}' if split else ''}.")
+    job = GenerationJob.objects.create(
+        project=project, task=task, split=split, endpoint=endpoint, model_name=endpoint.model, params=params,
+        samples_per_example=samples_per_example, created_by=created_by,
+    )
+    if enqueue:
+        from workers.generation import start_generation_job
+
+        transaction.on_commit(lambda: start_generation_job.delay(job_id=job.pk))
+    return job
+
+
+def generation_job_plan(*, job_id: int) -> list[int]:
+    """Claim a pending job and split its examples into chunks; return the chunks still to run (idempotent)."""
+    job = GenerationJob.objects.select_related("task").get(pk=job_id)
+    if job.status in JobStatus.finished():
+        return []
+    if job.status == JobStatus.PENDING:
+        ids = _examples(job.task, job.split).order_by("pk").values_list("pk", flat=True)
+        examples = job_chunks_plan(kind=KIND, job_id=job.pk, item_ids=ids.iterator(),
+                                   size=settings.RUBRICON_GENERATION_CHUNK_SIZE)
+        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+            status=JobStatus.RUNNING, total=examples * job.samples_per_example, started_at=timezone.now()
+        )
+    pending = job_chunks_pending(kind=KIND, job_id=job.pk)
+    if not pending:
+        job_finish_if_complete(model=GenerationJob, kind=KIND, job_id=job.pk)
+    return pending
+
+
+def _rollout_row(job: GenerationJob, trajectory, example: Example) -> Rollout:
+    data = trajectory.to_dict()
+    latency = data.get("latency_ms")
+    return Rollout(
+        project_id=job.project_id, task_id=job.task_id, example=example, job=job, source=RolloutSource.GENERATION,
+        model_name=job.model_name, group_key=f"j{job.pk}-e{example.pk}", sample_index=trajectory.sample_index,
+        prompt_messages=trajectory.prompt, messages=trajectory.messages, completion=trajectory.completion,
+        prompt_tokens=trajectory.prompt_tokens or None, completion_tokens=trajectory.completion_tokens or None,
+        finish_reason=trajectory.finish_reason, latency_ms=round(latency) if latency else None,
+        error=trajectory.error or "",
+        metadata={"info": data.get("info") or {}, "turns": data.get("turns") or [], "truncated": data.get("truncated"),
+                  "error_kind": data.get("error_kind")},
+    )
+
+
+def generation_chunk_run(*, job_id: int, index: int) -> int:
+    """Generate one chunk. Returns rollouts written (0 for a duplicate delivery or a cancelled job)."""
+    job = GenerationJob.objects.select_related("task", "endpoint").get(pk=job_id)
+    if job.status != JobStatus.RUNNING:
+        return 0
+    example_ids = job_chunk_items(kind=KIND, job_id=job.pk, index=index)
+    if example_ids is None:
+        return 0
+    if job.endpoint is None:
+        raise ApplicationError("The job's endpoint was deleted.")
+    examples = {e.pk: e for e in Example.objects.filter(pk__in=example_ids)}
+    backend = backend_for(backend_config(job.endpoint))
+    trajectories = run_episodes(
+        backend, environment_factory(job.task), [generation_example(examples[i]) for i in example_ids if i in examples],
+        sampling_params(job.params, n=job.samples_per_example),
+    )
+    rows = [_rollout_row(job, t, examples[t.example_id]) for t in trajectories]
+    with transaction.atomic():
+        if not job_chunk_claim_done(kind=KIND, job_id=job.pk, index=index):
+            return 0
+        Rollout.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+        GenerationJob.objects.filter(pk=job.pk).update(
+            done=F("done") + len(rows), failed_count=F("failed_count") + sum(1 for r in rows if r.error)
+        )
+    job_finish_if_complete(model=GenerationJob, kind=KIND, job_id=job.pk)
+    return len(rows)
+
+
+def generation_job_fail(*, job_id: int, error: str) -> None:
+    job_fail(model=GenerationJob, job_id=job_id, error=error)
+
+
+def generation_job_cancel(*, job: GenerationJob) -> bool:
+    return job_cancel(model=GenerationJob, job_id=job.pk)
+
+
+def generation_job_resume(*, job: GenerationJob) -> int:
+    from workers.generation import generation_chunk
+
+    if job.status != JobStatus.RUNNING:
+        raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
+    pending = job_chunks_pending(kind=KIND, job_id=job.pk)
+    for index in pending:
+        generation_chunk.delay(job_id=job.pk, index=index)
+    return len(pending)

@@ -1,0 +1,46 @@
+"""Generation jobs on queue `rollout`: plan chunks of examples, then generate each chunk."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import OperationalError
+
+
+@shared_task(name="workers.generation.start_generation_job", ignore_result=True)
+def start_generation_job(*, job_id: int) -> None:
+    from webapp.core.errors import ApplicationError
+    from webapp.rollouts import services
+
+    try:
+        pending = services.generation_job_plan(job_id=job_id)
+    except ApplicationError as error:
+        services.generation_job_fail(job_id=job_id, error=error.message)
+        return
+    except Exception as error:
+        services.generation_job_fail(job_id=job_id, error=f"could not start: {error!r}")
+        raise
+    for index in pending:
+        generation_chunk.delay(job_id=job_id, index=index)
+
+
+@shared_task(
+    name="workers.generation.generation_chunk", ignore_result=True,
+    autoretry_for=(OperationalError,), retry_backoff=5, retry_backoff_max=120, max_retries=5,
+)
+def generation_chunk(*, job_id: int, index: int) -> None:
+    from webapp.core.errors import ApplicationError
+    from webapp.core.jobs import job_chunk_record_error
+    from webapp.core.models import JobChunk
+    from webapp.rollouts import services
+
+    try:
+        services.generation_chunk_run(job_id=job_id, index=index)
+    except ApplicationError as error:
+        services.generation_job_fail(job_id=job_id, error=error.message)
+    except OperationalError:
+        raise
+    except Exception as error:
+        # Per-item failures (context overflow, endpoint errors) are stored on rollouts; this is an outage or a bug.
+        job_chunk_record_error(kind=JobChunk.Kind.GENERATION, job_id=job_id, index=index, error=repr(error))
+        services.generation_job_fail(job_id=job_id, error=f"chunk {index} failed: {error!r}")
+        raise

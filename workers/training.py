@@ -1,0 +1,190 @@
+"""GRPO runs on queue `train`: launch the training process, then watch it with short self-re-enqueuing tasks.
+
+No Celery message is held for the length of a run: `launch_run` starts `python -m training.grpo.run` in its own
+process group and returns; `monitor_run` ingests what is new (webapp.runs.services.training_run_ingest), turns a
+cancel into a STOP file (SIGTERM, then SIGKILL, if the process does not stop), and re-enqueues itself every
+~1 s while the process lives. Each monitor chain carries the run's `monitor_token`; a chain whose token no longer
+matches (a redelivered message after a restart) ends quietly, so there is only ever one.
+
+A worker that starts re-attaches to the runs of its host whose process still lives, and fails the others
+("worker lost"): a run is never left "running" with nobody watching.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from celery import shared_task
+from celery.signals import worker_ready
+from django.conf import settings
+from django.utils import timezone
+
+# Popen objects of the processes this worker process started, so their exit status can be read (and the process
+# reaped) by whichever thread runs the next monitor task.
+logger = logging.getLogger(__name__)
+
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _poll_seconds() -> float:
+    return float(getattr(settings, "RUBRICON_TRAIN_POLL_S", 1.0))
+
+
+def _start_process(run) -> subprocess.Popen:
+    from webapp.runs.services import run_dir
+
+    directory = run_dir(run.pk)
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = directory / "config.json"
+    config_path.write_text(json.dumps(run.config), encoding="utf-8")
+    env = dict(os.environ)
+    threads = getattr(settings, "RUBRICON_TRAIN_OMP_THREADS", None)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    command = [
+        sys.executable, "-m", "training.grpo.run", "--config", str(config_path), "--sink-dir", str(directory),
+        "--output-dir", run.output_dir, "--models-dir", str(settings.MODELS_DIR),
+    ]
+    with open(run.log_path, "ab") as log:
+        # Its own session: a worker shutdown or crash does not take the run down, and cancel can signal the group.
+        return subprocess.Popen(
+            command, cwd=settings.BASE_DIR, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code} without reporting a final status"
+
+
+def _pid_is_run(pid: int, run_id: int) -> bool:
+    """The pid is alive, not a zombie, and still the training process of this run (pids get reused)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): trust the signal check
+    return state != "Z" and "training.grpo.run" in cmdline and f"{os.sep}{run_id}\x00" in cmdline
+
+
+def _process_state(run) -> tuple[bool, str | None]:
+    """(alive, how it ended when it is not)."""
+    child = _CHILDREN.get(run.pk)
+    if child is not None:
+        code = child.poll()
+        if code is None:
+            return True, None
+        _CHILDREN.pop(run.pk, None)
+        return False, _describe_exit(code)
+    if run.pid and _pid_is_run(run.pid, run.pk):
+        return True, None
+    return False, None
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _push_cancel(run) -> None:
+    """STOP file at once; SIGTERM after the grace period; SIGKILL after three (a step stuck in generation)."""
+    from training.grpo.sinks import request_stop
+    from webapp.runs.services import run_dir
+
+    request_stop(run_dir(run.pk))
+    grace = float(getattr(settings, "RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0))
+    waited = (timezone.now() - run.cancel_requested_at).total_seconds()
+    if run.pid and waited > 3 * grace:
+        _signal_group(run.pid, signal.SIGKILL)
+    elif run.pid and waited > grace:
+        _signal_group(run.pid, signal.SIGTERM)
+
+
+@shared_task(name="workers.training.launch_run", ignore_result=True)
+def launch_run(*, run_id: int) -> None:
+    from webapp.runs import services
+
+    run = services.training_run_claim(run_id=run_id)
+    if run is None:
+        return  # a duplicate delivery, or cancelled before it started
+    try:
+        process = _start_process(run)
+    except Exception as error:
+        services.training_run_fail(run_id=run_id, error=f"could not start the training process: {error!r}")
+        raise
+    _CHILDREN[run.pk] = process
+    services.training_run_process_started(run_id=run.pk, pid=process.pid, hostname=socket.gethostname())
+    monitor_run.apply_async(kwargs={"run_id": run.pk, "token": run.monitor_token}, countdown=_poll_seconds())
+
+
+@shared_task(name="workers.training.monitor_run", ignore_result=True)
+def monitor_run(*, run_id: int, token: str) -> None:
+    from webapp.core.models import JobStatus
+    from webapp.runs import services
+    from webapp.runs.models import TrainingRun
+
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is None or run.monitor_token != token or run.status != JobStatus.RUNNING:
+        return
+    if run.hostname and run.hostname != socket.gethostname():
+        # The process and its files live on another node; its own workers watch it.
+        monitor_run.apply_async(kwargs={"run_id": run_id, "token": token}, countdown=_poll_seconds())
+        return
+    try:
+        if services.training_run_ingest(run_id=run_id, token=token) is None:
+            return
+        alive, exit_reason = _process_state(run)
+        if not alive:
+            services.training_run_finish(run_id=run_id, exit_reason=exit_reason)
+            return
+        if run.cancel_requested_at is not None:
+            _push_cancel(run)
+    except Exception as error:
+        # Ingest failing is a bug or an outage; the process keeps going, so keep watching rather than orphan it.
+        logger.exception("monitoring run %s failed: %r", run_id, error)
+    monitor_run.apply_async(kwargs={"run_id": run_id, "token": token}, countdown=_poll_seconds())
+
+
+def reattach_runs(hostname: str) -> None:
+    """Runs of this host still marked running: watch the live ones again, finish the ones whose process is gone."""
+    from webapp.core.models import JobStatus
+    from webapp.runs import services
+    from webapp.runs.models import TrainingRun
+
+    for run in TrainingRun.objects.filter(status=JobStatus.RUNNING, hostname=hostname):
+        if run.pid and _pid_is_run(run.pid, run.pk):
+            token = services.training_run_reattach(run_id=run.pk)
+            monitor_run.apply_async(kwargs={"run_id": run.pk, "token": token}, countdown=_poll_seconds())
+        elif run.pk not in _CHILDREN:
+            services.training_run_finish(
+                run_id=run.pk, exit_reason="ended while no worker was watching it (worker lost)"
+            )
+
+
+@worker_ready.connect
+def _reattach_on_start(sender, **kwargs) -> None:
+    if "train" not in sender.app.amqp.queues.consume_from:
+        return
+    reattach_runs(socket.gethostname())
