@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
 from webapp.endpoints.models import ModelEndpoint
@@ -8,3 +9,7 @@ from webapp.endpoints.models import ModelEndpoint
 
 def endpoint_list(project: Project) -> QuerySet[ModelEndpoint]:
     return project.endpoints.order_by("name")
+
+
+def endpoint_get(project: Project, endpoint_id: int) -> ModelEndpoint:
+    return get_object_or_404(ModelEndpoint, project=project, pk=endpoint_id)

@@ -1,25 +1,242 @@
 from __future__ import annotations
 
-from django.db import transaction
+import asyncio
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-from webapp.core.errors import ApplicationError
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
+
+# POSIX: names of environment variables are capital letters, digits and underscores, not starting with a digit.
+ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+ENDPOINT_EDITABLE = ("name", "kind", "base_url", "model", "api_key_env", "default_params", "max_concurrency",
+                     "requests_per_minute", "tokens_per_minute", "supports_structured_output")
+PING_MESSAGES = [{"role": "user", "content": "Reply with one word: pong"}]
+PING_MAX_TOKENS = 16
+
+
+def api_key_env_check(value: str) -> str:
+    value = value.strip()
+    if not value or ENV_NAME_RE.match(value):
+        return value
+    looks_like_a_key = value.lower().startswith(("sk-", "sk_", "bearer ")) or (
+        len(value) >= 20 and any(c.islower() for c in value) and any(c.isdigit() for c in value))
+    if looks_like_a_key:
+        raise ApplicationError(
+            "This looks like an API key, not the name of a variable. Never paste keys here: set the key as an "
+            "environment variable where the workers run (e.g. OPENAI_API_KEY=...) and enter that name.",
+            field="api_key_env")
+    raise ApplicationError(
+        "Enter the name of an environment variable: capital letters, digits and _ (e.g. OPENAI_API_KEY).",
+        field="api_key_env")
+
+
+def _endpoint_fields_check(
+    *, kind: str, base_url: str, model: str, api_key_env: str, default_params: dict, max_concurrency: int,
+) -> dict:
+    if kind not in EndpointKind.values:
+        raise ApplicationError(f"Unknown endpoint kind {kind!r}.", field="kind")
+    base_url = (base_url or "").strip().rstrip("/")
+    if kind == EndpointKind.OPENAI and not base_url:
+        raise ApplicationError("An OpenAI-compatible endpoint needs a base URL, e.g. http://gpu-node:8000/v1.",
+                               field="base_url")
+    if base_url:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ApplicationError("Enter a base URL starting with http:// or https://, e.g. http://gpu-node:8000/v1.",
+                                   field="base_url")
+    model = (model or "").strip()
+    if not model:
+        raise ApplicationError("Give the model name (or “bundled” for the bundled SmolLM2 model).", field="model")
+    if not isinstance(default_params, dict):
+        raise ApplicationError("Sampling defaults must be a JSON object, e.g. {\"temperature\": 0.7}.",
+                               field="default_params")
+    if not 1 <= max_concurrency <= 1024:
+        raise ApplicationError("Max concurrency must be between 1 and 1024.", field="max_concurrency")
+    return {"kind": kind, "base_url": base_url, "model": model, "api_key_env": api_key_env_check(api_key_env),
+            "default_params": default_params, "max_concurrency": max_concurrency}
+
+
+def _endpoint_name_check(project: Project, name: str, *, exclude_pk: int | None = None) -> str:
+    name = name.strip()
+    if not name:
+        raise ApplicationError("An endpoint needs a name.", field="name")
+    if ModelEndpoint.objects.filter(project=project, name=name).exclude(pk=exclude_pk).exists():
+        raise ApplicationError(f"An endpoint named {name!r} already exists in this project.", field="name")
+    return name
 
 
 @transaction.atomic
 def endpoint_create(
     *, project: Project, name: str, kind: str, model: str, base_url: str = "", api_key_env: str = "",
-    default_params: dict | None = None, max_concurrency: int = 8,
+    default_params: dict | None = None, max_concurrency: int = 8, requests_per_minute: int | None = None,
+    tokens_per_minute: int | None = None, supports_structured_output: bool = True,
 ) -> ModelEndpoint:
-    name = name.strip()
-    if kind not in EndpointKind.values:
-        raise ApplicationError(f"Unknown endpoint kind {kind!r}.", field="kind")
-    if kind == EndpointKind.OPENAI and not base_url:
-        raise ApplicationError("An OpenAI-compatible endpoint needs a base URL.", field="base_url")
-    if ModelEndpoint.objects.filter(project=project, name=name).exists():
-        raise ApplicationError(f"An endpoint named {name!r} already exists in this project.", field="name")
+    name = _endpoint_name_check(project, name)
+    values = _endpoint_fields_check(kind=kind, base_url=base_url, model=model, api_key_env=api_key_env,
+                                    default_params={} if default_params is None else default_params,
+                                    max_concurrency=max_concurrency)
     return ModelEndpoint.objects.create(
-        project=project, name=name, kind=kind, model=model, base_url=base_url, api_key_env=api_key_env,
-        default_params=default_params or {}, max_concurrency=max_concurrency,
+        project=project, name=name, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
+        supports_structured_output=supports_structured_output, **values,
     )
+
+
+@transaction.atomic
+def endpoint_update(
+    *, endpoint: ModelEndpoint, row_version: int, name: str, kind: str, model: str, base_url: str,
+    api_key_env: str, default_params: dict, max_concurrency: int, requests_per_minute: int | None,
+    tokens_per_minute: int | None, supports_structured_output: bool,
+) -> ModelEndpoint:
+    """Apply an edit made on `row_version`; if someone saved since, refuse with the current values."""
+    name = _endpoint_name_check(endpoint.project, name, exclude_pk=endpoint.pk)
+    values = _endpoint_fields_check(kind=kind, base_url=base_url, model=model, api_key_env=api_key_env,
+                                    default_params=default_params, max_concurrency=max_concurrency)
+    values.update(name=name, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
+                  supports_structured_output=supports_structured_output)
+    try:
+        with transaction.atomic():
+            updated = ModelEndpoint.objects.filter(pk=endpoint.pk, row_version=row_version).update(
+                **values, row_version=F("row_version") + 1)
+    except IntegrityError:
+        raise ApplicationError(f"An endpoint named {name!r} already exists in this project.", field="name") from None
+    if not updated:
+        current = ModelEndpoint.objects.filter(pk=endpoint.pk).first()
+        if current is None:
+            raise ApplicationError("This endpoint was deleted in the meantime.", status=404)
+        raise ConflictError(
+            "Someone saved this endpoint after you opened it; your changes were not saved. The current values "
+            "are shown under each field: save again to replace them with yours.",
+            current={"row_version": current.row_version, **{f: getattr(current, f) for f in ENDPOINT_EDITABLE}},
+        )
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+@transaction.atomic
+def endpoint_delete(*, endpoint: ModelEndpoint) -> None:
+    # Jobs and runs that used it keep their rows (SET_NULL) and their recorded model name.
+    endpoint.delete()
+
+
+# --- test connection ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ConnectionCheck:
+    """The outcome of one real call: `ok` with the reply and latency, or a message that says what to fix."""
+
+    ok: bool
+    message: str = ""
+    reply: str = ""
+    latency_ms: float | None = None
+    load_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
+    """The endpoint's API key, looked up at call time by the variable name the user chose; never stored."""
+    return (os.environ.get(endpoint.api_key_env) or None) if endpoint.api_key_env else None
+
+
+def _api_key(endpoint: ModelEndpoint, notes: list[str]) -> str | None:
+    key = endpoint_api_key(endpoint)
+    if endpoint.api_key_env and not key:
+        notes.append(f"${endpoint.api_key_env} is not set where the web server runs; the call was made "
+                     "without a key (workers read it from their own environment).")
+    return key or None
+
+
+def _openai_message(reason: str, status: int | None, endpoint: ModelEndpoint, timeout_s: float) -> str:
+    reason = re.sub(r"^gave up after \d+ attempts?: ", "", reason)
+    if status in (401, 403):
+        where = f"${endpoint.api_key_env}" if endpoint.api_key_env else "an API key variable (none is set)"
+        return f"The server refused the credentials ({reason}). Check {where}."
+    if status == 404:
+        return f"Not found ({reason}). Check the base URL (it usually ends in /v1) and the model name."
+    if "timed out" in reason:
+        return f"No answer within {timeout_s:g} s. The server may be overloaded, or the address may be wrong."
+    if status is None and ("ConnectError" in reason or "connect" in reason.lower()):
+        return (f"Could not connect to {endpoint.base_url} ({reason}). Is the server running and reachable from "
+                "the web server?")
+    if "malformed JSON" in reason or "no choices" in reason or "RemoteProtocolError" in reason:
+        return f"The server answered, but not with an OpenAI chat completion: {reason}"
+    return reason
+
+
+def _check_openai(endpoint: ModelEndpoint, timeout_s: float) -> ConnectionCheck:
+    from training.llm_client import LLMCallError, OpenAICompatibleClient
+
+    notes: list[str] = []
+    params = {**endpoint.default_params, "max_tokens": PING_MAX_TOKENS, "n": 1}
+    params.pop("max_completion_tokens", None)
+
+    async def ping():
+        client = OpenAICompatibleClient(base_url=endpoint.base_url, model=endpoint.model,
+                                        api_key=_api_key(endpoint, notes), max_concurrency=1, timeout_s=timeout_s,
+                                        max_retries=0)
+        async with client:
+            return await client.chat(PING_MESSAGES, **params)
+
+    try:
+        result = asyncio.run(ping())
+    except LLMCallError as exc:
+        return ConnectionCheck(ok=False, message=_openai_message(exc.reason, exc.status, endpoint, timeout_s),
+                               notes=notes)
+    except Exception as exc:  # noqa: BLE001 - a bad URL or an odd server must show a message, never a 500
+        return ConnectionCheck(ok=False, message=f"The call failed: {type(exc).__name__}: {exc}", notes=notes)
+    reply = result.content if result.content is not None else str(result.message.get("tool_calls", ""))
+    if result.finish_reason == "length":
+        notes.append(f"The reply was cut at {PING_MAX_TOKENS} tokens, as intended for a test.")
+    return ConnectionCheck(ok=True, reply=reply, latency_ms=result.latency_ms, notes=notes)
+
+
+def _check_transformers(endpoint: ModelEndpoint) -> ConnectionCheck:
+    try:
+        import torch
+
+        from training.models import ModelError, load_causal_lm, resolve_model
+    except ImportError as exc:
+        return ConnectionCheck(ok=False, message=f"Local transformers models need the train extra on the web "
+                                                 f"server (pip install -e '.[train]'): {exc}.")
+    started = time.perf_counter()
+    try:
+        model, tokenizer = load_causal_lm(resolve_model(endpoint.model, models_dir=settings.MODELS_DIR))
+    except ModelError as exc:
+        return ConnectionCheck(ok=False, message=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a missing or broken model is a message, not a 500
+        return ConnectionCheck(ok=False, message=f"The model {endpoint.model!r} cannot be loaded: {exc}")
+    load_s = time.perf_counter() - started
+    try:
+        inputs = tokenizer.apply_chat_template(PING_MESSAGES, add_generation_prompt=True, return_tensors="pt",
+                                               return_dict=True)
+        started = time.perf_counter()
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=PING_MAX_TOKENS, do_sample=False,
+                                    pad_token_id=tokenizer.pad_token_id)
+        latency_ms = (time.perf_counter() - started) * 1000
+        reply = tokenizer.decode(output[0][inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    except Exception as exc:  # noqa: BLE001
+        return ConnectionCheck(ok=False, message=f"The model loaded but generation failed: {exc}", load_s=load_s)
+    return ConnectionCheck(ok=True, reply=reply.strip(), latency_ms=latency_ms, load_s=load_s)
+
+
+def endpoint_connection_check(*, endpoint: ModelEndpoint, timeout_s: float = 10.0) -> ConnectionCheck:
+    """Make one real call with the endpoint's settings. Writes nothing."""
+    if endpoint.kind == EndpointKind.OPENAI:
+        return _check_openai(endpoint, timeout_s)
+    if endpoint.kind == EndpointKind.TRANSFORMERS:
+        return _check_transformers(endpoint)
+    return ConnectionCheck(
+        ok=False,
+        message="A local vLLM engine starts inside a rollout worker on a GPU node, so it cannot be tested from the "
+                "web server. Start a small generation job to try it, or serve the model with `vllm serve` and add "
+                "it as an OpenAI-compatible endpoint.")

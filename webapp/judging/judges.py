@@ -9,8 +9,8 @@ from training.judges.openai_judge import OpenAIJudge
 from training.llm_client import OpenAICompatibleClient
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.endpoints.services import endpoint_api_key
 from webapp.judging.cache import DatabaseJudgeCache
-from webapp.rollouts.generation import endpoint_api_key
 
 
 def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> JudgeBackend:

@@ -23,19 +23,13 @@ from training.generation import (
 from training.generation import Example as GenExample
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.endpoints.services import endpoint_api_key
 from webapp.tasks.models import Example, Task, TaskKind
 
 _backends: dict[str, GenerationBackend] = {}
 _backends_lock = threading.Lock()
 
 ENVIRONMENTS = {"wordle": WordleEnvironment, "tools": ToolEnvironment}
-
-
-def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
-    """The endpoint's API key, read from the worker's environment by the variable's name; never stored."""
-    import os
-
-    return os.environ.get(endpoint.api_key_env) if endpoint.api_key_env else None
 
 
 def backend_config(endpoint: ModelEndpoint, *, model_override: str | None = None) -> BackendConfig:

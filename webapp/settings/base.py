@@ -165,6 +165,9 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Largest example file (JSONL, CSV, Parquet) a task import accepts.
+RUBRICON_MAX_IMPORT_MB = env.int("RUBRICON_MAX_IMPORT_MB", 100)
+
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)
 

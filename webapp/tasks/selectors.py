@@ -24,3 +24,7 @@ def example_list(task: Task, *, split: str | None = None) -> QuerySet[Example]:
     if split:
         examples = examples.filter(split=split)
     return examples
+
+
+def example_get(task: Task, example_id: int) -> Example:
+    return get_object_or_404(Example, task=task, pk=example_id)
