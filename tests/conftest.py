@@ -12,6 +12,12 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
+    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started."""
+    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
+
+
 @pytest.fixture
 def make_member(db):
     """make_member(role, project=None) -> (user, project): a user with that role in the project."""

@@ -12,6 +12,7 @@ and turned into OpenAI `tool_calls`, so environments see one format whatever the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -83,10 +84,9 @@ def template_messages(conversation: Conversation) -> list[Message]:
             for call in copy["tool_calls"]:
                 function = dict(call.get("function", {}))
                 if isinstance(function.get("arguments"), str):
-                    try:
+                    # Malformed arguments stay a string: the template shows them as the model wrote them.
+                    with contextlib.suppress(json.JSONDecodeError):
                         function["arguments"] = json.loads(function["arguments"])
-                    except json.JSONDecodeError:
-                        pass
                 calls.append({**call, "function": function})
             copy["tool_calls"] = calls
         shaped.append(copy)

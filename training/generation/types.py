@@ -40,8 +40,12 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(256, ge=1, description="Most tokens generated per completion (per turn).")
     temperature: float = Field(1.0, ge=0.0, le=10.0, description="0 means greedy decoding.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass; 1 disables it.")
-    top_k: int | None = Field(None, ge=1, description="Sample among the k most likely tokens; None disables it.")
-    min_p: float = Field(0.0, ge=0.0, le=1.0, description="Drop tokens below min_p * p(top token); 0 disables it.")
+    top_k: int | None = Field(
+        None, ge=1, description="Sample among the k most likely tokens; None disables it."
+    )
+    min_p: float = Field(
+        0.0, ge=0.0, le=1.0, description="Drop tokens below min_p * p(top token); 0 disables it."
+    )
     repetition_penalty: float = Field(1.0, gt=0.0, description="1 disables it (not sent to OpenAI itself).")
     stop: list[str] = Field(default_factory=list, description="Strings that end a completion (not included).")
     seed: int | None = Field(
@@ -88,7 +92,13 @@ class Completion:
 
     @classmethod
     def failed(
-        cls, error: str, kind: ErrorKind, *, prompt_tokens: int = 0, latency_ms: float = 0.0, attempts: int = 1
+        cls,
+        error: str,
+        kind: ErrorKind,
+        *,
+        prompt_tokens: int = 0,
+        latency_ms: float = 0.0,
+        attempts: int = 1,
     ) -> Completion:
         return cls(
             text="",

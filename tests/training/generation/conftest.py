@@ -1,6 +1,7 @@
 """Fixtures: the bundled model, one vLLM engine, one vLLM OpenAI server and scripted HTTP servers.
 
-Engines are session-scoped: a vLLM engine takes 25-60 s to start on CPU and the suite must stay short.
+The vLLM engine is session-scoped (25-60 s to start on CPU, so one per session); the vLLM server is
+module-scoped and only its module uses it, so it is likewise started once.
 """
 
 from __future__ import annotations
@@ -44,18 +45,25 @@ def vllm_backend(bundled_model: Path) -> Iterator[Any]:
     from training.generation.backends.vllm_backend import VLLMBackend
 
     backend = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN)
-    backend.llm  # start the engine here, so its start-up is not billed to the first test
+    _ = backend.llm  # start the engine here, so its start-up is not billed to the first test
     yield backend
     backend.close()
 
 
 @pytest.fixture(scope="session")
 def transformers_backend(bundled_model: Path) -> Iterator[Any]:
+    import torch
+
     from training.generation.backends.transformers_backend import TransformersBackend
 
+    # One intra-op thread: on a small machine shared with other jobs, two OpenMP threads spin-wait on each
+    # other and the same tests took 340 s instead of 45 s (measured at load average ~8 on 2 cores).
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
     backend = TransformersBackend(bundled_model, max_batch_size=8)
     yield backend
     backend.close()
+    torch.set_num_threads(previous)
 
 
 def free_port() -> int:
@@ -72,9 +80,16 @@ class VLLMServer:
     log: Path
 
 
-@pytest.fixture(scope="session")
-def vllm_server(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
-    """The real `vllm.entrypoints.openai.api_server` on 127.0.0.1, with Hermes tool-call parsing."""
+@pytest.fixture(scope="module")
+def _vllm_server_process(
+    bundled_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[VLLMServer]:
+    """Starts the real `vllm.entrypoints.openai.api_server` (Hermes tool-call parsing); `vllm_server` waits.
+
+    Module-scoped: its tests live in one module, and a server left running while the CPU-bound
+    transformers tests ran made them several times slower on a 2-core machine. For the same reason it is
+    not started early to overlap other tests.
+    """
     pytest.importorskip("vllm")
     port = free_port()
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
@@ -82,26 +97,13 @@ def vllm_server(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory) -
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(bundled_model), "--served-model-name", "smollm2",
         "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN),
+        "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32",
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
     ]  # fmt: skip
     with open(log, "wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    server = VLLMServer(f"http://127.0.0.1:{port}/v1", "smollm2", process, log)
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        else:
-            pytest.fail(f"vLLM server did not answer within 240 s:\n{log.read_text()[-3000:]}")
-        yield server
+        yield VLLMServer(f"http://127.0.0.1:{port}/v1", "smollm2", process, log)
     finally:
         process.terminate()
         try:
@@ -109,6 +111,23 @@ def vllm_server(bundled_model: Path, tmp_path_factory: pytest.TempPathFactory) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(_vllm_server_process: VLLMServer) -> VLLMServer:
+    """The server from `_vllm_server_process`, once it answers."""
+    server, process, log = _vllm_server_process, _vllm_server_process.process, _vllm_server_process.log
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"vLLM server did not answer within 300 s:\n{log.read_text()[-3000:]}")
 
 
 # ------------------------------------------------------------------------------------ scripted HTTP server

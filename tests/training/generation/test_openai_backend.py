@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.training.generation.conftest import MAX_MODEL_LEN, ScriptedServer, VLLMServer, chat_response, free_port
+from tests.training.generation.conftest import (
+    MAX_MODEL_LEN,
+    ScriptedServer,
+    VLLMServer,
+    chat_response,
+    free_port,
+)
 from training.generation import BackendConfig, SamplingParams, create_backend
 from training.generation.backends.openai_backend import OpenAIBackend
 from training.llm_client import OpenAICompatibleClient
@@ -19,22 +25,36 @@ HELLO = [{"role": "user", "content": "Say hello."}]
 def fast_backend(base_url: str, *, max_retries: int = 3, **options: Any) -> OpenAIBackend:
     # Short backoff and timeout so the fault tests take milliseconds, not the production defaults.
     client = OpenAICompatibleClient(
-        base_url=base_url, model="m", max_retries=max_retries, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=2
+        base_url=base_url,
+        model="m",
+        max_retries=max_retries,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        timeout_s=2,
     )
     return OpenAIBackend(base_url, "m", client=client, **options)
 
 
 def test_each_sample_is_one_request_with_its_own_seed(scripted_server: ScriptedServer) -> None:
-    scripted_server.respond = lambda body: (200, chat_response(f"seed {body['seed']}", prompt_tokens=5, completion_tokens=2))
+    scripted_server.respond = lambda body: (
+        200,
+        chat_response(f"seed {body['seed']}", prompt_tokens=5, completion_tokens=2),
+    )
     backend = fast_backend(scripted_server.base_url)
     try:
-        groups = backend.generate([HELLO, HELLO], SamplingParams(n=3, max_tokens=16, seed=10, temperature=0.7))
+        groups = backend.generate(
+            [HELLO, HELLO], SamplingParams(n=3, max_tokens=16, seed=10, temperature=0.7)
+        )
     finally:
         backend.close()
     assert [[c.text for c in group] for group in groups] == [["seed 10", "seed 11", "seed 12"]] * 2
     completion = groups[0][0]
     assert completion.message == {"role": "assistant", "content": "seed 10"}
-    assert (completion.prompt_tokens, completion.completion_tokens, completion.finish_reason) == (5, 2, "stop")
+    assert (completion.prompt_tokens, completion.completion_tokens, completion.finish_reason) == (
+        5,
+        2,
+        "stop",
+    )
     assert completion.ok and completion.latency_ms > 0 and completion.attempts == 1
     body = scripted_server.requests[0]
     assert body["max_tokens"] == 16 and body["temperature"] == 0.7 and body["messages"] == HELLO
@@ -43,7 +63,10 @@ def test_each_sample_is_one_request_with_its_own_seed(scripted_server: ScriptedS
 
 
 def test_optional_sampling_fields_and_logprobs(scripted_server: ScriptedServer) -> None:
-    scripted_server.respond = lambda body: (200, chat_response("hi", finish_reason="length", logprobs=[-0.5, -1.0]))
+    scripted_server.respond = lambda body: (
+        200,
+        chat_response("hi", finish_reason="length", logprobs=[-0.5, -1.0]),
+    )
     backend = fast_backend(scripted_server.base_url)
     try:
         (group,) = backend.generate(
@@ -52,12 +75,20 @@ def test_optional_sampling_fields_and_logprobs(scripted_server: ScriptedServer) 
     finally:
         backend.close()
     body = scripted_server.requests[0]
-    assert (body["top_k"], body["min_p"], body["repetition_penalty"], body["stop"], body["logprobs"]) == (20, 0.1, 1.1, ["\n"], True)
+    assert (body["top_k"], body["min_p"], body["repetition_penalty"], body["stop"], body["logprobs"]) == (
+        20,
+        0.1,
+        1.1,
+        ["\n"],
+        True,
+    )
     assert group[0].logprobs == [-0.5, -1.0] and group[0].finish_reason == "length"
 
 
 def test_transient_failures_are_retried(scripted_server: ScriptedServer) -> None:
-    replies = iter([(503, {"error": {"message": "overloaded"}}), (200, b"{not json"), (200, chat_response("finally"))])
+    replies = iter(
+        [(503, {"error": {"message": "overloaded"}}), (200, b"{not json"), (200, chat_response("finally"))]
+    )
     scripted_server.respond = lambda body: next(replies)
     backend = fast_backend(scripted_server.base_url)
     try:
@@ -104,7 +135,13 @@ def test_endpoint_down_is_an_error_per_item() -> None:
 
 
 def test_native_and_textual_tool_calls(scripted_server: ScriptedServer) -> None:
-    native = [{"id": "call_9", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "1+1"}'}}]
+    native = [
+        {
+            "id": "call_9",
+            "type": "function",
+            "function": {"name": "calculator", "arguments": '{"expression": "1+1"}'},
+        }
+    ]
     replies = iter(
         [
             (200, chat_response(None, finish_reason="tool_calls", tool_calls=native)),
@@ -123,7 +160,10 @@ def test_native_and_textual_tool_calls(scripted_server: ScriptedServer) -> None:
     assert first.message == {"role": "assistant", "content": None, "tool_calls": native}
     assert first.finish_reason == "tool_calls" and first.text == ""
     call = second.message["tool_calls"][0]
-    assert call["function"] == {"name": "lookup", "arguments": '{"key": "x"}'} and second.finish_reason == "tool_calls"
+    assert (
+        call["function"] == {"name": "lookup", "arguments": '{"key": "x"}'}
+        and second.finish_reason == "tool_calls"
+    )
 
 
 def test_tools_can_stay_out_of_the_request(scripted_server: ScriptedServer) -> None:
@@ -138,7 +178,13 @@ def test_tools_can_stay_out_of_the_request(scripted_server: ScriptedServer) -> N
 def test_messages_are_sent_in_wire_format(scripted_server: ScriptedServer) -> None:
     conversation = [
         {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": "{}"}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "name": "calculator", "content": "4"},
     ]
     backend = fast_backend(scripted_server.base_url)
@@ -166,7 +212,9 @@ def test_generate_works_inside_a_running_event_loop(scripted_server: ScriptedSer
 
 
 def test_create_backend_builds_an_openai_backend(scripted_server: ScriptedServer) -> None:
-    backend = create_backend(BackendConfig(kind="openai", model="m", base_url=scripted_server.base_url, max_retries=0))
+    backend = create_backend(
+        BackendConfig(kind="openai", model="m", base_url=scripted_server.base_url, max_retries=0)
+    )
     try:
         assert backend.name == "openai"
         assert backend.generate([HELLO], SamplingParams())[0][0].text == "ok"
@@ -183,8 +231,12 @@ def test_real_vllm_server_generates_groups(vllm_server: VLLMServer) -> None:
         [{"role": "user", "content": "word " * (MAX_MODEL_LEN + 50)}],
     ]
     try:
-        groups = backend.generate(conversations, SamplingParams(n=2, max_tokens=24, seed=0, temperature=0.8, logprobs=True))
-        again = backend.generate(conversations[:1], SamplingParams(n=2, max_tokens=24, seed=0, temperature=0.8))
+        groups = backend.generate(
+            conversations, SamplingParams(n=2, max_tokens=24, seed=0, temperature=0.8, logprobs=True)
+        )
+        again = backend.generate(
+            conversations[:1], SamplingParams(n=2, max_tokens=24, seed=0, temperature=0.8)
+        )
     finally:
         backend.close()
     for group in groups[:2]:
@@ -194,7 +246,9 @@ def test_real_vllm_server_generates_groups(vllm_server: VLLMServer) -> None:
             assert completion.text and completion.message["role"] == "assistant"
             assert completion.prompt_tokens > 10 and 0 < completion.completion_tokens <= 24
             assert completion.finish_reason in ("stop", "length")
-            assert completion.logprobs is not None and len(completion.logprobs) == completion.completion_tokens
+            assert (
+                completion.logprobs is not None and len(completion.logprobs) == completion.completion_tokens
+            )
     # The seed makes a sample reproducible on the server too.
     assert [c.text for c in again[0]] == [c.text for c in groups[0]]
     overflow = groups[2][0]
@@ -210,7 +264,9 @@ def test_real_vllm_server_accepts_tool_schemas(vllm_server: VLLMServer) -> None:
     tools = [BUILTIN_TOOLS["calculator"].schema()]
     prompt = 'Call the calculator. Reply exactly: <tool_call>{"name": "calculator", "arguments": {"expression": "6*7"}}</tool_call>'
     try:
-        ((completion,),) = backend.generate([[{"role": "user", "content": prompt}]], SamplingParams(max_tokens=40, temperature=0), tools=tools)
+        ((completion,),) = backend.generate(
+            [[{"role": "user", "content": prompt}]], SamplingParams(max_tokens=40, temperature=0), tools=tools
+        )
     finally:
         backend.close()
     assert completion.ok, completion.error

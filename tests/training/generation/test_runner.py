@@ -18,12 +18,18 @@ def _assistant_turns(body: dict[str, Any]) -> int:
 
 def test_wordle_episodes_play_to_the_end(scripted_server: ScriptedServer) -> None:
     script = ["Let me think.", "<guess>SLATE</guess>", "<guess>CRANE</guess>"]
-    scripted_server.respond = lambda body: (200, chat_response(script[_assistant_turns(body)], prompt_tokens=50, completion_tokens=4))
+    scripted_server.respond = lambda body: (
+        200,
+        chat_response(script[_assistant_turns(body)], prompt_tokens=50, completion_tokens=4),
+    )
     backend = fast_backend(scripted_server.base_url)
     examples = [Example(id="a", answer="CRANE"), Example(id="b", answer="TRAIN")]
     try:
         trajectories = run_episodes(
-            backend, functools.partial(WordleEnvironment, max_guesses=2), examples, SamplingParams(n=2, seed=5)
+            backend,
+            functools.partial(WordleEnvironment, max_guesses=2),
+            examples,
+            SamplingParams(n=2, seed=5),
         )
     finally:
         backend.close()
@@ -56,7 +62,10 @@ def test_wordle_runs_out_of_guesses(scripted_server: ScriptedServer) -> None:
     backend = fast_backend(scripted_server.base_url)
     try:
         (trajectory,) = run_episodes(
-            backend, functools.partial(WordleEnvironment, max_guesses=3), [Example(id=1, answer="CRANE")], SamplingParams()
+            backend,
+            functools.partial(WordleEnvironment, max_guesses=3),
+            [Example(id=1, answer="CRANE")],
+            SamplingParams(),
         )
     finally:
         backend.close()
@@ -65,7 +74,11 @@ def test_wordle_runs_out_of_guesses(scripted_server: ScriptedServer) -> None:
 
 
 def test_tool_episode_records_tool_calls_and_results(scripted_server: ScriptedServer) -> None:
-    call = {"id": "call_1", "type": "function", "function": {"name": "calculator", "arguments": '{"expression": "17 * 3"}'}}
+    call = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "calculator", "arguments": '{"expression": "17 * 3"}'},
+    }
 
     def respond(body: dict[str, Any]) -> tuple[int, Any]:
         if _assistant_turns(body) == 0:
@@ -76,13 +89,21 @@ def test_tool_episode_records_tool_calls_and_results(scripted_server: ScriptedSe
     backend = fast_backend(scripted_server.base_url)
     try:
         (trajectory,) = run_episodes(
-            backend, functools.partial(ToolEnvironment, system_prompt="Use tools."), [Example(id=1, prompt="17*3?")], SamplingParams()
+            backend,
+            functools.partial(ToolEnvironment, system_prompt="Use tools."),
+            [Example(id=1, prompt="17*3?")],
+            SamplingParams(),
         )
     finally:
         backend.close()
     assert [m["role"] for m in trajectory.messages] == ["system", "user", "assistant", "tool", "assistant"]
     assert trajectory.messages[2]["tool_calls"] == [call]
-    assert trajectory.messages[3] == {"role": "tool", "tool_call_id": "call_1", "name": "calculator", "content": "51"}
+    assert trajectory.messages[3] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "name": "calculator",
+        "content": "51",
+    }
     assert trajectory.completion == "The answer is 51."
     assert trajectory.info["final_answer"] == "The answer is 51." and trajectory.info["tool_calls"] == 1
     assert [t.finish_reason for t in trajectory.turns] == ["tool_calls", "stop"]
@@ -109,7 +130,9 @@ def test_failures_stay_inside_their_own_trajectory(scripted_server: ScriptedServ
         backend.close()
     assert ok.error is None and ok.completion == "fine" and ok.done
     assert http.error_kind == "bad_request" and "bad request for this one" in (http.error or "")
-    assert http.finish_reason == "error" and http.messages[-1]["role"] == "user"  # prompt kept, no fake answer
+    assert (
+        http.finish_reason == "error" and http.messages[-1]["role"] == "user"
+    )  # prompt kept, no fake answer
     assert template.error_kind == "template" and "example 'template'" in (template.error or "")
     assert template.messages == [] and template.turns == []
 

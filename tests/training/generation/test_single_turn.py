@@ -26,7 +26,11 @@ def test_without_template_or_system_prompt_the_prompt_is_the_user_message() -> N
 
 def test_example_messages_are_used_as_they_are_with_the_system_prompt_first() -> None:
     env = SingleTurnEnvironment(system_prompt="Be brief.", prompt_template="ignored {{ prompt }}")
-    history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}, {"role": "user", "content": "2+2?"}]
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "2+2?"},
+    ]
     messages = env.reset(Example(messages=history))
     assert messages == [{"role": "system", "content": "Be brief."}, *history]
     assert history[0] == {"role": "user", "content": "Hi"}  # the example itself is not modified

@@ -78,7 +78,9 @@ def test_calculator_refuses_anything_else(expression: str, message: str) -> None
         calculate(expression)
 
 
-@pytest.mark.parametrize("expression", ["9 ** 9 ** 9", "10 ** 100000", "2 ** 5000", "99999 ** 9999", "(10**100) ** 100"])
+@pytest.mark.parametrize(
+    "expression", ["9 ** 9 ** 9", "10 ** 100000", "2 ** 5000", "99999 ** 9999", "(10**100) ** 100"]
+)
 def test_calculator_refuses_huge_powers_without_computing_them(expression: str) -> None:
     started = time.perf_counter()
     with pytest.raises(ToolError, match="too large"):
@@ -112,7 +114,11 @@ def _call(name: str, arguments: object, call_id: str = "call_1") -> dict[str, ob
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": raw}}
 
 
-EXAMPLE = Example(id="ex1", prompt="What is the capital of France times 2?", info={"lookup": {"capital of France": "Paris", "population": 2102650}})
+EXAMPLE = Example(
+    id="ex1",
+    prompt="What is the capital of France times 2?",
+    info={"lookup": {"capital of France": "Paris", "population": 2102650}},
+)
 
 
 def test_tool_environment_opening_describes_the_tools() -> None:
@@ -132,7 +138,10 @@ def test_tool_environment_runs_calls_and_answers_with_tool_messages() -> None:
         {
             "role": "assistant",
             "content": "",
-            "tool_calls": [_call("lookup", {"key": "population"}, "a"), _call("calculator", {"expression": "6*7"}, "b")],
+            "tool_calls": [
+                _call("lookup", {"key": "population"}, "a"),
+                _call("calculator", {"expression": "6*7"}, "b"),
+            ],
         }
     )
     assert not done
@@ -150,16 +159,26 @@ def test_tool_environment_runs_calls_and_answers_with_tool_messages() -> None:
 def test_lookup_is_case_insensitive_and_lists_keys_when_missing() -> None:
     env = ToolEnvironment()
     env.reset(EXAMPLE)
-    reply, _, info = env.step({"role": "assistant", "content": "", "tool_calls": [_call("lookup", {"key": "CAPITAL OF FRANCE"}), _call("lookup", {"key": "mayor"})]})
+    reply, _, info = env.step(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [_call("lookup", {"key": "CAPITAL OF FRANCE"}), _call("lookup", {"key": "mayor"})],
+        }
+    )
     assert reply[0]["content"] == "Paris"
-    assert reply[1]["content"].startswith("error: no entry for 'mayor'; known keys: capital of France, population")
+    assert reply[1]["content"].startswith(
+        "error: no entry for 'mayor'; known keys: capital of France, population"
+    )
     assert info["tool_errors"] == 1
 
 
 def test_lookup_falls_back_to_the_whole_info_dict() -> None:
     env = ToolEnvironment(tools=["lookup"])
     env.reset(Example(id=1, prompt="p", info={"color": "blue"}))
-    reply, _, _ = env.step({"role": "assistant", "content": "", "tool_calls": [_call("lookup", {"key": "color"})]})
+    reply, _, _ = env.step(
+        {"role": "assistant", "content": "", "tool_calls": [_call("lookup", {"key": "color"})]}
+    )
     assert reply[0]["content"] == "blue"
 
 
@@ -170,7 +189,10 @@ def test_lookup_falls_back_to_the_whole_info_dict() -> None:
         (_call("calculator", "{not json"), "error: arguments are not valid JSON"),
         (_call("calculator", "[1, 2]"), "error: arguments must be a JSON object"),
         (_call("calculator", {}), "error: missing argument(s): expression"),
-        (_call("calculator", {"expression": "__import__('os')"}), "error: function '__import__' is not allowed"),
+        (
+            _call("calculator", {"expression": "__import__('os')"}),
+            "error: function '__import__' is not allowed",
+        ),
         (_call("lookup", {"key": 3}), "error: key must be a string"),
         ({"id": "x"}, "error: unknown tool None"),
     ],

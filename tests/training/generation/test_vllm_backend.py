@@ -10,9 +10,21 @@ from typing import Any
 import pytest
 
 from tests.training.generation.conftest import MAX_MODEL_LEN
-from training.generation import BackendConfig, Example, GenerationError, SamplingParams, create_backend, run_episodes
+from training.generation import (
+    BackendConfig,
+    Example,
+    GenerationError,
+    SamplingParams,
+    create_backend,
+    run_episodes,
+)
 from training.generation.backends.vllm_backend import VLLMBackend
-from training.generation.environments import SingleTurnEnvironment, ToolEnvironment, WordleEnvironment, wordle_examples
+from training.generation.environments import (
+    SingleTurnEnvironment,
+    ToolEnvironment,
+    WordleEnvironment,
+    wordle_examples,
+)
 
 CONVERSATIONS = [
     [{"role": "user", "content": "What is 2 + 3? Answer with a number."}],
@@ -42,7 +54,9 @@ def test_groups_of_n_samples(vllm_backend: VLLMBackend) -> None:
             assert 0 < completion.completion_tokens <= 24
             assert completion.finish_reason in ("stop", "length")
             assert completion.finish_reason == "stop" or completion.completion_tokens == 24
-            assert completion.logprobs is not None and len(completion.logprobs) == completion.completion_tokens
+            assert (
+                completion.logprobs is not None and len(completion.logprobs) == completion.completion_tokens
+            )
             assert all(lp <= 0 for lp in completion.logprobs)
             assert completion.latency_ms > 0
     # n samples of a GRPO group must differ, or the group teaches nothing.
@@ -66,7 +80,9 @@ def test_context_overflow_fails_only_its_item(vllm_backend: VLLMBackend) -> None
 @pytest.mark.slow
 def test_stop_strings_and_greedy(vllm_backend: VLLMBackend) -> None:
     conversation = [{"role": "user", "content": "Count from 1 to 10, separated by commas."}]
-    ((stopped,),) = vllm_backend.generate([conversation], SamplingParams(max_tokens=40, temperature=0, stop=["5"]))
+    ((stopped,),) = vllm_backend.generate(
+        [conversation], SamplingParams(max_tokens=40, temperature=0, stop=["5"])
+    )
     assert "5" not in stopped.text and stopped.finish_reason == "stop"
     ((a,),) = vllm_backend.generate([conversation], SamplingParams(max_tokens=12, temperature=0))
     ((b,),) = vllm_backend.generate([conversation], SamplingParams(max_tokens=12, temperature=0))
@@ -76,31 +92,39 @@ def test_stop_strings_and_greedy(vllm_backend: VLLMBackend) -> None:
 @pytest.mark.slow
 def test_single_turn_rollouts_through_the_runner(vllm_backend: VLLMBackend) -> None:
     make_env = functools.partial(
-        SingleTurnEnvironment, system_prompt="Answer with a number only.", prompt_template="Compute {{ prompt }}."
+        SingleTurnEnvironment,
+        system_prompt="Answer with a number only.",
+        prompt_template="Compute {{ prompt }}.",
     )
     examples = [Example(id=i, prompt=f"{i} + {i}", answer=str(2 * i)) for i in range(1, 4)]
     trajectories = run_episodes(vllm_backend, make_env, examples, SamplingParams(n=3, max_tokens=16, seed=0))
-    assert [(t.example_id, t.sample_index) for t in trajectories] == [(i, k) for i in range(1, 4) for k in range(3)]
+    assert [(t.example_id, t.sample_index) for t in trajectories] == [
+        (i, k) for i in range(1, 4) for k in range(3)
+    ]
     for trajectory in trajectories:
         assert trajectory.done and trajectory.error is None and len(trajectory.turns) == 1
         assert [m["role"] for m in trajectory.messages] == ["system", "user", "assistant"]
-        assert trajectory.messages[1]["content"] == f"Compute {trajectory.example_id} + {trajectory.example_id}."
+        assert (
+            trajectory.messages[1]["content"] == f"Compute {trajectory.example_id} + {trajectory.example_id}."
+        )
         assert trajectory.completion and trajectory.completion_tokens > 0
         json.dumps(trajectory.to_dict())
 
 
 @pytest.mark.slow
 def test_wordle_end_to_end(vllm_backend: VLLMBackend) -> None:
-    make_env = functools.partial(WordleEnvironment, max_guesses=3, max_turns=4)
-    trajectories = run_episodes(vllm_backend, make_env, wordle_examples(2, seed=1), SamplingParams(n=2, max_tokens=48, seed=3))
+    make_env = functools.partial(WordleEnvironment, max_guesses=2, max_turns=3)
+    trajectories = run_episodes(
+        vllm_backend, make_env, wordle_examples(2, seed=1), SamplingParams(n=2, max_tokens=32, seed=3)
+    )
     assert len(trajectories) == 4
     for trajectory in trajectories:
         assert trajectory.error is None
-        assert trajectory.done and not trajectory.truncated  # max_turns=4 always ends the game
+        assert trajectory.done and not trajectory.truncated  # max_turns=3 always ends the game
         info = trajectory.info
-        assert info["turns_used"] == len(trajectory.turns) <= 4
+        assert info["turns_used"] == len(trajectory.turns) <= 3
         assert info["format_errors"] + info["invalid_guesses"] + info["guesses_used"] == info["turns_used"]
-        assert len(info["feedback"]) == info["guesses_used"] <= 3
+        assert len(info["feedback"]) == info["guesses_used"] <= 2
         assert all(set(f) <= set("GYX") and len(f) == 5 for f in info["feedback"])
         assert info["secret"] == trajectory.example_id.removeprefix("wordle-").upper()
         roles = [m["role"] for m in trajectory.messages]
@@ -114,9 +138,13 @@ def test_tool_use_end_to_end(vllm_backend: VLLMBackend) -> None:
     )
     examples = [
         Example(id="mul", prompt="What is 123 * 45?", answer="5535"),
-        Example(id="capital", prompt="What is the capital of Peru? Look it up.", info={"lookup": {"capital of Peru": "Lima"}}),
+        Example(
+            id="capital",
+            prompt="What is the capital of Peru? Look it up.",
+            info={"lookup": {"capital of Peru": "Lima"}},
+        ),
     ]
-    trajectories = run_episodes(vllm_backend, make_env, examples, SamplingParams(n=2, max_tokens=64, seed=7))
+    trajectories = run_episodes(vllm_backend, make_env, examples, SamplingParams(n=2, max_tokens=48, seed=7))
     assert len(trajectories) == 4
     for trajectory in trajectories:
         assert trajectory.error is None and trajectory.done

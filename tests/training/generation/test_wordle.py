@@ -100,7 +100,10 @@ def test_wrong_format_gets_a_corrective_reply_and_is_counted() -> None:
     assert info["format_errors"] == 1 and info["guesses_used"] == 0 and info["turns_used"] == 1
 
 
-@pytest.mark.parametrize(("text", "problem"), [("<guess>CAT</guess>", "3 letters"), ("<guess>CR4NE</guess>", "A-Z"), ("<guess>ÉCLAT</guess>", "A-Z")])
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("<guess>CAT</guess>", "3 letters"), ("<guess>CR4NE</guess>", "A-Z"), ("<guess>ÉCLAT</guess>", "A-Z")],
+)
 def test_invalid_guesses_are_counted_not_played(text: str, problem: str) -> None:
     env = WordleEnvironment()
     env.reset(Example(id=1, answer="CRANE"))

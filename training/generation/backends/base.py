@@ -49,7 +49,9 @@ class BackendConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: BackendKind = Field(description="vllm: offline engine; openai: HTTP server; transformers: CPU fallback.")
+    kind: BackendKind = Field(
+        description="vllm: offline engine; openai: HTTP server; transformers: CPU fallback."
+    )
     model: str = Field(
         description="Local model directory (vllm, transformers) or the model name the server knows (openai)."
     )
@@ -58,6 +60,7 @@ class BackendConfig(BaseModel):
     api_key: str | None = Field(None, description="Bearer token; the app reads it from a named env variable.")
     max_concurrency: int = Field(8, ge=1, description="Most requests in flight at once (openai).")
     requests_per_minute: int | None = Field(None, ge=1, description="Client-side rate limit (openai).")
+    tokens_per_minute: int | None = Field(None, ge=1, description="Client-side token rate limit (openai).")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds (openai).")
     max_retries: int = Field(5, ge=0, description="Retries of transient HTTP failures (openai).")
     send_tools: bool = Field(
@@ -112,6 +115,7 @@ def create_backend(config: BackendConfig) -> GenerationBackend:
         api_key=config.api_key,
         max_concurrency=config.max_concurrency,
         requests_per_minute=config.requests_per_minute,
+        tokens_per_minute=config.tokens_per_minute,
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
         send_tools=config.send_tools,

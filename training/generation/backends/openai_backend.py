@@ -26,13 +26,26 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from training.generation.chat import parse_tool_calls
-from training.generation.types import Completion, Conversation, ErrorKind, FinishReason, Message, SamplingParams
+from training.generation.types import (
+    Completion,
+    Conversation,
+    ErrorKind,
+    FinishReason,
+    Message,
+    SamplingParams,
+)
 from training.llm_client import LLMCallError, OpenAICompatibleClient
 
 T = TypeVar("T")
 
 _FINISH: dict[str | None, FinishReason] = {"stop": "stop", "length": "length", "tool_calls": "tool_calls"}
-_CONTEXT_MARKERS = ("context length", "context_length", "maximum context", "too many tokens", "prompt is too long")
+_CONTEXT_MARKERS = (
+    "context length",
+    "context_length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+)
 
 
 def request_params(params: SamplingParams, sample_index: int) -> dict[str, Any]:
@@ -144,7 +157,10 @@ class OpenAIBackend:
             result = await self.client.chat([_wire_message(m) for m in conversation], **body)
         except LLMCallError as exc:
             return Completion.failed(
-                str(exc), classify_error(exc), latency_ms=(time.perf_counter() - started) * 1000, attempts=exc.attempts
+                str(exc),
+                classify_error(exc),
+                latency_ms=(time.perf_counter() - started) * 1000,
+                attempts=exc.attempts,
             )
         except Exception as exc:  # a bug or an unexpected body must still come back as one failed item
             return Completion.failed(f"{type(exc).__name__}: {exc}", "endpoint")

@@ -88,7 +88,8 @@ class TransformersBackend:
                     f"{self.max_model_len} tokens"
                 )
                 results[index] = [
-                    Completion.failed(error, "context_overflow", prompt_tokens=len(ids)) for _ in range(params.n)
+                    Completion.failed(error, "context_overflow", prompt_tokens=len(ids))
+                    for _ in range(params.n)
                 ]
                 continue
             ready.append((index, ids))
@@ -98,7 +99,9 @@ class TransformersBackend:
         for start in range(0, len(ready), per_chunk):
             chunk = ready[start : start + per_chunk]
             try:
-                for (index, _), completions in zip(chunk, self._generate_chunk(chunk, params, tools), strict=True):
+                for (index, _), completions in zip(
+                    chunk, self._generate_chunk(chunk, params, tools), strict=True
+                ):
                     results[index] = completions
             except Exception:
                 # One bad item must not sink its neighbours: retry them one by one.
@@ -110,7 +113,10 @@ class TransformersBackend:
                         latency_ms = (time.perf_counter() - started) * 1000
                         results[item[0]] = [
                             Completion.failed(
-                                f"generation failed: {exc}", "backend", prompt_tokens=len(item[1]), latency_ms=latency_ms
+                                f"generation failed: {exc}",
+                                "backend",
+                                prompt_tokens=len(item[1]),
+                                latency_ms=latency_ms,
                             )
                             for _ in range(params.n)
                         ]
@@ -185,7 +191,9 @@ class TransformersBackend:
                         completion_tokens=length,
                         finish_reason=finish,
                         latency_ms=latency_ms,
-                        logprobs=token_logprobs[flat, :length].tolist() if token_logprobs is not None else None,
+                        logprobs=token_logprobs[flat, :length].tolist()
+                        if token_logprobs is not None
+                        else None,
                     )
                 )
             groups.append(completions)

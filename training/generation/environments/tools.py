@@ -130,9 +130,9 @@ def _check_power(base: int | float, exponent: int | float) -> None:
     # Refuse before computing: 9**9**9 would run for minutes and eat gigabytes.
     if abs(exponent) > MAX_EXPONENT and abs(base) not in (0, 1):
         raise ToolError(f"exponent {exponent} is too large (limit {MAX_EXPONENT})")
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0:
-        if max(base.bit_length() - 1, 0) * exponent > MAX_INT_BITS:
-            raise ToolError("result would be too large")
+    whole = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
+    if whole and max(int(base).bit_length() - 1, 0) * exponent > MAX_INT_BITS:
+        raise ToolError("result would be too large")
 
 
 def format_number(value: int | float) -> str:
@@ -260,7 +260,9 @@ class ToolEnvironment:
     def step(self, message: Message) -> StepResult:
         calls = message.get("tool_calls") or []
         if not calls:
-            return StepResult([], True, self.info(final_answer=message.get("content") or "", limit_reached=False))
+            return StepResult(
+                [], True, self.info(final_answer=message.get("content") or "", limit_reached=False)
+            )
         self.tool_turns += 1
         replies: list[Message] = []
         for call in calls:
@@ -273,8 +275,12 @@ class ToolEnvironment:
                 output, error = f"error: {exc}", str(exc)
                 self.tool_errors += 1
             self.tool_calls += 1
-            self.calls.append({"name": name, "arguments": function.get("arguments"), "output": output, "error": error})
-            replies.append({"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": output})
+            self.calls.append(
+                {"name": name, "arguments": function.get("arguments"), "output": output, "error": error}
+            )
+            replies.append(
+                {"role": "tool", "tool_call_id": call.get("id", ""), "name": name, "content": output}
+            )
         limit = self.tool_turns >= self.max_tool_turns
         return StepResult(replies, limit, self.info(final_answer=None, limit_reached=limit))
 

@@ -79,7 +79,9 @@ def wordle_examples(count: int, *, seed: int = 0) -> list[Example]:
 class WordleEnvironment:
     tools: list[dict[str, Any]] | None = None
 
-    def __init__(self, *, max_guesses: int = 6, max_turns: int = 10, require_known_word: bool = False) -> None:
+    def __init__(
+        self, *, max_guesses: int = 6, max_turns: int = 10, require_known_word: bool = False
+    ) -> None:
         """`require_known_word`: only words in the shipped list count as valid guesses (off by default:
         the list is a few hundred words, and rejecting real words would punish the model unfairly)."""
         if max_turns < max_guesses:
