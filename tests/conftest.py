@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -88,10 +89,8 @@ class WorkerProcess:
         """kill -9 of the worker and its children, as a crash or an OOM kill would."""
         import signal
 
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait(timeout=30)
 
     def stop(self) -> None:

@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.dev")
 
 QUEUES = ("default", "judge", "rollout", "train")
 
-app = Celery("rubricon", include=["workers.system", "workers.judging", "workers.generation", "workers.training"])
+app = Celery("rubricon", include=["workers.system", "workers.judging", "workers.generation", "workers.training", "workers.exports"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.task_queues = [Queue(name, routing_key=name) for name in QUEUES]
 # Each domain module declares its queue here, so producers never have to remember it.

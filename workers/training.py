@@ -12,6 +12,7 @@ A worker that starts re-attaches to the runs of its host whose process still liv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 from celery import shared_task
@@ -26,15 +28,15 @@ from celery.signals import worker_ready
 from django.conf import settings
 from django.utils import timezone
 
-# Popen objects of the processes this worker process started, so their exit status can be read (and the process
-# reaped) by whichever thread runs the next monitor task.
 logger = logging.getLogger(__name__)
 
+# Popen objects of the processes this worker process started, so their exit status can be read (and the process
+# reaped) by whichever thread runs the next monitor task.
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 def _poll_seconds() -> float:
-    return float(getattr(settings, "RUBRICON_TRAIN_POLL_S", 1.0))
+    return settings.RUBRICON_TRAIN_POLL_S
 
 
 def _start_process(run) -> subprocess.Popen:
@@ -45,13 +47,18 @@ def _start_process(run) -> subprocess.Popen:
     config_path = directory / "config.json"
     config_path.write_text(json.dumps(run.config), encoding="utf-8")
     env = dict(os.environ)
-    threads = getattr(settings, "RUBRICON_TRAIN_OMP_THREADS", None)
+    threads = settings.RUBRICON_TRAIN_OMP_THREADS
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
-    command = [
-        sys.executable, "-m", "training.grpo.run", "--config", str(config_path), "--sink-dir", str(directory),
-        "--output-dir", run.output_dir, "--models-dir", str(settings.MODELS_DIR),
-    ]
+    arguments = ["--config", str(config_path), "--sink-dir", str(directory), "--output-dir", run.output_dir,
+                 "--models-dir", str(settings.MODELS_DIR)]
+    processes = int(run.config.get("num_processes") or 1)
+    if processes > 1:
+        # Several GPUs: accelerate's launcher starts one rank per GPU in the same process group.
+        launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes), "-m"]
+    else:
+        launcher = [sys.executable, "-m"]
+    command = [*launcher, "training.grpo.run", *arguments]
     with open(run.log_path, "ab") as log:
         # Its own session: a worker shutdown or crash does not take the run down, and cancel can signal the group.
         return subprocess.Popen(
@@ -102,10 +109,8 @@ def _process_state(run) -> tuple[bool, str | None]:
 
 
 def _signal_group(pid: int, signum: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _push_cancel(run) -> None:
@@ -114,7 +119,7 @@ def _push_cancel(run) -> None:
     from webapp.runs.services import run_dir
 
     request_stop(run_dir(run.pk))
-    grace = float(getattr(settings, "RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0))
+    grace = settings.RUBRICON_TRAIN_CANCEL_GRACE_S
     waited = (timezone.now() - run.cancel_requested_at).total_seconds()
     if run.pid and waited > 3 * grace:
         _signal_group(run.pid, signal.SIGKILL)
@@ -173,6 +178,11 @@ def reattach_runs(hostname: str) -> None:
     from webapp.runs import services
     from webapp.runs.models import TrainingRun
 
+    # Claimed, but the worker died before the process started (no pid yet): the launch message is spent.
+    stale = timezone.now() - timedelta(seconds=120)
+    for run_id in TrainingRun.objects.filter(status=JobStatus.RUNNING, pid__isnull=True, started_at__lt=stale) \
+            .values_list("pk", flat=True):
+        services.training_run_fail(run_id=run_id, error="worker lost before the training process started")
     for run in TrainingRun.objects.filter(status=JobStatus.RUNNING, hostname=hostname):
         if run.pid and _pid_is_run(run.pid, run.pk):
             token = services.training_run_reattach(run_id=run.pk)

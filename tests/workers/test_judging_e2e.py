@@ -8,7 +8,14 @@ import time
 import pytest
 import redis
 
-from tests.factories import EndpointFactory, ExampleFactory, RolloutFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from tests.factories import (
+    EndpointFactory,
+    ExampleFactory,
+    RolloutFactory,
+    RubricFactory,
+    RubricVersionFactory,
+    TaskFactory,
+)
 from training.judges.stub_server import StubChatServer
 from webapp.core.models import JobStatus
 from webapp.endpoints.models import EndpointKind

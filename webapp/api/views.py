@@ -1,19 +1,445 @@
+"""REST API, nested under /api/v1/projects/{project_id}/. Roles are decided by
+`webapp.core.permissions.ProjectRolePermission` from the URL's project_id; querysets are always scoped to that
+project, so an id from another project is a 404, never its data."""
+
 from __future__ import annotations
 
-from rest_framework import viewsets
+from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.parsers import MultiPartParser
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
 
-from webapp.api.serializers import ProjectSerializer
-from webapp.core import selectors
+from webapp.api import serializers as s
+from webapp.api.filters import SCORE_MAX, SCORE_MIN, Filter, apply_filters
+from webapp.core import selectors as core_selectors
+from webapp.core import services as core_services
+from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.core.permissions import ProjectRolePermission
+from webapp.core.permissions import Action, ProjectRolePermission
+from webapp.endpoints import services as endpoint_services
+from webapp.endpoints.models import ModelEndpoint
+from webapp.endpoints.services import ENDPOINT_EDITABLE
+from webapp.exports import importers
+from webapp.exports import services as export_services
+from webapp.exports.models import Export
+from webapp.judging import services as judging_services
+from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
+from webapp.reviews import services as review_services
+from webapp.reviews.models import HumanLabel, ReviewQueue
+from webapp.reviews.selectors import blind_rollout_ids
+from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.rubrics import services as rubric_services
+from webapp.rubrics.models import Rubric, RubricVersion
+from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
+from webapp.tasks import services as task_services
+from webapp.tasks.models import Example, Task
+
+PROJECT_ID = OpenApiParameter("project_id", int, OpenApiParameter.PATH)
+ID = OpenApiParameter("id", int, OpenApiParameter.PATH)
 
 
-class ProjectViewSet(viewsets.ReadOnlyModelViewSet):
-    """Projects the caller is a member of, with their role."""
+class ProjectScopedViewSet(viewsets.GenericViewSet):
+    """Base for every nested resource: `scoped(project)` returns the project's rows with their relations loaded;
+    `filters` are parsed from the query string and appear in the schema."""
+
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+    lookup_value_regex = "[0-9]{1,18}"
+    filters: tuple[Filter, ...] = ()
+    input_serializer_class: type | None = None
+
+    def scoped(self, project: Project) -> QuerySet:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet:
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        queryset = self.scoped(self.request.project)
+        if self.action == "list":
+            queryset = apply_filters(queryset, self.request.query_params, self.filters)
+        return queryset
+
+    def parse(self, serializer_class=None) -> dict:
+        serializer = (serializer_class or self.input_serializer_class)(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def created(self, obj) -> Response:
+        return Response(self.get_serializer(obj).data, status=status.HTTP_201_CREATED)
+
+    def merged(self, obj, serializer_class, fields: tuple[str, ...]) -> tuple[int, dict]:
+        """(row_version, every editable field): the request's values over the row's current ones."""
+        data = self.parse(serializer_class)
+        row_version = data.pop("row_version")
+        return row_version, {f: data.get(f, getattr(obj, f)) for f in fields}
+
+
+class Updatable(mixins.UpdateModelMixin):
+    """PATCH (and PUT, same meaning) with the row_version that was read: a stale one answers 409 with the current
+    values, never a silent overwrite."""
+
+    http_method_names = ["get", "post", "patch", "put", "head", "options"]
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+
+def documented(*, filters: tuple[Filter, ...] = (), create: type | None = None, update: type | None = None):
+    """Apply the path and filter parameters (and the input bodies) to the schema of a viewset."""
+
+    def decorate(cls):
+        cls.filters = filters
+        cls.input_serializer_class = create
+        per_action = {"list": extend_schema(parameters=[f.parameter() for f in filters])}
+        if create is not None:
+            per_action["create"] = extend_schema(request=create)
+        if update is not None:
+            conflict = OpenApiResponse(description="Stale row_version; the body holds the current values.")
+            per_action["partial_update"] = extend_schema(request=update, responses={200: cls.serializer_class,
+                                                                                     409: conflict})
+            per_action["update"] = extend_schema(request=update, responses={200: cls.serializer_class, 409: conflict})
+        cls = extend_schema_view(**per_action)(cls)
+        return extend_schema(parameters=[PROJECT_ID])(cls)
+
+    return decorate
+
+
+class ReadOnly(mixins.ListModelMixin, mixins.RetrieveModelMixin, ProjectScopedViewSet):
+    pass
+
+
+class ProjectViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Projects the caller is a member of, with their role. Creating one makes the caller its owner."""
 
     queryset = Project.objects.none()  # for the schema; requests use get_queryset
-    serializer_class = ProjectSerializer
-    permission_classes = [ProjectRolePermission]
+    serializer_class = s.ProjectSerializer
+    permission_classes = [IsAuthenticated, ProjectRolePermission]
+    lookup_value_regex = "[0-9]{1,18}"
 
     def get_queryset(self):
-        return selectors.projects_for_user(self.request.user).order_by("-id")
+        return core_selectors.projects_for_user(self.request.user).order_by("-id")
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        project = core_services.project_create(
+            name=serializer.validated_data["name"], description=serializer.validated_data.get("description", ""),
+            owner=request.user,
+        )
+        return Response(self.get_serializer(self.get_queryset().get(pk=project.pk)).data, status=201)
+
+
+@documented(create=s.TaskCreateSerializer, update=s.TaskUpdateSerializer)
+class TaskViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+    queryset = Task.objects.none()
+    serializer_class = s.TaskSerializer
+
+    def scoped(self, project):
+        return Task.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        task = task_services.task_create(project=request.project, created_by=request.user, **self.parse())
+        return self.created(task)
+
+    def partial_update(self, request, *args, **kwargs):
+        task = self.get_object()
+        row_version, values = self.merged(task, s.TaskUpdateSerializer, task_services.TASK_EDITABLE)
+        return Response(self.get_serializer(task_services.task_update(task=task, row_version=row_version,
+                                                                      **values)).data)
+
+
+@documented(
+    filters=(Filter("task", "task_id"), Filter("split", "split", str, "train or eval")),
+    create=s.ExampleCreateSerializer,
+    update=s.ExampleUpdateSerializer,
+)
+class ExampleViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+    queryset = Example.objects.none()
+    serializer_class = s.ExampleSerializer
+
+    def scoped(self, project):
+        return Example.objects.filter(task__project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        task = Task.objects.filter(project=request.project, pk=data.pop("task")).first()
+        if task is None:
+            raise ApplicationError("No such task in this project.", field="task")
+        task_services.examples_add(task=task, examples=[task_services.ExampleData(**data)])
+        return self.created(task.examples.get(external_id=data["external_id"]))
+
+    def partial_update(self, request, *args, **kwargs):
+        example = self.get_object()
+        row_version, values = self.merged(example, s.ExampleUpdateSerializer, ("prompt", "answer", "split", "info"))
+        return Response(self.get_serializer(task_services.example_update(example=example, row_version=row_version,
+                                                                         **values)).data)
+
+
+@documented(filters=(Filter("task", "task_id"),), create=s.RubricCreateSerializer)
+class RubricViewSet(mixins.CreateModelMixin, ReadOnly):
+    queryset = Rubric.objects.none()
+    serializer_class = s.RubricSerializer
+
+    def scoped(self, project):
+        return Rubric.objects.filter(project=project).annotate(latest_version=Max("versions__number"))
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        task = None
+        if data["task"] is not None:
+            task = Task.objects.filter(project=request.project, pk=data["task"]).first()
+            if task is None:
+                raise ApplicationError("No such task in this project.", field="task")
+        rubric = rubric_services.rubric_create(
+            project=request.project, name=data["name"], spec=data["spec"], author=request.user, task=task,
+            description=data["description"], note=data["note"],
+        )
+        return self.created(self.get_queryset().get(pk=rubric.pk))
+
+
+@documented(filters=(Filter("rubric", "rubric_id"),), create=s.RubricVersionCreateSerializer)
+class RubricVersionViewSet(mixins.CreateModelMixin, ReadOnly):
+    """Versions are immutable: create and read only."""
+
+    queryset = RubricVersion.objects.none()
+    serializer_class = s.RubricVersionSerializer
+
+    def scoped(self, project):
+        return RubricVersion.objects.filter(rubric__project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        rubric = Rubric.objects.filter(project=request.project, pk=data["rubric"]).first()
+        if rubric is None:
+            raise ApplicationError("No such rubric in this project.", field="rubric")
+        version = rubric_services.rubric_version_create(
+            rubric=rubric, spec=data["spec"], author=request.user, note=data["note"]
+        )
+        return self.created(version)
+
+
+@documented(create=s.EndpointCreateSerializer, update=s.EndpointUpdateSerializer)
+class EndpointViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+    queryset = ModelEndpoint.objects.none()
+    serializer_class = s.EndpointSerializer
+
+    def scoped(self, project):
+        return ModelEndpoint.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        return self.created(endpoint_services.endpoint_create(project=request.project, **self.parse()))
+
+    def partial_update(self, request, *args, **kwargs):
+        endpoint = self.get_object()
+        row_version, values = self.merged(endpoint, s.EndpointUpdateSerializer, ENDPOINT_EDITABLE)
+        return Response(self.get_serializer(endpoint_services.endpoint_update(
+            endpoint=endpoint, row_version=row_version, **values)).data)
+
+
+@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)))
+class GenerationJobViewSet(ReadOnly):
+    queryset = GenerationJob.objects.none()
+    serializer_class = s.GenerationJobSerializer
+
+    def scoped(self, project):
+        return GenerationJob.objects.filter(project=project)
+
+
+def _scored_under(queryset, version_id, params):
+    return queryset.filter(Exists(RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)))
+
+
+@documented(
+    filters=(
+        Filter("task", "task_id"), Filter("job", "job_id"), Filter("run", "run_id"), Filter("step", "step"),
+        Filter("example", "example_id"), Filter("split", "example__split", str, "Split of the rollout's example."),
+        Filter("source", "source", str, "generation, training or import"), Filter("group_key", "group_key", str),
+        Filter("rubric_version", _scored_under, int, "Rollouts scored under this rubric version."),
+        SCORE_MIN, SCORE_MAX,
+    )
+)
+class RolloutViewSet(ReadOnly):
+    queryset = Rollout.objects.none()
+    serializer_class = s.RolloutSerializer
+
+    def scoped(self, project):
+        return Rollout.objects.filter(project=project)
+
+    @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
+    @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
+    def import_file(self, request, *args, **kwargs):
+        """Import a rollouts export (all rows or none; an error names its line)."""
+        data = self.parse(s.RolloutImportSerializer)
+        task = None
+        if data["task"] is not None:
+            task = Task.objects.filter(project=request.project, pk=data["task"]).first()
+            if task is None:
+                raise ApplicationError("No such task in this project.", field="task")
+        count = importers.rollouts_import(project=request.project, stream=data["file"], format=data["format"], task=task)
+        return Response({"imported": count}, status=status.HTTP_201_CREATED)
+
+
+@documented(filters=(Filter("rubric_version", "rubric_version_id"), Filter("status", "status", str)),
+            create=s.JudgeJobCreateSerializer)
+class JudgeJobViewSet(mixins.CreateModelMixin, ReadOnly):
+    """Creating a judge job scores the rollouts matching `selection` in the background (queue `judge`)."""
+
+    queryset = JudgeJob.objects.none()
+    serializer_class = s.JudgeJobSerializer
+
+    def scoped(self, project):
+        return JudgeJob.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        version = RubricVersion.objects.select_related("rubric").filter(
+            rubric__project=request.project, pk=data["rubric_version"]).first()
+        if version is None:
+            raise ApplicationError("No such rubric version in this project.", field="rubric_version")
+        endpoint = None
+        if data["endpoint"] is not None:
+            endpoint = ModelEndpoint.objects.filter(project=request.project, pk=data["endpoint"]).first()
+            if endpoint is None:
+                raise ApplicationError("No such endpoint in this project.", field="endpoint")
+        job = judging_services.judge_job_create(project=request.project, rubric_version=version, endpoint=endpoint,
+                                                selection=data["selection"], created_by=request.user)
+        return self.created(job)
+
+
+@documented(
+    filters=(
+        Filter("rollout", "rollout_id"), Filter("rubric_version", "rubric_version_id"), Filter("job", "job_id"),
+        Filter("criterion_key", "criterion_key", str), Filter("score_min", "score__gte", float),
+        Filter("score_max", "score__lte", float),
+    )
+)
+class CriterionScoreViewSet(ReadOnly):
+    queryset = CriterionScore.objects.none()
+    serializer_class = s.CriterionScoreSerializer
+
+    def scoped(self, project):
+        # Blind review: an annotator does not see judge scores of items still waiting for their label.
+        hidden = blind_rollout_ids(user=self.request.user, role=self.request.project_role, project=project)
+        return CriterionScore.objects.filter(rollout__project=project).exclude(rollout_id__in=hidden)
+
+
+@documented(
+    filters=(
+        Filter("rollout", "rollout_id"), Filter("rubric_version", "rubric_version_id"), Filter("job", "job_id"),
+        Filter("score_min", "total__gte", float), Filter("score_max", "total__lte", float),
+    )
+)
+class RolloutScoreViewSet(ReadOnly):
+    queryset = RolloutScore.objects.none()
+    serializer_class = s.RolloutScoreSerializer
+
+    def scoped(self, project):
+        hidden = blind_rollout_ids(user=self.request.user, role=self.request.project_role, project=project)
+        return RolloutScore.objects.filter(rollout__project=project).exclude(rollout_id__in=hidden)
+
+
+@documented(filters=(Filter("rubric_version", "rubric_version_id"),))
+class ReviewQueueViewSet(ReadOnly):
+    queryset = ReviewQueue.objects.none()
+    serializer_class = s.ReviewQueueSerializer
+
+    def scoped(self, project):
+        return ReviewQueue.objects.filter(project=project)
+
+
+@documented(
+    filters=(
+        Filter("rollout", "rollout_id"), Filter("rubric_version", "rubric_version_id"), Filter("queue", "queue_id"),
+        Filter("criterion_key", "criterion_key", str), Filter("annotator", "annotator_id"),
+    ),
+    create=s.HumanLabelCreateSerializer,
+    update=s.HumanLabelUpdateSerializer,
+)
+class HumanLabelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOnly):
+    """Labels need the LABEL action (annotators and up). Updates carry the row_version that was read; a stale one
+    answers 409 with the current label."""
+
+    queryset = HumanLabel.objects.none()
+    serializer_class = s.HumanLabelSerializer
+    write_action = Action.LABEL
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def scoped(self, project):
+        return HumanLabel.objects.filter(rollout__project=project).select_related("annotator")
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        label = review_services.label_create(
+            project=request.project, annotator=request.user, rollout_id=data.pop("rollout"),
+            rubric_version_id=data.pop("rubric_version"), **data,
+        )
+        return self.created(label)
+
+    @extend_schema(responses={200: s.HumanLabelSerializer, 409: OpenApiResponse(description="Stale row_version")})
+    def partial_update(self, request, *args, **kwargs):
+        data = self.parse(s.HumanLabelUpdateSerializer)
+        label = review_services.label_update(
+            label=self.get_object(), annotator=request.user, row_version=data.pop("row_version"), **data
+        )
+        return Response(self.get_serializer(label).data)
+
+    def update(self, request, *args, **kwargs):
+        return self.partial_update(request, *args, **kwargs)
+
+
+@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)))
+class TrainingRunViewSet(ReadOnly):
+    queryset = TrainingRun.objects.none()
+    serializer_class = s.TrainingRunSerializer
+
+    def scoped(self, project):
+        return TrainingRun.objects.filter(project=project)
+
+
+@documented(filters=(Filter("run", "run_id"), Filter("step_min", "step__gte"), Filter("step_max", "step__lte")))
+class TrainingMetricViewSet(ReadOnly):
+    queryset = TrainingMetric.objects.none()
+    serializer_class = s.TrainingMetricSerializer
+
+    def scoped(self, project):
+        return TrainingMetric.objects.filter(run__project=project)
+
+
+@documented(filters=(Filter("run", "run_id"),))
+class CheckpointViewSet(ReadOnly):
+    queryset = Checkpoint.objects.none()
+    serializer_class = s.CheckpointSerializer
+
+    def scoped(self, project):
+        return Checkpoint.objects.filter(run__project=project)
+
+
+@documented(filters=(Filter("kind", "kind", str), Filter("status", "status", str)), create=s.ExportCreateSerializer)
+class ExportViewSet(mixins.CreateModelMixin, ReadOnly):
+    """Exports run as a background job; poll the export until `status` is succeeded, then follow download_url."""
+
+    queryset = Export.objects.none()
+    serializer_class = s.ExportSerializer
+
+    def scoped(self, project):
+        return Export.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        export = export_services.export_create(
+            project=request.project, kind=data["kind"], format=data["format"], filters=data["filters"],
+            created_by=request.user,
+        )
+        return self.created(export)
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    @action(detail=True, methods=["get"])
+    def download(self, request, *args, **kwargs):
+        export = self.get_object()
+        if not export.file:
+            raise Http404("This export has no file (yet).")
+        return FileResponse(export.file.open("rb"), as_attachment=True, filename=export_services.download_name(export))

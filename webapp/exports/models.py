@@ -29,10 +29,12 @@ class Export(models.Model):
     filters = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     file = models.FileField(upload_to="exports/", blank=True)
-    row_count = models.PositiveBigIntegerField(default=0)
+    row_count = models.PositiveBigIntegerField(default=0, help_text="Rows written so far (progress while running).")
+    total = models.PositiveBigIntegerField(default=0, help_text="Source rows to scan; 0 until counted.")
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -1,10 +1,92 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from typing import Any
 
+from django.db.models import Exists, OuterRef, QuerySet
+
+from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports.models import Export
+from webapp.judging.models import RolloutScore
+from webapp.reviews.models import HumanLabel
+from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.tasks.models import Split
+
+# name -> (type, help). Every export and the export form accept exactly these.
+FILTERS: dict[str, tuple[type, str]] = {
+    "task": (int, "Task id"),
+    "job": (int, "Generation job id"),
+    "run": (int, "Training run id"),
+    "rubric_version": (int, "Rubric version whose scores and labels are exported (required for SFT, preferences, "
+                            "reward-model, calibration and verifiers exports)"),
+    "split": (str, "train or eval (the rollout's example split)"),
+    "source": (str, "generation, training or import"),
+    "score_min": (float, "Keep rollouts whose total score is ≥ this"),
+    "score_max": (float, "Keep rollouts whose total score is ≤ this"),
+    "label_status": (str, "labeled or unlabeled (human labels under the rubric version)"),
+    "threshold": (float, "SFT: the best rollout of a group must score at least this"),
+    "margin": (float, "Preferences: chosen − rejected reward must be at least this (default > 0)"),
+    "preference_source": (str, "Preferences: 'reward' (best vs worst of a group) or 'labels' (human pairwise labels)"),
+    "limit": (int, "At most this many rollouts"),
+}
+LABEL_STATUSES = ("labeled", "unlabeled")
+PREFERENCE_SOURCES = ("reward", "labels")
 
 
 def export_list(project: Project) -> QuerySet[Export]:
     return project.exports.select_related("created_by").order_by("-id")
+
+
+def export_filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
+    """Validate and type filters (from JSON, a form or the command line); drop empty values."""
+    if not isinstance(raw, dict):
+        raise ApplicationError("Filters must be an object.", field="filters")
+    unknown = sorted(set(raw) - set(FILTERS))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown filter {unknown[0]!r}; use {', '.join(FILTERS)}.", field="filters"
+        )
+    clean: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value in (None, ""):
+            continue
+        kind = FILTERS[name][0]
+        try:
+            typed = kind(value) if not isinstance(value, bool) else None
+        except (TypeError, ValueError):
+            typed = None
+        if typed is None or (kind is float and typed != typed):
+            raise ApplicationError(f"Filter {name!r} must be a {kind.__name__}, not {value!r}.", field="filters")
+        if kind is int and not 0 < typed < 2**63:
+            raise ApplicationError(f"Filter {name!r} must be a positive integer.", field="filters")
+        clean[name] = typed
+    for name, allowed in (
+        ("split", Split.values), ("source", RolloutSource.values), ("label_status", LABEL_STATUSES),
+        ("preference_source", PREFERENCE_SOURCES),
+    ):
+        if name in clean and clean[name] not in allowed:
+            raise ApplicationError(f"Filter {name!r} must be one of {', '.join(allowed)}.", field="filters")
+    if ("score_min" in clean or "score_max" in clean or "label_status" in clean) and "rubric_version" not in clean:
+        raise ApplicationError("Score and label filters need a rubric_version.", field="filters")
+    return clean
+
+
+def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rollout]:
+    """The project's rollouts matching cleaned export filters (no ordering, no columns chosen)."""
+    rollouts = Rollout.objects.filter(project=project)
+    for name, lookup in (("task", "task_id"), ("job", "job_id"), ("run", "run_id"), ("split", "example__split"),
+                         ("source", "source")):
+        if name in filters:
+            rollouts = rollouts.filter(**{lookup: filters[name]})
+    version = filters.get("rubric_version")
+    if "score_min" in filters or "score_max" in filters:
+        scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version)
+        if "score_min" in filters:
+            scores = scores.filter(total__gte=filters["score_min"])
+        if "score_max" in filters:
+            scores = scores.filter(total__lte=filters["score_max"])
+        rollouts = rollouts.filter(Exists(scores))
+    if "label_status" in filters:
+        labeled = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version))
+        rollouts = rollouts.filter(labeled if filters["label_status"] == "labeled" else ~labeled)
+    return rollouts

@@ -4,4 +4,9 @@ from webapp.exports import views
 
 app_name = "exports"
 
-urlpatterns = [path("", views.export_list, name="list")]
+urlpatterns = [
+    path("", views.export_list, name="list"),
+    path("new/", views.export_create, name="create"),
+    path("import/", views.rollouts_import_view, name="import"),
+    path("<int:export_id>/download/", views.export_download, name="download"),
+]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from webapp.reviews.models import HumanLabel, PairwiseLabel, ReviewItem, ReviewQueue
+from webapp.reviews.models import HumanLabel, PairwiseLabel, ReviewAssignment, ReviewItem, ReviewQueue
 
 
 @admin.register(ReviewQueue)
@@ -25,3 +25,9 @@ class HumanLabelAdmin(admin.ModelAdmin):
 class PairwiseLabelAdmin(admin.ModelAdmin):
     list_display = ["id", "rollout_a", "rollout_b", "annotator", "preferred"]
     raw_id_fields = ["rollout_a", "rollout_b", "rubric_version", "annotator", "queue"]
+
+
+@admin.register(ReviewAssignment)
+class ReviewAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "item", "annotator", "status", "reserved_until"]
+    raw_id_fields = ["item", "annotator"]

@@ -27,6 +27,7 @@ class ReviewQueue(models.Model):
     reviewers_per_item = models.PositiveSmallIntegerField(default=1)
     blind = models.BooleanField(default=True, help_text="Hide judge scores until the label is submitted.")
     reservation_minutes = models.PositiveIntegerField(default=30)
+    seed = models.PositiveIntegerField(default=0, help_text="Seed of the sampling, so a queue can be rebuilt exactly.")
     assignees = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="assigned_queues")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -49,6 +50,8 @@ class ReviewItem(models.Model):
     completed_count = models.PositiveSmallIntegerField(default=0)
     reserved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     reserved_until = models.DateTimeField(null=True, blank=True)
+    shown_a_first = models.BooleanField(default=True, help_text="Pairwise: show `rollout` on the left (randomized).")
+    priority = models.FloatField(null=True, blank=True, help_text="Why the sampler picked it (e.g. judge score).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["queue", "position"], name="review_item_unique_position")]
@@ -107,3 +110,27 @@ class PairwiseLabel(models.Model):
                 name="pairwise_label_unique",
             )
         ]
+
+
+class AssignmentStatus(models.TextChoices):
+    RESERVED = "reserved", "Reserved"
+    DONE = "done", "Done"
+    SKIPPED = "skipped", "Skipped"
+
+
+class ReviewAssignment(models.Model):
+    """One annotator's turn on one item: a reservation that expires, then done or skipped.
+
+    An item needs `reviewers_per_item` done assignments; a reservation past `reserved_until` no longer holds a seat.
+    """
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="assignments")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_assignments")
+    status = models.CharField(max_length=16, choices=AssignmentStatus.choices, default=AssignmentStatus.RESERVED)
+    reserved_until = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="review_assignment_unique")]
+        indexes = [models.Index(fields=["annotator", "status"], name="assignment_annotator_status")]

@@ -1,10 +1,162 @@
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from dataclasses import dataclass
+from typing import Any
 
-from webapp.core.models import Project
-from webapp.reviews.models import ReviewQueue
+from django.db.models import Count, Q, QuerySet, Sum
+from django.shortcuts import get_object_or_404
+
+from webapp.core.models import Project, Role
+from webapp.judging.models import CriterionScore
+from webapp.reviews.models import (
+    AssignmentStatus,
+    HumanLabel,
+    PairwiseLabel,
+    ReviewAssignment,
+    ReviewItem,
+    ReviewQueue,
+)
+from webapp.rollouts.models import Rollout
 
 
 def queue_list(project: Project) -> QuerySet[ReviewQueue]:
-    return project.review_queues.select_related("created_by", "rubric_version__rubric").order_by("-id")
+    return (
+        project.review_queues.select_related("created_by", "rubric_version__rubric")
+        .annotate(
+            item_count=Count("items", distinct=True),
+            complete_count=Count("items", filter=Q(items__completed_count__gte=1), distinct=True),
+        )
+        .order_by("-id")
+    )
+
+
+def queue_get(project: Project, queue_id: int) -> ReviewQueue:
+    return get_object_or_404(
+        ReviewQueue.objects.select_related("rubric_version__rubric", "created_by"), project=project, pk=queue_id
+    )
+
+
+def item_get(queue: ReviewQueue, item_id: int) -> ReviewItem:
+    item = get_object_or_404(
+        ReviewItem.objects.select_related("rollout__task", "rollout__example", "rollout_b", "queue__rubric_version"),
+        queue=queue, pk=item_id,
+    )
+    item.queue = queue  # the caller's copy already carries the rubric version
+    return item
+
+
+@dataclass(frozen=True)
+class AnnotatorProgress:
+    username: str
+    done: int
+    skipped: int
+    reserved: int
+
+
+@dataclass(frozen=True)
+class QueueProgress:
+    items: int
+    complete: int  # items with reviewers_per_item done labels
+    labels_needed: int
+    labels_done: int
+    annotators: list[AnnotatorProgress]
+
+
+def queue_totals(queue: ReviewQueue) -> QueueProgress:
+    """Items and labels done, in one aggregate query (the labeling page's header)."""
+    totals = queue.items.aggregate(
+        items=Count("pk"), complete=Count("pk", filter=Q(completed_count__gte=queue.reviewers_per_item)),
+        done=Sum("completed_count"),
+    )
+    return QueueProgress(
+        items=totals["items"], complete=totals["complete"], labels_needed=totals["items"] * queue.reviewers_per_item,
+        labels_done=totals["done"] or 0, annotators=[],
+    )
+
+
+def queue_progress(queue: ReviewQueue) -> QueueProgress:
+    """Totals plus one row per annotator: two aggregate queries, whatever the queue's size."""
+    totals = queue_totals(queue)
+    rows = (
+        ReviewAssignment.objects.filter(item__queue=queue).values("annotator__username")
+        .annotate(
+            done=Count("pk", filter=Q(status=AssignmentStatus.DONE)),
+            skipped=Count("pk", filter=Q(status=AssignmentStatus.SKIPPED)),
+            reserved=Count("pk", filter=Q(status=AssignmentStatus.RESERVED)),
+        )
+        .order_by("-done", "annotator__username")
+    )
+    annotators = [AnnotatorProgress(r["annotator__username"], r["done"], r["skipped"], r["reserved"]) for r in rows]
+    return QueueProgress(totals.items, totals.complete, totals.labels_needed, totals.labels_done, annotators)
+
+
+def assignment_for(item: ReviewItem, user: Any) -> ReviewAssignment | None:
+    return ReviewAssignment.objects.filter(item=item, annotator=user).first()
+
+
+def item_labels(item: ReviewItem, user: Any) -> dict[str, HumanLabel]:
+    return {
+        label.criterion_key: label
+        for label in HumanLabel.objects.filter(
+            rollout_id=item.rollout_id, rubric_version_id=item.queue.rubric_version_id, annotator=user
+        )
+    }
+
+
+def pairwise_label(item: ReviewItem, user: Any) -> PairwiseLabel | None:
+    return PairwiseLabel.objects.filter(
+        rollout_a_id=item.rollout_id, rollout_b_id=item.rollout_b_id, rubric_version_id=item.queue.rubric_version_id,
+        criterion_key="", annotator=user,
+    ).first()
+
+
+def item_scores(item: ReviewItem) -> dict[str, list[CriterionScore]]:
+    """Judge scores of the item's rollout under the queue's rubric version, per criterion key."""
+    result: dict[str, list[CriterionScore]] = {}
+    for score in CriterionScore.objects.filter(
+        rollout_id=item.rollout_id, rubric_version_id=item.queue.rubric_version_id
+    ).order_by("criterion_key", "judge_fingerprint"):
+        result.setdefault(score.criterion_key, []).append(score)
+    return result
+
+
+def rollout_full(rollout_id: int) -> Rollout:
+    return Rollout.objects.select_related("task", "example").get(pk=rollout_id)
+
+
+# --- blind mode ------------------------------------------------------------------------------------------------------
+
+
+def blind_rollout_ids(*, user: Any, role: str | None, project: Project) -> QuerySet[Rollout]:
+    """Ids of rollouts whose judge scores `user` must not see yet (use with `.exclude(rollout_id__in=...)`).
+
+    Annotators are blind to the scores of every rollout in a blind queue of the project until they submitted that
+    item; editors and owners, who build rubrics and read dashboards, always see scores outside the labeling page.
+    """
+    if role != Role.ANNOTATOR:
+        return Rollout.objects.none().values("pk")
+    finished = ReviewAssignment.objects.filter(annotator=user, status=AssignmentStatus.DONE).values("item_id")
+    open_items = ReviewItem.objects.filter(queue__project=project, queue__blind=True).exclude(pk__in=finished)
+    return Rollout.objects.filter(
+        Q(pk__in=open_items.values("rollout_id")) | Q(pk__in=open_items.exclude(rollout_b=None).values("rollout_b_id"))
+    ).values("pk")
+
+
+def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int, queue: ReviewQueue | None = None) -> bool:
+    """May `user` see judge scores of `rollout` now?
+
+    On a labeling page (`queue` given) a blind queue hides them from whoever labels until that item is submitted,
+    whatever their role. Elsewhere (rollout pages, the API) see `blind_rollout_ids`.
+    """
+    rollout_id = rollout if isinstance(rollout, int) else rollout.pk
+    on_item = Q(item__rollout_id=rollout_id) | Q(item__rollout_b_id=rollout_id)
+    if queue is not None:
+        if not queue.blind:
+            return True
+        return ReviewAssignment.objects.filter(on_item, item__queue=queue, annotator=user, status=AssignmentStatus.DONE).exists()
+    if role != Role.ANNOTATOR:
+        return True
+    project_id = Rollout.objects.filter(pk=rollout_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        return False
+    return not blind_rollout_ids(user=user, role=role, project=Project(pk=project_id)).filter(pk=rollout_id).exists()

@@ -4,4 +4,21 @@ from webapp.reviews import views
 
 app_name = "reviews"
 
-urlpatterns = [path("", views.queue_list, name="list")]
+urlpatterns = [
+    path("", views.queue_list, name="list"),
+    path("new/", views.queue_create, name="create"),
+    path("<int:queue_id>/", views.queue_detail, name="detail"),
+    path("<int:queue_id>/next/", views.queue_next, name="next"),
+    path("<int:queue_id>/items/<int:item_id>/", views.item_label, name="item"),
+    path("<int:queue_id>/items/<int:item_id>/criteria/<str:key>/", views.item_autosave, name="autosave"),
+    path("<int:queue_id>/items/<int:item_id>/submit/", views.item_submit, name="submit"),
+    path("<int:queue_id>/items/<int:item_id>/skip/", views.item_skip, name="skip"),
+    path("<int:queue_id>/items/<int:item_id>/pairwise/", views.item_pairwise, name="pairwise"),
+]
+urlpatterns += [
+    path("agreement/", views.agreement, name="agreement"),
+    path("agreement/disagreements/", views.agreement_disagreements, name="disagreements"),
+    path("agreement/bias/", views.agreement_bias, name="bias"),
+    path("align/", views.align, name="align"),
+    path("align/rejudge/", views.align_rejudge, name="rejudge"),
+]

@@ -1,15 +1,331 @@
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from typing import Any
 
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
-from webapp.core.permissions import Action, project_view
-from webapp.reviews import selectors
+from webapp.core.permissions import Action, project_view, role_allows
+from webapp.reviews import dashboard, selectors, services
+from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
+from webapp.reviews.forms import QueueCreateForm
+from webapp.reviews.models import AssignmentStatus, ReviewItem, ReviewMode, ReviewQueue
+from webapp.rubrics.models import RubricVersion
+
+LABEL_PAGE = "reviews/label.html"
 
 
 @require_GET
 @project_view(Action.VIEW)
 def queue_list(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "reviews/queue_list.html", {"queues": selectors.queue_list(project)[:100]})
+
+
+@require_http_methods(["GET", "POST"])
+@project_view(Action.EDIT)
+def queue_create(request: HttpRequest, project: Project) -> HttpResponse:
+    form = QueueCreateForm(request.POST or None, project=project, initial=request.GET.dict() or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            queue = services.review_queue_create(project=project, created_by=request.user, **form.service_kwargs())
+        except ApplicationError as error:
+            form.add_error(error.field if error.field in form.fields else None, error.message)
+        else:
+            messages.success(request, f"Queue {queue.name} created with {queue.items.count()} items.")
+            return redirect("reviews:detail", project.pk, queue.pk)
+    return render(request, "reviews/queue_create.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def queue_detail(request: HttpRequest, project: Project, queue_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    context = {
+        "queue": queue, "progress": selectors.queue_progress(queue),
+        "can_label": role_allows(request.project_role, Action.LABEL),  # type: ignore[attr-defined]
+    }
+    template = "reviews/queue_detail.html#progress" if request.htmx else "reviews/queue_detail.html"
+    return render(request, template, context)
+
+
+@require_GET
+@project_view(Action.LABEL)
+def queue_next(request: HttpRequest, project: Project, queue_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    item = services.item_next(queue=queue, annotator=request.user)
+    after = request.GET.get("after")
+    if item is None:
+        context = {"queue": queue, "progress": selectors.queue_progress(queue), "reveal": _reveal(request, queue, after)}
+        return render(request, "reviews/queue_done.html", context)
+    url = reverse("reviews:item", args=[project.pk, queue.pk, item.pk])
+    return redirect(f"{url}?after={after}" if after and after.isdigit() else url)
+
+
+def _reveal(request: HttpRequest, queue: ReviewQueue, after: str | None) -> dict | None:
+    """The item just submitted, with the judge's scores next to the annotator's labels (blind mode ends here)."""
+    if not after or not after.isdigit():
+        return None
+    item = ReviewItem.objects.filter(queue=queue, pk=int(after)).select_related("rollout").first()
+    if item is None or queue.mode != ReviewMode.CRITERIA:
+        return None
+    item.queue = queue
+    if not selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue):  # type: ignore[attr-defined]
+        return None
+    labels = selectors.item_labels(item, request.user)
+    scores = selectors.item_scores(item)
+    rows = [{"criterion": c, "label": labels.get(c.key), "scores": scores.get(c.key, [])} for c in form_criteria(queue.rubric_version)]
+    return {"item": item, "rows": rows}
+
+
+def _criterion_rows(item: ReviewItem, user: Any, *, scores_visible: bool, posted: QueryDict | None = None,
+                    conflicts: dict[str, dict] | None = None) -> list[dict]:
+    labels = selectors.item_labels(item, user)
+    scores = selectors.item_scores(item) if scores_visible else {}
+    return [
+        _row(c, labels.get(c.key), scores.get(c.key, []), posted=posted, conflict=(conflicts or {}).get(c.key))
+        for c in form_criteria(item.queue.rubric_version)
+    ]
+
+
+def _row(criterion: FormCriterion, label, scores, *, posted: QueryDict | None = None, conflict: dict | None = None,
+         error: str = "") -> dict:
+    """What one criterion fieldset shows. After a conflict the row version is the current one, so submitting
+    again is a deliberate overwrite, and the annotator's own pick stays selected."""
+    row_version = label.row_version if label else 0
+    choice = label.choice if label else ""
+    if posted is not None:
+        choice = posted.get(f"choice-{criterion.key}", choice) or choice
+        if posted.get(f"number-{criterion.key}"):
+            choice = posted[f"number-{criterion.key}"]
+    if conflict is not None:
+        row_version = conflict["row_version"]
+    return {"criterion": criterion, "label": label, "row_version": row_version, "choice": choice,
+            "scores": scores, "conflict": conflict, "error": error}
+
+
+def _item_or_next(request: HttpRequest, queue: ReviewQueue, item_id: int) -> tuple[ReviewItem, Any]:
+    item = selectors.item_get(queue, item_id)
+    assignment = selectors.assignment_for(item, request.user)
+    if assignment is None:
+        raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
+    return item, assignment
+
+
+@require_GET
+@project_view(Action.LABEL)
+def item_label(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    item, assignment = _item_or_next(request, queue, item_id)
+    return _label_page(request, queue, item, assignment)
+
+
+def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assignment, *, status: int = 200,
+                posted: QueryDict | None = None, conflicts: dict | None = None, error: str = "") -> HttpResponse:
+    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    context: dict[str, Any] = {
+        "queue": queue, "item": item, "assignment": assignment, "done": assignment.status == AssignmentStatus.DONE,
+        "scores_visible": visible, "error": error, "progress": selectors.queue_totals(queue),
+        "reveal": _reveal(request, queue, request.GET.get("after")),
+        "rollout": selectors.rollout_full(item.rollout_id),
+    }
+    if queue.mode == ReviewMode.PAIRWISE:
+        other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
+        sides = [("a", context["rollout"]), ("b", other)]
+        context["sides"] = sides if item.shown_a_first else sides[::-1]
+        context["pairwise"] = selectors.pairwise_label(item, request.user)
+    else:
+        labels = selectors.item_labels(item, request.user)
+        first = next(iter(labels.values()), None)
+        context["rows"] = _criterion_rows(item, request.user, scores_visible=visible, posted=posted, conflicts=conflicts)
+        context["comment"] = posted.get("comment", "") if posted is not None else (first.comment if first else "")
+        context["reward_hacking"] = bool(posted.get("reward_hacking")) if posted is not None else bool(first and first.reward_hacking)
+    return render(request, LABEL_PAGE, context, status=status)
+
+
+def _number(value: str | None) -> float | None:
+    if value in (None, ""):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise ApplicationError(f"{value!r} is not a number.") from None
+
+
+def _row_version(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
+
+
+@require_POST
+@project_view(Action.LABEL)
+def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id: int, key: str) -> HttpResponse:
+    """htmx: save one criterion when its answer changes; answers the fieldset with the new row version."""
+    queue = selectors.queue_get(project, queue_id)
+    item, _ = _item_or_next(request, queue, item_id)
+    criterion = form_criterion(queue.rubric_version, key)
+    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    scores = selectors.item_scores(item).get(key, []) if visible else []
+    status, conflict, error = 200, None, ""
+    try:
+        label = services.item_label_save(
+            item=item, annotator=request.user, criterion_key=key,
+            row_version=_row_version(request.POST.get(f"row_version-{key}")),
+            choice=request.POST.get(f"choice-{key}", ""), number=_number(request.POST.get(f"number-{key}")),
+        )
+    except ConflictError as exc:
+        status, conflict, label = 409, exc.extra["current"], selectors.item_labels(item, request.user).get(key)
+    except ApplicationError as exc:
+        status, error, label = exc.status, exc.message, selectors.item_labels(item, request.user).get(key)
+    row = _row(criterion, label, scores, posted=request.POST if status != 200 else None, conflict=conflict, error=error)
+    context = {"row": row, "queue": queue, "item": item, "scores_visible": visible}
+    if request.htmx:
+        return render(request, f"{LABEL_PAGE}#criterion", context, status=status)
+    if status != 200:
+        return _label_page(request, queue, item, selectors.assignment_for(item, request.user), status=status,
+                           posted=request.POST, conflicts={key: conflict} if conflict else None, error=error)
+    return redirect("reviews:item", project.pk, queue.pk, item.pk)
+
+
+@require_POST
+@project_view(Action.LABEL)
+def item_submit(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    item, assignment = _item_or_next(request, queue, item_id)
+    answers = {
+        c.key: {"row_version": _row_version(request.POST.get(f"row_version-{c.key}")),
+                "choice": request.POST.get(f"choice-{c.key}", ""), "number": _number(request.POST.get(f"number-{c.key}"))}
+        for c in form_criteria(queue.rubric_version)
+    }
+    try:
+        services.item_submit(
+            item=item, annotator=request.user, answers=answers, comment=request.POST.get("comment", "").strip(),
+            reward_hacking=bool(request.POST.get("reward_hacking")),
+        )
+    except ConflictError as exc:
+        current = exc.extra["current"]
+        return _label_page(request, queue, item, assignment, status=409, posted=request.POST,
+                           conflicts={current.get("criterion_key", ""): current}, error=exc.message)
+    except ApplicationError as exc:
+        return _label_page(request, queue, item, assignment, status=exc.status, posted=request.POST, error=exc.message)
+    return redirect(reverse("reviews:next", args=[project.pk, queue.pk]) + f"?after={item.pk}")
+
+
+@require_POST
+@project_view(Action.LABEL)
+def item_skip(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    item, _ = _item_or_next(request, queue, item_id)
+    services.item_skip(item=item, annotator=request.user)
+    return redirect("reviews:next", project.pk, queue.pk)
+
+
+@require_POST
+@project_view(Action.LABEL)
+def item_pairwise(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+    queue = selectors.queue_get(project, queue_id)
+    item, assignment = _item_or_next(request, queue, item_id)
+    try:
+        services.pairwise_submit(
+            item=item, annotator=request.user, preferred=request.POST.get("preferred", ""),
+            row_version=_row_version(request.POST.get("row_version")), comment=request.POST.get("comment", "").strip(),
+        )
+    except ApplicationError as exc:
+        return _label_page(request, queue, item, assignment, status=exc.status, error=exc.message)
+    return redirect("reviews:next", project.pk, queue.pk)
+
+
+# --- agreement dashboard, align loop, bias diagnostics ---------------------------------------------------------------
+
+
+def _version_param(project: Project, value: str | None, versions: list) -> Any:
+    if value and value.isdigit():
+        chosen = RubricVersion.objects.filter(rubric__project=project, pk=int(value)).select_related("rubric").first()
+        if chosen is not None:
+            return chosen
+    return versions[0] if versions else None
+
+
+@require_GET
+@project_view(Action.VIEW)
+def agreement(request: HttpRequest, project: Project) -> HttpResponse:
+    versions = dashboard.labeled_versions(project.pk)
+    version = _version_param(project, request.GET.get("version"), versions)
+    rows = dashboard.agreement_dashboard_cached(version) if version else []
+    context = {"versions": versions, "version": version, "rows": rows, "plot": dashboard.PLOT}
+    return render(request, "reviews/agreement.html", context)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def agreement_disagreements(request: HttpRequest, project: Project) -> HttpResponse:
+    version = _version_param(project, request.GET.get("version"), [])
+    if version is None:
+        raise ApplicationError("Choose a rubric version.", status=404)
+    key = request.GET.get("key", "")
+    criterion = form_criterion(version, key)
+    fingerprint = request.GET.get("fingerprint", "")
+    items = dashboard.disagreements(version, fingerprint=fingerprint, key=key)
+    for item in items:
+        item["human_choice"] = criterion.options[criterion.index_of(item["human"])].label if criterion.options else f"{item['human']:.2f}"
+    context = {"version": version, "criterion": criterion, "fingerprint": fingerprint, "items": items,
+               "judge_name": dashboard.judge_names(version).get(fingerprint, fingerprint)}
+    return render(request, "reviews/disagreements.html", context)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
+    version = _version_param(project, request.GET.get("version"), [])
+    if version is None:
+        raise ApplicationError("Choose a rubric version.", status=404)
+    context = {"version": version, "bias": dashboard.bias_diagnostics(version)}
+    return render(request, "reviews/bias.html#bias" if request.htmx else "reviews/bias.html", context)
+
+
+def _side(project: Project, version_value: str | None, fingerprint: str | None) -> dashboard.Side | None:
+    version = _version_param(project, version_value, [])
+    if version is None or not fingerprint:
+        return None
+    return dashboard.Side(version, fingerprint)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def align(request: HttpRequest, project: Project) -> HttpResponse:
+    versions = list(RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")[:50])
+    labeled = dashboard.labeled_versions(project.pk)
+    labels = _version_param(project, request.GET.get("labels"), labeled)
+    a = _side(project, request.GET.get("a_version"), request.GET.get("a_fp"))
+    b = _side(project, request.GET.get("b_version"), request.GET.get("b_fp"))
+    fingerprints = sorted({fp for v in versions[:10] for fp in dashboard.version_fingerprints(v)})
+    rows = dashboard.align_compare(labels=labels, a=a, b=b) if labels and a and b else []
+    context = {
+        "versions": versions, "labeled": labeled, "labels": labels, "a": a, "b": b, "rows": rows,
+        "fingerprints": fingerprints, "endpoints": project.endpoints.order_by("name"),
+        "labeled_count": len(dashboard.labeled_rollout_ids(labels)) if labels else 0,
+        "can_edit": role_allows(request.project_role, Action.EDIT),  # type: ignore[attr-defined]
+    }
+    return render(request, "reviews/align.html", context)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def align_rejudge(request: HttpRequest, project: Project) -> HttpResponse:
+    """One click: a judge job over exactly the rollouts humans labeled under `labels`, scored by `version`."""
+    labels = _version_param(project, request.POST.get("labels"), [])
+    version = _version_param(project, request.POST.get("version"), [])
+    if labels is None or version is None:
+        raise ApplicationError("Choose the labeled version and the version to judge with.")
+    endpoint_id = request.POST.get("endpoint")
+    endpoint = project.endpoints.filter(pk=int(endpoint_id)).first() if endpoint_id and endpoint_id.isdigit() else None
+    job = services.labeled_set_rejudge(project=project, labels=labels, rubric_version=version,
+                                              endpoint=endpoint, created_by=request.user)
+    messages.success(request, f"Judge job #{job.pk} re-judges the {len(job.selection['ids'])} labeled rollouts with {version}.")
+    return redirect("judging:detail", project.pk, job.pk)

@@ -10,7 +10,9 @@ from webapp.rollouts.models import GenerationJob, Rollout
 from webapp.rubrics.models import RubricVersion
 
 
-def rollout_browse(project: Project, *, filters: dict | None = None) -> QuerySet[Rollout]:
+def rollout_browse(
+    project: Project, *, filters: dict | None = None, hidden_scores: QuerySet | None = None
+) -> QuerySet[Rollout]:
     """Rollouts of a project under the browser's filters, newest first; scores of the chosen rubric version
     are prefetched into `selected_scores` so a page costs the same number of queries at any size."""
     f = filters or {}
@@ -19,6 +21,8 @@ def rollout_browse(project: Project, *, filters: dict | None = None) -> QuerySet
                           ("source", "source")):
         if f.get(field):
             rollouts = rollouts.filter(**{lookup: f[field]})
+    if f.get("ids"):
+        rollouts = rollouts.filter(pk__in=f["ids"])
     if f.get("errors_only"):
         rollouts = rollouts.exclude(error="")
     if f.get("q"):
@@ -35,9 +39,10 @@ def rollout_browse(project: Project, *, filters: dict | None = None) -> QuerySet
             if "score_max" in f:
                 scores = scores.filter(total__lte=f["score_max"])
             rollouts = rollouts.filter(Exists(scores))
-        rollouts = rollouts.prefetch_related(
-            Prefetch("scores", queryset=RolloutScore.objects.filter(rubric_version_id=version_id), to_attr="selected_scores")
-        )
+        scores = RolloutScore.objects.filter(rubric_version_id=version_id)
+        if hidden_scores is not None:  # blind review: annotators do not see judge scores of items they must label
+            scores = scores.exclude(rollout_id__in=hidden_scores)
+        rollouts = rollouts.prefetch_related(Prefetch("scores", queryset=scores, to_attr="selected_scores"))
     # The list shows a preview; the full trajectory is loaded on the detail and group pages only.
     return rollouts.select_related("task", "example").defer("messages", "prompt_messages", "metadata")
 

@@ -5,10 +5,11 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.pagination import keyset_page, parse_cursor
 from webapp.core.permissions import Action, project_view
-from webapp.core.errors import ApplicationError
+from webapp.reviews.selectors import blind_rollout_ids, judge_scores_visible
 from webapp.rollouts import selectors, services
 from webapp.rollouts.forms import GenerationJobForm, RolloutFilterForm
 from webapp.rollouts.models import GenerationJob
@@ -19,7 +20,9 @@ from webapp.rollouts.models import GenerationJob
 def rollout_list(request: HttpRequest, project: Project) -> HttpResponse:
     form = RolloutFilterForm(request.GET)
     filters = form.filters()
-    page = keyset_page(selectors.rollout_browse(project, filters=filters), before=parse_cursor(request.GET.get("before")))
+    hidden = blind_rollout_ids(user=request.user, role=request.project_role, project=project)
+    rollouts = selectors.rollout_browse(project, filters=filters, hidden_scores=hidden)
+    page = keyset_page(rollouts, before=parse_cursor(request.GET.get("before")))
     query = request.GET.copy()
     query.pop("before", None)
     context = {
@@ -39,7 +42,9 @@ def rollout_list(request: HttpRequest, project: Project) -> HttpResponse:
 @project_view(Action.VIEW)
 def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> HttpResponse:
     rollout = selectors.rollout_get(project, rollout_id)
-    context = {"rollout": rollout, "scores": selectors.rollout_scores(rollout), "rendered": request.GET.get("view") == "rendered"}
+    visible = judge_scores_visible(user=request.user, role=request.project_role, rollout=rollout)
+    context = {"rollout": rollout, "scores": selectors.rollout_scores(rollout) if visible else [],
+               "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered"}
     return render(request, "rollouts/rollout_detail.html", context)
 
 
@@ -49,8 +54,9 @@ def rollout_group(request: HttpRequest, project: Project, group_key: str) -> Htt
     rollouts = selectors.rollout_group(project, group_key)
     if not rollouts:
         raise Http404("No such group.")
-    criteria_keys = sorted({s.criterion_key for r in rollouts for s in r.criterion_scores.all()})
-    context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "criteria_keys": criteria_keys}
+    hidden = set(blind_rollout_ids(user=request.user, role=request.project_role, project=project)
+                 .filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
+    context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "hidden": hidden}
     return render(request, "rollouts/rollout_group.html", context)
 
 

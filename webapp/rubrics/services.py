@@ -5,7 +5,6 @@ from django.db import transaction
 from django.db.models import Max
 
 from training.rubrics.spec import RubricSpec, SpecError, validate_spec
-
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.rubrics.models import Rubric, RubricVersion

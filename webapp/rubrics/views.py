@@ -4,9 +4,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view
-from webapp.core.errors import ApplicationError
 from webapp.rubrics import selectors
 from webapp.rubrics.services import rubric_spec_validate
 

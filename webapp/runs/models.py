@@ -28,6 +28,16 @@ class TrainingRun(models.Model):
         default=False, help_text="Launched although the judge was not calibrated; recorded for the audit trail."
     )
     calibration_note = models.TextField(blank=True)
+    split = models.CharField(max_length=8, blank=True, help_text="Example split the run trains on; empty = all.")
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set by the web process; the monitor stops the training process."
+    )
+    monitor_token = models.CharField(
+        max_length=32, blank=True, help_text="Only the monitor chain holding this token may ingest and re-enqueue."
+    )
+    ingest_offsets = models.JSONField(
+        default=dict, blank=True, help_text="Bytes of each sink file already stored, so ingest never repeats a line."
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -1,15 +1,129 @@
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from webapp.core.models import Project
+from webapp.core.errors import ApplicationError
+from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view
-from webapp.runs import selectors
+from webapp.reviews.calibration import calibration_status
+from webapp.runs import charts, selectors, services
+from webapp.runs.forms import TrainingRunForm
 
 
 @require_GET
 @project_view(Action.VIEW)
 def run_list(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "runs/run_list.html", {"runs": selectors.run_list(project)[:100]})
+
+
+def _create_context(project: Project, form: TrainingRunForm) -> dict:
+    value = str(form.data.get("rubric_version") or "")
+    version = form.fields["rubric_version"].queryset.filter(pk=int(value)).first() if value.isdigit() else None
+    return {
+        "form": form, "calibration": calibration_status(version) if version is not None else None,
+        "checkpoints": selectors.project_checkpoints(project)[:50],
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@project_view(Action.EDIT)
+def run_create(request: HttpRequest, project: Project) -> HttpResponse:
+    if request.method == "GET":
+        form = TrainingRunForm(request.GET or None, project=project, initial={"preset": "cpu-smoke"},
+                               refresh_url=request.path)
+        if form.is_bound:
+            form.errors.clear()  # a preset or rubric switch re-renders the form; it is not a submission
+        template = "runs/run_form.html#form" if request.htmx else "runs/run_form.html"
+        return render(request, template, _create_context(project, form))
+    form = TrainingRunForm(request.POST, project=project, refresh_url=request.path)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = services.training_run_create(
+                project=project, name=data["name"], task=data["task"], split=data["split"],
+                rubric_version=data["rubric_version"], preset=data["preset"], base_model=data["base_model"],
+                judge_endpoint=data["judge_endpoint"], options=form.options(),
+                calibration_override=data["calibration_override"], calibration_note=data["calibration_note"],
+                created_by=request.user,
+            )
+        except ApplicationError as error:
+            for item in error.extra.get("errors") or [{"field": error.field, "message": error.message}]:
+                field = item["field"] if item["field"] in form.fields else None
+                form.add_error(field, item["message"])
+        else:
+            messages.success(request, f"Run #{run.pk} queued on the train queue.")
+            return redirect("runs:detail", project.pk, run.pk)
+    return render(request, "runs/run_form.html", _create_context(project, form), status=400)
+
+
+def _detail_context(run) -> dict:
+    metrics = selectors.run_metrics(run)
+    return {
+        "run": run, "metrics": metrics, "last": metrics[-1] if metrics else None,
+        "charts": charts.run_charts(metrics), "checkpoints": selectors.run_checkpoints(run),
+        "log_tail": selectors.run_log_tail(run), "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
+    }
+
+
+def _sample_step(request: HttpRequest, steps: list[int]) -> int | None:
+    value = request.GET.get("step", "")
+    if value.isdigit() and int(value) in steps:
+        return int(value)
+    return steps[-1] if steps else None
+
+
+@require_GET
+@project_view(Action.VIEW)
+def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    metrics = selectors.run_metrics(run)
+    context = {
+        "run": run, "last": metrics[-1] if metrics else None, "charts": charts.run_charts(metrics),
+        "checkpoints": selectors.run_checkpoints(run), "log_tail": selectors.run_log_tail(run),
+        "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
+    }
+    if request.htmx:  # the polled part: status, charts, log; the samples panel keeps the step the user chose
+        return render(request, "runs/run_detail.html#live", context)
+    steps = selectors.run_sample_steps(run)
+    step = _sample_step(request, steps)
+    context.update(sample_steps=steps, sample_step=step,
+                   samples=selectors.run_samples(run, step) if step is not None else [])
+    return render(request, "runs/run_detail.html", context)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def run_samples(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    steps = selectors.run_sample_steps(run)
+    step = _sample_step(request, steps)
+    if not request.htmx:
+        return redirect(f"{request.path.removesuffix('samples/')}?step={step or ''}")
+    context = {"run": run, "sample_steps": steps, "sample_step": step,
+               "samples": selectors.run_samples(run, step) if step is not None else []}
+    return render(request, "runs/run_detail.html#samples", context)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def run_cancel(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    if services.training_run_cancel(run=run):
+        messages.success(request, f"Stopping run #{run.pk}; its metrics, rollouts and checkpoints are kept.")
+    return redirect("runs:detail", project.pk, run.pk)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def run_compare(request: HttpRequest, project: Project) -> HttpResponse:
+    ids = [int(v) for v in request.GET.getlist("runs") if v.isdigit()]
+    runs = selectors.runs_by_ids(project, ids)
+    grouped = selectors.metrics_by_run(runs)
+    context = {
+        "runs": runs, "all_runs": selectors.run_list(project)[:100],
+        "charts": charts.compare_charts([(f"#{r.pk} {r.name}", grouped[r.pk]) for r in runs]),
+    }
+    return render(request, "runs/run_compare.html", context)

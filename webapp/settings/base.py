@@ -35,6 +35,8 @@ INSTALLED_APPS = [
     "template_partials",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "rest_framework.authtoken",
     "webapp.core",
     "webapp.tasks",
     "webapp.rubrics",
@@ -121,7 +123,8 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.SessionAuthentication",  # first: anonymous calls get 403, not 401
+        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -134,6 +137,17 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Interactive docs from the drf-spectacular-sidecar package: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TaskKindEnum": "webapp.tasks.models.TaskKind",
+        "EndpointKindEnum": "webapp.endpoints.models.EndpointKind",
+        "ExportKindEnum": "webapp.exports.models.ExportKind",
+        "ExportFormatEnum": "webapp.exports.models.ExportFormat",
+        "ImportFormatEnum": ["jsonl", "csv", "parquet"],
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------------
@@ -176,6 +190,14 @@ RUBRICON_GENERATION_CHUNK_SIZE = env.int("RUBRICON_GENERATION_CHUNK_SIZE", 16)
 # vLLM on CPU needs eager mode (no CUDA graphs); GPU nodes set this to false for speed.
 RUBRICON_VLLM_ENFORCE_EAGER = env.bool("RUBRICON_VLLM_ENFORCE_EAGER", True)
 RUBRICON_TRANSFORMERS_BATCH_SIZE = env.int("RUBRICON_TRANSFORMERS_BATCH_SIZE", 8)
+
+# --- Training runs ---
+RUBRICON_TRAIN_OMP_THREADS = env.int("RUBRICON_TRAIN_OMP_THREADS", 0)  # 0 = inherit the worker's environment
+RUBRICON_TRAIN_POLL_S = env.float("RUBRICON_TRAIN_POLL_S", 1.0)
+RUBRICON_TRAIN_CANCEL_GRACE_S = env.float("RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0)  # STOP file, then SIGTERM, SIGKILL at 3x
+# A rubric's judge is calibrated when every judge criterion has n >= MIN_N labeled items and kappa >= MIN_KAPPA.
+RUBRICON_CALIBRATION_MIN_KAPPA = env.float("RUBRICON_CALIBRATION_MIN_KAPPA", 0.6)
+RUBRICON_CALIBRATION_MIN_N = env.int("RUBRICON_CALIBRATION_MIN_N", 20)
 
 # Python reward functions a rubric may call, by dotted path (never code typed in the browser).
 RUBRICON_PYTHON_REWARD_ALLOWLIST = env.list("RUBRICON_PYTHON_REWARD_ALLOWLIST", [])

@@ -6,7 +6,14 @@ import pytest
 from django.core.management import call_command
 from django.urls import reverse
 
-from tests.factories import EndpointFactory, ExampleFactory, RolloutFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from tests.factories import (
+    EndpointFactory,
+    ExampleFactory,
+    RolloutFactory,
+    RubricFactory,
+    RubricVersionFactory,
+    TaskFactory,
+)
 from training.judges.stub_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobChunk, JobStatus, Role

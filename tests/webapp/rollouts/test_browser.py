@@ -134,3 +134,27 @@ def test_markdown_rendering_is_sanitized():
     assert "<strong>bold</strong>" in html and "<pre><code>code" in html
     assert 'href="javascript' not in html and not re.search(r"<[^>]*onclick", html) and "<b " not in html
     assert render_markdown('<a href="javascript:alert(1)">x</a> [y](https://ok.example)').count("<a ") == 1
+
+
+@pytest.mark.django_db
+def test_blind_review_hides_judge_scores_from_annotators_on_rollout_pages(client, make_member):
+    from webapp.reviews.models import ReviewItem, ReviewQueue
+
+    annotator, project = make_member(Role.ANNOTATOR)
+    owner, _ = make_member(Role.OWNER, project=project)
+    version = RubricVersionFactory(rubric__project=project)
+    rollout = RolloutFactory(project=project, group_key="blind-g")
+    CriterionScore.objects.create(rollout=rollout, rubric_version=version, criterion_key="correct",
+                                  judge_fingerprint="j", score=0.75, rationale="judge says so")
+    RolloutScore.objects.create(rollout=rollout, rubric_version=version, judge_fingerprint="j", total=0.75)
+    queue = ReviewQueue.objects.create(project=project, name="blind", rubric_version=version, blind=True)
+    ReviewItem.objects.create(queue=queue, position=0, rollout=rollout)
+    urls = [reverse("rollouts:detail", args=[project.pk, rollout.pk]),
+            reverse("rollouts:group", args=[project.pk, "blind-g"]),
+            reverse("rollouts:list", args=[project.pk]) + f"?rubric_version={version.pk}"]
+    client.force_login(annotator)
+    for url in urls:
+        html = client.get(url).content.decode()
+        assert "0.75" not in html and "judge says so" not in html, url
+    client.force_login(owner)
+    assert all("0.75" in client.get(url).content.decode() for url in urls)

@@ -1,0 +1,189 @@
+"""50 annotators labeling at once for 60 s against a local gunicorn server: latency and label integrity.
+
+    .venv/bin/python bench/annotator_load.py [--annotators 50] [--seconds 60] [--workers 4] [--threads 8]
+
+    DATABASE: rubricon_bench_annotators (created if missing, migrated, emptied; never the test database)
+
+Each annotator is a thread with its own HTTP session, looping without think time: GET next (reserves an item with
+SELECT ... FOR UPDATE SKIP LOCKED, redirects to it) → GET the labeling page → POST the two criteria (submit, which
+redirects to next). The run is bounded: a fixed number of threads, a deadline, no retries. Afterwards the database
+is checked: every accepted submit left exactly its labels (none lost), no annotator has two labels of one
+criterion of one rollout (unique constraint), and no item holds more done labels than reviewers_per_item (none
+duplicated). Targets: p95 ≤ 150 ms, 0 lost or duplicated labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from export_throughput import django_setup, ensure_database, migrate  # noqa: E402
+
+SPEC = {"criteria": [
+    {"key": "helpful", "title": "Helpful", "kind": "judge", "question": "Is {{ completion }} helpful?",
+     "choices": [{"label": "no"}, {"label": "partly"}, {"label": "yes"}]},
+    {"key": "correct", "title": "Correct", "kind": "match", "extract": "answer_tag", "mode": "numeric"},
+]}
+
+
+def seed(annotators: int, items: int, reviewers: int) -> tuple[int, int, list[str]]:
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import connection
+
+    from webapp.core.models import Membership, Project, Role
+    from webapp.reviews.services import review_queue_create
+    from webapp.rollouts.models import Rollout
+    from webapp.rubrics.models import Rubric, RubricVersion
+    from webapp.tasks.models import Task
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE core_project, auth_user, django_session CASCADE")
+    project = Project.objects.create(name="load", slug="load")
+    task = Task.objects.create(project=project, name="load")
+    version = RubricVersion.objects.create(rubric=Rubric.objects.create(project=project, name="load"), number=1, spec=SPEC)
+    Rollout.objects.bulk_create(
+        Rollout(project=project, task=task, group_key=f"g{i // 4}", sample_index=i % 4,
+                completion=f"<answer>{i}</answer> " + "text " * 40)
+        for i in range(items)
+    )
+    users = get_user_model()
+    sessions = []
+    for i in range(annotators):
+        user = users.objects.create_user(f"annotator{i}", password="pw")
+        Membership.objects.create(project=project, user=user, role=Role.ANNOTATOR)
+        # A logged-in session without the login page's password hashing in the measurement.
+        store = SessionStore()
+        store["_auth_user_id"] = str(user.pk)
+        store["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        store["_auth_user_hash"] = user.get_session_auth_hash()
+        store.create()
+        sessions.append(store.session_key)
+    queue = review_queue_create(project=project, name="load", rubric_version=version, size=items,
+                                reviewers_per_item=reviewers, blind=True)
+    return project.pk, queue.pk, sessions
+
+
+def annotator(base: str, project: int, queue: int, session: str, deadline: float, out: dict, lock: threading.Lock) -> None:
+    import httpx
+
+    latencies, submitted, errors = [], 0, 0
+    with httpx.Client(base_url=base, cookies={"sessionid": session}, timeout=10, follow_redirects=False) as client:
+        url = f"/p/{project}/review/{queue}/next/"
+        while time.monotonic() < deadline:
+            try:
+                t = time.perf_counter()
+                response = client.get(url)
+                latencies.append(time.perf_counter() - t)
+                if response.status_code != 302:
+                    break  # nothing left for this annotator
+                item_url = response.headers["location"]
+                t = time.perf_counter()
+                page = client.get(item_url)
+                latencies.append(time.perf_counter() - t)
+                item = re.search(r"/items/(\d+)/", item_url).group(1)  # type: ignore[union-attr]
+                token = client.cookies.get("csrftoken") or re.search(
+                    r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+                data = {"csrfmiddlewaretoken": token, "row_version-helpful": "0", "choice-helpful": "yes",
+                        "row_version-correct": "0", "choice-correct": "Pass"}
+                t = time.perf_counter()
+                done = client.post(f"/p/{project}/review/{queue}/items/{item}/submit/", data=data,
+                                   headers={"Referer": base + item_url})
+                latencies.append(time.perf_counter() - t)
+                if done.status_code == 302:
+                    submitted += 1
+                    url = done.headers["location"]
+                else:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+    with lock:
+        out["latencies"].extend(latencies)
+        out["submitted"][session] = submitted
+        out["errors"] += errors
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--reviewers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--database", default="rubricon_bench_annotators")
+    args = parser.parse_args()
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    ensure_database(args.database)
+    django_setup(args.database)
+    migrate()
+    project, queue, sessions = seed(args.annotators, args.items, args.reviewers)
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{args.database}"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{args.port}",
+         "-w", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"],
+        cwd=ROOT, env=env, start_new_session=True,
+    )
+    try:
+        import httpx
+
+        base = f"http://127.0.0.1:{args.port}"
+        for _ in range(100):
+            try:
+                httpx.get(base + "/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        out: dict = {"latencies": [], "submitted": {}, "errors": 0}
+        lock = threading.Lock()
+        deadline = time.monotonic() + args.seconds
+        threads = [threading.Thread(target=annotator, args=(base, project, queue, s, deadline, out, lock))
+                   for s in sessions]
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - started
+    finally:
+        server.terminate()
+        server.wait(15)
+
+    from django.db.models import Count
+
+    from webapp.reviews.models import AssignmentStatus, HumanLabel, ReviewAssignment, ReviewItem
+
+    latencies = sorted(out["latencies"])
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))]  # noqa: E731
+    accepted = sum(out["submitted"].values())
+    labels = HumanLabel.objects.filter(queue_id=queue).count()
+    done = ReviewAssignment.objects.filter(item__queue_id=queue, status=AssignmentStatus.DONE).count()
+    lost = accepted * len(SPEC["criteria"]) - labels
+    over = ReviewItem.objects.filter(queue_id=queue, completed_count__gt=args.reviewers).count()
+    twice = (HumanLabel.objects.filter(queue_id=queue).values("rollout_id", "criterion_key", "annotator_id")
+             .annotate(n=Count("pk")).filter(n__gt=1).count())
+    print(f"{args.annotators} annotators × {elapsed:.0f} s against gunicorn ({args.workers} workers × {args.threads} threads),"
+          f" {len(latencies):,} requests ({len(latencies) / elapsed:.0f}/s), {accepted:,} items submitted, {out['errors']} errors")
+    print(f"  latency p50 {p(0.5) * 1000:.0f} ms, p95 {p(0.95) * 1000:.0f} ms, p99 {p(0.99) * 1000:.0f} ms,"
+          f" max {latencies[-1] * 1000:.0f} ms (target p95 ≤ 150 ms); mean {statistics.mean(latencies) * 1000:.0f} ms")
+    print(f"  integrity: {labels:,} labels for {accepted:,} accepted submits × 2 criteria → lost {lost};"
+          f" done assignments {done:,} (accepted − done = {accepted - done}); items over reviewers_per_item {over}; duplicate labels {twice}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Review journeys in real Chromium: label five items with the keyboard only in a blind queue (scores appear only
+after submitting), and read dashboard figures equal to an independent computation."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser.test_tasks import screenshot
+from tests.webapp.reviews.conftest import build_review_setup
+from tests.webapp.reviews.test_dashboard import build_fixture, expected
+from webapp.core.models import Role
+from webapp.reviews import services
+from webapp.reviews.models import HumanLabel, ReviewAssignment
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def review_setup(make_member):
+    return build_review_setup(make_member)
+
+
+def test_label_five_items_with_the_keyboard_only_in_blind_mode(page, live_server, login, review_setup):
+    s = review_setup
+    queue = services.review_queue_create(project=s["project"], name="Keyboard", rubric_version=s["version"], size=5,
+                                         seed=5, blind=True)
+    login(s["ann1"].username, "pw")
+    page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
+    for n in range(5):
+        page.wait_for_selector("form[data-labeling]")
+        assert page.locator("#label-form .judge-score").count() == 0  # blind until submitted
+        assert page.locator("fieldset.criterion.focused").get_attribute("data-key") == "helpful"
+        page.keyboard.press("?")
+        assert page.locator("#keys-help").is_visible()
+        page.keyboard.press("?")
+        page.keyboard.press(str(1 + n % 3))  # helpful: no / partly / yes, then focus moves on
+        assert page.locator("fieldset.criterion.focused").get_attribute("data-key") == "correct"
+        page.keyboard.press("k")
+        page.keyboard.press("j")
+        page.keyboard.press("2")  # correct: Pass
+        if n == 1:
+            screenshot(page, "review-label")
+        with page.expect_navigation():
+            page.keyboard.press("n")
+        # The item just labeled now shows the judge next to the annotator's answers.
+        assert page.locator("#reveal .judge-score").count() == 2
+    assert "Nothing left for you" in page.locator("h1").inner_text()
+    labels = HumanLabel.objects.filter(annotator=s["ann1"], queue=queue)
+    assert labels.count() == 10
+    assert sorted(labels.filter(criterion_key="helpful").values_list("value", flat=True)) == [0.0, 0.0, 0.5, 0.5, 1.0]
+    assert set(labels.filter(criterion_key="correct").values_list("choice", flat=True)) == {"Pass"}
+    assert ReviewAssignment.objects.filter(annotator=s["ann1"], status="done").count() == 5
+
+
+def test_dashboard_shows_the_fixture_figures(page, live_server, login, make_member):
+    user, project = make_member(Role.VIEWER)
+    version, judge, human, h1, h2 = build_fixture(project)
+    want = expected(judge, human, h1, h2)
+    login(user.username, "pw")
+    page.goto(f"{live_server.url}/p/{project.pk}/review/agreement/?version={version.pk}")
+    card = page.locator("section.agreement-card[data-criterion=helpful]")
+    assert card.locator(".pairs-n").inner_text() == "n = 40"
+    for name in ("weighted_kappa", "cohen_kappa", "krippendorff_alpha", "spearman", "mae", "bias", "human_alpha"):
+        assert card.locator(f"tr[data-stat={name}] .value").inner_text() == f"{want[name]:.3f}".replace("-0.000", "0.000"), name
+    assert card.locator("svg.calibration circle").count() >= 2
+    page.wait_for_selector("#bias")  # the diagnostics load after the page
+    screenshot(page, "review-agreement")
+    assert "Length vs score" in page.locator("#bias").inner_text()

@@ -1,0 +1,74 @@
+"""schemathesis against the OpenAPI schema: a bounded number of generated requests per operation, as the owner of a
+real project, and no response is a server error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+schemathesis = pytest.importorskip("schemathesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+from tests.factories import ProjectFactory, UserFactory  # noqa: E402
+from tests.webapp.api.builders import one_of_everything  # noqa: E402
+from webapp.core.models import Membership, Role  # noqa: E402
+
+
+@pytest.fixture
+def api_schema(db):
+    from django.core.wsgi import get_wsgi_application
+    from drf_spectacular.generators import SchemaGenerator
+    from drf_spectacular.renderers import OpenApiJsonRenderer
+
+    document = json.loads(OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True)))
+    schema = schemathesis.openapi.from_dict(document)
+    schema.app = get_wsgi_application()
+    # As Django's test client does: requests must not close the test's connection (it holds the test transaction).
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield schema
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def owner_token(db, settings):
+    if "rest_framework.authtoken" not in settings.INSTALLED_APPS:
+        pytest.fail("Add 'rest_framework.authtoken' to INSTALLED_APPS and TokenAuthentication to REST_FRAMEWORK")
+    from rest_framework.authtoken.models import Token
+
+    project = ProjectFactory()
+    user = UserFactory()
+    Membership.objects.create(project=project, user=user, role=Role.OWNER)
+    one_of_everything(project, "fuzz")
+    return project, Token.objects.create(user=user).key
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_no_server_errors(api_schema, owner_token):
+    project, key = owner_token
+    checked, statuses = [], []
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=4, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def check(case):
+            if "project_id" in (case.path_parameters or {}):
+                case.path_parameters["project_id"] = project.pk
+            response = case.call(headers={"Authorization": f"Token {key}"})
+            assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text[:500])
+            statuses.append(response.status_code)
+
+        check()
+        checked.append(operation.label)
+    assert len(checked) >= 40, checked
+    # The token works and generated requests get through: most reads succeed, and some writes are created.
+    assert statuses.count(200) > len(statuses) // 4 and 201 in statuses, sorted(set(statuses))
+    print(f"{len(checked)} operations, {len(statuses)} requests, statuses {sorted(set(statuses))}")

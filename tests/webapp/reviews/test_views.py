@@ -1,0 +1,166 @@
+"""The review pages: queue creation, the labeling page (escaping, blind mode, autosave, 409), progress, align."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from tests.factories import EndpointFactory, RubricVersionFactory
+from tests.webapp.reviews.conftest import JUDGE_FP, SPEC
+from webapp.judging.models import CriterionScore, JudgeJob
+from webapp.reviews import services
+from webapp.reviews.models import HumanLabel, ReviewQueue
+
+pytestmark = pytest.mark.django_db
+
+
+def queue_for(s, **kwargs):
+    return services.review_queue_create(project=s["project"], name="Spot check", rubric_version=s["version"],
+                                        size=kwargs.pop("size", 4), seed=1, created_by=s["editor"], **kwargs)
+
+
+def test_editor_creates_a_queue_and_annotators_cannot(client, review_setup):
+    s = review_setup
+    url = reverse("reviews:create", args=[s["project"].pk])
+    client.force_login(s["ann1"])
+    assert client.get(url).status_code == 403
+    client.force_login(s["editor"])
+    assert client.get(url).status_code == 200
+    response = client.post(url, {"name": "Zero variance", "rubric_version": s["version"].pk, "strategy": "zero_variance",
+                                 "mode": "criteria", "size": 10, "seed": 0, "reviewers_per_item": 2,
+                                 "reservation_minutes": 15, "blind": "on", "assignees": [s["ann1"].pk]})
+    queue = ReviewQueue.objects.get(name="Zero variance")
+    assert response.status_code == 302 and queue.items.count() == 3 and queue.reviewers_per_item == 2
+    assert list(queue.assignees.all()) == [s["ann1"]]
+    bad = client.post(url, {"name": "x", "rubric_version": s["version"].pk, "strategy": "random", "mode": "criteria",
+                            "size": 5, "seed": 0, "reviewers_per_item": 1, "reservation_minutes": 5, "q": "nope"})
+    assert bad.status_code == 400 and "No rollouts" in bad.content.decode()
+
+
+def test_list_and_detail_cost_a_fixed_number_of_queries(client, review_setup):
+    s = review_setup
+    client.force_login(s["ann1"])
+    queue_for(s)
+    list_url = reverse("reviews:list", args=[s["project"].pk])
+    with CaptureQueriesContext(connection) as one:
+        assert client.get(list_url).status_code == 200
+    for _ in range(4):
+        queue_for(s)
+    with CaptureQueriesContext(connection) as five:
+        client.get(list_url)
+    assert len(one) == len(five)
+    queue = ReviewQueue.objects.first()
+    detail = reverse("reviews:detail", args=[s["project"].pk, queue.pk])
+    with CaptureQueriesContext(connection) as before:
+        client.get(detail)
+    for user in (s["ann1"], s["ann2"], s["editor"]):
+        services.item_next(queue=queue, annotator=user)
+    with CaptureQueriesContext(connection) as after:
+        response = client.get(detail)
+    assert len(before) == len(after)
+    assert s["ann2"].username in response.content.decode()
+    fragment = client.get(detail, HTTP_HX_REQUEST="true").content.decode()
+    assert fragment.lstrip().startswith('<section id="progress"')
+
+
+def test_labeling_flow_escapes_output_hides_scores_and_reveals_after_submit(client, review_setup):
+    s = review_setup
+    queue = queue_for(s, blind=True)
+    client.force_login(s["ann1"])
+    response = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]))
+    assert response.status_code == 302
+    page = client.get(response.url)
+    html = page.content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert 'class="judge-score' not in html and "Blind" in html
+    assert 'name="choice-helpful" value="partly"' in html and "<kbd>3</kbd>" in html
+    item = page.context["item"]
+    submit = reverse("reviews:submit", args=[s["project"].pk, queue.pk, item.pk])
+    done = client.post(submit, {"row_version-helpful": 0, "choice-helpful": "yes", "row_version-correct": 0,
+                                "choice-correct": "Pass", "comment": "<b>ok</b>", "reward_hacking": "on"})
+    assert done.status_code == 302 and f"after={item.pk}" in done.url
+    nxt = client.get(done.url, follow=True)
+    html = nxt.content.decode()
+    judge = CriterionScore.objects.get(rollout=item.rollout, criterion_key="helpful", judge_fingerprint=JUDGE_FP)
+    assert 'id="reveal"' in html and f"{judge.raw_choice} ({judge.score:.2f})" in html
+    assert nxt.context["item"].pk != item.pk
+    labels = HumanLabel.objects.filter(rollout=item.rollout, annotator=s["ann1"])
+    assert {label.criterion_key: label.value for label in labels} == {"helpful": 1.0, "correct": 1.0}
+    assert all(label.reward_hacking and label.comment == "<b>ok</b>" for label in labels)
+    # Someone else's reserved item is not yours to open.
+    client.force_login(s["ann2"])
+    assert client.get(reverse("reviews:item", args=[s["project"].pk, queue.pk, nxt.context["item"].pk])).status_code == 403
+
+
+def test_autosave_then_stale_edit_gets_409_with_the_current_value(client, review_setup):
+    s = review_setup
+    queue = queue_for(s, blind=False)
+    item = services.item_next(queue=queue, annotator=s["ann1"])
+    client.force_login(s["ann1"])
+    url = reverse("reviews:autosave", args=[s["project"].pk, queue.pk, item.pk, "helpful"])
+    ok = client.post(url, {"row_version-helpful": 0, "choice-helpful": "no"}, HTTP_HX_REQUEST="true")
+    assert ok.status_code == 200 and 'name="row_version-helpful" value="1"' in ok.content.decode()
+    assert ok.content.decode().lstrip().startswith("<fieldset")
+    assert 'class="judge-score' in ok.content.decode()  # not blind
+    # Another tab saves meanwhile...
+    services.item_label_save(item=item, annotator=s["ann1"], criterion_key="helpful", row_version=1, choice="partly")
+    stale = client.post(url, {"row_version-helpful": 1, "choice-helpful": "yes"}, HTTP_HX_REQUEST="true")
+    html = stale.content.decode()
+    assert stale.status_code == 409
+    assert 'class="current-choice">partly<' in html and 'name="row_version-helpful" value="2"' in html
+    assert HumanLabel.objects.get(rollout=item.rollout, criterion_key="helpful").choice == "partly"
+    # The full form: a stale submit is refused too and changes nothing.
+    submit = reverse("reviews:submit", args=[s["project"].pk, queue.pk, item.pk])
+    refused = client.post(submit, {"row_version-helpful": 1, "choice-helpful": "yes", "row_version-correct": 0,
+                                   "choice-correct": "Fail"})
+    assert refused.status_code == 409 and "current-choice" in refused.content.decode()
+    assert not HumanLabel.objects.filter(rollout=item.rollout, criterion_key="correct").exists()
+    # Submitting again with the version now shown is a deliberate overwrite.
+    assert client.post(submit, {"row_version-helpful": 2, "choice-helpful": "yes", "row_version-correct": 0,
+                                "choice-correct": "Fail"}).status_code == 302
+
+
+def test_pairwise_page_and_submit(client, review_setup):
+    s = review_setup
+    queue = queue_for(s, mode="pairwise", size=6)
+    client.force_login(s["ann1"])
+    page = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]), follow=True)
+    item = page.context["item"]
+    html = page.content.decode()
+    assert "Left is better" in html and 'data-side="a"' in html and 'data-side="b"' in html
+    left = page.context["sides"][0][0]
+    assert left == ("a" if item.shown_a_first else "b")
+    response = client.post(reverse("reviews:pairwise", args=[s["project"].pk, queue.pk, item.pk]), {"preferred": left})
+    assert response.status_code == 302
+    from webapp.reviews.models import PairwiseLabel
+    label = PairwiseLabel.objects.get(annotator=s["ann1"])
+    assert label.preferred == left and label.shown_a_first == item.shown_a_first
+
+
+def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, review_setup):
+    s = review_setup
+    project, version = s["project"], s["version"]
+    for i, r in enumerate(s["rollouts"]):
+        human = [0.0, 0.5, 1.0][i % 3]
+        HumanLabel.objects.create(rollout=r, rubric_version=version, criterion_key="helpful", annotator=s["ann1"], value=human)
+        CriterionScore.objects.create(rollout=r, rubric_version=version, criterion_key="helpful",
+                                      judge_fingerprint="judge-b", score=[1.0, 0.5, 0.0][i % 3])
+    client.force_login(s["editor"])
+    url = reverse("reviews:align", args=[project.pk])
+    response = client.get(url, {"labels": version.pk, "a_version": version.pk, "a_fp": JUDGE_FP,
+                                "b_version": version.pk, "b_fp": "judge-b"})
+    row = next(r for r in response.context["rows"] if r.criterion.key == "helpful")
+    assert row.n == 12 and row.a.value == pytest.approx(1.0) and row.b.value == pytest.approx(-1.0)
+    assert row.verdict == "moved down" and "n = 12" in response.content.decode()
+
+    v2 = RubricVersionFactory(rubric=version.rubric, spec=SPEC)
+    endpoint = EndpointFactory(project=project)
+    done = client.post(reverse("reviews:rejudge", args=[project.pk]),
+                       {"labels": version.pk, "version": v2.pk, "endpoint": endpoint.pk})
+    job = JudgeJob.objects.get(rubric_version=v2)
+    assert done.status_code == 302
+    assert sorted(job.selection["ids"]) == sorted(r.pk for r in s["rollouts"]) and job.selection["labeled"] == "yes"
+    client.force_login(s["ann1"])
+    assert client.post(reverse("reviews:rejudge", args=[project.pk]), {"labels": version.pk, "version": v2.pk}).status_code == 403

@@ -1,0 +1,197 @@
+"""GRPO runs end to end: launch form → Redis → a real Celery worker → `python -m training.grpo.run` (real TRL on
+CPU, a tiny model built from the bundled model's config) → metrics, rollouts and rewards in Postgres → run page.
+Also: cancel from the UI stops the process within seconds and keeps its metrics; a training process killed with
+kill -9 ends the run failed with the reason; a worker killed mid-run is replaced by one that re-attaches."""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import redis
+from django.urls import reverse
+
+from tests.factories import ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session fixture shared with the GRPO tests)
+from webapp.core.models import JobStatus, Role
+from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.judging.services import engine_rollout
+from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.runs import services
+from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
+from workers.celery import app
+from workers.training import launch_run, reattach_runs
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+SPEC = {
+    "criteria": [
+        {"key": "correct", "title": "Correct", "kind": "match", "weight": 1.0, "extract": "answer_tag",
+         "mode": "numeric"},
+        # Varies with the (random) completion length, so the stored rewards are not all zero.
+        {"key": "short", "title": "Short", "kind": "length", "weight": 0.5, "unit": "chars", "max": 12, "slack": 40},
+    ]
+}
+
+
+@pytest.fixture(autouse=True)
+def _remove_run_directories():
+    """Run directories live under settings.VAR_DIR, which the worker process shares with development."""
+    yield
+    for run_id in TrainingRun.objects.values_list("pk", flat=True):
+        shutil.rmtree(services.run_dir(run_id), ignore_errors=True)
+
+
+@pytest.fixture
+def editor(make_member, client):
+    user, project = make_member(Role.EDITOR)
+    client.force_login(user)
+    task = TaskFactory(project=project)
+    for i in range(2):
+        ExampleFactory(task=task, prompt=f"What is {i} + 2?", answer=str(i + 2))
+    version = RubricVersionFactory(rubric=RubricFactory(project=project, task=task), spec=SPEC)
+    return project, task, version
+
+
+def launch(client, project, task, version, model_dir, **options) -> TrainingRun:
+    data = {"preset": "cpu-smoke", "task": task.pk, "split": "train", "rubric_version": version.pk,
+            "base_model": str(model_dir), "max_completion_length": 8, "max_steps": 2, "seed": 1, **options}
+    response = client.post(reverse("runs:create", args=[project.pk]), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    return TrainingRun.objects.filter(project=project).latest("pk")
+
+
+def wait_for(run: TrainingRun, until, *, timeout: float, log=lambda: "") -> TrainingRun:
+    deadline = time.monotonic() + timeout
+    while True:
+        run.refresh_from_db()
+        if until(run):
+            return run
+        assert time.monotonic() < deadline, f"run stuck at {run.status}: {run.error}\n{log()}"
+        time.sleep(0.2)
+
+
+def finished(run: TrainingRun) -> bool:
+    return run.status in JobStatus.finished()
+
+
+def first_step_stored(run: TrainingRun) -> bool:
+    return finished(run) or TrainingMetric.objects.filter(run=run).exists()
+
+
+def test_runs_launched_from_the_form_train_stop_on_cancel_and_fail_when_killed(
+    client, editor, celery_worker_process, tiny_model_dir  # noqa: F811
+):
+    """Three runs side by side (their processes import torch and TRL at the same time, which keeps the suite
+    short): one trains its two steps, one is cancelled from the run page, one has its process killed."""
+    project, task, version = editor
+    run = launch(client, project, task, version, tiny_model_dir, name="two steps")
+    to_cancel = launch(client, project, task, version, tiny_model_dir, name="cancelled", max_steps=500)
+    to_kill = launch(client, project, task, version, tiny_model_dir, name="killed", max_steps=500)
+    for started in (to_cancel, to_kill):
+        wait_for(started, first_step_stored, timeout=240, log=celery_worker_process.log)
+        assert started.status == JobStatus.RUNNING, started.error
+
+    response = client.post(reverse("runs:cancel", args=[project.pk, to_cancel.pk]))
+    assert response.status_code == 302
+    cancelled_at = time.monotonic()
+    os.kill(to_kill.pid, signal.SIGKILL)
+
+    to_cancel = wait_for(to_cancel, finished, timeout=60, log=celery_worker_process.log)
+    assert to_cancel.status == JobStatus.CANCELLED, to_cancel.error
+    assert time.monotonic() - cancelled_at < 20
+    assert 1 <= TrainingMetric.objects.filter(run=to_cancel).count() < 500
+    with pytest.raises(ProcessLookupError):
+        os.kill(to_cancel.pid, 0)
+
+    to_kill = wait_for(to_kill, finished, timeout=30, log=celery_worker_process.log)
+    assert to_kill.status == JobStatus.FAILED
+    assert "killed by SIGKILL" in to_kill.error and "last log lines" in to_kill.error
+    assert TrainingMetric.objects.filter(run=to_kill).exists()  # what it reported before dying is kept
+    page = client.get(reverse("runs:detail", args=[project.pk, to_kill.pk])).content.decode()
+    assert "killed by SIGKILL" in page
+
+    run = wait_for(run, finished, timeout=240, log=celery_worker_process.log)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert run.pid and run.hostname and run.heartbeat_at
+    metrics = {m.step: m.metrics for m in TrainingMetric.objects.filter(run=run)}
+    assert sorted(metrics) == [1, 2]
+    assert {"reward", "rewards/correct/mean", "rewards/short/mean", "timing/step_s"} <= set(metrics[1])
+    assert Checkpoint.objects.filter(run=run, path__endswith="final").exists()
+
+    rollouts = list(Rollout.objects.filter(run=run).select_related("example").order_by("step", "sample_index"))
+    assert len(rollouts) == 8  # 2 steps × 1 prompt × 4 generations
+    assert {r.source for r in rollouts} == {RolloutSource.TRAINING} and {r.step for r in rollouts} == {1, 2}
+    assert all(r.example is not None and r.prompt_messages for r in rollouts)
+
+    # The rewards stored are the rubric engine's scores for the same completions.
+    from training.rubrics.engine import RubricEngine
+    from training.rubrics.spec import validate_spec
+
+    engine = RubricEngine(validate_spec(SPEC))
+    stored = {(s.rollout_id, s.criterion_key): s.score for s in
+              CriterionScore.objects.filter(rollout__in=rollouts, judge_fingerprint="training-reward")}
+    totals = dict(RolloutScore.objects.filter(rollout__in=rollouts).values_list("rollout_id", "total"))
+    for rollout in rollouts:
+        expected = engine.score(engine_rollout(rollout))
+        for key in ("correct", "short"):
+            assert stored[(rollout.pk, key)] == pytest.approx(expected.criteria[key].score)
+        assert totals[rollout.pk] == pytest.approx(expected.total)
+    # TRL's logged mean reward is the mean of the totals of the step's completions.
+    step1 = [totals[r.pk] for r in rollouts if r.step == 1]
+    assert metrics[1]["reward"] == pytest.approx(sum(step1) / len(step1), abs=1e-5)
+
+    page = client.get(reverse("runs:detail", args=[project.pk, run.pk])).content.decode()
+    assert "succeeded" in page and "<svg" in page and "polyline" in page
+    last_step = [r for r in rollouts if r.step == 2]
+    assert all(html.escape(r.completion) in page for r in last_step)  # model output is escaped, never markup
+    listing = client.get(reverse("runs:list", args=[project.pk])).content.decode()
+    assert f"#{run.pk}" in listing
+
+
+def test_a_run_whose_worker_is_killed_is_picked_up_by_the_next_worker_and_finishes(
+    client, editor, start_worker, tiny_model_dir  # noqa: F811
+):
+    broker = "redis://127.0.0.1:6379/9"  # private queues: the session worker must not pick this run up
+    redis.Redis.from_url(broker).flushdb()
+    env = {"CELERY_BROKER_URL": broker}
+    project, task, version = editor
+    first = start_worker("doomed-trainer", env)
+    run = services.training_run_create(
+        project=project, name="survivor", task=task, rubric_version=version, preset="cpu-smoke",
+        base_model=str(tiny_model_dir), options={"max_completion_length": 8, "max_steps": 3}, enqueue=False,
+    )
+    with app.connection_for_write(broker) as connection:
+        launch_run.apply_async(kwargs={"run_id": run.pk}, connection=connection)
+    run = wait_for(run, lambda r: r.pid is not None or finished(r), timeout=60, log=first.log)
+    first.kill()  # kill -9 of the worker; the training process runs in its own session and lives on
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING
+    os.kill(run.pid, 0)
+
+    second = start_worker("rescuer-trainer", env)
+    run = wait_for(run, finished, timeout=240, log=second.log)
+    assert run.status == JobStatus.SUCCEEDED, run.error
+    assert sorted(TrainingMetric.objects.filter(run=run).values_list("step", flat=True)) == [1, 2, 3]
+
+
+def test_a_run_whose_worker_and_process_are_gone_is_failed_as_worker_lost_when_a_worker_starts(editor, settings,
+                                                                                                tmp_path):
+    settings.VAR_DIR = tmp_path
+    project, task, version = editor
+    run = services.training_run_create(project=project, name="orphan", task=task, rubric_version=version,
+                                       preset="cpu-smoke", enqueue=False)
+    services.training_run_claim(run_id=run.pk)
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    services.training_run_process_started(run_id=run.pk, pid=gone.pid, hostname=socket.gethostname())
+
+    reattach_runs(socket.gethostname())  # what a starting worker does (worker_ready)
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED and "worker lost" in run.error

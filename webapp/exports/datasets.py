@@ -1,0 +1,408 @@
+"""What each export kind contains: a fixed list of typed columns and a stream of row tuples.
+
+Rows are read in id-ordered chunks (keyset, so every chunk costs the same) with the SQL the ORM compiles, run on
+a plain cursor: no model instances and no JSON decoding, JSON columns travel as the database's JSON text.
+Scores and labels are fetched once per chunk, so memory stays flat however many rows there are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import connection
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
+
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Project
+from webapp.exports.models import ExportKind
+from webapp.exports.selectors import rollout_selection
+from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
+from webapp.rubrics.models import RubricVersion
+
+INT, FLOAT, STR, BOOL, JSON = "int", "float", "str", "bool", "json"
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+@dataclass
+class Dataset:
+    """Columns, a row iterator, and for the verifiers format the metadata written next to the rows."""
+
+    columns: list[Column]
+    rows: Iterator[tuple]
+    total: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _cols(spec: str) -> list[Column]:
+    out = []
+    for item in spec.split():
+        name, _, kind = item.partition(":")
+        out.append(Column(name, kind or STR))
+    return out
+
+
+ROLLOUT_FIELDS = (
+    "id", "task__name", "example__external_id", "example__split", "example__prompt", "example__answer", "job_id",
+    "run_id", "step", "source", "model_name", "group_key", "sample_index", "prompt_messages", "messages", "completion",
+    "prompt_tokens", "completion_tokens", "finish_reason", "latency_ms", "error", "metadata",
+)
+ROLLOUT_COLUMNS = _cols(
+    "rollout_id:int task example_id split prompt answer job_id:int run_id:int step:int source model_name group_key "
+    "sample_index:int prompt_messages:json messages:json completion prompt_tokens:int completion_tokens:int "
+    "finish_reason latency_ms:int error metadata:json reward:float criterion_scores:json labels:json"
+)
+
+
+def _raw_rows(queryset: QuerySet) -> list[tuple]:
+    """Run the ORM's SQL on a plain cursor: tuples as the driver returns them (JSON stays text)."""
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _id_chunks(queryset: QuerySet, fields: tuple[str, ...], *, limit: int | None, chunk: int = CHUNK):
+    """Yield lists of value tuples (first field is the id), in id order, `chunk` rows at a time."""
+    last, left = 0, limit
+    while left is None or left > 0:
+        size = chunk if left is None else min(chunk, left)
+        rows = _raw_rows(queryset.filter(pk__gt=last).order_by("pk").values_list(*fields)[:size])
+        if not rows:
+            return
+        yield rows
+        last = rows[-1][0]
+        if left is not None:
+            left -= len(rows)
+        if len(rows) < size:
+            return
+
+
+def _prompt_text(example_prompt: str | None, prompt_messages: str | None) -> str:
+    if example_prompt:
+        return example_prompt
+    try:
+        messages = json.loads(prompt_messages or "[]")
+    except ValueError:
+        return ""
+    users = [m.get("content", "") for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    return users[-1] if users and isinstance(users[-1], str) else ""
+
+
+def _for_rollouts(queryset: QuerySet, ids: list[int]) -> QuerySet:
+    """Rows of the chunk's rollouts. A dense chunk (the usual case) is an id range, far cheaper to build and plan
+    than thousands of IN values; the caller ignores rows of rollouts outside the chunk."""
+    low, high = min(ids), max(ids)
+    if high - low < 2 * len(ids):
+        return queryset.filter(rollout_id__gte=low, rollout_id__lte=high)
+    return queryset.filter(rollout_id__in=ids)
+
+
+def _scores_by_rollout(ids: list[int], version: int | None) -> dict[int, list[dict]]:
+    scores = _for_rollouts(CriterionScore.objects.all(), ids)
+    if version:
+        scores = scores.filter(rubric_version_id=version)
+    out: dict[int, list[dict]] = defaultdict(list)
+    for rid, rv, key, judge, score, choice, rationale in _raw_rows(
+        scores.order_by("rollout_id", "criterion_key", "id").values_list(
+            "rollout_id", "rubric_version_id", "criterion_key", "judge_fingerprint", "score", "raw_choice", "rationale"
+        )
+    ):
+        out[rid].append({"rubric_version": rv, "criterion_key": key, "judge": judge, "score": score,
+                         "raw_choice": choice, "rationale": rationale})
+    return out
+
+
+def _rewards(ids: list[int], version: int | None) -> dict[int, float | None]:
+    totals = _for_rollouts(RolloutScore.objects.all(), ids)
+    if version:
+        totals = totals.filter(rubric_version_id=version)
+    # Without a version, the latest total wins (rows come in id order).
+    return dict(_raw_rows(totals.order_by("id").values_list("rollout_id", "total")))
+
+
+def _labels_by_rollout(ids: list[int], version: int | None) -> dict[int, list[dict]]:
+    labels = _for_rollouts(HumanLabel.objects.all(), ids)
+    if version:
+        labels = labels.filter(rubric_version_id=version)
+    out: dict[int, list[dict]] = defaultdict(list)
+    for rid, rv, key, who, value, choice, comment, hacking in _raw_rows(
+        labels.order_by("rollout_id", "criterion_key", "id").values_list(
+            "rollout_id", "rubric_version_id", "criterion_key", "annotator__username", "value", "choice", "comment",
+            "reward_hacking",
+        )
+    ):
+        out[rid].append({"rubric_version": rv, "criterion_key": key, "annotator": who, "value": value,
+                         "choice": choice, "comment": comment, "reward_hacking": bool(hacking)})
+    return out
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _rollouts(project: Project, filters: dict) -> Dataset:
+    selection = rollout_selection(project, filters)
+    version = filters.get("rubric_version")
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(selection, ROLLOUT_FIELDS, limit=filters.get("limit")):
+            ids = [r[0] for r in chunk]
+            scores, rewards, labels = _scores_by_rollout(ids, version), _rewards(ids, version), _labels_by_rollout(ids, version)
+            for r in chunk:
+                rid = r[0]
+                yield (*r, rewards.get(rid), _dumps(scores.get(rid, [])), _dumps(labels.get(rid, [])))
+
+    return Dataset(ROLLOUT_COLUMNS, rows(), _count(selection, filters))
+
+
+def _count(queryset: QuerySet, filters: dict) -> int:
+    total = queryset.count()
+    return min(total, filters["limit"]) if "limit" in filters else total
+
+
+def _version(project: Project, filters: dict, kind: str) -> RubricVersion:
+    version_id = filters.get("rubric_version")
+    if not version_id:
+        raise ApplicationError(f"A {kind} export needs a rubric_version: rewards come from its scores.",
+                               field="rubric_version")
+    version = RubricVersion.objects.filter(rubric__project=project, pk=version_id).first()
+    if version is None:
+        raise ApplicationError("No such rubric version in this project.", field="rubric_version")
+    return version
+
+
+def _with_score(queryset: QuerySet, version: RubricVersion) -> QuerySet:
+    return queryset.filter(Exists(RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version=version)))
+
+
+def _scored(project: Project, filters: dict, version: RubricVersion) -> QuerySet:
+    """Scored rollouts of the selection annotated with `reward`, ordered group by group, best first."""
+    reward = RolloutScore.objects.filter(
+        rollout=OuterRef("pk"), rubric_version=version, total__isnull=False
+    ).order_by("-id").values("total")[:1]
+    return (
+        rollout_selection(project, filters).annotate(reward=Subquery(reward)).filter(reward__isnull=False)
+        .order_by("group_key", "-reward", "id")
+    )
+
+
+GROUP_FIELDS = ("id", "group_key", "reward", "task__name", "example__external_id", "example__prompt",
+                "prompt_messages", "messages", "completion")
+
+
+def _groups(queryset: QuerySet, limit: int | None) -> Iterator[list[tuple]]:
+    """Consecutive rows sharing a group_key (the queryset is ordered by group), streamed."""
+    if limit:
+        queryset = queryset[:limit]
+    group: list[tuple] = []
+    for row in queryset.values_list(*GROUP_FIELDS).iterator(chunk_size=CHUNK):
+        if group and row[1] != group[0][1]:
+            yield group
+            group = []
+        group.append(row)
+    if group:
+        yield group
+
+
+SFT_COLUMNS = _cols(
+    "prompt completion prompt_messages:json messages:json reward:float rollout_id:int group_key task example_id "
+    "group_size:int"
+)
+
+
+def _sft(project: Project, filters: dict) -> Dataset:
+    version = _version(project, filters, "SFT")
+    queryset = _scored(project, filters, version)
+    threshold = filters.get("threshold")
+
+    def rows() -> Iterator[tuple]:
+        for group in _groups(queryset, filters.get("limit")):
+            rid, key, reward, task, ext, prompt, pmsgs, msgs, completion = group[0]
+            if threshold is not None and reward < threshold:
+                continue
+            yield (_prompt_text(prompt, _text(pmsgs)), completion, _text(pmsgs), _text(msgs), reward, rid, key, task,
+                   ext, len(group))
+
+    return Dataset(SFT_COLUMNS, rows(), _count(queryset, filters))
+
+
+def _text(value: Any) -> str | None:
+    """JSON from values_list(...).iterator() arrives decoded; columns of kind json carry JSON text."""
+    return value if value is None or isinstance(value, str) else _dumps(value)
+
+
+PREFERENCE_COLUMNS = _cols(
+    "prompt chosen rejected chosen_reward:float rejected_reward:float margin:float chosen_rollout_id:int "
+    "rejected_rollout_id:int group_key prompt_messages:json preference_source"
+)
+
+
+def _preferences(project: Project, filters: dict) -> Dataset:
+    version = _version(project, filters, "preference")
+    if filters.get("preference_source") == "labels":
+        return _preferences_from_labels(project, filters, version)
+    queryset = _scored(project, filters, version)
+    margin = filters.get("margin")
+
+    def rows() -> Iterator[tuple]:
+        for group in _groups(queryset, filters.get("limit")):
+            if len(group) < 2:
+                continue
+            best, worst = group[0], group[-1]
+            gap = best[2] - worst[2]
+            if gap <= 0 or (margin is not None and gap < margin):
+                continue
+            yield (_prompt_text(best[5], _text(best[6])), best[8], worst[8], best[2], worst[2], gap, best[0], worst[0],
+                   best[1], _text(best[6]), "reward")
+
+    return Dataset(PREFERENCE_COLUMNS, rows(), _count(queryset, filters))
+
+
+def _preferences_from_labels(project: Project, filters: dict, version: RubricVersion) -> Dataset:
+    selection = rollout_selection(project, filters)
+    labels = (
+        PairwiseLabel.objects.filter(rubric_version=version, rollout_a__in=selection, rollout_b__in=selection)
+        .exclude(preferred=Preference.TIE).order_by("id")
+    )
+    fields = ("id", "preferred", "rollout_a_id", "rollout_b_id", "rollout_a__completion", "rollout_b__completion",
+              "rollout_a__example__prompt", "rollout_a__prompt_messages", "rollout_a__group_key")
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(labels, fields, limit=filters.get("limit")):
+            ids = [r[2] for r in chunk] + [r[3] for r in chunk]
+            rewards = _rewards(ids, version.pk)
+            for _, preferred, a, b, a_text, b_text, prompt, pmsgs, group in chunk:
+                (chosen, c_text), (rejected, r_text) = ((a, a_text), (b, b_text)) if preferred == Preference.A else (
+                    (b, b_text), (a, a_text))
+                cr, rr = rewards.get(chosen), rewards.get(rejected)
+                gap = cr - rr if cr is not None and rr is not None else None
+                yield (_prompt_text(prompt, pmsgs), c_text, r_text, cr, rr, gap, chosen, rejected, group, pmsgs,
+                       "labels")
+
+    return Dataset(PREFERENCE_COLUMNS, rows(), _count(labels, filters))
+
+
+REWARD_MODEL_COLUMNS = _cols(
+    "rollout_id:int prompt completion messages:json reward:float criterion_scores:json human_reward:float "
+    "group_key task example_id"
+)
+
+
+def _reward_model(project: Project, filters: dict) -> Dataset:
+    version = _version(project, filters, "reward-model")
+    selection = _with_score(rollout_selection(project, filters), version)
+    fields = ("id", "example__prompt", "prompt_messages", "completion", "messages", "group_key", "task__name",
+              "example__external_id")
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
+            ids = [r[0] for r in chunk]
+            scores, rewards, labels = (_scores_by_rollout(ids, version.pk), _rewards(ids, version.pk),
+                                       _labels_by_rollout(ids, version.pk))
+            for rid, prompt, pmsgs, completion, msgs, group, task, ext in chunk:
+                values = [lab["value"] for lab in labels.get(rid, []) if lab["value"] is not None]
+                per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
+                yield (rid, _prompt_text(prompt, pmsgs), completion, msgs, rewards.get(rid), _dumps(per_key),
+                       sum(values) / len(values) if values else None, group, task, ext)
+
+    return Dataset(REWARD_MODEL_COLUMNS, rows(), _count(selection, filters))
+
+
+CALIBRATION_COLUMNS = _cols(
+    "label_id:int rollout_id:int criterion_key criterion prompt completion human_value:float human_choice "
+    "human_comment annotator reward_hacking:bool judge judge_score:float judge_choice judge_rationale agree:bool"
+)
+
+
+def _calibration(project: Project, filters: dict) -> Dataset:
+    """Every human label under the version with the judge's output for the same criterion: few-shot material and
+    the data judge–human agreement is computed from."""
+    version = _version(project, filters, "calibration")
+    titles = {c.get("key"): c.get("question") or c.get("title") or c.get("key") for c in version.criteria}
+    labels = HumanLabel.objects.filter(rubric_version=version, rollout__in=rollout_selection(project, filters))
+    fields = ("id", "rollout_id", "criterion_key", "rollout__example__prompt", "rollout__prompt_messages",
+              "rollout__completion", "value", "choice", "comment", "annotator__username", "reward_hacking")
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(labels, fields, limit=filters.get("limit")):
+            scores = _scores_by_rollout(sorted({r[1] for r in chunk}), version.pk)
+            for lid, rid, key, prompt, pmsgs, completion, value, choice, comment, who, hacking in chunk:
+                judged = [s for s in scores.get(rid, []) if s["criterion_key"] == key] or [None]
+                for s in judged:
+                    score = s["score"] if s else None
+                    agree = None if score is None or value is None else abs(score - value) < 0.5
+                    yield (lid, rid, key, titles.get(key, key), _prompt_text(prompt, pmsgs), completion, value, choice,
+                           comment, who, bool(hacking), s and s["judge"], score, s and s["raw_choice"],
+                           s and s["rationale"], agree)
+
+    return Dataset(CALIBRATION_COLUMNS, rows(), _count(labels, filters))
+
+
+def _verifiers(project: Project, filters: dict) -> Dataset:
+    """verifiers' `vf-eval` output: results.jsonl (one rollout per line, prompt/completion as chat messages, reward
+    and one column per criterion) plus metadata.json."""
+    version = _version(project, filters, "verifiers")
+    keys = [c.get("key") for c in version.criteria if c.get("key")]
+    selection = _with_score(rollout_selection(project, filters), version)
+    fields = ("id", "example__external_id", "prompt_messages", "messages", "completion", "example__answer",
+              "task__name", "example__info", "model_name", "group_key")
+    columns = _cols("example_id prompt:json completion:json answer task info:json reward:float") + [
+        Column(key, FLOAT) for key in keys
+    ] + _cols("rollout_id:int group_key")
+    sums: dict[str, float] = defaultdict(float)
+    seen: dict[str, Any] = {"n": 0, "models": set(), "examples": set()}
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
+            ids = [r[0] for r in chunk]
+            scores, rewards = _scores_by_rollout(ids, version.pk), _rewards(ids, version.pk)
+            for rid, ext, pmsgs, msgs, completion, answer, task, info, model, group in chunk:
+                prompt = json.loads(pmsgs or "[]")
+                full = json.loads(msgs or "[]")
+                turns = full[len(prompt):] if full[: len(prompt)] == prompt and len(full) > len(prompt) else [
+                    {"role": "assistant", "content": completion}]
+                per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
+                reward = rewards.get(rid)
+                seen["n"] += 1
+                seen["models"].add(model)
+                seen["examples"].add(ext)
+                sums["reward"] += reward or 0.0
+                for key in keys:
+                    sums[key] += per_key.get(key) or 0.0
+                yield (ext, _dumps(prompt), _dumps(turns), answer, task, info or "{}", reward,
+                       *[per_key.get(k) for k in keys], rid, group)
+        n = max(seen["n"], 1)
+        metadata.update({
+            "env": project.slug, "model": ", ".join(sorted(m for m in seen["models"] if m)),
+            "num_examples": len(seen["examples"]),
+            "rollouts_per_example": round(seen["n"] / max(len(seen["examples"]), 1), 3),
+            "num_rollouts": seen["n"], "rubric": str(version), "rubric_version_id": version.pk,
+            "avg_reward": sums["reward"] / n, **{f"avg_{k}": sums[k] / n for k in keys},
+        })
+
+    metadata: dict[str, Any] = {}
+    return Dataset(columns, rows(), _count(selection, filters), metadata)
+
+
+BUILDERS = {
+    ExportKind.ROLLOUTS: _rollouts,
+    ExportKind.SFT: _sft,
+    ExportKind.PREFERENCES: _preferences,
+    ExportKind.REWARD_MODEL: _reward_model,
+    ExportKind.CALIBRATION: _calibration,
+    ExportKind.VERIFIERS: _verifiers,
+}
+
+
+def dataset_build(*, project: Project, kind: str, filters: dict) -> Dataset:
+    return BUILDERS[kind](project, filters)

@@ -1,0 +1,219 @@
+"""Import rollouts from the files a rollouts export writes (JSONL, CSV, Parquet): export → import gives the same
+rollouts back. The whole file goes in one transaction, and an error names its line (row, for Parquet).
+
+Rows stream from the file into the database: COPY on PostgreSQL, batched inserts elsewhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Project
+from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.tasks.models import Example, Task
+
+FORMATS = ("jsonl", "csv", "parquet")
+JSON_FIELDS = {"prompt_messages": list, "messages": list, "metadata": dict}
+INT_FIELDS = ("step", "sample_index", "prompt_tokens", "completion_tokens", "latency_ms")
+TEXT_FIELDS = {"model_name": 300, "group_key": 64, "completion": None, "finish_reason": 32, "error": None}
+DB_COLUMNS = (
+    "project_id", "task_id", "example_id", "step", "source", "model_name", "group_key", "sample_index",
+    "prompt_messages", "messages", "completion", "prompt_tokens", "completion_tokens", "finish_reason", "latency_ms",
+    "error", "metadata", "created_at",
+)
+BATCH = 2000
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
+COPY_BATCH = 10_000
+
+
+def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    for n, raw in enumerate(stream, start=1):
+        if raw.isspace():
+            continue
+        try:
+            yield n, json.loads(raw)  # bytes: json decodes UTF-8 itself
+        except ValueError as error:  # includes UnicodeDecodeError
+            raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+
+
+def _records_csv(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.DictReader(io.TextIOWrapper(stream, encoding="utf-8", newline=""))
+    try:
+        for row in reader:
+            # reader.line_num is the physical line where the record ended (records may span lines).
+            yield reader.line_num, {k: (None if v == "" and k in (*INT_FIELDS, "example_id") else v)
+                                    for k, v in row.items()}
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ApplicationError(f"line {reader.line_num + 1}: not readable CSV ({error}).") from None
+
+
+def _records_parquet(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(stream)
+    except Exception as error:
+        raise ApplicationError(f"Not a Parquet file ({error}).") from None
+    n = 0
+    for batch in parquet.iter_batches(batch_size=BATCH):
+        for record in batch.to_pylist():
+            n += 1
+            yield n, record
+
+
+# format -> (reader, what a position in the file is called in error messages)
+READERS = {"jsonl": (_records_jsonl, "line"), "csv": (_records_csv, "line"), "parquet": (_records_parquet, "row")}
+
+
+class _RowBuilder:
+    """Turns one record into the column values of a Rollout row, or raises an error naming where it was."""
+
+    def __init__(self, project: Project, task: Task | None, unit: str):
+        self.project = project
+        self.fixed_task = task
+        self.unit = unit
+        self.tasks: dict[str, int] = {}
+        self.examples: dict[int, dict[str, int]] = {}
+        self.now = timezone.now()
+
+    def fail(self, pos: int, message: str) -> NoReturn:
+        raise ApplicationError(f"{self.unit} {pos}: {message}")
+
+    def task_id(self, pos: int, record: dict) -> int:
+        if self.fixed_task is not None:
+            return self.fixed_task.pk
+        name = record.get("task")
+        if not isinstance(name, str) or not name:
+            self.fail(pos, "no task name (column 'task'); or choose a task for the whole file.")
+        if name not in self.tasks:
+            task_id = Task.objects.filter(project=self.project, name=name).values_list("pk", flat=True).first()
+            if task_id is None:
+                self.fail(pos, f"no task named {name!r} in this project.")
+            self.tasks[name] = task_id
+        return self.tasks[name]
+
+    def example_id(self, pos: int, task_id: int, external_id: Any) -> int | None:
+        if external_id is None or external_id == "":
+            return None
+        if task_id not in self.examples:
+            self.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
+        example = self.examples[task_id].get(str(external_id))
+        if example is None:
+            self.fail(pos, f"the task has no example {external_id!r}.")
+        return example
+
+    def build(self, pos: int, record: Any) -> tuple:
+        if not isinstance(record, dict):
+            self.fail(pos, "expected an object with rollout fields.")
+        task_id = self.task_id(pos, record)
+        get = record.get
+        values: dict[str, Any] = {"project_id": self.project.pk, "task_id": task_id, "source": RolloutSource.IMPORT,
+                                  "created_at": self.now, "example_id": self.example_id(pos, task_id, get("example_id"))}
+        for name in INT_FIELDS:
+            value = get(name)
+            if value is None or value == "":
+                values[name] = 0 if name == "sample_index" else None
+            elif type(value) is int and 0 <= value < 2**31:
+                values[name] = value
+            else:
+                try:
+                    number = int(value)
+                except (TypeError, ValueError):
+                    self.fail(pos, f"{name} must be a whole number, not {value!r}.")
+                if isinstance(value, float) and value != number or not 0 <= number < 2**31:
+                    self.fail(pos, f"{name} must be a whole number ≥ 0, not {value!r}.")
+                values[name] = number
+        for name, limit in TEXT_FIELDS.items():
+            value = get(name)
+            if value is None:
+                value = ""
+            elif type(value) is not str:
+                self.fail(pos, f"{name} must be text.")
+            elif limit and len(value) > limit:
+                self.fail(pos, f"{name} is longer than {limit} characters.")
+            values[name] = value
+        if not values["group_key"]:
+            self.fail(pos, "group_key is empty (rollouts of one prompt share a group key).")
+        for name, kind in JSON_FIELDS.items():
+            value = get(name)
+            if value is None or value == "":
+                value = kind()
+            elif isinstance(value, str):  # tabular formats carry JSON as text
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    self.fail(pos, f"{name} is not valid JSON.")
+            if not isinstance(value, kind):
+                self.fail(pos, f"{name} must be a JSON {'list' if kind is list else 'object'}.")
+            values[name] = _dumps(value)
+        return tuple([values[c] for c in DB_COLUMNS])
+
+
+def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _copy_rows(rows: Iterator[tuple]) -> int:
+    """One COPY per batch: building a batch may look up tasks and examples, which cannot run while a COPY is open
+    on the connection."""
+    table = Rollout._meta.db_table
+    statement = f"COPY {table} ({', '.join(DB_COLUMNS)}) FROM STDIN"
+    n = 0
+    with connection.cursor() as cursor:
+        for batch in _batches(rows, COPY_BATCH):
+            with cursor.cursor.copy(statement) as copy:
+                for row in batch:
+                    copy.write_row(row)
+            n += len(batch)
+    return n
+
+
+def _insert_rows(rows: Iterator[tuple]) -> int:
+    n, batch = 0, []
+    for row in rows:
+        values = dict(zip(DB_COLUMNS, row, strict=True))
+        for name in JSON_FIELDS:
+            values[name] = json.loads(values[name])
+        batch.append(Rollout(**values))
+        if len(batch) >= BATCH:
+            n += len(Rollout.objects.bulk_create(batch))
+            batch = []
+    return n + len(Rollout.objects.bulk_create(batch))
+
+
+def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: Task | None = None) -> int:
+    """Import every rollout in the file, or none. Returns how many were imported."""
+    if format not in FORMATS:
+        raise ApplicationError(f"Imports read {', '.join(FORMATS)}, not {format!r}.", field="format")
+    if task is not None and task.project_id != project.pk:
+        raise ApplicationError("That task belongs to another project.", field="task")
+    reader, unit = READERS[format]
+    builder = _RowBuilder(project, task, unit)
+    rows = (builder.build(pos, record) for pos, record in reader(stream))
+    with transaction.atomic():
+        count = _copy_rows(rows) if connection.vendor == "postgresql" else _insert_rows(rows)
+    if count == 0:
+        raise ApplicationError("The file holds no rollouts.")
+    return count
+
+
+def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None) -> int:
+    format = format or {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix, "")
+    with open(path, "rb") as stream:
+        return rollouts_import(project=project, stream=stream, format=format, task=task)

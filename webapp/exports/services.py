@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.core.errors import ApplicationError
+from webapp.core.models import JobStatus, Project
+from webapp.exports import writers
+from webapp.exports.datasets import dataset_build
+from webapp.exports.models import Export, ExportFormat, ExportKind
+from webapp.exports.selectors import export_filters_clean
+
+logger = logging.getLogger(__name__)
+
+
+def _validate(kind: str, format: str) -> None:
+    if kind not in ExportKind.values:
+        raise ApplicationError(f"Unknown export kind {kind!r}; use {', '.join(ExportKind.values)}.", field="kind")
+    if format not in ExportFormat.values:
+        raise ApplicationError(f"Unknown format {format!r}; use {', '.join(ExportFormat.values)}.", field="format")
+    if kind == ExportKind.VERIFIERS and format != ExportFormat.JSONL:
+        raise ApplicationError("verifiers exports are JSONL (results.jsonl + metadata.json, zipped).", field="format")
+
+
+@transaction.atomic
+def export_create(
+    *, project: Project, kind: str, format: str, filters: dict[str, Any] | None = None, created_by=None,
+    enqueue: bool = True,
+) -> Export:
+    """Record an export and queue it on the `default` queue once the row is committed."""
+    _validate(kind, format)
+    clean = export_filters_clean(filters or {})
+    _check_references(project, clean)
+    export = Export.objects.create(project=project, kind=kind, format=format, filters=clean, created_by=created_by)
+    if enqueue:
+        from workers.exports import run_export
+
+        transaction.on_commit(lambda: run_export.delay(export_id=export.pk))
+    return export
+
+
+def _check_references(project: Project, filters: dict[str, Any]) -> None:
+    """Ids in filters must belong to the project: an export never reads another project's rows."""
+    from webapp.rollouts.models import GenerationJob
+    from webapp.rubrics.models import RubricVersion
+    from webapp.runs.models import TrainingRun
+    from webapp.tasks.models import Task
+
+    for name, queryset in (
+        ("task", Task.objects.filter(project=project)),
+        ("job", GenerationJob.objects.filter(project=project)),
+        ("run", TrainingRun.objects.filter(project=project)),
+        ("rubric_version", RubricVersion.objects.filter(rubric__project=project)),
+    ):
+        if name in filters and not queryset.filter(pk=filters[name]).exists():
+            raise ApplicationError(f"No {name.replace('_', ' ')} #{filters[name]} in this project.", field="filters")
+
+
+def export_path(export: Export) -> tuple[str, Path]:
+    ext = "zip" if export.kind == ExportKind.VERIFIERS else writers.EXTENSIONS[export.format]
+    name = f"exports/{export.project_id}/{export.pk}-{export.kind}.{ext}"
+    path = Path(settings.MEDIA_ROOT) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return name, path
+
+
+def download_name(export: Export) -> str:
+    return f"{export.project.slug}-{Path(export.file.name).name}"
+
+
+def export_run(*, export_id: int) -> Export | None:
+    """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed."""
+    claimed = Export.objects.filter(pk=export_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), error=""
+    )
+    if not claimed:
+        logger.info("export %s is not pending; nothing to do", export_id)
+        return None
+    export = Export.objects.select_related("project").get(pk=export_id)
+    name, path = export_path(export)
+    try:
+        dataset = dataset_build(project=export.project, kind=export.kind, filters=export.filters)
+        Export.objects.filter(pk=export.pk).update(total=dataset.total)
+
+        def progress(n: int) -> None:
+            Export.objects.filter(pk=export.pk).update(row_count=n)
+
+        write = writers.write_verifiers if export.kind == ExportKind.VERIFIERS else writers.WRITERS[export.format]
+        rows = write(path, dataset, progress)
+    except ApplicationError as error:
+        _fail(export, path, error.message)
+        return Export.objects.get(pk=export.pk)
+    except Exception as error:  # a failed export is recorded on its row, readable, then re-raised for the log
+        _fail(export, path, f"{type(error).__name__}: {error}")
+        raise
+    Export.objects.filter(pk=export.pk).update(
+        status=JobStatus.SUCCEEDED, file=name, row_count=rows, finished_at=timezone.now()
+    )
+    return Export.objects.get(pk=export.pk)
+
+
+def _fail(export: Export, path: Path, reason: str) -> None:
+    path.unlink(missing_ok=True)
+    Export.objects.filter(pk=export.pk).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())

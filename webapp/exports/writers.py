@@ -1,0 +1,151 @@
+"""Streaming writers: rows go to disk as they come (JSONL/CSV line by line, Parquet one row group at a time), so an
+export's memory does not grow with its size. Columns of type json are JSON text; JSONL embeds them as JSON values,
+the tabular formats (CSV, Parquet, HF datasets) keep them as JSON strings."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from webapp.exports.datasets import BOOL, FLOAT, INT, JSON, Column, Dataset
+
+ROW_GROUP = 10_000
+PROGRESS_EVERY = 10_000
+Progress = Callable[[int], None]
+
+
+def _counted(rows: Iterable[tuple], on_progress: Progress | None) -> Iterator[tuple]:
+    n = 0
+    for n, row in enumerate(rows, start=1):  # noqa: B007
+        yield row
+        if on_progress and n % PROGRESS_EVERY == 0:
+            on_progress(n)
+    if on_progress:
+        on_progress(n)
+
+
+def write_jsonl_stream(out: TextIO, columns: list[Column], rows: Iterable[tuple]) -> int:
+    """One JSON object per line. Scalars go through one C-encoded json.dumps per row; json columns are already
+    JSON text and are spliced in as they are (never decoded and re-encoded)."""
+    scalar_idx = [i for i, c in enumerate(columns) if c.type != JSON]
+    scalar_names = [columns[i].name for i in scalar_idx]
+    bool_idx = [k for k, i in enumerate(scalar_idx) if columns[i].type == BOOL]
+    json_parts = [(i, "," + json.dumps(columns[i].name) + ":") for i, c in enumerate(columns) if c.type == JSON]
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    n = 0
+    buffer: list[str] = []
+    for row in rows:
+        values = [row[i] for i in scalar_idx]
+        for k in bool_idx:  # SQLite hands booleans back as 0/1
+            if values[k] is not None:
+                values[k] = bool(values[k])
+        head = dumps(dict(zip(scalar_names, values, strict=True)))
+        tail = "".join([key + ("null" if row[i] is None else row[i]) for i, key in json_parts])
+        buffer.append((head[:-1] + tail + "}\n") if scalar_names else "{" + tail[1:] + "}\n")
+        n += 1
+        if len(buffer) >= 1000:
+            out.write("".join(buffer))
+            buffer.clear()
+    out.write("".join(buffer))
+    return n
+
+
+def write_jsonl(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        return write_jsonl_stream(out, dataset.columns, _counted(dataset.rows, on_progress))
+
+
+def write_csv(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    bools = [i for i, c in enumerate(dataset.columns) if c.type == BOOL]
+    n = 0
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([c.name for c in dataset.columns])
+        for row in _counted(dataset.rows, on_progress):
+            if bools:
+                row = tuple(("true" if v else "false") if i in bools and v is not None else v for i, v in enumerate(row))
+            writer.writerow(row)
+            n += 1
+    return n
+
+
+def arrow_schema(columns: list[Column]):
+    import pyarrow as pa
+
+    types = {INT: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_(), JSON: pa.string()}
+    return pa.schema([pa.field(c.name, types.get(c.type, pa.string())) for c in columns])
+
+
+def write_parquet(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema(dataset.columns)
+    n = 0
+    buffer: list[tuple] = []
+
+    def flush(writer) -> None:
+        arrays = [pa.array(list(values), type=f.type) for values, f in zip(zip(*buffer, strict=True), schema, strict=True)]
+        writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
+        buffer.clear()
+
+    with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
+        for row in _counted(dataset.rows, on_progress):
+            buffer.append(row)
+            n += 1
+            if len(buffer) >= ROW_GROUP:
+                flush(writer)
+        if buffer:
+            flush(writer)
+        elif n == 0:
+            writer.write_table(schema.empty_table())
+    return n
+
+
+def write_hf(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    """`datasets.Dataset.save_to_disk`, zipped. Rows stream to Parquet first; datasets converts it to its Arrow
+    files without holding the rows in memory."""
+    import datasets
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        parquet = Path(tmp) / "rows.parquet"
+        n = write_parquet(parquet, dataset, on_progress)
+        features = datasets.Features.from_arrow_schema(arrow_schema(dataset.columns))
+        hf = datasets.Dataset.from_parquet(str(parquet), cache_dir=str(Path(tmp) / "cache"), features=features,
+                                           keep_in_memory=False)
+        saved = Path(tmp) / "dataset"
+        hf.save_to_disk(str(saved))
+        _zip_dir(saved, path, "dataset")
+    return n
+
+
+def write_verifiers(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    """results.jsonl + metadata.json, as `vf-eval` writes them, in one zip."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        results = Path(tmp) / "results.jsonl"
+        n = write_jsonl(results, dataset, on_progress)  # metadata is complete once the rows are consumed
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(results, "results.jsonl")
+            archive.writestr("metadata.json", json.dumps(dataset.metadata, indent=2, ensure_ascii=False))
+    return n
+
+
+def _zip_dir(folder: Path, target: Path, prefix: str) -> None:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(folder.rglob("*")):
+            if file.is_file():
+                archive.write(file, f"{prefix}/{file.relative_to(folder)}")
+
+
+WRITERS: dict[str, Callable[[Path, Dataset, Progress | None], int]] = {
+    "jsonl": write_jsonl,
+    "csv": write_csv,
+    "parquet": write_parquet,
+    "hf": write_hf,
+}
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "hf": "zip"}

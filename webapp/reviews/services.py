@@ -1,0 +1,401 @@
+"""Review queues, reservations and human labels.
+
+Handing out work: `item_next` locks one open item with SELECT ... FOR UPDATE SKIP LOCKED and records a reservation
+(`ReviewAssignment`) that expires, so two annotators asking at once get different items and an abandoned tab frees
+its seat after `reservation_minutes`.
+
+Labels use optimistic locking: every write names the `row_version` it read (0 = "I saw no label"). A stale write is
+refused with ConflictError (HTTP 409) carrying the current label; nothing is overwritten silently.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.models import Project
+from webapp.reviews import sampling
+from webapp.reviews.criteria import form_criteria, form_criterion
+from webapp.reviews.models import (
+    AssignmentStatus,
+    HumanLabel,
+    PairwiseLabel,
+    Preference,
+    ReviewAssignment,
+    ReviewItem,
+    ReviewMode,
+    ReviewQueue,
+    SamplingStrategy,
+)
+from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.rollouts.selectors import rollout_browse
+from webapp.rubrics.models import RubricVersion
+
+MAX_QUEUE_SIZE = 5000
+MAX_NEXT_TRIES = 20
+LABEL_FIELDS = ("choice", "value", "comment", "reward_hacking")
+
+
+# --- queues ----------------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def review_queue_create(
+    *, project: Project, name: str, rubric_version: RubricVersion, selection: dict | None = None,
+    strategy: str = SamplingStrategy.RANDOM, mode: str = ReviewMode.CRITERIA, size: int = 50, seed: int = 0,
+    reviewers_per_item: int = 1, blind: bool = True, reservation_minutes: int = 30, assignees: list | None = None,
+    created_by: Any = None,
+) -> ReviewQueue:
+    """Sample `size` rollouts of the selection with `strategy` and freeze them, in order, as the queue's items."""
+    if rubric_version.rubric.project_id != project.pk:
+        raise ApplicationError("That rubric version belongs to another project.", field="rubric_version")
+    if not name.strip():
+        raise ApplicationError("A queue needs a name.", field="name")
+    if not 1 <= size <= MAX_QUEUE_SIZE:
+        raise ApplicationError(f"A queue holds 1 to {MAX_QUEUE_SIZE} items; got {size}.", field="size")
+    if not 1 <= reviewers_per_item <= 10:
+        raise ApplicationError("Reviewers per item is between 1 and 10.", field="reviewers_per_item")
+    if reservation_minutes < 1:
+        raise ApplicationError("A reservation lasts at least one minute.", field="reservation_minutes")
+    if strategy not in SamplingStrategy.values:
+        raise ApplicationError(f"Unknown sampling strategy {strategy!r}.", field="strategy")
+    if mode not in ReviewMode.values:
+        raise ApplicationError(f"Unknown mode {mode!r}.", field="mode")
+    if assignees and any(not project.memberships.filter(user=u).exists() for u in assignees):
+        raise ApplicationError("Every assignee must be a member of the project.", field="assignees")
+    selection = {k: v for k, v in (selection or {}).items() if v not in (None, "", False)}
+    if strategy == SamplingStrategy.EXTREMES:
+        selection.setdefault("source", RolloutSource.TRAINING)
+    # Failed rollouts have nothing to label.
+    candidates = rollout_browse(project, filters=selection).filter(error="")
+    picked = sampling.sample(
+        strategy=strategy, candidates=candidates, rubric_version=rubric_version, size=size, seed=seed
+    )
+    rng = random.Random(seed)
+    partners: dict[int, int] = {}
+    if mode == ReviewMode.PAIRWISE:
+        partners = sampling.pair_partner(project_id=project.pk, rollout_ids=[r for r, _ in picked], rng=rng)
+        picked = [(r, p) for r, p in picked if r in partners]
+    if not picked:
+        hint = " with two or more samples per prompt" if mode == ReviewMode.PAIRWISE else ""
+        raise ApplicationError(f"No rollouts{hint} match this selection and strategy; widen the filters.")
+    queue = ReviewQueue.objects.create(
+        project=project, name=name.strip(), rubric_version=rubric_version, selection=selection, strategy=strategy,
+        mode=mode, reviewers_per_item=reviewers_per_item, blind=blind, reservation_minutes=reservation_minutes,
+        seed=seed, created_by=created_by,
+    )
+    if assignees:
+        queue.assignees.set(assignees)
+    ReviewItem.objects.bulk_create(
+        ReviewItem(
+            queue=queue, position=i, rollout_id=rollout_id, rollout_b_id=partners.get(rollout_id),
+            shown_a_first=rng.random() < 0.5 if mode == ReviewMode.PAIRWISE else True, priority=priority,
+        )
+        for i, (rollout_id, priority) in enumerate(picked, start=1)
+    )
+    return queue
+
+
+def _check_may_work(queue: ReviewQueue, annotator: Any) -> None:
+    if queue.assignees.exists() and not queue.assignees.filter(pk=annotator.pk).exists():
+        raise ApplicationError("This queue is assigned to named annotators only.", status=403)
+
+
+@transaction.atomic
+def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
+    """The item this annotator should label now: their live reservation, else the first open item, reserved."""
+    _check_may_work(queue, annotator)
+    now = timezone.now()
+    until = now + timedelta(minutes=queue.reservation_minutes)
+    mine = (
+        ReviewAssignment.objects.filter(
+            item__queue=queue, annotator=annotator, status=AssignmentStatus.RESERVED, reserved_until__gt=now
+        )
+        .select_related("item").order_by("item__position").first()
+    )
+    if mine is not None:
+        ReviewAssignment.objects.filter(pk=mine.pk).update(reserved_until=until)
+        return mine.item
+    live = Q(status=AssignmentStatus.DONE) | Q(status=AssignmentStatus.RESERVED, reserved_until__gt=now)
+    seats = (
+        ReviewAssignment.objects.filter(live, item=OuterRef("pk"))
+        .order_by().values("item").annotate(n=Count("pk")).values("n")
+    )
+    finished_by_me = ReviewAssignment.objects.filter(
+        annotator=annotator, item__queue=queue, status__in=[AssignmentStatus.DONE, AssignmentStatus.SKIPPED]
+    ).values("item_id")
+    candidates = (
+        ReviewItem.objects.filter(queue=queue, completed_count__lt=queue.reviewers_per_item)
+        .exclude(pk__in=finished_by_me)
+        .annotate(taken=Coalesce(Subquery(seats), 0))
+        .filter(taken__lt=queue.reviewers_per_item)
+        .order_by("position")
+    )
+    tried: list[int] = []
+    for _ in range(MAX_NEXT_TRIES):
+        open_items = candidates.exclude(pk__in=tried)
+        item = open_items.select_for_update(skip_locked=True, of=("self",)).first()
+        if item is None:
+            # Everything open is being handed to someone else this instant; with several reviewers per item a seat
+            # may remain, so wait for the first such item rather than say "nothing left".
+            item = open_items.select_for_update(of=("self",)).first()
+        if item is None:
+            return None
+        # Count again now that the item is locked. Every reservation of an item is written under this lock, so this
+        # new statement sees them all; the search above may have read a snapshot from before a competitor committed.
+        if ReviewAssignment.objects.filter(live, item=item).exclude(annotator=annotator).count() < queue.reviewers_per_item:
+            break
+        tried.append(item.pk)
+    else:
+        return None
+    ReviewAssignment.objects.update_or_create(
+        item=item, annotator=annotator,
+        defaults={"status": AssignmentStatus.RESERVED, "reserved_until": until, "finished_at": None},
+    )
+    ReviewItem.objects.filter(pk=item.pk).update(reserved_by=annotator, reserved_until=until)
+    return item
+
+
+def _assignment_finish(*, item: ReviewItem, annotator: Any, status: str) -> bool:
+    """Close this annotator's turn on the item; True when it newly counts as done."""
+    now = timezone.now()
+    assignment, _ = ReviewAssignment.objects.select_for_update().get_or_create(
+        item=item, annotator=annotator,
+        defaults={"status": AssignmentStatus.RESERVED, "reserved_until": now},
+    )
+    if assignment.status == AssignmentStatus.DONE:
+        return False
+    ReviewAssignment.objects.filter(pk=assignment.pk).update(status=status, finished_at=now)
+    if status == AssignmentStatus.DONE:
+        ReviewItem.objects.filter(pk=item.pk).update(completed_count=F("completed_count") + 1)
+        return True
+    return False
+
+
+@transaction.atomic
+def item_skip(*, item: ReviewItem, annotator: Any) -> None:
+    _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.SKIPPED)
+
+
+# --- criterion labels ------------------------------------------------------------------------------------------------
+
+
+def label_state(label: HumanLabel) -> dict[str, Any]:
+    """What a 409 shows: the label as it is now."""
+    return {
+        "id": label.pk, "criterion_key": label.criterion_key, "choice": label.choice, "value": label.value,
+        "comment": label.comment, "reward_hacking": label.reward_hacking, "row_version": label.row_version,
+    }
+
+
+def _check_value(value: float | None) -> None:
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ApplicationError("A label value is between 0 and 1.", field="value")
+
+
+@transaction.atomic
+def label_save(
+    *, annotator: Any, rollout: Rollout, rubric_version: RubricVersion, criterion_key: str, row_version: int,
+    choice: str = "", value: float | None = None, queue: ReviewQueue | None = None,
+    comment: str | None = None, reward_hacking: bool | None = None,
+) -> HumanLabel:
+    """Create (row_version 0) or update (row_version = the version read) this annotator's label of one criterion.
+
+    A stale row_version raises ConflictError with the current label, unless the label already holds exactly
+    what is being written (a double submit loses nothing, so it is not a conflict).
+    """
+    _check_value(value)
+    changes: dict[str, Any] = {"choice": choice, "value": value}
+    if comment is not None:
+        changes["comment"] = comment
+    if reward_hacking is not None:
+        changes["reward_hacking"] = reward_hacking
+    key = {"rollout": rollout, "rubric_version": rubric_version, "criterion_key": criterion_key, "annotator": annotator}
+    if row_version == 0:
+        try:
+            with transaction.atomic():
+                return HumanLabel.objects.create(**key, queue=queue, **changes)
+        except IntegrityError:
+            current = HumanLabel.objects.get(**key)
+            if _holds(current, changes):
+                return current
+            raise ConflictError(
+                "You already labeled this criterion in another tab or session; here is the saved value.",
+                current=label_state(current),
+            ) from None
+    updated = HumanLabel.objects.filter(**key, row_version=row_version).update(
+        **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
+    )
+    current = HumanLabel.objects.filter(**key).first()
+    if current is None:
+        raise ApplicationError("That label no longer exists.", status=404)
+    if not updated and not _holds(current, changes):
+        raise ConflictError("This label was changed since you read it; here is the saved value.", current=label_state(current))
+    return current
+
+
+def _holds(label: HumanLabel, changes: dict[str, Any]) -> bool:
+    return all(getattr(label, name) == wanted for name, wanted in changes.items())
+
+
+@transaction.atomic
+def label_create(
+    *, project: Project, annotator: Any, rollout_id: int, rubric_version_id: int, criterion_key: str,
+    choice: str = "", value: float | None = None, comment: str = "", reward_hacking: bool = False,
+) -> HumanLabel:
+    """API entry: a first label (row_version 0) of one criterion, checked against the project and the rubric."""
+    rollout = Rollout.objects.filter(project=project, pk=rollout_id).first()
+    if rollout is None:
+        raise ApplicationError("No such rollout in this project.", field="rollout")
+    version = RubricVersion.objects.filter(rubric__project=project, pk=rubric_version_id).first()
+    if version is None:
+        raise ApplicationError("No such rubric version in this project.", field="rubric_version")
+    form_criterion(version, criterion_key)
+    return label_save(
+        annotator=annotator, rollout=rollout, rubric_version=version, criterion_key=criterion_key, row_version=0,
+        choice=choice, value=value, comment=comment, reward_hacking=reward_hacking,
+    )
+
+
+@transaction.atomic
+def label_update(*, label: HumanLabel, annotator: Any, row_version: int, **changes: Any) -> HumanLabel:
+    """API entry: change a label only if nobody changed it since `row_version` was read; otherwise 409 + current."""
+    if label.annotator_id != annotator.pk:
+        raise ApplicationError("Only the annotator who wrote a label can change it.", status=403)
+    unknown = set(changes) - set(LABEL_FIELDS)
+    if unknown:
+        raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
+    if "value" in changes:
+        _check_value(changes["value"])
+    updated = HumanLabel.objects.filter(pk=label.pk, row_version=row_version).update(
+        **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
+    )
+    fresh = HumanLabel.objects.select_related("annotator").get(pk=label.pk)
+    if not updated:
+        raise ConflictError("This label was changed since you read it.", current=label_state(fresh))
+    return fresh
+
+
+@transaction.atomic
+def item_label_save(
+    *, item: ReviewItem, annotator: Any, criterion_key: str, row_version: int, choice: str = "",
+    number: float | None = None,
+) -> HumanLabel:
+    """Autosave of one criterion on the labeling page (the choice maps to the judge's 0..1 value)."""
+    queue = item.queue
+    _check_may_work(queue, annotator)
+    criterion = form_criterion(queue.rubric_version, criterion_key)
+    choice, value = criterion.value_for(choice=choice, number=number)
+    return label_save(
+        annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version, criterion_key=criterion_key,
+        row_version=row_version, choice=choice, value=value, queue=queue,
+    )
+
+
+@transaction.atomic
+def item_submit(
+    *, item: ReviewItem, annotator: Any, answers: dict[str, dict[str, Any]], comment: str = "",
+    reward_hacking: bool = False,
+) -> list[HumanLabel]:
+    """Save every criterion of one item and close the annotator's turn on it, all or nothing.
+
+    `answers`: criterion key → {"row_version": int, "choice": str} or {"row_version": int, "number": float}.
+    """
+    queue = item.queue
+    _check_may_work(queue, annotator)
+    criteria = form_criteria(queue.rubric_version)
+    missing = [c.title for c in criteria if not (answers.get(c.key, {}).get("choice") or answers.get(c.key, {}).get("number") is not None)]
+    if missing:
+        raise ApplicationError(f"Answer every criterion before submitting (missing: {', '.join(missing)}), or skip the item.")
+    labels = []
+    for criterion in criteria:
+        answer = answers[criterion.key]
+        choice, value = criterion.value_for(choice=answer.get("choice") or "", number=answer.get("number"))
+        label = label_save(
+            annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version,
+            criterion_key=criterion.key, row_version=int(answer.get("row_version") or 0), choice=choice, value=value,
+            queue=queue,
+        )
+        if label.comment != comment or label.reward_hacking != reward_hacking:
+            # Same request, row already locked by the write above: no one can interleave here.
+            HumanLabel.objects.filter(pk=label.pk).update(
+                comment=comment, reward_hacking=reward_hacking, row_version=F("row_version") + 1
+            )
+            label.refresh_from_db()
+        labels.append(label)
+    _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
+    return labels
+
+
+# --- pairwise --------------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def pairwise_submit(
+    *, item: ReviewItem, annotator: Any, preferred: str, row_version: int = 0, comment: str = ""
+) -> PairwiseLabel:
+    """A / B / tie between the item's two rollouts. `preferred` names rollout_a / rollout_b (not screen sides);
+    the display order the annotator saw is recorded with it."""
+    queue = item.queue
+    _check_may_work(queue, annotator)
+    if queue.mode != ReviewMode.PAIRWISE or item.rollout_b_id is None:
+        raise ApplicationError("This item is not a pairwise comparison.")
+    if preferred not in Preference.values:
+        raise ApplicationError("Choose A, B or tie.", field="preferred")
+    key = {"rollout_a": item.rollout, "rollout_b": item.rollout_b, "rubric_version": queue.rubric_version,
+           "criterion_key": "", "annotator": annotator}
+    changes = {"preferred": preferred, "comment": comment, "shown_a_first": item.shown_a_first}
+    if row_version == 0:
+        try:
+            with transaction.atomic():
+                label = PairwiseLabel.objects.create(**key, queue=queue, **changes)
+        except IntegrityError:
+            label = PairwiseLabel.objects.get(**key)
+            if label.preferred != preferred:
+                raise ConflictError(
+                    "You already compared these two; here is the saved answer.",
+                    current={"preferred": label.preferred, "row_version": label.row_version},
+                ) from None
+    else:
+        updated = PairwiseLabel.objects.filter(**key, row_version=row_version).update(
+            **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
+        )
+        label = PairwiseLabel.objects.get(**key)
+        if not updated and label.preferred != preferred:
+            raise ConflictError(
+                "This comparison was changed since you read it.",
+                current={"preferred": label.preferred, "row_version": label.row_version},
+            )
+    _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
+    return label
+
+
+# --- align loop ------------------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def labeled_set_rejudge(
+    *, project: Project, labels: RubricVersion, rubric_version: RubricVersion, endpoint: Any = None,
+    created_by: Any = None,
+) -> Any:
+    """A judge job over exactly the rollouts humans labeled under `labels`, scored with `rubric_version`."""
+    from webapp.judging.services import judge_job_create
+
+    ids = list(
+        HumanLabel.objects.filter(rubric_version=labels, rollout__project=project)
+        .values_list("rollout_id", flat=True).distinct().order_by("rollout_id")
+    )
+    if not ids:
+        raise ApplicationError(f"Nobody has labeled rollouts under {labels} yet.")
+    # `labeled` narrows the job even where the rollout selection does not know `ids` yet.
+    return judge_job_create(
+        project=project, rubric_version=rubric_version, endpoint=endpoint,
+        selection={"labeled": "yes", "ids": ids}, created_by=created_by,
+    )

@@ -1,0 +1,108 @@
+"""Line charts as inline SVG, computed on the server: no chart library, no CDN, no JavaScript.
+
+A chart is a dataclass of ready-to-draw coordinates; `templates/runs/_chart.html` turns it into SVG (autoescaped).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from webapp.runs.models import TrainingMetric
+
+WIDTH, HEIGHT = 320, 160
+LEFT, RIGHT, TOP, BOTTOM = 44, 8, 8, 22
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4d7c0f", "#be185d"]
+
+# What the run page draws: title and the metric keys (a key ending in "*" takes every per-criterion reward).
+CHARTS: list[tuple[str, list[str]]] = [
+    ("Reward", ["reward"]),
+    ("Reward per criterion", ["rewards/*/mean"]),
+    ("KL", ["kl"]),
+    ("Loss", ["loss"]),
+    ("Completion length", ["completions/mean_length"]),
+    ("Zero-std share", ["frac_reward_zero_std"]),
+    ("Step time (s)", ["timing/generation_s", "timing/reward_s", "timing/update_s"]),
+]
+
+
+@dataclass
+class Series:
+    label: str
+    points: list[tuple[int, float]]
+    color: str = ""
+    svg_points: str = ""
+
+
+@dataclass
+class Chart:
+    title: str
+    series: list[Series]
+    width: int = WIDTH
+    height: int = HEIGHT
+    y_ticks: list[tuple[float, str]] = field(default_factory=list)  # (y pixel, label)
+    x_ticks: list[tuple[float, str]] = field(default_factory=list)
+    empty: bool = True
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def line_chart(title: str, series: Sequence[Series]) -> Chart:
+    drawn = [s for s in series if s.points]
+    chart = Chart(title=title, series=list(series))
+    if not drawn:
+        return chart
+    xs = [x for s in drawn for x, _ in s.points]
+    ys = [y for s in drawn for _, y in s.points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if y0 == y1:  # a flat line sits in the middle, not on the frame
+        y0, y1 = y0 - (abs(y0) or 1) * 0.5, y1 + (abs(y1) or 1) * 0.5
+    x1 = x1 if x1 > x0 else x0 + 1
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+
+    def px(x: float) -> float:
+        return round(LEFT + (x - x0) / (x1 - x0) * plot_w, 1)
+
+    def py(y: float) -> float:
+        return round(TOP + (1 - (y - y0) / (y1 - y0)) * plot_h, 1)
+
+    for index, s in enumerate(chart.series):
+        s.color = s.color or PALETTE[index % len(PALETTE)]
+        s.svg_points = " ".join(f"{px(x)},{py(y)}" for x, y in s.points)
+    chart.y_ticks = [(py(v), _fmt(v)) for v in (y0, (y0 + y1) / 2, y1)]
+    chart.x_ticks = [(px(v), str(round(v))) for v in sorted({x0, x1})]
+    chart.empty = False
+    return chart
+
+
+def metric_series(metrics: Sequence[TrainingMetric], key: str, label: str | None = None) -> list[Series]:
+    """One series per metric key; a key with "*" expands to every matching key present (per-criterion rewards)."""
+    if "*" in key:
+        prefix, suffix = key.split("*", 1)
+        keys = sorted({k for m in metrics for k in m.metrics if k.startswith(prefix) and k.endswith(suffix)})
+        return [s for k in keys for s in metric_series(metrics, k, k[len(prefix):len(k) - len(suffix)])]
+    points = [
+        (m.step, float(m.metrics[key])) for m in metrics
+        if isinstance(m.metrics.get(key), int | float) and math.isfinite(m.metrics[key])
+    ]
+    return [Series(label=label or key, points=points)]
+
+
+def run_charts(metrics: Sequence[TrainingMetric]) -> list[Chart]:
+    return [line_chart(title, [s for key in keys for s in metric_series(metrics, key)]) for title, keys in CHARTS]
+
+
+def compare_charts(runs_metrics: Sequence[tuple[str, Sequence[TrainingMetric]]]) -> list[Chart]:
+    """The same charts with one line per run (per-criterion rewards: one line per run and criterion)."""
+    charts = []
+    for title, keys in CHARTS:
+        series = [
+            Series(label=f"{name} · {s.label}" if len(keys) > 1 or "*" in keys[0] else name, points=s.points)
+            for name, metrics in runs_metrics for key in keys for s in metric_series(metrics, key)
+        ]
+        charts.append(line_chart(title, series))
+    return charts

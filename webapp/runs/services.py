@@ -1,0 +1,371 @@
+"""Training runs: launch, ingest what the GRPO process reports, cancel, finish.
+
+Flow: training_run_create (web) → workers.training.launch_run claims the run and starts `python -m
+training.grpo.run` as its own process group → workers.training.monitor_run, every ~1 s while the process lives,
+calls training_run_ingest (new lines of the sink files → TrainingMetric / Rollout + scores / Checkpoint rows,
+offsets on the run, one transaction) and, once the process is gone, training_run_finish.
+
+The process is the source of progress, the database the source of truth: a cancel is `cancel_requested_at` on the
+run, which the monitor turns into a STOP file (then SIGTERM); a process that dies is a failed run with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from pydantic import ValidationError
+
+from training.grpo.config import (
+    PRESETS,
+    ExampleRow,
+    JudgeEndpoint,
+    PresetName,
+    config_from_preset,
+)
+from training.grpo.sinks import CHECKPOINTS_FILE, METRICS_FILE, SAMPLES_FILE, read_status
+from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_fail
+from webapp.core.models import JobStatus, Project
+from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.reviews.calibration import calibration_status
+from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.services import rubric_spec_validate
+from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
+from webapp.runs.selectors import run_log_tail
+from webapp.tasks.models import Example, Task
+
+logger = logging.getLogger(__name__)
+
+TRAINING_REWARD = "training-reward"  # judge_fingerprint of the rewards a run computed while training
+CHECKPOINT_PREFIX = "checkpoint:"  # base_model "checkpoint:<id>" = a checkpoint of an earlier run
+PRESET_LABELS: dict[str, str] = {"cpu-smoke": "CPU smoke test", "single-gpu": "Single GPU", "multi-gpu": "Multi-GPU"}
+# Which config field a model-level validation message belongs to, so the form shows it at that field.
+_MESSAGE_FIELDS = (("epsilon_high", "epsilon"), ("use_vllm", "use_vllm"), ("vllm", "use_vllm"),
+                   ("num_generations", "num_generations"))
+
+
+def run_dir(run_id: int) -> Path:
+    return Path(settings.VAR_DIR) / "runs" / str(run_id)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Launch
+
+
+def _config_errors(error: ValidationError) -> list[dict[str, str]]:
+    errors = []
+    for item in error.errors():
+        message = str(item["msg"]).removeprefix("Value error, ")
+        field = str(item["loc"][0]) if item["loc"] else ""
+        if not field:
+            field = next((f for word, f in _MESSAGE_FIELDS if word in message), "")
+        errors.append({"field": field, "message": message})
+    return errors
+
+
+def _base_model(project: Project, base_model: str) -> str:
+    """What the config's `model` is: a checkpoint of an earlier run in this project becomes its directory."""
+    value = base_model.strip()
+    if not value.startswith(CHECKPOINT_PREFIX):
+        return value
+    checkpoint_id = value.removeprefix(CHECKPOINT_PREFIX)
+    checkpoint = (
+        Checkpoint.objects.filter(pk=int(checkpoint_id), run__project=project).first()
+        if checkpoint_id.isdigit() else None
+    )
+    if checkpoint is None:
+        raise ApplicationError("That checkpoint does not exist in this project.", field="base_model")
+    return checkpoint.path
+
+
+def _judge_config(endpoint: ModelEndpoint) -> JudgeEndpoint:
+    if endpoint.kind != EndpointKind.OPENAI or not endpoint.base_url:
+        raise ApplicationError(
+            "During training the judge is called over HTTP: choose an OpenAI-compatible endpoint with a base URL "
+            "(e.g. a `vllm serve` node).",
+            field="judge_endpoint",
+        )
+    return JudgeEndpoint(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env or None,
+                         max_concurrency=endpoint.max_concurrency)
+
+
+@transaction.atomic
+def training_run_create(
+    *,
+    project: Project,
+    name: str,
+    task: Task,
+    rubric_version: RubricVersion,
+    preset: PresetName,
+    split: str = "train",
+    base_model: str = "bundled",
+    judge_endpoint: ModelEndpoint | None = None,
+    options: dict[str, Any] | None = None,
+    calibration_override: bool = False,
+    calibration_note: str = "",
+    created_by: Any = None,
+    enqueue: bool = True,
+) -> TrainingRun:
+    """Validate everything a run needs (config, rubric, calibration) and queue it on `train`.
+
+    `options` are GRPORunConfig fields that win over the preset's values. Errors are ApplicationErrors whose
+    `extra["errors"]` list every invalid config field with a message that says how to fix it.
+    """
+    if task.project_id != project.pk:
+        raise ApplicationError("That task belongs to another project.", field="task")
+    if rubric_version.rubric.project_id != project.pk:
+        raise ApplicationError("That rubric version belongs to another project.", field="rubric_version")
+    if judge_endpoint is not None and judge_endpoint.project_id != project.pk:
+        raise ApplicationError("That endpoint belongs to another project.", field="judge_endpoint")
+    if preset not in PRESETS:
+        raise ApplicationError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.", field="preset")
+    spec = rubric_spec_validate(rubric_version.spec)
+    # Every problem at once, each at its field: judge, config values, then the calibration gate.
+    errors: list[dict[str, str]] = []
+    judge = None
+    if spec.judge_criteria and judge_endpoint is None:
+        keys = ", ".join(c.key for c in spec.judge_criteria)
+        errors.append({"field": "judge_endpoint",
+                       "message": f"This rubric has LM-judge criteria ({keys}); choose a judge endpoint for the rewards."})
+    elif spec.judge_criteria and judge_endpoint is not None:
+        judge = _judge_config(judge_endpoint)
+
+    examples = Example.objects.filter(task=task).order_by("pk")
+    if split:
+        examples = examples.filter(split=split)
+    rows = [
+        ExampleRow(prompt=e.messages or e.prompt, answer=e.answer or None, example_id=str(e.pk))
+        for e in examples.only("pk", "prompt", "messages", "answer")
+    ]
+    if not rows:
+        raise ApplicationError(f"Task {task.name!r} has no {split or ''} examples to train on.", field="split")
+    model = _base_model(project, base_model)
+
+    try:
+        config = config_from_preset(
+            preset,
+            **{k: v for k, v in (options or {}).items() if v is not None},
+            model=model,
+            examples=rows,
+            system_prompt=task.system_prompt or None,
+            rubric=rubric_version.spec,
+            rubric_version_id=rubric_version.pk,
+            judge=judge,
+        )
+    except ValidationError as error:
+        errors.extend(_config_errors(error))
+    calibration = calibration_status(rubric_version)
+    if not calibration.ok and not calibration_override:
+        errors.append({"field": "calibration_override",
+                       "message": f"{calibration.summary} Tick the confirmation to train on this judge anyway."})
+    elif not calibration.ok and not calibration_note.strip():
+        errors.append({"field": "calibration_note",
+                       "message": "Say why you train on an uncalibrated judge: the note is kept with the run."})
+    if errors:
+        raise ApplicationError(errors[0]["message"], field=errors[0]["field"] or None, extra={"errors": errors})
+
+    run = TrainingRun.objects.create(
+        project=project, name=name.strip() or f"{task.name} × {rubric_version}", task=task, split=split,
+        rubric_version=rubric_version, judge_endpoint=judge_endpoint, base_model=base_model.strip(),
+        config=config.model_dump(mode="json"), calibration_override=not calibration.ok and calibration_override,
+        calibration_note=calibration_note.strip() if not calibration.ok else "", created_by=created_by,
+    )
+    if enqueue:
+        from workers.training import launch_run
+
+        transaction.on_commit(lambda: launch_run.delay(run_id=run.pk))
+    return run
+
+
+def training_run_cancel(*, run: TrainingRun) -> bool:
+    """Ask a run to stop. A pending run is cancelled at once; a running one when its process has stopped (the
+    monitor writes the STOP file within a second). Metrics, rollouts and checkpoints already stored stay."""
+    now = timezone.now()
+    if TrainingRun.objects.filter(pk=run.pk, status=JobStatus.PENDING).update(
+        status=JobStatus.CANCELLED, cancel_requested_at=now, finished_at=now
+    ):
+        return True
+    return bool(
+        TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, cancel_requested_at__isnull=True).update(
+            cancel_requested_at=now
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Worker side: claim, record the process, ingest, finish
+
+
+def training_run_claim(*, run_id: int) -> TrainingRun | None:
+    """pending → running, once. None when another delivery got it first or the run was cancelled meanwhile."""
+    token = uuid.uuid4().hex
+    directory = run_dir(run_id)
+    claimed = TrainingRun.objects.filter(pk=run_id, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), monitor_token=token,
+        output_dir=str(directory / "output"), log_path=str(directory / "train.log"), ingest_offsets={},
+    )
+    if not claimed:
+        return None
+    if directory.exists():
+        # Left by a run of the same id in a database that was since reset (tests, a fresh dev install): its lines
+        # must not be ingested as this run's. Kept aside rather than deleted, in case its checkpoints matter.
+        directory.rename(directory.with_name(f"{directory.name}.stale-{uuid.uuid4().hex[:8]}"))
+    directory.mkdir(parents=True)
+    return TrainingRun.objects.get(pk=run_id)
+
+
+def training_run_process_started(*, run_id: int, pid: int, hostname: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(pid=pid, hostname=hostname, heartbeat_at=timezone.now())
+
+
+def training_run_reattach(*, run_id: int) -> str:
+    """A new monitor chain for a running run (after its worker died): the old chain's token stops matching."""
+    token = uuid.uuid4().hex
+    TrainingRun.objects.filter(pk=run_id, status=JobStatus.RUNNING).update(monitor_token=token)
+    return token
+
+
+@dataclass
+class IngestResult:
+    metrics: int = 0
+    rollouts: int = 0
+    checkpoints: int = 0
+
+
+def _new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines after `offset` and the offset after them; a line still being written waits."""
+    if not path.exists():
+        return [], offset
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1
+    records = [json.loads(line) for line in data[:end].splitlines() if line.strip()]
+    return records, offset + end
+
+
+def training_run_ingest(*, run_id: int, token: str | None = None) -> IngestResult | None:
+    """Store what the process reported since the last call. None when `token` no longer owns the run.
+
+    Rows and the new file offsets commit together under a row lock, so two monitors (or a redelivered one) never
+    store a line twice; unique constraints catch anything else.
+    """
+    result = IngestResult()
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().select_related("rubric_version").filter(pk=run_id).first()
+        if run is None or (token is not None and run.monitor_token != token):
+            return None
+        directory = run_dir(run.pk)
+        offsets = dict(run.ingest_offsets or {})
+        metrics, offsets["metrics"] = _new_lines(directory / METRICS_FILE, offsets.get("metrics", 0))
+        samples, offsets["samples"] = _new_lines(directory / SAMPLES_FILE, offsets.get("samples", 0))
+        checkpoints, offsets["checkpoints"] = _new_lines(directory / CHECKPOINTS_FILE, offsets.get("checkpoints", 0))
+        if metrics:
+            TrainingMetric.objects.bulk_create(
+                [TrainingMetric(run=run, step=m["step"], metrics=m["metrics"]) for m in metrics],
+                update_conflicts=True, unique_fields=["run", "step"], update_fields=["metrics"],
+            )
+            result.metrics = len(metrics)
+        if samples:
+            result.rollouts = _store_samples(run, samples)
+        if checkpoints:
+            Checkpoint.objects.bulk_create(
+                [Checkpoint(run=run, step=c["step"], path=c["path"]) for c in checkpoints],
+                update_conflicts=True, unique_fields=["run", "step"], update_fields=["path"],
+            )
+            result.checkpoints = len(checkpoints)
+        TrainingRun.objects.filter(pk=run.pk).update(ingest_offsets=offsets, heartbeat_at=timezone.now())
+    return result
+
+
+def _store_samples(run: TrainingRun, samples: list[dict[str, Any]]) -> int:
+    """Samples → Rollout rows (source=training) with per-criterion CriterionScores and the RolloutScore total."""
+    example_ids = {int(s["example_id"]) for s in samples if str(s.get("example_id") or "").isdigit()}
+    known_examples = set(Example.objects.filter(task_id=run.task_id, pk__in=example_ids).values_list("pk", flat=True))
+    keyed = {(s["step"], f"run{run.pk}-s{s['step']}-g{s['group']}", s["sample_index"]): s for s in samples}
+    steps = {step for step, _, _ in keyed}
+    existing = set(
+        Rollout.objects.filter(run=run, step__in=steps).values_list("step", "group_key", "sample_index")
+    )
+    rows = []
+    for (step, group_key, index), sample in keyed.items():
+        if (step, group_key, index) in existing:
+            continue
+        prompt = sample["prompt"]
+        prompt_messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        example_id = int(sample["example_id"]) if str(sample.get("example_id") or "").isdigit() else None
+        rows.append(Rollout(
+            project_id=run.project_id, task_id=run.task_id, run=run, step=step, source=RolloutSource.TRAINING,
+            example_id=example_id if example_id in known_examples else None, model_name=run.base_model[:300],
+            group_key=group_key, sample_index=index, prompt_messages=prompt_messages,
+            messages=[*prompt_messages, {"role": "assistant", "content": sample["completion"]}],
+            completion=sample["completion"], metadata={"reward_total": sample.get("total")},
+        ))
+    created = Rollout.objects.bulk_create(rows, batch_size=500)
+    criterion_rows, totals = [], []
+    for rollout in created:
+        sample = keyed[(rollout.step, rollout.group_key, rollout.sample_index)]
+        for key, value in sample["rewards_per_criterion"].items():
+            if key == "rubric_total":  # the gated total is the RolloutScore, not a criterion
+                continue
+            criterion_rows.append(CriterionScore(
+                rollout=rollout, rubric_version_id=run.rubric_version_id, criterion_key=key,
+                judge_fingerprint=TRAINING_REWARD, score=value, error="" if value is not None else "not scored",
+            ))
+        totals.append(RolloutScore(
+            rollout=rollout, rubric_version_id=run.rubric_version_id, judge_fingerprint=TRAINING_REWARD,
+            total=sample.get("total"), error="" if sample.get("total") is not None else "no criterion applied",
+        ))
+    CriterionScore.objects.bulk_create(criterion_rows, batch_size=1000, ignore_conflicts=True)
+    RolloutScore.objects.bulk_create(totals, batch_size=1000, ignore_conflicts=True)
+    return len(created)
+
+
+def training_run_finish(*, run_id: int, exit_reason: str | None = None) -> TrainingRun:
+    """The process is gone: store its last lines, then the final status from status.json and the exit reason.
+
+    `exit_reason` describes how the process ended when the caller knows (exit code or signal); a run that never
+    wrote a final status failed, with that reason and the last log lines.
+    """
+    training_run_ingest(run_id=run_id)
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.status != JobStatus.RUNNING:
+        return run
+    status = read_status(run_dir(run.pk)) or {}
+    reported = status.get("status")
+    if reported == "completed":
+        final, error = JobStatus.SUCCEEDED, ""
+    elif reported == "stopped" and run.cancel_requested_at is not None:
+        final, error = JobStatus.CANCELLED, ""
+    elif reported == "stopped":
+        final, error = JobStatus.FAILED, "stopped from outside Rubricon (SIGTERM or a STOP file) before the last step"
+    else:
+        final = JobStatus.FAILED
+        if reported == "failed":
+            error = f"{status.get('phase', 'run')} failed: {status.get('error', 'no reason given')}"
+        elif run.cancel_requested_at is not None:
+            final, error = JobStatus.CANCELLED, ""
+        else:
+            error = f"training process {exit_reason or 'ended without reporting a final status'}"
+        if error:
+            tail = run_log_tail(run, lines=20)
+            error = f"{error}\n\nlast log lines:\n{tail}" if tail else error
+    TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
+        status=final, error=error[:8000], finished_at=timezone.now(), monitor_token=""
+    )
+    run.refresh_from_db()
+    return run
+
+
+def training_run_fail(*, run_id: int, error: str) -> None:
+    job_fail(model=TrainingRun, job_id=run_id, error=error)
