@@ -94,3 +94,17 @@ def job_cancel(*, model, job_id: int) -> bool:
             status=JobStatus.CANCELLED, finished_at=timezone.now()
         )
     )
+
+
+def job_resume(*, job, kind: str, chunk_task) -> int:
+    """Re-enqueue the unfinished chunks of a running job (after a worker was killed). Returns how many.
+    Chunks still queued get a duplicate message; the duplicate finds its chunk done and does nothing."""
+    from webapp.core.errors import ApplicationError
+    from webapp.core.models import JobStatus
+
+    if job.status != JobStatus.RUNNING:
+        raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
+    pending = job_chunks_pending(kind=kind, job_id=job.pk)
+    for index in pending:
+        chunk_task.delay(job_id=job.pk, index=index)
+    return len(pending)

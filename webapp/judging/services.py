@@ -28,6 +28,7 @@ from webapp.core.jobs import (
     job_chunks_plan,
     job_fail,
     job_finish_if_complete,
+    job_resume,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
@@ -206,12 +207,6 @@ def judge_job_cancel(*, job: JudgeJob) -> bool:
 
 
 def judge_job_resume(*, job: JudgeJob) -> int:
-    """Re-enqueue the unfinished chunks of a running job (after a worker was killed). Returns how many."""
     from workers.judging import judge_chunk
 
-    if job.status != JobStatus.RUNNING:
-        raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
-    pending = job_chunks_pending(kind=JobChunk.Kind.JUDGE, job_id=job.pk)
-    for index in pending:
-        judge_chunk.delay(job_id=job.pk, index=index)
-    return len(pending)
+    return job_resume(job=job, kind=JobChunk.Kind.JUDGE, chunk_task=judge_chunk)

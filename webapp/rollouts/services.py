@@ -23,6 +23,7 @@ from webapp.core.jobs import (
     job_chunks_plan,
     job_fail,
     job_finish_if_complete,
+    job_resume,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
@@ -142,9 +143,4 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
 def generation_job_resume(*, job: GenerationJob) -> int:
     from workers.generation import generation_chunk
 
-    if job.status != JobStatus.RUNNING:
-        raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
-    pending = job_chunks_pending(kind=KIND, job_id=job.pk)
-    for index in pending:
-        generation_chunk.delay(job_id=job.pk, index=index)
-    return len(pending)
+    return job_resume(job=job, kind=KIND, chunk_task=generation_chunk)
