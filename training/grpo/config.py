@@ -103,6 +103,11 @@ class GRPORunConfig(_Strict):
         description="Rubric version spec the rewards come from; kept with the run so its rewards can be explained.",
     )
     rubric_version_id: int | None = Field(default=None, description="RubricVersion the spec belongs to.")
+    python_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Dotted paths of Python reward functions the rubric may call (the app passes its "
+        "RUBRICON_PYTHON_REWARD_ALLOWLIST setting); anything else in a `python` criterion is refused.",
+    )
     rewards: list[RewardRef] = Field(
         default_factory=list,
         description="Reward functions by import path, used by the command-line entry point when the caller does "

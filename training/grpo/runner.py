@@ -95,7 +95,7 @@ def rewards_from_config(config: GRPORunConfig) -> tuple[list[RewardFunction], li
     from training.rubrics.rewards import build_reward_functions
     from training.rubrics.spec import validate_spec
 
-    spec = validate_spec(config.rubric)
+    spec = validate_spec(config.rubric, python_allowlist=config.python_allowlist)
     judge = None
     if config.judge is not None:
         import os
@@ -112,7 +112,7 @@ def rewards_from_config(config: GRPORunConfig) -> tuple[list[RewardFunction], li
             timeout_s=config.judge.timeout_s,
         )
         judge = OpenAIJudge(client)
-    rewards = build_reward_functions(spec, judge=judge)
+    rewards = build_reward_functions(spec, judge=judge, python_allowlist=config.python_allowlist)
     return list(rewards.funcs), list(rewards.weights)
 
 

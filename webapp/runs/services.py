@@ -159,6 +159,7 @@ def training_run_create(
             examples=rows,
             system_prompt=task.system_prompt or None,
             rubric=rubric_version.spec,
+            python_allowlist=list(settings.RUBRICON_PYTHON_REWARD_ALLOWLIST),
             rubric_version_id=rubric_version.pk,
             judge=judge,
         )

@@ -320,3 +320,17 @@ def test_rewards_by_import_path_and_from_the_rubric() -> None:
     assert [f([prompt], [reference], answer=["4"])[0] for f in funcs] == [1.0, 1.0, 1.0]
     with pytest.raises(ValueError, match="neither `rewards` nor a `rubric`"):
         rewards_from_config(config.model_copy(update={"rubric": None}))
+
+
+def test_python_criteria_need_the_allowlist_the_app_passes_in() -> None:
+    from training.rubrics.spec import SpecError
+
+    rubric = {"criteria": [{"key": "mentions", "title": "Mentions the answer", "kind": "python",
+                            "function": "tests.training.rubrics.reward_fixtures.mentions_reference"}]}
+    refused = GRPORunConfig(examples=EXAMPLES, num_generations=2, per_device_train_batch_size=2, rubric=rubric)
+    with pytest.raises(SpecError, match="allowlist"):
+        rewards_from_config(refused)
+    allowed = refused.model_copy(update={"python_allowlist": ["tests.training.rubrics.reward_fixtures.*"]})
+    funcs, _ = rewards_from_config(allowed)
+    prompt = [{"role": "user", "content": "What is 2 + 2?"}]
+    assert funcs[0]([prompt], [[{"role": "assistant", "content": "It is 4"}]], answer=["4"]) == [1.0]
