@@ -13,6 +13,7 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
     session-wide browser is open, and tests that call asyncio.run() cannot run after it has started."""
