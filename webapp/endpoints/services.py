@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 
-from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.errors import ApplicationError
+from webapp.core.locking import row_version_update
 from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 
@@ -102,22 +102,10 @@ def endpoint_update(
                                     default_params=default_params, max_concurrency=max_concurrency)
     values.update(name=name, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
                   supports_structured_output=supports_structured_output)
-    try:
-        with transaction.atomic():
-            updated = ModelEndpoint.objects.filter(pk=endpoint.pk, row_version=row_version).update(
-                **values, row_version=F("row_version") + 1)
-    except IntegrityError:
-        raise ApplicationError(f"An endpoint named {name!r} already exists in this project.", field="name") from None
-    if not updated:
-        current = ModelEndpoint.objects.filter(pk=endpoint.pk).first()
-        if current is None:
-            raise ApplicationError("This endpoint was deleted in the meantime.", status=404)
-        raise ConflictError(
-            "Someone saved this endpoint after you opened it; your changes were not saved. The current values "
-            "are shown under each field: save again to replace them with yours.",
-            current={"row_version": current.row_version, **{f: getattr(current, f) for f in ENDPOINT_EDITABLE}},
-        )
-    endpoint.refresh_from_db()
+    row_version_update(
+        instance=endpoint, row_version=row_version, values=values, shown_fields=ENDPOINT_EDITABLE, noun="endpoint",
+        duplicate_name_message=f"An endpoint named {name!r} already exists in this project.",
+    )
     return endpoint
 
 

@@ -20,6 +20,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.locking import row_version_update
 from webapp.core.models import Project
 from webapp.tasks import imports
 from webapp.tasks.imports import ColumnRole, FileFormat
@@ -146,22 +147,11 @@ def task_update(
     values = {"name": name, "instructions": instructions, "system_prompt": system_prompt,
               "prompt_template": prompt_template, "kind": kind, "environment": environment,
               "environment_config": environment_config}
-    try:
-        with transaction.atomic():
-            updated = Task.objects.filter(pk=task.pk, row_version=row_version).update(
-                **values, row_version=F("row_version") + 1, updated_at=timezone.now())
-    except IntegrityError:
-        raise ApplicationError(f"A task named {name!r} already exists in this project.", field="name") from None
-    if not updated:
-        current = Task.objects.filter(pk=task.pk).first()
-        if current is None:
-            raise ApplicationError("This task was deleted in the meantime.", status=404)
-        raise ConflictError(
-            "Someone saved this task after you opened it; your changes were not saved. The current values are "
-            "shown under each field: save again to replace them with yours.",
-            current={"row_version": current.row_version, **{f: getattr(current, f) for f in TASK_EDITABLE}},
-        )
-    task.refresh_from_db()
+    row_version_update(
+        instance=task, row_version=row_version, values={**values, "updated_at": timezone.now()},
+        shown_fields=TASK_EDITABLE, noun="task",
+        duplicate_name_message=f"A task named {name!r} already exists in this project.",
+    )
     return task
 
 
