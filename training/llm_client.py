@@ -1,4 +1,4 @@
-"""Async client for OpenAI-compatible chat completions (vLLM `serve`, OpenAI, any compatible server), on httpx.
+"""Async client for OpenAI-compatible chat completions (vLLM `serve`, OpenAI, any compatible server), on aiohttp.
 
 Used by LM judges and by the `openai` generation backend, so it knows nothing about rubrics.
 
@@ -17,29 +17,32 @@ after `max_retries` retries for transient ones (429, 408, 5xx, timeouts, connect
 bodies). Retries back off exponentially with jitter and never sooner than the server's Retry-After.
 `params` go into the request body unchanged (any OpenAI/vLLM field: n, seed, stop, logprobs, extra sampling keys).
 
-Transport: by default requests go over `StreamTransport`, a lean keep-alive HTTP/1.1 client on asyncio streams
-(httpx's own stack cost ~1.5 ms CPU per call, which capped judging at a few hundred calls/s on small machines);
-`fast_transport=False` uses httpx's standard transport instead (proxies from the environment, compression).
-Retried requests get the next free connection before first attempts, so an unlucky item is not starved.
+Transport: one aiohttp session per event loop (keep-alive pool, C HTTP parser, proxies from the environment). httpx's
+stack cost ~1.5-2 ms of CPU per call, which capped judging at a few hundred calls/s on small machines. Retried requests
+get the next free slot before first attempts, so an unlucky item is not starved.
 
-The client can be used from several event loops (tests, TRL's reward loop): connections and the concurrency
-queue are kept per loop; the rate limiter and usage counters are shared.
+The client can be used from several event loops (tests, TRL's reward loop, asgiref's async_to_sync): sessions and the
+concurrency slots are kept per loop; the rate limiter and usage counters are shared. Call `aclose()` on each loop
+that used the client; sessions of loops that closed without it are dropped on the next call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import random
 import ssl
 import threading
 import time
+import weakref
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import aiohttp
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 
@@ -120,8 +123,10 @@ class RateLimiter:
             self.level -= delta
 
 
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, `Retry-After: <seconds>` or `Retry-After: <HTTP date>`."""
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from `retry-after-ms`, `Retry-After: <seconds>` or `Retry-After: <HTTP date>`.
+
+    `headers` must look keys up case-insensitively (aiohttp's response headers, multidict.CIMultiDict)."""
     if (ms := headers.get("retry-after-ms")) is not None:
         try:
             return max(0.0, float(ms) / 1000)
@@ -141,155 +146,59 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class StreamTransport(httpx.AsyncBaseTransport):
-    """Keep-alive HTTP/1.1 over asyncio streams: one connection, one request at a time.
-
-    httpcore + anyio + h11 cost ~1.5 ms of CPU per request, which capped a 2-core machine at a few hundred judge
-    calls/s; this does the same job in a fraction of that. The client gives each transport to one caller at a time,
-    so no pooling is needed. No proxy support (set `fast_transport=False` to use httpx's own transport).
-    """
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context
-        self._conn: tuple[tuple[str, str, int], asyncio.StreamReader, asyncio.StreamWriter] | None = None
-
-    async def _connect(self, key: tuple[str, str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        scheme, host, port = key
-        try:
-            if scheme == "https":
-                context = self._ssl_context or ssl.create_default_context()
-                return await asyncio.open_connection(host, port, ssl=context, server_hostname=host)
-            return await asyncio.open_connection(host, port)
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from None
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn[2].close()
-            self._conn = None
-
-    async def aclose(self) -> None:
-        self._close()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        key = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        body = await request.aread()
-        target = url.raw_path.decode("ascii")
-        head = f"{request.method} {target} HTTP/1.1\r\n".encode("ascii")
-        head += b"".join(k + b": " + v + b"\r\n" for k, v in request.headers.raw) + b"\r\n"
-        for attempt in (1, 2):
-            reused = self._conn is not None and self._conn[0] == key and not self._conn[2].is_closing()
-            if not reused:
-                self._close()
-                reader, writer = await self._connect(key)
-                self._conn = (key, reader, writer)
-            assert self._conn is not None
-            _, reader, writer = self._conn
-            try:
-                writer.write(head + body)
-                await writer.drain()
-                status_and_headers = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, ConnectionError) as exc:
-                self._close()
-                partial = getattr(exc, "partial", b"")
-                if reused and attempt == 1 and not partial:
-                    continue  # the server closed an idle keep-alive connection; nothing was answered yet
-                raise httpx.RemoteProtocolError("server disconnected without sending a response") from None
-            except BaseException:
-                self._close()  # cancelled or timed out mid-request: the connection's state is unknown
-                raise
-            break
-        try:
-            lines = status_and_headers.decode("latin-1").split("\r\n")
-            version, status_text, *_ = lines[0].split(" ", 2) + [""]
-            status = int(status_text)
-            headers = [
-                (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:] if line)
-            ]
-            lookup = {k.lower(): v for k, v in headers}
-            if request.method == "HEAD" or status in (204, 304) or 100 <= status < 200:
-                content = b""
-            elif "chunked" in lookup.get("transfer-encoding", "").lower():
-                content = await self._read_chunked(reader)
-            elif "content-length" in lookup:
-                content = await reader.readexactly(int(lookup["content-length"]))
-            else:
-                content = await reader.read()
-                lookup["connection"] = "close"
-        except asyncio.IncompleteReadError:
-            self._close()
-            raise httpx.RemoteProtocolError(
-                "peer closed connection without sending complete message body"
-            ) from None
-        except ValueError:
-            self._close()
-            raise httpx.RemoteProtocolError(
-                f"malformed HTTP response head: {status_and_headers[:200]!r}"
-            ) from None
-        except BaseException:
-            self._close()
-            raise
-        if lookup.get("connection", "").lower() == "close" or version == "HTTP/1.0":
-            self._close()
-        return httpx.Response(status, headers=headers, content=content, request=request)
-
-    @staticmethod
-    async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-        parts = []
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                    pass
-                return b"".join(parts)
-            parts.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-
-
-class _SlotPool:
-    """Connection slots handed out first to retries, then to first attempts, each in arrival order.
+class _Slots:
+    """At most n requests in flight; a freed slot goes to a retry first, then to a first attempt, each in arrival order.
 
     With thousands of items queued, a plain FIFO sent every retried request to the back of the line, so a few
     unlucky items finished seconds after the rest; serving retries first bounds each item's latency.
     """
 
-    def __init__(self, items: list[httpx.AsyncClient]) -> None:
-        self._free = list(items)
-        self._waiters: tuple[deque[asyncio.Future[httpx.AsyncClient]], ...] = (deque(), deque())
+    def __init__(self, n: int) -> None:
+        self._free = n
+        self._waiters: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque())
 
-    async def acquire(self, *, retry: bool) -> httpx.AsyncClient:
+    async def acquire(self, *, retry: bool) -> None:
         if self._free and not any(self._waiters):
-            return self._free.pop()
-        future: asyncio.Future[httpx.AsyncClient] = asyncio.get_running_loop().create_future()
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[0 if retry else 1].append(future)
         try:
-            return await future
+            await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                self.release(future.result())  # handed a slot just as we were cancelled: pass it on
+                self.release()  # handed a slot just as we were cancelled: pass it on
             raise
 
-    def release(self, item: httpx.AsyncClient) -> None:
+    def release(self) -> None:
         for waiters in self._waiters:
             while waiters:
                 future = waiters.popleft()
                 if not future.done():
-                    future.set_result(item)
+                    future.set_result(None)
                     return
-        self._free.append(item)
+        self._free += 1
 
 
 @dataclass
 class _LoopState:
-    # One single-connection httpx client per concurrency slot, handed out by a slot pool: the pool bounds
-    # concurrency, and httpcore's pool bookkeeping (which scans every connection on every request and dominated CPU
-    # at a few hundred requests/s) stays O(1).
-    clients: _SlotPool
-    all_clients: list[httpx.AsyncClient]
-    # With fast_transport, requests go straight to each client's StreamTransport: httpx.AsyncClient's own layer
-    # (URL merging, cookies, auth and redirect hooks) was a quarter of the client's CPU per call.
-    transports: dict[int, StreamTransport]
+    session: aiohttp.ClientSession
+    slots: _Slots
+
+    def drop(self) -> None:
+        """Close without awaiting (the loop may be gone): sockets are closed, nothing warns about a leak."""
+        connector = self.session.connector
+        self.session.detach()
+        if connector is not None:
+            # The synchronous half of connector.close(): closes the sockets now (on a closed loop it only marks the
+            # connector closed); the public close() is a coroutine, which a finalizer cannot await.
+            connector._close()
+
+
+def _drop_all(loops: dict[int, tuple[asyncio.AbstractEventLoop, _LoopState]]) -> None:
+    for _, state in loops.values():
+        state.drop()
+    loops.clear()
 
 
 @dataclass
@@ -310,7 +219,6 @@ class OpenAICompatibleClient:
     supports_structured_output: bool = (
         True  # response_format json_schema (vLLM, OpenAI); off for servers without it
     )
-    fast_transport: bool = True  # StreamTransport; False = httpx's default transport (proxies, HTTP/2 ...)
     default_params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
@@ -322,6 +230,8 @@ class OpenAICompatibleClient:
         self._rpm = RateLimiter(self.requests_per_minute) if self.requests_per_minute else None
         self._tpm = RateLimiter(self.tokens_per_minute) if self.tokens_per_minute else None
         self._loops: dict[int, tuple[asyncio.AbstractEventLoop, _LoopState]] = {}
+        # A client dropped without aclose() (a judge built per job chunk) closes its sessions when collected.
+        weakref.finalize(self, _drop_all, self._loops)
         self._usage_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
@@ -329,33 +239,23 @@ class OpenAICompatibleClient:
         loop = asyncio.get_running_loop()
         entry = self._loops.get(id(loop))
         if entry is None or entry[0] is not loop:
-            # Callers like asgiref's async_to_sync run each call on a fresh loop: forget connections of loops that
-            # are gone (their sockets close when collected) so a long-lived client does not accumulate them.
-            for key, (old_loop, _) in list(self._loops.items()):
+            # asgiref's async_to_sync runs each call on a fresh loop: drop sessions of loops that are gone. Their
+            # sockets died with the loop; detaching keeps aiohttp from warning about an unclosed session.
+            for key, (old_loop, old) in list(self._loops.items()):
                 if old_loop.is_closed():
+                    old.drop()
                     del self._loops[key]
-            # identity: the fast transport does not decompress, and judge replies are small.
-            headers = {"Content-Type": "application/json", "Accept-Encoding": "identity", **self.headers}
+            headers = {"Content-Type": "application/json", **self.headers}
             if self.api_key:
                 headers["Authorization"] = f"Bearer {self.api_key}"
-            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-            # Loading CA certificates costs ~50 ms per context: build one and share it.
-            ssl_context = ssl.create_default_context()
-            self._request_headers = headers
-            clients, transports = [], {}
-            for _ in range(self.max_concurrency):
-                transport = StreamTransport(ssl_context) if self.fast_transport else None
-                client = httpx.AsyncClient(
-                    headers=headers,
-                    timeout=httpx.Timeout(self.timeout_s),
-                    limits=limits,
-                    verify=ssl_context,
-                    transport=transport,
-                )
-                clients.append(client)
-                if transport is not None:
-                    transports[id(client)] = transport
-            entry = (loop, _LoopState(_SlotPool(clients), clients, transports))
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency, ssl=_ssl_context(), ttl_dns_cache=300),
+                headers=headers,
+                # The whole request is bounded in _post (a trickling server too); no per-operation timeouts here.
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=True,
+            )
+            entry = (loop, _LoopState(session, _Slots(self.max_concurrency)))
             self._loops[id(loop)] = entry
         return entry[1]
 
@@ -363,8 +263,7 @@ class OpenAICompatibleClient:
         loop = asyncio.get_running_loop()
         entry = self._loops.pop(id(loop), None)
         if entry is not None:
-            for client in entry[1].all_clients:
-                await client.aclose()
+            await entry[1].session.close()
 
     async def __aenter__(self) -> OpenAICompatibleClient:
         return self
@@ -409,10 +308,10 @@ class OpenAICompatibleClient:
                 await self._rpm.acquire(1)
             if self._tpm:
                 await self._tpm.acquire(estimate)
-            client = await state.clients.acquire(retry=attempts > 1)
+            await state.slots.acquire(retry=attempts > 1)
             try:
                 started = time.perf_counter()
-                data = await self._post(client, state.transports.get(id(client)), body)
+                data = await self._post(state.session, body)
                 latency_ms = (time.perf_counter() - started) * 1000
             except _Transient as exc:
                 last = exc
@@ -423,45 +322,35 @@ class OpenAICompatibleClient:
                     self.usage.failures += 1
                 raise
             finally:
-                state.clients.release(client)
+                state.slots.release()
             return self._result(data, latency_ms, attempts, estimate)
         assert last is not None
         with self._usage_lock:
             self.usage.failures += 1
         raise LLMCallError(f"gave up after {attempts} attempts: {last.reason}", last.status, attempts)
 
-    async def _post(
-        self, client: httpx.AsyncClient, transport: StreamTransport | None, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    async def _post(self, session: aiohttp.ClientSession, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         try:
-            # httpx's timeout is per network operation; this bounds the whole request (a trickling server too).
-            async with asyncio.timeout(self.timeout_s):
-                if transport is None:
-                    response = await client.post(url, json=body)
-                else:
-                    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-                    request = httpx.Request(
-                        "POST", url, headers=self._request_headers, content=content.encode()
-                    )
-                    response = await transport.handle_async_request(request)
+            async with asyncio.timeout(self.timeout_s), session.post(url, data=payload) as response:
+                status = response.status
+                headers = response.headers
+                content = await response.read()
         except TimeoutError:
             raise _Transient(f"request timed out after {self.timeout_s:g}s") from None
-        except httpx.TimeoutException as exc:
-            raise _Transient(f"request timed out after {self.timeout_s:g}s ({type(exc).__name__})") from None
-        except httpx.TransportError as exc:
-            # Connection refused/reset, truncated body (RemoteProtocolError): the server may recover.
+        except aiohttp.ClientError as exc:
+            # Connection refused/reset, server disconnected, truncated body: the server may recover.
             raise _Transient(f"{type(exc).__name__}: {exc}") from None
-        status = response.status_code
         if status >= 400:
-            detail = _error_detail(response)
+            detail = _error_detail(content)
             if status in TRANSIENT_STATUS or status >= 500:
-                raise _Transient(f"HTTP {status}: {detail}", status, parse_retry_after(response.headers))
+                raise _Transient(f"HTTP {status}: {detail}", status, parse_retry_after(headers))
             raise LLMCallError(f"HTTP {status}: {detail}", status)
         try:
-            data = response.json()
+            data = json.loads(content)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise _Transient(f"malformed JSON body: {response.text[:200]!r}", status) from None
+            raise _Transient(f"malformed JSON body: {content[:200]!r}", status) from None
         if not isinstance(data, dict) or not data.get("choices"):
             raise _Transient(f"response has no choices: {str(data)[:200]}", status)
         return data
@@ -493,11 +382,17 @@ class OpenAICompatibleClient:
         )
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(content: bytes) -> str:
     try:
-        data = response.json()
+        data = json.loads(content)
         error = data.get("error", data) if isinstance(data, dict) else data
         message = error.get("message", error) if isinstance(error, dict) else error
         return str(message)[:300]
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        return response.text[:300]
+        return content[:300].decode(errors="replace")
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading CA certificates costs ~50 ms per context: build one per process and share it.
+    return ssl.create_default_context()
