@@ -375,7 +375,11 @@ def check_judge_template(source: str) -> None:
         name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise ValueError(f"template is not allowed by the sandbox: access to {name!r} is unsafe")
-    unknown = meta.find_undeclared_variables(ast) - JUDGE_TEMPLATE_VARIABLES
+    try:
+        # Analysis compiles the template, which is where an unknown filter or test is found.
+        unknown = meta.find_undeclared_variables(ast) - JUDGE_TEMPLATE_VARIABLES
+    except TemplateSyntaxError as exc:
+        raise ValueError(f"template error on line {exc.lineno}: {exc.message}") from None
     if unknown:
         raise ValueError(
             f"unknown template variable(s) {sorted(unknown)}; available: {sorted(JUDGE_TEMPLATE_VARIABLES)}"

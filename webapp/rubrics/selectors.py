@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Count, Max, QuerySet
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
 from webapp.rubrics.models import Rubric, RubricVersion
+from webapp.rubrics.specs import SpecDiff, spec_diff
+from webapp.tasks.models import Task
 
 
 def rubric_list(project: Project) -> QuerySet[Rubric]:
@@ -25,3 +30,32 @@ def rubric_versions(rubric: Rubric) -> QuerySet[RubricVersion]:
 
 def rubric_version_get(project: Project, version_id: int) -> RubricVersion:
     return get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project, pk=version_id)
+
+
+def rubric_latest_version(rubric: Rubric) -> RubricVersion | None:
+    return rubric.versions.select_related("author").order_by("-number").first()
+
+
+def rubric_version_by_number(rubric: Rubric, number: int) -> RubricVersion:
+    return get_object_or_404(RubricVersion.objects.select_related("author", "rubric"), rubric=rubric, number=number)
+
+
+def rubric_task_choices(project: Project) -> QuerySet[Task]:
+    """Tasks a rubric can be written for (the editor's task select)."""
+    return Task.objects.filter(project=project).only("id", "name").order_by("name")
+
+
+@dataclass
+class VersionComparison:
+    old: RubricVersion
+    new: RubricVersion
+    diff: SpecDiff
+
+
+def rubric_version_diff(rubric: Rubric, old_number: int, new_number: int) -> VersionComparison:
+    """Two versions of a rubric (one query) and the diff of their specs, criteria matched by key."""
+    versions = {v.number: v for v in rubric.versions.select_related("author").filter(number__in=[old_number, new_number])}
+    if old_number not in versions or new_number not in versions:
+        raise Http404("No such version of this rubric.")
+    old, new = versions[old_number], versions[new_number]
+    return VersionComparison(old, new, spec_diff(old.spec, new.spec))
