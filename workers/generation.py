@@ -44,3 +44,31 @@ def generation_chunk(*, job_id: int, index: int) -> None:
         job_chunk_record_error(kind=JobChunk.Kind.GENERATION, job_id=job_id, index=index, error=repr(error))
         services.generation_job_fail(job_id=job_id, error=f"chunk {index} failed: {error!r}")
         raise
+
+
+@shared_task(name="workers.generation.draft_rubric", ignore_result=True)
+def draft_rubric(*, job_id: int) -> None:
+    """An LM drafts a rubric for a task (webapp.rubrics.drafting); a model call, so it runs where models run."""
+    from webapp.core.errors import ApplicationError
+    from webapp.rubrics.drafting import rubric_draft_run
+    from webapp.rubrics.preview import tool_job_fail
+
+    try:
+        rubric_draft_run(job_id=job_id)
+    except ApplicationError as error:
+        tool_job_fail(job_id=job_id, error=error.message)
+    except Exception as error:
+        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
+        raise
+
+
+@shared_task(name="workers.generation.endpoint_check", ignore_result=True)
+def endpoint_check(*, check_id: int) -> None:
+    """One "test connection" call (webapp.endpoints.services.endpoint_check_run)."""
+    from webapp.endpoints.services import endpoint_check_fail, endpoint_check_run
+
+    try:
+        endpoint_check_run(check_id=check_id)
+    except Exception as error:
+        endpoint_check_fail(check_id=check_id, error=f"The check failed: {error!r}")
+        raise

@@ -45,3 +45,50 @@ def judge_chunk(self, *, job_id: int, index: int) -> None:
         job_chunk_record_error(kind=JobChunk.Kind.JUDGE, job_id=job_id, index=index, error=repr(error))
         services.judge_job_fail(job_id=job_id, error=f"chunk {index} failed: {error!r}")
         raise
+
+
+@shared_task(name="workers.judging.rubric_preview", ignore_result=True)
+def rubric_preview(*, job_id: int) -> None:
+    """Judge criteria of a live preview (webapp.rubrics.preview); the page polls the job row."""
+    from webapp.rubrics.preview import rubric_preview_run
+
+    _run_tool_job(rubric_preview_run, job_id)
+
+
+@shared_task(name="workers.judging.rubric_dry_run", ignore_result=True)
+def rubric_dry_run(*, job_id: int) -> None:
+    """Estimate calls, tokens, time and zero-variance groups of a judge job (webapp.rubrics.dryrun)."""
+    from webapp.rubrics.dryrun import rubric_dry_run_run
+
+    _run_tool_job(rubric_dry_run_run, job_id)
+
+
+def _run_tool_job(run, job_id: int) -> None:
+    from webapp.core.errors import ApplicationError
+    from webapp.rubrics.preview import tool_job_fail
+
+    try:
+        run(job_id=job_id)
+    except ApplicationError as error:
+        tool_job_fail(job_id=job_id, error=error.message)
+    except Exception as error:
+        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
+        raise
+
+
+@shared_task(name="workers.judging.position_check", ignore_result=True)
+def position_check(*, rubric_version_id: int, endpoint_id: int, pairs: int) -> None:
+    """The judge compares pairs of rollouts in both orders (position-swap consistency, see webapp.reviews)."""
+    import logging
+
+    from webapp.core.errors import ApplicationError
+    from webapp.endpoints.models import ModelEndpoint
+    from webapp.reviews import services
+    from webapp.rubrics.models import RubricVersion
+
+    version = RubricVersion.objects.select_related("rubric").get(pk=rubric_version_id)
+    endpoint = ModelEndpoint.objects.get(pk=endpoint_id)
+    try:
+        services.position_check_run(rubric_version=version, endpoint=endpoint, pairs=pairs)
+    except ApplicationError as error:
+        logging.getLogger(__name__).warning("Position-swap check of %s not run: %s", version, error.message)

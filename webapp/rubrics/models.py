@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from webapp.core.models import JobStatus
+
 
 class Rubric(models.Model):
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="rubrics")
@@ -43,3 +45,39 @@ class RubricVersion(models.Model):
     @property
     def criteria(self) -> list[dict]:
         return list(self.spec.get("criteria", []))
+
+
+class RubricToolJob(models.Model):
+    """A short job behind a rubric tool: a live preview, an AI draft or a dry run. Input and result live on the row
+    (the page polls it); nothing here writes scores, so trying a rubric never touches real judge results."""
+
+    class Kind(models.TextChoices):
+        PREVIEW = "preview", "Live preview"
+        DRAFT = "draft", "AI draft"
+        DRY_RUN = "dry_run", "Dry run"
+
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="rubric_tool_jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    rubric_version = models.ForeignKey(
+        RubricVersion, null=True, blank=True, on_delete=models.CASCADE, related_name="tool_jobs",
+        help_text="The saved version tried; empty for an unsaved spec or a draft.",
+    )
+    task = models.ForeignKey("tasks.Task", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey(
+        "endpoints.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    spec = models.JSONField(default=dict, blank=True, help_text="The spec tried (preview, dry run).")
+    params = models.JSONField(default=dict, blank=True, help_text="Input: items to score, options.")
+    result = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "kind", "-id"], name="rubric_tool_job_project")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"

@@ -1,0 +1,244 @@
+"""Pages of the rubric tools: live preview ("try it"), AI-drafted rubrics and the dry run. Each tool starts a job
+(webapp.rubrics.preview / drafting / dryrun) and its page polls the job row with htmx."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Project
+from webapp.core.permissions import Action, project_view
+from webapp.endpoints.models import ModelEndpoint
+from webapp.rubrics import drafting, dryrun, preview, selectors
+from webapp.rubrics.models import RubricToolJob, RubricVersion
+from webapp.tasks.forms import form_error
+from webapp.tasks.models import Task
+
+PREVIEW = "rubrics/preview.html"
+DRAFT = "rubrics/draft.html"
+DRY_RUN = "rubrics/dryrun.html"
+
+
+def _endpoints(project: Project):
+    return ModelEndpoint.objects.filter(project=project).order_by("name")
+
+
+def _tasks(project: Project):
+    return Task.objects.filter(project=project).order_by("name")
+
+
+class PreviewForm(forms.Form):
+    version = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    spec_json = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}),
+                                label="Spec (JSON)")
+    task = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    rollouts = forms.TypedMultipleChoiceField(coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
+                                              label="Rollouts")
+    completion = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}),
+                                 label="…or paste a completion")
+    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Prompt (optional)")
+    reference = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                label="Reference answer (optional)")
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False, label="Judge endpoint",
+                                      help_text="Used for LM-judge criteria.")
+
+    def __init__(self, *args, project: Project, candidates=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["endpoint"].queryset = _endpoints(project)
+        self.fields["rollouts"].choices = [(r.pk, f"#{r.pk}") for r in candidates]
+
+
+def _preview_context(request: HttpRequest, project: Project, *, version: RubricVersion | None, spec_json: str = "",
+                     task: Task | None = None, form: PreviewForm | None = None, job: RubricToolJob | None = None,
+                     error: ApplicationError | None = None) -> dict:
+    task = task or (version.rubric.task if version is not None else None)
+    candidates = list(preview.preview_candidates(project, task))
+    form = form or PreviewForm(project=project, candidates=candidates, initial={
+        "version": version.pk if version else None, "spec_json": spec_json, "task": task.pk if task else None,
+        "endpoint": _endpoints(project).first()})
+    spec = version.spec if version is not None else None
+    has_judge = any(c.get("kind") == "judge" for c in (spec or {}).get("criteria", [])) if spec else True
+    return {"version": version, "form": form, "candidates": candidates, "task": task, "job": job,
+            "preview": preview.preview_rows(job) if job else None, "error": error, "has_judge": has_judge,
+            "spec_json": spec_json, "max_rollouts": preview.PREVIEW_MAX_ROLLOUTS}
+
+
+@require_GET
+@project_view(Action.EDIT)
+def preview_version(request: HttpRequest, project: Project, version_id: int) -> HttpResponse:
+    """Try a saved version on a few rollouts of its task or on a pasted completion."""
+    version = selectors.rubric_version_get(project, version_id)
+    return render(request, PREVIEW, _preview_context(request, project, version=version))
+
+
+@require_http_methods(["GET", "POST"])
+@project_view(Action.EDIT)
+def preview_spec(request: HttpRequest, project: Project) -> HttpResponse:
+    """Try an unsaved spec: the editor posts its current `spec_json` (and `task`) here."""
+    data = request.POST if request.method == "POST" else request.GET
+    task_id = data.get("task", "")
+    task = Task.objects.filter(project=project, pk=task_id).first() if task_id.isdigit() else None
+    return render(request, PREVIEW, _preview_context(request, project, version=None, task=task,
+                                                     spec_json=data.get("spec_json", "")))
+
+
+@require_POST
+@project_view(Action.EDIT)
+def preview_run(request: HttpRequest, project: Project) -> HttpResponse:
+    version_id = request.POST.get("version", "")
+    version = selectors.rubric_version_get(project, int(version_id)) if version_id.isdigit() else None
+    task_id = request.POST.get("task", "")
+    task = Task.objects.filter(project=project, pk=task_id).first() if task_id.isdigit() else None
+    candidates = list(preview.preview_candidates(project, task or (version.rubric.task if version else None)))
+    form = PreviewForm(request.POST, project=project, candidates=candidates)
+    job, error = None, None
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            spec = version.spec if version is not None else preview.spec_from_json(data["spec_json"])
+            job = preview.rubric_preview_create(
+                project=project, spec=spec, version=version, task=task, rollout_ids=data["rollouts"],
+                completion=data["completion"], prompt=data["prompt"], reference=data["reference"],
+                endpoint=data["endpoint"], created_by=request.user)
+        except ApplicationError as exc:
+            error = exc
+            form_error(form, exc)
+    else:
+        error = ApplicationError("; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+    if job is not None and not request.htmx:
+        return redirect("rubrics:preview_job", project.pk, job.pk)
+    context = _preview_context(request, project, version=version, task=task, form=form, job=job, error=error,
+                               spec_json=request.POST.get("spec_json", ""))
+    status = 400 if error else 200
+    if request.htmx:
+        return render(request, f"{PREVIEW}#preview_result", context, status=status)
+    return render(request, PREVIEW, context, status=status)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def preview_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.PREVIEW)
+    context = {"job": job, "preview": preview.preview_rows(job), "version": job.rubric_version}
+    if request.htmx:
+        return render(request, f"{PREVIEW}#preview_result", context)
+    return render(request, "rubrics/preview_job.html", context)
+
+
+# --- AI drafts ----------------------------------------------------------------------------------------------------
+
+
+class DraftForm(forms.Form):
+    task = forms.ModelChoiceField(queryset=Task.objects.none())
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), label="Model that drafts",
+                                      help_text="The bundled model works; a stronger endpoint drafts better.")
+    examples = forms.IntegerField(min_value=0, max_value=drafting.DRAFT_MAX_EXAMPLES, initial=3,
+                                  label="Examples shown to the model")
+    max_tokens = forms.IntegerField(min_value=32, max_value=4096, initial=drafting.DRAFT_DEFAULT_MAX_TOKENS,
+                                    label="Max tokens of the draft")
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].queryset = _tasks(project)
+        self.fields["endpoint"].queryset = _endpoints(project)
+
+
+@require_http_methods(["GET", "POST"])
+@project_view(Action.EDIT)
+def draft_start(request: HttpRequest, project: Project) -> HttpResponse:
+    task_id = request.GET.get("task", "")
+    initial = {"task": task_id if task_id.isdigit() else None, "endpoint": _endpoints(project).first()}
+    form = DraftForm(request.POST or None, project=project, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = drafting.rubric_draft_create(project=project, created_by=request.user, **form.cleaned_data)
+        except ApplicationError as error:
+            form_error(form, error)
+        else:
+            return redirect("rubrics:draft_job", project.pk, job.pk)
+    return render(request, DRAFT, {"form": form}, status=400 if form.errors else 200)
+
+
+def _draft_context(job: RubricToolJob, *, name: str = "", spec_json: str | None = None,
+                   checklists: dict[int, str] | None = None, error: ApplicationError | None = None) -> dict:
+    proposed = job.result.get("checklists", {})
+    examples = [{**e, "checklist_text": (checklists or {}).get(e["pk"], "\n".join(proposed.get(e["id"], [])))}
+                for e in job.params.get("examples", [])]
+    task_name = job.task.name if job.task else "task"
+    return {"job": job, "examples": examples, "error": error,
+            "name": name or f"{task_name} (drafted #{job.pk})",
+            "spec_json": spec_json if spec_json is not None else drafting.draft_spec_text(job),
+            "criteria": job.result.get("spec", {}).get("criteria", [])}
+
+
+@require_GET
+@project_view(Action.VIEW)
+def draft_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
+    context = _draft_context(job)
+    if request.htmx:
+        return render(request, "rubrics/draft_job.html#draft_status", context)
+    return render(request, "rubrics/draft_job.html", context)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def draft_accept(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
+    checklists = {int(k.removeprefix("checklist_")): v for k, v in request.POST.items()
+                  if k.startswith("checklist_") and k.removeprefix("checklist_").isdigit()}
+    name, spec_json = request.POST.get("name", ""), request.POST.get("spec_json", "")
+    try:
+        rubric = drafting.rubric_draft_accept(job=job, name=name, spec_json=spec_json, checklists=checklists,
+                                              author=request.user)
+    except ApplicationError as error:
+        context = _draft_context(job, name=name, spec_json=spec_json, checklists=checklists, error=error)
+        return render(request, "rubrics/draft_job.html", context, status=error.status)
+    messages.success(request, f"Rubric “{rubric.name}” created from the draft (v1).")
+    return redirect("rubrics:detail", project.pk, rubric.pk)
+
+
+# --- dry run ------------------------------------------------------------------------------------------------------
+
+
+class DryRunForm(forms.Form):
+    task = forms.ModelChoiceField(queryset=Task.objects.none(), help_text="Whose rollouts would be judged.")
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False, label="Judge endpoint")
+    groups = forms.IntegerField(min_value=1, max_value=dryrun.DRY_RUN_MAX_GROUPS, initial=dryrun.DRY_RUN_DEFAULT_GROUPS,
+                                label="Groups to sample")
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"].queryset = _tasks(project)
+        self.fields["endpoint"].queryset = _endpoints(project)
+
+
+@require_http_methods(["GET", "POST"])
+@project_view(Action.EDIT)
+def dryrun_start(request: HttpRequest, project: Project, version_id: int) -> HttpResponse:
+    version = selectors.rubric_version_get(project, version_id)
+    initial = {"task": version.rubric.task_id, "endpoint": _endpoints(project).first()}
+    form = DryRunForm(request.POST or None, project=project, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            job = dryrun.rubric_dry_run_create(project=project, version=version, created_by=request.user,
+                                               **form.cleaned_data)
+        except ApplicationError as error:
+            form_error(form, error)
+        else:
+            return redirect("rubrics:dryrun_job", project.pk, job.pk)
+    return render(request, DRY_RUN, {"form": form, "version": version}, status=400 if form.errors else 200)
+
+
+@require_GET
+@project_view(Action.VIEW)
+def dryrun_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRY_RUN)
+    context = {"job": job, "version": job.rubric_version, "r": job.result}
+    if request.htmx:
+        return render(request, "rubrics/dryrun_job.html#dryrun_status", context)
+    return render(request, "rubrics/dryrun_job.html", context)
