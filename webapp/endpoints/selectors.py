@@ -4,7 +4,7 @@ from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
-from webapp.endpoints.models import ModelEndpoint
+from webapp.endpoints.models import EndpointCheck, ModelEndpoint
 
 
 def endpoint_list(project: Project) -> QuerySet[ModelEndpoint]:
@@ -13,3 +13,7 @@ def endpoint_list(project: Project) -> QuerySet[ModelEndpoint]:
 
 def endpoint_get(project: Project, endpoint_id: int) -> ModelEndpoint:
     return get_object_or_404(ModelEndpoint, project=project, pk=endpoint_id)
+
+
+def endpoint_check_get(endpoint: ModelEndpoint, check_id: int) -> EndpointCheck:
+    return get_object_or_404(EndpointCheck, endpoint=endpoint, pk=check_id)

@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from webapp.core.errors import ApplicationError
 from webapp.core.locking import row_version_update
-from webapp.core.models import Project
-from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.core.models import JobStatus, Project
+from webapp.endpoints.models import EndpointCheck, EndpointKind, ModelEndpoint
 
 # POSIX: names of environment variables are capital letters, digits and underscores, not starting with a digit.
 ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -138,8 +139,8 @@ def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
 def _api_key(endpoint: ModelEndpoint, notes: list[str]) -> str | None:
     key = endpoint_api_key(endpoint)
     if endpoint.api_key_env and not key:
-        notes.append(f"${endpoint.api_key_env} is not set where the web server runs; the call was made "
-                     "without a key (workers read it from their own environment).")
+        notes.append(f"${endpoint.api_key_env} is not set where this worker runs; the call was made "
+                     "without a key (set it in the environment of every worker).")
     return key or None
 
 
@@ -152,10 +153,10 @@ def _openai_message(reason: str, status: int | None, endpoint: ModelEndpoint, ti
         return f"Not found ({reason}). Check the base URL (it usually ends in /v1) and the model name."
     if "timed out" in reason:
         return f"No answer within {timeout_s:g} s. The server may be overloaded, or the address may be wrong."
-    if status is None and ("ConnectError" in reason or "connect" in reason.lower()):
+    if status is None and "connect" in reason.lower():
         return (f"Could not connect to {endpoint.base_url} ({reason}). Is the server running and reachable from "
                 "the web server?")
-    if "malformed JSON" in reason or "no choices" in reason or "RemoteProtocolError" in reason:
+    if "malformed JSON" in reason or "no choices" in reason or "ServerDisconnected" in reason or "Payload" in reason:
         return f"The server answered, but not with an OpenAI chat completion: {reason}"
     return reason
 
@@ -193,8 +194,8 @@ def _check_transformers(endpoint: ModelEndpoint) -> ConnectionCheck:
 
         from training.models import ModelError, load_causal_lm, resolve_model
     except ImportError as exc:
-        return ConnectionCheck(ok=False, message=f"Local transformers models need the train extra on the web "
-                                                 f"server (pip install -e '.[train]'): {exc}.")
+        return ConnectionCheck(ok=False, message=f"Local transformers models need the train extra on the "
+                                                 f"rollout workers (pip install -e '.[train]'): {exc}.")
     started = time.perf_counter()
     try:
         model, tokenizer = load_causal_lm(resolve_model(endpoint.model, models_dir=settings.MODELS_DIR))
@@ -225,6 +226,38 @@ def endpoint_connection_check(*, endpoint: ModelEndpoint, timeout_s: float = 10.
         return _check_transformers(endpoint)
     return ConnectionCheck(
         ok=False,
-        message="A local vLLM engine starts inside a rollout worker on a GPU node, so it cannot be tested from the "
-                "web server. Start a small generation job to try it, or serve the model with `vllm serve` and add "
+        message="A local vLLM engine starts inside a generation job on a GPU node, so a one-call test cannot "
+                "start it. Start a small generation job to try it, or serve the model with `vllm serve` and add "
                 "it as an OpenAI-compatible endpoint.")
+
+
+@transaction.atomic
+def endpoint_check_start(*, endpoint: ModelEndpoint, created_by=None, enqueue: bool = True) -> EndpointCheck:
+    """Queue one test call on a rollout worker (a local model takes 15–50 s to load: too long for a request)."""
+    check = EndpointCheck.objects.create(endpoint=endpoint, created_by=created_by)
+    if enqueue:
+        from workers.generation import endpoint_check
+
+        transaction.on_commit(lambda: endpoint_check.delay(check_id=check.pk))
+    return check
+
+
+def endpoint_check_run(*, check_id: int) -> None:
+    """Worker side: claim the pending check, make the call, store reply and latency (never the key)."""
+    if not EndpointCheck.objects.filter(pk=check_id, status=JobStatus.PENDING).update(status=JobStatus.RUNNING):
+        return
+    check = EndpointCheck.objects.select_related("endpoint").get(pk=check_id)
+    try:
+        outcome = endpoint_connection_check(endpoint=check.endpoint)
+    except Exception as exc:  # noqa: BLE001 - the page must show an answer, never spin forever
+        outcome = ConnectionCheck(ok=False, message=f"The check failed: {type(exc).__name__}: {exc}")
+    EndpointCheck.objects.filter(pk=check.pk).update(
+        status=JobStatus.SUCCEEDED if outcome.ok else JobStatus.FAILED, ok=outcome.ok, message=outcome.message,
+        reply=outcome.reply, latency_ms=outcome.latency_ms, load_s=outcome.load_s, notes=outcome.notes,
+        finished_at=timezone.now(),
+    )
+
+
+def endpoint_check_fail(*, check_id: int, error: str) -> None:
+    EndpointCheck.objects.filter(pk=check_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
+        status=JobStatus.FAILED, ok=False, message=error[:4000], finished_at=timezone.now())

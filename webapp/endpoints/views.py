@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.core.errors import ApplicationError, ConflictError
@@ -53,7 +54,9 @@ def _initial(endpoint: ModelEndpoint) -> dict:
 def endpoint_edit(request: HttpRequest, project: Project, endpoint_id: int) -> HttpResponse:
     endpoint = selectors.endpoint_get(project, endpoint_id)
     if request.method == "GET":
-        return _page(request, EndpointForm(initial=_initial(endpoint)), endpoint)
+        check_id = request.GET.get("check", "")
+        check = selectors.endpoint_check_get(endpoint, int(check_id)) if check_id.isdigit() else None
+        return _page(request, EndpointForm(initial=_initial(endpoint)), endpoint, check=check)
     form = EndpointForm(request.POST)
     if form.is_valid():
         data = {**form.cleaned_data, "row_version": form.cleaned_data["row_version"] or 0}
@@ -82,9 +85,18 @@ def endpoint_delete(request: HttpRequest, project: Project, endpoint_id: int) ->
 @require_POST
 @project_view(Action.EDIT)
 def endpoint_test(request: HttpRequest, project: Project, endpoint_id: int) -> HttpResponse:
-    """One real call with the saved settings: latency and reply, or a message that says what to fix."""
+    """Queue one real call with the saved settings on a worker; the result fragment polls until it is back."""
     endpoint = selectors.endpoint_get(project, endpoint_id)
-    check = services.endpoint_connection_check(endpoint=endpoint)
+    check = services.endpoint_check_start(endpoint=endpoint, created_by=request.user)
     if request.htmx:
         return render(request, f"{FORM}#connection_result", {"endpoint": endpoint, "check": check})
-    return _page(request, EndpointForm(initial=_initial(endpoint)), endpoint, check=check)
+    return redirect(f"{reverse('endpoints:edit', args=[project.pk, endpoint.pk])}?check={check.pk}")
+
+
+@require_GET
+@project_view(Action.EDIT)
+def endpoint_check(request: HttpRequest, project: Project, endpoint_id: int, check_id: int) -> HttpResponse:
+    """The test-connection result (latency and reply, or what to fix); htmx polls it while the call runs."""
+    endpoint = selectors.endpoint_get(project, endpoint_id)
+    check = selectors.endpoint_check_get(endpoint, check_id)
+    return render(request, f"{FORM}#connection_result", {"endpoint": endpoint, "check": check})

@@ -14,9 +14,9 @@ from django.urls import reverse
 
 from tests.factories import EndpointFactory, GenerationJobFactory, ProjectFactory
 from webapp.core.errors import ApplicationError, ConflictError
-from webapp.core.models import Role
+from webapp.core.models import JobStatus, Role
 from webapp.endpoints import services
-from webapp.endpoints.models import ModelEndpoint
+from webapp.endpoints.models import EndpointCheck, ModelEndpoint
 from webapp.rollouts.models import GenerationJob
 
 pytestmark = pytest.mark.django_db
@@ -186,7 +186,7 @@ def test_connection_refused_and_vllm_kind():
     assert not check.ok and check.message.startswith(f"Could not connect to {endpoint.base_url}")
     assert not check.notes
     vllm = EndpointFactory(kind="vllm", base_url="")
-    assert "rollout worker" in services.endpoint_connection_check(endpoint=vllm).message
+    assert "inside a generation job" in services.endpoint_connection_check(endpoint=vllm).message
 
 
 # --- views ------------------------------------------------------------------------------------------------------
@@ -216,17 +216,48 @@ def test_create_edit_and_stale_edit_pages(client, project):
     assert not ModelEndpoint.objects.filter(pk=endpoint.pk).exists()
 
 
-def test_test_connection_button_shows_latency_and_escaped_reply(client, project, openai_server):
+def test_test_connection_button_queues_a_check_and_polls_its_result(client, project, openai_server):
     endpoint = EndpointFactory(project=project, base_url=url(openai_server, "ok"))
     test_url = reverse("endpoints:test", args=[project.pk, endpoint.pk])
+    openai_server.requests.clear()
     html = client.post(test_url, **HTMX).content.decode()
-    assert html.lstrip().startswith('<div id="connection-result"') and " ms</strong>" in html
+    check = EndpointCheck.objects.get(endpoint=endpoint)
+    poll = reverse("endpoints:check", args=[project.pk, endpoint.pk, check.pk])
+    assert html.lstrip().startswith('<div id="connection-result"') and f'hx-get="{poll}"' in html
+    assert check.status == JobStatus.PENDING and not openai_server.requests  # the request made no call
+    services.endpoint_check_run(check_id=check.pk)  # what the rollout worker runs
+    services.endpoint_check_run(check_id=check.pk)  # a redelivered message makes no second call
+    assert len(openai_server.requests) == 1
+    html = client.get(poll, **HTMX).content.decode()
+    assert " ms</strong>" in html and "hx-get" not in html
     assert "pong &lt;script&gt;" in html and "<script>alert" not in html
     failing = EndpointFactory(project=project, base_url=url(openai_server, "unauthorized"))
-    response = client.post(reverse("endpoints:test", args=[project.pk, failing.pk]), **HTMX)
+    client.post(reverse("endpoints:test", args=[project.pk, failing.pk]), **HTMX)
+    failed = EndpointCheck.objects.get(endpoint=failing)
+    services.endpoint_check_run(check_id=failed.pk)
+    response = client.get(reverse("endpoints:check", args=[project.pk, failing.pk, failed.pk]), **HTMX)
     assert response.status_code == 200 and "refused the credentials" in response.content.decode()
-    # without JavaScript the button posts a form and gets the whole page back
-    assert "<html" in client.post(test_url).content.decode()
+    failed.refresh_from_db()
+    assert failed.status == JobStatus.FAILED and not failed.ok
+    # without JavaScript the button posts a form and lands on the endpoint page showing that check
+    response = client.post(test_url)
+    latest = EndpointCheck.objects.filter(endpoint=endpoint).latest("pk")
+    assert response["Location"] == reverse("endpoints:edit", args=[project.pk, endpoint.pk]) + f"?check={latest.pk}"
+    assert "Calling the model on a worker" in client.get(response["Location"]).content.decode()
+
+
+def test_keys_are_never_stored_or_shown(client, project, openai_server, monkeypatch):
+    monkeypatch.setenv("RUBRICON_TEST_KEY", "sk-secret-value-123")
+    endpoint = EndpointFactory(project=project, base_url=url(openai_server, "ok"), api_key_env="RUBRICON_TEST_KEY")
+    client.post(reverse("endpoints:test", args=[project.pk, endpoint.pk]), **HTMX)
+    check = EndpointCheck.objects.get()
+    services.endpoint_check_run(check_id=check.pk)
+    html = client.get(reverse("endpoints:check", args=[project.pk, endpoint.pk, check.pk])).content.decode()
+    page = client.get(reverse("endpoints:edit", args=[project.pk, endpoint.pk]) + f"?check={check.pk}")
+    assert openai_server.requests[-1]["auth"] == "Bearer sk-secret-value-123"
+    stored = json.dumps(list(EndpointCheck.objects.values()), default=str)
+    for text in (html, page.content.decode(), stored):
+        assert "sk-secret-value-123" not in text
 
 
 @pytest.mark.parametrize("role", [Role.VIEWER, Role.ANNOTATOR])
@@ -250,7 +281,10 @@ def test_other_projects_endpoints_are_404(client, project, openai_server):
     for name in ("endpoints:edit", "endpoints:delete", "endpoints:test"):
         assert client.post(reverse(name, args=[project.pk, theirs.pk])).status_code == 404
         assert client.post(reverse(name, args=[theirs.project_id, theirs.pk])).status_code == 404
-    assert not openai_server.requests
+    assert not openai_server.requests and not EndpointCheck.objects.exists()
+    mine = EndpointFactory(project=project)
+    their_check = services.endpoint_check_start(endpoint=theirs, enqueue=False)
+    assert client.get(reverse("endpoints:check", args=[project.pk, mine.pk, their_check.pk])).status_code == 404
 
 
 def test_endpoint_list_query_count_is_constant(client, project, django_assert_max_num_queries):
@@ -267,7 +301,19 @@ def test_endpoint_list_query_count_is_constant(client, project, django_assert_ma
 
 
 @pytest.mark.slow
-def test_bundled_transformers_model_answers(client, project, bundled_model_dir):
+@pytest.mark.django_db(transaction=True)
+def test_bundled_transformers_model_answers_through_a_real_worker(client, make_member, bundled_model_dir,
+                                                                   celery_worker_process):
+    user, project = make_member(Role.EDITOR)
+    client.force_login(user)
     endpoint = EndpointFactory(project=project, kind="transformers", model="bundled", base_url="")
     html = client.post(reverse("endpoints:test", args=[project.pk, endpoint.pk]), **HTMX).content.decode()
-    assert "Connected" in html and "model loaded in" in html, html
+    assert "Calling the model on a worker" in html and "15–50 s" in html
+    check = EndpointCheck.objects.get(endpoint=endpoint)
+    deadline = time.monotonic() + 240
+    while check.finished_at is None:
+        assert time.monotonic() < deadline, celery_worker_process.log()
+        time.sleep(0.5)
+        check.refresh_from_db()
+    html = client.get(reverse("endpoints:check", args=[project.pk, endpoint.pk, check.pk]), **HTMX).content.decode()
+    assert check.ok and "Connected" in html and "model loaded in" in html, html
