@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from training.grpo.config import PRESETS
 from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.exports.importers import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import Export, ExportFormat, ExportKind
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
-from webapp.reviews.models import HumanLabel, ReviewQueue
-from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.reviews.models import HumanLabel, ReviewMode, ReviewQueue, SamplingStrategy
+from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.rubrics.models import Rubric, RubricVersion
 from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
 from webapp.tasks.models import Example, Split, Task, TaskKind
@@ -258,19 +260,34 @@ class ExportCreateSerializer(serializers.Serializer):
     filters = serializers.DictField(
         required=False, default=dict,
         help_text="task, job, run, rubric_version, split, source, score_min, score_max, label_status, threshold, "
-        "margin, preference_source, limit",
+        "margin, preference_source, agreement (agree | disagree), agreement_tolerance, limit",
     )
 
 
 class RolloutImportSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="A rollouts export: JSONL, CSV or Parquet.")
-    format = serializers.ChoiceField(choices=[("jsonl", "jsonl"), ("csv", "csv"), ("parquet", "parquet")])
+    file = serializers.FileField(help_text="An export file: JSONL, CSV, Parquet or the Hugging Face zip; for kind "
+                                           "verifiers a vf-eval output (zip of the folder, or results.jsonl).")
+    format = serializers.ChoiceField(choices=[(f, f) for f in IMPORT_FORMATS], required=False, default="jsonl",
+                                     help_text="hf = the Hugging Face datasets zip an export writes. Ignored for "
+                                               "verifiers.")
+    kind = serializers.ChoiceField(choices=ExportKind.choices, required=False, default=ExportKind.ROLLOUTS,
+                                   help_text="The export kind the file holds (verifiers = vf-eval output).")
     task = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
                                     help_text="Put every row in this task; empty = the file's 'task' column.")
+    rubric_version = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True, default=None,
+        help_text="Store the file's rewards, judge scores and labels under this rubric version (needed for sft, "
+                  "preferences, reward_model and calibration files).")
+    metadata = serializers.FileField(required=False, allow_null=True, default=None,
+                                     help_text="verifiers: metadata.json, when file is results.jsonl.")
 
 
 class ImportResultSerializer(serializers.Serializer):
-    imported = serializers.IntegerField()
+    imported = serializers.IntegerField(help_text="Rollouts created.")
+    scores = serializers.IntegerField(help_text="Judge scores and rewards created.")
+    labels = serializers.IntegerField(help_text="Human labels created.")
+    pairwise_labels = serializers.IntegerField()
+    examples = serializers.IntegerField(help_text="Examples created for a verifiers output's prompts.")
 
 
 ROW_VERSION_HELP = "The row_version you read; a stale one answers 409 with the current values."
@@ -314,3 +331,75 @@ class JudgeJobCreateSerializer(serializers.Serializer):
     endpoint = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
                                         help_text="Judge endpoint; needed when the rubric has LM-judge criteria.")
     selection = serializers.DictField(required=False, default=dict, help_text="Rollout filters (as in the browser).")
+
+
+class GenerationParamsSerializer(serializers.Serializer):
+    temperature = serializers.FloatField(min_value=0, max_value=10, required=False)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=32768, required=False, help_text="Per turn.")
+    top_p = serializers.FloatField(min_value=0.01, max_value=1, required=False)
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, allow_null=True)
+
+
+class GenerationJobCreateSerializer(serializers.Serializer):
+    task = serializers.IntegerField(min_value=1)
+    endpoint = serializers.IntegerField(min_value=1, help_text="Model endpoint that generates the rollouts.")
+    split = serializers.ChoiceField(choices=[("", "all"), *Split.choices], required=False, default="",
+                                    help_text="Empty = every example.")
+    samples_per_example = serializers.IntegerField(min_value=1, max_value=256, default=4,
+                                                   help_text="The GRPO group size: completions per prompt.")
+    params = GenerationParamsSerializer(required=False, default=dict, help_text="Sampling parameters.")
+
+
+class TrainingRunCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    preset = serializers.ChoiceField(choices=[(k, k) for k in PRESETS], default="cpu-smoke")
+    task = serializers.IntegerField(min_value=1)
+    split = serializers.ChoiceField(choices=[("", "all"), *Split.choices], required=False, default=Split.TRAIN)
+    rubric_version = serializers.IntegerField(min_value=1, help_text="Its criteria are the reward functions.")
+    judge_endpoint = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                              help_text="Needed when the rubric has LM-judge criteria.")
+    base_model = serializers.CharField(max_length=300, required=False, default="bundled",
+                                       help_text="'bundled', a model path or hub id, or 'checkpoint:<id>'.")
+    options = serializers.DictField(required=False, default=dict,
+                                    help_text="GRPO config fields that override the preset (num_generations, "
+                                              "learning_rate, max_steps, lora, ...).")
+
+    # Set by the service from the task, rubric version and endpoint; never from the request.
+    RESERVED_OPTIONS = frozenset({"model", "examples", "system_prompt", "rubric", "python_allowlist",
+                                  "rubric_version_id", "judge", "preset"})
+
+    def validate_options(self, value: dict) -> dict:
+        reserved = sorted(self.RESERVED_OPTIONS & set(value))
+        if reserved:
+            raise serializers.ValidationError(
+                f"{reserved[0]!r} comes from the run's task, rubric version, endpoint or preset; set it there.")
+        return value
+    calibration_override = serializers.BooleanField(required=False, default=False,
+                                                    help_text="Train on a judge not calibrated against humans.")
+    calibration_note = serializers.CharField(required=False, allow_blank=True, default="",
+                                             help_text="Why, when calibration_override is set (kept with the run).")
+
+
+class ReviewSelectionSerializer(serializers.Serializer):
+    task = serializers.IntegerField(min_value=1, required=False)
+    job = serializers.IntegerField(min_value=1, required=False)
+    run = serializers.IntegerField(min_value=1, required=False)
+    model = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    source = serializers.ChoiceField(choices=RolloutSource.choices, required=False)
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text="Text in the completion.")
+
+
+class ReviewQueueCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    rubric_version = serializers.IntegerField(min_value=1)
+    strategy = serializers.ChoiceField(choices=SamplingStrategy.choices, default=SamplingStrategy.RANDOM)
+    mode = serializers.ChoiceField(choices=ReviewMode.choices, default=ReviewMode.CRITERIA)
+    size = serializers.IntegerField(min_value=1, max_value=5000, default=50, help_text="Items to sample.")
+    seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, default=0, help_text="Same seed, same sample.")
+    reviewers_per_item = serializers.IntegerField(min_value=1, max_value=10, default=1)
+    reservation_minutes = serializers.IntegerField(min_value=1, max_value=7 * 24 * 60, default=30)
+    blind = serializers.BooleanField(default=True, help_text="Hide judge scores until the label is submitted.")
+    assignees = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, default=list,
+                                      help_text="User ids (project members); empty = open pool of annotators.")
+    selection = ReviewSelectionSerializer(required=False, default=dict,
+                                          help_text="Which rollouts to sample from (the rollout browser's filters).")

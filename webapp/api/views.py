@@ -4,12 +4,14 @@ project, so an id from another project is a 404, never its data."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -24,17 +26,20 @@ from webapp.core.permissions import Action, ProjectRolePermission
 from webapp.endpoints import services as endpoint_services
 from webapp.endpoints.models import ModelEndpoint
 from webapp.endpoints.services import ENDPOINT_EDITABLE
-from webapp.exports import importers
 from webapp.exports import services as export_services
+from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
+from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews import services as review_services
 from webapp.reviews.models import HumanLabel, ReviewQueue
 from webapp.reviews.selectors import blind_rollout_ids
+from webapp.rollouts import services as generation_services
 from webapp.rollouts.models import GenerationJob, Rollout
 from webapp.rubrics import services as rubric_services
 from webapp.rubrics.models import Rubric, RubricVersion
+from webapp.runs import services as run_services
 from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
 from webapp.tasks import services as task_services
 from webapp.tasks.models import Example, Task
@@ -78,11 +83,47 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         return row_version, {f: data.get(f, getattr(obj, f)) for f in fields}
 
 
+def in_project(queryset: QuerySet, pk: int | None, field: str, noun: str):
+    """The row `pk` of a project-scoped queryset, or a 400 naming the field (None stays None)."""
+    if pk is None:
+        return None
+    found = queryset.filter(pk=pk).first()
+    if found is None:
+        raise ApplicationError(f"No such {noun} in this project.", field=field)
+    return found
+
+
+class Deletable(mixins.DestroyModelMixin):
+    """DELETE (EDIT role, as in the UI); each viewset's `perform_destroy` calls its app's `<entity>_delete`."""
+
+    @extend_schema(responses={204: None, 409: OpenApiResponse(description="The row is still in use.")})
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance) -> None:
+        raise NotImplementedError
+
+
+class Cancellable:
+    """POST .../{id}/cancel/: stop a pending or running job through its app's `<job>_cancel` service (in
+    `perform_cancel`); answers the job as it is now (already finished jobs are left as they are)."""
+
+    @extend_schema(request=None)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, *args, **kwargs):
+        job = self.get_object()
+        self.perform_cancel(job)
+        return Response(self.get_serializer(self.get_queryset().get(pk=job.pk)).data)
+
+    def perform_cancel(self, job) -> None:
+        raise NotImplementedError
+
+
 class Updatable(mixins.UpdateModelMixin):
     """PATCH (and PUT, same meaning) with the row_version that was read: a stale one answers 409 with the current
     values, never a silent overwrite."""
 
-    http_method_names = ["get", "post", "patch", "put", "head", "options"]
+    http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
 
     def update(self, request, *args, **kwargs):
         return self.partial_update(request, *args, **kwargs)
@@ -134,9 +175,14 @@ class ProjectViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 
 @documented(create=s.TaskCreateSerializer, update=s.TaskUpdateSerializer)
-class TaskViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+class TaskViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
+    """A task with rollouts or training runs cannot be deleted (409): that would take their scores and labels."""
+
     queryset = Task.objects.none()
     serializer_class = s.TaskSerializer
+
+    def perform_destroy(self, instance):
+        task_services.task_delete(task=instance)
 
     def scoped(self, project):
         return Task.objects.filter(project=project)
@@ -157,9 +203,12 @@ class TaskViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
     create=s.ExampleCreateSerializer,
     update=s.ExampleUpdateSerializer,
 )
-class ExampleViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+class ExampleViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
     queryset = Example.objects.none()
     serializer_class = s.ExampleSerializer
+
+    def perform_destroy(self, instance):
+        task_services.example_delete(example=instance)
 
     def scoped(self, project):
         return Example.objects.filter(task__project=project)
@@ -223,9 +272,14 @@ class RubricVersionViewSet(mixins.CreateModelMixin, ReadOnly):
 
 
 @documented(create=s.EndpointCreateSerializer, update=s.EndpointUpdateSerializer)
-class EndpointViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
+class EndpointViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
+    """Deleting an endpoint keeps the jobs and runs that used it (with their recorded model name)."""
+
     queryset = ModelEndpoint.objects.none()
     serializer_class = s.EndpointSerializer
+
+    def perform_destroy(self, instance):
+        endpoint_services.endpoint_delete(endpoint=instance)
 
     def scoped(self, project):
         return ModelEndpoint.objects.filter(project=project)
@@ -240,17 +294,60 @@ class EndpointViewSet(mixins.CreateModelMixin, Updatable, ReadOnly):
             endpoint=endpoint, row_version=row_version, **values)).data)
 
 
-@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)))
-class GenerationJobViewSet(ReadOnly):
+@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)),
+            create=s.GenerationJobCreateSerializer)
+class GenerationJobViewSet(Cancellable, mixins.CreateModelMixin, ReadOnly):
+    """Creating a job samples rollouts of the task's examples in the background (queue `rollout`); poll it for
+    progress. Cancel keeps the rollouts already written."""
+
     queryset = GenerationJob.objects.none()
     serializer_class = s.GenerationJobSerializer
+
+    def perform_cancel(self, job):
+        generation_services.generation_job_cancel(job=job)
 
     def scoped(self, project):
         return GenerationJob.objects.filter(project=project)
 
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        job = generation_services.generation_job_create(
+            project=request.project, task=in_project(Task.objects.filter(project=request.project), data["task"],
+                                                     "task", "task"),
+            endpoint=in_project(ModelEndpoint.objects.filter(project=request.project), data["endpoint"], "endpoint",
+                                "endpoint"),
+            split=data["split"], params={k: v for k, v in data["params"].items() if v is not None},
+            samples_per_example=data["samples_per_example"], created_by=request.user,
+        )
+        return self.created(job)
+
 
 def _scored_under(queryset, version_id, params):
     return queryset.filter(Exists(RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)))
+
+
+def _agreement(queryset, value, params):
+    if value not in AGREEMENTS:
+        raise ValidationError({"agreement": "Expected agree or disagree."})
+    if not params.get("rubric_version"):
+        raise ValidationError({"agreement": "Needs rubric_version: judge scores and labels are compared under it."})
+    version = Filter("rubric_version", "").parse(params["rubric_version"])
+    tolerance = None
+    if params.get("agreement_tolerance"):
+        tolerance = Filter("agreement_tolerance", "", float).parse(params["agreement_tolerance"])
+        if not 0 < tolerance <= 1:
+            raise ValidationError({"agreement_tolerance": "Must be above 0 and at most 1."})
+    return rollouts_by_agreement(queryset, rubric_version_id=version, agreement=value, tolerance=tolerance)
+
+
+def _tolerance_only(queryset, value, params):
+    return queryset  # read by the agreement filter
+
+
+AGREEMENT = Filter("agreement", _agreement, str, "agree or disagree: judge scores and human labels under "
+                   "rubric_version within agreement_tolerance on every criterion both scored, or apart on one.")
+AGREEMENT_TOLERANCE = Filter("agreement_tolerance", _tolerance_only, float,
+                             "Largest judge–human gap (0..1) that counts as agreeing (default 0.5).")
 
 
 @documented(
@@ -259,7 +356,7 @@ def _scored_under(queryset, version_id, params):
         Filter("example", "example_id"), Filter("split", "example__split", str, "Split of the rollout's example."),
         Filter("source", "source", str, "generation, training or import"), Filter("group_key", "group_key", str),
         Filter("rubric_version", _scored_under, int, "Rollouts scored under this rubric version."),
-        SCORE_MIN, SCORE_MAX,
+        SCORE_MIN, SCORE_MAX, AGREEMENT, AGREEMENT_TOLERANCE,
     )
 )
 class RolloutViewSet(ReadOnly):
@@ -272,15 +369,20 @@ class RolloutViewSet(ReadOnly):
     @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
     def import_file(self, request, *args, **kwargs):
-        """Import a rollouts export (all rows or none; an error names its line)."""
+        """Import an export file of any kind and format, or a verifiers eval output (kind=verifiers): all rows or
+        none; an error names its line."""
         data = self.parse(s.RolloutImportSerializer)
-        task = None
-        if data["task"] is not None:
-            task = Task.objects.filter(project=request.project, pk=data["task"]).first()
-            if task is None:
-                raise ApplicationError("No such task in this project.", field="task")
-        count = importers.rollouts_import(project=request.project, stream=data["file"], format=data["format"], task=task)
-        return Response({"imported": count}, status=status.HTTP_201_CREATED)
+        project = request.project
+        result = dataset_import(
+            project=project, stream=data["file"], kind=data["kind"], format=data["format"],
+            task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
+            rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+                                      data["rubric_version"], "rubric_version", "rubric version"),
+            user=request.user, metadata=data["metadata"],
+        )
+        return Response({"imported": result.rollouts, "scores": result.scores, "labels": result.labels,
+                         "pairwise_labels": result.pairwise_labels, "examples": result.examples},
+                        status=status.HTTP_201_CREATED)
 
 
 @documented(filters=(Filter("rubric_version", "rubric_version_id"), Filter("status", "status", str)),
@@ -342,13 +444,28 @@ class RolloutScoreViewSet(ReadOnly):
         return RolloutScore.objects.filter(rollout__project=project).exclude(rollout_id__in=hidden)
 
 
-@documented(filters=(Filter("rubric_version", "rubric_version_id"),))
-class ReviewQueueViewSet(ReadOnly):
+@documented(filters=(Filter("rubric_version", "rubric_version_id"),), create=s.ReviewQueueCreateSerializer)
+class ReviewQueueViewSet(mixins.CreateModelMixin, ReadOnly):
+    """Creating a queue samples `size` rollouts of the selection with the strategy and freezes them as its items."""
+
     queryset = ReviewQueue.objects.none()
     serializer_class = s.ReviewQueueSerializer
 
     def scoped(self, project):
         return ReviewQueue.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        project = request.project
+        version = in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+                             data.pop("rubric_version"), "rubric_version", "rubric version")
+        ids = data.pop("assignees")
+        assignees = list(get_user_model().objects.filter(pk__in=ids, memberships__project=project))
+        if len(assignees) != len(set(ids)):
+            raise ApplicationError("Every assignee must be a member of the project.", field="assignees")
+        queue = review_services.review_queue_create(project=project, rubric_version=version, assignees=assignees,
+                                                    created_by=request.user, **data)
+        return self.created(queue)
 
 
 @documented(
@@ -391,13 +508,36 @@ class HumanLabelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOn
         return self.partial_update(request, *args, **kwargs)
 
 
-@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)))
-class TrainingRunViewSet(ReadOnly):
+@documented(filters=(Filter("task", "task_id"), Filter("status", "status", str)),
+            create=s.TrainingRunCreateSerializer)
+class TrainingRunViewSet(Cancellable, mixins.CreateModelMixin, ReadOnly):
+    """Creating a run validates the config, the rubric and the calibration gate, then queues it on `train`. A 400
+    lists every problem in `errors` ({field, message}). Cancel stops it; metrics and checkpoints stay."""
+
     queryset = TrainingRun.objects.none()
     serializer_class = s.TrainingRunSerializer
 
+    def perform_cancel(self, job):
+        run_services.training_run_cancel(run=job)
+
     def scoped(self, project):
         return TrainingRun.objects.filter(project=project)
+
+    def create(self, request, *args, **kwargs):
+        data = self.parse()
+        project = request.project
+        run = run_services.training_run_create(
+            project=project, name=data["name"], preset=data["preset"], split=data["split"],
+            task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
+            rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+                                      data["rubric_version"], "rubric_version", "rubric version"),
+            judge_endpoint=in_project(ModelEndpoint.objects.filter(project=project), data["judge_endpoint"],
+                                      "judge_endpoint", "endpoint"),
+            base_model=data["base_model"], options=data["options"],
+            calibration_override=data["calibration_override"], calibration_note=data["calibration_note"],
+            created_by=request.user,
+        )
+        return self.created(run)
 
 
 @documented(filters=(Filter("run", "run_id"), Filter("step_min", "step__gte"), Filter("step_max", "step__lte")))
@@ -419,11 +559,18 @@ class CheckpointViewSet(ReadOnly):
 
 
 @documented(filters=(Filter("kind", "kind", str), Filter("status", "status", str)), create=s.ExportCreateSerializer)
-class ExportViewSet(mixins.CreateModelMixin, ReadOnly):
-    """Exports run as a background job; poll the export until `status` is succeeded, then follow download_url."""
+class ExportViewSet(Cancellable, mixins.CreateModelMixin, Deletable, ReadOnly):
+    """Exports run as a background job; poll the export until `status` is succeeded, then follow download_url.
+    Cancel stops a pending or running export (its partial file is removed); delete removes the export and file."""
 
     queryset = Export.objects.none()
     serializer_class = s.ExportSerializer
+
+    def perform_cancel(self, job):
+        export_services.export_cancel(export=job)
+
+    def perform_destroy(self, instance):
+        export_services.export_delete(export=instance)
 
     def scoped(self, project):
         return Export.objects.filter(project=project)

@@ -19,7 +19,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports.models import ExportKind
-from webapp.exports.selectors import rollout_selection
+from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
 from webapp.rubrics.models import RubricVersion
@@ -330,6 +330,7 @@ def _calibration(project: Project, filters: dict) -> Dataset:
     version = _version(project, filters, "calibration")
     titles = {c.get("key"): c.get("question") or c.get("title") or c.get("key") for c in version.criteria}
     labels = HumanLabel.objects.filter(rubric_version=version, rollout__in=rollout_selection(project, filters))
+    tolerance = filters.get("agreement_tolerance", AGREEMENT_TOLERANCE)
     fields = ("id", "rollout_id", "criterion_key", "rollout__example__prompt", "rollout__prompt_messages",
               "rollout__completion", "value", "choice", "comment", "annotator__username", "reward_hacking")
 
@@ -340,7 +341,7 @@ def _calibration(project: Project, filters: dict) -> Dataset:
                 judged = [s for s in scores.get(rid, []) if s["criterion_key"] == key] or [None]
                 for s in judged:
                     score = s["score"] if s else None
-                    agree = None if score is None or value is None else abs(score - value) < 0.5
+                    agree = None if score is None or value is None else abs(score - value) < tolerance
                     yield (lid, rid, key, titles.get(key, key), _prompt_text(prompt, pmsgs), completion, value, choice,
                            comment, who, bool(hacking), s and s["judge"], score, s and s["raw_choice"],
                            s and s["rationale"], agree)

@@ -4,7 +4,13 @@ from django import forms
 
 from webapp.exports.importers import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import ExportFormat, ExportKind
-from webapp.exports.selectors import FILTERS
+from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES
+from webapp.rollouts.models import RolloutSource
+from webapp.tasks.models import Split
+
+# Filters with a fixed set of values are menus on the page.
+FILTER_CHOICES = {"split": Split.values, "source": RolloutSource.values, "label_status": LABEL_STATUSES,
+                  "preference_source": PREFERENCE_SOURCES, "agreement": AGREEMENTS}
 
 
 class ExportForm(forms.Form):
@@ -14,6 +20,10 @@ class ExportForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for name, (kind, help_text) in FILTERS.items():
+            if name in FILTER_CHOICES:
+                self.fields[name] = forms.ChoiceField(
+                    required=False, help_text=help_text, choices=[("", "—"), *[(v, v) for v in FILTER_CHOICES[name]]])
+                continue
             field = forms.IntegerField if kind is int else forms.FloatField if kind is float else forms.CharField
             self.fields[name] = field(required=False, help_text=help_text)
 
@@ -22,6 +32,20 @@ class ExportForm(forms.Form):
 
 
 class ImportForm(forms.Form):
-    file = forms.FileField(help_text="A rollouts export (.jsonl, .csv or .parquet).")
-    format = forms.ChoiceField(choices=[(f, f) for f in IMPORT_FORMATS])
-    task = forms.IntegerField(required=False, help_text="Task id for every row; empty = the file's 'task' column.")
+    """Empty kind = rollouts (what the form imported before it knew other kinds)."""
+
+    kind = forms.ChoiceField(choices=ExportKind.choices, initial=ExportKind.ROLLOUTS, required=False,
+                             help_text="What the file holds: an export of this kind, or a vf-eval output for "
+                                       "'verifiers eval format'.")
+    file = forms.FileField(help_text="The export file (.jsonl, .csv, .parquet, or the Hugging Face .zip). For "
+                                     "verifiers: the zip of the output folder, or its results.jsonl.")
+    format = forms.ChoiceField(choices=[(f, f) for f in IMPORT_FORMATS],
+                               help_text="hf = the Hugging Face datasets zip. Ignored for verifiers.")
+    metadata = forms.FileField(required=False, help_text="verifiers only: metadata.json, when the file is "
+                                                          "results.jsonl rather than a zip.")
+    task = forms.IntegerField(required=False, min_value=1,
+                              help_text="Task id for every row; empty = the file's 'task' column.")
+    rubric_version = forms.IntegerField(required=False, min_value=1,
+                                        help_text="Store the file's rewards, scores and labels under this rubric "
+                                                  "version (needed for SFT, preference, reward-model and calibration "
+                                                  "files).")

@@ -1,14 +1,20 @@
-"""Import rollouts from the files a rollouts export writes (JSONL, CSV, Parquet): export → import gives the same
-rollouts back. The whole file goes in one transaction, and an error names its line (row, for Parquet).
+"""Import rollouts from the files a rollouts export writes (JSONL, CSV, Parquet, Hugging Face zip): export → import
+gives the same rollouts back. The whole file goes in one transaction, and an error names its line (row, for Parquet
+and Hugging Face datasets).
 
-Rows stream from the file into the database: COPY on PostgreSQL, batched inserts elsewhere."""
+Rows stream from the file into the database: COPY on PostgreSQL, batched inserts elsewhere. The other export kinds
+(SFT, preferences, reward-model, calibration, verifiers) come back in through `webapp.exports.import_kinds`, which
+reads files with the readers below."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import tempfile
+import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -20,7 +26,7 @@ from webapp.core.models import Project
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.tasks.models import Example, Task
 
-FORMATS = ("jsonl", "csv", "parquet")
+FORMATS = ("jsonl", "csv", "parquet", "hf")
 JSON_FIELDS = {"prompt_messages": list, "messages": list, "metadata": dict}
 INT_FIELDS = ("step", "sample_index", "prompt_tokens", "completion_tokens", "latency_ms")
 TEXT_FIELDS = {"model_name": 300, "group_key": 64, "completion": None, "finish_reason": 32, "error": None}
@@ -70,8 +76,89 @@ def _records_parquet(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
             yield n, record
 
 
+def import_max_bytes() -> int:
+    from webapp.tasks.services import import_max_bytes as task_import_max_bytes
+
+    return task_import_max_bytes()
+
+
+# A zip may not unpack to more than this many times the upload limit (a zip bomb stops before it is unpacked).
+UNZIPPED_FACTOR = 10
+
+
+def check_size(stream: IO[bytes]) -> None:
+    """Refuse a file above RUBRICON_MAX_IMPORT_MB before reading a row (Django has spooled it to disk already)."""
+    limit = import_max_bytes()
+    size = getattr(stream, "size", None)
+    if size is None and stream.seekable():
+        here = stream.tell()
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(here)
+    if size is not None and size > limit:
+        raise ApplicationError(
+            f"The file is {size / 1024 / 1024:.1f} MB; imports are limited to {limit // (1024 * 1024)} MB. "
+            "Split it into smaller files and import them one after another.", field="file", status=413)
+
+
+@contextmanager
+def unzipped(stream: IO[bytes]) -> Iterator[Path]:
+    """Unpack an uploaded zip into a temporary folder (removed afterwards), refusing what would unpack too big."""
+    try:
+        archive = zipfile.ZipFile(stream)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ApplicationError(f"Not a zip file ({error}).", field="file") from None
+    with archive, tempfile.TemporaryDirectory(prefix="rubricon-import-") as tmp:
+        limit = import_max_bytes() * UNZIPPED_FACTOR
+        if sum(info.file_size for info in archive.infolist()) > limit:
+            raise ApplicationError(f"The zip unpacks to more than {limit // (1024 * 1024)} MB.", field="file",
+                                   status=413)
+        try:
+            archive.extractall(tmp)  # zipfile drops absolute paths and '..' from member names
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            raise ApplicationError(f"The zip cannot be unpacked ({error}).", field="file") from None
+        yield Path(tmp)
+
+
+def _hf_folder(root: Path) -> Path:
+    """The folder `save_to_disk` wrote: the zip's `dataset/` (what our export writes) or any folder holding a
+    dataset_info.json next to a state.json."""
+    for state in sorted(root.rglob("state.json"), key=lambda p: len(p.parts)):
+        if (state.parent / "dataset_info.json").exists():
+            return state.parent
+    raise ApplicationError("The zip holds no Hugging Face dataset (no state.json + dataset_info.json, as "
+                           "datasets' save_to_disk writes them).", field="file")
+
+
+def _records_hf(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
+    import datasets
+
+    with unzipped(stream) as root:
+        try:
+            dataset = datasets.load_from_disk(str(_hf_folder(root)), keep_in_memory=False)
+        except Exception as error:  # datasets raises many types for a damaged folder
+            raise ApplicationError(f"Not a readable Hugging Face dataset ({error}).", field="file") from None
+        if isinstance(dataset, datasets.DatasetDict):
+            raise ApplicationError("The zip holds a DatasetDict; import one split at a time.", field="file")
+        n = 0
+        for batch in dataset.with_format("arrow").iter(batch_size=BATCH):
+            for record in batch.to_pylist():
+                n += 1
+                yield n, record
+        del dataset  # release the memory-mapped files before the folder goes
+
+
 # format -> (reader, what a position in the file is called in error messages)
-READERS = {"jsonl": (_records_jsonl, "line"), "csv": (_records_csv, "line"), "parquet": (_records_parquet, "row")}
+READERS = {"jsonl": (_records_jsonl, "line"), "csv": (_records_csv, "line"), "parquet": (_records_parquet, "row"),
+           "hf": (_records_hf, "row")}
+
+
+def records(stream: IO[bytes], format: str) -> tuple[Iterator[tuple[int, Any]], str]:
+    """(position, record) pairs of a file in one of FORMATS, and what a position is called ('line' or 'row')."""
+    if format not in READERS:
+        raise ApplicationError(f"Imports read {', '.join(FORMATS)}, not {format!r}.", field="format")
+    check_size(stream)
+    reader, unit = READERS[format]
+    return reader(stream), unit
 
 
 class _RowBuilder:
@@ -199,13 +286,11 @@ def _insert_rows(rows: Iterator[tuple]) -> int:
 
 def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: Task | None = None) -> int:
     """Import every rollout in the file, or none. Returns how many were imported."""
-    if format not in FORMATS:
-        raise ApplicationError(f"Imports read {', '.join(FORMATS)}, not {format!r}.", field="format")
     if task is not None and task.project_id != project.pk:
         raise ApplicationError("That task belongs to another project.", field="task")
-    reader, unit = READERS[format]
+    found, unit = records(stream, format)
     builder = _RowBuilder(project, task, unit)
-    rows = (builder.build(pos, record) for pos, record in reader(stream))
+    rows = (builder.build(pos, record) for pos, record in found)
     with transaction.atomic():
         count = _copy_rows(rows) if connection.vendor == "postgresql" else _insert_rows(rows)
     if count == 0:
@@ -214,6 +299,10 @@ def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: T
 
 
 def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None) -> int:
-    format = format or {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix, "")
+    format = format or format_for(path)
     with open(path, "rb") as stream:
         return rollouts_import(project=project, stream=stream, format=format, task=task)
+
+
+def format_for(path: Path) -> str:
+    return {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet", ".zip": "hf"}.get(path.suffix, "")

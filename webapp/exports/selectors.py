@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Avg, Exists, F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Abs
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports.models import Export
-from webapp.judging.models import RolloutScore
+from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.tasks.models import Split
@@ -27,10 +28,18 @@ FILTERS: dict[str, tuple[type, str]] = {
     "threshold": (float, "SFT: the best rollout of a group must score at least this"),
     "margin": (float, "Preferences: chosen − rejected reward must be at least this (default > 0)"),
     "preference_source": (str, "Preferences: 'reward' (best vs worst of a group) or 'labels' (human pairwise labels)"),
+    "agreement": (str, "agree or disagree: rollouts whose judge scores and human labels under the rubric version "
+                       "agree on every criterion both scored (gap < agreement_tolerance), or differ on at least one "
+                       "(gap ≥ it). Rollouts without a judged and labeled criterion are left out either way"),
+    "agreement_tolerance": (float, "Largest judge–human gap (0..1, on the 0..1 score scale) that still counts as "
+                                   "agreeing; default 0.5 (the same side of the scale)"),
     "limit": (int, "At most this many rollouts"),
 }
 LABEL_STATUSES = ("labeled", "unlabeled")
 PREFERENCE_SOURCES = ("reward", "labels")
+AGREEMENTS = ("agree", "disagree")
+# Judge and human agree when their 0..1 values are closer than this: for a yes/no criterion, the same answer.
+AGREEMENT_TOLERANCE = 0.5
 
 
 def export_list(project: Project) -> QuerySet[Export]:
@@ -62,13 +71,40 @@ def export_filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
         clean[name] = typed
     for name, allowed in (
         ("split", Split.values), ("source", RolloutSource.values), ("label_status", LABEL_STATUSES),
-        ("preference_source", PREFERENCE_SOURCES),
+        ("preference_source", PREFERENCE_SOURCES), ("agreement", AGREEMENTS),
     ):
         if name in clean and clean[name] not in allowed:
             raise ApplicationError(f"Filter {name!r} must be one of {', '.join(allowed)}.", field="filters")
-    if ("score_min" in clean or "score_max" in clean or "label_status" in clean) and "rubric_version" not in clean:
-        raise ApplicationError("Score and label filters need a rubric_version.", field="filters")
+    if "agreement_tolerance" in clean and not 0 < clean["agreement_tolerance"] <= 1:
+        raise ApplicationError("Filter 'agreement_tolerance' must be above 0 and at most 1.", field="filters")
+    if "agreement_tolerance" in clean and "agreement" not in clean:
+        raise ApplicationError("Filter 'agreement_tolerance' needs 'agreement' (agree or disagree).", field="filters")
+    needs_version = ("score_min", "score_max", "label_status", "agreement")
+    if any(name in clean for name in needs_version) and "rubric_version" not in clean:
+        raise ApplicationError("Score, label and agreement filters need a rubric_version.", field="filters")
     return clean
+
+
+def rollouts_by_agreement(
+    rollouts: QuerySet[Rollout], *, rubric_version_id: int, agreement: str, tolerance: float | None = None
+) -> QuerySet[Rollout]:
+    """Rollouts where judges and humans agree (every judged criterion with a human value within `tolerance`) or
+    disagree (at least one criterion `tolerance` or more apart). The human value of a criterion is the mean of its
+    labels, as on the agreement dashboard; every judge's score under the version is compared with it."""
+    tolerance = AGREEMENT_TOLERANCE if tolerance is None else tolerance
+    human = (
+        HumanLabel.objects.filter(rollout_id=OuterRef("rollout_id"), rubric_version_id=rubric_version_id,
+                                  criterion_key=OuterRef("criterion_key"), value__isnull=False)
+        .order_by().values("rollout_id").annotate(mean=Avg("value")).values("mean")[:1]
+    )
+    pairs = (
+        CriterionScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=rubric_version_id, score__isnull=False)
+        .annotate(human=Subquery(human)).filter(human__isnull=False).annotate(gap=Abs(F("score") - F("human")))
+    )
+    apart = Exists(pairs.filter(gap__gte=tolerance))
+    if agreement == "disagree":
+        return rollouts.filter(apart)
+    return rollouts.filter(Exists(pairs.filter(gap__lt=tolerance))).exclude(apart)
 
 
 def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rollout]:
@@ -89,4 +125,7 @@ def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rol
     if "label_status" in filters:
         labeled = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version))
         rollouts = rollouts.filter(labeled if filters["label_status"] == "labeled" else ~labeled)
+    if "agreement" in filters:
+        rollouts = rollouts_by_agreement(rollouts, rubric_version_id=version, agreement=filters["agreement"],
+                                         tolerance=filters.get("agreement_tolerance"))
     return rollouts

@@ -73,8 +73,33 @@ def download_name(export: Export) -> str:
     return f"{export.project.slug}-{Path(export.file.name).name}"
 
 
+class ExportCancelled(Exception):
+    """Raised inside a running export when its row was cancelled: the writer stops at the next progress check."""
+
+
+def export_cancel(*, export: Export) -> bool:
+    """Stop a pending or running export. A pending one never starts; a running one stops at its next progress
+    check (every few thousand rows) and its partial file is removed. False when it had already finished."""
+    return bool(
+        Export.objects.filter(pk=export.pk, status__in=(JobStatus.PENDING, JobStatus.RUNNING)).update(
+            status=JobStatus.CANCELLED, finished_at=timezone.now(), error=""
+        )
+    )
+
+
+@transaction.atomic
+def export_delete(*, export: Export) -> None:
+    """Delete an export and its file. A running export is cancelled first (it stops at its next progress check)."""
+    export_cancel(export=export)
+    name = export.file.name if export.file else ""
+    export.delete()
+    if name:
+        transaction.on_commit(lambda: (Path(settings.MEDIA_ROOT) / name).unlink(missing_ok=True))
+
+
 def export_run(*, export_id: int) -> Export | None:
-    """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed."""
+    """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed.
+    Cancel is a status the writer checks with every progress update."""
     claimed = Export.objects.filter(pk=export_id, status=JobStatus.PENDING).update(
         status=JobStatus.RUNNING, started_at=timezone.now(), error=""
     )
@@ -83,27 +108,35 @@ def export_run(*, export_id: int) -> Export | None:
         return None
     export = Export.objects.select_related("project").get(pk=export_id)
     name, path = export_path(export)
+    running = Export.objects.filter(pk=export.pk, status=JobStatus.RUNNING)
     try:
         dataset = dataset_build(project=export.project, kind=export.kind, filters=export.filters)
-        Export.objects.filter(pk=export.pk).update(total=dataset.total)
+        if not running.update(total=dataset.total):
+            raise ExportCancelled
 
         def progress(n: int) -> None:
-            Export.objects.filter(pk=export.pk).update(row_count=n)
+            if not running.update(row_count=n):
+                raise ExportCancelled
 
         write = writers.write_verifiers if export.kind == ExportKind.VERIFIERS else writers.WRITERS[export.format]
         rows = write(path, dataset, progress)
+    except ExportCancelled:
+        path.unlink(missing_ok=True)
+        logger.info("export %s was cancelled while running", export_id)
+        return Export.objects.get(pk=export.pk)
     except ApplicationError as error:
         _fail(export, path, error.message)
         return Export.objects.get(pk=export.pk)
     except Exception as error:  # a failed export is recorded on its row, readable, then re-raised for the log
         _fail(export, path, f"{type(error).__name__}: {error}")
         raise
-    Export.objects.filter(pk=export.pk).update(
-        status=JobStatus.SUCCEEDED, file=name, row_count=rows, finished_at=timezone.now()
-    )
+    if not running.update(status=JobStatus.SUCCEEDED, file=name, row_count=rows, finished_at=timezone.now()):
+        path.unlink(missing_ok=True)  # cancelled after the last progress check
     return Export.objects.get(pk=export.pk)
 
 
 def _fail(export: Export, path: Path, reason: str) -> None:
     path.unlink(missing_ok=True)
-    Export.objects.filter(pk=export.pk).update(status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now())
+    Export.objects.filter(pk=export.pk, status=JobStatus.RUNNING).update(
+        status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now()
+    )

@@ -9,4 +9,5 @@ urlpatterns = [
     path("new/", views.export_create, name="create"),
     path("import/", views.rollouts_import_view, name="import"),
     path("<int:export_id>/download/", views.export_download, name="download"),
+    path("<int:export_id>/cancel/", views.export_cancel, name="cancel"),
 ]

@@ -10,8 +10,9 @@ from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.exports import selectors, services
 from webapp.exports.forms import ExportForm, ImportForm
-from webapp.exports.importers import rollouts_import
+from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
+from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task
 
 
@@ -21,7 +22,7 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
     context = {
         "exports": exports,
         "form": form or ExportForm(initial={"kind": "rollouts", "format": "jsonl"}),
-        "import_form": import_form or ImportForm(initial={"format": "jsonl"}),
+        "import_form": import_form or ImportForm(initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
         "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING) for e in exports),
     }
@@ -64,18 +65,33 @@ def export_download(request: HttpRequest, project: Project, export_id: int) -> F
 
 @require_POST
 @project_view(Action.EDIT)
+def export_cancel(request: HttpRequest, project: Project, export_id: int) -> HttpResponse:
+    export = get_object_or_404(Export, project=project, pk=export_id)
+    if services.export_cancel(export=export):
+        messages.success(request, f"Export #{export.pk} cancelled.")
+    if request.htmx:
+        return _page(request, project)
+    return redirect("exports:list", project_id=project.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
 def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse:
     form = ImportForm(request.POST, request.FILES)
     if not form.is_valid():
         return _page(request, project, import_form=form, status=400)
-    task = None
-    if form.cleaned_data.get("task"):
-        task = get_object_or_404(Task, project=project, pk=form.cleaned_data["task"])
+    data = form.cleaned_data
+    task = get_object_or_404(Task, project=project, pk=data["task"]) if data.get("task") else None
+    version = None
+    if data.get("rubric_version"):
+        version = get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project,
+                                    pk=data["rubric_version"])
     try:
-        count = rollouts_import(project=project, stream=form.cleaned_data["file"], format=form.cleaned_data["format"],
-                                task=task)
+        result = dataset_import(project=project, stream=data["file"], kind=data["kind"] or "rollouts",
+                                format=data["format"], task=task, rubric_version=version, user=request.user,
+                                metadata=data.get("metadata"))
     except ApplicationError as error:
         form.add_error(None, f"Nothing was imported: {error.message}")
         return _page(request, project, import_form=form, status=400)
-    messages.success(request, f"Imported {count} rollouts.")
+    messages.success(request, f"Imported {result.summary()}.")
     return redirect("exports:list", project_id=project.pk)

@@ -50,6 +50,13 @@ def create_payloads(objs, tag: str) -> dict[str, dict]:
         "judge-jobs": {"rubric_version": objs["version"].pk, "endpoint": objs["endpoint"].pk},
         "labels": {"rollout": objs["rollout"].pk, "rubric_version": objs["version"].pk, "criterion_key": "polite",
                    "value": 0.5},
+        "generation-jobs": {"task": objs["task"].pk, "endpoint": objs["endpoint"].pk, "samples_per_example": 2,
+                            "params": {"temperature": 0.7, "max_tokens": 16, "seed": 1}},
+        "review-queues": {"name": f"new-queue-{tag}", "rubric_version": objs["version"].pk, "size": 5,
+                          "selection": {"task": objs["task"].pk}},
+        "training-runs": {"task": objs["task"].pk, "rubric_version": objs["version"].pk, "preset": "cpu-smoke",
+                          "judge_endpoint": objs["endpoint"].pk, "options": {"max_steps": 1},
+                          "calibration_override": True, "calibration_note": "smoke test"},
     }
 
 
@@ -107,8 +114,7 @@ def test_writes_by_role(world, role):
             assert response.status_code == 200, (resource, response.status_code, response.content[:300])
         else:
             assert response.status_code in (403, 404), (resource, response.status_code)
-    for resource in ("generation-jobs", "rollouts", "criterion-scores", "rollout-scores",
-                     "review-queues", "training-runs", "training-metrics", "checkpoints"):
+    for resource in ("rollouts", "criterion-scores", "rollout-scores", "training-metrics", "checkpoints"):
         response = client.post(f"{base(mine)}/{resource}/", {}, format="json")
         assert response.status_code in (403, 404, 405), (resource, response.status_code)
     # Versions are immutable.
