@@ -103,7 +103,8 @@ def test_draft_a_rubric_with_the_bundled_model_and_accept_it(
     assert not Rubric.objects.filter(name="Drafted arithmetic").exists()
     page.fill("#id_spec_json", spec_text)
     page.click("button:has-text('Accept and create rubric')")
-    page.wait_for_selector("h1:has-text('Drafted arithmetic')")
+    page.wait_for_url(re.compile(r"/rubrics/\d+/edit/$"))  # accepted: v1 saved, opened in the editor to refine
+    assert page.input_value("input[name=name]") == "Drafted arithmetic"
     rubric = Rubric.objects.get(name="Drafted arithmetic")
     assert rubric.task == task and rubric.versions.get().note.startswith("Drafted by")
     first.refresh_from_db()

@@ -5,6 +5,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -256,6 +257,16 @@ def endpoint_check_run(*, check_id: int) -> None:
         reply=outcome.reply, latency_ms=outcome.latency_ms, load_s=outcome.load_s, notes=outcome.notes,
         finished_at=timezone.now(),
     )
+
+
+def endpoint_check_expire_if_stale(check: EndpointCheck) -> EndpointCheck:
+    """A check whose worker was killed stays pending/running; past the timeout it fails so the page stops polling."""
+    timeout = timedelta(seconds=settings.RUBRICON_TOOL_JOB_TIMEOUT_S)
+    if check.status in (JobStatus.PENDING, JobStatus.RUNNING) and check.created_at < timezone.now() - timeout:
+        endpoint_check_fail(check_id=check.pk, error=f"No answer after {timeout.total_seconds() / 60:g} minutes: no "
+                                                     "worker serves the rollout queue, or the one running the check stopped.")
+        check.refresh_from_db()
+    return check
 
 
 def endpoint_check_fail(*, check_id: int, error: str) -> None:

@@ -56,6 +56,7 @@ def endpoint_edit(request: HttpRequest, project: Project, endpoint_id: int) -> H
     if request.method == "GET":
         check_id = request.GET.get("check", "")
         check = selectors.endpoint_check_get(endpoint, int(check_id)) if check_id.isdigit() else None
+        check = services.endpoint_check_expire_if_stale(check) if check else None
         return _page(request, EndpointForm(initial=_initial(endpoint)), endpoint, check=check)
     form = EndpointForm(request.POST)
     if form.is_valid():
@@ -98,5 +99,5 @@ def endpoint_test(request: HttpRequest, project: Project, endpoint_id: int) -> H
 def endpoint_check(request: HttpRequest, project: Project, endpoint_id: int, check_id: int) -> HttpResponse:
     """The test-connection result (latency and reply, or what to fix); htmx polls it while the call runs."""
     endpoint = selectors.endpoint_get(project, endpoint_id)
-    check = selectors.endpoint_check_get(endpoint, check_id)
+    check = services.endpoint_check_expire_if_stale(selectors.endpoint_check_get(endpoint, check_id))
     return render(request, f"{FORM}#connection_result", {"endpoint": endpoint, "check": check})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -174,10 +175,21 @@ def rubric_preview_run(*, job_id: int) -> None:
 
 
 def tool_job_get(project: Project, job_id: int, kind: str) -> RubricToolJob:
-    return get_object_or_404(
+    job = get_object_or_404(
         RubricToolJob.objects.select_related("rubric_version__rubric", "task", "endpoint"),
         project=project, kind=kind, pk=job_id,
     )
+    return tool_job_expire_if_stale(job)
+
+
+def tool_job_expire_if_stale(job: RubricToolJob) -> RubricToolJob:
+    """A job whose worker was killed stays pending/running; past the timeout it is failed so the page stops polling."""
+    timeout = timedelta(seconds=settings.RUBRICON_TOOL_JOB_TIMEOUT_S)
+    if job.status in (JobStatus.PENDING, JobStatus.RUNNING) and job.created_at < timezone.now() - timeout:
+        tool_job_fail(job_id=job.pk, error=f"No result after {timeout.total_seconds() / 60:g} minutes: the worker "
+                                           "running this job stopped or no worker serves its queue. Try again.")
+        job.refresh_from_db()
+    return job
 
 
 def preview_rows(job: RubricToolJob) -> dict[str, Any]:

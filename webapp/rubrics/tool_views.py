@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -14,6 +16,7 @@ from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view
 from webapp.endpoints.models import ModelEndpoint
 from webapp.rubrics import drafting, dryrun, preview, selectors
+from webapp.rubrics.forms import parse_editor
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.tasks.forms import form_error
 from webapp.tasks.models import Task
@@ -78,12 +81,14 @@ def preview_version(request: HttpRequest, project: Project, version_id: int) -> 
 @require_http_methods(["GET", "POST"])
 @project_view(Action.EDIT)
 def preview_spec(request: HttpRequest, project: Project) -> HttpResponse:
-    """Try an unsaved spec: the editor posts its current `spec_json` (and `task`) here."""
+    """Try an unsaved spec: `spec_json` (and `task`), or the editor's own fields ("Try this spec")."""
     data = request.POST if request.method == "POST" else request.GET
     task_id = data.get("task", "")
     task = Task.objects.filter(project=project, pk=task_id).first() if task_id.isdigit() else None
-    return render(request, PREVIEW, _preview_context(request, project, version=None, task=task,
-                                                     spec_json=data.get("spec_json", "")))
+    spec_json = data.get("spec_json", "")
+    if not spec_json and any(key.startswith("criteria.") for key in data):
+        spec_json = json.dumps(parse_editor(data).spec, indent=2)
+    return render(request, PREVIEW, _preview_context(request, project, version=None, task=task, spec_json=spec_json))
 
 
 @require_POST
@@ -198,8 +203,8 @@ def draft_accept(request: HttpRequest, project: Project, job_id: int) -> HttpRes
     except ApplicationError as error:
         context = _draft_context(job, name=name, spec_json=spec_json, checklists=checklists, error=error)
         return render(request, "rubrics/draft_job.html", context, status=error.status)
-    messages.success(request, f"Rubric “{rubric.name}” created from the draft (v1).")
-    return redirect("rubrics:detail", project.pk, rubric.pk)
+    messages.success(request, f"Rubric “{rubric.name}” created from the draft (v1). Refine it here; saving makes v2.")
+    return redirect("rubrics:edit", project.pk, rubric.pk)
 
 
 # --- dry run ------------------------------------------------------------------------------------------------------

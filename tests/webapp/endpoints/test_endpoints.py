@@ -317,3 +317,15 @@ def test_bundled_transformers_model_answers_through_a_real_worker(client, make_m
         check.refresh_from_db()
     html = client.get(reverse("endpoints:check", args=[project.pk, endpoint.pk, check.pk]), **HTMX).content.decode()
     assert check.ok and "Connected" in html and "model loaded in" in html, html
+
+
+def test_a_check_whose_worker_died_fails_after_the_timeout(client, project, openai_server, settings):
+    endpoint = EndpointFactory(project=project, base_url=url(openai_server, "ok"))
+    client.post(reverse("endpoints:test", args=[project.pk, endpoint.pk]), **HTMX)
+    check = EndpointCheck.objects.get(endpoint=endpoint)  # queued; no worker ever runs it
+    poll = reverse("endpoints:check", args=[project.pk, endpoint.pk, check.pk])
+    assert "hx-get" in client.get(poll, **HTMX).content.decode()
+    settings.RUBRICON_TOOL_JOB_TIMEOUT_S = 0
+    html = client.get(poll, **HTMX).content.decode()
+    check.refresh_from_db()
+    assert check.status == JobStatus.FAILED and "hx-get" not in html and "No answer after" in html

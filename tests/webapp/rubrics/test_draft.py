@@ -160,7 +160,7 @@ def test_draft_pages(client, make_member, task):
     done = client.post(reverse("rubrics:draft_accept", args=[project.pk, job.pk]),
                        {"name": "Drafted", "spec_json": spec_json, f"checklist_{ex_b.pk}": "edited"})
     rubric = Rubric.objects.get(name="Drafted")
-    assert done["Location"] == reverse("rubrics:detail", args=[project.pk, rubric.pk])
+    assert done["Location"] == reverse("rubrics:edit", args=[project.pk, rubric.pk])
     assert Example.objects.get(pk=ex_b.pk).checklist == ["edited"]
     viewer, _ = make_member(Role.VIEWER, project)
     client.force_login(viewer)

@@ -221,3 +221,28 @@ def test_preview_page_query_count_does_not_grow_with_rollouts(editor_client, set
     with django_assert_max_num_queries(len(few)):
         page = editor_client.get(url).content.decode()
     assert page.count('name="rollouts"') == 12
+
+
+def test_try_this_spec_posts_the_editors_own_fields(editor_client, setup):
+    """The editor's "Try this spec" button posts its form (field paths, no spec_json) to the preview."""
+    project, task, *_ = setup
+    fields = {"name": "draft", "task": task.pk, "criteria.0.kind": "format", "criteria.0.key": "tagged",
+              "criteria.0.title": "Uses answer tags", "criteria.0.weight": "1", "criteria.0.check": "answer_tag"}
+    page = editor_client.post(reverse("rubrics:preview_spec", args=[project.pk]), fields).content.decode()
+    assert "unsaved rubric" in page and "&quot;tagged&quot;" in page and "&quot;answer_tag&quot;" in page
+
+
+def test_a_job_whose_worker_died_fails_after_the_timeout_instead_of_polling_forever(editor_client, setup, settings):
+    project, task, rubric, right, _ = setup
+    version = RubricVersionFactory(rubric=rubric, spec=WITH_JUDGE)
+    endpoint = EndpointFactory(project=project)
+    job = preview.rubric_preview_create(project=project, spec=version.spec, version=version, rollout_ids=[right.pk],
+                                        endpoint=endpoint, enqueue=False)
+    preview.tool_job_claim(job_id=job.pk, kind=RubricToolJob.Kind.PREVIEW)  # a worker took it, then was killed
+    page = reverse("rubrics:preview_job", args=[project.pk, job.pk])
+    assert "hx-trigger" in editor_client.get(page, **HTMX).content.decode()  # still polling
+    settings.RUBRICON_TOOL_JOB_TIMEOUT_S = 0
+    html = editor_client.get(page, **HTMX).content.decode()
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and "worker" in job.error
+    assert "hx-trigger" not in html and "No result after" in html
