@@ -190,6 +190,9 @@ RUBRICON_GENERATION_CHUNK_SIZE = env.int("RUBRICON_GENERATION_CHUNK_SIZE", 16)
 # vLLM on CPU needs eager mode (no CUDA graphs); GPU nodes set this to false for speed.
 RUBRICON_VLLM_ENFORCE_EAGER = env.bool("RUBRICON_VLLM_ENFORCE_EAGER", True)
 RUBRICON_TRANSFORMERS_BATCH_SIZE = env.int("RUBRICON_TRANSFORMERS_BATCH_SIZE", 8)
+# A rubric tool job (preview, draft, dry run) or endpoint check still unfinished after this long is shown as failed:
+# its worker died, and the page must not poll forever.
+RUBRICON_TOOL_JOB_TIMEOUT_S = env.int("RUBRICON_TOOL_JOB_TIMEOUT_S", 1800)
 
 # --- Training runs ---
 RUBRICON_TRAIN_OMP_THREADS = env.int("RUBRICON_TRAIN_OMP_THREADS", 0)  # 0 = inherit the worker's environment
