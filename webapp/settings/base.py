@@ -146,7 +146,7 @@ SPECTACULAR_SETTINGS = {
         "EndpointKindEnum": "webapp.endpoints.models.EndpointKind",
         "ExportKindEnum": "webapp.exports.models.ExportKind",
         "ExportFormatEnum": "webapp.exports.models.ExportFormat",
-        "ImportFormatEnum": ["jsonl", "csv", "parquet"],
+        "ImportFormatEnum": ["jsonl", "csv", "parquet", "hf"],
     },
 }
 
