@@ -7,7 +7,9 @@ cancel into a STOP file (SIGTERM, then SIGKILL, if the process does not stop), a
 matches (a redelivered message after a restart) ends quietly, so there is only ever one.
 
 A worker that starts re-attaches to the runs of its host whose process still lives, and fails the others
-("worker lost"): a run is never left "running" with nobody watching.
+("worker lost"): a run is never left "running" with nobody watching. Several training nodes: `launch_run` goes to
+the shared `train` queue, every monitor message to `train.<hostname>` of the node that started the process (see
+`host_queue`), which each train worker consumes besides `train`.
 """
 
 from __future__ import annotations
@@ -37,6 +39,18 @@ _CHILDREN: dict[int, subprocess.Popen] = {}
 
 def _poll_seconds() -> float:
     return settings.RUBRICON_TRAIN_POLL_S
+
+
+def host_queue(hostname: str) -> str:
+    """The queue only the `train` workers of `hostname` consume. A run's process, sink files and checkpoints live on
+    the node that launched it, so its monitor must run there: launch_run (which any train worker may take) sends
+    every monitor message of the run to this queue, and each train worker adds its own host's queue on start."""
+    return f"train.{hostname}"
+
+
+def _monitor_later(run_id: int, token: str, hostname: str) -> None:
+    monitor_run.apply_async(kwargs={"run_id": run_id, "token": token}, queue=host_queue(hostname),
+                            countdown=_poll_seconds())
 
 
 def _start_process(run) -> subprocess.Popen:
@@ -141,7 +155,7 @@ def launch_run(*, run_id: int) -> None:
         raise
     _CHILDREN[run.pk] = process
     services.training_run_process_started(run_id=run.pk, pid=process.pid, hostname=socket.gethostname())
-    monitor_run.apply_async(kwargs={"run_id": run.pk, "token": run.monitor_token}, countdown=_poll_seconds())
+    _monitor_later(run.pk, run.monitor_token, socket.gethostname())
 
 
 @shared_task(name="workers.training.monitor_run", ignore_result=True)
@@ -154,8 +168,8 @@ def monitor_run(*, run_id: int, token: str) -> None:
     if run is None or run.monitor_token != token or run.status != JobStatus.RUNNING:
         return
     if run.hostname and run.hostname != socket.gethostname():
-        # The process and its files live on another node; its own workers watch it.
-        monitor_run.apply_async(kwargs={"run_id": run_id, "token": token}, countdown=_poll_seconds())
+        # The process and its files live on another node (a message from before per-host queues): hand it over.
+        _monitor_later(run_id, token, run.hostname)
         return
     try:
         if services.training_run_ingest(run_id=run_id, token=token) is None:
@@ -169,7 +183,7 @@ def monitor_run(*, run_id: int, token: str) -> None:
     except Exception as error:
         # Ingest failing is a bug or an outage; the process keeps going, so keep watching rather than orphan it.
         logger.exception("monitoring run %s failed: %r", run_id, error)
-    monitor_run.apply_async(kwargs={"run_id": run_id, "token": token}, countdown=_poll_seconds())
+    _monitor_later(run_id, token, socket.gethostname())
 
 
 def reattach_runs(hostname: str) -> None:
@@ -186,7 +200,7 @@ def reattach_runs(hostname: str) -> None:
     for run in TrainingRun.objects.filter(status=JobStatus.RUNNING, hostname=hostname):
         if run.pid and _pid_is_run(run.pid, run.pk):
             token = services.training_run_reattach(run_id=run.pk)
-            monitor_run.apply_async(kwargs={"run_id": run.pk, "token": token}, countdown=_poll_seconds())
+            _monitor_later(run.pk, token, hostname)
         elif run.pk not in _CHILDREN:
             services.training_run_finish(
                 run_id=run.pk, exit_reason="ended while no worker was watching it (worker lost)"
@@ -195,6 +209,35 @@ def reattach_runs(hostname: str) -> None:
 
 @worker_ready.connect
 def _reattach_on_start(sender, **kwargs) -> None:
-    if "train" not in sender.app.amqp.queues.consume_from:
+    consumed = sender.app.amqp.queues.consume_from
+    if "default" in consumed:
+        resume_evaluations()
+    if "train" not in consumed:
         return
+    queue = host_queue(socket.gethostname())
+    sender.add_task_queue(queue, exchange=queue, exchange_type="direct", routing_key=queue)
     reattach_runs(socket.gethostname())
+
+
+@shared_task(name="workers.training.advance_evaluation", ignore_result=True)
+def advance_evaluation(*, evaluation_id: int) -> None:
+    """Bookkeeping of a checkpoint evaluation (queue `default`): re-enqueues itself until the evaluation is done."""
+    from webapp.runs import services
+
+    try:
+        more = services.checkpoint_evaluation_advance(evaluation_id=evaluation_id)
+    except Exception as error:
+        logger.exception("advancing evaluation %s failed: %r", evaluation_id, error)
+        more = True
+    if more:
+        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id}, queue="default",
+                                       countdown=max(_poll_seconds(), 1.0))
+
+
+def resume_evaluations() -> None:
+    """Evaluations still running when a worker starts: their bookkeeping chain may have died with a worker."""
+    from webapp.core.models import JobStatus
+    from webapp.runs.models import CheckpointEvaluation
+
+    for evaluation_id in CheckpointEvaluation.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True):
+        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id}, queue="default")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import EndpointFactory, ExampleFactory, RubricVersionFactory, TaskFactory, UserFactory
+from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session fixture)
 from tests.webapp.runs.test_calibration import JUDGED
+from tests.webapp.runs.test_evaluation import perturbed_copy
 from training.grpo.sinks import JsonlSink, Sample
 from webapp.core.models import Membership, Role
 from webapp.runs import services
@@ -81,3 +83,44 @@ def test_the_run_page_follows_a_running_run_by_polling(page, live_server, login,
     page.locator("#run-status", has_text="succeeded").wait_for(timeout=10_000)
     assert "step 2" in page.locator("#live").inner_text()
     assert page.get_by_role("button", name="Cancel run").count() == 0
+
+
+@pytest.mark.slow
+def test_evaluate_a_checkpoint_and_resume_a_cancelled_run_from_its_page(
+    page, live_server, login, editor_project, settings, tmp_path, tiny_model_dir, celery_worker_process  # noqa: F811
+):
+    """"Evaluate checkpoint" → a real worker generates with the base model and the checkpoint and judges both; the
+    page polls until the comparison shows. "Resume run" opens the new run, which says why it could not continue."""
+    settings.VAR_DIR = tmp_path
+    task = editor_project
+    ExampleFactory.create_batch(2, task=task, split="eval")
+    run = services.training_run_create(project=task.project, name="halted", task=task, preset="cpu-smoke",
+                                       rubric_version=RubricVersionFactory(rubric__project=task.project),
+                                       base_model=str(tiny_model_dir), options={"max_completion_length": 8},
+                                       enqueue=False)
+    run = services.training_run_claim(run_id=run.pk)
+    sink = JsonlSink(services.run_dir(run.pk))
+    # Weights only: evaluable, but without trainer_state.json a resume from it must fail and say so.
+    checkpoint = perturbed_copy(tiny_model_dir, services.run_dir(run.pk) / "output" / "checkpoint-1", seed=1)
+    sink.checkpoint(1, str(checkpoint))
+    sink.finished("stopped", {"steps": 1})
+    services.training_run_cancel(run=run)
+    services.training_run_finish(run_id=run.pk, exit_reason="exited with code 0")
+    EndpointFactory(project=task.project, name="local", kind="transformers", base_url="", model="bundled")
+
+    login("trainer", "pw")
+    page.goto(f"{live_server.url}/p/{task.project_id}/training/{run.pk}/")
+    page.get_by_label("Engine").select_option(label="local")
+    page.get_by_role("button", name="Evaluate checkpoint").click()
+    page.locator("#evaluations .status", has_text="succeeded").wait_for(timeout=120_000)
+    table = page.locator("#evaluations table.comparison")
+    assert "Step 1 checkpoint vs base model" in page.locator("#evaluations h3").inner_text()
+    assert table.locator("tr[data-criterion='correct'] td.base").inner_text() != "—"
+    assert table.locator("tr[data-criterion='total'] td.checkpoint").inner_text() != "—"
+    assert "2 / 2" in table.locator("tr[data-criterion='total']").inner_text()  # 2 eval examples, 1 sample each
+
+    page.get_by_role("button", name="Resume run").click()
+    page.locator("dt", has_text="Continues").wait_for()
+    assert f"run #{run.pk}" in page.locator(".facts").inner_text()
+    page.locator("#run-status", has_text="failed").wait_for(timeout=120_000)
+    assert "has no trainer_state.json" in page.locator(".run-error").inner_text()

@@ -17,14 +17,14 @@ import pytest
 import redis
 from django.urls import reverse
 
-from tests.factories import ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from tests.factories import EndpointFactory, ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
 from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session fixture shared with the GRPO tests)
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.judging.services import engine_rollout
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.runs import services
-from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
+from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
 from workers.celery import app
 from workers.training import launch_run, reattach_runs
 
@@ -195,3 +195,56 @@ def test_a_run_whose_worker_and_process_are_gone_is_failed_as_worker_lost_when_a
     reattach_runs(socket.gethostname())  # what a starting worker does (worker_ready)
     run.refresh_from_db()
     assert run.status == JobStatus.FAILED and "worker lost" in run.error
+
+
+def test_a_cancelled_run_is_resumed_from_the_ui_and_its_checkpoint_evaluated_against_the_base(
+    client, editor, celery_worker_process, tiny_model_dir  # noqa: F811
+):
+    """Cancel leaves a resumable checkpoint; "Resume run" starts a linked run whose step count goes on from it;
+    "Evaluate checkpoint" generates on the eval split with the base model and the checkpoint (rollout queue), judges
+    both with the run's rubric (judge queue) and the run page shows base vs checkpoint per criterion."""
+    project, task, version = editor
+    for i in range(2):
+        ExampleFactory(task=task, split="eval", prompt=f"What is {i} + 7?", answer=str(i + 7))
+    parent = launch(client, project, task, version, tiny_model_dir, name="interrupted", max_steps=500)
+    wait_for(parent, first_step_stored, timeout=240, log=celery_worker_process.log)
+    client.post(reverse("runs:cancel", args=[project.pk, parent.pk]))
+    parent = wait_for(parent, finished, timeout=60, log=celery_worker_process.log)
+    assert parent.status == JobStatus.CANCELLED, parent.error
+    stopped_at = max(TrainingMetric.objects.filter(run=parent).values_list("step", flat=True))
+    checkpoint = Checkpoint.objects.get(run=parent, step=stopped_at)
+    assert checkpoint.path.endswith(f"checkpoint-{stopped_at}")  # resumable: optimizer and trainer state
+
+    response = client.post(reverse("runs:resume", args=[project.pk, parent.pk]),
+                           {"checkpoint": checkpoint.pk, "max_steps": stopped_at + 2})
+    assert response.status_code == 302
+    # While the resumed run trains, the checkpoint it started from is evaluated against the base model.
+    engine = EndpointFactory(project=project, name="local", kind="transformers", base_url="", model="bundled")
+    response = client.post(reverse("runs:evaluate", args=[project.pk, parent.pk]),
+                           {"checkpoint": checkpoint.pk, "endpoint": engine.pk, "samples_per_example": 2})
+    assert response.status_code == 302
+
+    child = TrainingRun.objects.get(resumed_from=checkpoint)
+    child = wait_for(child, finished, timeout=240, log=celery_worker_process.log)
+    assert child.status == JobStatus.SUCCEEDED, child.error
+    assert list(TrainingMetric.objects.filter(run=child).values_list("step", flat=True)) == [
+        stopped_at + 1, stopped_at + 2]
+    assert set(Rollout.objects.filter(run=child).values_list("step", flat=True)) == {stopped_at + 1, stopped_at + 2}
+    assert Checkpoint.objects.get(run=child, step=stopped_at + 2).path.endswith("final")
+
+    evaluation = CheckpointEvaluation.objects.get(run=parent)
+    deadline = time.monotonic() + 180
+    while evaluation.status not in JobStatus.finished():
+        assert time.monotonic() < deadline, f"evaluation stuck\n{celery_worker_process.log()}"
+        time.sleep(0.5)
+        evaluation.refresh_from_db()
+    assert evaluation.status == JobStatus.SUCCEEDED, evaluation.error
+    assert evaluation.base_job.model_name == str(tiny_model_dir)
+    assert evaluation.checkpoint_job.model_name == checkpoint.path
+    assert Rollout.objects.filter(job=evaluation.checkpoint_job, example__split="eval").count() == 4
+    assert RolloutScore.objects.filter(rollout__job__in=[evaluation.base_job, evaluation.checkpoint_job],
+                                       rubric_version=version, total__isnull=False).count() == 8
+    page = client.get(reverse("runs:detail", args=[project.pk, parent.pk])).content.decode()
+    assert f"Step {stopped_at} checkpoint vs base model" in page
+    assert 'data-criterion="correct"' in page and 'data-criterion="total"' in page
+    assert f"run #{child.pk}" in page  # continued by

@@ -208,7 +208,14 @@ class GRPORunConfig(_Strict):
     )
     save_total_limit: int | None = Field(default=3, ge=1, description="Keep at most this many checkpoints.")
     save_final: bool = Field(
-        default=True, description="Save the final model when the run ends or is stopped."
+        default=True,
+        description="Save the final model when the run ends; a stopped run also saves a resumable checkpoint.",
+    )
+    resume_from_checkpoint: str | None = Field(
+        default=None,
+        description="A checkpoint-N directory of an earlier run (with its optimizer and trainer state) to continue "
+        "from: training restarts at step N with the weights, optimizer, scheduler and data order of that moment. "
+        "`model` stays the run's base model (the reference model when beta > 0).",
     )
     logging_steps: int = Field(default=1, ge=1, description="Report metrics every N steps.")
     sample_every: int = Field(

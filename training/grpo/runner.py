@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import json
 import logging
 import math
 import time
@@ -445,6 +446,22 @@ def _peft_config(config: GRPORunConfig) -> Any:
 # ------------------------------------------------------------------------------------------------------------
 # The run
 
+TRAINER_STATE_FILE = "trainer_state.json"  # what makes a checkpoint directory resumable
+
+
+def resume_step(checkpoint: str | Path) -> int:
+    """The step a run resumed from `checkpoint` starts at; a directory that cannot be resumed says why."""
+    state_file = Path(checkpoint) / TRAINER_STATE_FILE
+    if not state_file.is_file():
+        reason = "does not exist" if not Path(checkpoint).exists() else f"has no {TRAINER_STATE_FILE}"
+        raise ValueError(
+            f"Cannot resume from {checkpoint}: it {reason}. Resume from a checkpoint-N directory saved during "
+            "training (save_steps, or a stopped run); a final model has no optimizer state, and save_total_limit "
+            "deletes older checkpoints."
+        )
+    return int(json.loads(state_file.read_text(encoding="utf-8")).get("global_step") or 0)
+
+
 
 def run_grpo(
     config: GRPORunConfig,
@@ -477,6 +494,7 @@ def run_grpo(
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     try:
+        start_step = resume_step(config.resume_from_checkpoint) if config.resume_from_checkpoint else 0
         model_path = resolve_model(config.model, models_dir=Path(models_dir))
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         dataset = build_dataset(config, tokenizer)
@@ -501,7 +519,7 @@ def run_grpo(
 
     status: RunStatus = "completed"
     try:
-        trainer.train()
+        trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
         if trainer.control.should_training_stop and trainer.state.global_step < trainer.state.max_steps:
             status = "stopped"
     except StopRequested:
@@ -518,7 +536,16 @@ def run_grpo(
         raise
 
     final_model = None
-    if config.save_final and trainer.state.global_step > 0:
+    step = trainer.state.global_step
+    if status == "stopped" and config.save_final and step > start_step:
+        # A stopped run can be resumed from where it stopped: a full checkpoint (optimizer, scheduler, RNG and
+        # trainer state), not only the weights. Both stop points are between updates, so the state is consistent.
+        resumable = output / f"checkpoint-{step}"
+        if not (resumable / TRAINER_STATE_FILE).is_file():
+            trainer._save_checkpoint(trainer.model, trial=None)
+        if trainer.accelerator.is_main_process:
+            sink.checkpoint(step, str(resumable))
+    if config.save_final and step > start_step:
         final_model = str(output / "final")
         trainer.save_model(final_model)
         if trainer.accelerator.is_main_process:

@@ -26,9 +26,10 @@ from webapp.core.jobs import (
     job_resume,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
-from webapp.endpoints.models import ModelEndpoint
+from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.rollouts.generation import backend_config, backend_for, environment_factory, generation_example
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
+from webapp.runs.models import Checkpoint
 from webapp.tasks.models import Example, Task
 
 KIND = JobChunk.Kind.GENERATION
@@ -51,18 +52,30 @@ def _examples(task: Task, split: str):
 @transaction.atomic
 def generation_job_create(
     *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
-    samples_per_example: int = 1, created_by=None, enqueue: bool = True,
+    samples_per_example: int = 1, created_by=None, enqueue: bool = True, model: str | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> GenerationJob:
+    """`model` (a local directory or 'bundled') or `checkpoint` (a training run's) replaces the endpoint's model;
+    the endpoint then only says which local engine loads it."""
     if task.project_id != project.pk or endpoint.project_id != project.pk:
         raise ApplicationError("The task and the endpoint must belong to this project.")
+    if checkpoint is not None:
+        if checkpoint.run.project_id != project.pk:
+            raise ApplicationError("That checkpoint belongs to another project.", field="checkpoint")
+        model = checkpoint.path
+    if model is not None and endpoint.kind == EndpointKind.OPENAI:
+        raise ApplicationError(
+            "A checkpoint or local model is loaded by a local engine: choose a vLLM or transformers endpoint.",
+            field="endpoint",
+        )
     params = dict(params or {})
     sampling_params(params, n=samples_per_example)  # validate now, with a message at the field
     environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
     if not _examples(task, split).exists():
         raise ApplicationError(f"Task {task.name!r} has no examples{f' in split {split!r}' if split else ''}.")
     job = GenerationJob.objects.create(
-        project=project, task=task, split=split, endpoint=endpoint, model_name=endpoint.model, params=params,
-        samples_per_example=samples_per_example, created_by=created_by,
+        project=project, task=task, split=split, endpoint=endpoint, model_name=model or endpoint.model, params=params,
+        samples_per_example=samples_per_example, created_by=created_by, checkpoint=checkpoint,
     )
     if enqueue:
         from workers.generation import start_generation_job
@@ -115,7 +128,8 @@ def generation_chunk_run(*, job_id: int, index: int) -> int:
     if job.endpoint is None:
         raise ApplicationError("The job's endpoint was deleted.")
     examples = {e.pk: e for e in Example.objects.filter(pk__in=example_ids)}
-    backend = backend_for(backend_config(job.endpoint))
+    # The model recorded on the job: a checkpoint directory or a local model may replace the endpoint's.
+    backend = backend_for(backend_config(job.endpoint, model_override=job.model_name or None))
     trajectories = run_episodes(
         backend, environment_factory(job.task), [generation_example(examples[i]) for i in example_ids if i in examples],
         sampling_params(job.params, n=job.samples_per_example),

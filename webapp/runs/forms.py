@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django import forms
 
 from training.grpo.config import PRESETS, GRPORunConfig, LoraOptions
-from webapp.endpoints.models import ModelEndpoint
+from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.rubrics.models import RubricVersion
+from webapp.runs.models import Checkpoint, TrainingRun
+from webapp.runs.selectors import resumable_checkpoints
 from webapp.runs.services import PRESET_LABELS
 from webapp.tasks.models import Split, Task
 
@@ -96,3 +99,39 @@ class TrainingRunForm(forms.Form):
             options["lora"] = {k: v for k, v in (("r", data.get("lora_r")), ("alpha", data.get("lora_alpha")))
                                if v is not None}
         return options
+
+
+def _checkpoint_label(checkpoint: Checkpoint) -> str:
+    return f"step {checkpoint.step} · {Path(checkpoint.path).name}"
+
+
+class EvaluateCheckpointForm(forms.Form):
+    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), empty_label=None)
+    endpoint = forms.ModelChoiceField(
+        queryset=ModelEndpoint.objects.none(), label="Engine", empty_label=None,
+        help_text="A local vLLM or transformers endpoint: it loads the run's base model and the checkpoint in turn.",
+    )
+    samples_per_example = forms.IntegerField(
+        min_value=1, max_value=64, initial=1,
+        help_text="Completions per eval example, sampled as in training (temperature, length, seed).",
+    )
+
+    def __init__(self, *args: Any, run: TrainingRun, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = Checkpoint.objects.filter(run=run).order_by("-step")
+        self.fields["checkpoint"].label_from_instance = _checkpoint_label
+        self.fields["endpoint"].queryset = ModelEndpoint.objects.filter(
+            project_id=run.project_id, kind__in=[EndpointKind.VLLM, EndpointKind.TRANSFORMERS]
+        ).order_by("name")
+
+
+class ResumeRunForm(forms.Form):
+    checkpoint = forms.ModelChoiceField(queryset=Checkpoint.objects.none(), empty_label=None,
+                                        help_text="Checkpoints saved with optimizer state (checkpoint-N).")
+    max_steps = forms.IntegerField(required=False, min_value=1, help_text="Empty: the run's own max_steps.")
+
+    def __init__(self, *args: Any, run: TrainingRun, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["checkpoint"].queryset = resumable_checkpoints(run)
+        self.fields["checkpoint"].label_from_instance = _checkpoint_label
+        self.fields["max_steps"].widget.attrs["placeholder"] = str(run.config.get("max_steps") or "")

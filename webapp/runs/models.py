@@ -38,6 +38,10 @@ class TrainingRun(models.Model):
     ingest_offsets = models.JSONField(
         default=dict, blank=True, help_text="Bytes of each sink file already stored, so ingest never repeats a line."
     )
+    resumed_from = models.ForeignKey(
+        "runs.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_runs",
+        help_text="The checkpoint of an earlier run this run continues from (its step count goes on from there).",
+    )
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -74,3 +78,36 @@ class Checkpoint(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run} @ step {self.step}"
+
+
+class CheckpointEvaluation(models.Model):
+    """A checkpoint against the run's base model on held-out examples, scored with the run's rubric version.
+
+    Two generation jobs (base, checkpoint) with the same sampling parameters and seed, then one judge job each; the
+    base side is shared by later evaluations of the same run with the same settings, so it is generated once.
+    """
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
+    checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="evaluations")
+    split = models.CharField(max_length=8, default="eval", help_text="Example split evaluated on; empty = all.")
+    samples_per_example = models.PositiveIntegerField(default=1)
+    params = models.JSONField(default=dict, blank=True, help_text="Sampling parameters of both generation jobs.")
+    base_job = models.ForeignKey("rollouts.GenerationJob", on_delete=models.PROTECT, related_name="+")
+    checkpoint_job = models.ForeignKey("rollouts.GenerationJob", on_delete=models.PROTECT, related_name="+")
+    base_judge_job = models.ForeignKey(
+        "judging.JudgeJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    checkpoint_judge_job = models.ForeignKey(
+        "judging.JudgeJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.RUNNING)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "-id"]
+
+    def __str__(self) -> str:
+        return f"evaluation #{self.pk} of {self.checkpoint}"

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from django.db.models import Count, QuerySet
+from django.db.models import Avg, Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
 
-from webapp.core.models import Project
-from webapp.judging.models import CriterionScore
+from webapp.core.models import JobStatus, Project
+from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.judging.services import PROGRAMMATIC
 from webapp.rollouts.models import Rollout
-from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
+from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
 
 
 def run_list(project: Project) -> QuerySet[TrainingRun]:
@@ -77,3 +78,68 @@ def run_log_tail(run: TrainingRun, *, lines: int = 60) -> str:
         handle.seek(max(0, handle.tell() - 32_000))
         text = handle.read().decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
+
+
+RESUMABLE_NAME = r"checkpoint-[0-9]+"  # what TRL names a checkpoint with optimizer and trainer state
+
+
+def resumable_checkpoints(run: TrainingRun) -> QuerySet[Checkpoint]:
+    return Checkpoint.objects.filter(run=run, path__regex=rf"(^|/){RESUMABLE_NAME}/?$").order_by("-step")
+
+
+def run_lineage(run: TrainingRun) -> dict:
+    """The checkpoint this run continues from (with its run) and the runs that continue this one."""
+    parent = (
+        Checkpoint.objects.select_related("run").filter(pk=run.resumed_from_id).first()
+        if run.resumed_from_id else None
+    )
+    children = list(TrainingRun.objects.filter(resumed_from__run=run).select_related("resumed_from").order_by("pk"))
+    return {"resumed_from": parent, "resumed_by": children}
+
+
+def run_evaluations(run: TrainingRun, *, limit: int = 10) -> list[dict]:
+    """The run's latest checkpoint evaluations, each with base vs checkpoint means per criterion (three queries)."""
+    evaluations = list(
+        CheckpointEvaluation.objects.filter(run=run)
+        .select_related("checkpoint", "base_job", "checkpoint_job", "base_judge_job", "checkpoint_judge_job")
+        .order_by("-pk")[:limit]
+    )
+    job_ids = {job_id for e in evaluations for job_id in (e.base_job_id, e.checkpoint_job_id)}
+    fingerprints = {PROGRAMMATIC} | {
+        j.judge_fingerprint for e in evaluations for j in (e.base_judge_job, e.checkpoint_judge_job)
+        if j is not None and j.judge_fingerprint
+    }
+    scored = {"rollout__job_id__in": job_ids, "rubric_version_id": run.rubric_version_id,
+              "judge_fingerprint__in": fingerprints}
+    criteria: dict[tuple[int, str], dict] = {
+        (row["rollout__job_id"], row["criterion_key"]): row
+        for row in CriterionScore.objects.filter(**scored).values("rollout__job_id", "criterion_key")
+        .annotate(mean=Avg("score"), n=Count("score")).order_by()
+    } if job_ids else {}
+    totals: dict[int, dict] = {
+        row["rollout__job_id"]: row
+        for row in RolloutScore.objects.filter(**scored).values("rollout__job_id")
+        .annotate(mean=Avg("total"), n=Count("total"), unscored=Count("id", filter=Q(total__isnull=True))).order_by()
+    } if job_ids else {}
+    spec = run.rubric_version.spec.get("criteria") or []
+    result = []
+    for evaluation in evaluations:
+        rows = []
+        for criterion in spec:
+            base = criteria.get((evaluation.base_job_id, criterion["key"]), {})
+            checkpoint = criteria.get((evaluation.checkpoint_job_id, criterion["key"]), {})
+            rows.append(_comparison_row(criterion["key"], criterion.get("title") or criterion["key"],
+                                        criterion.get("weight"), base, checkpoint))
+        total = _comparison_row("total", "Total reward", None, totals.get(evaluation.base_job_id, {}),
+                                totals.get(evaluation.checkpoint_job_id, {}))
+        result.append({"evaluation": evaluation, "rows": rows, "total": total,
+                       "live": evaluation.status not in JobStatus.finished()})
+    return result
+
+
+def _comparison_row(key: str, title: str, weight: float | None, base: dict, checkpoint: dict) -> dict:
+    base_mean, checkpoint_mean = base.get("mean"), checkpoint.get("mean")
+    delta = checkpoint_mean - base_mean if base_mean is not None and checkpoint_mean is not None else None
+    return {"key": key, "title": title, "weight": weight, "base": base_mean, "checkpoint": checkpoint_mean,
+            "delta": delta, "base_n": base.get("n", 0), "checkpoint_n": checkpoint.get("n", 0),
+            "base_unscored": base.get("unscored", 0), "checkpoint_unscored": checkpoint.get("unscored", 0)}

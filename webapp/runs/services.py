@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from pydantic import ValidationError
 from training.grpo.config import (
     PRESETS,
     ExampleRow,
+    GRPORunConfig,
     JudgeEndpoint,
     PresetName,
     config_from_preset,
@@ -35,13 +37,13 @@ from webapp.core.errors import ApplicationError
 from webapp.core.jobs import job_fail
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews.calibration import calibration_status
-from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.rubrics.models import RubricVersion
 from webapp.rubrics.services import rubric_spec_validate
-from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
-from webapp.runs.selectors import run_log_tail
+from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
+from webapp.runs.selectors import RESUMABLE_NAME, run_log_tail
 from webapp.tasks.models import Example, Task
 
 logger = logging.getLogger(__name__)
@@ -280,13 +282,31 @@ def training_run_ingest(*, run_id: int, token: str | None = None) -> IngestResul
         if samples:
             result.rollouts = _store_samples(run, samples)
         if checkpoints:
-            Checkpoint.objects.bulk_create(
-                [Checkpoint(run=run, step=c["step"], path=c["path"]) for c in checkpoints],
-                update_conflicts=True, unique_fields=["run", "step"], update_fields=["path"],
-            )
-            result.checkpoints = len(checkpoints)
+            result.checkpoints = _store_checkpoints(run, checkpoints)
         TrainingRun.objects.filter(pk=run.pk).update(ingest_offsets=offsets, heartbeat_at=timezone.now())
     return result
+
+
+def is_resumable(path: str) -> bool:
+    """A checkpoint-N directory holds optimizer and trainer state; a final model holds only weights."""
+    return re.fullmatch(RESUMABLE_NAME, Path(path).name) is not None
+
+
+def _store_checkpoints(run: TrainingRun, records: list[dict[str, Any]]) -> int:
+    """One Checkpoint per step. A stopped run saves a resumable checkpoint and the final model at the same step: the
+    weights are the same, so the row keeps the path a run can be resumed from."""
+    by_step: dict[int, str] = dict(
+        Checkpoint.objects.filter(run=run, step__in={r["step"] for r in records}).values_list("step", "path")
+    )
+    for record in records:
+        current = by_step.get(record["step"])
+        if current is None or not is_resumable(current) or is_resumable(record["path"]):
+            by_step[record["step"]] = record["path"]
+    Checkpoint.objects.bulk_create(
+        [Checkpoint(run=run, step=step, path=path) for step, path in by_step.items()],
+        update_conflicts=True, unique_fields=["run", "step"], update_fields=["path"],
+    )
+    return len(records)
 
 
 def _store_samples(run: TrainingRun, samples: list[dict[str, Any]]) -> int:
@@ -370,3 +390,178 @@ def training_run_finish(*, run_id: int, exit_reason: str | None = None) -> Train
 
 def training_run_fail(*, run_id: int, error: str) -> None:
     job_fail(model=TrainingRun, job_id=run_id, error=error)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Resume: a new run that continues a failed or cancelled one from a checkpoint
+#
+# A new run linked to its checkpoint (`resumed_from`), not a second attempt of the same row: every row a run owns is
+# keyed by its id — TrainingMetric(run, step), Rollout(run, step, group, sample), Checkpoint(run, step), the sink
+# directory and its ingest offsets, pid, monitor token — and the steps after the checkpoint were already recorded
+# once by the attempt that failed. A child run keeps both histories intact and a finished run stays finished; its
+# step numbers go on from the checkpoint, so the compare page draws parent and child as one curve.
+
+RESUMABLE_STATUSES = (JobStatus.FAILED, JobStatus.CANCELLED)
+_RESUMED_SUFFIX = re.compile(r" · resumed at step \d+$")
+
+
+@transaction.atomic
+def training_run_resume(
+    *, run: TrainingRun, checkpoint: Checkpoint, max_steps: int | None = None, created_by: Any = None,
+    enqueue: bool = True,
+) -> TrainingRun:
+    """Queue a run that continues `run` from `checkpoint` (TRL resume_from_checkpoint: weights, optimizer, scheduler,
+    RNG and step count). `max_steps` defaults to the parent's."""
+    run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if run.status not in RESUMABLE_STATUSES:
+        raise ApplicationError(f"Run #{run.pk} is {run.status}: only a failed or cancelled run can be resumed.")
+    if checkpoint.run_id != run.pk:
+        raise ApplicationError("That checkpoint belongs to another run.", field="checkpoint")
+    if not is_resumable(checkpoint.path):
+        raise ApplicationError(
+            f"The step {checkpoint.step} checkpoint is a final model without optimizer state; choose a checkpoint "
+            "saved during training (set save_steps on the next run to have them).", field="checkpoint",
+        )
+    active = TrainingRun.objects.filter(resumed_from__run=run, status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+    if (child := active.first()) is not None:
+        raise ApplicationError(f"Run #{child.pk} is already resuming this run.")
+    steps = max_steps if max_steps is not None else run.config.get("max_steps")
+    if steps is not None and steps <= checkpoint.step:
+        raise ApplicationError(
+            f"max_steps ({steps}) must be above the checkpoint's step ({checkpoint.step}), or the run has nothing "
+            "left to train.", field="max_steps",
+        )
+    try:
+        config = GRPORunConfig.model_validate(
+            {**run.config, "max_steps": steps, "resume_from_checkpoint": checkpoint.path}
+        )
+    except ValidationError as error:
+        errors = _config_errors(error)
+        raise ApplicationError(errors[0]["message"], field=errors[0]["field"] or None,
+                               extra={"errors": errors}) from error
+    child = TrainingRun.objects.create(
+        project_id=run.project_id, name=f"{_RESUMED_SUFFIX.sub('', run.name)} · resumed at step {checkpoint.step}",
+        task_id=run.task_id, split=run.split, rubric_version_id=run.rubric_version_id,
+        judge_endpoint_id=run.judge_endpoint_id, base_model=run.base_model, config=config.model_dump(mode="json"),
+        calibration_override=run.calibration_override, calibration_note=run.calibration_note,
+        resumed_from=checkpoint, created_by=created_by,
+    )
+    if enqueue:
+        from workers.training import launch_run
+
+        transaction.on_commit(lambda: launch_run.delay(run_id=child.pk))
+    return child
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Evaluate a checkpoint: base model vs checkpoint on held-out examples, scored with the run's rubric version
+#
+# checkpoint_evaluation_create queues two generation jobs (or reuses the base side of an earlier evaluation with the
+# same settings); workers.training.advance_evaluation calls checkpoint_evaluation_advance every few seconds, which
+# creates each side's judge job once its rollouts exist and finishes the evaluation when both are scored.
+
+
+def evaluation_params(run: TrainingRun) -> dict[str, Any]:
+    """Sampling as the run sampled while training, with its seed: both sides draw the same random streams."""
+    config = run.config
+    return {"max_tokens": config.get("max_completion_length", 256), "temperature": config.get("temperature", 1.0),
+            "top_p": config.get("top_p", 1.0), "seed": config.get("seed", 42)}
+
+
+_FAILED = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+@transaction.atomic
+def checkpoint_evaluation_create(
+    *, run: TrainingRun, checkpoint: Checkpoint, endpoint: ModelEndpoint, split: str = "eval",
+    samples_per_example: int = 1, created_by: Any = None, enqueue: bool = True,
+) -> CheckpointEvaluation:
+    from webapp.rollouts.services import generation_job_create
+
+    if checkpoint.run_id != run.pk:
+        raise ApplicationError("That checkpoint belongs to another run.", field="checkpoint")
+    if endpoint.project_id != run.project_id:
+        raise ApplicationError("That endpoint belongs to another project.", field="endpoint")
+    if endpoint.kind == EndpointKind.OPENAI:
+        raise ApplicationError(
+            "Checkpoints are loaded from disk by a local engine: choose a vLLM or transformers endpoint.",
+            field="endpoint",
+        )
+    spec = rubric_spec_validate(run.rubric_version.spec)
+    if spec.judge_criteria and run.judge_endpoint is None:
+        raise ApplicationError("This run's judge endpoint was deleted; its LM-judge criteria cannot be scored.")
+    if not 1 <= samples_per_example <= 64:
+        raise ApplicationError("Samples per example must be between 1 and 64.", field="samples_per_example")
+    params = evaluation_params(run)
+    earlier = (
+        CheckpointEvaluation.objects.filter(run=run, split=split, samples_per_example=samples_per_example,
+                                            params=params, base_job__endpoint=endpoint)
+        .exclude(base_job__status__in=_FAILED).exclude(base_judge_job__status__in=_FAILED)
+        .order_by("-pk").first()
+    )
+    jobs = {"project": run.project, "task": run.task, "endpoint": endpoint, "split": split, "params": params,
+            "samples_per_example": samples_per_example, "created_by": created_by, "enqueue": enqueue}
+    base_job = earlier.base_job if earlier else generation_job_create(**jobs, model=run.config.get("model", "bundled"))
+    evaluation = CheckpointEvaluation.objects.create(
+        run=run, checkpoint=checkpoint, split=split, samples_per_example=samples_per_example, params=params,
+        base_job=base_job, checkpoint_job=generation_job_create(**jobs, checkpoint=checkpoint),
+        base_judge_job=earlier.base_judge_job if earlier else None, created_by=created_by,
+    )
+    if enqueue:
+        from workers.training import advance_evaluation
+
+        transaction.on_commit(lambda: advance_evaluation.apply_async(
+            kwargs={"evaluation_id": evaluation.pk}, queue="default", countdown=settings.RUBRICON_TRAIN_POLL_S))
+    return evaluation
+
+
+def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -> bool:
+    """Judge each side once its rollouts are generated; finish when both are scored. True while there is more to
+    wait for. Safe to call from several places at once (row lock) and again after it finished."""
+    from webapp.judging.services import judge_job_create
+
+    with transaction.atomic():
+        evaluation = (
+            CheckpointEvaluation.objects.select_for_update(of=("self",))
+            .select_related("run__project", "run__rubric_version", "run__judge_endpoint", "base_job",
+                            "checkpoint_job", "base_judge_job", "checkpoint_judge_job")
+            .filter(pk=evaluation_id).first()
+        )
+        if evaluation is None or evaluation.status in JobStatus.finished():
+            return False
+        run = evaluation.run
+        error = ""
+        for side, job_field, judge_field in (("base model", "base_job", "base_judge_job"),
+                                             ("checkpoint", "checkpoint_job", "checkpoint_judge_job")):
+            job: GenerationJob = getattr(evaluation, job_field)
+            judge: JudgeJob | None = getattr(evaluation, judge_field)
+            if job.status in _FAILED:
+                error = f"Generating with the {side} (job #{job.pk}) {job.status}: {job.error or 'no reason given'}"
+                break
+            if judge is not None and judge.status in _FAILED:
+                error = f"Scoring the {side} rollouts (judge job #{judge.pk}) {judge.status}: {judge.error or '—'}"
+                break
+            if job.status != JobStatus.SUCCEEDED or judge is not None:
+                continue
+            if side == "base model":  # an evaluation sharing this base job may have scored it already
+                judge = (CheckpointEvaluation.objects.filter(base_job=job, base_judge_job__isnull=False)
+                         .exclude(base_judge_job__status__in=_FAILED).values_list("base_judge_job", flat=True).first())
+                judge = JudgeJob.objects.get(pk=judge) if judge else None
+            if judge is None:
+                try:
+                    judge = judge_job_create(project=run.project, rubric_version=run.rubric_version,
+                                             endpoint=run.judge_endpoint, selection={"job": job.pk},
+                                             created_by=evaluation.created_by, enqueue=enqueue)
+                except ApplicationError as problem:
+                    error = f"Scoring the {side} rollouts: {problem.message}"
+                    break
+            setattr(evaluation, judge_field, judge)
+            evaluation.save(update_fields=[judge_field])
+        judges = (evaluation.base_judge_job, evaluation.checkpoint_judge_job)
+        if error or all(j is not None and j.status == JobStatus.SUCCEEDED for j in judges):
+            CheckpointEvaluation.objects.filter(pk=evaluation.pk).update(
+                status=JobStatus.FAILED if error else JobStatus.SUCCEEDED, error=error[:4000],
+                finished_at=timezone.now(),
+            )
+            return False
+    return True

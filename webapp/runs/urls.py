@@ -11,4 +11,7 @@ urlpatterns = [
     path("<int:run_id>/", views.run_detail, name="detail"),
     path("<int:run_id>/samples/", views.run_samples, name="samples"),
     path("<int:run_id>/cancel/", views.run_cancel, name="cancel"),
+    path("<int:run_id>/resume/", views.run_resume, name="resume"),
+    path("<int:run_id>/evaluate/", views.run_evaluate, name="evaluate"),
+    path("<int:run_id>/evaluations/", views.run_evaluations, name="evaluations"),
 ]

