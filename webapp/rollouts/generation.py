@@ -5,8 +5,10 @@ worker, not once per chunk, is what keeps app-launched jobs as fast as a raw eng
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 
 from django.conf import settings
 
@@ -28,6 +30,7 @@ from webapp.tasks.models import Example, Task, TaskKind
 
 _backends: dict[str, GenerationBackend] = {}
 _backends_lock = threading.Lock()
+_vllm_lock = threading.Lock()
 
 ENVIRONMENTS = {"wordle": WordleEnvironment, "tools": ToolEnvironment}
 
@@ -62,6 +65,32 @@ def backend_for(config: BackendConfig) -> GenerationBackend:
             except GenerationError as error:
                 raise ApplicationError(f"Cannot start the model backend: {error}") from error
         return backend
+
+
+@contextlib.contextmanager
+def backend_in_use(config: BackendConfig) -> Iterator[GenerationBackend]:
+    """The cached backend for one piece of work (a chunk, a draft).
+
+    A local vLLM engine reserves most of the accelerator's memory (gpu_memory_utilization), so a worker keeps one:
+    work on local vLLM engines is serialized per process, and a different model's engine (a checkpoint being
+    evaluated next to its base) closes the previous one first instead of failing with out-of-memory."""
+    if config.kind != EndpointKind.VLLM:
+        yield backend_for(config)
+        return
+    key = config.model_dump_json()
+    with _vllm_lock:
+        with _backends_lock:
+            others = [k for k, b in _backends.items() if k != key and isinstance(b, _vllm_backend_class())]
+            evicted = [_backends.pop(k) for k in others]
+        for backend in evicted:
+            backend.close()
+        yield backend_for(config)
+
+
+def _vllm_backend_class() -> type:
+    from training.generation.backends.vllm_backend import VLLMBackend
+
+    return VLLMBackend
 
 
 def environment_factory(task: Task) -> functools.partial:

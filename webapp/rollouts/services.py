@@ -27,7 +27,7 @@ from webapp.core.jobs import (
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.rollouts.generation import backend_config, backend_for, environment_factory, generation_example
+from webapp.rollouts.generation import backend_config, backend_in_use, environment_factory, generation_example
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.runs.models import Checkpoint
 from webapp.tasks.models import Example, Task
@@ -129,11 +129,12 @@ def generation_chunk_run(*, job_id: int, index: int) -> int:
         raise ApplicationError("The job's endpoint was deleted.")
     examples = {e.pk: e for e in Example.objects.filter(pk__in=example_ids)}
     # The model recorded on the job: a checkpoint directory or a local model may replace the endpoint's.
-    backend = backend_for(backend_config(job.endpoint, model_override=job.model_name or None))
-    trajectories = run_episodes(
-        backend, environment_factory(job.task), [generation_example(examples[i]) for i in example_ids if i in examples],
-        sampling_params(job.params, n=job.samples_per_example),
-    )
+    with backend_in_use(backend_config(job.endpoint, model_override=job.model_name or None)) as backend:
+        trajectories = run_episodes(
+            backend, environment_factory(job.task),
+            [generation_example(examples[i]) for i in example_ids if i in examples],
+            sampling_params(job.params, n=job.samples_per_example),
+        )
     rows = [_rollout_row(job, t, examples[t.example_id]) for t in trajectories]
     with transaction.atomic():
         if not job_chunk_claim_done(kind=KIND, job_id=job.pk, index=index):

@@ -73,7 +73,7 @@ def _draft_examples(job: RubricToolJob) -> list[DraftExample]:
 def rubric_draft_run(*, job_id: int) -> None:
     """Worker side: one LM call, then a parse that always ends in a valid spec (or a failed job with the reason)."""
     from training.generation import SamplingParams
-    from webapp.rollouts.generation import backend_config, backend_for
+    from webapp.rollouts.generation import backend_config, backend_in_use
 
     job = tool_job_claim(job_id=job_id, kind=RubricToolJob.Kind.DRAFT)
     if job is None:
@@ -83,11 +83,11 @@ def rubric_draft_run(*, job_id: int) -> None:
         return
     task, examples = job.task, _draft_examples(job)
     messages = draft_messages(instructions=task.instructions, examples=examples, system_prompt=task.system_prompt)
-    backend = backend_for(backend_config(job.endpoint))
     # Greedy decoding keeps drafts reproducible; the penalty stops small models from looping on one phrase.
     params = SamplingParams(max_tokens=int(job.params.get("max_tokens", DRAFT_DEFAULT_MAX_TOKENS)), temperature=0.0,
                             repetition_penalty=DRAFT_REPETITION_PENALTY)
-    [[completion]] = backend.generate([messages], params)
+    with backend_in_use(backend_config(job.endpoint)) as backend:
+        [[completion]] = backend.generate([messages], params)
     if completion.error:
         tool_job_fail(job_id=job.pk, error=f"The model call failed: {completion.error}. Check the endpoint with "
                                            "“Test connection”, then draft again.")
