@@ -1,15 +1,19 @@
 """50 annotators labeling at once for 60 s against a local gunicorn server: latency and label integrity.
 
-    .venv/bin/python bench/annotator_load.py [--annotators 50] [--seconds 60] [--workers 4] [--threads 8]
+    .venv/bin/python bench/annotator_load.py [--annotators 50] [--seconds 60] [--workers 4] [--threads 8] [--think 0]
 
     DATABASE: rubricon_bench_annotators (created if missing, migrated, emptied; never the test database)
 
-Each annotator is a thread with its own HTTP session, looping without think time: GET next (reserves an item with
-SELECT ... FOR UPDATE SKIP LOCKED, redirects to it) → GET the labeling page → POST the two criteria (submit, which
-redirects to next). The run is bounded: a fixed number of threads, a deadline, no retries. Afterwards the database
+Each annotator is a thread with its own HTTP session, looping without think time: GET next once (reserves an item
+with SELECT ... FOR UPDATE SKIP LOCKED, redirects to it) → GET the labeling page → POST the two criteria (submit,
+which reserves the following item and redirects straight to its page; to `next` when the queue is done for them). The run is bounded: a fixed number of threads, a deadline, no retries. Afterwards the database
 is checked: every accepted submit left exactly its labels (none lost), no annotator has two labels of one
 criterion of one rollout (unique constraint), and no item holds more done labels than reviewers_per_item (none
 duplicated). Targets: p95 ≤ 150 ms, 0 lost or duplicated labels.
+
+Without think time (the default) this is a closed-loop throughput test: 50 clients that never pause keep every core
+busy, so latency ≈ clients / throughput (at ~30 ms of CPU per request on 2 cores, ≥ 0.5 s whatever the code does).
+`--think S` pauses S seconds (jittered ±50 %) between an item's page and its submit, as a person reading would.
 """
 
 from __future__ import annotations
@@ -75,26 +79,34 @@ def seed(annotators: int, items: int, reviewers: int) -> tuple[int, int, list[st
     return project.pk, queue.pk, sessions
 
 
-def annotator(base: str, project: int, queue: int, session: str, deadline: float, out: dict, lock: threading.Lock) -> None:
+def annotator(base: str, project: int, queue: int, session: str, deadline: float, out: dict, lock: threading.Lock,
+              think: float = 0.0) -> None:
+    import random
+
     import httpx
 
     latencies, submitted, errors = [], 0, 0
+    kinds: dict[str, int] = {}
     with httpx.Client(base_url=base, cookies={"sessionid": session}, timeout=10, follow_redirects=False) as client:
         url = f"/p/{project}/review/{queue}/next/"
         while time.monotonic() < deadline:
             try:
-                t = time.perf_counter()
-                response = client.get(url)
-                latencies.append(time.perf_counter() - t)
-                if response.status_code != 302:
-                    break  # nothing left for this annotator
-                item_url = response.headers["location"]
+                if "/items/" not in url:
+                    t = time.perf_counter()
+                    response = client.get(url)
+                    latencies.append(time.perf_counter() - t)
+                    if response.status_code != 302:
+                        break  # nothing left for this annotator
+                    url = response.headers["location"]
+                item_url = url
                 t = time.perf_counter()
                 page = client.get(item_url)
                 latencies.append(time.perf_counter() - t)
                 item = re.search(r"/items/(\d+)/", item_url).group(1)  # type: ignore[union-attr]
                 token = client.cookies.get("csrftoken") or re.search(
                     r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+                if think:
+                    time.sleep(think * random.uniform(0.5, 1.5))
                 data = {"csrfmiddlewaretoken": token, "row_version-helpful": "0", "choice-helpful": "yes",
                         "row_version-correct": "0", "choice-correct": "Pass"}
                 t = time.perf_counter()
@@ -106,12 +118,16 @@ def annotator(base: str, project: int, queue: int, session: str, deadline: float
                     url = done.headers["location"]
                 else:
                     errors += 1
-            except httpx.HTTPError:
+                    kinds[f"submit {done.status_code}"] = kinds.get(f"submit {done.status_code}", 0) + 1
+            except httpx.HTTPError as error:
                 errors += 1
+                kinds[type(error).__name__] = kinds.get(type(error).__name__, 0) + 1
     with lock:
         out["latencies"].extend(latencies)
         out["submitted"][session] = submitted
         out["errors"] += errors
+        for kind, n in kinds.items():
+            out["kinds"][kind] = out["kinds"].get(kind, 0) + n
 
 
 def main() -> None:
@@ -123,6 +139,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--think", type=float, default=0.0, help="seconds an annotator reads an item before submitting")
     parser.add_argument("--database", default="rubricon_bench_annotators")
     args = parser.parse_args()
     import logging
@@ -149,10 +166,10 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
-        out: dict = {"latencies": [], "submitted": {}, "errors": 0}
+        out: dict = {"latencies": [], "submitted": {}, "errors": 0, "kinds": {}}
         lock = threading.Lock()
         deadline = time.monotonic() + args.seconds
-        threads = [threading.Thread(target=annotator, args=(base, project, queue, s, deadline, out, lock))
+        threads = [threading.Thread(target=annotator, args=(base, project, queue, s, deadline, out, lock, args.think))
                    for s in sessions]
         started = time.monotonic()
         for t in threads:
@@ -177,8 +194,9 @@ def main() -> None:
     over = ReviewItem.objects.filter(queue_id=queue, completed_count__gt=args.reviewers).count()
     twice = (HumanLabel.objects.filter(queue_id=queue).values("rollout_id", "criterion_key", "annotator_id")
              .annotate(n=Count("pk")).filter(n__gt=1).count())
-    print(f"{args.annotators} annotators × {elapsed:.0f} s against gunicorn ({args.workers} workers × {args.threads} threads),"
-          f" {len(latencies):,} requests ({len(latencies) / elapsed:.0f}/s), {accepted:,} items submitted, {out['errors']} errors")
+    print(f"{args.annotators} annotators (think {args.think:g} s) × {elapsed:.0f} s against gunicorn ({args.workers} workers × {args.threads} threads),"
+          f" {len(latencies):,} requests ({len(latencies) / elapsed:.0f}/s), {accepted:,} items submitted, {out['errors']} errors"
+          f"{' ' + str(out['kinds']) if out['kinds'] else ''}")
     print(f"  latency p50 {p(0.5) * 1000:.0f} ms, p95 {p(0.95) * 1000:.0f} ms, p99 {p(0.99) * 1000:.0f} ms,"
           f" max {latencies[-1] * 1000:.0f} ms (target p95 ≤ 150 ms); mean {statistics.mean(latencies) * 1000:.0f} ms")
     print(f"  integrity: {labels:,} labels for {accepted:,} accepted submits × 2 criteria → lost {lost};"

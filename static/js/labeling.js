@@ -86,7 +86,7 @@
     else if (key === "k" || key === "ArrowUp") { event.preventDefault(); move(-1); }
     else if (key === "n" || key === "Enter") { event.preventDefault(); submitWhenSaved(form); }
     else if (key === "s") { const skip = document.getElementById("skip-form"); if (skip) { event.preventDefault(); skip.requestSubmit(); } }
-    else if (key === "h") { const flag = document.getElementById("id_reward_hacking"); if (flag) { event.preventDefault(); flag.checked = !flag.checked; } }
+    else if (key === "h") { const flag = document.getElementById("id_reward_hacking"); if (flag) { event.preventDefault(); flag.checked = !flag.checked; flag.dispatchEvent(new Event("change", { bubbles: true })); } }
     else if (key === "c") { const comment = document.getElementById("id_comment"); if (comment) { event.preventDefault(); comment.focus(); } }
   });
 

@@ -66,3 +66,38 @@ def test_dashboard_shows_the_fixture_figures(page, live_server, login, make_memb
     page.wait_for_selector("#bias")  # the diagnostics load after the page
     screenshot(page, "review-agreement")
     assert "Length vs score" in page.locator("#bias").inner_text()
+
+
+def test_comment_and_flag_autosave_while_typing_and_a_stale_tab_is_refused(page, live_server, login, review_setup):
+    s = review_setup
+    queue = services.review_queue_create(project=s["project"], name="Notes", rubric_version=s["version"], size=2,
+                                         seed=3, blind=True)
+    login(s["ann1"].username, "pw")
+    page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
+    page.wait_for_selector("form[data-labeling]")
+    # Typed before any answer: kept on the page, then saved with the first answer.
+    page.locator("#id_comment").fill("copies the prompt")
+    page.wait_for_selector('#note-status[data-state="pending"]')
+    page.locator("#id_comment").press("Escape")
+    page.keyboard.press("3")  # helpful: yes (autosaves the criterion, comment included)
+    page.wait_for_selector("#criterion-helpful .saved")
+    label = HumanLabel.objects.get(annotator=s["ann1"], queue=queue, criterion_key="helpful")
+    assert (label.choice, label.comment) == ("yes", "copies the prompt")
+    # The flag by keyboard and an edited comment autosave onto the saved label, without submitting.
+    page.keyboard.press("h")
+    page.wait_for_selector('#note-status[data-state="saved"]')
+    page.locator("#id_comment").fill("copies the prompt verbatim")
+    page.wait_for_function("() => document.querySelector('#note-status').textContent.includes('saved') && "
+                           "document.querySelector('#row-version-helpful').value === '3'")
+    label.refresh_from_db()
+    assert (label.comment, label.reward_hacking, label.row_version) == ("copies the prompt verbatim", True, 3)
+    # Another tab changes the label meanwhile: this page's next autosave is refused and overwrites nothing.
+    item = ReviewAssignment.objects.get(annotator=s["ann1"], item__queue=queue).item
+    item.queue = queue
+    services.item_note_save(item=item, annotator=s["ann1"], comment="from the other tab", reward_hacking=False,
+                            row_versions={"helpful": 3})
+    page.locator("#id_comment").fill("late text")
+    page.wait_for_selector('#note-status[data-state="conflict"]')
+    assert "from the other tab" in page.locator("#note-status .current-comment").inner_text()
+    label.refresh_from_db()
+    assert (label.comment, label.reward_hacking, label.row_version) == ("from the other tab", False, 4)

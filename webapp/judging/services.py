@@ -195,7 +195,11 @@ def judge_chunk_run(*, job_id: int, index: int) -> int:
 
 
 def _finish_if_complete(job_id: int) -> None:
-    job_finish_if_complete(model=JudgeJob, kind=JobChunk.Kind.JUDGE, job_id=job_id)
+    if job_finish_if_complete(model=JudgeJob, kind=JobChunk.Kind.JUDGE, job_id=job_id):
+        # New scores move judge–human agreement: compute the dashboard once here, not on the next page view.
+        from webapp.reviews.dashboard import agreement_cache_warm
+
+        agreement_cache_warm(judge_job_id=job_id)
 
 
 def judge_job_fail(*, job_id: int, error: str) -> None:

@@ -159,10 +159,44 @@ class _Cells:
     n: int
 
 
-def _cells(j: np.ndarray, h: np.ndarray) -> _Cells:
-    stacked = np.column_stack([j, h])
-    unique, counts = np.unique(stacked, axis=0, return_counts=True)
-    return _Cells(unique[:, 0], unique[:, 1], counts.astype(float), int(j.size))
+def _cells(j: np.ndarray, h: np.ndarray, w: np.ndarray | None = None) -> _Cells:
+    """Distinct (judge, human) pairs sorted by judge then human value, with how many items fall in each.
+
+    ``w``: how many items each input pair stands for (already aggregated data, e.g. GROUP BY in SQL).
+    """
+    if w is not None:
+        nonzero = w > 0
+        j, h, w = j[nonzero], h[nonzero], w[nonzero]
+    if j.size == 0:
+        empty = np.array([], dtype=float)
+        return _Cells(empty, empty, empty, 0)
+    # Two 1-D uniques and an integer code: much cheaper than np.unique(axis=0) on 100k rows.
+    judge_values, judge_codes = np.unique(j, return_inverse=True)
+    human_values, human_codes = np.unique(h, return_inverse=True)
+    codes, inverse = np.unique(judge_codes.ravel() * human_values.size + human_codes.ravel(), return_inverse=True)
+    counts = np.bincount(inverse.ravel(), weights=w, minlength=codes.size).astype(float)
+    return _Cells(
+        judge_values[codes // human_values.size], human_values[codes % human_values.size], counts,
+        int(round(counts.sum())),
+    )
+
+
+def _paired_cells(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    counts: Sequence[float] | np.ndarray | None = None,
+) -> tuple[_Cells, int]:
+    """The pairs where both values are present, as cells; and how many items had a value missing."""
+    j = _as_float(judge)
+    h = _as_float(human)
+    if j.shape != h.shape:
+        raise ValueError(f"judge and human must have one value per item; got {j.size} and {h.size} values.")
+    w = None if counts is None else _as_float(counts)
+    if w is not None and w.shape != j.shape:
+        raise ValueError(f"counts must have one entry per (judge, human) pair; got {w.size} for {j.size} pairs.")
+    keep = ~(np.isnan(j) | np.isnan(h))
+    missing = int((~keep).sum()) if w is None else int(round(w[~keep].sum()))
+    return _cells(j[keep], h[keep], None if w is None else w[keep]), missing
 
 
 def _label_index(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -342,10 +376,8 @@ def bootstrap_interval(
     seed: int = 0,
 ) -> tuple[float | None, float | None, str | None]:
     """Percentile bootstrap interval of a paired statistic over items: (low, high, reason when None)."""
-    j, h = paired(judge, human)
     return _bootstrap_paired(
-        j,
-        h,
+        _paired_cells(judge, human)[0],
         [statistic],
         labels=labels,
         tolerance=tolerance,
@@ -359,8 +391,7 @@ Interval = tuple[float | None, float | None, str | None]
 
 
 def _bootstrap_paired(
-    j: np.ndarray,
-    h: np.ndarray,
+    cells: _Cells,
     statistics: Sequence[str],
     *,
     labels: Sequence[float] | None,
@@ -370,17 +401,16 @@ def _bootstrap_paired(
     seed: int,
 ) -> dict[str, Interval]:
     # One set of resamples serves every statistic: drawing them is the expensive part for continuous scores.
-    if j.size < 2:
+    if cells.n < 2:
         return {
-            name: (None, None, f"needs at least 2 paired items for an interval, has {j.size}")
+            name: (None, None, f"needs at least 2 paired items for an interval, has {cells.n}")
             for name in statistics
         }
-    cells = _cells(j, h)
     result: dict[str, Interval] = {}
     fns: dict[str, _PairedStatistic] = {}
     width = 0
     for name in statistics:
-        label_array = _labels(j, h, labels) if "kappa" in name else None
+        label_array = _labels(cells.judge, cells.human, labels) if "kappa" in name else None
         if label_array is not None and label_array.size > MAX_CATEGORIES:
             result[name] = (None, None, _too_many_categories(label_array.size))
             continue
@@ -436,10 +466,20 @@ def percent_agreement(
     tolerance: float = 0.0,
 ) -> Stat:
     """Share of paired items where |judge − human| ≤ tolerance (0 = exact match, for choice indices)."""
-    j, h = paired(judge, human)
-    if j.size == 0:
-        return Stat(None, 0, "no item has both a judge and a human value")
-    return Stat(float(np.mean(np.abs(j - h) <= tolerance + 1e-12)), int(j.size))
+    return _percent_agreement(_paired_cells(judge, human)[0], tolerance)
+
+
+_NO_PAIRS = "no item has both a judge and a human value"
+
+
+def _weighted_mean(cells: _Cells, values: np.ndarray) -> float:
+    return float(cells.counts @ values / cells.counts.sum())
+
+
+def _percent_agreement(cells: _Cells, tolerance: float) -> Stat:
+    if cells.n == 0:
+        return Stat(None, 0, _NO_PAIRS)
+    return Stat(_weighted_mean(cells, (np.abs(cells.judge - cells.human) <= tolerance + 1e-12).astype(float)), cells.n)
 
 
 def cohen_kappa(
@@ -448,38 +488,41 @@ def cohen_kappa(
     *,
     weights: KappaWeights = None,
     labels: Sequence[float] | None = None,
+    counts: Sequence[float] | np.ndarray | None = None,
 ) -> Stat:
-    """Cohen's kappa; ``weights="quadratic"`` for ordinal choices.
+    """Cohen's kappa; ``weights="quadratic"`` for ordinal choices. ``counts``: items per (judge, human) pair,
+    for data already aggregated.
 
     Weights use label positions, as scikit-learn does: pass the full ordinal scale as ``labels`` so a scale step
     that nobody used still counts as a step.
     """
-    j, h = paired(judge, human)
-    if j.size == 0:
-        return Stat(None, 0, "no item has both a judge and a human value")
-    label_array = _labels(j, h, labels)
+    return _cohen_kappa(_paired_cells(judge, human, counts)[0], weights, labels)
+
+
+def _cohen_kappa(cells: _Cells, weights: KappaWeights, labels: Sequence[float] | None) -> Stat:
+    if cells.n == 0:
+        return Stat(None, 0, _NO_PAIRS)
+    label_array = _labels(cells.judge, cells.human, labels)
     if label_array.size > MAX_CATEGORIES:
-        return Stat(None, int(j.size), _too_many_categories(label_array.size))
-    cells = _cells(j, h)
+        return Stat(None, cells.n, _too_many_categories(label_array.size))
     codes = _label_index(cells.human, label_array) * label_array.size + _label_index(cells.judge, label_array)
     value = _kappa_from_counts(cells.counts[None, :], codes, label_array.size, weights)[0]
     if not np.isfinite(value):
         return Stat(
             None,
-            int(j.size),
+            cells.n,
             "kappa is undefined: judge and humans each used a single label, so chance agreement is total",
         )
-    return Stat(float(value), int(j.size))
+    return Stat(float(value), cells.n)
 
 
-def _correlation(j: np.ndarray, h: np.ndarray, name: str) -> Stat:
-    n = int(j.size)
+def _correlation(cells: _Cells, name: str) -> Stat:
+    n = cells.n
     if n < MIN_CORRELATION_PAIRS:
         return Stat(None, n, f"{name} needs at least {MIN_CORRELATION_PAIRS} paired items, has {n}")
-    if np.ptp(j) == 0 or np.ptp(h) == 0:
-        who = "judge" if np.ptp(j) == 0 else "human"
+    if np.ptp(cells.judge) == 0 or np.ptp(cells.human) == 0:
+        who = "judge" if np.ptp(cells.judge) == 0 else "human"
         return Stat(None, n, f"{name} is undefined: every {who} value is the same")
-    cells = _cells(j, h)
     fn = _paired_statistic(name, cells, labels=None, tolerance=0.0)
     value = fn(cells.counts[None, :])[0]
     if not np.isfinite(value):
@@ -490,32 +533,38 @@ def _correlation(j: np.ndarray, h: np.ndarray, name: str) -> Stat:
 def pearson(
     judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
 ) -> Stat:
-    return _correlation(*paired(judge, human), "pearson")
+    return _correlation(_paired_cells(judge, human)[0], "pearson")
 
 
 def spearman(
     judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
 ) -> Stat:
-    return _correlation(*paired(judge, human), "spearman")
+    return _correlation(_paired_cells(judge, human)[0], "spearman")
 
 
 def mean_absolute_error(
     judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
 ) -> Stat:
-    j, h = paired(judge, human)
-    if j.size == 0:
-        return Stat(None, 0, "no item has both a judge and a human value")
-    return Stat(float(np.mean(np.abs(j - h))), int(j.size))
+    return _mean_absolute_error(_paired_cells(judge, human)[0])
+
+
+def _mean_absolute_error(cells: _Cells) -> Stat:
+    if cells.n == 0:
+        return Stat(None, 0, _NO_PAIRS)
+    return Stat(_weighted_mean(cells, np.abs(cells.judge - cells.human)), cells.n)
 
 
 def bias(
     judge: Sequence[float | int | None] | np.ndarray, human: Sequence[float | int | None] | np.ndarray
 ) -> Stat:
     """Mean judge − human: positive means the judge is more lenient than the humans."""
-    j, h = paired(judge, human)
-    if j.size == 0:
-        return Stat(None, 0, "no item has both a judge and a human value")
-    return Stat(float(np.mean(j - h)), int(j.size))
+    return _bias(_paired_cells(judge, human)[0])
+
+
+def _bias(cells: _Cells) -> Stat:
+    if cells.n == 0:
+        return Stat(None, 0, _NO_PAIRS)
+    return Stat(_weighted_mean(cells, cells.judge - cells.human), cells.n)
 
 
 def confusion_matrix(
@@ -524,17 +573,20 @@ def confusion_matrix(
     *,
     labels: Sequence[float] | None = None,
 ) -> ConfusionMatrix:
-    j, h = paired(judge, human)
-    label_array = _labels(j, h, labels)
+    return _confusion_matrix(_paired_cells(judge, human)[0], labels)
+
+
+def _confusion_matrix(cells: _Cells, labels: Sequence[float] | None) -> ConfusionMatrix:
+    label_array = _labels(cells.judge, cells.human, labels)
     k = label_array.size
     if k > MAX_CATEGORIES:
         raise ValueError(
             f"a confusion matrix needs discrete labels; got {k} distinct values. Bin the scores first."
         )
-    counts = np.zeros((k, k), dtype=int)
-    if j.size:
-        np.add.at(counts, (_label_index(h, label_array), _label_index(j, label_array)), 1)
-    return ConfusionMatrix([float(x) for x in label_array], counts.tolist(), int(j.size))
+    counts = np.zeros((k, k), dtype=float)
+    if cells.n:
+        np.add.at(counts, (_label_index(cells.human, label_array), _label_index(cells.judge, label_array)), cells.counts)
+    return ConfusionMatrix([float(x) for x in label_array], np.rint(counts).astype(int).tolist(), cells.n)
 
 
 def calibration_bins(
@@ -543,9 +595,16 @@ def calibration_bins(
     *,
     bins: int | Sequence[float] = 5,
     score_range: tuple[float, float] = (0.0, 1.0),
+    counts: Sequence[float] | np.ndarray | None = None,
 ) -> list[CalibrationBin]:
     """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0."""
-    j, h = paired(judge, human)
+    return _calibration_bins(_paired_cells(judge, human, counts)[0], bins, score_range)
+
+
+def _calibration_bins(
+    cells: _Cells, bins: int | Sequence[float], score_range: tuple[float, float] = (0.0, 1.0)
+) -> list[CalibrationBin]:
+    j, h, w = cells.judge, cells.human, cells.counts
     edges = (
         np.linspace(score_range[0], score_range[1], int(bins) + 1)
         if isinstance(bins, int)
@@ -559,14 +618,14 @@ def calibration_bins(
     result = []
     for b in range(edges.size - 1):
         mask = inside & (index == b)
-        count = int(mask.sum())
+        weight = float(w[mask].sum())
         result.append(
             CalibrationBin(
                 low=float(edges[b]),
                 high=float(edges[b + 1]),
-                n=count,
-                mean_judge=float(j[mask].mean()) if count else None,
-                mean_human=float(h[mask].mean()) if count else None,
+                n=int(round(weight)),
+                mean_judge=float(w[mask] @ j[mask] / weight) if weight else None,
+                mean_human=float(w[mask] @ h[mask] / weight) if weight else None,
             )
         )
     return result
@@ -580,8 +639,11 @@ def label_warnings(
     one_sided_share: float = ONE_SIDED_SHARE,
 ) -> list[AgreementWarning]:
     """Warnings the dashboard shows next to the figures: too few items, or labels piled on one value."""
-    j, h = paired(judge, human)
-    n = int(j.size)
+    return _label_warnings(_paired_cells(judge, human)[0], small_n=small_n, one_sided_share=one_sided_share)
+
+
+def _label_warnings(cells: _Cells, *, small_n: int = SMALL_N, one_sided_share: float = ONE_SIDED_SHARE) -> list[AgreementWarning]:
+    n = cells.n
     if n == 0:
         return [AgreementWarning("no_pairs", "No item has both a judge score and a human label yet.")]
     found = []
@@ -589,9 +651,9 @@ def label_warnings(
         found.append(
             AgreementWarning("small_n", f"Only {n} labeled items (< {small_n}): the figures can move a lot.")
         )
-    for code, who, values in (("one_sided_human", "human labels", h), ("one_sided_judge", "judge scores", j)):
-        _, counts = np.unique(values, return_counts=True)
-        share = counts.max() / n
+    for code, who, values in (("one_sided_human", "human labels", cells.human), ("one_sided_judge", "judge scores", cells.judge)):
+        _, inverse = np.unique(values, return_inverse=True)
+        share = np.bincount(inverse.ravel(), weights=cells.counts).max() / n
         if share >= one_sided_share:
             found.append(
                 AgreementWarning(
@@ -607,7 +669,9 @@ def label_warnings(
 # Krippendorff's alpha: any number of raters, missing values allowed
 
 
-def _unit_patterns(data: np.ndarray, level: AlphaLevel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _unit_patterns(
+    data: np.ndarray, level: AlphaLevel, item_counts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct values, distinct per-item summaries (pairable items only), and how many items share each.
 
     Alpha is a sum of per-item contributions, so identical items are stored once with a count. Nominal and ordinal
@@ -626,8 +690,11 @@ def _unit_patterns(data: np.ndarray, level: AlphaLevel) -> tuple[np.ndarray, np.
         raters, items = np.nonzero(finite)
         np.add.at(per_unit, (items, np.searchsorted(values, data[raters, items])), 1)
         rows = per_unit[pairable]
-    patterns, counts = np.unique(rows, axis=0, return_counts=True)
-    return values, patterns, counts.astype(float)
+    weights = np.ones(rows.shape[0]) if item_counts is None else item_counts[pairable]
+    if rows.shape[0] == 0:
+        return values, rows, np.array([], dtype=float)
+    patterns, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return values, patterns, np.bincount(inverse.ravel(), weights=weights, minlength=patterns.shape[0]).astype(float)
 
 
 def _alpha_from_weights(
@@ -672,8 +739,11 @@ def krippendorff_alpha(
     n_resamples: int = 0,
     confidence: float = 0.95,
     seed: int = 0,
+    item_counts: Sequence[float] | np.ndarray | None = None,
 ) -> Stat:
     """Krippendorff's alpha for a raters × items table (None/NaN = not rated). n = number of pairable values.
+
+    ``item_counts``: how many items each column stands for, when identical items were aggregated beforehand.
 
     Used for judge vs humans (the judge is one more rater) and for the human–human ceiling. With ``n_resamples``
     > 0 the interval comes from resampling items.
@@ -693,8 +763,11 @@ def krippendorff_alpha(
             f"{level} alpha needs discrete values (at most {MAX_CATEGORIES} distinct); use level='interval' "
             "for continuous scores",
         )
-    values, patterns, counts = _unit_patterns(data, level)
-    n = int((patterns[:, 0] if level == "interval" else patterns.sum(axis=1)) @ counts) if counts.size else 0
+    weights = None if item_counts is None else _as_float(item_counts)
+    if weights is not None and weights.size != data.shape[1]:
+        raise ValueError(f"item_counts must have one entry per item (column); got {weights.size} for {data.shape[1]}.")
+    values, patterns, counts = _unit_patterns(data, level, weights)
+    n = int(round((patterns[:, 0] if level == "interval" else patterns.sum(axis=1)) @ counts)) if counts.size else 0
     if n == 0:
         return Stat(None, 0, "no item was rated by at least two raters")
     if values.size < 2:
@@ -737,40 +810,38 @@ def agreement_report(
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    counts: Sequence[float] | np.ndarray | None = None,
 ) -> AgreementReport:
     """All figures for one judge × criterion against one human value per item (e.g. the majority or mean label).
+
+    ``counts``: how many items each (judge, human) pair stands for, when the caller aggregated them already
+    (the dashboard's SQL does): the cost then depends on the number of distinct pairs, not on the items.
 
     ``kind``: "ordinal" (choice indices; quadratic-weighted kappa, ordinal alpha), "nominal" (unordered choices;
     plain kappa, nominal alpha) or "score" (0..1; kappa over distinct scores, interval alpha, calibration bins).
     """
-    j_all = _as_float(judge)
-    h_all = _as_float(human)
-    j, h = paired(j_all, h_all)
-    n = int(j.size)
-    n_missing = int(j_all.size - n)
-    label_array = _labels(j, h, labels) if n else np.array([])
+    cells, n_missing = _paired_cells(judge, human, counts)
+    n = cells.n
+    label_array = _labels(cells.judge, cells.human, labels) if n else np.array([])
 
     weighted = "weighted_kappa_linear" if kind == "score" else "weighted_kappa_quadratic"
     stats = {
-        "percent_agreement": percent_agreement(j, h, tolerance=tolerance),
-        "cohen_kappa": cohen_kappa(j, h, labels=label_array if n else None),
+        "percent_agreement": _percent_agreement(cells, tolerance),
+        "cohen_kappa": _cohen_kappa(cells, None, label_array if n else None),
         weighted: (
             Stat(None, n, "weighted kappa needs ordered values; this criterion is nominal")
             if kind == "nominal"
-            else cohen_kappa(
-                j, h, weights="linear" if kind == "score" else "quadratic", labels=label_array if n else None
-            )
+            else _cohen_kappa(cells, "linear" if kind == "score" else "quadratic", label_array if n else None)
         ),
-        "spearman": spearman(j, h),
-        "pearson": pearson(j, h),
-        "mae": mean_absolute_error(j, h),
-        "bias": bias(j, h),
+        "spearman": _correlation(cells, "spearman"),
+        "pearson": _correlation(cells, "pearson"),
+        "mae": _mean_absolute_error(cells),
+        "bias": _bias(cells),
     }
     if n_resamples > 0:
         defined = [name for name, stat in stats.items() if stat.value is not None]
         intervals = _bootstrap_paired(
-            j,
-            h,
+            cells,
             defined,
             labels=label_array if n else None,
             tolerance=tolerance,
@@ -791,19 +862,20 @@ def agreement_report(
         cohen_kappa=stats["cohen_kappa"],
         weighted_kappa=stats[weighted],
         krippendorff_alpha=krippendorff_alpha(
-            np.vstack([j, h]), level=alpha_level, n_resamples=n_resamples, confidence=confidence, seed=seed
+            np.vstack([cells.judge, cells.human]), level=alpha_level, n_resamples=n_resamples,
+            confidence=confidence, seed=seed, item_counts=cells.counts,
         ),
         spearman=stats["spearman"],
         pearson=stats["pearson"],
         mae=stats["mae"],
         bias=stats["bias"],
         confusion=(
-            confusion_matrix(j, h, labels=label_array)
+            _confusion_matrix(cells, label_array)
             if kind != "score" and label_array.size <= MAX_CATEGORIES
             else None
         ),
-        calibration=calibration_bins(j, h, bins=calibration) if kind == "score" else [],
-        warnings=label_warnings(j, h),
+        calibration=_calibration_bins(cells, calibration) if kind == "score" else [],
+        warnings=_label_warnings(cells),
     )
 
 

@@ -2,8 +2,8 @@
 
 The training launcher asks this before a GRPO run: a judge that disagrees with humans is a reward to be gamed.
 Per judge criterion, the judge's score and the humans' value on the same rollout × rubric version × criterion are
-paired in SQL (one grouped query for all criteria), mapped onto the criterion's ordinal scale and compared with a
-quadratic-weighted kappa from `agreement.py`. Programmatic criteria are checks, not opinions: they need no
+paired in SQL by the selector the agreement dashboard uses (`selectors.label_score_cells`, judges pooled per item),
+mapped onto the criterion's ordinal scale and compared with a quadratic-weighted kappa from `agreement.py`. Programmatic criteria are checks, not opinions: they need no
 calibration, and a rubric made only of them is always ok.
 """
 
@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from django.conf import settings
-from django.db.models import Avg, FloatField, OuterRef, Subquery
 
 from training.rubrics.spec import JudgeCriterion, validate_spec
-from webapp.judging.models import CriterionScore
 from webapp.reviews import agreement
-from webapp.reviews.models import HumanLabel
+from webapp.reviews.selectors import label_score_cells
 from webapp.rubrics.models import RubricVersion
 
 # Scores that are not an LM judge's opinion: programmatic checks and rewards recorded by training runs.
@@ -75,38 +74,20 @@ def calibration_status(
         return CalibrationStatus(ok=True, needs_calibration=False, threshold=threshold, min_n=min_n, criteria=[])
 
     # Several judges or annotators may have scored an item: their mean is the item's value.
-    human = (
-        HumanLabel.objects.filter(
-            rollout_id=OuterRef("rollout_id"), rubric_version=rubric_version, criterion_key=OuterRef("criterion_key"),
-            value__isnull=False,
-        )
-        .values("rollout_id")
-        .annotate(mean=Avg("value"))
-        .values("mean")
+    pairs = label_score_cells(
+        label_version_id=rubric_version.pk, pool_judges=True, exclude_fingerprints=NON_JUDGE_FINGERPRINTS,
+        work_mem=None,
     )
-    pairs = (
-        CriterionScore.objects.filter(
-            rubric_version=rubric_version, criterion_key__in=[c.key for c in judge_criteria], score__isnull=False
-        )
-        .exclude(judge_fingerprint__in=NON_JUDGE_FINGERPRINTS)
-        .values("rollout_id", "criterion_key")
-        .annotate(judge=Avg("score"), human=Subquery(human, output_field=FloatField()))
-        .filter(human__isnull=False)
-        .values_list("criterion_key", "judge", "human")
-    )
-    by_key: dict[str, tuple[list[float], list[float]]] = {c.key: ([], []) for c in judge_criteria}
-    for key, judge_value, human_value in pairs:
-        by_key[key][0].append(judge_value)
-        by_key[key][1].append(human_value)
 
     results = []
     for criterion in judge_criteria:
-        judge_values, human_values = by_key[criterion.key]
+        cells = pairs.get(("", criterion.key))
         steps = _scale_points(criterion) - 1
         # 0..1 scores back onto the ordinal scale, so kappa weights a one-step miss as one step.
         stat = agreement.cohen_kappa(
-            [round(v * steps) for v in judge_values],
-            [round(v * steps) for v in human_values],
+            np.round(cells.judge * steps) if cells else [],
+            np.round(cells.human * steps) if cells else [],
+            counts=cells.counts if cells else None,
             weights="quadratic",
             labels=list(range(steps + 1)),
         )

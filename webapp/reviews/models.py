@@ -134,3 +134,32 @@ class ReviewAssignment(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="review_assignment_unique")]
         indexes = [models.Index(fields=["annotator", "status"], name="assignment_annotator_status")]
+
+
+class PairwiseJudgment(models.Model):
+    """An LM judge comparing two rollouts of one prompt twice, x shown first then y shown first: position bias.
+
+    Verdicts name the position the judge preferred ("A" = shown first); '' where no verdict could be read.
+    A consistent judge's `verdict_swapped` is `verdict_first` with A and B exchanged.
+    """
+
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="+")
+    rollout_x = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="+")
+    rollout_y = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="+")
+    judge_fingerprint = models.CharField(max_length=128, help_text="Model + sampling + pairwise prompt version.")
+    judge_model = models.CharField(max_length=200, blank=True)
+    verdict_first = models.CharField(max_length=4, blank=True, help_text="x shown as A.")
+    verdict_swapped = models.CharField(max_length=4, blank=True, help_text="y shown as A.")
+    raw_first = models.TextField(blank=True)
+    raw_swapped = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["rubric_version", "rollout_x", "rollout_y", "judge_fingerprint"], name="pairwise_judgment_unique"
+            )
+        ]

@@ -3,6 +3,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
@@ -160,3 +162,95 @@ def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int,
     if project_id is None:
         return False
     return not blind_rollout_ids(user=user, role=role, project=Project(pk=project_id)).filter(pk=rollout_id).exists()
+
+
+# --- judge scores paired with human labels ---------------------------------------------------------------------------
+
+# One row per (judge, criterion, judge score, human value) with its count: the labels of `label_version` against the
+# scores of `score_version`. An item's human value is the mean of its labels. With `pool` the judges' scores of an
+# item are averaged first and the judge column is ''. The label aggregate and the join's sort fit in work_mem instead
+# of spilling to disk (~25 % faster at 1M scores).
+_LABEL_SCORE_SQL = """
+    WITH human AS (
+        SELECT rollout_id, criterion_key, AVG(value) AS value
+        FROM reviews_humanlabel
+        WHERE rubric_version_id = %(label_version)s AND value IS NOT NULL
+        GROUP BY rollout_id, criterion_key
+    )
+    {select}
+"""
+_PER_JUDGE = """
+    SELECT s.judge_fingerprint, s.criterion_key, s.score, h.value, COUNT(*)
+    FROM human h
+    JOIN judging_criterionscore s
+      ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
+     AND s.rubric_version_id = %(score_version)s
+    WHERE s.score IS NOT NULL{excluded}
+    GROUP BY 1, 2, 3, 4
+"""
+_POOLED = """
+    SELECT '', criterion_key, judge, human, COUNT(*)
+    FROM (
+        SELECT s.criterion_key, AVG(s.score) AS judge, h.value AS human
+        FROM human h
+        JOIN judging_criterionscore s
+          ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
+         AND s.rubric_version_id = %(score_version)s
+        WHERE s.score IS NOT NULL{excluded}
+        GROUP BY s.rollout_id, s.criterion_key, h.value
+    ) items
+    GROUP BY 2, 3, 4
+"""
+
+
+@dataclass(frozen=True)
+class PairCells:
+    """Distinct (judge score, human value) pairs of one judge × criterion and how many items share each."""
+
+    judge: np.ndarray
+    human: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+
+def label_score_cells(
+    *, label_version_id: int, score_version_id: int | None = None, pool_judges: bool = False,
+    exclude_fingerprints: tuple[str, ...] = (), work_mem: str | None = "64MB",
+) -> dict[tuple[str, str], PairCells]:
+    """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells.
+
+    The agreement dashboard reads one judge at a time; the training launcher's calibration gate pools the judges
+    (`pool_judges`, fingerprint '') and leaves out scores that are not a judge's opinion. Either way Postgres returns
+    a few hundred rows, whether 1,000 or 1,000,000 scores stand behind them. `work_mem=None` keeps it to a single
+    statement (no transaction around a SET LOCAL) where the data set is small.
+    """
+    params: dict[str, Any] = {"label_version": label_version_id, "score_version": score_version_id or label_version_id}
+    excluded = ""
+    if exclude_fingerprints:
+        # Plain placeholders rather than `= ANY(array)`: the embedded mode runs on SQLite.
+        params.update({f"excluded{i}": fp for i, fp in enumerate(exclude_fingerprints)})
+        excluded = " AND s.judge_fingerprint NOT IN ({})".format(
+            ", ".join(f"%(excluded{i})s" for i in range(len(exclude_fingerprints))))
+    sql = _LABEL_SCORE_SQL.format(select=(_POOLED if pool_judges else _PER_JUDGE).format(excluded=excluded))
+    if work_mem and connection.vendor == "postgresql":
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL work_mem = %s", [work_mem])
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    grouped: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
+    for fingerprint, key, score, human, n in rows:
+        grouped.setdefault((fingerprint, key), []).append((score, human, n))
+    return {
+        group: PairCells(
+            np.array([c[0] for c in cells], dtype=float), np.array([c[1] for c in cells], dtype=float),
+            np.array([c[2] for c in cells], dtype=float),
+        )
+        for group, cells in grouped.items()
+    }

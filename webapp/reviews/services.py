@@ -4,12 +4,15 @@ Handing out work: `item_next` locks one open item with SELECT ... FOR UPDATE SKI
 (`ReviewAssignment`) that expires, so two annotators asking at once get different items and an abandoned tab frees
 its seat after `reservation_minutes`.
 
-Labels use optimistic locking: every write names the `row_version` it read (0 = "I saw no label"). A stale write is
-refused with ConflictError (HTTP 409) carrying the current label; nothing is overwritten silently.
+Labels use optimistic locking (`webapp.core.locking.row_version_update`, as tasks and endpoints do): every write names
+the `row_version` it read (0 = "I saw no label"). A stale write is refused with ConflictError (HTTP 409) carrying the
+current label; nothing is overwritten silently. The labeling page's autosaves (one criterion; the comment and flag,
+which every label of the item carries) go through the same check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 from datetime import timedelta
 from typing import Any
@@ -19,13 +22,17 @@ from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from training.rubrics.types import message_text
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.locking import row_version_update
 from webapp.core.models import Project
+from webapp.judging.models import RolloutScore
 from webapp.reviews import sampling
 from webapp.reviews.criteria import form_criteria, form_criterion
 from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
+    PairwiseJudgment,
     PairwiseLabel,
     Preference,
     ReviewAssignment,
@@ -41,6 +48,7 @@ from webapp.rubrics.models import RubricVersion
 MAX_QUEUE_SIZE = 5000
 MAX_NEXT_TRIES = 20
 LABEL_FIELDS = ("choice", "value", "comment", "reward_hacking")
+LABEL_STATE_FIELDS = ("id", "criterion_key", *LABEL_FIELDS)
 
 
 # --- queues ----------------------------------------------------------------------------------------------------------
@@ -104,7 +112,11 @@ def review_queue_create(
 
 
 def _check_may_work(queue: ReviewQueue, annotator: Any) -> None:
-    if queue.assignees.exists() and not queue.assignees.filter(pk=annotator.pk).exists():
+    # Read once per queue object: a submit checks it again when it reserves the next item in the same request.
+    assignees = queue.__dict__.get("_assignee_ids")
+    if assignees is None:
+        assignees = queue.__dict__["_assignee_ids"] = set(queue.assignees.values_list("pk", flat=True))
+    if assignees and annotator.pk not in assignees:
         raise ApplicationError("This queue is assigned to named annotators only.", status=403)
 
 
@@ -155,9 +167,10 @@ def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
         tried.append(item.pk)
     else:
         return None
-    ReviewAssignment.objects.update_or_create(
-        item=item, annotator=annotator,
-        defaults={"status": AssignmentStatus.RESERVED, "reserved_until": until, "finished_at": None},
+    # One INSERT ... ON CONFLICT DO UPDATE: an expired reservation of this annotator is renewed in place.
+    ReviewAssignment.objects.bulk_create(
+        [ReviewAssignment(item=item, annotator=annotator, status=AssignmentStatus.RESERVED, reserved_until=until)],
+        update_conflicts=True, unique_fields=["item", "annotator"], update_fields=["status", "reserved_until", "finished_at"],
     )
     ReviewItem.objects.filter(pk=item.pk).update(reserved_by=annotator, reserved_until=until)
     return item
@@ -166,13 +179,17 @@ def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
 def _assignment_finish(*, item: ReviewItem, annotator: Any, status: str) -> bool:
     """Close this annotator's turn on the item; True when it newly counts as done."""
     now = timezone.now()
-    assignment, _ = ReviewAssignment.objects.select_for_update().get_or_create(
-        item=item, annotator=annotator,
-        defaults={"status": AssignmentStatus.RESERVED, "reserved_until": now},
-    )
-    if assignment.status == AssignmentStatus.DONE:
-        return False
-    ReviewAssignment.objects.filter(pk=assignment.pk).update(status=status, finished_at=now)
+    # One conditional UPDATE in the usual case (the annotator holds a reservation): it locks the row, and a
+    # concurrent finish of the same turn re-reads `status` after the lock and updates nothing.
+    closed = ReviewAssignment.objects.filter(item=item, annotator=annotator).exclude(
+        status=AssignmentStatus.DONE).update(status=status, finished_at=now)
+    if not closed:
+        assignment, created = ReviewAssignment.objects.get_or_create(
+            item=item, annotator=annotator,
+            defaults={"status": status, "reserved_until": now, "finished_at": now},
+        )
+        if not created:
+            return False  # already done
     if status == AssignmentStatus.DONE:
         ReviewItem.objects.filter(pk=item.pk).update(completed_count=F("completed_count") + 1)
         return True
@@ -189,10 +206,16 @@ def item_skip(*, item: ReviewItem, annotator: Any) -> None:
 
 def label_state(label: HumanLabel) -> dict[str, Any]:
     """What a 409 shows: the label as it is now."""
-    return {
-        "id": label.pk, "criterion_key": label.criterion_key, "choice": label.choice, "value": label.value,
-        "comment": label.comment, "reward_hacking": label.reward_hacking, "row_version": label.row_version,
-    }
+    return {"row_version": label.row_version, **{name: getattr(label, name) for name in LABEL_STATE_FIELDS}}
+
+
+def _label_version_update(label: HumanLabel, *, row_version: int, values: dict[str, Any]) -> None:
+    """Write `values` only if the label still has `row_version`; otherwise ConflictError (409) with label_state."""
+    row_version_update(
+        instance=label, row_version=row_version, values={**values, "updated_at": timezone.now()},
+        shown_fields=LABEL_STATE_FIELDS, noun="label",
+        duplicate_name_message="This label already exists.",  # labels have no name: the update cannot clash
+    )
 
 
 def _check_value(value: float | None) -> None:
@@ -200,7 +223,8 @@ def _check_value(value: float | None) -> None:
         raise ApplicationError("A label value is between 0 and 1.", field="value")
 
 
-@transaction.atomic
+# No savepoint of its own: callers write several labels all or nothing, and a refusal aborts them anyway.
+@transaction.atomic(savepoint=False)
 def label_save(
     *, annotator: Any, rollout: Rollout, rubric_version: RubricVersion, criterion_key: str, row_version: int,
     choice: str = "", value: float | None = None, queue: ReviewQueue | None = None,
@@ -230,14 +254,15 @@ def label_save(
                 "You already labeled this criterion in another tab or session; here is the saved value.",
                 current=label_state(current),
             ) from None
-    updated = HumanLabel.objects.filter(**key, row_version=row_version).update(
-        **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
-    )
     current = HumanLabel.objects.filter(**key).first()
     if current is None:
         raise ApplicationError("That label no longer exists.", status=404)
-    if not updated and not _holds(current, changes):
-        raise ConflictError("This label was changed since you read it; here is the saved value.", current=label_state(current))
+    try:
+        _label_version_update(current, row_version=row_version, values=changes)
+    except ConflictError:
+        current.refresh_from_db()
+        if not _holds(current, changes):
+            raise
     return current
 
 
@@ -274,29 +299,53 @@ def label_update(*, label: HumanLabel, annotator: Any, row_version: int, **chang
         raise ApplicationError(f"Cannot change {', '.join(sorted(unknown))}.")
     if "value" in changes:
         _check_value(changes["value"])
-    updated = HumanLabel.objects.filter(pk=label.pk, row_version=row_version).update(
-        **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
-    )
-    fresh = HumanLabel.objects.select_related("annotator").get(pk=label.pk)
-    if not updated:
-        raise ConflictError("This label was changed since you read it.", current=label_state(fresh))
-    return fresh
+    _label_version_update(label, row_version=row_version, values=changes)
+    return HumanLabel.objects.select_related("annotator").get(pk=label.pk)
 
 
 @transaction.atomic
 def item_label_save(
     *, item: ReviewItem, annotator: Any, criterion_key: str, row_version: int, choice: str = "",
-    number: float | None = None,
+    number: float | None = None, comment: str | None = None, reward_hacking: bool | None = None,
 ) -> HumanLabel:
-    """Autosave of one criterion on the labeling page (the choice maps to the judge's 0..1 value)."""
+    """Autosave of one criterion on the labeling page (the choice maps to the judge's 0..1 value).
+
+    `comment` / `reward_hacking` (None = leave as is) ride along, so a note typed before the first answer is saved
+    with that answer."""
     queue = item.queue
     _check_may_work(queue, annotator)
     criterion = form_criterion(queue.rubric_version, criterion_key)
     choice, value = criterion.value_for(choice=choice, number=number)
     return label_save(
         annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version, criterion_key=criterion_key,
-        row_version=row_version, choice=choice, value=value, queue=queue,
+        row_version=row_version, choice=choice, value=value, queue=queue, comment=comment,
+        reward_hacking=reward_hacking,
     )
+
+
+@transaction.atomic
+def item_note_save(
+    *, item: ReviewItem, annotator: Any, comment: str, reward_hacking: bool, row_versions: dict[str, int]
+) -> list[HumanLabel]:
+    """Autosave of the labeling page's comment and reward-hacking flag, which every label of the item carries.
+
+    `row_versions`: criterion key → the row version the page holds. All or nothing: if any label changed since
+    (another tab, a late request), ConflictError (409) with that label's current state and nothing is written,
+    unless the label already holds this comment and flag. Criteria without a label yet are left alone: their first
+    answer carries the note (`item_label_save`).
+    """
+    queue = item.queue
+    _check_may_work(queue, annotator)
+    values = {"comment": comment, "reward_hacking": reward_hacking}
+    labels = list(
+        HumanLabel.objects.filter(
+            rollout_id=item.rollout_id, rubric_version_id=queue.rubric_version_id, annotator=annotator
+        ).order_by("criterion_key")  # one lock order for every writer of these rows
+    )
+    for label in labels:
+        if not _holds(label, values):
+            _label_version_update(label, row_version=row_versions.get(label.criterion_key, 0), values=values)
+    return labels
 
 
 @transaction.atomic
@@ -314,24 +363,50 @@ def item_submit(
     missing = [c.title for c in criteria if not (answers.get(c.key, {}).get("choice") or answers.get(c.key, {}).get("number") is not None)]
     if missing:
         raise ApplicationError(f"Answer every criterion before submitting (missing: {', '.join(missing)}), or skip the item.")
+    values = {
+        c.key: c.value_for(choice=answers[c.key].get("choice") or "", number=answers[c.key].get("number"))
+        for c in criteria
+    }
+    labels = _labels_create_all(item=item, annotator=annotator, answers=answers, values=values, comment=comment,
+                                reward_hacking=reward_hacking)
+    if labels is not None:
+        _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
+        return labels
     labels = []
     for criterion in criteria:
         answer = answers[criterion.key]
-        choice, value = criterion.value_for(choice=answer.get("choice") or "", number=answer.get("number"))
-        label = label_save(
+        choice, value = values[criterion.key]
+        labels.append(label_save(
             annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version,
             criterion_key=criterion.key, row_version=int(answer.get("row_version") or 0), choice=choice, value=value,
-            queue=queue,
-        )
-        if label.comment != comment or label.reward_hacking != reward_hacking:
-            # Same request, row already locked by the write above: no one can interleave here.
-            HumanLabel.objects.filter(pk=label.pk).update(
-                comment=comment, reward_hacking=reward_hacking, row_version=F("row_version") + 1
-            )
-            label.refresh_from_db()
-        labels.append(label)
+            queue=queue, comment=comment, reward_hacking=reward_hacking,
+        ))
     _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
     return labels
+
+
+def _labels_create_all(
+    *, item: ReviewItem, annotator: Any, answers: dict[str, dict[str, Any]], values: dict[str, tuple[str, float | None]],
+    comment: str, reward_hacking: bool,
+) -> list[HumanLabel] | None:
+    """The usual submit, every criterion new (row version 0), as one INSERT; None when that does not apply or a
+    label exists already (another tab, a double submit), for `label_save` to sort out one criterion at a time."""
+    if any(int(answers[key].get("row_version") or 0) for key in values):
+        return None
+    queue = item.queue
+    labels = [
+        HumanLabel(rollout_id=item.rollout_id, rubric_version_id=queue.rubric_version_id, criterion_key=key,
+                   annotator=annotator, queue=queue, choice=choice, value=value, comment=comment,
+                   reward_hacking=reward_hacking)
+        for key, (choice, value) in values.items()
+    ]
+    for label in labels:
+        _check_value(label.value)
+    try:
+        with transaction.atomic():
+            return HumanLabel.objects.bulk_create(labels)
+    except IntegrityError:
+        return None
 
 
 # --- pairwise --------------------------------------------------------------------------------------------------------
@@ -364,15 +439,19 @@ def pairwise_submit(
                     current={"preferred": label.preferred, "row_version": label.row_version},
                 ) from None
     else:
-        updated = PairwiseLabel.objects.filter(**key, row_version=row_version).update(
-            **changes, row_version=F("row_version") + 1, updated_at=timezone.now()
-        )
-        label = PairwiseLabel.objects.get(**key)
-        if not updated and label.preferred != preferred:
-            raise ConflictError(
-                "This comparison was changed since you read it.",
-                current={"preferred": label.preferred, "row_version": label.row_version},
+        label = PairwiseLabel.objects.filter(**key).first()
+        if label is None:
+            raise ApplicationError("That comparison no longer exists.", status=404)
+        try:
+            row_version_update(
+                instance=label, row_version=row_version, values={**changes, "updated_at": timezone.now()},
+                shown_fields=("preferred",), noun="comparison",
+                duplicate_name_message="This comparison already exists.",  # no name field: cannot clash
             )
+        except ConflictError:
+            label.refresh_from_db()
+            if label.preferred != preferred:
+                raise
     _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
     return label
 
@@ -398,4 +477,111 @@ def labeled_set_rejudge(
     return judge_job_create(
         project=project, rubric_version=rubric_version, endpoint=endpoint,
         selection={"labeled": "yes", "ids": ids}, created_by=created_by,
+    )
+
+
+# --- judge position-swap check ---------------------------------------------------------------------------------------
+
+POSITION_CHECK_MAX_PAIRS = 200
+
+
+def _stored_fingerprint(fingerprint: str) -> str:
+    if len(fingerprint) <= 128:
+        return fingerprint
+    return f"{fingerprint[:86]}|{hashlib.sha1(fingerprint.encode()).hexdigest()}"
+
+
+def _prompt_text(rollout: Rollout) -> str:
+    messages = rollout.prompt_messages or []
+    if messages:
+        return "\n\n".join(f"{m.get('role', 'user')}: {message_text(m.get('content'))}" for m in messages if isinstance(m, dict))
+    return rollout.example.prompt if rollout.example else ""
+
+
+def _pairwise_question(rubric_version: RubricVersion) -> str:
+    """The whole rubric as one comparison: criterion titles and descriptions (questions are per-rollout templates)."""
+    lines = [f"- {c.title}{': ' + c.description if c.description else ''}" for c in form_criteria(rubric_version)]
+    return "Which response is better overall, judged by these criteria?\n" + "\n".join(lines)
+
+
+def position_check_pairs(*, rubric_version: RubricVersion, fingerprint: str, limit: int, seed: int = 0) -> list[tuple[Rollout, Rollout]]:
+    """Up to `limit` pairs (x, y) of rollouts of one prompt (same group), both scored under the version, that this
+    judge has not compared yet; which one is x is random (seeded)."""
+    done = set(
+        PairwiseJudgment.objects.filter(rubric_version=rubric_version, judge_fingerprint=_stored_fingerprint(fingerprint))
+        .values_list("rollout_x_id", "rollout_y_id")
+    )
+    scored = RolloutScore.objects.filter(rubric_version=rubric_version).values("rollout_id")
+    rollouts = (
+        Rollout.objects.filter(pk__in=scored, error="").exclude(group_key="").select_related("example")
+        .order_by("group_key", "pk")[: (limit + len(done)) * 4]
+    )
+    rng = random.Random(seed)
+    pairs: list[tuple[Rollout, Rollout]] = []
+    previous: Rollout | None = None
+    for rollout in rollouts:
+        if previous is not None and previous.group_key == rollout.group_key:
+            x, y = (previous, rollout) if rng.random() < 0.5 else (rollout, previous)
+            if (x.pk, y.pk) not in done and (y.pk, x.pk) not in done:
+                pairs.append((x, y))
+                previous = None
+                if len(pairs) >= limit:
+                    break
+                continue
+        previous = rollout
+    return pairs
+
+
+def position_check_run(
+    *, rubric_version: RubricVersion, endpoint: Any, pairs: int = 20, seed: int = 0
+) -> list[PairwiseJudgment]:
+    """Ask the endpoint's judge to compare `pairs` pairs of rollouts in both orders and store the verdicts.
+
+    Runs in a worker (HTTP calls, no transaction open while waiting); a failed call is stored with its error.
+    """
+    from asgiref.sync import async_to_sync
+
+    from training.judges.pairwise import PairwiseItem, judge_pairs_swapped, pairwise_fingerprint
+    from webapp.judging.judges import judge_for_endpoint
+
+    if endpoint.project_id != rubric_version.rubric.project_id:
+        raise ApplicationError("That endpoint belongs to another project.", field="endpoint")
+    if not 1 <= pairs <= POSITION_CHECK_MAX_PAIRS:
+        raise ApplicationError(f"Compare 1 to {POSITION_CHECK_MAX_PAIRS} pairs; got {pairs}.", field="pairs")
+    judge = judge_for_endpoint(endpoint)
+    fingerprint = pairwise_fingerprint(judge.fingerprint)
+    chosen = position_check_pairs(rubric_version=rubric_version, fingerprint=fingerprint, limit=pairs, seed=seed)
+    if not chosen:
+        raise ApplicationError("No two scored rollouts of one prompt are left for this judge to compare: generate "
+                               "several samples per prompt and judge them first.")
+    question = _pairwise_question(rubric_version)
+    items = [
+        PairwiseItem(key=f"{x.pk}:{y.pk}", prompt=_prompt_text(x), x=x.completion, y=y.completion, question=question,
+                     reference=(x.example.answer or None) if x.example else None)
+        for x, y in chosen
+    ]
+    results = async_to_sync(judge_pairs_swapped)(judge, items, concurrency=max(1, min(8, endpoint.max_concurrency or 8)))
+    rows = [
+        PairwiseJudgment(
+            rubric_version=rubric_version, rollout_x=x, rollout_y=y, judge_fingerprint=_stored_fingerprint(fingerprint),
+            judge_model=endpoint.model[:200], verdict_first=r.first or "", verdict_swapped=r.swapped or "",
+            raw_first=r.raw_first, raw_swapped=r.raw_swapped, error=r.error[:4000], prompt_tokens=r.prompt_tokens,
+            completion_tokens=r.completion_tokens,
+        )
+        for (x, y), r in zip(chosen, results, strict=True)
+    ]
+    PairwiseJudgment.objects.bulk_create(rows, ignore_conflicts=True)  # a redelivered task writes nothing twice
+    return rows
+
+
+def position_check_enqueue(*, rubric_version: RubricVersion, endpoint: Any, pairs: int) -> None:
+    """Validate, then run the check in a worker after this request's transaction commits."""
+    if endpoint is None or endpoint.project_id != rubric_version.rubric.project_id:
+        raise ApplicationError("Choose a judge endpoint of this project.", field="endpoint")
+    if not 1 <= pairs <= POSITION_CHECK_MAX_PAIRS:
+        raise ApplicationError(f"Compare 1 to {POSITION_CHECK_MAX_PAIRS} pairs; got {pairs}.", field="pairs")
+    from workers.judging import position_check
+
+    transaction.on_commit(
+        lambda: position_check.delay(rubric_version_id=rubric_version.pk, endpoint_id=endpoint.pk, pairs=pairs)
     )

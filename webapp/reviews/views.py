@@ -18,6 +18,7 @@ from webapp.reviews.models import AssignmentStatus, ReviewItem, ReviewMode, Revi
 from webapp.rubrics.models import RubricVersion
 
 LABEL_PAGE = "reviews/label.html"
+NOTE_CONFLICT = "This item's labels were changed elsewhere since you loaded the page; your comment was not saved."
 
 
 @require_GET
@@ -82,9 +83,8 @@ def _reveal(request: HttpRequest, queue: ReviewQueue, after: str | None) -> dict
     return {"item": item, "rows": rows}
 
 
-def _criterion_rows(item: ReviewItem, user: Any, *, scores_visible: bool, posted: QueryDict | None = None,
+def _criterion_rows(item: ReviewItem, labels: dict, *, scores_visible: bool, posted: QueryDict | None = None,
                     conflicts: dict[str, dict] | None = None) -> list[dict]:
-    labels = selectors.item_labels(item, user)
     scores = selectors.item_scores(item) if scores_visible else {}
     return [
         _row(c, labels.get(c.key), scores.get(c.key, []), posted=posted, conflict=(conflicts or {}).get(c.key))
@@ -131,7 +131,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         "queue": queue, "item": item, "assignment": assignment, "done": assignment.status == AssignmentStatus.DONE,
         "scores_visible": visible, "error": error, "progress": selectors.queue_totals(queue),
         "reveal": _reveal(request, queue, request.GET.get("after")),
-        "rollout": selectors.rollout_full(item.rollout_id),
+        "rollout": item.rollout,  # item_get loaded it with its task and example
     }
     if queue.mode == ReviewMode.PAIRWISE:
         other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
@@ -141,7 +141,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
     else:
         labels = selectors.item_labels(item, request.user)
         first = next(iter(labels.values()), None)
-        context["rows"] = _criterion_rows(item, request.user, scores_visible=visible, posted=posted, conflicts=conflicts)
+        context["rows"] = _criterion_rows(item, labels, scores_visible=visible, posted=posted, conflicts=conflicts)
         context["comment"] = posted.get("comment", "") if posted is not None else (first.comment if first else "")
         context["reward_hacking"] = bool(posted.get("reward_hacking")) if posted is not None else bool(first and first.reward_hacking)
     return render(request, LABEL_PAGE, context, status=status)
@@ -173,11 +173,13 @@ def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id
     visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
     scores = selectors.item_scores(item).get(key, []) if visible else []
     status, conflict, error = 200, None, ""
+    comment, reward_hacking = _note(request.POST)
     try:
         label = services.item_label_save(
             item=item, annotator=request.user, criterion_key=key,
             row_version=_row_version(request.POST.get(f"row_version-{key}")),
             choice=request.POST.get(f"choice-{key}", ""), number=_number(request.POST.get(f"number-{key}")),
+            comment=comment, reward_hacking=reward_hacking,
         )
     except ConflictError as exc:
         status, conflict, label = 409, exc.extra["current"], selectors.item_labels(item, request.user).get(key)
@@ -190,6 +192,47 @@ def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id
     if status != 200:
         return _label_page(request, queue, item, selectors.assignment_for(item, request.user), status=status,
                            posted=request.POST, conflicts={key: conflict} if conflict else None, error=error)
+    return redirect("reviews:item", project.pk, queue.pk, item.pk)
+
+
+def _note(posted: QueryDict) -> tuple[str | None, bool | None]:
+    """The comment and flag when the whole labeling form was posted (htmx sends it), else (None, None): an unticked
+    checkbox is absent from a form, so its absence means False only where the comment came along."""
+    if "comment" not in posted:
+        return None, None
+    return posted["comment"].strip(), bool(posted.get("reward_hacking"))
+
+
+@require_POST
+@project_view(Action.LABEL)
+def item_note(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+    """htmx: autosave of the comment and reward-hacking flag (debounced while typing); answers the save status and
+    the labels' new row versions (out of band), so the next autosave and the submit carry them."""
+    queue = selectors.queue_get(project, queue_id)
+    item, _ = _item_or_next(request, queue, item_id)
+    criteria = form_criteria(queue.rubric_version)
+    row_versions = {c.key: _row_version(request.POST.get(f"row_version-{c.key}")) for c in criteria}
+    comment, reward_hacking = _note(request.POST)
+    status, context = 200, {"queue": queue, "item": item, "note_state": "saved"}
+    try:
+        labels = services.item_note_save(
+            item=item, annotator=request.user, comment=comment or "", reward_hacking=bool(reward_hacking),
+            row_versions=row_versions,
+        )
+    except ConflictError as exc:
+        # The page's row versions stay as they were: typing on must not overwrite what was saved elsewhere.
+        status, context["note_state"], context["note_conflict"] = 409, "conflict", exc.extra["current"]
+    except ApplicationError as exc:
+        status, context["note_state"], context["note_error"] = exc.status, "error", exc.message
+    else:
+        if not labels:
+            context["note_state"] = "pending"
+        context["row_versions"] = [(label.criterion_key, label.row_version) for label in labels]
+    if request.htmx:
+        return render(request, f"{LABEL_PAGE}#note", context, status=status)
+    if status != 200:
+        return _label_page(request, queue, item, selectors.assignment_for(item, request.user), status=status,
+                           posted=request.POST, error=context.get("note_error", "") or NOTE_CONFLICT)
     return redirect("reviews:item", project.pk, queue.pk, item.pk)
 
 
@@ -214,7 +257,15 @@ def item_submit(request: HttpRequest, project: Project, queue_id: int, item_id: 
                            conflicts={current.get("criterion_key", ""): current}, error=exc.message)
     except ApplicationError as exc:
         return _label_page(request, queue, item, assignment, status=exc.status, posted=request.POST, error=exc.message)
-    return redirect(reverse("reviews:next", args=[project.pk, queue.pk]) + f"?after={item.pk}")
+    return _next_item_redirect(request, project, queue, after=item)
+
+
+def _next_item_redirect(request: HttpRequest, project: Project, queue: ReviewQueue, *, after: ReviewItem) -> HttpResponse:
+    """Straight to the next item, reserved now: one request per label instead of a hop through `next`."""
+    following = services.item_next(queue=queue, annotator=request.user)
+    if following is None:  # the queue is done for this annotator: `next` shows that page
+        return redirect(reverse("reviews:next", args=[project.pk, queue.pk]) + f"?after={after.pk}")
+    return redirect(reverse("reviews:item", args=[project.pk, queue.pk, following.pk]) + f"?after={after.pk}")
 
 
 @require_POST
@@ -285,8 +336,29 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_param(project, request.GET.get("version"), [])
     if version is None:
         raise ApplicationError("Choose a rubric version.", status=404)
-    context = {"version": version, "bias": dashboard.bias_diagnostics(version)}
+    context = {
+        "version": version, "bias": dashboard.bias_diagnostics(version),
+        "endpoints": project.endpoints.order_by("name"), "max_pairs": services.POSITION_CHECK_MAX_PAIRS,
+        "can_edit": role_allows(request.project_role, Action.EDIT),  # type: ignore[attr-defined]
+    }
     return render(request, "reviews/bias.html#bias" if request.htmx else "reviews/bias.html", context)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def agreement_position_check(request: HttpRequest, project: Project) -> HttpResponse:
+    """Start the judge-side position-swap check: the chosen judge compares pairs of rollouts in both orders."""
+    version = _version_param(project, request.POST.get("version"), [])
+    if version is None:
+        raise ApplicationError("Choose a rubric version.", status=404)
+    endpoint_id = request.POST.get("endpoint", "")
+    endpoint = project.endpoints.filter(pk=int(endpoint_id)).first() if endpoint_id.isdigit() else None
+    pairs = request.POST.get("pairs", "")
+    services.position_check_enqueue(rubric_version=version, endpoint=endpoint, pairs=int(pairs) if pairs.isdigit() else 0)
+    assert endpoint is not None  # position_check_enqueue refuses a missing one
+    messages.success(request, f"Position-swap check started: {endpoint.name} compares {pairs} pairs of rollouts in both "
+                              "orders. Reload this page in a minute.")
+    return redirect(reverse("reviews:bias", args=[project.pk]) + f"?version={version.pk}")
 
 
 def _side(project: Project, version_value: str | None, fingerprint: str | None) -> dashboard.Side | None:

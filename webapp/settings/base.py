@@ -167,6 +167,17 @@ if CELERY_BROKER_URL.startswith("filesystem"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_RESULT_BACKEND = None
+
+# Shared cache (the agreement dashboard's figures, warmed by the worker after judge jobs): Redis whenever the broker
+# is Redis, so every web process and worker read one copy; the embedded mode has no Redis and uses a directory.
+_BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+RUBRICON_CACHE_URL = env.str("RUBRICON_CACHE_URL", CELERY_BROKER_URL if _BROKER_IS_REDIS else "")
+if RUBRICON_CACHE_URL.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": RUBRICON_CACHE_URL,
+                          "KEY_PREFIX": "rubricon"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -8,7 +8,6 @@ import math
 import krippendorff
 import numpy as np
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -114,7 +113,6 @@ def test_warnings_and_constant_query_count(make_member, client):
     small, *_ = build_fixture(project, n=8, double=0, seed=3)
     client.force_login(user)
     url = reverse("reviews:agreement", args=[project.pk])
-    cache.clear()
     with CaptureQueriesContext(connection) as few:
         html = client.get(url, {"version": small.pk}).content.decode()
     assert 'data-warning="small_n"' in html and "n = 8" in html
@@ -153,3 +151,29 @@ def test_bias_diagnostics_flag_same_family_and_length(make_member, client):
     assert 'data-flag="same-family"' in html and "<html" not in html
     assert dashboard.model_family("meta-llama/Llama-3.1-8B") == "llama"
     assert dashboard.model_family("gpt-4o-mini") == "gpt"
+
+
+def test_a_finished_judge_job_warms_the_shared_cache_for_the_next_page_view(make_member, client):
+    from django.core.cache import cache
+
+    from tests.factories import EndpointFactory
+    from training.judges.stub_server import StubChatServer
+    from webapp.core.models import JobStatus
+    from webapp.judging import services as judging
+
+    user, project = make_member(Role.VIEWER)
+    version, *_ = build_fixture(project, n=25, double=5)
+    with StubChatServer() as server:  # answers every judge prompt with the best choice
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, supports_structured_output=True)
+        job = judging.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)
+        for index in judging.judge_job_plan(job_id=job.pk):
+            judging.judge_chunk_run(job_id=job.pk, index=index)
+    job.refresh_from_db()
+    assert job.status == JobStatus.SUCCEEDED
+    warmed = cache.get(dashboard._cache_key(version, dashboard.DEFAULT_RESAMPLES))
+    assert warmed is not None and {row.fingerprint for row in warmed} >= {"judge-a", job.judge_fingerprint}
+    client.force_login(user)
+    with CaptureQueriesContext(connection) as page:
+        html = client.get(reverse("reviews:agreement", args=[project.pk]), {"version": version.pk}).content.decode()
+    assert "n = 25" in html
+    assert not any("judging_criterionscore" in q["sql"] for q in page.captured_queries)  # read, not recomputed

@@ -1,0 +1,124 @@
+"""Judge-side position-swap check: a scripted judge on a real local HTTP server compares rollouts in both orders."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from django.urls import reverse
+
+from tests.factories import EndpointFactory
+from training.judges.stub_server import StubChatServer
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Role
+from webapp.reviews import dashboard, services
+from webapp.reviews.models import PairwiseJudgment
+
+pytestmark = pytest.mark.django_db
+
+
+def _answers(body: dict[str, Any]) -> dict[str, int]:
+    text = body["messages"][-1]["content"]
+    blocks = dict(re.findall(r'<completion id="([AB])">\n(.*?)\n</completion>', text, flags=re.DOTALL))
+    return {side: int(re.search(r"<answer>(\d+)</answer>", block).group(1)) for side, block in blocks.items()}
+
+
+def fair(body: dict[str, Any], index: int) -> str:
+    # Content, not position: the smaller answer wins, whichever side it is shown on.
+    answers = _answers(body)
+    return json.dumps({"rationale": "smaller", "verdict": "A" if answers["A"] < answers["B"] else "B"})
+
+
+def first_shown(body: dict[str, Any], index: int) -> str:
+    return json.dumps({"rationale": "the first one", "verdict": "A"})
+
+
+def test_a_position_biased_judge_and_a_consistent_one_on_the_bias_page(client, review_setup):
+    s = review_setup
+    version = s["version"]
+    with StubChatServer(fair, model="fair-judge") as fair_server, \
+            StubChatServer(first_shown, model="biased-judge") as biased_server:
+        fair_endpoint = EndpointFactory(project=s["project"], base_url=fair_server.base_url, model="fair-judge",
+                                        supports_structured_output=False)
+        biased_endpoint = EndpointFactory(project=s["project"], base_url=biased_server.base_url, model="biased-judge",
+                                          supports_structured_output=False)
+        fair_rows = services.position_check_run(rubric_version=version, endpoint=fair_endpoint, pairs=4)
+        biased_rows = services.position_check_run(rubric_version=version, endpoint=biased_endpoint, pairs=4)
+        assert fair_server.stats["requests"] == biased_server.stats["requests"] == 8  # 4 pairs × 2 orders
+    # Pairs are two rollouts of one prompt (group).
+    assert all(r.rollout_x.group_key == r.rollout_y.group_key and r.rollout_x_id != r.rollout_y_id for r in fair_rows)
+    assert {(r.verdict_first, r.verdict_swapped) for r in fair_rows} <= {("A", "B"), ("B", "A")}
+    assert {(r.verdict_first, r.verdict_swapped) for r in biased_rows} == {("A", "A")}
+
+    rows = {row.judge_model: row for row in dashboard.bias_diagnostics(version).judge_position}
+    assert rows["fair-judge"].report.consistency.value == 1.0 and rows["fair-judge"].report.n == 4
+    assert rows["biased-judge"].report.consistency.value == 0.0
+    assert rows["biased-judge"].report.first_position_rate.value == 1.0
+    assert rows["biased-judge"].report.first_position_rate.n == 8
+
+    viewer, _ = _member(s, Role.VIEWER)
+    client.force_login(viewer)
+    html = client.get(reverse("reviews:bias", args=[s["project"].pk]), {"version": version.pk}).content.decode()
+    assert 'id="judge-position"' in html and "biased-judge" in html and "fair-judge" in html
+    assert "1.000" in html and "0.000" in html and "(n = 4)" in html
+    assert 'id="position-check-form"' not in html  # viewers cannot start one
+
+
+def test_the_check_writes_nothing_twice_and_explains_when_nothing_is_left(review_setup):
+    s = review_setup
+    with StubChatServer(first_shown, model="biased-judge") as server:
+        endpoint = EndpointFactory(project=s["project"], base_url=server.base_url, model="biased-judge",
+                                   supports_structured_output=False)
+        first = services.position_check_run(rubric_version=s["version"], endpoint=endpoint, pairs=200)
+        asked = {(r.rollout_x_id, r.rollout_y_id) for r in first}
+        while True:  # each run compares pairs this judge has not compared yet, until none are left
+            try:
+                more = services.position_check_run(rubric_version=s["version"], endpoint=endpoint, pairs=200)
+            except ApplicationError as error:
+                assert "No two scored rollouts" in error.message
+                break
+            new = {(r.rollout_x_id, r.rollout_y_id) for r in more}
+            assert not new & asked and not {(y, x) for x, y in new} & asked
+            asked |= new
+    assert PairwiseJudgment.objects.count() == len(asked) >= 4
+
+
+def test_failed_calls_are_stored_with_their_reason(review_setup):
+    s = review_setup
+    endpoint = EndpointFactory(project=s["project"], base_url="http://127.0.0.1:9/v1", model="down",
+                               supports_structured_output=False, default_params={"max_tokens": 8})
+    from webapp.endpoints.models import ModelEndpoint
+
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(max_concurrency=2)
+    rows = services.position_check_run(rubric_version=s["version"], endpoint=endpoint, pairs=1)
+    assert len(rows) == 1 and rows[0].verdict_first == "" and rows[0].error
+    row = dashboard.bias_diagnostics(s["version"]).judge_position[0]
+    assert row.failed == 1 and row.report.consistency.value is None
+
+
+def test_only_editors_start_a_check_and_it_runs_after_commit(client, review_setup, django_capture_on_commit_callbacks):
+    s = review_setup
+    endpoint = EndpointFactory(project=s["project"], model="judge")
+    url = reverse("reviews:position_check", args=[s["project"].pk])
+    data = {"version": s["version"].pk, "endpoint": endpoint.pk, "pairs": 5}
+    client.force_login(s["ann1"])
+    assert client.post(url, data).status_code == 403
+    client.force_login(s["editor"])
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = client.post(url, data)
+    assert response.status_code == 302 and len(callbacks) == 1
+    with django_capture_on_commit_callbacks(execute=False) as none:
+        bad = client.post(url, {**data, "pairs": 0})
+    assert bad.status_code == 400 and not none
+    other = EndpointFactory(model="elsewhere")
+    assert client.post(url, {**data, "endpoint": other.pk}).status_code == 400
+
+
+def _member(s, role):
+    from tests.factories import MembershipFactory, UserFactory
+
+    user = UserFactory()
+    MembershipFactory(project=s["project"], user=user, role=role)
+    return user, s["project"]
