@@ -13,7 +13,7 @@ $PY manage.py migrate --noinput -v 0
 $PY manage.py seed_demo
 $PY manage.py prepare_model
 
-$PY -m celery -A workers worker -Q default,judge,rollout,train --concurrency 2 -n "embedded@%h" \
+$PY -m celery -A workers worker -Q default,judge,rollout,train --pool threads --concurrency 2 -n "embedded@%h" \
   --loglevel INFO >"$VAR_DIR/worker.log" 2>&1 &
 worker=$!
 cleanup() { kill "$worker" 2>/dev/null || true; wait "$worker" 2>/dev/null || true; }

@@ -17,6 +17,7 @@ vLLM starts worker processes.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
 from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
+
+logger = logging.getLogger(__name__)
 
 
 def check_model_dir(model: str | Path) -> Path:
@@ -118,7 +121,11 @@ class VLLMBackend:
                 ) from exc
             if multiprocessing.current_process().daemon:
                 # A Celery prefork child is a daemonic process, and daemonic processes may not start children:
-                # run vLLM's engine core in this process instead of its own (a little less overlap, same output).
+                # run vLLM's engine core in this process instead of its own (same output, much slower on CPU).
+                logger.warning(
+                    "vLLM runs its engine core in-process: this is a daemonic process (Celery prefork pool?). "
+                    "Start rollout workers with `--pool threads` for full speed."
+                )
                 os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
             if self._engine_kwargs.get("dtype") == "auto" and _cpu_without_bf16():
                 # vLLM downcasts float32 weights to bfloat16 on CPU; without AVX-512 BF16 / AMX those matmuls
