@@ -256,3 +256,15 @@ def test_retries_get_the_next_free_slot_before_new_requests() -> None:
         run(main())
     # r0 failed once; its retry is served before the six requests still waiting for a first attempt.
     assert finished.index("r0") <= 1, finished
+
+
+def test_proxy_comes_from_the_environment_once_per_session(monkeypatch) -> None:
+    from training.llm_client import _env_proxy
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1,.corp")
+    assert _env_proxy("https://api.openai.com/v1") == "http://proxy.internal:3128"
+    assert _env_proxy("https://judge.corp/v1") is None
+    assert _env_proxy("http://127.0.0.1:8000/v1") is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert _env_proxy("https://api.openai.com/v1") is None
