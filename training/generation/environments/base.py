@@ -215,14 +215,20 @@ def run_episodes(
 
 
 def _batches(active: list[_Episode]) -> dict[tuple[int, str], list[list[_Episode]]]:
-    """Group identical conversations (same messages and tools) and bucket the groups by size.
+    """Group identical conversations of one example (same messages and tools) and bucket the groups by size.
 
     The backend takes one `n` per call, so each distinct group size is one call; in practice a turn has
-    one or two sizes (whole groups on the first turn, single episodes after they diverge).
+    one or two sizes (whole groups on the first turn, single episodes after they diverge). Identical prompts of
+    different examples are not merged: that would make groups of 2n, 3n ... and a call per size, while the engine's
+    prefix cache already shares their prompt.
     """
     identical: dict[str, list[_Episode]] = defaultdict(list)
     for episode in active:
-        key = json.dumps([episode.trajectory.messages, episode.env.tools], sort_keys=True, default=str)
+        key = json.dumps(
+            [episode.trajectory.example_id, episode.trajectory.messages, episode.env.tools],
+            sort_keys=True,
+            default=str,
+        )
         identical[key].append(episode)
     batches: dict[tuple[int, str], list[list[_Episode]]] = defaultdict(list)
     for members in identical.values():
