@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
 
 @shared_task(name="workers.system.heartbeat", ignore_result=True)
@@ -40,3 +40,12 @@ def _resume_interrupted_jobs(sender, **kwargs) -> None:
     if "rollout" in queues:
         for job in GenerationJob.objects.filter(status=JobStatus.RUNNING):
             generation_job_resume(job=job)
+
+
+@worker_shutdown.connect  # thread/solo pools: the backends live in the main process
+@worker_process_shutdown.connect  # prefork: in each child
+def _close_model_backends(**kwargs) -> None:
+    """Stop cached model engines; a vLLM engine core left behind keeps its memory (and GPU) after the worker exits."""
+    from webapp.rollouts.generation import backends_close_all
+
+    backends_close_all()

@@ -55,3 +55,35 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
     assert set(rollouts.values_list("example__external_id", "sample_index")) == {
         (f"e{i}", s) for i in range(6) for s in range(2)
     }
+
+
+def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bundled_model_dir):
+    """The worker's cached vLLM engine core is a child process; without closing it on shutdown it outlived the worker
+    (holding its memory, or a GPU) as an orphan."""
+    import psutil
+
+    pytest.importorskip("vllm")
+    from webapp.endpoints.models import EndpointKind
+
+    broker = "redis://127.0.0.1:6379/6"
+    redis.Redis.from_url(broker).flushdb()
+    task = TaskFactory()
+    ExampleFactory(task=task, external_id="e0", prompt="Say hi.")
+    endpoint = EndpointFactory(project=task.project, kind=EndpointKind.VLLM, model=str(bundled_model_dir), base_url="")
+    job = services.generation_job_create(project=task.project, task=task, endpoint=endpoint,
+                                         params={"max_tokens": 4}, samples_per_example=2, enqueue=False)
+    services.generation_job_plan(job_id=job.pk)  # the worker picks the planned chunk up when it starts
+    worker = start_worker("vllm-gen", {"CELERY_BROKER_URL": broker, "VLLM_CPU_KVCACHE_SPACE": "1"})
+    job = wait_for(job, lambda j: j.status in JobStatus.finished(), timeout=300, log=worker.log)
+    assert job.status == JobStatus.SUCCEEDED, job.error
+    engine = [p for p in psutil.Process(worker.process.pid).children(recursive=True)
+              if "EngineCore" in " ".join(p.cmdline()) or p.name().startswith("VLLM")]
+    assert engine, "the vLLM engine core should run in its own process"
+    started = time.monotonic()
+    worker.process.terminate()  # warm shutdown, as `docker compose stop` or systemd would ask
+    worker.process.wait(timeout=120)
+    # Without closing the engine the worker hung at exit, joining the engine process, until it was SIGKILLed,
+    # leaving the engine core orphaned.
+    assert time.monotonic() - started < 60, worker.log()
+    gone, alive = psutil.wait_procs(engine, timeout=30)
+    assert not alive, f"left behind: {alive}\n{worker.log()}"

@@ -67,6 +67,15 @@ def backend_for(config: BackendConfig) -> GenerationBackend:
         return backend
 
 
+def backends_close_all() -> None:
+    """Close every cached backend: a vLLM engine core is a child process that would outlive a stopped worker."""
+    with _backends_lock:
+        backends = list(_backends.values())
+        _backends.clear()
+    for backend in backends:
+        backend.close()
+
+
 @contextlib.contextmanager
 def backend_in_use(config: BackendConfig) -> Iterator[GenerationBackend]:
     """The cached backend for one piece of work (a chunk, a draft).
