@@ -51,8 +51,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per side")
     parser.add_argument("--pool", default="threads", choices=["threads", "prefork", "solo"],
                         help="the worker's Celery pool (docker-compose's gpu-worker uses threads)")
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="examples per job chunk (default: the RUBRICON_GENERATION_CHUNK_SIZE setting)")
+    parser.add_argument("--chunk-rollouts", type=int, default=None,
+                        help="rollouts per job chunk (default: the RUBRICON_GENERATION_CHUNK_ROLLOUTS setting)")
     return parser.parse_args()
 
 
@@ -60,8 +60,8 @@ def setup(args: argparse.Namespace, broker: str) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings.test"
     os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DATABASE}"
     os.environ["CELERY_BROKER_URL"] = broker
-    if args.chunk_size:
-        os.environ["RUBRICON_GENERATION_CHUNK_SIZE"] = str(args.chunk_size)
+    if args.chunk_rollouts:
+        os.environ["RUBRICON_GENERATION_CHUNK_ROLLOUTS"] = str(args.chunk_rollouts)
     ensure_database(DATABASE)
     import django
 
@@ -201,7 +201,7 @@ def main() -> None:
     job, raw = statistics.median(rates["job"]), statistics.median(rates["raw"])
     summary = {
         "model": args.model, "prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens,
-        "chunk_size": settings.RUBRICON_GENERATION_CHUNK_SIZE, "pool": args.pool, "repeats": args.repeats,
+        "chunk_rollouts": settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS, "pool": args.pool, "repeats": args.repeats,
         "raw_tok_s": round(raw, 1), "job_tok_s": round(job, 1), "ratio": round(job / raw, 3),
         "load_1min": round(os.getloadavg()[0], 1),
     }

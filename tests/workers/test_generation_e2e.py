@@ -37,7 +37,7 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
         endpoint = EndpointFactory(project=task.project, base_url=server.base_url, max_concurrency=1)
         job = services.generation_job_create(project=task.project, task=task, endpoint=endpoint,
                                              params={"max_tokens": 8}, samples_per_example=2, enqueue=False)
-        settings.RUBRICON_GENERATION_CHUNK_SIZE = 1
+        settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS = 2  # one example (2 samples) per chunk
         assert len(services.generation_job_plan(job_id=job.pk)) == 6  # workers pick chunks up when they start
         env = {"CELERY_BROKER_URL": broker}
 

@@ -92,7 +92,7 @@ def generation_job_plan(*, job_id: int) -> list[int]:
     if job.status == JobStatus.PENDING:
         ids = _examples(job.task, job.split).order_by("pk").values_list("pk", flat=True)
         examples = job_chunks_plan(kind=KIND, job_id=job.pk, item_ids=ids.iterator(),
-                                   size=settings.RUBRICON_GENERATION_CHUNK_SIZE)
+                                   size=max(1, settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS // job.samples_per_example))
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING, total=examples * job.samples_per_example, started_at=timezone.now()
         )

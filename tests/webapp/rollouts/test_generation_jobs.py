@@ -33,7 +33,7 @@ def task(db):
 
 @pytest.mark.django_db
 def test_openai_backend_job_writes_groups_and_keeps_failures(task, settings):
-    settings.RUBRICON_GENERATION_CHUNK_SIZE = 2
+    settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS = 4  # 2 examples x 2 samples
 
     def responder(body, index):
         user = body["messages"][-1]["content"]
