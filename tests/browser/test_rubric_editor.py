@@ -3,26 +3,15 @@ htmx validation) and fixed, live weight shares, save v1, edit and save v2, the d
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import REPO_ROOT
+from tests.browser.test_tasks import screenshot
 from webapp.core.demo import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
 from webapp.judging.models import CriterionScore
 from webapp.rubrics.models import Rubric
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-SCREENSHOTS = REPO_ROOT / "var" / "screenshots"
-
-
-def screenshot(page, name: str) -> None:
-    if os.environ.get("RUBRICON_SCREENSHOTS"):
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-
 
 def test_author_a_rubric_fix_an_error_version_diff_and_restore(page, live_server, login, settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
