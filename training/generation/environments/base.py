@@ -199,7 +199,7 @@ def run_episodes(
         if params.seed is not None:
             # A different stream per turn; within a call vLLM already gives each sample seed + index.
             turn_params = params.model_copy(update={"seed": params.seed + 1000 * turn})
-        for (n, _), group in _batches(active).items():
+        for (n, _), group in _batches(active, seeded=params.seed is not None).items():
             conversations = [members[0].trajectory.messages for members in group]
             tools = group[0][0].env.tools
             results = backend.generate(conversations, turn_params.model_copy(update={"n": n}), tools=tools)
@@ -214,21 +214,21 @@ def run_episodes(
     return [e.trajectory for e in episodes]
 
 
-def _batches(active: list[_Episode]) -> dict[tuple[int, str], list[list[_Episode]]]:
-    """Group identical conversations of one example (same messages and tools) and bucket the groups by size.
+def _batches(active: list[_Episode], *, seeded: bool) -> dict[tuple[int, str], list[list[_Episode]]]:
+    """Group identical conversations (same messages and tools) and bucket the groups by size.
 
     The backend takes one `n` per call, so each distinct group size is one call; in practice a turn has
-    one or two sizes (whole groups on the first turn, single episodes after they diverge). Identical prompts of
-    different examples are not merged: that would make groups of 2n, 3n ... and a call per size, while the engine's
-    prefix cache already shares their prompt.
+    one or two sizes (whole groups on the first turn, single episodes after they diverge).
+
+    Identical prompts of *different* examples (Wordle's opening) are merged only when sampling is seeded: one prompt
+    with one seed in one call would give identical samples, so they share a group and get distinct ones. Unseeded,
+    they stay apart, so the first turn is one engine call (merging made groups of 2n, 3n ... and a call per size,
+    0.58x raw vLLM in bench/generation_job_throughput.py) and vLLM's prefix cache shares their prompt anyway.
     """
     identical: dict[str, list[_Episode]] = defaultdict(list)
     for episode in active:
-        key = json.dumps(
-            [episode.trajectory.example_id, episode.trajectory.messages, episode.env.tools],
-            sort_keys=True,
-            default=str,
-        )
+        owner = None if seeded else episode.trajectory.example_id
+        key = json.dumps([owner, episode.trajectory.messages, episode.env.tools], sort_keys=True, default=str)
         identical[key].append(episode)
     batches: dict[tuple[int, str], list[list[_Episode]]] = defaultdict(list)
     for members in identical.values():
