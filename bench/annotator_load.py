@@ -14,11 +14,14 @@ duplicated). Targets: p95 ≤ 150 ms, 0 lost or duplicated labels.
 Without think time (the default) this is a closed-loop throughput test: 50 clients that never pause keep every core
 busy, so latency ≈ clients / throughput (at ~30 ms of CPU per request on 2 cores, ≥ 0.5 s whatever the code does).
 `--think S` pauses S seconds (jittered ±50 %) between an item's page and its submit, as a person reading would.
+gunicorn keeps an idle connection open for `--keep-alive` seconds (default: longer than the longest pause); with
+gunicorn's own 2 s a submit after a longer pause raced the server closing the connection and failed with a ReadError.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import statistics
@@ -77,6 +80,68 @@ def seed(annotators: int, items: int, reviewers: int) -> tuple[int, int, list[st
     queue = review_queue_create(project=project, name="load", rubric_version=version, size=items,
                                 reviewers_per_item=reviewers, blind=True)
     return project.pk, queue.pk, sessions
+
+
+class CpuMeter:
+    """CPU seconds spent by the server (gunicorn workers), by the Postgres backends serving the bench database and by
+    this process (the load generator) from now until `stop()`: on a shared machine, latency depends on what else
+    runs, CPU per request does not."""
+
+    def __init__(self, server_pid: int, database: str) -> None:
+        import psutil
+
+        self.server_process, self.database = psutil.Process(server_pid), database
+        self.me = psutil.Process()
+        self.server_start = self._server()
+        self.client_start = self._total(self.me)
+        self.backends: dict[int, tuple[float, float]] = {}  # pid -> (first seen, last seen) CPU seconds
+        self._poll()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _total(process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def _server(self) -> float:
+        import psutil
+
+        total = 0.0
+        for process in [self.server_process, *self.server_process.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += self._total(process)
+        return total
+
+    def _poll(self) -> None:
+        import psutil
+        import psycopg
+
+        # Backends opened during the run started at 0 CPU; those present now count from now.
+        first = not self.backends
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{self.database}", autocommit=True) as conn:
+            pids = [row[0] for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", [self.database])]
+        for pid in pids:
+            try:
+                used = self._total(psutil.Process(pid))
+            except psutil.Error:
+                continue
+            start = self.backends.get(pid, (used if first else 0.0, 0.0))[0]
+            self.backends[pid] = (start, used)
+
+    def _loop(self) -> None:
+        while not self._done.wait(1.0):
+            self._poll()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._poll()
+        self.server = self._server() - self.server_start
+        self.client = self._total(self.me) - self.client_start
+        self.postgres = sum(last - first for first, last in self.backends.values())
 
 
 def annotator(base: str, project: int, queue: int, session: str, deadline: float, out: dict, lock: threading.Lock,
@@ -140,8 +205,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=0.0, help="seconds an annotator reads an item before submitting")
+    parser.add_argument("--keep-alive", type=float, default=None,
+                        help="gunicorn's idle keep-alive in seconds (default: 1.5 × think + 2, at least 5)")
     parser.add_argument("--database", default="rubricon_bench_annotators")
     args = parser.parse_args()
+    keep_alive = args.keep_alive if args.keep_alive is not None else max(5.0, 1.5 * args.think + 2)
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -153,7 +221,8 @@ def main() -> None:
            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{args.database}"}
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "webapp.wsgi:application", "-b", f"127.0.0.1:{args.port}",
-         "-w", str(args.workers), "--threads", str(args.threads), "--log-level", "warning"],
+         "-w", str(args.workers), "--threads", str(args.threads), "--keep-alive", str(int(keep_alive + 0.999)),
+         "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )
     try:
@@ -166,6 +235,8 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.2)
+        time.sleep(2)  # every worker booted: their imports are not the requests' CPU
+        cpu = CpuMeter(server.pid, args.database)
         out: dict = {"latencies": [], "submitted": {}, "errors": 0, "kinds": {}}
         lock = threading.Lock()
         deadline = time.monotonic() + args.seconds
@@ -177,6 +248,7 @@ def main() -> None:
         for t in threads:
             t.join()
         elapsed = time.monotonic() - started
+        cpu.stop()
     finally:
         server.terminate()
         server.wait(15)
@@ -194,11 +266,15 @@ def main() -> None:
     over = ReviewItem.objects.filter(queue_id=queue, completed_count__gt=args.reviewers).count()
     twice = (HumanLabel.objects.filter(queue_id=queue).values("rollout_id", "criterion_key", "annotator_id")
              .annotate(n=Count("pk")).filter(n__gt=1).count())
-    print(f"{args.annotators} annotators (think {args.think:g} s) × {elapsed:.0f} s against gunicorn ({args.workers} workers × {args.threads} threads),"
+    print(f"{args.annotators} annotators (think {args.think:g} s) × {elapsed:.0f} s against gunicorn ({args.workers} workers × {args.threads} threads, keep-alive {keep_alive:g} s),"
           f" {len(latencies):,} requests ({len(latencies) / elapsed:.0f}/s), {accepted:,} items submitted, {out['errors']} errors"
           f"{' ' + str(out['kinds']) if out['kinds'] else ''}")
     print(f"  latency p50 {p(0.5) * 1000:.0f} ms, p95 {p(0.95) * 1000:.0f} ms, p99 {p(0.99) * 1000:.0f} ms,"
           f" max {latencies[-1] * 1000:.0f} ms (target p95 ≤ 150 ms); mean {statistics.mean(latencies) * 1000:.0f} ms")
+    n = len(latencies) or 1
+    print(f"  CPU per request (independent of other load on the machine): gunicorn {cpu.server * 1000 / n:.1f} ms,"
+          f" Postgres {cpu.postgres * 1000 / n:.1f} ms, load generator {cpu.client * 1000 / n:.1f} ms;"
+          f" load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"  integrity: {labels:,} labels for {accepted:,} accepted submits × 2 criteria → lost {lost};"
           f" done assignments {done:,} (accepted − done = {accepted - done}); items over reviewers_per_item {over}; duplicate labels {twice}")
 

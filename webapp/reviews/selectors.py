@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
@@ -45,6 +46,34 @@ def item_get(queue: ReviewQueue, item_id: int) -> ReviewItem:
     )
     item.queue = queue  # the caller's copy already carries the rubric version
     return item
+
+
+def item_reserved(queue: ReviewQueue, item_id: int, user: Any) -> tuple[ReviewItem, ReviewAssignment | None]:
+    """The item with `user`'s assignment on it, in one query where the assignment exists (every request of the
+    labeling page); 404 when the queue has no such item, assignment None when the user holds none."""
+    assignment = (
+        ReviewAssignment.objects.filter(item__queue=queue, item_id=item_id, annotator=user)
+        .select_related("item__rollout__task", "item__rollout__example", "item__rollout_b").first()
+    )
+    if assignment is None:
+        return item_get(queue, item_id), None
+    item = assignment.item
+    item.queue = queue
+    return item, assignment
+
+
+QUEUE_TOTALS_SECONDS = 5
+
+
+def queue_totals_cached(queue: ReviewQueue) -> QueueProgress:
+    """`queue_totals` for the labeling page's header, recomputed at most every few seconds: the aggregate reads every
+    item of the queue, and dozens of annotators load a page each second. The queue page (`queue_progress`) is exact."""
+    key = f"reviews:queue-totals:{queue.pk}"
+    totals = cache.get(key)
+    if totals is None:
+        totals = queue_totals(queue)
+        cache.set(key, totals, QUEUE_TOTALS_SECONDS)
+    return totals
 
 
 @dataclass(frozen=True)
@@ -94,6 +123,24 @@ def queue_progress(queue: ReviewQueue) -> QueueProgress:
 
 def assignment_for(item: ReviewItem, user: Any) -> ReviewAssignment | None:
     return ReviewAssignment.objects.filter(item=item, annotator=user).first()
+
+
+def labels_by_rollout(version_id: int, user: Any, rollout_ids: list[int]) -> dict[int, dict[str, HumanLabel]]:
+    """`user`'s labels of several rollouts under one rubric version, in one query: rollout id → criterion key → label."""
+    result: dict[int, dict[str, HumanLabel]] = {r: {} for r in rollout_ids}
+    for label in HumanLabel.objects.filter(rollout_id__in=rollout_ids, rubric_version_id=version_id, annotator=user):
+        result[label.rollout_id][label.criterion_key] = label
+    return result
+
+
+def scores_by_rollout(version_id: int, rollout_ids: list[int]) -> dict[int, dict[str, list[CriterionScore]]]:
+    """Judge scores of several rollouts under one rubric version, in one query: rollout id → criterion key → scores."""
+    result: dict[int, dict[str, list[CriterionScore]]] = {r: {} for r in rollout_ids}
+    if rollout_ids:
+        for score in CriterionScore.objects.filter(rollout_id__in=rollout_ids, rubric_version_id=version_id).order_by(
+                "criterion_key", "judge_fingerprint"):
+            result[score.rollout_id].setdefault(score.criterion_key, []).append(score)
+    return result
 
 
 def item_labels(item: ReviewItem, user: Any) -> dict[str, HumanLabel]:

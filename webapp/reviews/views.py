@@ -14,7 +14,7 @@ from webapp.core.permissions import Action, project_view, role_allows
 from webapp.reviews import dashboard, selectors, services
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
-from webapp.reviews.models import AssignmentStatus, ReviewItem, ReviewMode, ReviewQueue
+from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
 from webapp.rubrics.models import RubricVersion
 
 LABEL_PAGE = "reviews/label.html"
@@ -79,13 +79,34 @@ def _reveal(request: HttpRequest, queue: ReviewQueue, after: str | None) -> dict
         return None
     labels = selectors.item_labels(item, request.user)
     scores = selectors.item_scores(item)
+    return _reveal_rows(queue, item, labels, scores)
+
+
+def _reveal_rows(queue: ReviewQueue, item: ReviewItem, labels: dict, scores: dict) -> dict:
     rows = [{"criterion": c, "label": labels.get(c.key), "scores": scores.get(c.key, [])} for c in form_criteria(queue.rubric_version)]
     return {"item": item, "rows": rows}
 
 
-def _criterion_rows(item: ReviewItem, labels: dict, *, scores_visible: bool, posted: QueryDict | None = None,
+def _reveal_item(request: HttpRequest, queue: ReviewQueue, after: str | None) -> ReviewItem | None:
+    """The item named by `?after=` whose judge scores the labeling page reveals, or None. Its assignment is read
+    like the current one: a done assignment is itself the proof that the scores may be shown."""
+    if not after or not after.isdigit() or queue.mode != ReviewMode.CRITERIA:
+        return None
+    assignment = (ReviewAssignment.objects.filter(item__queue=queue, item_id=int(after), annotator=request.user)
+                  .select_related("item").first())
+    if assignment is not None and assignment.status == AssignmentStatus.DONE:
+        item = assignment.item
+    else:
+        item = ReviewItem.objects.filter(queue=queue, pk=int(after)).first()
+        if item is None or not selectors.judge_scores_visible(
+                user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue):  # type: ignore[attr-defined]
+            return None
+    item.queue = queue
+    return item
+
+
+def _criterion_rows(item: ReviewItem, labels: dict, *, scores: dict, posted: QueryDict | None = None,
                     conflicts: dict[str, dict] | None = None) -> list[dict]:
-    scores = selectors.item_scores(item) if scores_visible else {}
     return [
         _row(c, labels.get(c.key), scores.get(c.key, []), posted=posted, conflict=(conflicts or {}).get(c.key))
         for c in form_criteria(item.queue.rubric_version)
@@ -109,8 +130,7 @@ def _row(criterion: FormCriterion, label, scores, *, posted: QueryDict | None = 
 
 
 def _item_or_next(request: HttpRequest, queue: ReviewQueue, item_id: int) -> tuple[ReviewItem, Any]:
-    item = selectors.item_get(queue, item_id)
-    assignment = selectors.assignment_for(item, request.user)
+    item, assignment = selectors.item_reserved(queue, item_id, request.user)
     if assignment is None:
         raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
     return item, assignment
@@ -126,12 +146,13 @@ def item_label(request: HttpRequest, project: Project, queue_id: int, item_id: i
 
 def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assignment, *, status: int = 200,
                 posted: QueryDict | None = None, conflicts: dict | None = None, error: str = "") -> HttpResponse:
-    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    done = assignment.status == AssignmentStatus.DONE
+    # A done turn on this very item already proves the scores may be shown; otherwise ask (blind queues only).
+    visible = done or selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
     context: dict[str, Any] = {
-        "queue": queue, "item": item, "assignment": assignment, "done": assignment.status == AssignmentStatus.DONE,
-        "scores_visible": visible, "error": error, "progress": selectors.queue_totals(queue),
-        "reveal": _reveal(request, queue, request.GET.get("after")),
-        "rollout": item.rollout,  # item_get loaded it with its task and example
+        "queue": queue, "item": item, "assignment": assignment, "done": done,
+        "scores_visible": visible, "error": error, "progress": selectors.queue_totals_cached(queue),
+        "rollout": item.rollout,  # item_reserved loaded it with its task and example
     }
     if queue.mode == ReviewMode.PAIRWISE:
         other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
@@ -139,9 +160,19 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         context["sides"] = sides if item.shown_a_first else sides[::-1]
         context["pairwise"] = selectors.pairwise_label(item, request.user)
     else:
-        labels = selectors.item_labels(item, request.user)
+        # The current item's and the just-submitted item's labels and scores, one query each.
+        revealed = _reveal_item(request, queue, request.GET.get("after"))
+        rollout_ids = [item.rollout_id, *([revealed.rollout_id] if revealed else [])]
+        all_labels = selectors.labels_by_rollout(queue.rubric_version_id, request.user, rollout_ids)
+        scored = [r for r in rollout_ids if r != item.rollout_id or visible]
+        all_scores = selectors.scores_by_rollout(queue.rubric_version_id, scored)
+        if revealed is not None:
+            context["reveal"] = _reveal_rows(queue, revealed, all_labels[revealed.rollout_id],
+                                            all_scores.get(revealed.rollout_id, {}))
+        labels = all_labels[item.rollout_id]
         first = next(iter(labels.values()), None)
-        context["rows"] = _criterion_rows(item, labels, scores_visible=visible, posted=posted, conflicts=conflicts)
+        context["rows"] = _criterion_rows(item, labels, scores=all_scores.get(item.rollout_id, {}), posted=posted,
+                                          conflicts=conflicts)
         context["comment"] = posted.get("comment", "") if posted is not None else (first.comment if first else "")
         context["reward_hacking"] = bool(posted.get("reward_hacking")) if posted is not None else bool(first and first.reward_hacking)
     return render(request, LABEL_PAGE, context, status=status)
@@ -168,9 +199,9 @@ def _row_version(value: str | None) -> int:
 def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id: int, key: str) -> HttpResponse:
     """htmx: save one criterion when its answer changes; answers the fieldset with the new row version."""
     queue = selectors.queue_get(project, queue_id)
-    item, _ = _item_or_next(request, queue, item_id)
+    item, assignment = _item_or_next(request, queue, item_id)
     criterion = form_criterion(queue.rubric_version, key)
-    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    visible = assignment.status == AssignmentStatus.DONE or selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
     scores = selectors.item_scores(item).get(key, []) if visible else []
     status, conflict, error = 200, None, ""
     comment, reward_hacking = _note(request.POST)

@@ -164,3 +164,33 @@ def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, rev
     assert sorted(job.selection["ids"]) == sorted(r.pk for r in s["rollouts"]) and job.selection["labeled"] == "yes"
     client.force_login(s["ann1"])
     assert client.post(reverse("reviews:rejudge", args=[project.pk]), {"labels": version.pk, "version": v2.pk}).status_code == 403
+
+
+def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_setup, django_assert_num_queries):
+    """The hot path of 50 annotators at once: pinned so a new per-request query shows up here. GET: session, user,
+    membership, queue, the item with its assignment, blind check, the just-submitted item's assignment, labels of
+    both items, scores of the revealed one (the header's totals come from the cache). Submit: session, user,
+    membership, queue, item with assignment; a transaction for the labels and the turn; one for the next item."""
+    from django.core.cache import cache
+
+    s = review_setup
+    queue = queue_for(s, size=4, blind=True)
+    client.force_login(s["ann1"])
+    client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]))
+    first = queue.items.get(assignments__annotator=s["ann1"])
+    data = {"row_version-helpful": "0", "choice-helpful": "yes", "row_version-correct": "0", "choice-correct": "Pass"}
+    submit = reverse("reviews:submit", args=[s["project"].pk, queue.pk, first.pk])
+    with django_assert_num_queries(20):
+        response = client.post(submit, data)
+    assert response.status_code == 302
+    cache.set(f"reviews:queue-totals:{queue.pk}", None)  # a cold header, as after the cache's few seconds
+    client.get(response["Location"])  # fills the header's cache
+    with django_assert_num_queries(9):
+        page = client.get(response["Location"])
+    html = page.content.decode()
+    assert page.status_code == 200 and "judge vs you" in html
+    # The revealed item shows the judge's scores; the current (blind) one does not yet.
+    labels = page.context["reveal"]["rows"]
+    assert [r["label"].choice for r in labels] == ["yes", "Pass"] and all(r["scores"] for r in labels)
+    assert not page.context["scores_visible"] and all(not row["scores"] for row in page.context["rows"])
+    assert page.context["progress"].labels_done == 1
