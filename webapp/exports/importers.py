@@ -13,11 +13,12 @@ import io
 import json
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Annotated, Any, NoReturn
 
+import msgspec
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -37,7 +38,6 @@ DB_COLUMNS = (
 )
 BATCH = 2000
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
-COPY_BATCH = 10_000
 
 
 def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
@@ -161,6 +161,46 @@ def records(stream: IO[bytes], format: str) -> tuple[Iterator[tuple[int, Any]], 
     return reader(stream), unit
 
 
+_UInt = Annotated[int, msgspec.Meta(ge=0, lt=2**31)]
+
+
+class _Line(msgspec.Struct):
+    """A rollouts-export JSONL line in the shape the exporter writes it, checked by msgspec in C. A line that does
+    not fit (a number as text, a missing group key, JSON fields as text, ...) is not an error here: it goes the
+    general way (`_RowBuilder.build`), which accepts what it accepts and names the line and field otherwise. JSON
+    fields stay raw (msgspec has checked they are well-formed): PostgreSQL parses them into jsonb anyway."""
+
+    task: str | None = None
+    example_id: str | int | None = None
+    step: _UInt | None = None
+    sample_index: _UInt | None = None
+    prompt_tokens: _UInt | None = None
+    completion_tokens: _UInt | None = None
+    latency_ms: _UInt | None = None
+    model_name: Annotated[str, msgspec.Meta(max_length=300)] | None = None
+    group_key: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    completion: str | None = None
+    finish_reason: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    error: str | None = None
+    prompt_messages: msgspec.Raw = msgspec.Raw()
+    messages: msgspec.Raw = msgspec.Raw()
+    metadata: msgspec.Raw = msgspec.Raw()
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+_SOURCE = RolloutSource.IMPORT.value
+
+
+def _raw_json(raw: msgspec.Raw, opening: str, empty: str) -> str | None:
+    """The JSON text of a list (opening '[') or object ('{') field; None when it is something else."""
+    if not raw:  # the line leaves the field out
+        return empty
+    text = str(raw, "utf-8")
+    if text[0] == opening:
+        return text
+    return empty if text == "null" else None
+
+
 class _RowBuilder:
     """Turns one record into the column values of a Rollout row, or raises an error naming where it was."""
 
@@ -171,6 +211,9 @@ class _RowBuilder:
         self.tasks: dict[str, int] = {}
         self.examples: dict[int, dict[str, int]] = {}
         self.now = timezone.now()
+        self.now_text = self.now.isoformat()
+        # Called before a lookup query: the COPY that rows stream into must end before the connection can query.
+        self.before_query: Callable[[], None] = lambda: None
 
     def fail(self, pos: int, message: str) -> NoReturn:
         raise ApplicationError(f"{self.unit} {pos}: {message}")
@@ -182,6 +225,7 @@ class _RowBuilder:
         if not isinstance(name, str) or not name:
             self.fail(pos, "no task name (column 'task'); or choose a task for the whole file.")
         if name not in self.tasks:
+            self.before_query()
             task_id = Task.objects.filter(project=self.project, name=name).values_list("pk", flat=True).first()
             if task_id is None:
                 self.fail(pos, f"no task named {name!r} in this project.")
@@ -192,6 +236,7 @@ class _RowBuilder:
         if external_id is None or external_id == "":
             return None
         if task_id not in self.examples:
+            self.before_query()
             self.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
         example = self.examples[task_id].get(str(external_id))
         if example is None:
@@ -245,29 +290,87 @@ class _RowBuilder:
         return tuple([values[c] for c in DB_COLUMNS])
 
 
-def _batches(rows: Iterator[tuple], size: int) -> Iterator[list[tuple]]:
-    batch: list[tuple] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    def build_line(self, pos: int, line: _Line) -> tuple | None:
+        """`build` for a line msgspec has decoded and checked; None sends it the general way."""
+        if not line.group_key:
+            return None
+        prompt_messages = _raw_json(line.prompt_messages, "[", "[]")
+        messages = _raw_json(line.messages, "[", "[]")
+        metadata = _raw_json(line.metadata, "{", "{}")
+        if prompt_messages is None or messages is None or metadata is None:
+            return None
+        if self.fixed_task is not None:
+            task_id = self.fixed_task.pk
+        else:
+            task_id = self.tasks.get(line.task) if line.task else None
+            if task_id is None:
+                task_id = self.task_id(pos, {"task": line.task})
+        external_id = line.example_id
+        if external_id is None or external_id == "":
+            example_id = None
+        else:
+            examples = self.examples.get(task_id)
+            found = examples.get(str(external_id)) if examples is not None else None
+            example_id = found if found is not None else self.example_id(pos, task_id, external_id)
+        return (
+            self.project.pk, task_id, example_id, line.step, _SOURCE, line.model_name or "", line.group_key,
+            line.sample_index or 0, prompt_messages, messages, line.completion or "", line.prompt_tokens,
+            line.completion_tokens, line.finish_reason or "", line.latency_ms, line.error or "", metadata,
+            self.now_text,
+        )
 
 
-def _copy_rows(rows: Iterator[tuple]) -> int:
-    """One COPY per batch: building a batch may look up tasks and examples, which cannot run while a COPY is open
-    on the connection."""
+def _rows_jsonl(builder: _RowBuilder, stream: IO[bytes]) -> Iterator[tuple]:
+    """Rows of a JSONL file: msgspec decodes and checks the lines in the shape an export writes them, the rest go
+    through the general reader (the standard json module and `_RowBuilder.build`), which names the line it fails on."""
+    build_line, build, loads = builder.build_line, builder.build, json.loads
+    for n, raw in enumerate(stream, start=1):
+        if raw.isspace():
+            continue
+        try:
+            row = build_line(n, _decode_line(raw))
+        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+            row = None
+        if row is None:
+            try:
+                record = loads(raw)  # bytes: json decodes UTF-8 itself
+            except ValueError as error:  # includes UnicodeDecodeError
+                raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+            row = build(n, record)
+        yield row
+
+
+def _copy_rows(rows: Iterator[tuple], builder: _RowBuilder) -> int:
+    """One COPY for the whole file, so that PostgreSQL stores rows while Python reads the next ones. A task or
+    example lookup cannot run while a COPY is open on the connection, so the builder ends the COPY before one
+    (once per task in the file) and the next row starts a new one."""
     table = Rollout._meta.db_table
     statement = f"COPY {table} ({', '.join(DB_COLUMNS)}) FROM STDIN"
     n = 0
     with connection.cursor() as cursor:
-        for batch in _batches(rows, COPY_BATCH):
-            with cursor.cursor.copy(statement) as copy:
-                for row in batch:
-                    copy.write_row(row)
-            n += len(batch)
+        opened: Any = None  # the context manager of the COPY in progress
+        copy: Any = None
+
+        def end(error: BaseException | None = None) -> None:
+            nonlocal opened, copy
+            if opened is not None:
+                current, opened, copy = opened, None, None
+                current.__exit__(type(error) if error else None, error, None)
+
+        builder.before_query = end
+        try:
+            for row in rows:
+                if copy is None:
+                    opened = cursor.cursor.copy(statement)
+                    copy = opened.__enter__()
+                copy.write_row(row)
+                n += 1
+        except BaseException as error:
+            end(error)
+            raise
+        finally:
+            builder.before_query = lambda: None
+        end()
     return n
 
 
@@ -288,11 +391,17 @@ def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: T
     """Import every rollout in the file, or none. Returns how many were imported."""
     if task is not None and task.project_id != project.pk:
         raise ApplicationError("That task belongs to another project.", field="task")
-    found, unit = records(stream, format)
-    builder = _RowBuilder(project, task, unit)
-    rows = (builder.build(pos, record) for pos, record in found)
+    rows: Iterator[tuple]
+    if format == "jsonl":
+        check_size(stream)
+        builder = _RowBuilder(project, task, "line")
+        rows = _rows_jsonl(builder, stream)
+    else:
+        found, unit = records(stream, format)
+        builder = _RowBuilder(project, task, unit)
+        rows = (builder.build(pos, record) for pos, record in found)
     with transaction.atomic():
-        count = _copy_rows(rows) if connection.vendor == "postgresql" else _insert_rows(rows)
+        count = _copy_rows(rows, builder) if connection.vendor == "postgresql" else _insert_rows(rows)
     if count == 0:
         raise ApplicationError("The file holds no rollouts.")
     return count
