@@ -8,6 +8,7 @@ import pytest
 
 from training.generation import SamplingParams
 from training.generation.backends.base import BackendConfig
+from training.generation.backends.vllm_backend import VLLMBackend
 from webapp.rollouts import generation
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
@@ -30,8 +31,9 @@ def test_a_second_local_vllm_model_closes_the_first_engine(bundled_model_dir, tm
             assert first._llm is None  # closed before the second engine started
             [[completion]] = second.generate([[{"role": "user", "content": "Hi"}]], params)
             assert completion.ok
-        assert list(generation._backends.values()) == [second]
+        assert [b for b in generation._backends.values() if isinstance(b, VLLMBackend)] == [second]
     finally:
-        for backend in generation._backends.values():
-            backend.close()
-        generation._backends.clear()
+        for key, backend in list(generation._backends.items()):
+            if isinstance(backend, VLLMBackend):
+                backend.close()
+                del generation._backends[key]
