@@ -88,7 +88,7 @@ def test_edit_an_example_inline_and_change_its_split(page, live_server, login, d
     row.get_by_label(f"Split of {example.external_id}").select_option("train")
     page.wait_for_function(
         "id => document.querySelector(`#example-${id} select`).getAttribute('hx-vals').includes('\"3\"')",
-        arg=example.pk)
+        arg=example.pk, timeout=60_000)  # a model engine starting in the session worker can stall the page a while
     example.refresh_from_db()
     assert (example.prompt, example.answer, example.split, example.row_version) == (
         "What is 6 * 7? Answer with a number.", "42", "train", 3)

@@ -44,7 +44,8 @@ def vllm_backend(bundled_model: Path) -> Iterator[Any]:
     pytest.importorskip("vllm")
     from training.generation.backends.vllm_backend import VLLMBackend
 
-    backend = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN)
+    # float32: seeded runs must repeat token for token; bf16 kernels on AMX CPUs drift with batch composition.
+    backend = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN, dtype="float32")
     _ = backend.llm  # start the engine here, so its start-up is not billed to the first test
     yield backend
     backend.close()
