@@ -49,17 +49,10 @@ def generation_chunk(*, job_id: int, index: int) -> None:
 @shared_task(name="workers.generation.draft_rubric", ignore_result=True)
 def draft_rubric(*, job_id: int) -> None:
     """An LM drafts a rubric for a task (webapp.rubrics.drafting); a model call, so it runs where models run."""
-    from webapp.core.errors import ApplicationError
     from webapp.rubrics.drafting import rubric_draft_run
-    from webapp.rubrics.preview import tool_job_fail
+    from webapp.rubrics.preview import tool_job_run
 
-    try:
-        rubric_draft_run(job_id=job_id)
-    except ApplicationError as error:
-        tool_job_fail(job_id=job_id, error=error.message)
-    except Exception as error:
-        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
-        raise
+    tool_job_run(rubric_draft_run, job_id=job_id)
 
 
 @shared_task(name="workers.generation.endpoint_check", ignore_result=True)

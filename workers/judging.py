@@ -50,30 +50,18 @@ def judge_chunk(self, *, job_id: int, index: int) -> None:
 @shared_task(name="workers.judging.rubric_preview", ignore_result=True)
 def rubric_preview(*, job_id: int) -> None:
     """Judge criteria of a live preview (webapp.rubrics.preview); the page polls the job row."""
-    from webapp.rubrics.preview import rubric_preview_run
+    from webapp.rubrics.preview import rubric_preview_run, tool_job_run
 
-    _run_tool_job(rubric_preview_run, job_id)
+    tool_job_run(rubric_preview_run, job_id=job_id)
 
 
 @shared_task(name="workers.judging.rubric_dry_run", ignore_result=True)
 def rubric_dry_run(*, job_id: int) -> None:
     """Estimate calls, tokens, time and zero-variance groups of a judge job (webapp.rubrics.dryrun)."""
     from webapp.rubrics.dryrun import rubric_dry_run_run
+    from webapp.rubrics.preview import tool_job_run
 
-    _run_tool_job(rubric_dry_run_run, job_id)
-
-
-def _run_tool_job(run, job_id: int) -> None:
-    from webapp.core.errors import ApplicationError
-    from webapp.rubrics.preview import tool_job_fail
-
-    try:
-        run(job_id=job_id)
-    except ApplicationError as error:
-        tool_job_fail(job_id=job_id, error=error.message)
-    except Exception as error:
-        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
-        raise
+    tool_job_run(rubric_dry_run_run, job_id=job_id)
 
 
 @shared_task(name="workers.judging.position_check", ignore_result=True)

@@ -8,6 +8,7 @@ trying a rubric never changes the scores a project has.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -150,6 +151,17 @@ def tool_job_finish(*, job: RubricToolJob, result: dict[str, Any]) -> None:
 def tool_job_fail(*, job_id: int, error: str) -> None:
     RubricToolJob.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
         status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now())
+
+
+def tool_job_run(run: Callable[..., None], *, job_id: int) -> None:
+    """Worker side of every tool job: a domain error is the job's message; anything else fails it, then re-raises."""
+    try:
+        run(job_id=job_id)
+    except ApplicationError as error:
+        tool_job_fail(job_id=job_id, error=error.message)
+    except Exception as error:
+        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
+        raise
 
 
 def rubric_preview_run(*, job_id: int) -> None:
