@@ -73,6 +73,15 @@ def test_docker_compose_names_the_full_stack():
     devices = services["gpu-worker"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
     assert services["gpu-worker"]["build"]["args"]["EXTRAS"] == "train,vllm"
-    assert "gunicorn" in services["web"]["command"]
+    assert "gunicorn -c webapp/gunicorn.conf.py" in services["web"]["command"]
     assert services["flower"]["profiles"] == ["flower"]
     assert {"postgres-data", "redis-data", "rubricon-data"} <= set(compose["volumes"])
+
+
+def test_one_gunicorn_configuration_serves_compose_the_image_and_the_benchmark():
+    import runpy
+
+    config = runpy.run_path(str(REPO_ROOT / "webapp" / "gunicorn.conf.py"))
+    assert config["worker_class"] == "gthread" and config["workers"] * config["threads"] < 100  # Postgres connections
+    assert '"-c", "webapp/gunicorn.conf.py"' in (REPO_ROOT / "Dockerfile").read_text()
+    assert '"webapp/gunicorn.conf.py"' in (REPO_ROOT / "bench" / "annotator_load.py").read_text()

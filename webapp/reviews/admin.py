@@ -12,7 +12,7 @@ class ReviewQueueAdmin(admin.ModelAdmin):
 @admin.register(ReviewItem)
 class ReviewItemAdmin(admin.ModelAdmin):
     list_display = ["id", "queue", "position", "completed_count"]
-    raw_id_fields = ["queue", "rollout", "rollout_b", "reserved_by"]
+    raw_id_fields = ["queue", "rollout", "rollout_b"]
 
 
 @admin.register(HumanLabel)

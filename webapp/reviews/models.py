@@ -48,8 +48,6 @@ class ReviewItem(models.Model):
         help_text="Second rollout, in pairwise mode.",
     )
     completed_count = models.PositiveSmallIntegerField(default=0)
-    reserved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    reserved_until = models.DateTimeField(null=True, blank=True)
     shown_a_first = models.BooleanField(default=True, help_text="Pairwise: show `rollout` on the left (randomized).")
     priority = models.FloatField(null=True, blank=True, help_text="Why the sampler picked it (e.g. judge score).")
 

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project, Role
@@ -34,8 +34,11 @@ def queue_list(project: Project) -> QuerySet[ReviewQueue]:
 
 
 def queue_get(project: Project, queue_id: int) -> ReviewQueue:
+    """The queue with its rubric version, and `has_assignees` (whether only named annotators may work on it)."""
+    named = ReviewQueue.assignees.through.objects.filter(reviewqueue_id=OuterRef("pk"))
     return get_object_or_404(
-        ReviewQueue.objects.select_related("rubric_version__rubric", "created_by"), project=project, pk=queue_id
+        ReviewQueue.objects.select_related("rubric_version__rubric", "created_by").annotate(has_assignees=Exists(named)),
+        project=project, pk=queue_id,
     )
 
 

@@ -17,7 +17,7 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -108,14 +108,29 @@ def review_queue_create(
         )
         for i, (rollout_id, priority) in enumerate(picked, start=1)
     )
+    transaction.on_commit(_item_statistics_refresh)
     return queue
+
+
+def _item_statistics_refresh() -> None:
+    """Refresh the planner's statistics of review items once a queue's items are in.
+
+    `item_next` should walk the queue in position order and stop at the first open item. Until autovacuum analyzes
+    the table, the statistics do not know the new queue's items: the planner then expects a handful of open items,
+    reads all of them, computes every one's taken seats and sorts (5 ms at 3,000 items instead of 0.04 ms, and
+    annotators usually start right after a queue is created)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {ReviewItem._meta.db_table}")
 
 
 def _check_may_work(queue: ReviewQueue, annotator: Any) -> None:
     # Read once per queue object: a submit checks it again when it reserves the next item in the same request.
+    # `selectors.queue_get` already answered whether the queue names assignees (most queues are an open pool).
     assignees = queue.__dict__.get("_assignee_ids")
     if assignees is None:
-        assignees = queue.__dict__["_assignee_ids"] = set(queue.assignees.values_list("pk", flat=True))
+        named = getattr(queue, "has_assignees", True)
+        assignees = set(queue.assignees.values_list("pk", flat=True)) if named else set()
+        queue.__dict__["_assignee_ids"] = assignees
     if assignees and annotator.pk not in assignees:
         raise ApplicationError("This queue is assigned to named annotators only.", status=403)
 
@@ -172,7 +187,6 @@ def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
         [ReviewAssignment(item=item, annotator=annotator, status=AssignmentStatus.RESERVED, reserved_until=until)],
         update_conflicts=True, unique_fields=["item", "annotator"], update_fields=["status", "reserved_until", "finished_at"],
     )
-    ReviewItem.objects.filter(pk=item.pk).update(reserved_by=annotator, reserved_until=until)
     return item
 
 

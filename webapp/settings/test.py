@@ -8,6 +8,10 @@ from .base import BASE_DIR, env
 DATABASES = {
     "default": env.dj_db_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rubricon"),
 }
+# Tests close connections after each request (pytest-django drops the test database at the end); benchmarks that
+# serve with these settings pass production's persistent connections (DATABASE_CONN_MAX_AGE=60).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 0)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                       "LOCATION": env.str("RUBRICON_CACHE_URL", CELERY_BROKER_URL), "KEY_PREFIX": "rubricon"}}

@@ -78,6 +78,23 @@ def test_next_item_reservations_expire_and_respect_reviewers_per_item(review_set
     assert services.item_next(queue=double, annotator=s["editor"]) is None
 
 
+def test_creating_a_queue_refreshes_the_planner_statistics_of_items(review_setup, django_capture_on_commit_callbacks):
+    """`item_next` walks a queue in position order only if the planner knows how many open items there are; a new
+    queue's items are unknown to it until autovacuum comes by (the bad plan reads and sorts the whole queue)."""
+    from django.db import connection
+
+    def estimated_items() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [ReviewItem._meta.db_table])
+            return cursor.fetchone()[0]
+
+    s = review_setup
+    before = estimated_items()
+    with django_capture_on_commit_callbacks(execute=True):
+        make_queue(s, size=12)
+    assert before < 12 and estimated_items() == ReviewItem.objects.count() == 12
+
+
 def test_assignees_only(review_setup):
     s = review_setup
     queue = make_queue(s, size=2, assignees=[s["ann1"]])

@@ -39,6 +39,16 @@ def test_editor_creates_a_queue_and_annotators_cannot(client, review_setup):
     assert bad.status_code == 400 and "No rollouts" in bad.content.decode()
 
 
+def test_a_queue_with_named_assignees_turns_other_annotators_away(client, review_setup):
+    s = review_setup
+    named, open_pool = queue_for(s, assignees=[s["ann1"]]), queue_for(s)
+    client.force_login(s["ann2"])
+    assert client.get(reverse("reviews:next", args=[s["project"].pk, named.pk])).status_code == 403
+    assert client.get(reverse("reviews:next", args=[s["project"].pk, open_pool.pk])).status_code == 302
+    client.force_login(s["ann1"])
+    assert client.get(reverse("reviews:next", args=[s["project"].pk, named.pk])).status_code == 302
+
+
 def test_list_and_detail_cost_a_fixed_number_of_queries(client, review_setup):
     s = review_setup
     client.force_login(s["ann1"])
@@ -170,7 +180,8 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     """The hot path of 50 annotators at once: pinned so a new per-request query shows up here. GET: session, user,
     membership, queue, the item with its assignment, blind check, the just-submitted item's assignment, labels of
     both items, scores of the revealed one (the header's totals come from the cache). Submit: session, user,
-    membership, queue, item with assignment; a transaction for the labels and the turn; one for the next item."""
+    membership, queue (which says whether it names assignees), item with assignment; a transaction for the labels
+    and the turn; one for the next item."""
     from django.core.cache import cache
 
     s = review_setup
@@ -180,7 +191,7 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     first = queue.items.get(assignments__annotator=s["ann1"])
     data = {"row_version-helpful": "0", "choice-helpful": "yes", "row_version-correct": "0", "choice-correct": "Pass"}
     submit = reverse("reviews:submit", args=[s["project"].pk, queue.pk, first.pk])
-    with django_assert_num_queries(20):
+    with django_assert_num_queries(18):
         response = client.post(submit, data)
     assert response.status_code == 302
     cache.set(f"reviews:queue-totals:{queue.pk}", None)  # a cold header, as after the cache's few seconds

@@ -1,0 +1,18 @@
+"""gunicorn settings of the web process: docker-compose, the Dockerfile and bench/annotator_load.py start it with
+`gunicorn -c webapp/gunicorn.conf.py webapp.wsgi:application`; command-line options override these.
+
+Threads (gthread): dozens of annotators keep connections open between their labels, and a request waits on
+Postgres for a good part of its time. Each thread keeps its own database connection (CONN_MAX_AGE), so
+workers × threads stays well under Postgres's max_connections (100 by default) together with the Celery workers.
+On 2 cores, 4 × 8 serves 50 annotators at p95 ≈ 50 ms (docs/benchmarks.md).
+"""
+
+import os
+
+bind = os.environ.get("RUBRICON_WEB_BIND", "0.0.0.0:8000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "4"))
+threads = int(os.environ.get("RUBRICON_WEB_THREADS", "8"))
+worker_class = "gthread"
+timeout = 60
+keepalive = 5
+accesslog = "-"
