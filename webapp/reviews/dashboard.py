@@ -11,7 +11,9 @@ nearest choice for choice criteria.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import logging
 import math
 import re
@@ -61,6 +63,22 @@ MULTI_SQL = """
         HAVING COUNT(*) >= 2
     ) items
     GROUP BY 1, 2
+"""
+
+# The same patterns where the database has no array_agg (SQLite, the embedded mode): each multiply-labeled item's
+# values in order, grouped into patterns in Python.
+MULTI_PORTABLE_SQL = """
+    SELECT l.criterion_key, l.rollout_id, l.value
+    FROM reviews_humanlabel l
+    JOIN (
+        SELECT rollout_id, criterion_key
+        FROM reviews_humanlabel
+        WHERE rubric_version_id = %s AND value IS NOT NULL
+        GROUP BY rollout_id, criterion_key
+        HAVING COUNT(*) >= 2
+    ) multi ON multi.rollout_id = l.rollout_id AND multi.criterion_key = l.criterion_key
+    WHERE l.rubric_version_id = %s AND l.value IS NOT NULL
+    ORDER BY l.criterion_key, l.rollout_id, l.value
 """
 
 DISAGREEMENTS_SQL = """
@@ -141,11 +159,8 @@ def judge_names(version: RubricVersion) -> dict[str, str]:
 
 def human_ceiling(version: RubricVersion, criteria: list[FormCriterion], *, n_resamples: int = 200) -> dict[str, agreement.Stat]:
     """Krippendorff's alpha among humans per criterion: how well any judge could possibly agree."""
-    with connection.cursor() as cursor:
-        cursor.execute(MULTI_SQL, [version.pk])
-        rows = cursor.fetchall()
     per_key: dict[str, list[tuple[list[float], int]]] = {}
-    for key, values, count in rows:
+    for key, values, count in _value_patterns(version):
         per_key.setdefault(key, []).append((values, count))
     result = {}
     for criterion in criteria:
@@ -165,6 +180,19 @@ def human_ceiling(version: RubricVersion, criteria: list[FormCriterion], *, n_re
         result[criterion.key] = agreement.krippendorff_alpha(
             table, level=level, n_resamples=n_resamples, item_counts=[c for _, c in patterns])
     return result
+
+
+def _value_patterns(version: RubricVersion) -> list[tuple[str, list[float], int]]:
+    """(criterion key, one item's label values in order, how many items have exactly these values)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(MULTI_SQL, [version.pk])
+            return cursor.fetchall()
+        cursor.execute(MULTI_PORTABLE_SQL, [version.pk, version.pk])
+        items = [(key, [value for *_, value in rows])
+                 for (key, _), rows in itertools.groupby(cursor.fetchall(), key=lambda row: (row[0], row[1]))]
+    counts = collections.Counter((key, tuple(values)) for key, values in items)
+    return [(key, list(values), count) for (key, values), count in counts.items()]
 
 
 def criterion_agreement(
@@ -354,7 +382,7 @@ LENGTH_SQL = """
         WHERE rubric_version_id = %(version)s AND value IS NOT NULL
         GROUP BY rollout_id, criterion_key
     )
-    SELECT s.judge_fingerprint, s.criterion_key, COALESCE(r.completion_tokens, char_length(r.completion)), s.score, h.value
+    SELECT s.judge_fingerprint, s.criterion_key, COALESCE(r.completion_tokens, length(r.completion)), s.score, h.value
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key AND s.rubric_version_id = %(version)s

@@ -96,6 +96,22 @@ def test_dashboard_figures_equal_an_independent_computation(make_member, client)
     assert "n = 40" in html
 
 
+def test_the_human_ceiling_reads_the_same_patterns_without_array_agg(make_member, monkeypatch):
+    """The embedded mode's SQLite has no array_agg: the portable query grouped in Python gives Postgres's patterns,
+    and the same alpha as the krippendorff package."""
+    _, project = make_member(Role.VIEWER)
+    version, _, _, h1, h2 = build_fixture(project)
+    criteria = dashboard.form_criteria(version)
+    native = sorted((k, list(v), n) for k, v, n in dashboard._value_patterns(version))
+    postgres_alpha = dashboard.human_ceiling(version, criteria)["helpful"].value
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    portable = sorted((k, list(v), n) for k, v, n in dashboard._value_patterns(version))
+    assert portable == native and sum(n for *_, n in native) == 15
+    want = krippendorff.alpha(reliability_data=np.vstack([h1, h2]).astype(float), level_of_measurement="ordinal",
+                              value_domain=[0, 1, 2])
+    assert dashboard.human_ceiling(version, criteria)["helpful"].value == pytest.approx(want, abs=1e-9) == postgres_alpha
+
+
 def test_disagreements_list_the_worst_items_first(make_member, client):
     user, project = make_member(Role.VIEWER)
     version, judge, human, *_ = build_fixture(project, n=25, double=0)
