@@ -95,41 +95,19 @@ class Context:
         self.user = user
         self.unit = unit
         self.keys = {c.get("key") for c in version.criteria} if version is not None else set()
-        self.tasks: dict[str, int] = {}
-        self.examples: dict[int, dict[str, int]] = {}
         self.annotators: dict[str, int] = {}
         self.now = timezone.now()
         self.token = uuid.uuid4().hex[:8]
+        # Task and example lookups, with their caches, are the rollout importer's: one set of rules and messages.
         self.row_builder = importers._RowBuilder(project, task, unit)
+        self.task_id = self.row_builder.task_id
+        self.example_id = self.row_builder.example_id
+        self.known_examples = self.row_builder.known_examples
 
     def fail(self, pos: int, message: str) -> NoReturn:
         raise ApplicationError(f"{self.unit} {pos}: {message}")
 
     # --- fields ---------------------------------------------------------------------------------------------------
-
-    def task_id(self, pos: int, record: dict) -> int:
-        """The task chosen for the whole file, else the one the row's 'task' column names."""
-        if self.task is not None:
-            return self.task.pk
-        name = record.get("task")
-        if not isinstance(name, str) or not name:
-            self.fail(pos, "the row names no task (column 'task'); choose a task for the whole file.")
-        if name not in self.tasks:
-            found = Task.objects.filter(project=self.project, name=name).values_list("pk", flat=True).first()
-            if found is None:
-                self.fail(pos, f"no task named {name!r} in this project; choose a task for the whole file.")
-            self.tasks[name] = found
-        return self.tasks[name]
-
-    def example_id(self, pos: int, task_id: int, external_id: Any) -> int | None:
-        if external_id is None or external_id == "":
-            return None
-        if task_id not in self.examples:
-            self.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
-        example = self.examples[task_id].get(str(external_id))
-        if example is None:
-            self.fail(pos, f"the task has no example {external_id!r}.")
-        return example
 
     def text(self, pos: int, record: dict, name: str, limit: int | None = None) -> str:
         value = record.get(name)
@@ -361,11 +339,9 @@ class VerifiersReader:
         external_id = str(raw_id)[:200]
         prompt = self._messages(ctx, pos, record.get("prompt"), "user", "prompt")
         completion = self._messages(ctx, pos, record.get("completion"), "assistant", "completion")
-        if task_id not in ctx.examples:
-            ctx.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
         info = ctx.json_value(pos, record, "info", dict)
         answer = record.get("answer") if isinstance(record.get("answer"), str) else ""
-        if external_id not in ctx.examples[task_id]:
+        if external_id not in ctx.known_examples(task_id):
             self.created.setdefault(f"{task_id}:{external_id}", {
                 "task_id": task_id, "external_id": external_id, "answer": answer, "info": info,
                 "prompt": _last_user(prompt), "messages": prompt or None,
@@ -570,12 +546,12 @@ class _VerifiersWriter(_Writer):
                         for e in reader.created.values()]
             Example.objects.bulk_create(examples)
             for example in examples:
-                self.ctx.examples[example.task_id][example.external_id] = example.pk
+                self.ctx.known_examples(example.task_id)[example.external_id] = example.pk
             self.result.examples += len(examples)
             reader.created.clear()
         for item in batch:
             task_id, external_id = item.rollout["_example"]
-            item.rollout["example_id"] = self.ctx.examples[task_id][external_id]
+            item.rollout["example_id"] = self.ctx.known_examples(task_id)[external_id]
         super().flush(batch)
 
 

@@ -223,22 +223,26 @@ class _RowBuilder:
             return self.fixed_task.pk
         name = record.get("task")
         if not isinstance(name, str) or not name:
-            self.fail(pos, "no task name (column 'task'); or choose a task for the whole file.")
+            self.fail(pos, "the row names no task (column 'task'); choose a task for the whole file.")
         if name not in self.tasks:
             self.before_query()
             task_id = Task.objects.filter(project=self.project, name=name).values_list("pk", flat=True).first()
             if task_id is None:
-                self.fail(pos, f"no task named {name!r} in this project.")
+                self.fail(pos, f"no task named {name!r} in this project; choose a task for the whole file.")
             self.tasks[name] = task_id
         return self.tasks[name]
+
+    def known_examples(self, task_id: int) -> dict[str, int]:
+        """The task's examples, external id -> pk, read once per import (callers may add the ones they create)."""
+        if task_id not in self.examples:
+            self.before_query()
+            self.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
+        return self.examples[task_id]
 
     def example_id(self, pos: int, task_id: int, external_id: Any) -> int | None:
         if external_id is None or external_id == "":
             return None
-        if task_id not in self.examples:
-            self.before_query()
-            self.examples[task_id] = dict(Example.objects.filter(task_id=task_id).values_list("external_id", "pk"))
-        example = self.examples[task_id].get(str(external_id))
+        example = self.known_examples(task_id).get(str(external_id))
         if example is None:
             self.fail(pos, f"the task has no example {external_id!r}.")
         return example
