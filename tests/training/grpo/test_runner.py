@@ -14,32 +14,13 @@ from typing import Any
 import pytest
 
 from tests.training.grpo.rewards import brevity, contains_answer
+from tests.training.specs import arithmetic_spec
 from training.grpo.config import GRPORunConfig, config_from_preset
 from training.grpo.runner import load_reward_refs, reward_name, rewards_from_config
 from training.grpo.sinks import RunStatus, Sample, read_jsonl, read_status, request_stop
 
 REPO = Path(__file__).resolve().parents[3]
-RUBRIC = {
-    "criteria": [
-        {
-            "key": "correct",
-            "title": "Correct final answer",
-            "kind": "match",
-            "weight": 1.0,
-            "extract": "answer_tag",
-            "mode": "numeric",
-            "tolerance": 0.0,
-        },
-        {
-            "key": "format",
-            "title": "Answer inside <answer> tags",
-            "kind": "format",
-            "weight": 0.25,
-            "check": "answer_tag",
-        },
-        {"key": "short", "title": "At most 40 characters", "kind": "length", "weight": 0.25, "max": 40},
-    ]
-}
+RUBRIC = arithmetic_spec({"key": "short", "title": "At most 40 characters", "kind": "length", "weight": 0.25, "max": 40})
 EXAMPLES = [
     {"prompt": f"What is {i} + {i}?", "answer": str(2 * i), "example_id": f"ex-{i}"} for i in range(4)
 ]

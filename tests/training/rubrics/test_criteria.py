@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.training.specs import arithmetic_spec
 from training.rubrics import validate_spec
 from training.rubrics.engine import RubricEngine, RubricError, length_score, score_programmatic
 from training.rubrics.extract import check_format, extract_answer, parse_number
@@ -280,26 +281,7 @@ def test_async_python_reward_needs_the_async_engine() -> None:
 
 
 # --- aggregation -------------------------------------------------------------------------------------------------
-DEMO = {
-    "criteria": [
-        {
-            "key": "correct",
-            "title": "Correct final answer",
-            "kind": "match",
-            "weight": 1.0,
-            "extract": "answer_tag",
-            "mode": "numeric",
-            "tolerance": 0.0,
-        },
-        {
-            "key": "format",
-            "title": "Answer inside <answer> tags",
-            "kind": "format",
-            "weight": 0.25,
-            "check": "answer_tag",
-        },
-    ]
-}
+DEMO = arithmetic_spec()
 
 
 def test_weighted_mean_and_logged_metrics() -> None:

@@ -6,29 +6,11 @@ import json
 import jsonschema
 import pytest
 
+from tests.training.specs import arithmetic_spec
 from training.rubrics import SpecError, spec_json_schema, validate_spec
 from training.rubrics.spec import JudgeCriterion, MatchCriterion
 
-DEMO_SPEC = {
-    "criteria": [
-        {
-            "key": "correct",
-            "title": "Correct final answer",
-            "kind": "match",
-            "weight": 1.0,
-            "extract": "answer_tag",
-            "mode": "numeric",
-            "tolerance": 0.0,
-        },
-        {
-            "key": "format",
-            "title": "Answer inside <answer> tags",
-            "kind": "format",
-            "weight": 0.25,
-            "check": "answer_tag",
-        },
-    ]
-}
+DEMO_SPEC = arithmetic_spec()
 
 
 def judge(key: str = "helpful", **extra: object) -> dict[str, object]:
