@@ -334,6 +334,13 @@ def _version_param(project: Project, value: str | None, versions: list) -> Any:
     return versions[0] if versions else None
 
 
+def _version_required(project: Project, value: str | None) -> RubricVersion:
+    version = _version_param(project, value, [])
+    if version is None:
+        raise ApplicationError("Choose a rubric version.", status=404)
+    return version
+
+
 @require_GET
 @project_view(Action.VIEW)
 def agreement(request: HttpRequest, project: Project) -> HttpResponse:
@@ -347,9 +354,7 @@ def agreement(request: HttpRequest, project: Project) -> HttpResponse:
 @require_GET
 @project_view(Action.VIEW)
 def agreement_disagreements(request: HttpRequest, project: Project) -> HttpResponse:
-    version = _version_param(project, request.GET.get("version"), [])
-    if version is None:
-        raise ApplicationError("Choose a rubric version.", status=404)
+    version = _version_required(project, request.GET.get("version"))
     key = request.GET.get("key", "")
     criterion = form_criterion(version, key)
     fingerprint = request.GET.get("fingerprint", "")
@@ -364,9 +369,7 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
 @require_GET
 @project_view(Action.VIEW)
 def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
-    version = _version_param(project, request.GET.get("version"), [])
-    if version is None:
-        raise ApplicationError("Choose a rubric version.", status=404)
+    version = _version_required(project, request.GET.get("version"))
     context = {
         "version": version, "bias": dashboard.bias_diagnostics(version),
         "endpoints": project.endpoints.order_by("name"), "max_pairs": services.POSITION_CHECK_MAX_PAIRS,
@@ -379,9 +382,7 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
 @project_view(Action.EDIT)
 def agreement_position_check(request: HttpRequest, project: Project) -> HttpResponse:
     """Start the judge-side position-swap check: the chosen judge compares pairs of rollouts in both orders."""
-    version = _version_param(project, request.POST.get("version"), [])
-    if version is None:
-        raise ApplicationError("Choose a rubric version.", status=404)
+    version = _version_required(project, request.POST.get("version"))
     endpoint_id = request.POST.get("endpoint", "")
     endpoint = project.endpoints.filter(pk=int(endpoint_id)).first() if endpoint_id.isdigit() else None
     pairs = request.POST.get("pairs", "")
