@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from tests.factories import EndpointFactory, RubricVersionFactory
 from tests.webapp.reviews.conftest import JUDGE_FP, SPEC
+from webapp.core.models import Role
 from webapp.judging.models import CriterionScore, JudgeJob
 from webapp.reviews import services
 from webapp.reviews.models import HumanLabel, ReviewQueue
@@ -205,3 +206,16 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     assert [r["label"].choice for r in labels] == ["yes", "Pass"] and all(r["scores"] for r in labels)
     assert not page.context["scores_visible"] and all(not row["scores"] for row in page.context["rows"])
     assert page.context["progress"].labels_done == 1
+
+
+def test_agreement_subpages_need_a_rubric_version_of_the_project(client, review_setup, make_member):
+    s = review_setup
+    client.force_login(s["editor"])
+    _, elsewhere = make_member(Role.EDITOR)
+    foreign = RubricVersionFactory(rubric__project=elsewhere, spec=SPEC)
+    for name, method in (("reviews:disagreements", client.get), ("reviews:bias", client.get),
+                         ("reviews:position_check", client.post)):
+        url = reverse(name, args=[s["project"].pk])
+        for params in ({}, {"version": "x"}, {"version": foreign.pk}):
+            response = method(url, params)
+            assert response.status_code == 404 and "Choose a rubric version" in response.content.decode(), (name, params)
