@@ -2,8 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.db.models import Avg, Count, Q, QuerySet
 from django.shortcuts import get_object_or_404
+from django.utils import timezone
 
 from webapp.core.models import JobStatus, Project
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -29,6 +31,17 @@ def run_get(project: Project, run_id: int) -> TrainingRun:
 
 def runs_by_ids(project: Project, run_ids: list[int]) -> list[TrainingRun]:
     return list(TrainingRun.objects.filter(project=project, pk__in=run_ids).order_by("pk"))
+
+
+SILENT_AFTER_S = 120
+
+
+def run_silent(run: TrainingRun) -> bool:
+    """A running run whose monitor has not reported for a while (it reports every few seconds): its node or worker
+    is probably down. The run stays "running" until a worker on that node starts again and re-attaches or ends it."""
+    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
+        return False
+    return (timezone.now() - run.heartbeat_at).total_seconds() > max(SILENT_AFTER_S, 20 * settings.RUBRICON_TRAIN_POLL_S)
 
 
 def run_metrics(run: TrainingRun) -> list[TrainingMetric]:

@@ -76,6 +76,7 @@ def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
         "run": run, "last": metrics[-1] if metrics else None, "charts": charts.run_charts(metrics),
         "checkpoints": selectors.run_checkpoints(run), "log_tail": selectors.run_log_tail(run),
         "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
+        "silent": selectors.run_silent(run),
     }
     if request.htmx:  # the polled part: status, charts, log; the samples panel keeps the step the user chose
         return render(request, "runs/run_detail.html#live", context)

@@ -151,6 +151,26 @@ def test_cancel_of_a_pending_run_cancels_it_at_once(client, setup):
 
 
 @pytest.mark.django_db
+def test_a_running_run_that_went_silent_says_its_node_may_be_down(client, setup):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    project, task, version = setup
+    run = services.training_run_create(project=project, name="r", task=task, rubric_version=version,
+                                       preset="cpu-smoke", enqueue=False)
+    url = reverse("runs:detail", args=[project.pk, run.pk])
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.RUNNING, hostname="gpu-7",
+                                                 heartbeat_at=timezone.now() - timedelta(seconds=5))
+    assert "may be down" not in client.get(url).content.decode()
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
+    html = client.get(url, HTTP_HX_REQUEST="true").content.decode()
+    assert "last heard 10" in html and "node running it (gpu-7) may be down" in html
+    TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.FAILED)
+    assert "may be down" not in client.get(url).content.decode()
+
+
+@pytest.mark.django_db
 def test_runs_list_query_count_does_not_grow_with_runs(client, setup):
     project, task, version = setup
 
