@@ -76,12 +76,17 @@ def test_edit_an_example_inline_and_change_its_split(page, live_server, login, d
     page.goto(f"{live_server.url}/p/{demo_task.project_id}/tasks/{demo_task.pk}/")
     row = page.locator(f"#example-{example.pk}")
     row.locator("td").nth(2).click()  # a click on the prompt opens the inline editor (htmx)
+    # Swapped-in content carries `htmx-added` until htmx has bound its attributes (one settle later, ~20 ms, more
+    # on a busy machine); a change made before that would fire no request, so wait as a person would.
+    settled = f"#example-{example.pk}:not(.htmx-added)"
+    page.locator(f"{settled} form.example-edit").wait_for()
     editor = page.locator(f"#example-{example.pk} form.example-edit")
     editor.get_by_label("Prompt").fill("What is 6 * 7? Answer with a number.")
     editor.get_by_label("Reference answer").fill("42")
     screenshot(page, "example-inline-edit")
     editor.get_by_role("button", name="Save").click()
     page.locator(f"#example-{example.pk} form.example-edit").wait_for(state="detached")
+    page.locator(settled).wait_for()
     assert "What is 6 * 7? Answer with a number." in row.inner_text()
     assert page.url.endswith(f"/tasks/{demo_task.pk}/")  # an in-place swap, no navigation
 
