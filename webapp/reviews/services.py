@@ -18,8 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, OuterRef, Q, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.utils import timezone
 
 from training.rubrics.types import message_text
@@ -135,59 +134,83 @@ def _check_may_work(queue: ReviewQueue, annotator: Any) -> None:
         raise ApplicationError("This queue is assigned to named annotators only.", status=403)
 
 
+# `item_next` in SQL: it runs on every submit, and composing these statements with the ORM cost ~4 ms of CPU per call
+# (the web process's largest single cost under load) against ~0.4 ms for the same statements written out. The
+# placeholders and clauses work on Postgres and on SQLite (embedded mode, which has no row locks to take).
+_ITEM = ReviewItem._meta.db_table
+_ASSIGNMENT = ReviewAssignment._meta.db_table
+# A seat is held by a done turn or by a reservation that has not expired.
+_SEAT = "(t.status = %(done)s OR (t.status = %(reserved)s AND t.reserved_until > %(now)s))"
+_MY_RESERVATION = f"""
+    SELECT a.id AS assignment_id, i.*
+    FROM {_ASSIGNMENT} a JOIN {_ITEM} i ON i.id = a.item_id
+    WHERE i.queue_id = %(queue)s AND a.annotator_id = %(annotator)s
+      AND a.status = %(reserved)s AND a.reserved_until > %(now)s
+    ORDER BY i.position
+    LIMIT 1
+"""
+_OPEN_ITEM = f"""
+    SELECT i.* FROM {_ITEM} i
+    WHERE i.queue_id = %(queue)s AND i.completed_count < %(seats)s{{not_tried}}
+      AND NOT EXISTS (
+          SELECT 1 FROM {_ASSIGNMENT} f
+          WHERE f.item_id = i.id AND f.annotator_id = %(annotator)s AND f.status IN (%(done)s, %(skipped)s))
+      AND (SELECT COUNT(*) FROM {_ASSIGNMENT} t WHERE t.item_id = i.id AND {_SEAT}) < %(seats)s
+    ORDER BY i.position
+    LIMIT 1{{lock}}
+"""
+# A new statement, so it sees every reservation committed since the search above read its snapshot; the item's row
+# lock serializes the writers of its reservations. An expired reservation of this annotator is renewed in place.
+_RESERVE = f"""
+    INSERT INTO {_ASSIGNMENT} (item_id, annotator_id, status, reserved_until, finished_at, created_at)
+    SELECT %(item)s, %(annotator)s, %(reserved)s, %(until)s, NULL, %(now)s
+    WHERE (SELECT COUNT(*) FROM {_ASSIGNMENT} t
+           WHERE t.item_id = %(item)s AND t.annotator_id <> %(annotator)s AND {_SEAT}) < %(seats)s
+    ON CONFLICT (item_id, annotator_id) DO UPDATE
+        SET status = excluded.status, reserved_until = excluded.reserved_until, finished_at = NULL
+    RETURNING id
+"""
+
+
 @transaction.atomic
 def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
     """The item this annotator should label now: their live reservation, else the first open item, reserved."""
     _check_may_work(queue, annotator)
     now = timezone.now()
-    until = now + timedelta(minutes=queue.reservation_minutes)
-    mine = (
-        ReviewAssignment.objects.filter(
-            item__queue=queue, annotator=annotator, status=AssignmentStatus.RESERVED, reserved_until__gt=now
-        )
-        .select_related("item").order_by("item__position").first()
-    )
-    if mine is not None:
-        ReviewAssignment.objects.filter(pk=mine.pk).update(reserved_until=until)
-        return mine.item
-    live = Q(status=AssignmentStatus.DONE) | Q(status=AssignmentStatus.RESERVED, reserved_until__gt=now)
-    seats = (
-        ReviewAssignment.objects.filter(live, item=OuterRef("pk"))
-        .order_by().values("item").annotate(n=Count("pk")).values("n")
-    )
-    finished_by_me = ReviewAssignment.objects.filter(
-        annotator=annotator, item__queue=queue, status__in=[AssignmentStatus.DONE, AssignmentStatus.SKIPPED]
-    ).values("item_id")
-    candidates = (
-        ReviewItem.objects.filter(queue=queue, completed_count__lt=queue.reviewers_per_item)
-        .exclude(pk__in=finished_by_me)
-        .annotate(taken=Coalesce(Subquery(seats), 0))
-        .filter(taken__lt=queue.reviewers_per_item)
-        .order_by("position")
-    )
-    tried: list[int] = []
-    for _ in range(MAX_NEXT_TRIES):
-        open_items = candidates.exclude(pk__in=tried)
-        item = open_items.select_for_update(skip_locked=True, of=("self",)).first()
-        if item is None:
-            # Everything open is being handed to someone else this instant; with several reviewers per item a seat
-            # may remain, so wait for the first such item rather than say "nothing left".
-            item = open_items.select_for_update(of=("self",)).first()
-        if item is None:
-            return None
-        # Count again now that the item is locked. Every reservation of an item is written under this lock, so this
-        # new statement sees them all; the search above may have read a snapshot from before a competitor committed.
-        if ReviewAssignment.objects.filter(live, item=item).exclude(annotator=annotator).count() < queue.reviewers_per_item:
-            break
-        tried.append(item.pk)
-    else:
-        return None
-    # One INSERT ... ON CONFLICT DO UPDATE: an expired reservation of this annotator is renewed in place.
-    ReviewAssignment.objects.bulk_create(
-        [ReviewAssignment(item=item, annotator=annotator, status=AssignmentStatus.RESERVED, reserved_until=until)],
-        update_conflicts=True, unique_fields=["item", "annotator"], update_fields=["status", "reserved_until", "finished_at"],
-    )
-    return item
+    ops = connection.ops
+    params: dict[str, Any] = {
+        "queue": queue.pk, "annotator": annotator.pk, "seats": queue.reviewers_per_item,
+        "now": ops.adapt_datetimefield_value(now),
+        "until": ops.adapt_datetimefield_value(now + timedelta(minutes=queue.reservation_minutes)),
+        "done": AssignmentStatus.DONE.value, "reserved": AssignmentStatus.RESERVED.value,
+        "skipped": AssignmentStatus.SKIPPED.value,
+    }
+    mine = next(iter(ReviewItem.objects.raw(_MY_RESERVATION, params)), None)
+    with connection.cursor() as cursor:
+        if mine is not None:
+            cursor.execute(f"UPDATE {_ASSIGNMENT} SET reserved_until = %(until)s WHERE id = %(assignment)s",
+                           {**params, "assignment": mine.assignment_id})
+            return mine
+        skip_locked = " FOR UPDATE OF i SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+        wait = " FOR UPDATE OF i" if connection.features.has_select_for_update_of else ""
+        tried: list[int] = []
+        for _ in range(MAX_NEXT_TRIES):
+            not_tried = ""
+            if tried:
+                not_tried = " AND i.id NOT IN ({})".format(", ".join(f"%(tried{n})s" for n in range(len(tried))))
+                params.update({f"tried{n}": pk for n, pk in enumerate(tried)})
+            item = next(iter(ReviewItem.objects.raw(_OPEN_ITEM.format(not_tried=not_tried, lock=skip_locked), params)), None)
+            if item is None and skip_locked:
+                # Everything open is being handed to someone else this instant; with several reviewers per item a
+                # seat may remain, so wait for the first such item rather than say "nothing left".
+                item = next(iter(ReviewItem.objects.raw(_OPEN_ITEM.format(not_tried=not_tried, lock=wait), params)), None)
+            if item is None:
+                return None
+            cursor.execute(_RESERVE, {**params, "item": item.pk})
+            if cursor.fetchone() is not None:
+                return item
+            tried.append(item.pk)  # its seats filled up between the search and the lock
+    return None
 
 
 def _assignment_finish(*, item: ReviewItem, annotator: Any, status: str) -> bool:
@@ -240,7 +263,7 @@ def _check_value(value: float | None) -> None:
 # No savepoint of its own: callers write several labels all or nothing, and a refusal aborts them anyway.
 @transaction.atomic(savepoint=False)
 def label_save(
-    *, annotator: Any, rollout: Rollout, rubric_version: RubricVersion, criterion_key: str, row_version: int,
+    *, annotator: Any, rollout_id: int, rubric_version: RubricVersion, criterion_key: str, row_version: int,
     choice: str = "", value: float | None = None, queue: ReviewQueue | None = None,
     comment: str | None = None, reward_hacking: bool | None = None,
 ) -> HumanLabel:
@@ -255,7 +278,7 @@ def label_save(
         changes["comment"] = comment
     if reward_hacking is not None:
         changes["reward_hacking"] = reward_hacking
-    key = {"rollout": rollout, "rubric_version": rubric_version, "criterion_key": criterion_key, "annotator": annotator}
+    key = {"rollout_id": rollout_id, "rubric_version": rubric_version, "criterion_key": criterion_key, "annotator": annotator}
     if row_version == 0:
         try:
             with transaction.atomic():
@@ -298,7 +321,7 @@ def label_create(
         raise ApplicationError("No such rubric version in this project.", field="rubric_version")
     form_criterion(version, criterion_key)
     return label_save(
-        annotator=annotator, rollout=rollout, rubric_version=version, criterion_key=criterion_key, row_version=0,
+        annotator=annotator, rollout_id=rollout.pk, rubric_version=version, criterion_key=criterion_key, row_version=0,
         choice=choice, value=value, comment=comment, reward_hacking=reward_hacking,
     )
 
@@ -331,7 +354,7 @@ def item_label_save(
     criterion = form_criterion(queue.rubric_version, criterion_key)
     choice, value = criterion.value_for(choice=choice, number=number)
     return label_save(
-        annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version, criterion_key=criterion_key,
+        annotator=annotator, rollout_id=item.rollout_id, rubric_version=queue.rubric_version, criterion_key=criterion_key,
         row_version=row_version, choice=choice, value=value, queue=queue, comment=comment,
         reward_hacking=reward_hacking,
     )
@@ -391,7 +414,7 @@ def item_submit(
         answer = answers[criterion.key]
         choice, value = values[criterion.key]
         labels.append(label_save(
-            annotator=annotator, rollout=item.rollout, rubric_version=queue.rubric_version,
+            annotator=annotator, rollout_id=item.rollout_id, rubric_version=queue.rubric_version,
             criterion_key=criterion.key, row_version=int(answer.get("row_version") or 0), choice=choice, value=value,
             queue=queue, comment=comment, reward_hacking=reward_hacking,
         ))
@@ -438,7 +461,7 @@ def pairwise_submit(
         raise ApplicationError("This item is not a pairwise comparison.")
     if preferred not in Preference.values:
         raise ApplicationError("Choose A, B or tie.", field="preferred")
-    key = {"rollout_a": item.rollout, "rollout_b": item.rollout_b, "rubric_version": queue.rubric_version,
+    key = {"rollout_a_id": item.rollout_id, "rollout_b_id": item.rollout_b_id, "rubric_version": queue.rubric_version,
            "criterion_key": "", "annotator": annotator}
     changes = {"preferred": preferred, "comment": comment, "shown_a_first": item.shown_a_first}
     if row_version == 0:

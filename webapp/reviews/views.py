@@ -129,8 +129,8 @@ def _row(criterion: FormCriterion, label, scores, *, posted: QueryDict | None = 
             "scores": scores, "conflict": conflict, "error": error}
 
 
-def _item_or_next(request: HttpRequest, queue: ReviewQueue, item_id: int) -> tuple[ReviewItem, Any]:
-    item, assignment = selectors.item_reserved(queue, item_id, request.user)
+def _item_or_next(request: HttpRequest, queue: ReviewQueue, item_id: int, *, rollout: bool = False) -> tuple[ReviewItem, Any]:
+    item, assignment = selectors.item_reserved(queue, item_id, request.user, rollout=rollout)
     if assignment is None:
         raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
     return item, assignment
@@ -140,7 +140,7 @@ def _item_or_next(request: HttpRequest, queue: ReviewQueue, item_id: int) -> tup
 @project_view(Action.LABEL)
 def item_label(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
     queue = selectors.queue_get(project, queue_id)
-    item, assignment = _item_or_next(request, queue, item_id)
+    item, assignment = _item_or_next(request, queue, item_id, rollout=True)
     return _label_page(request, queue, item, assignment)
 
 
@@ -152,7 +152,8 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
     context: dict[str, Any] = {
         "queue": queue, "item": item, "assignment": assignment, "done": done,
         "scores_visible": visible, "error": error, "progress": selectors.queue_totals_cached(queue),
-        "rollout": item.rollout,  # item_reserved loaded it with its task and example
+        # item_reserved loaded it with its task and example for the page; a refused write loads it here.
+        "rollout": item.rollout if ReviewItem.rollout.is_cached(item) else selectors.rollout_full(item.rollout_id),
     }
     if queue.mode == ReviewMode.PAIRWISE:
         other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
