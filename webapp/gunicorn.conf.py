@@ -4,7 +4,7 @@
 Threads (gthread): dozens of annotators keep connections open between their labels, and a request waits on
 Postgres for a good part of its time. Each thread keeps its own database connection (CONN_MAX_AGE), so
 workers × threads stays well under Postgres's max_connections (100 by default) together with the Celery workers.
-On 2 cores, 4 × 8 serves 50 annotators at p95 ≈ 50 ms (docs/benchmarks.md).
+On 2 cores, 4 × 8 serves 50 annotators at p95 40–100 ms, by host (docs/benchmarks.md).
 """
 
 import os
