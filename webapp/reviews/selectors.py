@@ -44,7 +44,7 @@ def queue_get(project: Project, queue_id: int) -> ReviewQueue:
 
 def item_get(queue: ReviewQueue, item_id: int) -> ReviewItem:
     item = get_object_or_404(
-        ReviewItem.objects.select_related("rollout__task", "rollout__example", "rollout_b", "queue__rubric_version"),
+        ReviewItem.objects.select_related("rollout__task", "rollout__example"),
         queue=queue, pk=item_id,
     )
     item.queue = queue  # the caller's copy already carries the rubric version
@@ -57,7 +57,7 @@ def item_reserved(queue: ReviewQueue, item_id: int, user: Any, *, rollout: bool 
 
     `rollout=False` for the writes (submit, autosave, skip), which need the item's ids only: joining the rollout with
     its task and example and decoding their JSON doubled the cost of the query."""
-    related = ["item__rollout__task", "item__rollout__example", "item__rollout_b"] if rollout else ["item"]
+    related = ["item__rollout__task", "item__rollout__example"] if rollout else ["item"]
     assignment = (
         ReviewAssignment.objects.filter(item__queue=queue, item_id=item_id, annotator=user)
         .select_related(*related).first()
