@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -46,6 +47,16 @@ def test_embedded_mode_serves_login_and_runs_tasks_on_the_filesystem_broker(tmp_
                 assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.5)
         assert "demo / demo" in log.read_text()
+        # Single-user, not debug: a 404 is the app's page (no URL pattern list), static files are still served.
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page/", timeout=10)
+        except urllib.error.HTTPError as missing:
+            body = missing.read().decode()
+            assert missing.code == 404 and "URLconf" not in body and "api/v1/" not in body, body[:500]
+        else:
+            raise AssertionError("a missing page answered 200")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/app.css", timeout=10) as css:
+            assert css.status == 200 and css.read()
 
         # A task sent by another process over the filesystem broker reaches the embedded worker.
         send = (
