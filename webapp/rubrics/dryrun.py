@@ -84,7 +84,10 @@ def _token_counter(endpoint: ModelEndpoint | None) -> tuple[Any, str]:
             pass
         else:
             def count(messages: list[dict]) -> int:
-                return len(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+                # transformers 5 returns a BatchEncoding here unless told otherwise: its len() is its key count.
+                ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                    return_dict=False)
+                return len(ids)
 
             return count, "the endpoint's tokenizer"
     return (lambda messages: math.ceil(sum(len(str(m.get("content", ""))) for m in messages) / 4)), "characters / 4"
@@ -148,7 +151,8 @@ def rubric_dry_run_run(*, job_id: int) -> None:
                                               total__isnull=False)
                   .order_by("rollout_id", "pk").values_list("rollout_id", "total"))
     to_score = [r for r in sample if r.pk not in stored]
-    judge = judge_for_endpoint(job.endpoint, cached=False) if spec.judge_criteria and to_score else None
+    # Through the judge cache: the real job then reuses every verdict the dry run paid for.
+    judge = judge_for_endpoint(job.endpoint) if spec.judge_criteria and to_score else None
     engine = RubricEngine(spec, judge=judge, python_allowlist=settings.RUBRICON_PYTHON_REWARD_ALLOWLIST)
     scores = async_to_sync(engine.ascore_many)([engine_rollout(r) for r in to_score]) if to_score else []
     totals: dict[int, float | None] = {**stored, **{r.pk: s.total for r, s in zip(to_score, scores, strict=True)}}

@@ -76,12 +76,13 @@ def test_judge_rubric_times_real_calls_and_counts_tokens(task):
         requests = server.stats["requests"]
     job.refresh_from_db()
     r = job.result
-    # 2 of 3 groups sampled, 8 rollouts, 2 judge calls each (one criterion per call)
-    assert (r["sample_groups"], r["sample_rollouts"], r["scored_now"]) == (2, 8, 8) and requests == 16
+    # 2 of 3 groups sampled, 8 rollouts, 2 judge calls each (one criterion per call); through the judge cache, so
+    # identical completions of one example are one call: 3 distinct (example, completion) pairs x 2 criteria
+    assert (r["sample_groups"], r["sample_rollouts"], r["scored_now"]) == (2, 8, 8) and requests == 6
     assert r["calls"] == 12 * 2 and r["calls_per_rollout"] == 2
     assert r["token_source"] == "characters / 4" and r["prompt_tokens_per_call"] > 50
     assert r["prompt_tokens"] == round(24 * r["prompt_tokens_per_call"])
-    assert r["latency_ms_per_call"] >= 50 and r["latency_source"] == "measured on 16 judge calls now"
+    assert r["latency_ms_per_call"] >= 50 and r["latency_source"] == "measured on 6 judge calls now"
     assert r["seconds"] == pytest.approx(24 * r["latency_ms_per_call"] / 1000 / 4)
     # the stub judge answers "yes" to everything: only the match criterion separates rollouts
     assert r["comparable_groups"] == 2
@@ -156,3 +157,33 @@ def test_dry_run_pages(client, make_member, task):
     bad = client.post(reverse("rubrics:dryrun", args=[project.pk, version.pk]),
                       {"task": TaskFactory(project=project).pk, "groups": 8})
     assert bad.status_code == 400 and "no rollouts yet" in bad.content.decode()
+
+
+@pytest.mark.slow
+def test_token_estimate_matches_a_real_judge_job_and_the_job_reuses_the_dry_runs_verdicts(task, bundled_model_dir):
+    """The endpoint's real tokenizer: the dry run's estimate is within 10 % of the prompt tokens the real judge job
+    then reports, and the job answers every call the dry run already made from the judge cache."""
+    from webapp.endpoints.models import EndpointKind
+    from webapp.judging import services as judging
+    from webapp.judging.models import JudgeJob
+
+    version = make_version(task, MATCH, JUDGE)
+    endpoint = EndpointFactory(project=task.project, kind=EndpointKind.TRANSFORMERS, model="bundled", base_url="",
+                               default_params={"max_tokens": 16})
+    dry = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, endpoint=endpoint,
+                                       groups=3, enqueue=False)
+    dryrun.rubric_dry_run_run(job_id=dry.pk)
+    dry.refresh_from_db()
+    estimate = dry.result
+    assert dry.status == JobStatus.SUCCEEDED and estimate["token_source"] == "the endpoint's tokenizer"
+    assert estimate["scored_now"] == 12 and estimate["calls"] == 12
+
+    job = judging.judge_job_create(project=task.project, rubric_version=version, endpoint=endpoint,
+                                   selection={"task": task.pk}, enqueue=False)
+    for index in judging.judge_job_plan(job_id=job.pk):
+        judging.judge_chunk_run(job_id=job.pk, index=index)
+    job = JudgeJob.objects.get(pk=job.pk)
+    assert job.status == JobStatus.SUCCEEDED and job.calls_made == 0 and job.cache_hits == 12
+    reported = list(CriterionScore.objects.filter(job=job, criterion_key="polite").values_list("prompt_tokens", flat=True))
+    assert len(reported) == 12 and all(reported)
+    assert estimate["prompt_tokens"] == pytest.approx(sum(reported), rel=0.10)
