@@ -44,6 +44,8 @@ class Chart:
     y_ticks: list[tuple[float, str]] = field(default_factory=list)  # (y pixel, label)
     x_ticks: list[tuple[float, str]] = field(default_factory=list)
     empty: bool = True
+    empty_reason: str = "No data yet."
+    left: int = LEFT  # room for the longest y-axis label
 
 
 def _fmt(value: float) -> str:
@@ -62,10 +64,13 @@ def line_chart(title: str, series: Sequence[Series]) -> Chart:
     if y0 == y1:  # a flat line sits in the middle, not on the frame
         y0, y1 = y0 - (abs(y0) or 1) * 0.5, y1 + (abs(y1) or 1) * 0.5
     x1 = x1 if x1 > x0 else x0 + 1
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    labels = [_fmt(v) for v in (y0, (y0 + y1) / 2, y1)]
+    # ~6.5 px a character at the tick font size: the longest label ("-1.23e-05") must fit left of the axis.
+    chart.left = left = max(LEFT, math.ceil(6.5 * max(len(label) for label in labels)) + 8)
+    plot_w, plot_h = WIDTH - left - RIGHT, HEIGHT - TOP - BOTTOM
 
     def px(x: float) -> float:
-        return round(LEFT + (x - x0) / (x1 - x0) * plot_w, 1)
+        return round(left + (x - x0) / (x1 - x0) * plot_w, 1)
 
     def py(y: float) -> float:
         return round(TOP + (1 - (y - y0) / (y1 - y0)) * plot_h, 1)
@@ -73,7 +78,7 @@ def line_chart(title: str, series: Sequence[Series]) -> Chart:
     for index, s in enumerate(chart.series):
         s.color = s.color or PALETTE[index % len(PALETTE)]
         s.svg_points = " ".join(f"{px(x)},{py(y)}" for x, y in s.points)
-    chart.y_ticks = [(py(v), _fmt(v)) for v in (y0, (y0 + y1) / 2, y1)]
+    chart.y_ticks = [(py(v), label) for v, label in zip((y0, (y0 + y1) / 2, y1), labels, strict=True)]
     chart.x_ticks = [(px(v), str(round(v))) for v in sorted({x0, x1})]
     chart.empty = False
     return chart
@@ -92,8 +97,18 @@ def metric_series(metrics: Sequence[TrainingMetric], key: str, label: str | None
     return [Series(label=label or key, points=points)]
 
 
-def run_charts(metrics: Sequence[TrainingMetric]) -> list[Chart]:
-    return [line_chart(title, [s for key in keys for s in metric_series(metrics, key)]) for title, keys in CHARTS]
+# Charts a run's configuration can leave empty for good, with the reason shown instead of "No data yet".
+NEVER_DRAWN = {"KL": (lambda config: float(config.get("beta", 0.0) or 0.0) == 0.0,
+                      "β = 0: no reference model, so TRL computes no KL. Set β > 0 to watch drift from the base model.")}
+
+
+def run_charts(metrics: Sequence[TrainingMetric], *, config: dict | None = None) -> list[Chart]:
+    charts = [line_chart(title, [s for key in keys for s in metric_series(metrics, key)]) for title, keys in CHARTS]
+    for chart in charts:
+        never = NEVER_DRAWN.get(chart.title)
+        if chart.empty and config is not None and never and never[0](config):
+            chart.empty_reason = never[1]
+    return charts
 
 
 def compare_charts(runs_metrics: Sequence[tuple[str, Sequence[TrainingMetric]]]) -> list[Chart]:

@@ -73,7 +73,7 @@ def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
     run = selectors.run_get(project, run_id)
     metrics = selectors.run_metrics(run)
     context = {
-        "run": run, "last": metrics[-1] if metrics else None, "charts": charts.run_charts(metrics),
+        "run": run, "last": metrics[-1] if metrics else None, "charts": charts.run_charts(metrics, config=run.config),
         "checkpoints": selectors.run_checkpoints(run), "log_tail": selectors.run_log_tail(run),
         "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
         "silent": selectors.run_silent(run),
