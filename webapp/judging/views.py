@@ -15,7 +15,9 @@ from webapp.judging.forms import JudgeJobForm
 @require_GET
 @project_view(Action.VIEW)
 def judge_job_list(request: HttpRequest, project: Project) -> HttpResponse:
-    context = {"jobs": selectors.judge_job_list(project)[:100], "form": JudgeJobForm(project=project)}
+    # Links from a rubric or a task preselect them ("Score rollouts with this rubric →"); unknown values select nothing.
+    initial = {key: request.GET[key] for key in ("rubric_version", "task", "endpoint", "job") if key in request.GET}
+    context = {"jobs": selectors.judge_job_list(project)[:100], "form": JudgeJobForm(project=project, initial=initial)}
     return render(request, "judging/job_list.html", context)
 
 

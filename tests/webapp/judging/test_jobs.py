@@ -169,3 +169,23 @@ def test_judge_pages_and_permissions(client, arithmetic, make_member):
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert client.get(reverse("judging:list", args=[project.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_score_with_this_rubric_preselects_the_version_and_task(client, arithmetic, make_member):
+    project, version, _ = arithmetic
+    older = RubricVersionFactory(rubric=version.rubric, number=version.number + 1, spec=ARITHMETIC)
+    editor, _ = make_member(Role.EDITOR, project=project)
+    client.force_login(editor)
+    detail = client.get(reverse("rubrics:detail", args=[project.pk, version.rubric_id])).content.decode()
+    link = f"?rubric_version={older.pk}&amp;task={version.rubric.task_id}"
+    assert link in detail
+    page = client.get(reverse("judging:list", args=[project.pk]),
+                      {"rubric_version": older.pk, "task": version.rubric.task_id}).content.decode()
+    assert f'<option value="{older.pk}" selected>' in page
+    assert f'<option value="{version.rubric.task_id}" selected>' in page
+    # A value that is not an id of this project selects nothing and breaks nothing.
+    junk = client.get(reverse("judging:list", args=[project.pk]), {"rubric_version": "²", "task": "x"})
+    body = junk.content.decode()
+    assert junk.status_code == 200 and '<option value="" selected>' in body
+    assert f'"{older.pk}" selected' not in body and f'"{version.pk}" selected' not in body
