@@ -158,3 +158,19 @@ def test_blind_review_hides_judge_scores_from_annotators_on_rollout_pages(client
         assert "0.75" not in html and "judge says so" not in html, url
     client.force_login(owner)
     assert all("0.75" in client.get(url).content.decode() for url in urls)
+
+
+@pytest.mark.django_db
+def test_empty_project_offers_generate_and_import_and_filters_say_they_matched_nothing(client, browsing):
+    url = reverse("rollouts:list", args=[browsing.pk])
+    empty = client.get(url).content.decode()
+    assert "No rollouts yet" in empty
+    assert reverse("rollouts:jobs", args=[browsing.pk]) in empty and reverse("exports:import", args=[browsing.pk]) in empty
+    filtered = client.get(url, {"q": "nothing"}).content.decode()
+    assert "No rollouts match these filters." in filtered and "No rollouts yet" not in filtered
+
+
+@pytest.mark.django_db
+def test_every_page_links_to_the_api_docs_and_the_token_page(client, browsing):
+    page = client.get(reverse("core:dashboard", args=[browsing.pk])).content.decode()
+    assert reverse("api-docs") in page and reverse("api-token") in page
