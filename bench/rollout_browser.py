@@ -199,7 +199,12 @@ def search(client, base: str, middle: int, repeat: int) -> None:
             median, p95, _ = measure(client, url, times)
             results["old"][name] = (median, p95, plan(url))
         transaction.set_rollback(True)
-    print(f"\ntext search: old = without the trigram index, new = with it; target p95 <= {SEARCH_TARGET_MS} ms")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_size_pretty(pg_relation_size(%s::regclass)),"
+                       " pg_size_pretty(pg_relation_size('rollouts_rollout'))", [SEARCH_INDEX])
+        index_size, table_size = cursor.fetchone()
+    print(f"\ntext search: old = without the trigram index, new = with it ({index_size}; table {table_size});"
+          f" target p95 <= {SEARCH_TARGET_MS} ms")
     print(f"{'search':36} {'old med':>8} {'old p95':>8} {'new med':>8} {'new p95':>8} {'speed-up':>8} "
           f"{'new/target':>10}")
     for name in searches:
