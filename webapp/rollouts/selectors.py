@@ -26,6 +26,8 @@ def rollout_browse(
     if f.get("errors_only"):
         rollouts = rollouts.exclude(error="")
     if f.get("q"):
+        # On Postgres this is UPPER(completion) LIKE UPPER('%q%'), the exact expression the trigram index of
+        # migration rollouts.0002_rollout_text_trgm serves; another lookup (iregex, ILIKE) would miss the index.
         rollouts = rollouts.filter(completion__icontains=f["q"])
     if f.get("labeled"):
         has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))

@@ -1,0 +1,55 @@
+"""The embedded mode's SQLite: the trigram migration is a no-op there and `?q=` search keeps working, with LIKE's
+metacharacters taken literally. Checked in a fresh SQLite database by a child process with the embedded settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]  # this file also runs as the child, outside pytest
+
+
+def test_search_works_on_sqlite_and_the_trigram_migration_is_a_no_op(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    env.update(RUBRICON_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webapp.settings.dev")
+    done = subprocess.run([sys.executable, __file__], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "vendor sqlite, search held" in done.stdout
+
+
+def scenario() -> None:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from webapp.core.models import Project
+    from webapp.rollouts.models import Rollout
+    from webapp.rollouts.selectors import rollout_browse
+    from webapp.tasks.models import Task
+
+    call_command("migrate", verbosity=0)
+    assert MigrationRecorder.Migration.objects.filter(app="rollouts", name="0002_rollout_text_trgm").exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE '%trgm%'")
+        assert cursor.fetchall() == []
+    project = Project.objects.create(name="p", slug="p")
+    task = Task.objects.create(project=project, name="t")
+    texts = ["100% sure", "1000 sure", "a_b", "axb", "back\\slash", "backslash", "The Answer", "no"]
+    rollouts = {text: Rollout.objects.create(project=project, task=task, group_key=text, completion=text).pk
+                for text in texts}
+    for term, expected in (("0% s", ["100% sure"]), ("_b", ["a_b"]), ("k\\s", ["back\\slash"]),
+                           ("answer", ["The Answer"]), ("B", ["a_b", "axb", "back\\slash", "backslash"])):
+        found = set(rollout_browse(project, filters={"q": term}).values_list("pk", flat=True))
+        assert found == {rollouts[text] for text in expected}, (term, found)
+    print(f"vendor {connection.vendor}, search held")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO_ROOT))
+    scenario()
