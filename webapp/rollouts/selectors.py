@@ -39,6 +39,8 @@ def rollout_browse(
             if "score_max" in f:
                 scores = scores.filter(total__lte=f["score_max"])
             rollouts = rollouts.filter(Exists(scores))
+            if hidden_scores is not None:  # blind review: a blind rollout looks unscored, so no bound matches it
+                rollouts = rollouts.exclude(pk__in=hidden_scores)
         scores = RolloutScore.objects.filter(rubric_version_id=version_id)
         if hidden_scores is not None:  # blind review: annotators do not see judge scores of items they must label
             scores = scores.exclude(rollout_id__in=hidden_scores)
