@@ -374,16 +374,12 @@ class RolloutViewSet(ReadOnly):
         return Rollout.objects.filter(project=project)
 
     def get_serializer(self, *args, **kwargs):
-        serializer = super().get_serializer(*args, **kwargs)
         if args and not getattr(self, "swagger_fake_view", False):
             blindness = request_blindness(self.request)
-            rows = args[0] if isinstance(args[0], list | tuple) else [args[0]]
-            if blindness.active and any(blindness.hides(r.pk) for r in rows):
-                # Rewards a training run or an import stored in a blind rollout's metadata are scores too.
-                for rollout in rows:
-                    if blindness.hides(rollout.pk):
-                        rollout.metadata = redact_metadata(rollout.metadata)
-        return serializer
+            for rollout in args[0] if isinstance(args[0], list | tuple) else [args[0]]:
+                if blindness.hides(rollout.pk):  # rewards a run or an import stored in its metadata are scores too
+                    rollout.metadata = redact_metadata(rollout.metadata)
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])

@@ -53,11 +53,11 @@ def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> H
 @require_GET
 @project_view(Action.VIEW)
 def rollout_group(request: HttpRequest, project: Project, group_key: str) -> HttpResponse:
-    rollouts = selectors.rollout_group(project, group_key)
+    blind = blind_rollout_ids(user=request.user, role=request.project_role, project=project)
+    rollouts = selectors.rollout_group(project, group_key, hidden_scores=blind)
     if not rollouts:
         raise Http404("No such group.")
-    hidden = set(blind_rollout_ids(user=request.user, role=request.project_role, project=project)
-                 .filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
+    hidden = set(blind.filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
     context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "hidden": hidden}
     return render(request, "rollouts/rollout_group.html", context)
 
