@@ -239,11 +239,13 @@ def test_no_read_path_shows_a_blind_rollouts_judge_scores(client, blind_world):
     client.force_login(w["annotator"])
     singles, pairs = oracle_queries(w)
     leaks, oracles = [], []
+    shown: dict[str, int] = {}  # URL name → plain GETs that answered 200 with a blind rollout on the page
     for name, path in requests_for(w):
         for query in singles:
             for htmx in (False, True):
                 url, text = get(client, path, query, htmx=htmx)
                 leaks += [(url, s) for s in SECRETS if s in text]
+                shown[name] = shown.get(name, 0) + (MARK_R in text or MARK_T in text)
         for low, high in pairs:
             (url_low, a), (url_high, b) = get(client, path, low), get(client, path, high)
             leaks += [(u, s) for u, t in ((url_low, a), (url_high, b)) for s in SECRETS if s in t]
@@ -255,6 +257,10 @@ def test_no_read_path_shows_a_blind_rollouts_judge_scores(client, blind_world):
             response = client.post(path, {})
             assert response.status_code < 500, f"POST {path}: {response.status_code}"
             leaks += [(f"POST {path}", s) for s in SECRETS if s in body(response)]
+    # The world's ids reach real pages: the blind rollouts are on them (the test is not passing on 404s).
+    for name in ("rollouts:list", "rollouts:detail", "rollouts:group", "reviews:item", "rollout-list",
+                 "rollout-detail"):
+        assert shown.get(name), f"{name} never showed a blind rollout"
     by_page = sorted({url.split("?")[0] for url, _ in leaks})
     assert not leaks and not oracles, (f"blind scores shown on {len(by_page)} paths: {by_page}; e.g. {leaks[:3]}. "
                                        f"Filters that tell blind rollouts apart by score: {oracles}")
@@ -279,3 +285,7 @@ def test_the_filters_still_work_on_scores_the_annotator_may_see(client, blind_wo
                                          {})[1]
     download = reverse("exports:download", args=[w["project"].pk, w["export"].pk])
     assert "0.7315" in get(client, download, {})[1]
+    # The same file, made by the owner, is refused to the blind annotator, with the reason.
+    client.force_login(w["annotator"])
+    refused = client.get(download)
+    assert refused.status_code == 403 and "blind review queue" in refused.content.decode()
