@@ -19,6 +19,7 @@ class Filter:
     lookup: str | Callable[[QuerySet, Any, Any], QuerySet]
     kind: type = int
     description: str = ""
+    reads_scores: bool = False  # blind review: rollouts blind for the caller never match it (see ProjectScopedViewSet)
 
     def parse(self, raw: str) -> Any:
         try:
@@ -33,6 +34,11 @@ class Filter:
 
     def parameter(self) -> OpenApiParameter:
         return OpenApiParameter(self.param, self.kind, OpenApiParameter.QUERY, description=self.description)
+
+
+def uses_scores(params, filters: tuple[Filter, ...]) -> bool:
+    """Whether the query string uses a filter that compares judge scores."""
+    return any(spec.reads_scores and params.get(spec.param) not in (None, "") for spec in filters)
 
 
 def apply_filters(queryset: QuerySet, params, filters: tuple[Filter, ...]) -> QuerySet:
@@ -61,5 +67,7 @@ def _score_bound(op: str) -> Callable[[QuerySet, Any, Any], QuerySet]:
     return apply
 
 
-SCORE_MIN = Filter("score_min", _score_bound("gte"), float, "Total score ≥ this (under rubric_version if given).")
-SCORE_MAX = Filter("score_max", _score_bound("lte"), float, "Total score ≤ this (under rubric_version if given).")
+SCORE_MIN = Filter("score_min", _score_bound("gte"), float, "Total score ≥ this (under rubric_version if given).",
+                   reads_scores=True)
+SCORE_MAX = Filter("score_max", _score_bound("lte"), float, "Total score ≤ this (under rubric_version if given).",
+                   reads_scores=True)

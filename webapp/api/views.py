@@ -17,7 +17,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from webapp.api import serializers as s
-from webapp.api.filters import SCORE_MAX, SCORE_MIN, Filter, apply_filters
+from webapp.api.filters import SCORE_MAX, SCORE_MIN, Filter, apply_filters, uses_scores
 from webapp.core import selectors as core_selectors
 from webapp.core import services as core_services
 from webapp.core.errors import ApplicationError
@@ -33,8 +33,8 @@ from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews import services as review_services
+from webapp.reviews.blind import redact_metadata, request_blindness
 from webapp.reviews.models import HumanLabel, ReviewQueue
-from webapp.reviews.selectors import blind_rollout_ids
 from webapp.rollouts import services as generation_services
 from webapp.rollouts.models import GenerationJob, Rollout
 from webapp.rubrics import services as rubric_services
@@ -56,6 +56,8 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     lookup_value_regex = "[0-9]{1,18}"
     filters: tuple[Filter, ...] = ()
     input_serializer_class: type | None = None
+    # Blind review: the path from a row to its rollout id, for rows that a score filter may select.
+    rollout_field: str | None = None
 
     def scoped(self, project: Project) -> QuerySet:
         raise NotImplementedError
@@ -66,6 +68,9 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         queryset = self.scoped(self.request.project)
         if self.action == "list":
             queryset = apply_filters(queryset, self.request.query_params, self.filters)
+            if self.rollout_field and uses_scores(self.request.query_params, self.filters):
+                # A rollout blind for the caller looks unscored: no score or agreement filter matches it.
+                queryset = request_blindness(self.request).without_scores_of(queryset, rollout_field=self.rollout_field)
         return queryset
 
     def parse(self, serializer_class=None) -> dict:
@@ -345,7 +350,8 @@ def _tolerance_only(queryset, value, params):
 
 
 AGREEMENT = Filter("agreement", _agreement, str, "agree or disagree: judge scores and human labels under "
-                   "rubric_version within agreement_tolerance on every criterion both scored, or apart on one.")
+                   "rubric_version within agreement_tolerance on every criterion both scored, or apart on one.",
+                   reads_scores=True)
 AGREEMENT_TOLERANCE = Filter("agreement_tolerance", _tolerance_only, float,
                              "Largest judge–human gap (0..1) that counts as agreeing (default 0.5).")
 
@@ -355,16 +361,25 @@ AGREEMENT_TOLERANCE = Filter("agreement_tolerance", _tolerance_only, float,
         Filter("task", "task_id"), Filter("job", "job_id"), Filter("run", "run_id"), Filter("step", "step"),
         Filter("example", "example_id"), Filter("split", "example__split", str, "Split of the rollout's example."),
         Filter("source", "source", str, "generation, training or import"), Filter("group_key", "group_key", str),
-        Filter("rubric_version", _scored_under, int, "Rollouts scored under this rubric version."),
+        Filter("rubric_version", _scored_under, int, "Rollouts scored under this rubric version.", reads_scores=True),
         SCORE_MIN, SCORE_MAX, AGREEMENT, AGREEMENT_TOLERANCE,
     )
 )
 class RolloutViewSet(ReadOnly):
     queryset = Rollout.objects.none()
     serializer_class = s.RolloutSerializer
+    rollout_field = "pk"
 
     def scoped(self, project):
         return Rollout.objects.filter(project=project)
+
+    def get_serializer(self, *args, **kwargs):
+        if args and not getattr(self, "swagger_fake_view", False):
+            blindness = request_blindness(self.request)
+            for rollout in args[0] if isinstance(args[0], list | tuple) else [args[0]]:
+                if blindness.hides(rollout.pk):  # rewards a run or an import stored in its metadata are scores too
+                    rollout.metadata = redact_metadata(rollout.metadata)
+        return super().get_serializer(*args, **kwargs)
 
     @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
@@ -425,8 +440,7 @@ class CriterionScoreViewSet(ReadOnly):
 
     def scoped(self, project):
         # Blind review: an annotator does not see judge scores of items still waiting for their label.
-        hidden = blind_rollout_ids(user=self.request.user, role=self.request.project_role, project=project)
-        return CriterionScore.objects.filter(rollout__project=project).exclude(rollout_id__in=hidden)
+        return request_blindness(self.request).without_scores_of(CriterionScore.objects.filter(rollout__project=project))
 
 
 @documented(
@@ -440,8 +454,7 @@ class RolloutScoreViewSet(ReadOnly):
     serializer_class = s.RolloutScoreSerializer
 
     def scoped(self, project):
-        hidden = blind_rollout_ids(user=self.request.user, role=self.request.project_role, project=project)
-        return RolloutScore.objects.filter(rollout__project=project).exclude(rollout_id__in=hidden)
+        return request_blindness(self.request).without_scores_of(RolloutScore.objects.filter(rollout__project=project))
 
 
 @documented(filters=(Filter("rubric_version", "rubric_version_id"),), create=s.ReviewQueueCreateSerializer)
@@ -546,6 +559,7 @@ class TrainingMetricViewSet(ReadOnly):
     serializer_class = s.TrainingMetricSerializer
 
     def scoped(self, project):
+        request_blindness(self.request).check_scores_page()  # metrics carry the runs' rewards
         return TrainingMetric.objects.filter(run__project=project)
 
 
@@ -586,6 +600,7 @@ class ExportViewSet(Cancellable, mixins.CreateModelMixin, Deletable, ReadOnly):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     @action(detail=True, methods=["get"])
     def download(self, request, *args, **kwargs):
+        request_blindness(request).check_scores_page()  # export files carry judge scores and rewards
         export = self.get_object()
         if not export.file:
             raise Http404("This export has no file (yet).")

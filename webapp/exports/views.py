@@ -12,6 +12,7 @@ from webapp.exports import selectors, services
 from webapp.exports.forms import ExportForm, ImportForm
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
+from webapp.reviews.blind import scores_page
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task
 
@@ -56,6 +57,7 @@ def export_create(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def export_download(request: HttpRequest, project: Project, export_id: int) -> FileResponse:
     export = get_object_or_404(Export.objects.select_related("project"), project=project, pk=export_id)
     if not export.file:

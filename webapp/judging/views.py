@@ -10,6 +10,7 @@ from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view
 from webapp.judging import selectors, services
 from webapp.judging.forms import JudgeJobForm
+from webapp.reviews.blind import scores_page
 
 
 @require_GET
@@ -42,6 +43,7 @@ def judge_job_create(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def judge_job_detail(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     job = selectors.judge_job_get(project, job_id)
     context = {"job": job, "criteria": selectors.judge_job_criterion_summary(job)}

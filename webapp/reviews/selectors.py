@@ -9,8 +9,9 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
-from webapp.core.models import Project, Role
+from webapp.core.models import Project
 from webapp.judging.models import CriterionScore
+from webapp.reviews.blind import blind_rollout_ids, judge_scores_visible  # noqa: F401 (one rule, re-exported)
 from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
@@ -178,44 +179,6 @@ def item_scores(item: ReviewItem) -> dict[str, list[CriterionScore]]:
 
 def rollout_full(rollout_id: int) -> Rollout:
     return Rollout.objects.select_related("task", "example").get(pk=rollout_id)
-
-
-# --- blind mode ------------------------------------------------------------------------------------------------------
-
-
-def blind_rollout_ids(*, user: Any, role: str | None, project: Project) -> QuerySet[Rollout]:
-    """Ids of rollouts whose judge scores `user` must not see yet (use with `.exclude(rollout_id__in=...)`).
-
-    Annotators are blind to the scores of every rollout in a blind queue of the project until they submitted that
-    item; editors and owners, who build rubrics and read dashboards, always see scores outside the labeling page.
-    """
-    if role != Role.ANNOTATOR:
-        return Rollout.objects.none().values("pk")
-    finished = ReviewAssignment.objects.filter(annotator=user, status=AssignmentStatus.DONE).values("item_id")
-    open_items = ReviewItem.objects.filter(queue__project=project, queue__blind=True).exclude(pk__in=finished)
-    return Rollout.objects.filter(
-        Q(pk__in=open_items.values("rollout_id")) | Q(pk__in=open_items.exclude(rollout_b=None).values("rollout_b_id"))
-    ).values("pk")
-
-
-def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int, queue: ReviewQueue | None = None) -> bool:
-    """May `user` see judge scores of `rollout` now?
-
-    On a labeling page (`queue` given) a blind queue hides them from whoever labels until that item is submitted,
-    whatever their role. Elsewhere (rollout pages, the API) see `blind_rollout_ids`.
-    """
-    rollout_id = rollout if isinstance(rollout, int) else rollout.pk
-    on_item = Q(item__rollout_id=rollout_id) | Q(item__rollout_b_id=rollout_id)
-    if queue is not None:
-        if not queue.blind:
-            return True
-        return ReviewAssignment.objects.filter(on_item, item__queue=queue, annotator=user, status=AssignmentStatus.DONE).exists()
-    if role != Role.ANNOTATOR:
-        return True
-    project_id = Rollout.objects.filter(pk=rollout_id).values_list("project_id", flat=True).first()
-    if project_id is None:
-        return False
-    return not blind_rollout_ids(user=user, role=role, project=Project(pk=project_id)).filter(pk=rollout_id).exists()
 
 
 # --- judge scores paired with human labels ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.reviews import dashboard, selectors, services
+from webapp.reviews.blind import scores_page
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
@@ -96,6 +97,9 @@ def _reveal_item(request: HttpRequest, queue: ReviewQueue, after: str | None) ->
                   .select_related("item").first())
     if assignment is not None and assignment.status == AssignmentStatus.DONE:
         item = assignment.item
+        if not selectors.judge_scores_visible(user=request.user, role=request.project_role,  # type: ignore[attr-defined]
+                                              rollout=item.rollout_id, queue=queue, submitted=True):
+            return None  # still blind in another open queue
     else:
         item = ReviewItem.objects.filter(queue=queue, pk=int(after)).first()
         if item is None or not selectors.judge_scores_visible(
@@ -147,8 +151,8 @@ def item_label(request: HttpRequest, project: Project, queue_id: int, item_id: i
 def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assignment, *, status: int = 200,
                 posted: QueryDict | None = None, conflicts: dict | None = None, error: str = "") -> HttpResponse:
     done = assignment.status == AssignmentStatus.DONE
-    # A done turn on this very item already proves the scores may be shown; otherwise ask (blind queues only).
-    visible = done or selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    # A done turn on this very item ends this queue's blindness; another open blind queue holding it may not have.
+    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue, submitted=done)  # type: ignore[attr-defined]
     context: dict[str, Any] = {
         "queue": queue, "item": item, "assignment": assignment, "done": done,
         "scores_visible": visible, "error": error, "progress": selectors.queue_totals_cached(queue),
@@ -202,7 +206,7 @@ def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id
     queue = selectors.queue_get(project, queue_id)
     item, assignment = _item_or_next(request, queue, item_id)
     criterion = form_criterion(queue.rubric_version, key)
-    visible = assignment.status == AssignmentStatus.DONE or selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue)  # type: ignore[attr-defined]
+    visible = selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue, submitted=assignment.status == AssignmentStatus.DONE)  # type: ignore[attr-defined]
     scores = selectors.item_scores(item).get(key, []) if visible else []
     status, conflict, error = 200, None, ""
     comment, reward_hacking = _note(request.POST)
@@ -344,6 +348,7 @@ def _version_required(project: Project, value: str | None) -> RubricVersion:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def agreement(request: HttpRequest, project: Project) -> HttpResponse:
     versions = dashboard.labeled_versions(project.pk)
     version = _version_param(project, request.GET.get("version"), versions)
@@ -354,6 +359,7 @@ def agreement(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def agreement_disagreements(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_required(project, request.GET.get("version"))
     key = request.GET.get("key", "")
@@ -369,6 +375,7 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_required(project, request.GET.get("version"))
     context = {
@@ -381,6 +388,7 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_POST
 @project_view(Action.EDIT)
+@scores_page
 def agreement_position_check(request: HttpRequest, project: Project) -> HttpResponse:
     """Start the judge-side position-swap check: the chosen judge compares pairs of rollouts in both orders."""
     version = _version_required(project, request.POST.get("version"))
@@ -403,6 +411,7 @@ def _side(project: Project, version_value: str | None, fingerprint: str | None) 
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def align(request: HttpRequest, project: Project) -> HttpResponse:
     versions = list(RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")[:50])
     labeled = dashboard.labeled_versions(project.pk)
@@ -422,6 +431,7 @@ def align(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_POST
 @project_view(Action.EDIT)
+@scores_page
 def align_rejudge(request: HttpRequest, project: Project) -> HttpResponse:
     """One click: a judge job over exactly the rollouts humans labeled under `labels`, scored by `version`."""
     labels = _version_param(project, request.POST.get("labels"), [])

@@ -41,6 +41,8 @@ def rollout_browse(
             if "score_max" in f:
                 scores = scores.filter(total__lte=f["score_max"])
             rollouts = rollouts.filter(Exists(scores))
+            if hidden_scores is not None:  # blind review: a blind rollout looks unscored, so no bound matches it
+                rollouts = rollouts.exclude(pk__in=hidden_scores)
         scores = RolloutScore.objects.filter(rubric_version_id=version_id)
         if hidden_scores is not None:  # blind review: annotators do not see judge scores of items they must label
             scores = scores.exclude(rollout_id__in=hidden_scores)
@@ -55,14 +57,19 @@ def rollout_get(project: Project, rollout_id: int) -> Rollout:
     )
 
 
-def rollout_group(project: Project, group_key: str) -> list[Rollout]:
-    """The n samples of one prompt, each with all its criterion scores and totals."""
+def rollout_group(project: Project, group_key: str, *, hidden_scores: QuerySet | None = None) -> list[Rollout]:
+    """The n samples of one prompt, each with all its criterion scores and totals (none of `hidden_scores`' rollouts:
+    blind review)."""
+    criterion_scores = CriterionScore.objects.order_by("rubric_version_id", "criterion_key")
+    totals = RolloutScore.objects.select_related("rubric_version__rubric")
+    if hidden_scores is not None:
+        criterion_scores = criterion_scores.exclude(rollout_id__in=hidden_scores)
+        totals = totals.exclude(rollout_id__in=hidden_scores)
     return list(
         Rollout.objects.filter(project=project, group_key=group_key)
         .select_related("task", "example")
         .prefetch_related(
-            Prefetch("criterion_scores", queryset=CriterionScore.objects.order_by("rubric_version_id", "criterion_key")),
-            Prefetch("scores", queryset=RolloutScore.objects.select_related("rubric_version__rubric")),
+            Prefetch("criterion_scores", queryset=criterion_scores), Prefetch("scores", queryset=totals),
         )
         .order_by("sample_index", "id")
     )

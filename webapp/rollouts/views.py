@@ -9,7 +9,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.pagination import keyset_page, parse_cursor
 from webapp.core.permissions import Action, project_view
-from webapp.reviews.selectors import blind_rollout_ids, judge_scores_visible
+from webapp.reviews.blind import blind_rollout_ids, judge_scores_visible, redact_metadata
 from webapp.rollouts import selectors, services
 from webapp.rollouts.forms import GenerationJobForm, RolloutFilterForm
 from webapp.rollouts.models import GenerationJob
@@ -43,6 +43,8 @@ def rollout_list(request: HttpRequest, project: Project) -> HttpResponse:
 def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> HttpResponse:
     rollout = selectors.rollout_get(project, rollout_id)
     visible = judge_scores_visible(user=request.user, role=request.project_role, rollout=rollout)
+    if not visible:  # rewards a training run or an import stored with the rollout are scores too
+        rollout.metadata = redact_metadata(rollout.metadata)
     context = {"rollout": rollout, "scores": selectors.rollout_scores(rollout) if visible else [],
                "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered"}
     return render(request, "rollouts/rollout_detail.html", context)
@@ -51,11 +53,11 @@ def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> H
 @require_GET
 @project_view(Action.VIEW)
 def rollout_group(request: HttpRequest, project: Project, group_key: str) -> HttpResponse:
-    rollouts = selectors.rollout_group(project, group_key)
+    blind = blind_rollout_ids(user=request.user, role=request.project_role, project=project)
+    rollouts = selectors.rollout_group(project, group_key, hidden_scores=blind)
     if not rollouts:
         raise Http404("No such group.")
-    hidden = set(blind_rollout_ids(user=request.user, role=request.project_role, project=project)
-                 .filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
+    hidden = set(blind.filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
     context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "hidden": hidden}
     return render(request, "rollouts/rollout_group.html", context)
 

@@ -15,6 +15,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view
 from webapp.endpoints.models import ModelEndpoint
+from webapp.reviews.blind import scores_page
 from webapp.rubrics import drafting, dryrun, preview, selectors
 from webapp.rubrics.forms import parse_editor
 from webapp.rubrics.models import RubricToolJob, RubricVersion
@@ -126,6 +127,7 @@ def preview_run(request: HttpRequest, project: Project) -> HttpResponse:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def preview_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.PREVIEW)
     context = {"job": job, "preview": preview.preview_rows(job), "version": job.rubric_version}
@@ -241,6 +243,7 @@ def dryrun_start(request: HttpRequest, project: Project, version_id: int) -> Htt
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def dryrun_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRY_RUN)
     context = {"job": job, "version": job.rubric_version, "r": job.result}

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view
+from webapp.reviews.blind import scores_page
 from webapp.reviews.calibration import calibration_status
 from webapp.runs import charts, selectors, services
 from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, TrainingRunForm
@@ -69,6 +70,7 @@ def _sample_step(request: HttpRequest, steps: list[int]) -> int | None:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
     run = selectors.run_get(project, run_id)
     metrics = selectors.run_metrics(run)
@@ -97,6 +99,7 @@ def _evaluations_context(run) -> dict:
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def run_evaluations(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
     run = selectors.run_get(project, run_id)
     if not request.htmx:
@@ -151,6 +154,7 @@ def run_resume(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def run_samples(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
     run = selectors.run_get(project, run_id)
     steps = selectors.run_sample_steps(run)
@@ -173,6 +177,7 @@ def run_cancel(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
 
 @require_GET
 @project_view(Action.VIEW)
+@scores_page
 def run_compare(request: HttpRequest, project: Project) -> HttpResponse:
     ids = [int(v) for v in request.GET.getlist("runs") if v.isdigit()]
     runs = selectors.runs_by_ids(project, ids)

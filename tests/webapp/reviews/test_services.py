@@ -157,7 +157,10 @@ def test_blind_mode_hides_scores_from_annotators_until_submitted(review_setup):
         "helpful": {"row_version": 0, "choice": "no"}, "correct": {"row_version": 0, "choice": "Fail"}})
     assert selectors.judge_scores_visible(user=s["ann1"], role="annotator", rollout=rollout, queue=queue)
     assert selectors.judge_scores_visible(user=s["ann1"], role="annotator", rollout=rollout)
-    assert not selectors.judge_scores_visible(user=s["ann2"], role="annotator", rollout=rollout)
+    # The item needed one label and has it: ann2 can no longer label it, so nothing is left to keep blind.
+    assert selectors.judge_scores_visible(user=s["ann2"], role="annotator", rollout=rollout)
+    assert not selectors.judge_scores_visible(user=s["ann2"], role="annotator",
+                                              rollout=queue.items.exclude(pk=item.pk).get().rollout)
     assert ReviewAssignment.objects.get(item=item, annotator=s["ann1"]).status == AssignmentStatus.DONE
     open_queue = make_queue(s, size=1, blind=False, selection={"q": "<answer>3"})
     assert selectors.judge_scores_visible(user=s["ann2"], role="annotator", rollout=open_queue.items.get().rollout, queue=open_queue)

@@ -179,8 +179,9 @@ def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, rev
 
 def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_setup, django_assert_num_queries):
     """The hot path of 50 annotators at once: pinned so a new per-request query shows up here. GET: session, user,
-    membership, queue, the item with its assignment, blind check, the just-submitted item's assignment, labels of
-    both items, scores of the revealed one (the header's totals come from the cache). Submit: session, user,
+    membership, queue, the item with its assignment, blind check, the just-submitted item's assignment, whether another
+    open blind queue still holds it, labels of both items, scores of the revealed one (the header's totals come from
+    the cache). Submit: session, user,
     membership, queue (which says whether it names assignees), item with assignment; a transaction for the labels
     and the turn; one for the next item (my live reservation, the first open item, its reservation)."""
     from django.core.cache import cache
@@ -197,7 +198,7 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     assert response.status_code == 302
     cache.set(f"reviews:queue-totals:{queue.pk}", None)  # a cold header, as after the cache's few seconds
     client.get(response["Location"])  # fills the header's cache
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(10):
         page = client.get(response["Location"])
     html = page.content.decode()
     assert page.status_code == 200 and "judge vs you" in html

@@ -1,0 +1,149 @@
+"""Blind review: which judge scores a user may not see yet. Every read path asks here (docs/blind-review.md).
+
+The rule is per (user, rollout). A rollout is *blind* for a user while
+
+- the user's role in the project is annotator (editors and owners write rubrics and run judges: they can always
+  score a rollout themselves, so hiding stored scores from them protects nothing), and
+- an item of a blind queue of the project holds the rollout (as its rollout, or rollout B in pairwise mode) and is
+  still open to that user: the queue names no assignees or names them, they have not submitted the item, and it
+  still needs labels or they hold a reservation on it.
+
+Submitting the item ends blindness for that queue (the labeling page then reveals the judge's scores); a rollout in
+two open blind queues stays blind until both are done. While a rollout is blind for a user, it looks unscored to
+them everywhere: its scores are left out of lists, score and agreement filters never match it, rewards in its
+metadata are removed, and pages that show scores of many rollouts at once (agreement, bias, align, judge job and
+run pages, exports) are refused while the user has any blind rollout in the project.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import F, Q, QuerySet
+
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Project, Role
+from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewQueue
+from webapp.rollouts.models import Rollout
+
+REFUSED = ("Judge scores are hidden while you have items to label in a blind review queue of this project; "
+           "this page shows them. Finish your blind items first, or ask an editor.")
+
+
+def blind_rollout_ids(*, user: Any, role: str | None, project: Project | int) -> QuerySet[Rollout]:
+    """Ids of the rollouts blind for `user` in `project`, as a subquery (`.exclude(rollout_id__in=...)`)."""
+    if role != Role.ANNOTATOR or not getattr(user, "pk", None):
+        return Rollout.objects.none().values("pk")
+    project_id = project if isinstance(project, int) else project.pk
+    may_work = Q(queue__assignees=None) | Q(queue__in=ReviewQueue.assignees.through.objects.filter(
+        user_id=user.pk).values("reviewqueue_id"))
+    submitted = ReviewAssignment.objects.filter(annotator_id=user.pk, status=AssignmentStatus.DONE).values("item_id")
+    reserved = ReviewAssignment.objects.filter(annotator_id=user.pk, status=AssignmentStatus.RESERVED).values("item_id")
+    still_open = Q(completed_count__lt=F("queue__reviewers_per_item")) | Q(pk__in=reserved)
+    items = (ReviewItem.objects.filter(queue__project_id=project_id, queue__blind=True).filter(may_work)
+             .filter(still_open).exclude(pk__in=submitted))
+    return Rollout.objects.filter(
+        Q(pk__in=items.values("rollout_id")) | Q(pk__in=items.exclude(rollout_b=None).values("rollout_b_id"))
+    ).values("pk")
+
+
+@dataclass
+class Blindness:
+    """What one user may not see in one project; `active` (any blind rollout at all) is asked once per request."""
+
+    rollout_ids: QuerySet
+    _active: bool | None = field(default=None, repr=False)
+    _ids: frozenset[int] | None = field(default=None, repr=False)
+
+    @property
+    def active(self) -> bool:
+        if self._active is None:
+            self._active = not self.rollout_ids.query.is_empty() and self.rollout_ids.exists()
+        return self._active
+
+    def ids(self) -> frozenset[int]:
+        """The blind rollout ids as a set (bounded by the size of the user's open queues)."""
+        if self._ids is None:
+            self._ids = frozenset(self.rollout_ids.values_list("pk", flat=True)) if self.active else frozenset()
+        return self._ids
+
+    def hides(self, rollout_id: int) -> bool:
+        return self.active and rollout_id in self.ids()
+
+    def without_scores_of(self, queryset: QuerySet, *, rollout_field: str = "rollout_id") -> QuerySet:
+        """Score rows (or rollouts, `rollout_field="pk"`) minus those of blind rollouts."""
+        if not self.active:
+            return queryset
+        return queryset.exclude(**{f"{rollout_field}__in": self.rollout_ids})
+
+    def check_scores_page(self) -> None:
+        """Refuse a page that shows judge scores or rewards of many rollouts at once."""
+        if self.active:
+            raise ApplicationError(REFUSED, status=403)
+
+
+def blindness_for(*, user: Any, role: str | None, project: Project | int) -> Blindness:
+    return Blindness(blind_rollout_ids(user=user, role=role, project=project))
+
+
+def request_blindness(request: Any) -> Blindness:
+    """The blindness of the request's user in `request.project` (set by `project_view` / the API permission),
+    computed once per request."""
+    cached = getattr(request, "_blindness", None)
+    if cached is None:
+        cached = blindness_for(user=request.user, role=getattr(request, "project_role", None),
+                               project=request.project)
+        request._blindness = cached
+    return cached
+
+
+def scores_page(view: Callable) -> Callable:
+    """Decorate a view (inside `project_view`) that shows scores of many rollouts: refused to a blind user."""
+
+    @functools.wraps(view)
+    def wrapper(request: Any, project: Project, *args: Any, **kwargs: Any):
+        request_blindness(request).check_scores_page()
+        return view(request, project, *args, **kwargs)
+
+    return wrapper
+
+
+_SCORE_KEY = re.compile(r"reward|score|judge|rationale|grade", re.IGNORECASE)
+
+
+def redact_metadata(metadata: Any) -> Any:
+    """A rollout's metadata without the rewards and scores a run or an import stored in it (any key naming a
+    reward, score, judge, rationale or grade, at any depth)."""
+    if isinstance(metadata, dict):
+        return {k: redact_metadata(v) for k, v in metadata.items() if not _SCORE_KEY.search(str(k))}
+    if isinstance(metadata, list):
+        return [redact_metadata(v) for v in metadata]
+    return metadata
+
+
+def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int, queue: ReviewQueue | None = None,
+                         submitted: bool = False) -> bool:
+    """May `user` see judge scores of `rollout` now?
+
+    On a labeling page (`queue` given) a blind queue hides them from whoever labels until that item is submitted,
+    whatever their role (`submitted=True` when the caller already read the done assignment). Everywhere, an
+    annotator also waits until no other open blind queue holds the rollout.
+    """
+    rollout_id = rollout if isinstance(rollout, int) else rollout.pk
+    if queue is not None and queue.blind and not submitted:
+        on_item = Q(item__rollout_id=rollout_id) | Q(item__rollout_b_id=rollout_id)
+        if not ReviewAssignment.objects.filter(on_item, item__queue=queue, annotator=user,
+                                               status=AssignmentStatus.DONE).exists():
+            return False
+    if role != Role.ANNOTATOR:
+        return True
+    project_id = queue.project_id if queue is not None else (
+        rollout.project_id if isinstance(rollout, Rollout)
+        else Rollout.objects.filter(pk=rollout_id).values_list("project_id", flat=True).first())
+    if project_id is None:
+        return False
+    return not blind_rollout_ids(user=user, role=role, project=project_id).filter(pk=rollout_id).exists()
