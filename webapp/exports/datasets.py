@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
+from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -349,49 +350,110 @@ def _calibration(project: Project, filters: dict) -> Dataset:
     return Dataset(CALIBRATION_COLUMNS, rows(), _count(labels, filters))
 
 
-def _verifiers(project: Project, filters: dict) -> Dataset:
-    """verifiers' `vf-eval` output: results.jsonl (one rollout per line, prompt/completion as chat messages, reward
-    and one column per criterion) plus metadata.json."""
-    version = _version(project, filters, "verifiers")
+def _verifiers_rollouts(project: Project, filters: dict, version: RubricVersion, metadata: dict) -> Iterator[dict]:
+    """The scored rollouts of the selection as plain dicts for the verifiers writers; once they are consumed,
+    `metadata` holds the run's summary (model, counts, averages) that both layouts write beside the lines."""
     keys = [c.get("key") for c in version.criteria if c.get("key")]
     selection = _with_score(rollout_selection(project, filters), version)
     fields = ("id", "example__external_id", "prompt_messages", "messages", "completion", "example__answer",
-              "task__name", "example__info", "model_name", "group_key")
-    columns = _cols("example_id prompt:json completion:json answer task info:json reward:float") + [
-        Column(key, FLOAT) for key in keys
-    ] + _cols("rollout_id:int group_key")
+              "task__name", "example__info", "model_name", "group_key", "error", "finish_reason", "prompt_tokens",
+              "completion_tokens", "latency_ms", "created_at")
     sums: dict[str, float] = defaultdict(float)
-    seen: dict[str, Any] = {"n": 0, "models": set(), "examples": set()}
+    counts: dict[str, int] = defaultdict(int)
+    seen: dict[str, Any] = {"n": 0, "errors": 0, "models": set(), "examples": {}}
+    for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
+        ids = [r[0] for r in chunk]
+        scores, rewards = _scores_by_rollout(ids, version.pk), _rewards(ids, version.pk)
+        for (rid, ext, pmsgs, msgs, completion, answer, task, info, model, group, error, finish, ptok, ctok,
+             latency, created) in chunk:
+            prompt, turns = vf_runs.split_prompt(_json(pmsgs, []), _json(msgs, []), completion)
+            per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
+            reward = rewards.get(rid)
+            example_key = ext if ext is not None else f"rollout-{rid}"
+            index = seen["examples"].setdefault(example_key, len(seen["examples"]))
+            seen["n"] += 1
+            seen["errors"] += bool(error)
+            seen["models"].add(model)
+            sums["reward"] += reward or 0.0
+            for key in keys:
+                if per_key.get(key) is not None:
+                    sums[key] += per_key[key]
+                    counts[key] += 1
+            yield {"rollout_id": rid, "external_id": ext, "index": index, "prompt": prompt, "turns": turns,
+                   "completion": completion, "answer": answer or "", "task": task, "info": _json(info, {}),
+                   "model": model, "group_key": group, "error": error, "finish_reason": finish,
+                   "prompt_tokens": ptok, "completion_tokens": ctok, "latency_ms": latency,
+                   "started": created.timestamp() if hasattr(created, "timestamp") else 0.0, "reward": reward,
+                   "scores": {k: per_key.get(k) for k in keys}}
+    n = max(seen["n"], 1)
+    metadata.update({
+        "env_id": project.slug, "model": ", ".join(sorted(m for m in seen["models"] if m)),
+        "num_examples": len(seen["examples"]),
+        "rollouts_per_example": max(1, round(seen["n"] / max(len(seen["examples"]), 1))),
+        "num_rollouts": seen["n"], "avg_reward": sums["reward"] / n,
+        "avg_metrics": {k: sums[k] / counts[k] for k in keys if counts[k]}, "avg_error": seen["errors"] / n,
+        vf_runs.RUBRICON_KEY: {"reward": "rubric_total", "rubric": str(version), "criteria": keys},
+    })
+
+
+def _json(value: Any, empty: Any) -> Any:
+    if value is None:
+        return empty
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _verifiers(project: Project, filters: dict) -> Dataset:
+    """A verifiers 0.4 run: traces.jsonl, one episode per rollout (the writer adds configs/resolved/eval.json).
+    The reward is our rubric total (`rubric`, weight 1); each criterion score is a metric."""
+    version = _version(project, filters, "verifiers")
+    metadata: dict[str, Any] = {}
+    marker = {"reward": "rubric_total", "rubric": str(version)}
 
     def rows() -> Iterator[tuple]:
-        for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
-            ids = [r[0] for r in chunk]
-            scores, rewards = _scores_by_rollout(ids, version.pk), _rewards(ids, version.pk)
-            for rid, ext, pmsgs, msgs, completion, answer, task, info, model, group in chunk:
-                prompt = json.loads(pmsgs or "[]")
-                full = json.loads(msgs or "[]")
-                turns = full[len(prompt):] if full[: len(prompt)] == prompt and len(full) > len(prompt) else [
-                    {"role": "assistant", "content": completion}]
-                per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
-                reward = rewards.get(rid)
-                seen["n"] += 1
-                seen["models"].add(model)
-                seen["examples"].add(ext)
-                sums["reward"] += reward or 0.0
-                for key in keys:
-                    sums[key] += per_key.get(key) or 0.0
-                yield (ext, _dumps(prompt), _dumps(turns), answer, task, info or "{}", reward,
-                       *[per_key.get(k) for k in keys], rid, group)
-        n = max(seen["n"], 1)
-        metadata.update({
-            "env": project.slug, "model": ", ".join(sorted(m for m in seen["models"] if m)),
-            "num_examples": len(seen["examples"]),
-            "rollouts_per_example": round(seen["n"] / max(len(seen["examples"]), 1), 3),
-            "num_rollouts": seen["n"], "rubric": str(version), "rubric_version_id": version.pk,
-            "avg_reward": sums["reward"] / n, **{f"avg_{k}": sums[k] / n for k in keys},
-        })
+        for r in _verifiers_rollouts(project, filters, version, metadata):
+            data = vf_runs.task_data(index=r["index"], external_id=r["external_id"], task_name=r["task"],
+                                     prompt=r["prompt"], answer=r["answer"], info=r["info"])
+            yield (_dumps(vf_runs.episode(
+                prompt=r["prompt"], turns=r["turns"], env_id=project.slug, task_data=data, group=r["group_key"],
+                model=r["model"], total=r["reward"], scores=r["scores"], error=r["error"],
+                finish_reason=r["finish_reason"], prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"], latency_ms=r["latency_ms"], started=r["started"],
+                marker={**marker, "task": r["task"], "rollout_id": r["rollout_id"], "group_key": r["group_key"]})),)
 
+    selection = _with_score(rollout_selection(project, filters), version)
+    return Dataset(_cols("episode:json"), rows(), _count(selection, filters), metadata)
+
+
+def _verifiers_03(project: Project, filters: dict) -> Dataset:
+    """verifiers ≤ 0.3 results: results.jsonl (one rollout per line with an integer example_id, prompt and
+    completion as chat messages, reward, metrics, timing, is_completed, is_truncated, and one column per criterion)
+    plus metadata.json (env_id, avg_reward, avg_metrics, ...), as verifiers 0.3's `load_outputs` reads them."""
+    version = _version(project, filters, "verifiers")
+    keys = [c.get("key") for c in version.criteria if c.get("key")]
+    columns = _cols(
+        "example_id:int prompt:json completion:json answer task info:json reward:float error:json timing:json "
+        "is_completed:bool is_truncated:bool stop_condition metrics:json token_usage:json"
+    ) + [Column(key, FLOAT) for key in keys] + _cols("example_external_id rollout_id:int group_key")
     metadata: dict[str, Any] = {}
+
+    def rows() -> Iterator[tuple]:
+        for r in _verifiers_rollouts(project, filters, version, metadata):
+            start, seconds = r["started"], (r["latency_ms"] or 0) / 1000
+            timing = {"start_time": start, "setup": {"start": start, "end": start},
+                      "generation": {"start": start, "end": start + seconds},
+                      "scoring": {"start": start + seconds, "end": start + seconds},
+                      "model": {"spans": []}, "env": {"spans": []}}
+            error = {"error": "RolloutError", "message": r["error"], "error_chain_repr": repr(r["error"]),
+                     "error_chain_str": r["error"]} if r["error"] else None
+            usage = ({"input_tokens": r["prompt_tokens"] or 0, "output_tokens": r["completion_tokens"] or 0}
+                     if r["prompt_tokens"] is not None or r["completion_tokens"] is not None else None)
+            metrics = {k: v for k, v in r["scores"].items() if v is not None}
+            yield (r["index"], _dumps(r["prompt"]), _dumps(r["turns"]), r["answer"], r["task"], _dumps(r["info"]),
+                   r["reward"], _dumps(error), _dumps(timing), True, r["finish_reason"] == "length", None,
+                   _dumps(metrics), _dumps(usage), *[r["scores"][k] for k in keys], r["external_id"],
+                   r["rollout_id"], r["group_key"])
+
+    selection = _with_score(rollout_selection(project, filters), version)
     return Dataset(columns, rows(), _count(selection, filters), metadata)
 
 
@@ -402,6 +464,7 @@ BUILDERS = {
     ExportKind.REWARD_MODEL: _reward_model,
     ExportKind.CALIBRATION: _calibration,
     ExportKind.VERIFIERS: _verifiers,
+    ExportKind.VERIFIERS_03: _verifiers_03,
 }
 
 

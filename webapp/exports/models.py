@@ -12,7 +12,8 @@ class ExportKind(models.TextChoices):
     PREFERENCES = "preferences", "Preference pairs"
     REWARD_MODEL = "reward_model", "Reward-model data"
     CALIBRATION = "calibration", "Judge calibration set"
-    VERIFIERS = "verifiers", "verifiers eval format"
+    VERIFIERS = "verifiers", "verifiers 0.4 run (traces.jsonl)"
+    VERIFIERS_03 = "verifiers_03", "verifiers ≤ 0.3 results (results.jsonl)"
 
 
 class ExportFormat(models.TextChoices):

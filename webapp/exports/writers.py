@@ -125,13 +125,37 @@ def write_hf(path: Path, dataset: Dataset, on_progress: Progress | None = None) 
 
 
 def write_verifiers(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
-    """results.jsonl + metadata.json, as `vf-eval` writes them, in one zip."""
+    """A verifiers 0.4 run folder, zipped: traces.jsonl (one episode per line) and configs/resolved/eval.json."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        traces = Path(tmp) / "traces.jsonl"
+        n = 0
+        with open(traces, "w", encoding="utf-8", newline="\n") as out:
+            for (episode,) in _counted(dataset.rows, on_progress):
+                out.write(episode + "\n")
+                n += 1
+        meta = dataset.metadata  # complete once the rows are consumed
+        # Only fields verifiers' EvalConfig knows (it forbids others); the env id is on every episode, and an env
+        # named here would have to be an installed plugin.
+        config = {"model": meta.get("model", ""), "num_rollouts": meta.get("rollouts_per_example", 1),
+                  "sampling": {}, "run": {"name": meta.get("env_id", "")}, "push": False}
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(traces, "traces.jsonl")
+            archive.writestr("configs/resolved/eval.json", json.dumps(config, indent=2, ensure_ascii=False))
+    return n
+
+
+def write_verifiers_03(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    """results.jsonl + metadata.json, as verifiers ≤ 0.3's `vf-eval` writes them, in one zip."""
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         results = Path(tmp) / "results.jsonl"
         n = write_jsonl(results, dataset, on_progress)  # metadata is complete once the rows are consumed
+        metadata = {"env_args": {}, "base_url": "", "sampling_args": {}, "date": "", "time": 0.0,
+                    "pass_at_k": {}, "pass_all_k": {}, "pass_threshold": 0.5, "usage": None,
+                    "version_info": {"vf_version": "0.3.1", "vf_commit": None, "env_version": None,
+                                     "env_commit": None}, **dataset.metadata}
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.write(results, "results.jsonl")
-            archive.writestr("metadata.json", json.dumps(dataset.metadata, indent=2, ensure_ascii=False))
+            archive.writestr("metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False))
     return n
 
 

@@ -129,8 +129,8 @@ def test_calibration_set_pairs_human_labels_with_judge_outputs(scored, format):
 
 
 @pytest.mark.django_db
-def test_verifiers_results_and_metadata(scored):
-    export = export_create(project=scored["project"], kind=ExportKind.VERIFIERS, format="jsonl",
+def test_verifiers_03_results_and_metadata(scored):
+    export = export_create(project=scored["project"], kind=ExportKind.VERIFIERS_03, format="jsonl",
                            filters={"rubric_version": scored["version"].pk, "split": "train"}, enqueue=False)
     export = export_run(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
@@ -138,16 +138,19 @@ def test_verifiers_results_and_metadata(scored):
         assert sorted(archive.namelist()) == ["metadata.json", "results.jsonl"]
         results = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
         metadata = json.loads(archive.read("metadata.json"))
-    assert len(results) == 6 and {r["example_id"] for r in results} == {"ex-0", "ex-1"}
+    # example_id is verifiers' integer dataset index; the example it came from is named beside it.
+    assert len(results) == 6 and [r["example_id"] for r in results] == [0, 0, 0, 1, 1, 1]
+    assert {r["example_external_id"] for r in results} == {"ex-0", "ex-1"}
     first = results[0]
     assert first["prompt"] == [{"role": "user", "content": "What is 0 + 1?"}]
     assert first["completion"][0]["role"] == "assistant" and first["answer"] == "1"
     assert set(first) >= {"reward", "correct", "polite", "task", "info"}
     assert metadata["num_examples"] == 2 and metadata["rollouts_per_example"] == 3
     assert abs(metadata["avg_reward"] - sum(GROUPS["g1"] + GROUPS["g2"]) / 6) < 1e-9
-    with pytest.raises(ApplicationError):
-        export_create(project=scored["project"], kind=ExportKind.VERIFIERS, format="csv",
-                      filters={"rubric_version": scored["version"].pk}, enqueue=False)
+    for kind in (ExportKind.VERIFIERS, ExportKind.VERIFIERS_03):
+        with pytest.raises(ApplicationError):
+            export_create(project=scored["project"], kind=kind, format="csv",
+                          filters={"rubric_version": scored["version"].pk}, enqueue=False)
 
 
 @pytest.mark.django_db
