@@ -26,6 +26,9 @@ from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
 from webapp.rubrics.models import RubricVersion
 
 INT, FLOAT, STR, BOOL, JSON = "int", "float", "str", "bool", "json"
+# A list of chat messages: JSON in JSONL and CSV, a list of structs in Parquet and Hugging Face datasets (what TRL's
+# conversational formats expect), never JSON text there.
+MESSAGES = "messages"
 CHUNK = 2000
 
 
@@ -215,24 +218,31 @@ def _groups(queryset: QuerySet, limit: int | None) -> Iterator[list[tuple]]:
         yield group
 
 
-SFT_COLUMNS = _cols(
-    "prompt completion prompt_messages:json messages:json reward:float rollout_id:int group_key task example_id "
-    "group_size:int"
-)
+# TRL's conversational formats: SFT `messages`; preference and reward-model pairs `prompt` / `chosen` / `rejected`
+# as message lists. No other TRL column (`prompt`, `completion`, ...) may be text beside them: TRL tells a
+# conversational dataset by one of those columns, picked from a set (so by PYTHONHASHSEED).
+SFT_COLUMNS = _cols("messages:messages reward:float rollout_id:int group_key task example_id group_size:int")
+
+
+def _turns(prompt_messages: Any, messages: Any, completion: str) -> tuple[list, list]:
+    """(the prompt the rollout was sampled with, system prompt included; the turns after it)."""
+    return vf_runs.split_prompt(_json(prompt_messages, []), _json(messages, []), completion)
 
 
 def _sft(project: Project, filters: dict) -> Dataset:
+    """The best rollout of each group. A group whose best reward is 0 (or less) taught nothing and is left out,
+    unless a threshold is given: then the best must reach it (threshold 0 keeps every group)."""
     version = _version(project, filters, "SFT")
     queryset = _scored(project, filters, version)
     threshold = filters.get("threshold")
 
     def rows() -> Iterator[tuple]:
         for group in _groups(queryset, filters.get("limit")):
-            rid, key, reward, task, ext, prompt, pmsgs, msgs, completion = group[0]
-            if threshold is not None and reward < threshold:
+            rid, key, reward, task, ext, _, pmsgs, msgs, completion = group[0]
+            if reward < threshold if threshold is not None else reward <= 0:
                 continue
-            yield (_prompt_text(prompt, _text(pmsgs)), completion, _text(pmsgs), _text(msgs), reward, rid, key, task,
-                   ext, len(group))
+            prompt, turns = _turns(pmsgs, msgs, completion)
+            yield (_dumps([*prompt, *turns]), reward, rid, key, task, ext, len(group))
 
     return Dataset(SFT_COLUMNS, rows(), _count(queryset, filters))
 
@@ -242,10 +252,19 @@ def _text(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else _dumps(value)
 
 
-PREFERENCE_COLUMNS = _cols(
-    "prompt chosen rejected chosen_reward:float rejected_reward:float margin:float chosen_rollout_id:int "
-    "rejected_rollout_id:int group_key prompt_messages:json preference_source"
+PAIR_COLUMNS = _cols(
+    "prompt:messages chosen:messages rejected:messages chosen_reward:float rejected_reward:float margin:float "
+    "chosen_rollout_id:int rejected_rollout_id:int group_key"
 )
+PREFERENCE_COLUMNS = [*PAIR_COLUMNS, Column("preference_source", STR)]
+
+
+def _pair(best: tuple, worst: tuple) -> tuple:
+    """prompt / chosen / rejected message lists of two rows of one group (GROUP_FIELDS), with rewards and ids."""
+    prompt, chosen = _turns(best[6], best[7], best[8])
+    _, rejected = _turns(worst[6], worst[7], worst[8])
+    return (_dumps(prompt), _dumps(chosen), _dumps(rejected), best[2], worst[2], best[2] - worst[2], best[0],
+            worst[0], best[1])
 
 
 def _preferences(project: Project, filters: dict) -> Dataset:
@@ -263,8 +282,7 @@ def _preferences(project: Project, filters: dict) -> Dataset:
             gap = best[2] - worst[2]
             if gap <= 0 or (margin is not None and gap < margin):
                 continue
-            yield (_prompt_text(best[5], _text(best[6])), best[8], worst[8], best[2], worst[2], gap, best[0], worst[0],
-                   best[1], _text(best[6]), "reward")
+            yield (*_pair(best, worst), "reward")
 
     return Dataset(PREFERENCE_COLUMNS, rows(), _count(queryset, filters))
 
@@ -276,25 +294,47 @@ def _preferences_from_labels(project: Project, filters: dict, version: RubricVer
         .exclude(preferred=Preference.TIE).order_by("id")
     )
     fields = ("id", "preferred", "rollout_a_id", "rollout_b_id", "rollout_a__completion", "rollout_b__completion",
-              "rollout_a__example__prompt", "rollout_a__prompt_messages", "rollout_a__group_key")
+              "rollout_a__prompt_messages", "rollout_a__messages", "rollout_b__prompt_messages",
+              "rollout_b__messages", "rollout_a__group_key")
 
     def rows() -> Iterator[tuple]:
         for chunk in _id_chunks(labels, fields, limit=filters.get("limit")):
             ids = [r[2] for r in chunk] + [r[3] for r in chunk]
             rewards = _rewards(ids, version.pk)
-            for _, preferred, a, b, a_text, b_text, prompt, pmsgs, group in chunk:
-                (chosen, c_text), (rejected, r_text) = ((a, a_text), (b, b_text)) if preferred == Preference.A else (
-                    (b, b_text), (a, a_text))
+            for _, preferred, a, b, a_text, b_text, a_prompt, a_msgs, b_prompt, b_msgs, group in chunk:
+                a_row, b_row = (a, a_prompt, a_msgs, a_text), (b, b_prompt, b_msgs, b_text)
+                (chosen, c_prompt, c_msgs, c_text), (rejected, _, r_msgs, r_text) = (
+                    (a_row, b_row) if preferred == Preference.A else (b_row, a_row))
+                prompt, chosen_turns = _turns(c_prompt, c_msgs, c_text)
+                _, rejected_turns = _turns(c_prompt, r_msgs, r_text)
                 cr, rr = rewards.get(chosen), rewards.get(rejected)
                 gap = cr - rr if cr is not None and rr is not None else None
-                yield (_prompt_text(prompt, pmsgs), c_text, r_text, cr, rr, gap, chosen, rejected, group, pmsgs,
-                       "labels")
+                yield (_dumps(prompt), _dumps(chosen_turns), _dumps(rejected_turns), cr, rr, gap, chosen, rejected,
+                       group, "labels")
 
     return Dataset(PREFERENCE_COLUMNS, rows(), _count(labels, filters))
 
 
+def _reward_pairs(project: Project, filters: dict) -> Dataset:
+    """Reward-model training pairs (TRL's RewardTrainer): every two scored rollouts of a group whose rewards differ
+    (by at least `margin`), the better one chosen."""
+    version = _version(project, filters, "reward-model")
+    queryset = _scored(project, filters, version)
+    margin = filters.get("margin")
+
+    def rows() -> Iterator[tuple]:
+        for group in _groups(queryset, filters.get("limit")):
+            for i, better in enumerate(group):  # best first
+                for worse in group[i + 1:]:
+                    gap = better[2] - worse[2]
+                    if gap > 0 and (margin is None or gap >= margin):
+                        yield _pair(better, worse)
+
+    return Dataset(PAIR_COLUMNS, rows(), _count(queryset, filters))
+
+
 REWARD_MODEL_COLUMNS = _cols(
-    "rollout_id:int prompt completion messages:json reward:float criterion_scores:json human_reward:float "
+    "rollout_id:int prompt completion messages:messages reward:float criterion_scores:json human_reward:float "
     "group_key task example_id"
 )
 
@@ -462,6 +502,7 @@ BUILDERS = {
     ExportKind.SFT: _sft,
     ExportKind.PREFERENCES: _preferences,
     ExportKind.REWARD_MODEL: _reward_model,
+    ExportKind.REWARD_PAIRS: _reward_pairs,
     ExportKind.CALIBRATION: _calibration,
     ExportKind.VERIFIERS: _verifiers,
     ExportKind.VERIFIERS_03: _verifiers_03,

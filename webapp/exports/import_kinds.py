@@ -51,7 +51,8 @@ IMPORT_JUDGE = "import"  # judge_fingerprint of scores whose judge the file does
 VERIFIERS_JUDGE = "verifiers"
 BATCH = 1000
 KINDS = tuple(ExportKind.values)
-NEEDS_VERSION = (ExportKind.SFT, ExportKind.PREFERENCES, ExportKind.REWARD_MODEL, ExportKind.CALIBRATION)
+NEEDS_VERSION = (ExportKind.SFT, ExportKind.PREFERENCES, ExportKind.REWARD_MODEL, ExportKind.REWARD_PAIRS,
+                 ExportKind.CALIBRATION)
 
 
 @dataclass
@@ -152,6 +153,20 @@ class Context:
             self.fail(pos, f"{name} must be a JSON {'list' if kind is list else 'object'}.")
         return value
 
+    def messages(self, pos: int, record: dict, name: str) -> list[dict] | None:
+        """A column of chat messages (a list; JSON text in CSV), or None when the column holds plain text."""
+        value = record.get(name)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+            return importers.clean_messages(value)
+        if isinstance(value, list):
+            self.fail(pos, f"{name} must be a list of chat messages (objects with a role).")
+        return None
+
     def boolean(self, record: dict, name: str) -> bool:
         value = record.get(name)
         return value in (True, 1, "true", "True", "1")
@@ -242,8 +257,8 @@ def _key(record: dict, name: str, pos: int) -> str:
 
 def _sft(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
     task_id = ctx.task_id(pos, record)
-    completion = ctx.text(pos, record, "completion")
-    messages = ctx.json_value(pos, record, "messages", list)
+    messages = ctx.messages(pos, record, "messages") or []
+    completion = ctx.text(pos, record, "completion") or vf_runs.last_assistant_text(messages)
     prompt_messages = ctx.json_value(pos, record, "prompt_messages", list)
     if not messages:
         prompt_messages, messages = _chat(ctx.text(pos, record, "prompt"), completion)
@@ -256,16 +271,19 @@ def _sft(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
 
 def _preferences(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
     if ctx.task is None:
-        ctx.fail(pos, "preference rows name no task; choose a task for the whole file.")
-    prompt_messages = ctx.json_value(pos, record, "prompt_messages", list) or _chat(
-        ctx.text(pos, record, "prompt"), "")[0]
+        ctx.fail(pos, "preference and reward-pair rows name no task; choose a task for the whole file.")
+    prompt_messages = ctx.messages(pos, record, "prompt")
+    if prompt_messages is None:
+        prompt_messages = ctx.json_value(pos, record, "prompt_messages", list) or _chat(
+            ctx.text(pos, record, "prompt"), "")[0]
     group = ctx.text(pos, record, "group_key", 64) or f"imp{ctx.token}-{pos}"
     items = []
     for index, side in enumerate(("chosen", "rejected")):
-        completion = ctx.text(pos, record, side)
+        turns = ctx.messages(pos, record, side)
+        if turns is None:  # the completion as text
+            turns = [{"role": "assistant", "content": ctx.text(pos, record, side)}]
         row = ctx.rollout(task_id=ctx.task.pk, group_key=group, sample_index=index, prompt_messages=prompt_messages,
-                          messages=[*prompt_messages, {"role": "assistant", "content": completion}],
-                          completion=completion)
+                          messages=[*prompt_messages, *turns], completion=vf_runs.last_assistant_text(turns))
         items.append(Item(key=_key(record, f"{side}_rollout_id", pos), rollout=row,
                           total=ctx.number(pos, record, f"{side}_reward")))
     source = record.get("preference_source") or "reward"
@@ -323,6 +341,7 @@ READERS: dict[str, Reader] = {
     ExportKind.SFT: _sft,
     ExportKind.PREFERENCES: _preferences,
     ExportKind.REWARD_MODEL: _reward_model,
+    ExportKind.REWARD_PAIRS: _preferences,
     ExportKind.CALIBRATION: _calibration,
 }
 

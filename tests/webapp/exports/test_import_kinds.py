@@ -95,6 +95,7 @@ CASES = [
     ("preferences", {}),
     ("preferences", {"preference_source": "labels"}),
     ("reward_model", {}),
+    ("reward_pairs", {}),
     ("calibration", {}),
 ]
 
@@ -106,7 +107,7 @@ def test_every_kind_round_trips(scored, kind, filters, format):
     path, original = export_file(scored["project"], kind, format, scored["version"], **filters)
     assert original, "the source export is empty"
     target = target_for(scored)
-    task = target["task"] if kind in ("preferences", "calibration") else None
+    task = target["task"] if kind in ("preferences", "reward_pairs", "calibration") else None
     result = dataset_import_path(path=path, project=target["project"], kind=kind, format=format, task=task,
                                  rubric_version=target["version"], user=target["user"])
     assert result.rollouts > 0
