@@ -17,6 +17,7 @@ turn our rows into lines the matching verifiers reader accepts. Tool calls are O
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -188,8 +189,6 @@ def message_to_verifiers(message: dict) -> dict:
 
 
 def _arguments(value: Any) -> str:
-    import json
-
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -448,8 +447,6 @@ def _error_text(error: Any) -> str:
     if error in (None, ""):
         return ""
     if isinstance(error, dict):
-        import json
-
         return str(error.get("error_chain_str") or error.get("message") or error.get("error") or json.dumps(error))
     return str(error)
 
