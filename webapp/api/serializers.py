@@ -266,7 +266,7 @@ class ExportCreateSerializer(serializers.Serializer):
 
 class RolloutImportSerializer(serializers.Serializer):
     file = serializers.FileField(help_text="An export file: JSONL, CSV, Parquet or the Hugging Face zip; for kind "
-                                           "verifiers a vf-eval output (zip of the folder, or results.jsonl).")
+                                           "verifiers a run (zip of the folder, or traces.jsonl / results.jsonl).")
     format = serializers.ChoiceField(choices=[(f, f) for f in IMPORT_FORMATS], required=False, default="jsonl",
                                      help_text="hf = the Hugging Face datasets zip an export writes. Ignored for "
                                                "verifiers.")
@@ -279,7 +279,8 @@ class RolloutImportSerializer(serializers.Serializer):
         help_text="Store the file's rewards, judge scores and labels under this rubric version (needed for sft, "
                   "preferences, reward_model and calibration files).")
     metadata = serializers.FileField(required=False, allow_null=True, default=None,
-                                     help_text="verifiers: metadata.json, when file is results.jsonl.")
+                                     help_text="verifiers: configs/resolved/eval.json (0.4) or metadata.json "
+                                               "(≤ 0.3), when file is the lines file.")
 
 
 class ImportResultSerializer(serializers.Serializer):

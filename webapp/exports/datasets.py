@@ -18,6 +18,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
+from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -25,6 +26,9 @@ from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
 from webapp.rubrics.models import RubricVersion
 
 INT, FLOAT, STR, BOOL, JSON = "int", "float", "str", "bool", "json"
+# A list of chat messages: JSON in JSONL and CSV, a list of structs in Parquet and Hugging Face datasets (what TRL's
+# conversational formats expect), never JSON text there.
+MESSAGES = "messages"
 CHUNK = 2000
 
 
@@ -214,24 +218,31 @@ def _groups(queryset: QuerySet, limit: int | None) -> Iterator[list[tuple]]:
         yield group
 
 
-SFT_COLUMNS = _cols(
-    "prompt completion prompt_messages:json messages:json reward:float rollout_id:int group_key task example_id "
-    "group_size:int"
-)
+# TRL's conversational formats: SFT `messages`; preference and reward-model pairs `prompt` / `chosen` / `rejected`
+# as message lists. No other TRL column (`prompt`, `completion`, ...) may be text beside them: TRL tells a
+# conversational dataset by one of those columns, picked from a set (so by PYTHONHASHSEED).
+SFT_COLUMNS = _cols("messages:messages reward:float rollout_id:int group_key task example_id group_size:int")
+
+
+def _turns(prompt_messages: Any, messages: Any, completion: str) -> tuple[list, list]:
+    """(the prompt the rollout was sampled with, system prompt included; the turns after it)."""
+    return vf_runs.split_prompt(_json(prompt_messages, []), _json(messages, []), completion)
 
 
 def _sft(project: Project, filters: dict) -> Dataset:
+    """The best rollout of each group. A group whose best reward is 0 (or less) taught nothing and is left out,
+    unless a threshold is given: then the best must reach it (threshold 0 keeps every group)."""
     version = _version(project, filters, "SFT")
     queryset = _scored(project, filters, version)
     threshold = filters.get("threshold")
 
     def rows() -> Iterator[tuple]:
         for group in _groups(queryset, filters.get("limit")):
-            rid, key, reward, task, ext, prompt, pmsgs, msgs, completion = group[0]
-            if threshold is not None and reward < threshold:
+            rid, key, reward, task, ext, _, pmsgs, msgs, completion = group[0]
+            if reward < threshold if threshold is not None else reward <= 0:
                 continue
-            yield (_prompt_text(prompt, _text(pmsgs)), completion, _text(pmsgs), _text(msgs), reward, rid, key, task,
-                   ext, len(group))
+            prompt, turns = _turns(pmsgs, msgs, completion)
+            yield (_dumps([*prompt, *turns]), reward, rid, key, task, ext, len(group))
 
     return Dataset(SFT_COLUMNS, rows(), _count(queryset, filters))
 
@@ -241,10 +252,19 @@ def _text(value: Any) -> str | None:
     return value if value is None or isinstance(value, str) else _dumps(value)
 
 
-PREFERENCE_COLUMNS = _cols(
-    "prompt chosen rejected chosen_reward:float rejected_reward:float margin:float chosen_rollout_id:int "
-    "rejected_rollout_id:int group_key prompt_messages:json preference_source"
+PAIR_COLUMNS = _cols(
+    "prompt:messages chosen:messages rejected:messages chosen_reward:float rejected_reward:float margin:float "
+    "chosen_rollout_id:int rejected_rollout_id:int group_key"
 )
+PREFERENCE_COLUMNS = [*PAIR_COLUMNS, Column("preference_source", STR)]
+
+
+def _pair(best: tuple, worst: tuple) -> tuple:
+    """prompt / chosen / rejected message lists of two rows of one group (GROUP_FIELDS), with rewards and ids."""
+    prompt, chosen = _turns(best[6], best[7], best[8])
+    _, rejected = _turns(worst[6], worst[7], worst[8])
+    return (_dumps(prompt), _dumps(chosen), _dumps(rejected), best[2], worst[2], best[2] - worst[2], best[0],
+            worst[0], best[1])
 
 
 def _preferences(project: Project, filters: dict) -> Dataset:
@@ -262,8 +282,7 @@ def _preferences(project: Project, filters: dict) -> Dataset:
             gap = best[2] - worst[2]
             if gap <= 0 or (margin is not None and gap < margin):
                 continue
-            yield (_prompt_text(best[5], _text(best[6])), best[8], worst[8], best[2], worst[2], gap, best[0], worst[0],
-                   best[1], _text(best[6]), "reward")
+            yield (*_pair(best, worst), "reward")
 
     return Dataset(PREFERENCE_COLUMNS, rows(), _count(queryset, filters))
 
@@ -275,25 +294,47 @@ def _preferences_from_labels(project: Project, filters: dict, version: RubricVer
         .exclude(preferred=Preference.TIE).order_by("id")
     )
     fields = ("id", "preferred", "rollout_a_id", "rollout_b_id", "rollout_a__completion", "rollout_b__completion",
-              "rollout_a__example__prompt", "rollout_a__prompt_messages", "rollout_a__group_key")
+              "rollout_a__prompt_messages", "rollout_a__messages", "rollout_b__prompt_messages",
+              "rollout_b__messages", "rollout_a__group_key")
 
     def rows() -> Iterator[tuple]:
         for chunk in _id_chunks(labels, fields, limit=filters.get("limit")):
             ids = [r[2] for r in chunk] + [r[3] for r in chunk]
             rewards = _rewards(ids, version.pk)
-            for _, preferred, a, b, a_text, b_text, prompt, pmsgs, group in chunk:
-                (chosen, c_text), (rejected, r_text) = ((a, a_text), (b, b_text)) if preferred == Preference.A else (
-                    (b, b_text), (a, a_text))
+            for _, preferred, a, b, a_text, b_text, a_prompt, a_msgs, b_prompt, b_msgs, group in chunk:
+                a_row, b_row = (a, a_prompt, a_msgs, a_text), (b, b_prompt, b_msgs, b_text)
+                (chosen, c_prompt, c_msgs, c_text), (rejected, _, r_msgs, r_text) = (
+                    (a_row, b_row) if preferred == Preference.A else (b_row, a_row))
+                prompt, chosen_turns = _turns(c_prompt, c_msgs, c_text)
+                _, rejected_turns = _turns(c_prompt, r_msgs, r_text)
                 cr, rr = rewards.get(chosen), rewards.get(rejected)
                 gap = cr - rr if cr is not None and rr is not None else None
-                yield (_prompt_text(prompt, pmsgs), c_text, r_text, cr, rr, gap, chosen, rejected, group, pmsgs,
-                       "labels")
+                yield (_dumps(prompt), _dumps(chosen_turns), _dumps(rejected_turns), cr, rr, gap, chosen, rejected,
+                       group, "labels")
 
     return Dataset(PREFERENCE_COLUMNS, rows(), _count(labels, filters))
 
 
+def _reward_pairs(project: Project, filters: dict) -> Dataset:
+    """Reward-model training pairs (TRL's RewardTrainer): every two scored rollouts of a group whose rewards differ
+    (by at least `margin`), the better one chosen."""
+    version = _version(project, filters, "reward-model")
+    queryset = _scored(project, filters, version)
+    margin = filters.get("margin")
+
+    def rows() -> Iterator[tuple]:
+        for group in _groups(queryset, filters.get("limit")):
+            for i, better in enumerate(group):  # best first
+                for worse in group[i + 1:]:
+                    gap = better[2] - worse[2]
+                    if gap > 0 and (margin is None or gap >= margin):
+                        yield _pair(better, worse)
+
+    return Dataset(PAIR_COLUMNS, rows(), _count(queryset, filters))
+
+
 REWARD_MODEL_COLUMNS = _cols(
-    "rollout_id:int prompt completion messages:json reward:float criterion_scores:json human_reward:float "
+    "rollout_id:int prompt completion messages:messages reward:float criterion_scores:json human_reward:float "
     "group_key task example_id"
 )
 
@@ -349,49 +390,110 @@ def _calibration(project: Project, filters: dict) -> Dataset:
     return Dataset(CALIBRATION_COLUMNS, rows(), _count(labels, filters))
 
 
-def _verifiers(project: Project, filters: dict) -> Dataset:
-    """verifiers' `vf-eval` output: results.jsonl (one rollout per line, prompt/completion as chat messages, reward
-    and one column per criterion) plus metadata.json."""
-    version = _version(project, filters, "verifiers")
+def _verifiers_rollouts(project: Project, filters: dict, version: RubricVersion, metadata: dict) -> Iterator[dict]:
+    """The scored rollouts of the selection as plain dicts for the verifiers writers; once they are consumed,
+    `metadata` holds the run's summary (model, counts, averages) that both layouts write beside the lines."""
     keys = [c.get("key") for c in version.criteria if c.get("key")]
     selection = _with_score(rollout_selection(project, filters), version)
     fields = ("id", "example__external_id", "prompt_messages", "messages", "completion", "example__answer",
-              "task__name", "example__info", "model_name", "group_key")
-    columns = _cols("example_id prompt:json completion:json answer task info:json reward:float") + [
-        Column(key, FLOAT) for key in keys
-    ] + _cols("rollout_id:int group_key")
+              "task__name", "example__info", "model_name", "group_key", "error", "finish_reason", "prompt_tokens",
+              "completion_tokens", "latency_ms", "created_at")
     sums: dict[str, float] = defaultdict(float)
-    seen: dict[str, Any] = {"n": 0, "models": set(), "examples": set()}
+    counts: dict[str, int] = defaultdict(int)
+    seen: dict[str, Any] = {"n": 0, "errors": 0, "models": set(), "examples": {}}
+    for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
+        ids = [r[0] for r in chunk]
+        scores, rewards = _scores_by_rollout(ids, version.pk), _rewards(ids, version.pk)
+        for (rid, ext, pmsgs, msgs, completion, answer, task, info, model, group, error, finish, ptok, ctok,
+             latency, created) in chunk:
+            prompt, turns = vf_runs.split_prompt(_json(pmsgs, []), _json(msgs, []), completion)
+            per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
+            reward = rewards.get(rid)
+            example_key = ext if ext is not None else f"rollout-{rid}"
+            index = seen["examples"].setdefault(example_key, len(seen["examples"]))
+            seen["n"] += 1
+            seen["errors"] += bool(error)
+            seen["models"].add(model)
+            sums["reward"] += reward or 0.0
+            for key in keys:
+                if per_key.get(key) is not None:
+                    sums[key] += per_key[key]
+                    counts[key] += 1
+            yield {"rollout_id": rid, "external_id": ext, "index": index, "prompt": prompt, "turns": turns,
+                   "completion": completion, "answer": answer or "", "task": task, "info": _json(info, {}),
+                   "model": model, "group_key": group, "error": error, "finish_reason": finish,
+                   "prompt_tokens": ptok, "completion_tokens": ctok, "latency_ms": latency,
+                   "started": created.timestamp() if hasattr(created, "timestamp") else 0.0, "reward": reward,
+                   "scores": {k: per_key.get(k) for k in keys}}
+    n = max(seen["n"], 1)
+    metadata.update({
+        "env_id": project.slug, "model": ", ".join(sorted(m for m in seen["models"] if m)),
+        "num_examples": len(seen["examples"]),
+        "rollouts_per_example": max(1, round(seen["n"] / max(len(seen["examples"]), 1))),
+        "num_rollouts": seen["n"], "avg_reward": sums["reward"] / n,
+        "avg_metrics": {k: sums[k] / counts[k] for k in keys if counts[k]}, "avg_error": seen["errors"] / n,
+        vf_runs.RUBRICON_KEY: {"reward": "rubric_total", "rubric": str(version), "criteria": keys},
+    })
+
+
+def _json(value: Any, empty: Any) -> Any:
+    if value is None:
+        return empty
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _verifiers(project: Project, filters: dict) -> Dataset:
+    """A verifiers 0.4 run: traces.jsonl, one episode per rollout (the writer adds configs/resolved/eval.json).
+    The reward is our rubric total (`rubric`, weight 1); each criterion score is a metric."""
+    version = _version(project, filters, "verifiers")
+    metadata: dict[str, Any] = {}
+    marker = {"reward": "rubric_total", "rubric": str(version)}
 
     def rows() -> Iterator[tuple]:
-        for chunk in _id_chunks(selection, fields, limit=filters.get("limit")):
-            ids = [r[0] for r in chunk]
-            scores, rewards = _scores_by_rollout(ids, version.pk), _rewards(ids, version.pk)
-            for rid, ext, pmsgs, msgs, completion, answer, task, info, model, group in chunk:
-                prompt = json.loads(pmsgs or "[]")
-                full = json.loads(msgs or "[]")
-                turns = full[len(prompt):] if full[: len(prompt)] == prompt and len(full) > len(prompt) else [
-                    {"role": "assistant", "content": completion}]
-                per_key = {s["criterion_key"]: s["score"] for s in scores.get(rid, [])}
-                reward = rewards.get(rid)
-                seen["n"] += 1
-                seen["models"].add(model)
-                seen["examples"].add(ext)
-                sums["reward"] += reward or 0.0
-                for key in keys:
-                    sums[key] += per_key.get(key) or 0.0
-                yield (ext, _dumps(prompt), _dumps(turns), answer, task, info or "{}", reward,
-                       *[per_key.get(k) for k in keys], rid, group)
-        n = max(seen["n"], 1)
-        metadata.update({
-            "env": project.slug, "model": ", ".join(sorted(m for m in seen["models"] if m)),
-            "num_examples": len(seen["examples"]),
-            "rollouts_per_example": round(seen["n"] / max(len(seen["examples"]), 1), 3),
-            "num_rollouts": seen["n"], "rubric": str(version), "rubric_version_id": version.pk,
-            "avg_reward": sums["reward"] / n, **{f"avg_{k}": sums[k] / n for k in keys},
-        })
+        for r in _verifiers_rollouts(project, filters, version, metadata):
+            data = vf_runs.task_data(index=r["index"], external_id=r["external_id"], task_name=r["task"],
+                                     prompt=r["prompt"], answer=r["answer"], info=r["info"])
+            yield (_dumps(vf_runs.episode(
+                prompt=r["prompt"], turns=r["turns"], env_id=project.slug, task_data=data, group=r["group_key"],
+                model=r["model"], total=r["reward"], scores=r["scores"], error=r["error"],
+                finish_reason=r["finish_reason"], prompt_tokens=r["prompt_tokens"],
+                completion_tokens=r["completion_tokens"], latency_ms=r["latency_ms"], started=r["started"],
+                marker={**marker, "task": r["task"], "rollout_id": r["rollout_id"], "group_key": r["group_key"]})),)
 
+    selection = _with_score(rollout_selection(project, filters), version)
+    return Dataset(_cols("episode:json"), rows(), _count(selection, filters), metadata)
+
+
+def _verifiers_03(project: Project, filters: dict) -> Dataset:
+    """verifiers ≤ 0.3 results: results.jsonl (one rollout per line with an integer example_id, prompt and
+    completion as chat messages, reward, metrics, timing, is_completed, is_truncated, and one column per criterion)
+    plus metadata.json (env_id, avg_reward, avg_metrics, ...), as verifiers 0.3's `load_outputs` reads them."""
+    version = _version(project, filters, "verifiers")
+    keys = [c.get("key") for c in version.criteria if c.get("key")]
+    columns = _cols(
+        "example_id:int prompt:json completion:json answer task info:json reward:float error:json timing:json "
+        "is_completed:bool is_truncated:bool stop_condition metrics:json token_usage:json"
+    ) + [Column(key, FLOAT) for key in keys] + _cols("example_external_id rollout_id:int group_key")
     metadata: dict[str, Any] = {}
+
+    def rows() -> Iterator[tuple]:
+        for r in _verifiers_rollouts(project, filters, version, metadata):
+            start, seconds = r["started"], (r["latency_ms"] or 0) / 1000
+            timing = {"start_time": start, "setup": {"start": start, "end": start},
+                      "generation": {"start": start, "end": start + seconds},
+                      "scoring": {"start": start + seconds, "end": start + seconds},
+                      "model": {"spans": []}, "env": {"spans": []}}
+            error = {"error": "RolloutError", "message": r["error"], "error_chain_repr": repr(r["error"]),
+                     "error_chain_str": r["error"]} if r["error"] else None
+            usage = ({"input_tokens": r["prompt_tokens"] or 0, "output_tokens": r["completion_tokens"] or 0}
+                     if r["prompt_tokens"] is not None or r["completion_tokens"] is not None else None)
+            metrics = {k: v for k, v in r["scores"].items() if v is not None}
+            yield (r["index"], _dumps(r["prompt"]), _dumps(r["turns"]), r["answer"], r["task"], _dumps(r["info"]),
+                   r["reward"], _dumps(error), _dumps(timing), True, r["finish_reason"] == "length", None,
+                   _dumps(metrics), _dumps(usage), *[r["scores"][k] for k in keys], r["external_id"],
+                   r["rollout_id"], r["group_key"])
+
+    selection = _with_score(rollout_selection(project, filters), version)
     return Dataset(columns, rows(), _count(selection, filters), metadata)
 
 
@@ -400,8 +502,10 @@ BUILDERS = {
     ExportKind.SFT: _sft,
     ExportKind.PREFERENCES: _preferences,
     ExportKind.REWARD_MODEL: _reward_model,
+    ExportKind.REWARD_PAIRS: _reward_pairs,
     ExportKind.CALIBRATION: _calibration,
     ExportKind.VERIFIERS: _verifiers,
+    ExportKind.VERIFIERS_03: _verifiers_03,
 }
 
 

@@ -35,14 +35,14 @@ class ImportForm(forms.Form):
     """Empty kind = rollouts (what the form imported before it knew other kinds)."""
 
     kind = forms.ChoiceField(choices=ExportKind.choices, initial=ExportKind.ROLLOUTS, required=False,
-                             help_text="What the file holds: an export of this kind, or a vf-eval output for "
-                                       "'verifiers eval format'.")
+                             help_text="What the file holds: an export of this kind, or a verifiers run (either "
+                                       "verifiers kind reads both layouts).")
     file = forms.FileField(help_text="The export file (.jsonl, .csv, .parquet, or the Hugging Face .zip). For "
-                                     "verifiers: the zip of the output folder, or its results.jsonl.")
+                                     "verifiers: the zip of the run folder, or its traces.jsonl (0.4) / results.jsonl (≤ 0.3).")
     format = forms.ChoiceField(choices=[(f, f) for f in IMPORT_FORMATS],
                                help_text="hf = the Hugging Face datasets zip. Ignored for verifiers.")
-    metadata = forms.FileField(required=False, help_text="verifiers only: metadata.json, when the file is "
-                                                          "results.jsonl rather than a zip.")
+    metadata = forms.FileField(required=False, help_text="verifiers only: configs/resolved/eval.json (0.4) "
+                                                          "or metadata.json (≤ 0.3), when the file is not a zip.")
     task = forms.IntegerField(required=False, min_value=1,
                               help_text="Task id for every row; empty = the file's 'task' column.")
     rubric_version = forms.IntegerField(required=False, min_value=1,

@@ -13,15 +13,20 @@ What comes back, per kind (ids of the source project are not kept; `rollout_id` 
 - preferences: the chosen and the rejected rollout of each pair, in one group, with their rewards; pairs that came
   from human pairwise labels come back as pairwise labels by the importing user.
 - calibration: the labeled rollouts, each human label (annotators must be members) and the judge's output.
-- verifiers: `vf-eval` results (results.jsonl + metadata.json): rollouts, `reward` as the total and every metric
-  that names a criterion of the rubric version as that criterion's score, under an "imported" judge.
+- verifiers / verifiers_03: a verifiers run, either layout (0.4: traces.jsonl + configs/resolved/eval.json; ≤ 0.3:
+  results.jsonl + metadata.json; see `webapp.exports.verifiers_runs`): rollouts with their whole trajectories, linked
+  to the task's examples by the taskset's task id or the prompt; every reward component or metric that names a
+  criterion of the rubric version as that criterion's score (judge "verifiers"); the run's reward as an external
+  score on the rollout (a Rubricon rubric total only when Rubricon wrote the file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,7 @@ from django.utils import timezone
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports import importers
+from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
@@ -45,7 +51,8 @@ IMPORT_JUDGE = "import"  # judge_fingerprint of scores whose judge the file does
 VERIFIERS_JUDGE = "verifiers"
 BATCH = 1000
 KINDS = tuple(ExportKind.values)
-NEEDS_VERSION = (ExportKind.SFT, ExportKind.PREFERENCES, ExportKind.REWARD_MODEL, ExportKind.CALIBRATION)
+NEEDS_VERSION = (ExportKind.SFT, ExportKind.PREFERENCES, ExportKind.REWARD_MODEL, ExportKind.REWARD_PAIRS,
+                 ExportKind.CALIBRATION)
 
 
 @dataclass
@@ -146,6 +153,20 @@ class Context:
             self.fail(pos, f"{name} must be a JSON {'list' if kind is list else 'object'}.")
         return value
 
+    def messages(self, pos: int, record: dict, name: str) -> list[dict] | None:
+        """A column of chat messages (a list; JSON text in CSV), or None when the column holds plain text."""
+        value = record.get(name)
+        if isinstance(value, str) and value.startswith("["):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return None
+        if isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value):
+            return importers.clean_messages(value)
+        if isinstance(value, list):
+            self.fail(pos, f"{name} must be a list of chat messages (objects with a role).")
+        return None
+
     def boolean(self, record: dict, name: str) -> bool:
         value = record.get(name)
         return value in (True, 1, "true", "True", "1")
@@ -236,8 +257,8 @@ def _key(record: dict, name: str, pos: int) -> str:
 
 def _sft(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
     task_id = ctx.task_id(pos, record)
-    completion = ctx.text(pos, record, "completion")
-    messages = ctx.json_value(pos, record, "messages", list)
+    messages = ctx.messages(pos, record, "messages") or []
+    completion = ctx.text(pos, record, "completion") or vf_runs.last_assistant_text(messages)
     prompt_messages = ctx.json_value(pos, record, "prompt_messages", list)
     if not messages:
         prompt_messages, messages = _chat(ctx.text(pos, record, "prompt"), completion)
@@ -250,16 +271,19 @@ def _sft(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
 
 def _preferences(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
     if ctx.task is None:
-        ctx.fail(pos, "preference rows name no task; choose a task for the whole file.")
-    prompt_messages = ctx.json_value(pos, record, "prompt_messages", list) or _chat(
-        ctx.text(pos, record, "prompt"), "")[0]
+        ctx.fail(pos, "preference and reward-pair rows name no task; choose a task for the whole file.")
+    prompt_messages = ctx.messages(pos, record, "prompt")
+    if prompt_messages is None:
+        prompt_messages = ctx.json_value(pos, record, "prompt_messages", list) or _chat(
+            ctx.text(pos, record, "prompt"), "")[0]
     group = ctx.text(pos, record, "group_key", 64) or f"imp{ctx.token}-{pos}"
     items = []
     for index, side in enumerate(("chosen", "rejected")):
-        completion = ctx.text(pos, record, side)
+        turns = ctx.messages(pos, record, side)
+        if turns is None:  # the completion as text
+            turns = [{"role": "assistant", "content": ctx.text(pos, record, side)}]
         row = ctx.rollout(task_id=ctx.task.pk, group_key=group, sample_index=index, prompt_messages=prompt_messages,
-                          messages=[*prompt_messages, {"role": "assistant", "content": completion}],
-                          completion=completion)
+                          messages=[*prompt_messages, *turns], completion=vf_runs.last_assistant_text(turns))
         items.append(Item(key=_key(record, f"{side}_rollout_id", pos), rollout=row,
                           total=ctx.number(pos, record, f"{side}_reward")))
     source = record.get("preference_source") or "reward"
@@ -311,136 +335,13 @@ def _calibration(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list
     return [item], []
 
 
-# --- verifiers ---------------------------------------------------------------------------------------------------
-
-# Columns of a vf-eval results row that are not metrics (old and new layouts).
-VERIFIERS_FIELDS = {
-    "id", "example_id", "prompt", "completion", "answer", "task", "info", "reward", "error", "timing",
-    "is_completed", "is_truncated", "stop_condition", "metrics", "tool_defs", "token_usage", "generation_ms",
-    "scoring_ms", "total_ms", "error_chain", "long_error_chain", "rollout_id", "group_key", "oai_tools", "state",
-}
-
-
-class VerifiersReader:
-    """Rows of one vf-eval output: grouped by example into GRPO groups, the model from metadata.json."""
-
-    def __init__(self, metadata: dict[str, Any]):
-        self.metadata = metadata
-        self.model = str(metadata.get("model") or "")[:300]
-        self.env = str(metadata.get("env_id") or metadata.get("env") or "")
-        self.samples: dict[str, int] = {}
-        self.created: dict[str, dict] = {}  # external id -> ExampleData kwargs for examples the task lacks
-
-    def __call__(self, ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:
-        task_id = ctx.task_id(pos, record)
-        raw_id = record.get("example_id", record.get("id"))
-        if raw_id is None or raw_id == "" or isinstance(raw_id, (dict, list, bool)):
-            ctx.fail(pos, "example_id is missing (vf-eval writes one per row).")
-        external_id = str(raw_id)[:200]
-        prompt = self._messages(ctx, pos, record.get("prompt"), "user", "prompt")
-        completion = self._messages(ctx, pos, record.get("completion"), "assistant", "completion")
-        info = ctx.json_value(pos, record, "info", dict)
-        answer = record.get("answer") if isinstance(record.get("answer"), str) else ""
-        if external_id not in ctx.known_examples(task_id):
-            self.created.setdefault(f"{task_id}:{external_id}", {
-                "task_id": task_id, "external_id": external_id, "answer": answer, "info": info,
-                "prompt": _last_user(prompt), "messages": prompt or None,
-            })
-        group = ctx.text(pos, record, "group_key", 64) or f"vf{ctx.token}-{task_id}-{external_id}"[:64]
-        index = self.samples.get(group, 0)
-        self.samples[group] = index + 1
-        usage = record.get("token_usage") if isinstance(record.get("token_usage"), dict) else {}
-        timing = record.get("timing") if isinstance(record.get("timing"), dict) else {}
-        latency = timing.get("total_ms", record.get("total_ms"))
-        truncated = bool(record.get("is_truncated"))
-        metrics = self._metrics(ctx, pos, record)
-        extra = {k: record[k] for k in ("timing", "is_completed", "is_truncated", "stop_condition", "tool_defs",
-                                        "token_usage") if record.get(k) is not None}
-        extra.update({k: self.metadata[k] for k in ("sampling_args", "env_args") if self.metadata.get(k)})
-        row = ctx.rollout(
-            task_id=task_id, example_id=None, group_key=group, sample_index=index, model_name=self.model,
-            prompt_messages=prompt, messages=[*prompt, *completion], completion=_last_assistant(completion),
-            prompt_tokens=_count(usage.get("input_tokens")), completion_tokens=_count(usage.get("output_tokens")),
-            finish_reason="length" if truncated else "", latency_ms=_count(latency), error=_error_text(record),
-            metadata={"info": info, "answer": answer, "verifiers": {"env": self.env, "example_id": raw_id,
-                                                                  "metrics": metrics, **extra}},
-        )
-        row["_example"] = (task_id, external_id)
-        item = Item(key=_key(record, "rollout_id", pos), rollout=row, total_judge=VERIFIERS_JUDGE)
-        if ctx.version is not None:
-            item.total = ctx.number(pos, record, "reward")
-            for key, value in metrics.items():
-                if key in ctx.keys and value is not None:
-                    item.scores.append({"criterion_key": key, "judge_fingerprint": VERIFIERS_JUDGE,
-                                        "score": ctx.number(pos, metrics, key, unit_range=True)})
-        return [item], []
-
-    def _messages(self, ctx: Context, pos: int, value: Any, role: str, name: str) -> list[dict]:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            try:
-                parsed = json.loads(value) if value.startswith("[") else value
-            except ValueError:
-                parsed = value
-            if isinstance(parsed, str):  # completion-format environments: plain text
-                return [{"role": role, "content": parsed}]
-            value = parsed
-        if not isinstance(value, list) or not all(isinstance(m, dict) and "role" in m for m in value):
-            ctx.fail(pos, f"{name} must be a list of chat messages (objects with a role) or text.")
-        return value
-
-    def _metrics(self, ctx: Context, pos: int, record: dict) -> dict[str, float | None]:
-        found = dict(record.get("metrics") or {}) if isinstance(record.get("metrics"), dict) else {}
-        for name, value in record.items():
-            if name not in VERIFIERS_FIELDS and (isinstance(value, (int, float)) and not isinstance(value, bool)
-                                                 or value is None):
-                found.setdefault(name, value)
-        for name, value in found.items():
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                      or not math.isfinite(value)):
-                ctx.fail(pos, f"metric {name!r} must be a number, not {value!r}.")
-        return found
-
-
-def _last_user(messages: list[dict]) -> str:
-    users = [m.get("content") for m in messages if m.get("role") == "user"]
-    return users[-1] if users and isinstance(users[-1], str) else ""
-
-
-def _last_assistant(messages: list[dict]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "assistant":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):  # content parts
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return ""
-    return ""
-
-
-def _count(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        return None
-    return min(round(value), 2**31 - 1)
-
-
-def _error_text(record: dict) -> str:
-    error = record.get("error")
-    if error in (None, ""):
-        return ""
-    if isinstance(error, dict):
-        return str(error.get("error_chain_str") or error.get("error") or json.dumps(error))
-    return str(error)
-
-
 Reader = Callable[[Context, int, dict], tuple[list[Item], list[Pair]]]
 READERS: dict[str, Reader] = {
     ExportKind.ROLLOUTS: _rollouts,
     ExportKind.SFT: _sft,
     ExportKind.PREFERENCES: _preferences,
     ExportKind.REWARD_MODEL: _reward_model,
+    ExportKind.REWARD_PAIRS: _preferences,
     ExportKind.CALIBRATION: _calibration,
 }
 
@@ -534,27 +435,6 @@ class _Writer:
         self.result.pairwise_labels = len(rows)
 
 
-class _VerifiersWriter(_Writer):
-    """Creates the examples a vf-eval output refers to but the task lacks, before the rollouts that point at them."""
-
-    def flush(self, batch: list[Item]) -> None:
-        reader = self.reader
-        assert isinstance(reader, VerifiersReader)
-        if reader.created:
-            examples = [Example(task_id=e["task_id"], external_id=e["external_id"], prompt=e["prompt"],
-                                answer=e["answer"], info=e["info"], messages=e["messages"], split="eval")
-                        for e in reader.created.values()]
-            Example.objects.bulk_create(examples)
-            for example in examples:
-                self.ctx.known_examples(example.task_id)[example.external_id] = example.pk
-            self.result.examples += len(examples)
-            reader.created.clear()
-        for item in batch:
-            task_id, external_id = item.rollout["_example"]
-            item.rollout["example_id"] = self.ctx.known_examples(task_id)[external_id]
-        super().flush(batch)
-
-
 # --- entry points ------------------------------------------------------------------------------------------------
 
 
@@ -576,7 +456,7 @@ def dataset_import(
 ) -> ImportResult:
     """Import a file an export wrote (or a vf-eval output for kind 'verifiers'): all of it or nothing."""
     _check(project, kind, task, rubric_version)
-    if kind == ExportKind.VERIFIERS:
+    if kind in VERIFIERS_KINDS:
         return verifiers_import(project=project, results=stream, metadata=metadata, task=task,
                                 rubric_version=rubric_version)
     if kind == ExportKind.ROLLOUTS and rubric_version is None:
@@ -597,24 +477,47 @@ def dataset_import_path(*, path: Path, format: str | None = None, **kwargs: Any)
         return dataset_import(stream=stream, format=format or importers.format_for(path), **kwargs)
 
 
-def _read_metadata(raw: bytes | None) -> dict[str, Any]:
+
+# --- verifiers runs --------------------------------------------------------------------------------------------------
+
+VERIFIERS_KINDS = (ExportKind.VERIFIERS, ExportKind.VERIFIERS_03)
+
+
+def _json_file(raw: bytes | None, name: str) -> Any:
     if raw is None:
-        return {}
+        return None
     try:
-        metadata = json.loads(raw)
+        return json.loads(raw)
     except ValueError as error:
-        raise ApplicationError(f"metadata.json is not valid JSON ({error}).", field="metadata") from None
+        raise ApplicationError(f"{name} is not valid JSON ({error}).", field="metadata") from None
+
+
+def _read_metadata(raw: bytes | None) -> dict[str, Any]:
+    metadata = _json_file(raw, "metadata.json")
+    if metadata is None:
+        return {}
     if not isinstance(metadata, dict):
         raise ApplicationError("metadata.json must hold a JSON object.", field="metadata")
     return metadata
+
+
+def _read_config(raw: bytes | None) -> dict[str, Any]:
+    config = _json_file(raw, vf_runs.CONFIG_FILE)
+    if config is None:
+        return {}
+    try:
+        return vf_runs.read_config(config)
+    except vf_runs.LineError as error:
+        raise ApplicationError(str(error), field="metadata") from None
 
 
 def verifiers_import(
     *, project: Project, results: IO[bytes], metadata: IO[bytes] | None = None, task: Task | None = None,
     rubric_version: RubricVersion | None = None,
 ) -> ImportResult:
-    """Import a vf-eval output: a zip holding results.jsonl and metadata.json (as our verifiers export writes it,
-    or the output folder zipped), or results.jsonl with metadata.json given separately."""
+    """Import a verifiers run: a zip of the run folder (0.4: traces.jsonl + configs/resolved/eval.json; ≤ 0.3:
+    results.jsonl + metadata.json, as our verifiers exports write them too), or the lines file alone with the
+    config / metadata file given separately. The layout is read from the file, never guessed from its name."""
     _check(project, ExportKind.VERIFIERS, task, rubric_version)
     importers.check_size(results)
     head = results.read(4)
@@ -625,33 +528,166 @@ def verifiers_import(
                                         metadata=metadata)
     if metadata is not None:
         importers.check_size(metadata)
-    meta = _read_metadata(metadata.read() if metadata is not None else None)
-    return _verifiers_rows(project, results, meta, task, rubric_version)
+    found = list(importers.READERS["jsonl"][0](results))
+    layout = vf_runs.sniff(found[0][1]) if found else None
+    if layout is None:
+        where = f"line {found[0][0]}: " if found else ""
+        raise ApplicationError(f"{where}{vf_runs.NOT_A_RUN}", field="file")
+    raw = metadata.read() if metadata is not None else None
+    meta = _read_config(raw) if layout == vf_runs.V04 else _read_metadata(raw)
+    return _verifiers_run(project, layout, found, meta, task, rubric_version)
 
 
 def verifiers_import_dir(
     *, project: Project, path: Path, task: Task | None = None, rubric_version: RubricVersion | None = None,
     metadata: IO[bytes] | None = None, **_: Any,
 ) -> ImportResult:
-    """Import a vf-eval output folder (results.jsonl and metadata.json, found at any depth)."""
+    """Import a verifiers run folder: traces.jsonl (0.4) or results.jsonl (≤ 0.3), found at any depth, with the
+    configs/resolved/eval.json or metadata.json beside it."""
     _check(project, ExportKind.VERIFIERS, task, rubric_version)
-    found = sorted(path.rglob("results.jsonl"), key=lambda p: len(p.parts))
-    if not found:
-        raise ApplicationError("No results.jsonl found (vf-eval writes results.jsonl and metadata.json).",
-                               field="file")
-    results = found[0]
-    meta_path = results.parent / "metadata.json"
-    raw = metadata.read() if metadata is not None else meta_path.read_bytes() if meta_path.exists() else None
-    with open(results, "rb") as stream:
-        return _verifiers_rows(project, stream, _read_metadata(raw), task, rubric_version)
+    layout, candidates = vf_runs.V04, sorted(path.rglob(vf_runs.TRACES_FILE), key=lambda p: len(p.parts))
+    if not candidates:
+        layout, candidates = vf_runs.V03, sorted(path.rglob(vf_runs.RESULTS_FILE), key=lambda p: len(p.parts))
+    if not candidates:
+        raise ApplicationError(
+            "Not a verifiers run: no traces.jsonl (verifiers 0.4 writes it with configs/resolved/eval.json) and no "
+            "results.jsonl (≤ 0.3, with metadata.json).", field="file")
+    lines = candidates[0]
+    beside = lines.parent / (vf_runs.CONFIG_FILE if layout == vf_runs.V04 else vf_runs.METADATA_FILE)
+    raw = metadata.read() if metadata is not None else beside.read_bytes() if beside.exists() else None
+    meta = _read_config(raw) if layout == vf_runs.V04 else _read_metadata(raw)
+    with open(lines, "rb") as stream:
+        found = list(importers.READERS["jsonl"][0](stream))
+    return _verifiers_run(project, layout, found, meta, task, rubric_version, unit=f"{lines.name} line")
 
 
-def _verifiers_rows(project: Project, stream: IO[bytes], metadata: dict, task: Task | None,
-                    version: RubricVersion | None) -> ImportResult:
-    ctx = Context(project=project, task=task, version=version, user=None, unit="results.jsonl line")
-    reader = VerifiersReader(metadata)
+class _ExampleLinks:
+    """Finds the task's example for a run's rollout: by the taskset's task id, else by the prompt (a task that
+    came from Rubricon), else a new example (created once, before the rollouts that point at it)."""
+
+    def __init__(self, task_id: int):
+        self.task_id = task_id
+        self.by_id: dict[str, int | str] = {}
+        self.prompt_of: dict[str, str] = {}
+        by_prompt: dict[str, list[int]] = defaultdict(list)
+        for pk, external_id, prompt, messages in Example.objects.filter(task_id=task_id).values_list(
+            "pk", "external_id", "prompt", "messages"
+        ):
+            text = prompt or (vf_runs.last_user_text(messages) if isinstance(messages, list) else "")
+            self.by_id[external_id] = pk
+            self.prompt_of[external_id] = text
+            if text:
+                by_prompt[text].append(pk)
+        self.by_prompt = {text: pks[0] for text, pks in by_prompt.items() if len(pks) == 1}  # ambiguous: not used
+        self.new: dict[str, dict] = {}
+
+    def link(self, rollout: vf_runs.RunRollout) -> int | str:
+        """The example's pk, or the external id of one to create."""
+        if rollout.task_id and rollout.task_id in self.by_id:
+            return self.by_id[rollout.task_id]
+        if rollout.prompt_text and rollout.prompt_text in self.by_prompt:
+            return self.by_prompt[rollout.prompt_text]
+        key = (rollout.task_id or (str(rollout.index) if rollout.index is not None else "")
+               or "vf-" + hashlib.sha1(rollout.prompt_text.encode()).hexdigest()[:12])[:200]
+        if key in self.by_id and self.prompt_of.get(key) != rollout.prompt_text:
+            # The id is taken by an example with another prompt (a dataset index is no durable id).
+            key = f"{key}-{hashlib.sha1(rollout.prompt_text.encode()).hexdigest()[:8]}"[:200]
+        if key not in self.by_id:
+            self.by_id[key] = key
+            self.prompt_of[key] = rollout.prompt_text
+            if rollout.prompt_text:
+                self.by_prompt.setdefault(rollout.prompt_text, key)  # type: ignore[arg-type]
+            self.new[key] = {"task_id": self.task_id, "external_id": key, "prompt": rollout.prompt_text,
+                             "messages": rollout.prompt or None, "answer": rollout.answer, "info": rollout.info,
+                             "split": "eval"}
+        return self.by_id[key]
+
+    def create(self) -> int:
+        examples = [Example(**values) for values in self.new.values()]
+        Example.objects.bulk_create(examples)
+        for example in examples:
+            self.by_id[example.external_id] = example.pk
+        self.new.clear()
+        return len(examples)
+
+
+def _verifiers_run(project: Project, layout: str, found: list[tuple[int, Any]], meta: dict, task: Task | None,
+                   version: RubricVersion | None, unit: str | None = None) -> ImportResult:
+    """Parse every line first (nothing is written for a file that fails on its last line), then write the examples
+    it needs, its rollouts, and the scores under the rubric version: each reward component or metric named after a
+    criterion becomes that criterion's score. The run's own reward is the environment's, not our rubric's total: it
+    stays on the rollout as an external score (`metadata.external_scores.verifiers`: its total, named components
+    with their weights, metrics). Only a file Rubricon wrote, whose reward is a Rubricon rubric total, brings
+    totals back."""
+    name = vf_runs.TRACES_FILE if layout == vf_runs.V04 else vf_runs.RESULTS_FILE
+    ctx = Context(project=project, task=task, version=version, user=None, unit=unit or f"{name} line")
+    parsed: list[tuple[int, vf_runs.RunRollout]] = []
+    for pos, record in found:
+        try:
+            if layout == vf_runs.V04:
+                parsed += [(pos, r) for r in vf_runs.read_episode(record, meta)]
+            else:
+                parsed.append((pos, vf_runs.read_result(record, meta)))
+        except vf_runs.LineError as error:
+            ctx.fail(pos, str(error))
+    if not parsed:
+        raise ApplicationError(f"{name} holds no rollouts.", field="file")
+    links: dict[int, _ExampleLinks] = {}
+    samples: dict[str, int] = {}
+    planned = []
+    for pos, rollout in parsed:
+        task_id = ctx.task_id(pos, {"task": rollout.task_name})
+        if task_id not in links:
+            links[task_id] = _ExampleLinks(task_id)
+        example = links[task_id].link(rollout)
+        group = str(rollout.rubricon.get("group_key") or "")[:64] or (
+            f"vf{ctx.token}-{task_id}-{rollout.group or example}")[:64]
+        samples[group] = samples.get(group, -1) + 1
+        planned.append((pos, rollout, task_id, example, group, samples[group]))
     with transaction.atomic():
-        result = _VerifiersWriter(ctx, reader).run(importers.READERS["jsonl"][0](stream))
-        if result.rollouts == 0:
-            raise ApplicationError("results.jsonl holds no rows.")
+        result = ImportResult()
+        for task_links in links.values():
+            result.examples += task_links.create()
+        writer = _Writer(ctx, READERS[ExportKind.ROLLOUTS])
+        batch: list[Item] = []
+        for n, (pos, rollout, task_id, example, group, index) in enumerate(planned):
+            if isinstance(example, str):
+                example = links[task_id].by_id[example]
+            batch.append(_run_item(ctx, pos, n, rollout, layout, task_id, example, group, index, meta))
+            if len(batch) >= BATCH:
+                writer.flush(batch)
+                batch = []
+        writer.flush(batch)
+        result.rollouts, result.scores = writer.result.rollouts, writer.result.scores
     return result
+
+
+def _run_item(ctx: Context, pos: int, n: int, rollout: vf_runs.RunRollout, layout: str, task_id: int,
+              example_id: int, group: str, index: int, meta: dict) -> Item:
+    ours = rollout.rubricon.get("reward") == "rubric_total"
+    metadata: dict[str, Any] = {"info": rollout.info, "answer": rollout.answer, "verifiers": {
+        "layout": layout, "metrics": rollout.metrics, **rollout.extra,
+        **({"run": meta["run"]} if meta.get("run") else {}),
+        **({"sampling": meta["sampling"]} if meta.get("sampling") and "sampling" not in rollout.extra else {}),
+    }}
+    if not ours and (rollout.reward is not None or rollout.rewards or rollout.metrics):
+        metadata["external_scores"] = {"verifiers": {"reward": rollout.reward, "rewards": rollout.rewards,
+                                                     "metrics": rollout.metrics}}
+    row = ctx.rollout(
+        task_id=task_id, example_id=example_id, group_key=group, sample_index=index, model_name=rollout.model,
+        prompt_messages=rollout.prompt, messages=[*rollout.prompt, *rollout.completion],
+        completion=vf_runs.last_assistant_text(rollout.completion), prompt_tokens=rollout.prompt_tokens,
+        completion_tokens=rollout.completion_tokens, finish_reason=rollout.finish_reason,
+        latency_ms=rollout.latency_ms, error=rollout.error, metadata=metadata,
+    )
+    item = Item(key=f"pos:{pos}:{n}", rollout=row, total_judge=IMPORT_JUDGE)
+    if ctx.version is None:
+        return item
+    if ours:
+        item.total = ctx.number(pos, {"reward": rollout.reward}, "reward")
+    named = {**rollout.metrics, **{k: (v or {}).get("score") for k, v in rollout.rewards.items()}}
+    for key, value in named.items():
+        if key in ctx.keys and value is not None:
+            item.scores.append({"criterion_key": key, "judge_fingerprint": VERIFIERS_JUDGE,
+                                "score": ctx.number(pos, named, key, unit_range=True)})
+    return item

@@ -40,6 +40,13 @@ BATCH = 2000
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
 
 
+def clean_messages(messages: list) -> list:
+    """Messages read from Parquet or a Hugging Face dataset carry every field of the message struct, unset ones as
+    None: drop those (content stays, None or not), so they come back as they were exported."""
+    return [{k: v for k, v in m.items() if v is not None or k == "content"} if isinstance(m, dict) else m
+            for m in messages]
+
+
 def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     for n, raw in enumerate(stream, start=1):
         if raw.isspace():
@@ -288,6 +295,8 @@ class _RowBuilder:
                     value = json.loads(value)
                 except ValueError:
                     self.fail(pos, f"{name} is not valid JSON.")
+            elif isinstance(value, list):  # Parquet and HF datasets carry messages as lists of structs
+                value = clean_messages(value)
             if not isinstance(value, kind):
                 self.fail(pos, f"{name} must be a JSON {'list' if kind is list else 'object'}.")
             values[name] = _dumps(value)

@@ -10,9 +10,11 @@ class ExportKind(models.TextChoices):
     ROLLOUTS = "rollouts", "Rollouts with scores and labels"
     SFT = "sft", "SFT (best-of-n)"
     PREFERENCES = "preferences", "Preference pairs"
-    REWARD_MODEL = "reward_model", "Reward-model data"
+    REWARD_MODEL = "reward_model", "Reward-model data, pointwise (one scored rollout per row)"
+    REWARD_PAIRS = "reward_pairs", "Reward-model pairs (chosen / rejected)"
     CALIBRATION = "calibration", "Judge calibration set"
-    VERIFIERS = "verifiers", "verifiers eval format"
+    VERIFIERS = "verifiers", "verifiers 0.4 run (traces.jsonl)"
+    VERIFIERS_03 = "verifiers_03", "verifiers ≤ 0.3 results (results.jsonl)"
 
 
 class ExportFormat(models.TextChoices):

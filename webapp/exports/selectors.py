@@ -25,8 +25,10 @@ FILTERS: dict[str, tuple[type, str]] = {
     "score_min": (float, "Keep rollouts whose total score is ≥ this"),
     "score_max": (float, "Keep rollouts whose total score is ≤ this"),
     "label_status": (str, "labeled or unlabeled (human labels under the rubric version)"),
-    "threshold": (float, "SFT: the best rollout of a group must score at least this"),
-    "margin": (float, "Preferences: chosen − rejected reward must be at least this (default > 0)"),
+    "threshold": (float, "SFT: the best rollout of a group must score at least this (without it, groups whose "
+                         "best reward is 0 are left out; 0 keeps them)"),
+    "margin": (float, "Preferences and reward-model pairs: chosen − rejected reward must be at least this "
+                      "(default > 0)"),
     "preference_source": (str, "Preferences: 'reward' (best vs worst of a group) or 'labels' (human pairwise labels)"),
     "agreement": (str, "agree or disagree: rollouts whose judge scores and human labels under the rubric version "
                        "agree on every criterion both scored (gap < agreement_tolerance), or differ on at least one "

@@ -16,6 +16,8 @@ from webapp.exports.models import Export, ExportFormat, ExportKind
 from webapp.exports.selectors import export_filters_clean
 
 logger = logging.getLogger(__name__)
+# Kinds written as a verifiers run folder (zipped), whatever the format says.
+VERIFIERS_WRITERS = {ExportKind.VERIFIERS: writers.write_verifiers, ExportKind.VERIFIERS_03: writers.write_verifiers_03}
 
 
 def _validate(kind: str, format: str) -> None:
@@ -23,8 +25,9 @@ def _validate(kind: str, format: str) -> None:
         raise ApplicationError(f"Unknown export kind {kind!r}; use {', '.join(ExportKind.values)}.", field="kind")
     if format not in ExportFormat.values:
         raise ApplicationError(f"Unknown format {format!r}; use {', '.join(ExportFormat.values)}.", field="format")
-    if kind == ExportKind.VERIFIERS and format != ExportFormat.JSONL:
-        raise ApplicationError("verifiers exports are JSONL (results.jsonl + metadata.json, zipped).", field="format")
+    if kind in VERIFIERS_WRITERS and format != ExportFormat.JSONL:
+        raise ApplicationError("verifiers exports are JSONL run folders, zipped (0.4: traces.jsonl + "
+                               "configs/resolved/eval.json; ≤ 0.3: results.jsonl + metadata.json).", field="format")
 
 
 @transaction.atomic
@@ -62,7 +65,7 @@ def _check_references(project: Project, filters: dict[str, Any]) -> None:
 
 
 def export_path(export: Export) -> tuple[str, Path]:
-    ext = "zip" if export.kind == ExportKind.VERIFIERS else writers.EXTENSIONS[export.format]
+    ext = "zip" if export.kind in VERIFIERS_WRITERS else writers.EXTENSIONS[export.format]
     name = f"exports/{export.project_id}/{export.pk}-{export.kind}.{ext}"
     path = Path(settings.MEDIA_ROOT) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +121,7 @@ def export_run(*, export_id: int) -> Export | None:
             if not running.update(row_count=n):
                 raise ExportCancelled
 
-        write = writers.write_verifiers if export.kind == ExportKind.VERIFIERS else writers.WRITERS[export.format]
+        write = VERIFIERS_WRITERS.get(export.kind) or writers.WRITERS[export.format]
         rows = write(path, dataset, progress)
     except ExportCancelled:
         path.unlink(missing_ok=True)

@@ -1,6 +1,8 @@
 """Streaming writers: rows go to disk as they come (JSONL/CSV line by line, Parquet one row group at a time), so an
-export's memory does not grow with its size. Columns of type json are JSON text; JSONL embeds them as JSON values,
-the tabular formats (CSV, Parquet, HF datasets) keep them as JSON strings."""
+export's memory does not grow with its size. Columns of type json and messages are JSON text; JSONL embeds them as
+JSON values and CSV keeps them as JSON strings. Parquet and HF datasets keep message lists as lists of structs
+(role, content, name, tool_call_id, tool_calls), as TRL's conversational formats want them; other json columns
+(free-form objects) stay JSON strings there."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from webapp.exports.datasets import BOOL, FLOAT, INT, JSON, Column, Dataset
+from webapp.exports.datasets import BOOL, FLOAT, INT, JSON, MESSAGES, Column, Dataset
 
 ROW_GROUP = 10_000
 PROGRESS_EVERY = 10_000
@@ -32,10 +34,11 @@ def _counted(rows: Iterable[tuple], on_progress: Progress | None) -> Iterator[tu
 def write_jsonl_stream(out: TextIO, columns: list[Column], rows: Iterable[tuple]) -> int:
     """One JSON object per line. Scalars go through one C-encoded json.dumps per row; json columns are already
     JSON text and are spliced in as they are (never decoded and re-encoded)."""
-    scalar_idx = [i for i, c in enumerate(columns) if c.type != JSON]
+    scalar_idx = [i for i, c in enumerate(columns) if c.type not in (JSON, MESSAGES)]
     scalar_names = [columns[i].name for i in scalar_idx]
     bool_idx = [k for k, i in enumerate(scalar_idx) if columns[i].type == BOOL]
-    json_parts = [(i, "," + json.dumps(columns[i].name) + ":") for i, c in enumerate(columns) if c.type == JSON]
+    json_parts = [(i, "," + json.dumps(columns[i].name) + ":") for i, c in enumerate(columns)
+                  if c.type in (JSON, MESSAGES)]
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     n = 0
     buffer: list[str] = []
@@ -74,11 +77,45 @@ def write_csv(path: Path, dataset: Dataset, on_progress: Progress | None = None)
     return n
 
 
+def message_type():
+    import pyarrow as pa
+
+    call = pa.struct([("id", pa.string()), ("type", pa.string()),
+                      ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())]))])
+    return pa.list_(pa.struct([("role", pa.string()), ("content", pa.string()), ("name", pa.string()),
+                               ("tool_call_id", pa.string()), ("tool_calls", pa.list_(call))]))
+
+
 def arrow_schema(columns: list[Column]):
     import pyarrow as pa
 
-    types = {INT: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_(), JSON: pa.string()}
+    types = {INT: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_(), JSON: pa.string(), MESSAGES: message_type()}
     return pa.schema([pa.field(c.name, types.get(c.type, pa.string())) for c in columns])
+
+
+def _content(value):
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list):  # content parts: their text
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return json.dumps(value)
+
+
+def _struct_messages(text: str | None) -> list[dict] | None:
+    """A messages column's JSON text as rows of the message struct."""
+    if text is None:
+        return None
+    out = []
+    for message in json.loads(text):
+        calls = message.get("tool_calls") or None
+        out.append({
+            "role": message.get("role"), "content": _content(message.get("content")), "name": message.get("name"),
+            "tool_call_id": message.get("tool_call_id"),
+            "tool_calls": [{"id": c.get("id"), "type": c.get("type") or "function", "function": {
+                "name": (c.get("function") or {}).get("name"),
+                "arguments": _content((c.get("function") or {}).get("arguments"))}} for c in calls] if calls else None,
+        })
+    return out
 
 
 def write_parquet(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
@@ -89,8 +126,12 @@ def write_parquet(path: Path, dataset: Dataset, on_progress: Progress | None = N
     n = 0
     buffer: list[tuple] = []
 
+    messages = {i for i, c in enumerate(dataset.columns) if c.type == MESSAGES}
+
     def flush(writer) -> None:
-        arrays = [pa.array(list(values), type=f.type) for values, f in zip(zip(*buffer, strict=True), schema, strict=True)]
+        columns = [list(values) if i not in messages else [_struct_messages(v) for v in values]
+                   for i, values in enumerate(zip(*buffer, strict=True))]
+        arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
         writer.write_table(pa.Table.from_arrays(arrays, schema=schema), row_group_size=ROW_GROUP)
         buffer.clear()
 
@@ -125,13 +166,37 @@ def write_hf(path: Path, dataset: Dataset, on_progress: Progress | None = None) 
 
 
 def write_verifiers(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
-    """results.jsonl + metadata.json, as `vf-eval` writes them, in one zip."""
+    """A verifiers 0.4 run folder, zipped: traces.jsonl (one episode per line) and configs/resolved/eval.json."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        traces = Path(tmp) / "traces.jsonl"
+        n = 0
+        with open(traces, "w", encoding="utf-8", newline="\n") as out:
+            for (episode,) in _counted(dataset.rows, on_progress):
+                out.write(episode + "\n")
+                n += 1
+        meta = dataset.metadata  # complete once the rows are consumed
+        # Only fields verifiers' EvalConfig knows (it forbids others); the env id is on every episode, and an env
+        # named here would have to be an installed plugin.
+        config = {"model": meta.get("model", ""), "num_rollouts": meta.get("rollouts_per_example", 1),
+                  "sampling": {}, "run": {"name": meta.get("env_id", "")}, "push": False}
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.write(traces, "traces.jsonl")
+            archive.writestr("configs/resolved/eval.json", json.dumps(config, indent=2, ensure_ascii=False))
+    return n
+
+
+def write_verifiers_03(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    """results.jsonl + metadata.json, as verifiers ≤ 0.3's `vf-eval` writes them, in one zip."""
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         results = Path(tmp) / "results.jsonl"
         n = write_jsonl(results, dataset, on_progress)  # metadata is complete once the rows are consumed
+        metadata = {"env_args": {}, "base_url": "", "sampling_args": {}, "date": "", "time": 0.0,
+                    "pass_at_k": {}, "pass_all_k": {}, "pass_threshold": 0.5, "usage": None,
+                    "version_info": {"vf_version": "0.3.1", "vf_commit": None, "env_version": None,
+                                     "env_commit": None}, **dataset.metadata}
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.write(results, "results.jsonl")
-            archive.writestr("metadata.json", json.dumps(dataset.metadata, indent=2, ensure_ascii=False))
+            archive.writestr("metadata.json", json.dumps(metadata, indent=2, ensure_ascii=False))
     return n
 
 

@@ -124,7 +124,7 @@ def environment_factory(task: Task) -> functools.partial:
         factory()  # construct once to surface template and option errors now
     except PromptTemplateError as error:
         raise ApplicationError(f"Prompt template error: {error}", field="prompt_template") from error
-    except TypeError as error:
+    except (TypeError, ValueError) as error:  # an unknown option, or a value the environment refuses
         raise ApplicationError(f"Bad environment options: {error}", field="environment_config") from error
     return factory
 

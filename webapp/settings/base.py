@@ -148,6 +148,14 @@ SPECTACULAR_SETTINGS = {
         "ExportFormatEnum": "webapp.exports.models.ExportFormat",
         "ImportFormatEnum": ["jsonl", "csv", "parquet", "hf"],
     },
+    # Separate request and response components: uploads are `format: binary` in requests (a URI only in responses),
+    # and read-only fields stay out of request bodies, as client generators expect.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.api.schema.blank_alternatives",
+        "webapp.api.schema.json_request_bodies",
+    ],
 }
 
 # --- Celery -------------------------------------------------------------------------------------------

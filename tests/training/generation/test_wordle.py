@@ -88,6 +88,8 @@ def test_a_solved_game() -> None:
         "feedback": ["XXGXG", "GGGGG"],
         "secret": "CRANE",
         "max_guesses": 6,
+        "partial_credit": 1.0,
+        "lost_on_invalid_moves": False,
     }
 
 
@@ -147,3 +149,64 @@ def test_secret_from_info_and_bad_secrets() -> None:
         WordleEnvironment().reset(Example(id=2, answer="toolong"))
     with pytest.raises(ValueError, match="max_turns"):
         WordleEnvironment(max_guesses=6, max_turns=3)
+
+
+# --- textarena Wordle-v0's rules as options ---------------------------------------------------------------------
+# Restated from textarena 0.7.4 (envs/Wordle/env.py, state.py), which cannot run here: importing it downloads nltk
+# corpora. Reward: 1 for a win, else (greens + 0.5 * yellows) / word length of the latest valid guess; a guess is
+# the first `\[(\w+)\]`; wrong format, wrong length, a repeat or a non-word is an invalid move, and with
+# error_allowance 1 the second invalid move in a row ends the game (a valid move resets the count).
+
+
+def _textarena_reward(feedback: list[str], solved: bool) -> float:
+    if solved:
+        return 1.0
+    if not feedback:
+        return 0.0
+    latest = feedback[-1]
+    return (sum(f == "G" for f in latest) + sum(f == "Y" for f in latest) * 0.5) / len(latest)
+
+
+@pytest.mark.parametrize(("guesses", "secret"), [
+    (["SLATE", "CRANE"], "CRANE"), (["SLATE"], "CRANE"), (["NACRE"], "CRANE"), (["SPEED", "ABIDE"], "ABIDE"),
+    (["LLAMA", "BOOKS"], "HELLO"), ([], "CRANE"),
+])
+def test_partial_credit_is_textarenas_reward(guesses: list[str], secret: str) -> None:
+    env = WordleEnvironment(rules="textarena", word_list=[*guesses, secret, "OTHER"])
+    env.reset(Example(id=1, answer=secret))
+    info = env.info()
+    for guess in guesses:
+        _, _, info = _say(env, f"I guess [{guess.lower()}]")
+    assert info["partial_credit"] == _textarena_reward(info["feedback"], info["solved"])
+    assert info["solved"] == (secret in guesses)
+
+
+def test_textarena_rules_read_brackets_and_end_on_the_second_invalid_move_in_a_row() -> None:
+    env = WordleEnvironment(rules="textarena", word_list=["CRANE", "SLATE", "NACRE"])
+    opening = env.reset(Example(id=1, answer="crane"))
+    assert "[crane]" in opening[0]["content"] and "<guess>" not in opening[0]["content"]
+    reply, done, info = _say(env, "[nacre] then maybe [slate]")  # the first [word] counts
+    assert not done and info["guesses"] == ["NACRE"] and info["partial_credit"] == 0.6
+    reply, done, _ = _say(env, "<guess>SLATE</guess>")  # our format is not textarena's: invalid, one allowed
+    assert not done and "no guess" in reply[0]["content"]
+    reply, done, _ = _say(env, "[slate]")  # a valid move resets the count
+    assert not done
+    reply, done, _ = _say(env, "[slate]")  # a repeat is invalid
+    assert not done and "guessed it before" in reply[0]["content"]
+    reply, done, info = _say(env, "[zzzzz]")  # not a word: second invalid move in a row
+    assert done and info["lost_on_invalid_moves"] and not info["solved"]
+    assert info["partial_credit"] == _textarena_reward(["YYYYG", "XXGXG"], False) == 0.4
+    assert "The word was CRANE" in reply[0]["content"]
+
+
+def test_rules_and_options_combine_and_bad_options_are_refused() -> None:
+    env = WordleEnvironment(rules="textarena", invalid_move_limit=3, max_guesses=4)
+    assert (env.guess_format, env.invalid_move_limit, env.max_guesses, env.allow_repeated_guesses) == (
+        "brackets", 3, 4, False)
+    ours = WordleEnvironment()
+    assert (ours.guess_format, ours.invalid_move_limit, ours.allow_repeated_guesses) == ("tag", None, True)
+    for options, message in (({"rules": "chess"}, "rules"), ({"guess_format": "xml"}, "guess_format"),
+                             ({"invalid_move_limit": -1}, "invalid_move_limit"),
+                             ({"word_list": ["CAT"]}, "word_list")):
+        with pytest.raises(ValueError, match=message):
+            WordleEnvironment(**options)

@@ -16,6 +16,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus
 from webapp.exports.models import ExportKind
 from webapp.exports.services import export_create, export_run
+from webapp.judging.models import RolloutScore
 
 FORMATS = ["jsonl", "csv", "parquet", "hf"]
 
@@ -71,29 +72,75 @@ def test_rollouts_export_has_scores_and_labels(scored, format):
     assert row["task"] == "arith" and row["example_id"] == "ex-0"
 
 
+def messages_of(value) -> list[dict]:
+    """A messages column: JSON in JSONL (values) and CSV (text); lists of structs in Parquet and HF datasets,
+    where every struct field is present (unset ones None)."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return [{k: v for k, v in m.items() if v is not None or k == "content"} for m in value]
+
+
+def sampled_with_a_system_prompt(rollout) -> list[dict]:
+    system = {"role": "system", "content": "Answer in <answer> tags."}
+    rollout.prompt_messages = [system, *rollout.prompt_messages]
+    rollout.messages = [system, *rollout.messages]
+    rollout.save(update_fields=["prompt_messages", "messages"])
+    return rollout.prompt_messages
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("format", FORMATS)
 def test_sft_takes_the_best_of_each_group_above_the_threshold(scored, format):
+    prompt = sampled_with_a_system_prompt(scored["rollouts"][1])
     _, rows = run(scored, ExportKind.SFT, format, threshold=0.3)
     assert sorted((r["group_key"], as_float(r["reward"])) for r in rows) == [("g1", 0.9), ("g2", 0.45)]
     g1 = next(r for r in rows if r["group_key"] == "g1")
-    assert g1["prompt"] == "What is 0 + 1?" and g1["completion"] == scored["rollouts"][1].completion
-    assert as_json(g1["messages"])[-1]["role"] == "assistant"
+    # TRL's conversational SFT format: the whole conversation, with the system prompt it was sampled with.
+    assert messages_of(g1["messages"]) == [*prompt, {"role": "assistant", "content": scored["rollouts"][1].completion}]
+    assert not {"prompt", "completion", "chosen", "rejected"} & set(g1)  # no text column TRL could pick instead
+    if format in ("parquet", "hf"):
+        assert isinstance(g1["messages"], list)  # nested, not JSON text
+
+
+@pytest.mark.django_db
+def test_sft_leaves_out_groups_whose_best_reward_is_zero_unless_asked(scored):
+    RolloutScore.objects.filter(rollout__group_key="g3").update(total=0.0)
+    _, rows = run(scored, ExportKind.SFT, "jsonl")
+    assert sorted(r["group_key"] for r in rows) == ["g1", "g2"]
+    _, rows = run(scored, ExportKind.SFT, "jsonl", threshold=0)
+    assert sorted(r["group_key"] for r in rows) == ["g1", "g2", "g3"]
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("format", FORMATS)
 def test_preferences_pair_best_and_worst_of_a_group_by_margin(scored, format):
+    prompt = sampled_with_a_system_prompt(scored["rollouts"][1])
     _, rows = run(scored, ExportKind.PREFERENCES, format, margin=0.15)
     assert [(r["group_key"], as_float(r["chosen_reward"]), as_float(r["rejected_reward"])) for r in rows] == [
         ("g1", 0.9, 0.2)
     ]
     pair = rows[0]
-    assert pair["chosen"] == scored["rollouts"][1].completion and pair["rejected"] == scored["rollouts"][0].completion
+    # TRL's conversational preference format: prompt, chosen and rejected as message lists.
+    assert messages_of(pair["prompt"]) == prompt
+    assert messages_of(pair["chosen"]) == [{"role": "assistant", "content": scored["rollouts"][1].completion}]
+    assert messages_of(pair["rejected"]) == [{"role": "assistant", "content": scored["rollouts"][0].completion}]
     assert abs(as_float(pair["margin"]) - 0.7) < 1e-9
     # Without a margin every group with a reward gap pairs up.
     _, rows = run(scored, ExportKind.PREFERENCES, format)
     assert sorted(r["group_key"] for r in rows) == ["g1", "g2", "g3"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("format", FORMATS)
+def test_reward_pairs_are_every_ordered_pair_of_a_group(scored, format):
+    _, rows = run(scored, ExportKind.REWARD_PAIRS, format)
+    # g1 0.2/0.9/0.5 and g3 0.1/0.05/0.0: three pairs each; g2 0.4/0.4/0.45: the tie is no pair.
+    assert sorted((r["group_key"], as_float(r["chosen_reward"]), as_float(r["rejected_reward"])) for r in rows) == [
+        ("g1", 0.5, 0.2), ("g1", 0.9, 0.2), ("g1", 0.9, 0.5), ("g2", 0.45, 0.4), ("g2", 0.45, 0.4),
+        ("g3", 0.05, 0.0), ("g3", 0.1, 0.0), ("g3", 0.1, 0.05)]
+    assert all(messages_of(r["chosen"])[-1]["role"] == "assistant" for r in rows)
+    _, rows = run(scored, ExportKind.REWARD_PAIRS, format, margin=0.35)
+    assert sorted(r["group_key"] for r in rows) == ["g1", "g1"]
 
 
 @pytest.mark.django_db
@@ -129,8 +176,8 @@ def test_calibration_set_pairs_human_labels_with_judge_outputs(scored, format):
 
 
 @pytest.mark.django_db
-def test_verifiers_results_and_metadata(scored):
-    export = export_create(project=scored["project"], kind=ExportKind.VERIFIERS, format="jsonl",
+def test_verifiers_03_results_and_metadata(scored):
+    export = export_create(project=scored["project"], kind=ExportKind.VERIFIERS_03, format="jsonl",
                            filters={"rubric_version": scored["version"].pk, "split": "train"}, enqueue=False)
     export = export_run(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
@@ -138,16 +185,19 @@ def test_verifiers_results_and_metadata(scored):
         assert sorted(archive.namelist()) == ["metadata.json", "results.jsonl"]
         results = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
         metadata = json.loads(archive.read("metadata.json"))
-    assert len(results) == 6 and {r["example_id"] for r in results} == {"ex-0", "ex-1"}
+    # example_id is verifiers' integer dataset index; the example it came from is named beside it.
+    assert len(results) == 6 and [r["example_id"] for r in results] == [0, 0, 0, 1, 1, 1]
+    assert {r["example_external_id"] for r in results} == {"ex-0", "ex-1"}
     first = results[0]
     assert first["prompt"] == [{"role": "user", "content": "What is 0 + 1?"}]
     assert first["completion"][0]["role"] == "assistant" and first["answer"] == "1"
     assert set(first) >= {"reward", "correct", "polite", "task", "info"}
     assert metadata["num_examples"] == 2 and metadata["rollouts_per_example"] == 3
     assert abs(metadata["avg_reward"] - sum(GROUPS["g1"] + GROUPS["g2"]) / 6) < 1e-9
-    with pytest.raises(ApplicationError):
-        export_create(project=scored["project"], kind=ExportKind.VERIFIERS, format="csv",
-                      filters={"rubric_version": scored["version"].pk}, enqueue=False)
+    for kind in (ExportKind.VERIFIERS, ExportKind.VERIFIERS_03):
+        with pytest.raises(ApplicationError):
+            export_create(project=scored["project"], kind=kind, format="csv",
+                          filters={"rubric_version": scored["version"].pk}, enqueue=False)
 
 
 @pytest.mark.django_db

@@ -24,6 +24,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.webapp.api.builders import SPEC
+from tests.webapp.exports.conftest import GROUPS
 from tests.webapp.exports.test_exports import read_back
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus
@@ -48,10 +49,10 @@ def export_file(project, kind: str, format: str, version, **filters) -> tuple[Pa
     export = export_run(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
     path = Path(export.file.path)
-    if kind == "verifiers":
+    if kind in ("verifiers", "verifiers_03"):
         with zipfile.ZipFile(path) as archive:
-            rows = [json.loads(line) for line in archive.read("results.jsonl").decode().splitlines()]
-        return path, rows
+            lines = archive.read("traces.jsonl" if kind == "verifiers" else "results.jsonl").decode().splitlines()
+        return path, [json.loads(line) for line in lines]
     return path, read_back(path, format)
 
 
@@ -94,6 +95,7 @@ CASES = [
     ("preferences", {}),
     ("preferences", {"preference_source": "labels"}),
     ("reward_model", {}),
+    ("reward_pairs", {}),
     ("calibration", {}),
 ]
 
@@ -105,7 +107,7 @@ def test_every_kind_round_trips(scored, kind, filters, format):
     path, original = export_file(scored["project"], kind, format, scored["version"], **filters)
     assert original, "the source export is empty"
     target = target_for(scored)
-    task = target["task"] if kind in ("preferences", "calibration") else None
+    task = target["task"] if kind in ("preferences", "reward_pairs", "calibration") else None
     result = dataset_import_path(path=path, project=target["project"], kind=kind, format=format, task=task,
                                  rubric_version=target["version"], user=target["user"])
     assert result.rollouts > 0
@@ -201,27 +203,53 @@ def test_size_limit(scored, settings):
 # --- verifiers ---------------------------------------------------------------------------------------------------
 
 
+def _episode_comparable(row: dict) -> dict:
+    """A traces.jsonl line without what differs between two exports of the same rollouts: ids, timestamps, the
+    project slug (the env id)."""
+    trace = row["traces"][0]
+    return {"task": trace["task"]["data"], "ok": row["ok"],
+            "messages": [node["message"] for node in trace["nodes"]], "rewards": trace["rewards"],
+            "metrics": trace["metrics"], "model": trace["agent"]["config"].get("model"),
+            "usage": [call.get("usage") for call in trace["calls"]]}
+
+
 @pytest.mark.django_db
+@pytest.mark.parametrize("kind", ["verifiers", "verifiers_03"])
 @pytest.mark.parametrize("as_zip", [True, False])
-def test_verifiers_export_round_trips(scored, as_zip):
-    path, original = export_file(scored["project"], "verifiers", "jsonl", scored["version"])
+def test_verifiers_export_round_trips(scored, kind, as_zip):
+    """Both layouts come back with our rubric totals (the file says its reward is a Rubricon rubric total), the
+    criterion scores, and linked to the target task's examples (by the example id Rubricon wrote)."""
+    path, original = export_file(scored["project"], kind, "jsonl", scored["version"])
     target = target_for(scored)
     if as_zip:
         with open(path, "rb") as stream:
-            result = verifiers_import(project=target["project"], results=stream, rubric_version=target["version"])
-    else:  # results.jsonl and metadata.json as two uploads
+            result = verifiers_import(project=target["project"], results=stream, rubric_version=target["version"],
+                                      task=target["task"])
+    else:  # the lines file and its config / metadata file as two uploads
+        lines_name, meta_name = (("traces.jsonl", "configs/resolved/eval.json") if kind == "verifiers"
+                                 else ("results.jsonl", "metadata.json"))
         with zipfile.ZipFile(path) as archive:
-            results, metadata = archive.read("results.jsonl"), archive.read("metadata.json")
-        result = dataset_import(project=target["project"], stream=io.BytesIO(results), kind="verifiers",
-                                format="jsonl", rubric_version=target["version"], metadata=io.BytesIO(metadata))
+            lines, metadata = archive.read(lines_name), archive.read(meta_name)
+        result = dataset_import(project=target["project"], stream=io.BytesIO(lines), kind=kind,
+                                format="jsonl", rubric_version=target["version"], metadata=io.BytesIO(metadata),
+                                task=target["task"])
     assert result.rollouts == 9 and result.examples == 0  # the examples exist in the target task
-    again_path, again = export_file(target["project"], "verifiers", "jsonl", target["version"])
-    assert comparable(again) == comparable(original)
-    with zipfile.ZipFile(path) as a, zipfile.ZipFile(again_path) as b:
-        before, after = json.loads(a.read("metadata.json")), json.loads(b.read("metadata.json"))
-    for key in ("env", "rubric", "rubric_version_id"):  # the project's slug and its version
-        before.pop(key), after.pop(key)
-    assert after == before
+    again_path, again = export_file(target["project"], kind, "jsonl", target["version"])
+    if kind == "verifiers":
+        assert [_episode_comparable(r) for r in again] == [_episode_comparable(r) for r in original]
+    else:  # timing is in epoch seconds from the rollout's creation: compare the generation time it carries
+        def durations(rows: list[dict]) -> list[dict]:
+            return [{**r, "timing": round(r["timing"]["generation"]["end"] - r["timing"]["generation"]["start"], 3)}
+                    for r in rows]
+        assert comparable(durations(again)) == comparable(durations(original))
+    totals = sorted(RolloutScore.objects.filter(rubric_version=target["version"]).values_list("total", flat=True))
+    assert totals == sorted(r for rewards in GROUPS.values() for r in rewards)
+    if kind == "verifiers_03":
+        with zipfile.ZipFile(path) as a, zipfile.ZipFile(again_path) as b:
+            before, after = json.loads(a.read("metadata.json")), json.loads(b.read("metadata.json"))
+        for key in ("env_id", "rubricon"):  # the project's slug and its version
+            before.pop(key), after.pop(key)
+        assert after == before
 
 
 @pytest.mark.django_db
@@ -233,8 +261,9 @@ def test_vf_eval_output_folder_imports_with_scores(make_member):
     expected = [json.loads(line) for line in next(folder.rglob("results.jsonl")).read_text().splitlines()]
     result = dataset_import_path(path=folder, project=project, kind="verifiers", task=task, rubric_version=version)
     assert (result.rollouts, result.examples) == (4, 2)
-    # reward as the total, the metric that names a criterion as its score; the others stay on the rollout.
-    assert result.scores == 4 + 4
+    # The metric that names a criterion is its score; verifiers' reward (a weighted sum of the environment's own
+    # rewards, 1.25 at most here) is an external score, never our rubric total.
+    assert result.scores == 4
     rollouts = list(Rollout.objects.filter(project=project).select_related("example").order_by("id"))
     assert [r.model_name for r in rollouts] == ["HuggingFaceTB/SmolLM2-135M-Instruct"] * 4
     assert [(r.example.external_id, r.sample_index) for r in rollouts] == [("0", 0), ("0", 1), ("1", 0), ("1", 1)]
@@ -248,18 +277,31 @@ def test_vf_eval_output_folder_imports_with_scores(make_member):
     assert tool_use.completion == "<answer>4</answer>" and tool_use.messages[2]["tool_calls"][0]["id"] == "call_1"
     assert first.metadata["verifiers"]["metrics"] == {"correct": 1.0, "length_penalty": -0.01}
     assert first.metadata["verifiers"]["sampling_args"] == {"temperature": 0.7, "max_tokens": 64}
+    assert [r.metadata["external_scores"]["verifiers"]["reward"] for r in rollouts] == [
+        row["reward"] for row in expected]
     example = Example.objects.get(task=task, external_id="1")
     assert (example.prompt, example.answer, example.info) == ("What is 7 * 6?", "42", {"level": 2})
-    totals = dict(RolloutScore.objects.filter(rubric_version=version, judge_fingerprint=VERIFIERS_JUDGE)
-                  .values_list("rollout_id", "total"))
-    assert [totals[r.pk] for r in rollouts] == [row["reward"] for row in expected]
+    assert not RolloutScore.objects.filter(rollout__project=project).exists()
     assert not CriterionScore.objects.filter(criterion_key="length_penalty").exists()
-    # And back out in the same format: the same rewards and metric per example and sample.
-    _, exported = export_file(project, "verifiers", "jsonl", version)
-    assert [(r["example_id"], r["reward"], r["correct"]) for r in exported] == [
-        (str(row["example_id"]), row["reward"], row["correct"]) for row in expected]
-    assert [r["completion"] for r in exported] == [row["completion"] for row in expected]
-    assert [r["info"] for r in exported] == [row["info"] for row in expected]
+    assert sorted(CriterionScore.objects.filter(rollout__project=project, judge_fingerprint=VERIFIERS_JUDGE)
+                  .values_list("rollout_id", "score")) == [(r.pk, row["correct"]) for r, row in zip(
+                      rollouts, expected, strict=True)]
+
+
+@pytest.mark.django_db
+def test_vf_eval_rows_link_to_the_tasks_examples_by_prompt(make_member):
+    """example_id in a ≤ 0.3 file is the dataset index: rows whose prompt is an example's prompt link to it, and
+    importing the run again links to the same examples (no "0", "1" duplicates)."""
+    _, project = make_member("editor")
+    task = TaskFactory(project=project, name="vf-arith")
+    mine = [ExampleFactory(task=task, external_id="sum", prompt="What is 2 + 3?"),
+            ExampleFactory(task=task, external_id="product", prompt="What is 7 * 6?")]
+    for _ in range(2):
+        result = dataset_import_path(path=FIXTURES / "new", project=project, kind="verifiers", task=task)
+        assert (result.rollouts, result.examples) == (4, 0)
+    assert Example.objects.filter(task=task).count() == 2
+    linked = list(Rollout.objects.filter(project=project).order_by("id").values_list("example_id", flat=True))
+    assert linked == [mine[0].pk, mine[0].pk, mine[1].pk, mine[1].pk] * 2
 
 
 @pytest.mark.django_db
@@ -295,7 +337,7 @@ def test_verifiers_errors_name_the_line_and_roll_back(make_member):
     with pytest.raises(ApplicationError, match="metadata.json is not valid JSON"):
         verifiers_import(project=project, results=io.BytesIO(lines[0].encode()), task=task,
                          metadata=io.BytesIO(b"{nope"))
-    with pytest.raises(ApplicationError, match="No results.jsonl"):
+    with pytest.raises(ApplicationError, match="Not a verifiers run: no traces.jsonl"):
         verifiers_import(project=project, results=io.BytesIO(_zip({"metadata.json": "{}"})), task=task)
     assert not Rollout.objects.filter(project=project).exists()
     assert not Example.objects.filter(task=task).exists()
@@ -312,7 +354,7 @@ def test_verifiers_upload_through_page_and_api(client, make_member):
     page = client.post(reverse("exports:import", args=[project.pk]), {
         "kind": "verifiers", "format": "jsonl", "task": task.pk, "rubric_version": version.pk,
         "file": SimpleUploadedFile("eval.zip", bundle)}, follow=True)
-    assert page.status_code == 200 and b"Imported 4 rollouts, 8 scores, 2 new examples" in page.content
+    assert page.status_code == 200 and b"Imported 4 rollouts, 4 scores, 2 new examples" in page.content
     api = APIClient()
     api.force_authenticate(user)
     url = f"/api/v1/projects/{project.pk}/rollouts/import/"
@@ -322,7 +364,7 @@ def test_verifiers_upload_through_page_and_api(client, make_member):
         "metadata": SimpleUploadedFile("metadata.json", (folder / "metadata.json").read_bytes()),
     }, format="multipart")
     assert response.status_code == 201, response.content
-    assert response.json() == {"imported": 4, "scores": 8, "labels": 0, "pairwise_labels": 0, "examples": 0}
+    assert response.json() == {"imported": 4, "scores": 4, "labels": 0, "pairwise_labels": 0, "examples": 0}
     viewer, _ = make_member("viewer", project)
     api.force_authenticate(viewer)
     assert api.post(url, {"kind": "verifiers", "file": SimpleUploadedFile("r.jsonl", b"{}")},

@@ -11,6 +11,22 @@ solved, turns_used, guesses_used, invalid_guesses, format_errors, guesses, feedb
 
 Secrets come from `example.answer` (or `example.info["secret"]`); `wordle_examples()` draws examples
 from the shipped word list (`wordle_words.txt`).
+
+Options (a task's `environment_config`), with textarena 0.7.4 Wordle-v0's rules beside ours (`rules="textarena"`
+sets all of them; the feedback colouring is the same either way):
+
+| option | default | textarena Wordle-v0 |
+|---|---|---|
+| `max_guesses` | 6 | 6 (`num_guesses`) |
+| `guess_format` | `"tag"`: the last `<guess>WORD</guess>` | `"brackets"`: the first `[word]` |
+| `require_known_word` | False | True (a dictionary; here `word_list` or the shipped list) |
+| `word_list` | the shipped list | nltk's English words |
+| `allow_repeated_guesses` | True | False (a repeat is an invalid move) |
+| `invalid_move_limit` | None: invalid moves only use turns | 1: a second invalid move in a row ends the game |
+| `max_turns` | 10 | none (invalid moves are bounded by the limit) |
+
+Rewards are the rubric's, from `info`; `info["partial_credit"]` is textarena's reward: 1 for a win, otherwise
+(greens + 0.5 · yellows) / 5 of the last valid guess (0 before any), also when an invalid move ends the game.
 """
 
 from __future__ import annotations
@@ -26,11 +42,17 @@ from training.generation.types import Conversation, Example, Message
 
 WORD_LIST_PATH = Path(__file__).with_name("wordle_words.txt")
 _GUESS = re.compile(r"<guess>\s*(.*?)\s*</guess>", re.IGNORECASE | re.DOTALL)
+_BRACKETS = re.compile(r"\[(\w+)\]")  # textarena's: the first [word]
+GUESS_FORMATS = ("tag", "brackets")
+TEXTARENA_RULES = {"guess_format": "brackets", "require_known_word": True, "allow_repeated_guesses": False,
+                   "invalid_move_limit": 1, "max_guesses": 6}
 
 SYSTEM_PROMPT = """You are playing Wordle. Find the secret 5-letter English word in at most {max_guesses} guesses.
 After each guess you get one feedback letter per position:
 G = right letter in the right spot, Y = the letter is in the word but in another spot, X = not in the word.
-Think briefly, then write your guess as <guess>WORD</guess>, for example <guess>CRANE</guess>."""
+Think briefly, then write your guess as {example}."""
+FORMAT_EXAMPLES = {"tag": "<guess>WORD</guess>, for example <guess>CRANE</guess>",
+                   "brackets": "a word in square brackets, for example [crane]"}
 
 
 @lru_cache(maxsize=1)
@@ -63,10 +85,24 @@ def score_guess(guess: str, secret: str) -> str:
     return "".join(result)
 
 
-def parse_guess(text: str) -> str | None:
-    """The content of the last <guess> tag, or None when the message has none."""
+def parse_guess(text: str, guess_format: str = "tag") -> str | None:
+    """The guess in a message, or None when it has none: the content of the last <guess> tag, or (format
+    "brackets", as textarena reads it) the first [word]."""
+    if guess_format == "brackets":
+        match = _BRACKETS.search(text or "")
+        return match.group(1) if match else None
     found = _GUESS.findall(text or "")
     return found[-1] if found else None
+
+
+def partial_credit(feedback: list[str], solved: bool) -> float:
+    """textarena Wordle-v0's reward: 1 for a win, else (greens + 0.5 · yellows) / length of the last guess."""
+    if solved:
+        return 1.0
+    if not feedback:
+        return 0.0
+    last = feedback[-1]
+    return (last.count("G") + 0.5 * last.count("Y")) / len(last)
 
 
 def wordle_examples(count: int, *, seed: int = 0) -> list[Example]:
@@ -80,15 +116,45 @@ class WordleEnvironment:
     tools: list[dict[str, Any]] | None = None
 
     def __init__(
-        self, *, max_guesses: int = 6, max_turns: int = 10, require_known_word: bool = False
+        self, *, max_guesses: int = 6, max_turns: int = 10, require_known_word: bool = False,
+        guess_format: str = "tag", word_list: list[str] | None = None, allow_repeated_guesses: bool = True,
+        invalid_move_limit: int | None = None, rules: str | None = None,
     ) -> None:
-        """`require_known_word`: only words in the shipped list count as valid guesses (off by default:
-        the list is a few hundred words, and rejecting real words would punish the model unfairly)."""
+        """`require_known_word`: only words in `word_list` (default: the shipped list) count as valid guesses
+        (off by default: the shipped list is a few hundred words, and rejecting real words would punish the model
+        unfairly). `rules="textarena"` plays by textarena Wordle-v0's rules (the module docstring has the table);
+        options given next to it override it."""
+        if rules is not None:
+            if rules != "textarena":
+                raise ValueError(f"rules must be 'textarena' or left out, not {rules!r}")
+            defaults = {"max_guesses": 6, "max_turns": 10, "require_known_word": False, "guess_format": "tag",
+                        "allow_repeated_guesses": True, "invalid_move_limit": None}
+            given = {"max_guesses": max_guesses, "max_turns": max_turns, "require_known_word": require_known_word,
+                     "guess_format": guess_format, "allow_repeated_guesses": allow_repeated_guesses,
+                     "invalid_move_limit": invalid_move_limit}
+            chosen = {k: v for k, v in given.items() if v != defaults[k]}  # what the task set beside the rules
+            merged = {**defaults, **TEXTARENA_RULES, **chosen}
+            max_guesses, max_turns = merged["max_guesses"], merged["max_turns"]
+            require_known_word, guess_format = merged["require_known_word"], merged["guess_format"]
+            allow_repeated_guesses, invalid_move_limit = merged["allow_repeated_guesses"], merged["invalid_move_limit"]
         if max_turns < max_guesses:
             raise ValueError(f"max_turns ({max_turns}) must be at least max_guesses ({max_guesses})")
+        if guess_format not in GUESS_FORMATS:
+            raise ValueError(f"guess_format must be one of {', '.join(GUESS_FORMATS)}, not {guess_format!r}")
+        if invalid_move_limit is not None and invalid_move_limit < 0:
+            raise ValueError(f"invalid_move_limit ({invalid_move_limit}) must be 0 or more, or left out")
+        words = [w.strip().upper() for w in word_list] if word_list is not None else None
+        if words is not None and (not words or any(not re.fullmatch(r"[A-Z]{5}", w) for w in words)):
+            raise ValueError("word_list must be a non-empty list of 5-letter words (A-Z)")
         self.max_guesses = max_guesses
         self.max_turns = max_turns
         self.require_known_word = require_known_word
+        self.guess_format = guess_format
+        self.known_words = frozenset(words) if words is not None else None
+        self.allow_repeated_guesses = allow_repeated_guesses
+        self.invalid_move_limit = invalid_move_limit
+        self.invalid_in_a_row = 0
+        self.lost_on_invalid_moves = False
         self.secret = ""
         self.guesses: list[str] = []
         self.feedback: list[str] = []
@@ -106,7 +172,8 @@ class WordleEnvironment:
             )
         self.secret = secret
         return [
-            {"role": "system", "content": SYSTEM_PROMPT.format(max_guesses=self.max_guesses)},
+            {"role": "system", "content": SYSTEM_PROMPT.format(max_guesses=self.max_guesses,
+                                                                example=FORMAT_EXAMPLES[self.guess_format])},
             {"role": "user", "content": f"Guess the word. You have {self.max_guesses} guesses."},
         ]
 
@@ -121,16 +188,19 @@ class WordleEnvironment:
             "feedback": list(self.feedback),
             "secret": self.secret,
             "max_guesses": self.max_guesses,
+            "partial_credit": partial_credit(self.feedback, self.solved),
+            "lost_on_invalid_moves": self.lost_on_invalid_moves,
         }
 
     def step(self, message: Message) -> StepResult:
         self.turns_used += 1
-        raw = parse_guess(message.get("content") or "")
+        raw = parse_guess(message.get("content") or "", self.guess_format)
+        valid = False
         if raw is None:
             self.format_errors += 1
             reply = (
-                "I found no guess in your answer. Write exactly one guess in the format "
-                "<guess>WORD</guess>, for example <guess>CRANE</guess>."
+                "I found no guess in your answer. Write exactly one guess as "
+                f"{FORMAT_EXAMPLES[self.guess_format]}."
             )
         else:
             guess = raw.upper()
@@ -139,8 +209,14 @@ class WordleEnvironment:
                 self.invalid_guesses += 1
                 reply = f"{raw!r} is not a valid guess: {problem}. Guess a 5-letter English word."
             else:
+                valid = True
                 reply = self._play(guess)
-        done = self.solved or len(self.guesses) >= self.max_guesses or self.turns_used >= self.max_turns
+        # textarena's error allowance: invalid moves in a row beyond the limit end the game.
+        self.invalid_in_a_row = 0 if valid else self.invalid_in_a_row + 1
+        if self.invalid_move_limit is not None and self.invalid_in_a_row > self.invalid_move_limit:
+            self.lost_on_invalid_moves = True
+        done = (self.solved or len(self.guesses) >= self.max_guesses or self.turns_used >= self.max_turns
+                or self.lost_on_invalid_moves)
         if done and not self.solved:
             reply += f"\nGame over. The word was {self.secret}."
         return StepResult([{"role": "user", "content": reply}], done, self.info())
@@ -150,8 +226,10 @@ class WordleEnvironment:
             return f"it has {len(guess)} letters, not 5"
         if not guess.isascii() or not guess.isalpha():
             return "it must contain only the letters A-Z"
-        if self.require_known_word and guess not in word_list():
+        if self.require_known_word and guess not in (self.known_words or word_list()):
             return "it is not in the word list"
+        if not self.allow_repeated_guesses and guess in self.guesses:
+            return "you guessed it before"
         return None
 
     def _play(self, guess: str) -> str:
