@@ -6,6 +6,8 @@ from pathlib import Path
 
 from environs import Env
 
+from training.outbound import DEFAULT_KEY_VAR_PATTERNS
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = Env()
@@ -214,6 +216,16 @@ RUBRICON_TRAIN_CANCEL_GRACE_S = env.float("RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0)
 # A rubric's judge is calibrated when every judge criterion has n >= MIN_N labeled items and kappa >= MIN_KAPPA.
 RUBRICON_CALIBRATION_MIN_KAPPA = env.float("RUBRICON_CALIBRATION_MIN_KAPPA", 0.6)
 RUBRICON_CALIBRATION_MIN_N = env.int("RUBRICON_CALIBRATION_MIN_N", 20)
+
+# What model endpoints may send where (training.outbound). Endpoints are requests made by the server, with the server's
+# environment: the operator, not project members, chooses which variables may travel as the API key (allow-patterns;
+# the app's own and cloud credentials are always refused) and, optionally, which hosts/CIDRs may be called
+# (empty = any host, the self-hosted default; the production example lists its model servers).
+RUBRICON_ENDPOINT_KEY_VARS = env.list("RUBRICON_ENDPOINT_KEY_VARS", list(DEFAULT_KEY_VAR_PATTERNS))
+RUBRICON_ENDPOINT_HOSTS = env.list("RUBRICON_ENDPOINT_HOSTS", [])
+# A local model path a member types (endpoint model, run base model) must lie under MODELS_DIR, one of the project's
+# run directories, or one of these shared directories (e.g. a read-only /models volume every project may use).
+RUBRICON_MODEL_DIRS = env.list("RUBRICON_MODEL_DIRS", [])
 
 # Python reward functions a rubric may call, by dotted path (never code typed in the browser).
 RUBRICON_PYTHON_REWARD_ALLOWLIST = env.list("RUBRICON_PYTHON_REWARD_ALLOWLIST", [])

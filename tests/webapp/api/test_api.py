@@ -143,10 +143,10 @@ def test_writes_cannot_reference_another_projects_rows(world):
 
 @pytest.mark.django_db
 def test_endpoints_never_expose_keys(world, monkeypatch):
-    monkeypatch.setenv("SECRET_KEY_VAR", "sk-live-do-not-show")
+    monkeypatch.setenv("VENDOR_API_KEY", "sk-live-do-not-show")
     client, _ = client_for(Role.OWNER, world["mine"]["project"])
     body = client.get(f"{base(world['mine'])}/endpoints/").json()["results"][0]
-    assert body["api_key_env"] == "SECRET_KEY_VAR"
+    assert body["api_key_env"] == "VENDOR_API_KEY"
     assert "sk-live" not in str(body) and "api_key" not in body
 
 
