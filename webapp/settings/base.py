@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from environs import Env
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "webapp.core",
     "webapp.tasks",
     "webapp.rubrics",
@@ -62,6 +64,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "webapp.core.middleware.ApplicationErrorMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -103,6 +107,18 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Login throttling (django-axes): after RUBRICON_LOGIN_FAILURE_LIMIT failed logins for one username from one address,
+# that pair is refused (429) for RUBRICON_LOGIN_COOLOFF_MINUTES; a success resets the count. API tokens: see
+# webapp.api.authentication (failures counted per address in the cache).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("RUBRICON_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("RUBRICON_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+RUBRICON_API_TOKEN_FAILURE_LIMIT = env.int("RUBRICON_API_TOKEN_FAILURE_LIMIT", 20)
+RUBRICON_API_TOKEN_COOLOFF_S = env.int("RUBRICON_API_TOKEN_COOLOFF_S", 15 * 60)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "core:project_list"
 LOGOUT_REDIRECT_URL = "login"
