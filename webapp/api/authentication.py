@@ -7,7 +7,7 @@ from __future__ import annotations
 from axes.helpers import get_client_ip_address
 from django.conf import settings
 from django.core.cache import cache
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 from rest_framework.exceptions import AuthenticationFailed, Throttled
 
 from webapp.api.models import ApiToken
@@ -22,7 +22,8 @@ class HashedTokenAuthentication(TokenAuthentication):
     keyword = "Token"
 
     def authenticate(self, request):
-        if not request.META.get("HTTP_AUTHORIZATION", "").startswith(self.keyword):
+        words = get_authorization_header(request).split()
+        if not words or words[0].lower() != self.keyword.lower().encode():
             return None  # no token offered: nothing to count
         key = _failures_key(request)
         cooloff = settings.RUBRICON_API_TOKEN_COOLOFF_S

@@ -43,6 +43,7 @@ def test_the_key_is_shown_once_and_only_its_digest_is_stored():
     assert key not in again and f"<code>{key[:6]}…</code>" in again
     api = APIClient()
     assert api.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 200
+    assert api.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"token {key}").status_code == 200  # as DRF accepts it
     assert api.get("/api/v1/projects/", HTTP_AUTHORIZATION=f"Token {token.digest}").status_code in (401, 403)
     user.is_active = False
     user.save()
