@@ -104,6 +104,22 @@ class WorkerProcess:
             self.kill()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_model_dir(tmp_path_factory) -> Path:
+    """The operator setting RUBRICON_MODEL_DIRS for the test session: models the tests build (tiny_model_dir) live
+    here, a shared models volume every project may load from. Set before any worker process starts (they copy the
+    environment); tests of the path rule set their own value."""
+    from django.conf import settings
+
+    from tests.training.grpo.conftest import SHARED_MODELS
+
+    path = tmp_path_factory.getbasetemp() / SHARED_MODELS
+    path.mkdir(exist_ok=True)
+    os.environ["RUBRICON_MODEL_DIRS"] = str(path)
+    settings.RUBRICON_MODEL_DIRS = [str(path)]
+    return path
+
+
 @pytest.fixture
 def start_worker(django_db_setup, tmp_path):
     """start_worker(name, env_overrides) -> WorkerProcess, stopped at the end of the test."""

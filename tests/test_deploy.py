@@ -85,3 +85,52 @@ def test_one_gunicorn_configuration_serves_compose_the_image_and_the_benchmark()
     assert config["worker_class"] == "gthread" and config["workers"] * config["threads"] < 100  # Postgres connections
     assert '"-c", "webapp/gunicorn.conf.py"' in (REPO_ROOT / "Dockerfile").read_text()
     assert '"webapp/gunicorn.conf.py"' in (REPO_ROOT / "bench" / "annotator_load.py").read_text()
+
+
+def test_production_settings_refuse_an_empty_or_default_secret_key():
+    for value in ("", "   ", "insecure-dev-key-change-me", "short"):
+        result = manage("check", env=production_env(DJANGO_SECRET_KEY=value))
+        assert result.returncode != 0, value
+        assert "DJANGO_SECRET_KEY is empty, too short or the development default" in result.stderr, result.stderr
+
+
+def test_production_api_answers_json_only_never_the_browsable_html():
+    code = (
+        "import django; django.setup(); from django.test import Client;"
+        "r = Client().get('/api/v1/projects/', HTTP_ACCEPT='text/html', SERVER_NAME='rubricon.example.com', secure=True);"
+        "print(r.status_code, r['Content-Type'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=production_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status, content_type = result.stdout.split()
+    assert status in ("401", "403", "406") and content_type == "application/json", result.stdout
+
+
+def test_gunicorn_makes_no_control_socket_shared_between_instances(tmp_path):
+    """gunicorn 27 creates ~/.gunicorn/gunicorn.ctl by default: two instances of one user would share it."""
+    import socket
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**production_env(HOME=str(tmp_path), RUBRICON_WEB_BIND=f"127.0.0.1:{port}", WEB_CONCURRENCY="1",
+                            RUBRICON_WEB_THREADS="1")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    log = tmp_path / "gunicorn.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "webapp/gunicorn.conf.py",
+                                    "webapp.wsgi:application"], cwd=REPO_ROOT, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b"Booting worker" not in log.read_bytes():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        time.sleep(1)  # the arbiter sets up the control socket right around the first worker's boot
+        sockets = [p for p in tmp_path.rglob("*.ctl")]
+        assert sockets == [], sockets
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

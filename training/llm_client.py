@@ -46,6 +46,8 @@ from typing import Any
 
 import aiohttp
 
+from training.outbound import url_host_check
+
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
 
 
@@ -225,8 +227,12 @@ class OpenAICompatibleClient:
     default_params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     usage: Usage = field(default_factory=Usage)
+    # The operator's list of hosts this client may call (training.outbound); empty = any. Checked here, before a
+    # session or socket exists, so a refused host sees no traffic at all.
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        url_host_check(self.base_url, allowed_hosts=self.allowed_hosts)
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency ({self.max_concurrency}) must be >= 1")
         self.base_url = self.base_url.rstrip("/")
@@ -341,7 +347,8 @@ class OpenAICompatibleClient:
         try:
             async with (
                 asyncio.timeout(self.timeout_s),
-                state.session.post(url, data=payload, proxy=state.proxy) as response,
+                # No redirects: one could lead the key to a host the allowlist refuses.
+                state.session.post(url, data=payload, proxy=state.proxy, allow_redirects=False) as response,
             ):
                 status = response.status
                 headers = response.headers

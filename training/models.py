@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import fcntl
 import importlib.util
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,15 +110,47 @@ def _convert_gguf(gguf_file: Path, target: Path) -> None:
         raise
 
 
-def resolve_model(name_or_path: str, *, models_dir: Path) -> str:
-    """Turn what a user typed (bundled alias, local path, checkpoint dir or hub id) into something loadable."""
+# A Hugging Face hub id: "name" or "org/name", no path tricks (transformers would read such a value as a directory).
+HUB_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+
+
+def is_model_path(value: str) -> bool:
+    """Whether the server would read `value` as a filesystem path rather than a bundled alias or a hub id."""
+    value = value.strip()
+    return value not in BUNDLED_MODEL_ALIASES and (not HUB_ID_RE.match(value) or ".." in value)
+
+
+def model_path_check(value: str, *, allowed_roots: Sequence[Path]) -> None:
+    """Refuse a model path outside `allowed_roots` (the models directory, the project's run directories).
+
+    The path is resolved first (symlinks, `..`), so neither `../` nor a link can step out of a root."""
+    value = value.strip()
+    if not is_model_path(value):
+        return
+    resolved = Path(value).expanduser().resolve()
+    for root in allowed_roots:
+        if resolved.is_relative_to(Path(root).resolve()):
+            return
+    raise ModelError(
+        f"The model path {value!r} is outside the directories this project may load from: use 'bundled', a hub id "
+        "such as 'org/name', a directory under the models directory, or a checkpoint of one of this project's runs."
+    )
+
+
+def resolve_model(name_or_path: str, *, models_dir: Path, allowed_roots: Sequence[Path] | None = None) -> str:
+    """Turn what a user typed (bundled alias, local path, checkpoint dir or hub id) into something loadable.
+
+    With `allowed_roots`, a path outside them is refused (values typed by project members); None trusts the caller
+    (a path on the command line of the person running the script)."""
     value = name_or_path.strip()
     if not value:
         raise ModelError("No model given: use 'bundled', a local directory, or a Hugging Face hub id.")
     if value in BUNDLED_MODEL_ALIASES:
         return str(ensure_bundled_model(models_dir))
+    if allowed_roots is not None:
+        model_path_check(value, allowed_roots=allowed_roots)
     path = Path(value).expanduser()
-    if path.is_absolute() or value.startswith("."):
+    if is_model_path(value):
         if not (path / "config.json").is_file():
             raise ModelError(f"Model directory {path} does not exist or has no config.json.")
         return str(path)

@@ -16,6 +16,12 @@ worker_class = "gthread"
 timeout = 60
 keepalive = 5
 accesslog = "-"
+# gunicorn 27's control socket defaults to ~/.gunicorn/gunicorn.ctl, shared by every instance a user runs on a host
+# (two sites would control each other). Off unless an instance names its own path.
+if os.environ.get("RUBRICON_WEB_CONTROL_SOCKET"):
+    control_socket = os.environ["RUBRICON_WEB_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 
 def post_worker_init(worker) -> None:

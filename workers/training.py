@@ -148,6 +148,13 @@ def launch_run(*, run_id: int) -> None:
     run = services.training_run_claim(run_id=run_id)
     if run is None:
         return  # a duplicate delivery, or cancelled before it started
+    from webapp.core.errors import ApplicationError
+
+    try:
+        services.training_run_launch_check(run=run)
+    except ApplicationError as error:
+        services.training_run_fail(run_id=run_id, error=f"refused to start: {error.message}")
+        return
     try:
         process = _start_process(run)
     except Exception as error:

@@ -131,3 +131,29 @@ def test_a_file_above_the_limit_is_refused_before_it_is_uploaded(page, live_serv
                                   "Split it into smaller files and import them one after another.")
     page.get_by_role("button", name="Upload and preview").click()
     assert alert.is_visible() and posts == []
+
+
+def test_pages_run_under_the_csp_without_violations_and_delete_asks_first(page, live_server, login, demo_task):
+    """The CSP allows no inline script: what used to be inline (confirm on delete, the row's click-to-edit) runs
+    from static/js/app.js, and Chromium reports no violation on the way."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    login(DEMO_USERNAME, DEMO_PASSWORD)
+    page.goto(f"{live_server.url}/p/{demo_task.project_id}/tasks/{demo_task.pk}/edit/")
+    dialogs: list[str] = []
+
+    def dismiss(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismiss)
+    page.get_by_role("button", name="Delete task").click()
+    page.wait_for_timeout(300)
+    assert dialogs == [f"Delete the task “{demo_task.name}” and all its examples?"]
+    assert Task.objects.filter(pk=demo_task.pk).exists()  # dismissed: nothing deleted
+    for path in ("", f"p/{demo_task.project_id}/", f"p/{demo_task.project_id}/tasks/{demo_task.pk}/",
+                 f"p/{demo_task.project_id}/rubrics/", f"p/{demo_task.project_id}/review/"):
+        page.goto(f"{live_server.url}/{path}")
+        page.wait_for_load_state("networkidle")
+    assert violations == []

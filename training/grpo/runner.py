@@ -103,14 +103,20 @@ def rewards_from_config(config: GRPORunConfig) -> tuple[list[RewardFunction], li
 
         from training.judges.openai_judge import OpenAIJudge
         from training.llm_client import OpenAICompatibleClient
+        from training.outbound import hosts_from_environ, key_var_check, key_var_patterns_from_environ
 
+        # The config names the variable; the key itself never travels in a stored config. The operator's rules are
+        # checked again here: a config written before they existed must not send a secret anywhere either.
+        key_env = config.judge.api_key_env
+        if key_env:
+            key_var_check(key_env, allowed=key_var_patterns_from_environ(os.environ))
         client = OpenAICompatibleClient(
             base_url=config.judge.base_url,
             model=config.judge.model,
-            # The config names the variable; the key itself never travels in a stored config.
-            api_key=os.environ.get(config.judge.api_key_env) if config.judge.api_key_env else None,
+            api_key=os.environ.get(key_env) if key_env else None,
             max_concurrency=config.judge.max_concurrency,
             timeout_s=config.judge.timeout_s,
+            allowed_hosts=hosts_from_environ(os.environ),
         )
         judge = OpenAIJudge(client)
     rewards = build_reward_functions(spec, judge=judge, python_allowlist=config.python_allowlist)

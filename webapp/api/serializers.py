@@ -113,9 +113,12 @@ class EndpointCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=EndpointKind.choices)
     model = serializers.CharField(max_length=300)
     base_url = serializers.URLField(required=False, allow_blank=True, default="")
-    api_key_env = serializers.RegexField(
-        r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=100, required=False, allow_blank=True, default="",
-        help_text="Name of the environment variable holding the API key (never the key itself).",
+    # Checked by the endpoint service (one rule for the form and the API): capital letters, digits and _, and a name
+    # the operator allows (RUBRICON_ENDPOINT_KEY_VARS).
+    api_key_env = serializers.CharField(
+        max_length=100, required=False, allow_blank=True, default="",
+        help_text="Name of the environment variable holding the API key (never the key itself), e.g. OPENAI_API_KEY; "
+                  "the operator decides which names are allowed (RUBRICON_ENDPOINT_KEY_VARS).",
     )
     default_params = serializers.DictField(required=False, default=dict)
     max_concurrency = serializers.IntegerField(min_value=1, max_value=1024, default=8)

@@ -6,43 +6,126 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from training.models import ModelError, model_path_check, resolve_model
+from training.outbound import ENV_NAME_RE, OutboundRefused, key_var_check, url_host_check
 from webapp.core.errors import ApplicationError
 from webapp.core.locking import row_version_update
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import EndpointCheck, EndpointKind, ModelEndpoint
 
-# POSIX: names of environment variables are capital letters, digits and underscores, not starting with a digit.
-ENV_NAME_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 ENDPOINT_EDITABLE = ("name", "kind", "base_url", "model", "api_key_env", "default_params", "max_concurrency",
                      "requests_per_minute", "tokens_per_minute", "supports_structured_output")
 PING_MESSAGES = [{"role": "user", "content": "Reply with one word: pong"}]
 PING_MAX_TOKENS = 16
 
 
+def allowed_key_vars() -> tuple[str, ...]:
+    """The operator's allow-patterns for `api_key_env` (RUBRICON_ENDPOINT_KEY_VARS), shown on the endpoint form."""
+    return tuple(settings.RUBRICON_ENDPOINT_KEY_VARS)
+
+
+def allowed_hosts() -> tuple[str, ...]:
+    """The operator's list of hosts/CIDRs endpoints may call (RUBRICON_ENDPOINT_HOSTS); empty = any host."""
+    return tuple(settings.RUBRICON_ENDPOINT_HOSTS)
+
+
+def _refused(error: OutboundRefused | ModelError, field: str | None = None) -> ApplicationError:
+    return ApplicationError(str(error), field=field or getattr(error, "field", None))
+
+
 def api_key_env_check(value: str) -> str:
     value = value.strip()
-    if not value or ENV_NAME_RE.match(value):
+    if not value:
         return value
-    looks_like_a_key = value.lower().startswith(("sk-", "sk_", "bearer ")) or (
-        len(value) >= 20 and any(c.islower() for c in value) and any(c.isdigit() for c in value))
-    if looks_like_a_key:
+    if not ENV_NAME_RE.match(value):
+        looks_like_a_key = value.lower().startswith(("sk-", "sk_", "bearer ")) or (
+            len(value) >= 20 and any(c.islower() for c in value) and any(c.isdigit() for c in value))
+        if looks_like_a_key:
+            raise ApplicationError(
+                "This looks like an API key, not the name of a variable. Never paste keys here: set the key as an "
+                "environment variable where the workers run (e.g. OPENAI_API_KEY=...) and enter that name.",
+                field="api_key_env")
         raise ApplicationError(
-            "This looks like an API key, not the name of a variable. Never paste keys here: set the key as an "
-            "environment variable where the workers run (e.g. OPENAI_API_KEY=...) and enter that name.",
+            "Enter the name of an environment variable: capital letters, digits and _ (e.g. OPENAI_API_KEY).",
             field="api_key_env")
-    raise ApplicationError(
-        "Enter the name of an environment variable: capital letters, digits and _ (e.g. OPENAI_API_KEY).",
-        field="api_key_env")
+    try:
+        key_var_check(value, allowed=allowed_key_vars())
+    except OutboundRefused as error:
+        raise _refused(error) from None
+    return value
+
+
+def base_url_check(value: str) -> None:
+    try:
+        url_host_check(value, allowed_hosts=allowed_hosts())
+    except OutboundRefused as error:
+        raise _refused(error) from None
+
+
+def model_roots(project: Project) -> list[Path]:
+    """Directories a project's members may name as a local model: the models directory, the operator's shared model
+    directories, this project's run directories and the checkpoints its runs recorded."""
+    from webapp.runs.models import Checkpoint
+    from webapp.runs.services import run_dir
+
+    roots = [Path(settings.MODELS_DIR), *(Path(d) for d in settings.RUBRICON_MODEL_DIRS)]
+    if project.pk:
+        roots += [run_dir(run_id) for run_id in project.training_runs.values_list("pk", flat=True)]
+        paths = Checkpoint.objects.filter(run__project=project).values_list("path", flat=True)
+        roots += [Path(p) for p in paths if p and Path(p).is_absolute()]  # never "" (= the working directory)
+    return roots
+
+
+def model_check(*, project: Project, model: str, field: str = "model") -> None:
+    """Refuse a filesystem path outside the project's model roots (hub ids and 'bundled' pass)."""
+    try:
+        model_path_check(model, allowed_roots=model_roots(project))
+    except ModelError as error:
+        raise _refused(error, field) from None
+
+
+def endpoint_model_resolve(*, endpoint: ModelEndpoint, model: str | None = None) -> str:
+    """What a worker loads for a local endpoint, checked against the project's roots at the moment of loading."""
+    try:
+        return resolve_model(model or endpoint.model, models_dir=settings.MODELS_DIR,
+                             allowed_roots=model_roots(endpoint.project))
+    except ModelError as error:
+        raise _refused(error, "model") from None
+
+
+@dataclass(frozen=True)
+class OutboundTarget:
+    """Where an endpoint's calls go and with which key, after the operator's rules were checked."""
+
+    base_url: str
+    api_key: str | None
+    allowed_hosts: tuple[str, ...]
+
+
+def endpoint_outbound(endpoint: ModelEndpoint) -> OutboundTarget:
+    """The one place the web app reads an endpoint's API key (never stored: looked up at call time by name).
+
+    The rules are checked again here, not only when the row is saved: a row written before an operator tightened
+    them (or before they existed) must not send a secret anywhere either. The client checks the host once more
+    before it opens a connection."""
+    base_url_check(endpoint.base_url)
+    key = None
+    if endpoint.api_key_env:
+        api_key_env_check(endpoint.api_key_env)
+        key = os.environ.get(endpoint.api_key_env) or None
+    return OutboundTarget(base_url=endpoint.base_url, api_key=key, allowed_hosts=allowed_hosts())
 
 
 def _endpoint_fields_check(
-    *, kind: str, base_url: str, model: str, api_key_env: str, default_params: dict, max_concurrency: int,
+    *, project: Project, kind: str, base_url: str, model: str, api_key_env: str, default_params: dict,
+    max_concurrency: int,
 ) -> dict:
     if kind not in EndpointKind.values:
         raise ApplicationError(f"Unknown endpoint kind {kind!r}.", field="kind")
@@ -55,9 +138,12 @@ def _endpoint_fields_check(
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ApplicationError("Enter a base URL starting with http:// or https://, e.g. http://gpu-node:8000/v1.",
                                    field="base_url")
+        base_url_check(base_url)
     model = (model or "").strip()
     if not model:
         raise ApplicationError("Give the model name (or “bundled” for the bundled SmolLM2 model).", field="model")
+    if kind != EndpointKind.OPENAI:
+        model_check(project=project, model=model)
     if not isinstance(default_params, dict):
         raise ApplicationError("Sampling defaults must be a JSON object, e.g. {\"temperature\": 0.7}.",
                                field="default_params")
@@ -83,8 +169,8 @@ def endpoint_create(
     tokens_per_minute: int | None = None, supports_structured_output: bool = True,
 ) -> ModelEndpoint:
     name = _endpoint_name_check(project, name)
-    values = _endpoint_fields_check(kind=kind, base_url=base_url, model=model, api_key_env=api_key_env,
-                                    default_params={} if default_params is None else default_params,
+    values = _endpoint_fields_check(project=project, kind=kind, base_url=base_url, model=model,
+                                    api_key_env=api_key_env, default_params={} if default_params is None else default_params,
                                     max_concurrency=max_concurrency)
     return ModelEndpoint.objects.create(
         project=project, name=name, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
@@ -100,8 +186,8 @@ def endpoint_update(
 ) -> ModelEndpoint:
     """Apply an edit made on `row_version`; if someone saved since, refuse with the current values."""
     name = _endpoint_name_check(endpoint.project, name, exclude_pk=endpoint.pk)
-    values = _endpoint_fields_check(kind=kind, base_url=base_url, model=model, api_key_env=api_key_env,
-                                    default_params=default_params, max_concurrency=max_concurrency)
+    values = _endpoint_fields_check(project=endpoint.project, kind=kind, base_url=base_url, model=model,
+                                    api_key_env=api_key_env, default_params=default_params, max_concurrency=max_concurrency)
     values.update(name=name, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute,
                   supports_structured_output=supports_structured_output)
     row_version_update(
@@ -132,17 +218,12 @@ class ConnectionCheck:
     notes: list[str] = field(default_factory=list)
 
 
-def endpoint_api_key(endpoint: ModelEndpoint) -> str | None:
-    """The endpoint's API key, looked up at call time by the variable name the user chose; never stored."""
-    return (os.environ.get(endpoint.api_key_env) or None) if endpoint.api_key_env else None
-
-
-def _api_key(endpoint: ModelEndpoint, notes: list[str]) -> str | None:
-    key = endpoint_api_key(endpoint)
-    if endpoint.api_key_env and not key:
+def _outbound(endpoint: ModelEndpoint, notes: list[str]) -> OutboundTarget:
+    target = endpoint_outbound(endpoint)
+    if endpoint.api_key_env and not target.api_key:
         notes.append(f"${endpoint.api_key_env} is not set where this worker runs; the call was made "
                      "without a key (set it in the environment of every worker).")
-    return key or None
+    return target
 
 
 def _openai_message(reason: str, status: int | None, endpoint: ModelEndpoint, timeout_s: float) -> str:
@@ -169,10 +250,15 @@ def _check_openai(endpoint: ModelEndpoint, timeout_s: float) -> ConnectionCheck:
     params = {**endpoint.default_params, "max_tokens": PING_MAX_TOKENS, "n": 1}
     params.pop("max_completion_tokens", None)
 
+    try:
+        target = _outbound(endpoint, notes)
+    except ApplicationError as error:
+        return ConnectionCheck(ok=False, message=error.message, notes=notes)
+
     async def ping():
-        client = OpenAICompatibleClient(base_url=endpoint.base_url, model=endpoint.model,
-                                        api_key=_api_key(endpoint, notes), max_concurrency=1, timeout_s=timeout_s,
-                                        max_retries=0)
+        client = OpenAICompatibleClient(base_url=target.base_url, model=endpoint.model, api_key=target.api_key,
+                                        max_concurrency=1, timeout_s=timeout_s, max_retries=0,
+                                        allowed_hosts=target.allowed_hosts)
         async with client:
             return await client.chat(PING_MESSAGES, **params)
 
@@ -193,15 +279,15 @@ def _check_transformers(endpoint: ModelEndpoint) -> ConnectionCheck:
     try:
         import torch
 
-        from training.models import ModelError, load_causal_lm, resolve_model
+        from training.models import load_causal_lm
     except ImportError as exc:
         return ConnectionCheck(ok=False, message=f"Local transformers models need the train extra on the "
                                                  f"rollout workers (pip install -e '.[train]'): {exc}.")
     started = time.perf_counter()
     try:
-        model, tokenizer = load_causal_lm(resolve_model(endpoint.model, models_dir=settings.MODELS_DIR))
-    except ModelError as exc:
-        return ConnectionCheck(ok=False, message=str(exc))
+        model, tokenizer = load_causal_lm(endpoint_model_resolve(endpoint=endpoint))
+    except ApplicationError as exc:
+        return ConnectionCheck(ok=False, message=exc.message)
     except Exception as exc:  # noqa: BLE001 - a missing or broken model is a message, not a 500
         return ConnectionCheck(ok=False, message=f"The model {endpoint.model!r} cannot be loaded: {exc}")
     load_s = time.perf_counter() - started

@@ -19,7 +19,8 @@ FORM = "endpoints/endpoint_form.html"
 
 def _page(request: HttpRequest, form: EndpointForm, endpoint: ModelEndpoint | None, *, current=None,
           check=None, status: int = 200) -> HttpResponse:
-    context = {"form": form, "endpoint": endpoint, "field_rows": field_rows(form, current), "check": check}
+    context = {"form": form, "endpoint": endpoint, "field_rows": field_rows(form, current), "check": check,
+               "key_vars": services.allowed_key_vars(), "hosts": services.allowed_hosts()}
     return render(request, FORM, context, status=status)
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-
 from training.judges.base import CachedJudge, JudgeBackend
 from training.judges.openai_judge import OpenAIJudge
 from training.llm_client import OpenAICompatibleClient
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.endpoints.services import endpoint_api_key
+from webapp.endpoints.services import endpoint_model_resolve, endpoint_outbound
 from webapp.judging.cache import DatabaseJudgeCache
 
 
@@ -18,10 +16,12 @@ def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> Judge
     temperature = float(params.pop("temperature", 0.0))
     max_tokens = int(params.pop("max_tokens", 512))
     if endpoint.kind == EndpointKind.OPENAI:
+        target = endpoint_outbound(endpoint)
         client = OpenAICompatibleClient(
-            base_url=endpoint.base_url,
+            base_url=target.base_url,
             model=endpoint.model,
-            api_key=endpoint_api_key(endpoint),
+            api_key=target.api_key,
+            allowed_hosts=target.allowed_hosts,
             max_concurrency=endpoint.max_concurrency,
             requests_per_minute=endpoint.requests_per_minute,
             tokens_per_minute=endpoint.tokens_per_minute,
@@ -30,13 +30,8 @@ def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> Judge
         judge: JudgeBackend = OpenAIJudge(client, temperature=temperature, max_tokens=max_tokens, extra_params=params)
     elif endpoint.kind == EndpointKind.TRANSFORMERS:
         from training.judges.transformers_judge import TransformersJudge
-        from training.models import ModelError, resolve_model
 
-        try:
-            path = resolve_model(endpoint.model, models_dir=settings.MODELS_DIR)
-        except ModelError as error:
-            raise ApplicationError(str(error), field="model") from error
-        judge = TransformersJudge(path, max_new_tokens=max_tokens, temperature=temperature)
+        judge = TransformersJudge(endpoint_model_resolve(endpoint=endpoint), max_new_tokens=max_tokens, temperature=temperature)
     else:
         raise ApplicationError(
             "A local vLLM engine cannot judge yet: start `vllm serve` and add it as an OpenAI-compatible endpoint."

@@ -25,7 +25,7 @@ from training.generation import (
 from training.generation import Example as GenExample
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.endpoints.services import endpoint_api_key
+from webapp.endpoints.services import endpoint_model_resolve, endpoint_outbound
 from webapp.tasks.models import Example, Task, TaskKind
 
 _backends: dict[str, GenerationBackend] = {}
@@ -36,23 +36,18 @@ ENVIRONMENTS = {"wordle": WordleEnvironment, "tools": ToolEnvironment}
 
 
 def backend_config(endpoint: ModelEndpoint, *, model_override: str | None = None) -> BackendConfig:
-    from training.models import ModelError, resolve_model
-
     model = model_override or endpoint.model
-    if endpoint.kind != EndpointKind.OPENAI:
-        try:
-            model = resolve_model(model, models_dir=settings.MODELS_DIR)
-        except ModelError as error:
-            raise ApplicationError(str(error), field="model") from error
+    if endpoint.kind == EndpointKind.OPENAI:
+        target = endpoint_outbound(endpoint)
+        return BackendConfig(kind=endpoint.kind, model=model, base_url=target.base_url, api_key=target.api_key,
+                             allowed_hosts=target.allowed_hosts, max_concurrency=endpoint.max_concurrency,
+                             requests_per_minute=endpoint.requests_per_minute,
+                             tokens_per_minute=endpoint.tokens_per_minute)
     options = {
-        EndpointKind.OPENAI: {"base_url": endpoint.base_url, "api_key": endpoint_api_key(endpoint),
-                              "max_concurrency": endpoint.max_concurrency,
-                              "requests_per_minute": endpoint.requests_per_minute,
-                              "tokens_per_minute": endpoint.tokens_per_minute},
         EndpointKind.VLLM: {"enforce_eager": settings.RUBRICON_VLLM_ENFORCE_EAGER},
         EndpointKind.TRANSFORMERS: {"max_batch_size": settings.RUBRICON_TRANSFORMERS_BATCH_SIZE},
     }[endpoint.kind]
-    return BackendConfig(kind=endpoint.kind, model=model, **options)
+    return BackendConfig(kind=endpoint.kind, model=endpoint_model_resolve(endpoint=endpoint, model=model), **options)
 
 
 def backend_for(config: BackendConfig) -> GenerationBackend:

@@ -77,9 +77,9 @@ def _token_counter(endpoint: ModelEndpoint | None) -> tuple[Any, str]:
         try:
             from transformers import AutoTokenizer
 
-            from training.models import resolve_model
+            from webapp.endpoints.services import endpoint_model_resolve
 
-            tokenizer = AutoTokenizer.from_pretrained(resolve_model(endpoint.model, models_dir=settings.MODELS_DIR))
+            tokenizer = AutoTokenizer.from_pretrained(endpoint_model_resolve(endpoint=endpoint))
         except Exception:  # noqa: BLE001 - an estimate falls back to the rule of thumb, never fails
             pass
         else:

@@ -37,6 +37,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.jobs import job_fail
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
+from webapp.endpoints.services import api_key_env_check, base_url_check, endpoint_outbound, model_check
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews.calibration import calibration_status
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
@@ -79,6 +80,7 @@ def _base_model(project: Project, base_model: str) -> str:
     """What the config's `model` is: a checkpoint of an earlier run in this project becomes its directory."""
     value = base_model.strip()
     if not value.startswith(CHECKPOINT_PREFIX):
+        model_check(project=project, model=value, field="base_model")
         return value
     checkpoint_id = value.removeprefix(CHECKPOINT_PREFIX)
     checkpoint = (
@@ -97,8 +99,24 @@ def _judge_config(endpoint: ModelEndpoint) -> JudgeEndpoint:
             "(e.g. a `vllm serve` node).",
             field="judge_endpoint",
         )
+    try:
+        endpoint_outbound(endpoint)
+    except ApplicationError as error:
+        raise ApplicationError(f"The judge endpoint {endpoint.name!r}: {error.message}", field="judge_endpoint") from None
     return JudgeEndpoint(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env or None,
                          max_concurrency=endpoint.max_concurrency)
+
+
+def training_run_launch_check(*, run: TrainingRun) -> None:
+    """Worker side, right before the process starts: the model path and the judge's key variable and host pass the
+    rules of today (a run queued before the operator tightened them must not load another project's checkpoint or
+    send a secret out). The training process checks the key variable and host once more itself."""
+    model_check(project=run.project, model=str(run.config.get("model") or ""), field="base_model")
+    judge = run.config.get("judge") or {}
+    if judge.get("api_key_env"):
+        api_key_env_check(judge["api_key_env"])
+    if judge.get("base_url"):
+        base_url_check(judge["base_url"])
 
 
 @transaction.atomic

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from environs import Env
+
+from training.outbound import DEFAULT_KEY_VAR_PATTERNS
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -36,7 +40,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
-    "rest_framework.authtoken",
+    "axes",
     "webapp.core",
     "webapp.tasks",
     "webapp.rubrics",
@@ -51,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -61,6 +66,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "webapp.core.middleware.ApplicationErrorMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -102,6 +109,36 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Content-Security-Policy (django-csp): scripts only from our own origin, never inline or eval'd (htmx's hx-on and
+# trigger filters included: tests/webapp/core/test_csp.py walks every page). Styles may be inline: charts and the
+# agreement heatmap colour cells with style attributes, and a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Login throttling (django-axes): after RUBRICON_LOGIN_FAILURE_LIMIT failed logins for one username from one address,
+# that pair is refused (429) for RUBRICON_LOGIN_COOLOFF_MINUTES; a success resets the count. API tokens: see
+# webapp.api.authentication (failures counted per address in the cache).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env.int("RUBRICON_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("RUBRICON_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+RUBRICON_API_TOKEN_FAILURE_LIMIT = env.int("RUBRICON_API_TOKEN_FAILURE_LIMIT", 20)
+RUBRICON_API_TOKEN_COOLOFF_S = env.int("RUBRICON_API_TOKEN_COOLOFF_S", 15 * 60)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "core:project_list"
 LOGOUT_REDIRECT_URL = "login"
@@ -124,7 +161,7 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",  # first: anonymous calls get 403, not 401
-        "rest_framework.authentication.TokenAuthentication",
+        "webapp.api.authentication.HashedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -222,6 +259,16 @@ RUBRICON_TRAIN_CANCEL_GRACE_S = env.float("RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0)
 # A rubric's judge is calibrated when every judge criterion has n >= MIN_N labeled items and kappa >= MIN_KAPPA.
 RUBRICON_CALIBRATION_MIN_KAPPA = env.float("RUBRICON_CALIBRATION_MIN_KAPPA", 0.6)
 RUBRICON_CALIBRATION_MIN_N = env.int("RUBRICON_CALIBRATION_MIN_N", 20)
+
+# What model endpoints may send where (training.outbound). Endpoints are requests made by the server, with the server's
+# environment: the operator, not project members, chooses which variables may travel as the API key (allow-patterns;
+# the app's own and cloud credentials are always refused) and, optionally, which hosts/CIDRs may be called
+# (empty = any host, the self-hosted default; the production example lists its model servers).
+RUBRICON_ENDPOINT_KEY_VARS = env.list("RUBRICON_ENDPOINT_KEY_VARS", list(DEFAULT_KEY_VAR_PATTERNS))
+RUBRICON_ENDPOINT_HOSTS = env.list("RUBRICON_ENDPOINT_HOSTS", [])
+# A local model path a member types (endpoint model, run base model) must lie under MODELS_DIR, one of the project's
+# run directories, or one of these shared directories (e.g. a read-only /models volume every project may use).
+RUBRICON_MODEL_DIRS = env.list("RUBRICON_MODEL_DIRS", [])
 
 # Python reward functions a rubric may call, by dotted path (never code typed in the browser).
 RUBRICON_PYTHON_REWARD_ALLOWLIST = env.list("RUBRICON_PYTHON_REWARD_ALLOWLIST", [])

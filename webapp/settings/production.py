@@ -1,10 +1,18 @@
 """Production: secrets and hosts have no default, so a missing one fails at start."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
-from .base import env
+from .base import REST_FRAMEWORK, env
 
 DEBUG = False
-SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY").strip()
+if len(SECRET_KEY) < 50 or SECRET_KEY == "insecure-dev-key-change-me":
+    # An empty value (DJANGO_SECRET_KEY= in .env) would otherwise start a site whose sessions anyone can forge.
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is empty, too short or the development default: set it to 50+ random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
 DATABASES = {"default": env.dj_db_url("DATABASE_URL")}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60)
@@ -29,3 +37,6 @@ SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+
+# JSON only: the browsable API's HTML forms are for development.
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]}

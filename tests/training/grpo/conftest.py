@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
+SHARED_MODELS = "shared-models"
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,10 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.num_attention_heads = 4
     config.num_key_value_heads = 2
     config.head_dim = 16
-    target = tmp_path_factory.mktemp("tiny-smollm2")
+    # Under the shared models directory of the test session (tests/conftest.py: RUBRICON_MODEL_DIRS), so web tests
+    # and workers may load it as any project's base model.
+    target = tmp_path_factory.getbasetemp() / SHARED_MODELS / "tiny-smollm2"
+    target.mkdir(parents=True, exist_ok=True)
     import torch
 
     torch.manual_seed(0)

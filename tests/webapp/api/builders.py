@@ -32,7 +32,7 @@ def one_of_everything(project, tag: str) -> dict:
     example = ExampleFactory(task=task, prompt=f"{tag}-prompt", external_id=f"{tag}-ex")
     rubric = RubricFactory(project=project, name=f"{tag}-rubric", task=task)
     version = RubricVersionFactory(rubric=rubric, number=1, spec=SPEC)
-    endpoint = EndpointFactory(project=project, name=f"{tag}-endpoint", api_key_env="SECRET_KEY_VAR")
+    endpoint = EndpointFactory(project=project, name=f"{tag}-endpoint", api_key_env="VENDOR_API_KEY")
     job = GenerationJobFactory(project=project, task=task, model_name=f"{tag}-model")
     rollout = RolloutFactory(project=project, task=task, example=example, job=job, completion=f"{tag}-completion",
                              group_key=f"{tag}-g")

@@ -37,15 +37,13 @@ def api_schema(db):
 
 @pytest.fixture
 def owner_token(db, settings):
-    if "rest_framework.authtoken" not in settings.INSTALLED_APPS:
-        pytest.fail("Add 'rest_framework.authtoken' to INSTALLED_APPS and TokenAuthentication to REST_FRAMEWORK")
-    from rest_framework.authtoken.models import Token
+    from webapp.api.token import token_rotate
 
     project = ProjectFactory()
     user = UserFactory()
     Membership.objects.create(project=project, user=user, role=Role.OWNER)
     one_of_everything(project, "fuzz")
-    return project, Token.objects.create(user=user).key
+    return project, token_rotate(user=user)
 
 
 @pytest.mark.slow

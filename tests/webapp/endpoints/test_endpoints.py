@@ -149,8 +149,8 @@ def test_update_refuses_a_stale_edit_and_delete_keeps_jobs():
 
 
 def test_connection_check_success_sends_one_short_request_with_the_key(openai_server, monkeypatch):
-    monkeypatch.setenv("RUBRICON_TEST_KEY", "secret-value")
-    endpoint = EndpointFactory(base_url=url(openai_server, "ok"), model="judge-7b", api_key_env="RUBRICON_TEST_KEY",
+    monkeypatch.setenv("JUDGE_TEST_API_KEY", "secret-value")
+    endpoint = EndpointFactory(base_url=url(openai_server, "ok"), model="judge-7b", api_key_env="JUDGE_TEST_API_KEY",
                                default_params={"temperature": 0.3, "max_tokens": 2048})
     openai_server.requests.clear()
     check = services.endpoint_connection_check(endpoint=endpoint)
@@ -163,7 +163,7 @@ def test_connection_check_success_sends_one_short_request_with_the_key(openai_se
 
 
 @pytest.mark.parametrize(("scenario", "expected"), [
-    ("unauthorized", "The server refused the credentials (HTTP 401: Incorrect API key provided). Check $NO_SUCH_KEY."),
+    ("unauthorized", "The server refused the credentials (HTTP 401: Incorrect API key provided). Check $NO_SUCH_API_KEY."),
     ("missing", "Not found (HTTP 404: The model `nope` does not exist). Check the base URL"),
     ("broken", "HTTP 500: Internal Server Error"),
     ("html", "The server answered, but not with an OpenAI chat completion: malformed JSON body"),
@@ -171,12 +171,12 @@ def test_connection_check_success_sends_one_short_request_with_the_key(openai_se
     ("slow", "No answer within 0.5 s."),
 ])
 def test_connection_check_errors_are_readable(openai_server, scenario, expected):
-    endpoint = EndpointFactory(base_url=url(openai_server, scenario), api_key_env="NO_SUCH_KEY")
+    endpoint = EndpointFactory(base_url=url(openai_server, scenario), api_key_env="NO_SUCH_API_KEY")
     openai_server.requests.clear()
     started = time.monotonic()
     check = services.endpoint_connection_check(endpoint=endpoint, timeout_s=0.5)
     assert not check.ok and check.message.startswith(expected), check.message
-    assert check.notes and "$NO_SUCH_KEY is not set" in check.notes[0]
+    assert check.notes and "$NO_SUCH_API_KEY is not set" in check.notes[0]
     assert len(openai_server.requests) == 1 and time.monotonic() - started < 1.4  # one call, no retries
 
 
@@ -247,8 +247,8 @@ def test_test_connection_button_queues_a_check_and_polls_its_result(client, proj
 
 
 def test_keys_are_never_stored_or_shown(client, project, openai_server, monkeypatch):
-    monkeypatch.setenv("RUBRICON_TEST_KEY", "sk-secret-value-123")
-    endpoint = EndpointFactory(project=project, base_url=url(openai_server, "ok"), api_key_env="RUBRICON_TEST_KEY")
+    monkeypatch.setenv("JUDGE_TEST_API_KEY", "sk-secret-value-123")
+    endpoint = EndpointFactory(project=project, base_url=url(openai_server, "ok"), api_key_env="JUDGE_TEST_API_KEY")
     client.post(reverse("endpoints:test", args=[project.pk, endpoint.pk]), **HTMX)
     check = EndpointCheck.objects.get()
     services.endpoint_check_run(check_id=check.pk)

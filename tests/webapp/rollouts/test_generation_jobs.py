@@ -79,9 +79,9 @@ def test_bad_input_is_refused_before_any_work(task):
 
 
 @pytest.mark.django_db
-def test_unknown_local_model_fails_the_job_with_a_reason(task):
-    endpoint = EndpointFactory(project=task.project, kind=EndpointKind.TRANSFORMERS, model="/nonexistent/model",
-                               base_url="")
+def test_unknown_local_model_fails_the_job_with_a_reason(task, settings):
+    endpoint = EndpointFactory(project=task.project, kind=EndpointKind.TRANSFORMERS, base_url="",
+                               model=f"{settings.MODELS_DIR}/nonexistent-model")  # inside the models dir, but absent
     job = services.generation_job_create(project=task.project, task=task, endpoint=endpoint, enqueue=False)
     index = services.generation_job_plan(job_id=job.pk)[0]
     with pytest.raises(ApplicationError, match="does not exist"):

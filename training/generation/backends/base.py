@@ -58,6 +58,9 @@ class BackendConfig(BaseModel):
     # openai
     base_url: str | None = Field(None, description="Server root including /v1, e.g. http://gpu-1:8000/v1.")
     api_key: str | None = Field(None, description="Bearer token; the app reads it from a named env variable.")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Hosts/CIDRs the operator lets endpoints call (openai); empty = any (training.outbound)."
+    )
     max_concurrency: int = Field(8, ge=1, description="Most requests in flight at once (openai).")
     requests_per_minute: int | None = Field(None, ge=1, description="Client-side rate limit (openai).")
     tokens_per_minute: int | None = Field(None, ge=1, description="Client-side token rate limit (openai).")
@@ -119,4 +122,5 @@ def create_backend(config: BackendConfig) -> GenerationBackend:
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
         send_tools=config.send_tools,
+        allowed_hosts=config.allowed_hosts,
     )

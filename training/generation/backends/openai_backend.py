@@ -96,6 +96,7 @@ class OpenAIBackend:
         timeout_s: float = 60.0,
         max_retries: int = 5,
         send_tools: bool = True,
+        allowed_hosts: tuple[str, ...] = (),
         client: OpenAICompatibleClient | None = None,
     ) -> None:
         self.client = client or OpenAICompatibleClient(
@@ -107,6 +108,7 @@ class OpenAIBackend:
             tokens_per_minute=tokens_per_minute,
             timeout_s=timeout_s,
             max_retries=max_retries,
+            allowed_hosts=tuple(allowed_hosts),
         )
         self.send_tools = send_tools
         # One loop for the backend's lifetime, so the client's connection pool is reused across calls.

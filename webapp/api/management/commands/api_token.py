@@ -16,4 +16,4 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user named {username!r}.")
-        self.stdout.write(token_rotate(user=user).key)
+        self.stdout.write(token_rotate(user=user))
