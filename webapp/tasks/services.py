@@ -17,8 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from training.templating import TemplateLimitError, bounded_environment
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.locking import row_version_update
 from webapp.core.models import Project
@@ -57,7 +57,7 @@ class _AnyInfo(dict):
 def prompt_template_check(template: str) -> None:
     """Refuse a prompt template that does not compile, names variables other than prompt, answer and info, or
     does something the sandbox forbids. Type errors that depend on the data (info.n + 1) are left to render time."""
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    env = bounded_environment(undefined=StrictUndefined)
     try:
         ast = env.parse(template)
         compiled = env.from_string(template)  # unknown filters and tests fail here, not in parse()
@@ -69,7 +69,9 @@ def prompt_template_check(template: str) -> None:
             f"Unknown variable {unknown[0]!r}: a prompt template can use prompt, answer and info "
             f"(e.g. {{{{ info.{unknown[0]} }}}} for a field kept in info).", field="prompt_template")
     try:
-        compiled.render(prompt="What is 2 + 2?", answer="4", info=_AnyInfo())
+        compiled.render_bounded(dict(prompt="What is 2 + 2?", answer="4", info=_AnyInfo()), seconds=1.0)
+    except TemplateLimitError as exc:
+        raise ApplicationError(f"The template exceeds a limit: {exc}.", field="prompt_template") from None
     except (UndefinedError, SecurityError) as exc:
         raise ApplicationError(f"The template cannot render: {str(exc).rstrip('.')}.", field="prompt_template") from None
     except Exception:  # noqa: BLE001 - data-dependent errors (types, arithmetic) are not the template's fault here
