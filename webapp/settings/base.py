@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "webapp.core.uploads.RequestSizeMiddleware",
     "webapp.core.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -192,6 +193,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Largest example file (JSONL, CSV, Parquet) a task import accepts.
 RUBRICON_MAX_IMPORT_MB = env.int("RUBRICON_MAX_IMPORT_MB", 100)
+# Uploads stream to a temporary file and stop at RUBRICON_MAX_IMPORT_MB (a larger announced body gets 413 unread).
+FILE_UPLOAD_HANDLERS = ["webapp.core.uploads.CappedUploadHandler"]
 
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)
