@@ -31,6 +31,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports import importers
@@ -139,7 +140,7 @@ class Context:
             return kind()
         if isinstance(value, str):  # tabular formats carry JSON as text
             try:
-                value = json.loads(value)
+                value = safejson.loads(value)
             except ValueError:
                 self.fail(pos, f"{name} is not valid JSON.")
         if not isinstance(value, kind):
@@ -380,7 +381,7 @@ class VerifiersReader:
             return []
         if isinstance(value, str):
             try:
-                parsed = json.loads(value) if value.startswith("[") else value
+                parsed = safejson.loads(value) if value.startswith("[") else value
             except ValueError:
                 parsed = value
             if isinstance(parsed, str):  # completion-format environments: plain text
@@ -601,7 +602,7 @@ def _read_metadata(raw: bytes | None) -> dict[str, Any]:
     if raw is None:
         return {}
     try:
-        metadata = json.loads(raw)
+        metadata = safejson.loads(raw)
     except ValueError as error:
         raise ApplicationError(f"metadata.json is not valid JSON ({error}).", field="metadata") from None
     if not isinstance(metadata, dict):

@@ -22,6 +22,7 @@ import msgspec
 from django.db import connection, transaction
 from django.utils import timezone
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.rollouts.models import Rollout, RolloutSource
@@ -45,7 +46,7 @@ def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if raw.isspace():
             continue
         try:
-            yield n, json.loads(raw)  # bytes: json decodes UTF-8 itself
+            yield n, safejson.loads(raw)  # bytes: json decodes UTF-8 itself
         except ValueError as error:  # includes UnicodeDecodeError
             raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
 
@@ -196,6 +197,8 @@ def _raw_json(raw: msgspec.Raw, opening: str, empty: str) -> str | None:
     if not raw:  # the line leaves the field out
         return empty
     text = str(raw, "utf-8")
+    if safejson.may_be_too_deep(text):
+        return None  # the general way decodes it with the nesting limit and names the line
     if text[0] == opening:
         return text
     return empty if text == "null" else None
@@ -285,7 +288,7 @@ class _RowBuilder:
                 value = kind()
             elif isinstance(value, str):  # tabular formats carry JSON as text
                 try:
-                    value = json.loads(value)
+                    value = safejson.loads(value)
                 except ValueError:
                     self.fail(pos, f"{name} is not valid JSON.")
             if not isinstance(value, kind):
@@ -327,13 +330,13 @@ class _RowBuilder:
 def _rows_jsonl(builder: _RowBuilder, stream: IO[bytes]) -> Iterator[tuple]:
     """Rows of a JSONL file: msgspec decodes and checks the lines in the shape an export writes them, the rest go
     through the general reader (the standard json module and `_RowBuilder.build`), which names the line it fails on."""
-    build_line, build, loads = builder.build_line, builder.build, json.loads
+    build_line, build, loads = builder.build_line, builder.build, safejson.loads
     for n, raw in enumerate(stream, start=1):
         if raw.isspace():
             continue
         try:
             row = build_line(n, _decode_line(raw))
-        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
             row = None
         if row is None:
             try:

@@ -16,6 +16,7 @@ from typing import Any, get_args
 from django.conf import settings
 
 from training.rubrics.spec import CRITERION_KINDS, ExtractMode, FormatCheck, MatchCriterion
+from webapp.core import safejson
 from webapp.core.params import parse_id, parse_int
 from webapp.rubrics.specs import criterion_defaults, judge_options, weight_shares
 
@@ -170,7 +171,7 @@ def _json_object(text: str, path: str, errors: list[dict[str, str]]) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        value = json.loads(text, parse_constant=refuse)
+        value = safejson.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as error:
         errors.append({"path": path, "message": f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"})
         return text
