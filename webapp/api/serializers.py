@@ -283,9 +283,14 @@ class RolloutImportSerializer(serializers.Serializer):
                   "preferences, reward_model and calibration files).")
     metadata = serializers.FileField(required=False, allow_null=True, default=None,
                                      help_text="verifiers: metadata.json, when file is results.jsonl.")
+    allow_duplicate = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Import the file even if the same file was imported into the same task/version before; "
+                  "otherwise such a retry answers 409 'already imported as import #N'.")
 
 
 class ImportResultSerializer(serializers.Serializer):
+    import_id = serializers.IntegerField(help_text="The import record; a retry of the same file answers 409 naming it.")
     imported = serializers.IntegerField(help_text="Rollouts created.")
     scores = serializers.IntegerField(help_text="Judge scores and rewards created.")
     labels = serializers.IntegerField(help_text="Human labels created.")

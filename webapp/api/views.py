@@ -378,9 +378,11 @@ class RolloutViewSet(ReadOnly):
             task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
             rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
                                       data["rubric_version"], "rubric_version", "rubric version"),
-            user=request.user, metadata=data["metadata"],
+            user=request.user, metadata=data["metadata"], allow_duplicate=data["allow_duplicate"],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
-        return Response({"imported": result.rollouts, "scores": result.scores, "labels": result.labels,
+        return Response({"import_id": result.import_id,
+                         "imported": result.rollouts, "scores": result.scores, "labels": result.labels,
                          "pairwise_labels": result.pairwise_labels, "examples": result.examples},
                         status=status.HTTP_201_CREATED)
 

@@ -119,6 +119,10 @@ class ImportMappingForm(forms.Form):
     unknown_columns = forms.ChoiceField(
         choices=UNKNOWN_CHOICES, initial=ColumnRole.INFO.value, label="Columns not in the preview",
         help_text="JSON Lines rows further down may have keys the first rows do not.")
+    allow_duplicate = forms.BooleanField(
+        required=False, label="Import a copy",
+        help_text="Import this file even if it was imported into this task before (otherwise refused, so a "
+                  "retried upload cannot double the examples).")
 
     def __init__(self, *args, columns: list[str], **kwargs):
         super().__init__(*args, **kwargs)

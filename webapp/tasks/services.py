@@ -434,14 +434,38 @@ def _example_from_row(row: imports.Row, mapping: ImportMapping, fmt: FileFormat)
     return ExampleData(**data)
 
 
+def _staged_sha256(staged: StagedImport) -> str:
+    from webapp.exports.idempotency import file_sha256
+
+    with open(staged.path, "rb") as handle:
+        return file_sha256(handle)
+
+
+def example_import_seen(*, task: Task, staged: StagedImport) -> ApplicationError | None:
+    """The 'already imported as #N' error this staged file would get, to warn on the preview page."""
+    from webapp.exports.idempotency import AlreadyImported, import_scope
+    from webapp.exports.models import ImportRecord
+
+    found = ImportRecord.objects.filter(project_id=task.project_id, scope=import_scope(kind="examples", task=task),
+                                        sha256=_staged_sha256(staged)).order_by("id").first()
+    return AlreadyImported(found, by_key=False) if found is not None else None
+
+
 @transaction.atomic
-def examples_import(*, task: Task, staged: StagedImport, mapping: ImportMapping) -> int:
-    """Read the whole staged file with the mapping, then write every example or none."""
+def examples_import(*, task: Task, staged: StagedImport, mapping: ImportMapping, user: Any = None,
+                    allow_duplicate: bool = False) -> int:
+    """Read the whole staged file with the mapping, then write every example or none; a file already imported into
+    this task is refused ('already imported as import #N') unless `allow_duplicate`."""
+    from webapp.exports.idempotency import import_claim, import_done
+
     import_mapping_check(mapping)
+    record = import_claim(project=task.project, kind="examples", task=task, sha256=_staged_sha256(staged),
+                          filename=staged.filename, user=user, allow_duplicate=allow_duplicate)
     examples = [_example_from_row(row, mapping, staged.format)
                 for row in imports.iter_rows(staged.path, staged.format, staged.filename)]
     if not examples:
         raise ApplicationError("The file has no rows.", field="file")
     count = examples_add(task=task, examples=examples)
+    import_done(record=record, summary=f"{count} examples")
     transaction.on_commit(lambda: example_import_discard(staged=staged))
     return count
