@@ -13,6 +13,7 @@ so each caller's existing handler names the line or field as for any other malfo
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from rest_framework.exceptions import ParseError
@@ -73,6 +74,39 @@ class DepthLimitedDecoder(json.JSONDecoder):
         if may_be_too_deep(s):
             check_depth(value)
         return value
+
+
+# A NUL, or the escape of a NUL or of a surrogate, in raw JSON text: only then is the decoded value walked.
+_SUSPECT_BYTES = re.compile(rb"\x00|\\u0000|\\u[dD][89a-fA-F]")
+_SUSPECT_TEXT = re.compile(r"\x00|\\u0000|\\u[dD][89a-fA-F]")
+
+
+def may_have_bad_text(raw: str | bytes | bytearray) -> bool:
+    """Cheap test on raw JSON (or CSV) text: False means no NUL and no surrogate can come out of decoding it."""
+    return bool((_SUSPECT_BYTES if isinstance(raw, bytes | bytearray) else _SUSPECT_TEXT).search(raw))
+
+
+def text_problem(value: Any, raw: str | bytes | None = None) -> str | None:
+    """What in a decoded value Postgres cannot store (a NUL character, a lone surrogate), or None. With the raw text
+    it was decoded from, values whose text shows neither are not walked."""
+    if raw is not None and not may_have_bad_text(raw):
+        return None
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return "a NUL character (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone surrogate (such as \\ud800)"
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
 
 
 def has_lone_surrogate(value: Any) -> bool:

@@ -46,9 +46,18 @@ def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if raw.isspace():
             continue
         try:
-            yield n, safejson.loads(raw)  # bytes: json decodes UTF-8 itself
+            record = safejson.loads(raw)  # bytes: json decodes UTF-8 itself
         except ValueError as error:  # includes UnicodeDecodeError
             raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+        refuse_bad_text(n, "line", record, raw)
+        yield n, record
+
+
+def refuse_bad_text(pos: int, unit: str, record: Any, raw: str | bytes | None = None) -> None:
+    problem = safejson.text_problem(record, raw)
+    if problem is not None:
+        raise ApplicationError(f"{unit} {pos}: contains {problem}, which cannot be stored. Nothing was imported; "
+                               "remove it from the file and import again.", field="file")
 
 
 def _records_csv(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
@@ -57,8 +66,21 @@ def _records_csv(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     try:
         for row in reader:
             # reader.line_num is the physical line where the record ended (records may span lines).
-            yield reader.line_num, {k: (None if v == "" and k in (*INT_FIELDS, "example_id") else v)
-                                    for k, v in row.items()}
+            if None in row:  # DictReader keeps the cells past the header under None; they were dropped silently
+                width = len(reader.fieldnames or [])
+                raise ApplicationError(
+                    f"line {reader.line_num}: {width + len(row[None])} values, but the header has {width} columns "
+                    f"({', '.join(reader.fieldnames or [])}). Check the quoting and the delimiter.", field="file")
+            record = {k: (None if v == "" and k in (*INT_FIELDS, "example_id") else v) for k, v in row.items()}
+            for value in record.values():
+                if isinstance(value, str) and safejson.may_have_bad_text(value):
+                    # A cell may carry JSON (messages, metadata): check what decoding it would give, too.
+                    try:
+                        decoded = safejson.loads(value) if value[:1] in ("[", "{", '"') else value
+                    except ValueError:
+                        decoded = value
+                    refuse_bad_text(reader.line_num, "line", [value, decoded])
+            yield reader.line_num, record
     except (UnicodeDecodeError, csv.Error) as error:
         raise ApplicationError(f"line {reader.line_num + 1}: not readable CSV ({error}).") from None
 
@@ -74,6 +96,7 @@ def _records_parquet(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     for batch in parquet.iter_batches(batch_size=BATCH):
         for record in batch.to_pylist():
             n += 1
+            refuse_bad_text(n, "row", record)
             yield n, record
 
 
@@ -338,11 +361,14 @@ def _rows_jsonl(builder: _RowBuilder, stream: IO[bytes]) -> Iterator[tuple]:
             row = build_line(n, _decode_line(raw))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
             row = None
+        if row is not None and safejson.may_have_bad_text(raw):
+            row = None  # a NUL or surrogate escape somewhere: the general way decodes the line and checks it
         if row is None:
             try:
                 record = loads(raw)  # bytes: json decodes UTF-8 itself
             except ValueError as error:  # includes UnicodeDecodeError
                 raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+            refuse_bad_text(n, "line", record, raw)
             row = build(n, record)
         yield row
 
