@@ -27,7 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 MAX_RANGE = 10_000  # items of one range() (Jinja's own MAX_RANGE is 100,000)
 MAX_STEPS = 200_000  # loop iterations + calls + filters + intercepted operators in one render
 MAX_SEQUENCE = 1_000_000  # characters or items of a string/list built by an operator, filter or method
-MAX_NUMBER_ARG = 10_000  # integer arguments of filters and methods (widths, counts, repeats)
+MAX_NUMBER_ARG = 100_000  # integer arguments of filters and methods (widths, counts, truncate lengths)
 MAX_OUTPUT = 2_000_000  # characters one render may produce
 MAX_EXPONENT_BITS = 4_096  # size of a number built by `**`
 RENDER_SECONDS = 2.0  # wall clock of one render

@@ -67,6 +67,14 @@ def test_ordinary_templates_render_as_before() -> None:
     assert out == "1/2 USER: hi, 2/2 ASSISTANT: yo | c! | no, yes | 003.1 |      r | ababab | [0, 1, 2] | 1024"
 
 
+def test_large_data_with_ordinary_filters_renders() -> None:
+    env = bounded_environment(undefined=StrictUndefined)
+    completion = "word " * 100_000  # 500,000 characters of model output
+    out = env.from_string("{{ completion|truncate(20000) }}|{{ completion|wordcount }}|{{ completion|length }}").render(
+        completion=completion)
+    assert out.endswith("|100000|500000") and len(out) < 20_100
+
+
 def test_step_budget_allows_loops_up_to_the_limit() -> None:
     env = bounded_environment()
     n = MAX_STEPS // 4
