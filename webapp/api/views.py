@@ -366,7 +366,15 @@ class RolloutViewSet(ReadOnly):
     def scoped(self, project):
         return Rollout.objects.filter(project=project)
 
-    @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.RolloutImportSerializer},
+        responses={201: s.ImportResultSerializer,
+                   409: OpenApiResponse(description="This file (or Idempotency-Key) was already imported: `detail` "
+                                                    "names the import, `import_id` is its id; nothing was imported.")},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="Any string unique to this upload: a retry with the same key is "
+                                                 "answered 409 with the first import, whatever the bytes.")],
+    )
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
     def import_file(self, request, *args, **kwargs):
         """Import an export file of any kind and format, or a verifiers eval output (kind=verifiers): all rows or
