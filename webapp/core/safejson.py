@@ -2,7 +2,8 @@
 
     loads(data, **json_kwargs) -> Any          # json.loads, but too-deep input is a json.JSONDecodeError
     check_depth(value) -> None                 # the same limit for a value decoded elsewhere (msgspec, DRF)
-    DepthParser                                # DRF's JSONParser with the limit (the API's default parser)
+    DepthParser                                # DRF's JSONParser with the limit, refusing NUL and lone surrogates
+    text_problem(value, raw=None) -> str | None  # "a NUL character" / "a lone surrogate" found in a decoded value
 
 JSON nested 100,000 levels deep makes json.loads (and msgspec) raise RecursionError, which no caller expected: a
 500. Values a few hundred levels deep decode, but then break whatever walks them recursively (templates, jsonb,
@@ -130,4 +131,8 @@ class DepthParser(JSONParser):
             check_depth(data)
         except json.JSONDecodeError as error:
             raise ParseError(f"JSON parse error - {error.msg}") from None
+        # Postgres stores neither in text nor jsonb: refused here for every body, JSON-valued fields included.
+        problem = text_problem(data)
+        if problem is not None:
+            raise ParseError(f"JSON parse error - the body contains {problem}, which cannot be stored")
         return data

@@ -60,6 +60,18 @@ def test_deep_json_api_body_is_a_400(scored):
     assert response.status_code == 400 and "nested deeper" in response.json()["detail"]
 
 
+@pytest.mark.parametrize("info", ['{"k": "a\\u0000b"}', '{"k": "\\udc00"}', '{"\\u0000": 1}'])
+def test_nul_or_surrogate_anywhere_in_an_api_body_is_a_400(scored, info):
+    target = target_for(scored)
+    api = APIClient()
+    api.force_authenticate(target["user"])
+    body = '{"task": ' + str(target["task"].pk) + ', "external_id": "x9", "prompt": "p", "info": ' + info + "}"
+    response = api.post(f"/api/v1/projects/{target['project'].pk}/examples/", body,
+                        content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert "cannot be stored" in response.json()["detail"]
+
+
 @pytest.mark.parametrize("selection", [{"task": "abc"}, {"ids": ["a"]}, {"score_min": "abc"}, {"labeled": [1]},
                                        {"labelled": "yes"}, {"score_min": 0.5}, {"ids": "1,2"}])
 def test_malformed_judge_selection_is_a_400_naming_the_field(scored, selection):
