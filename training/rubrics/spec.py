@@ -37,7 +37,6 @@ import jsonschema
 import re2
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -48,7 +47,22 @@ from pydantic import (
     model_validator,
 )
 
+from training.templating import BoundedSandbox, BoundedTemplate, TemplateLimitError, bounded_environment
+
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+# Sizes a rubric stays within: the editor renders every criterion, every judge call carries the questions, and one
+# request must not be able to store a document that makes those pages slow (10,000 criteria took 9.7 s to edit).
+MAX_CRITERIA = 100
+MAX_CHOICES = 20
+MAX_GATES = MAX_CRITERIA
+MAX_TITLE_CHARS = 200
+MAX_TEXT_CHARS = 5_000  # descriptions
+MAX_QUESTION_CHARS = 10_000
+MAX_PATTERN_CHARS = 2_000
+MAX_VALUE_CHARS = 10_000
+MAX_SCHEMA_DEPTH = 32
+MAX_SCHEMA_NODES = 5_000
 
 # Variables a judge question may use; anything else is a typo that would only surface at judging time.
 JUDGE_TEMPLATE_VARIABLES = frozenset(
@@ -59,10 +73,15 @@ ExtractMode = Literal["answer_tag", "boxed", "last_number", "json_block", "full"
 FormatCheck = Literal["think_answer_tags", "answer_tag", "boxed", "last_number", "json_block"]
 
 
+# Seconds a trial render may take while an author saves a rubric (a judging render gets RENDER_SECONDS).
+VALIDATION_RENDER_SECONDS = 1.0
+
+
 @functools.cache
-def jinja_environment() -> ImmutableSandboxedEnvironment:
-    """The one Jinja environment for judge questions: sandboxed (no attribute escapes), strict about unknown names."""
-    return ImmutableSandboxedEnvironment(
+def jinja_environment() -> BoundedSandbox:
+    """The one Jinja environment for judge questions: sandboxed (no attribute escapes), strict about unknown names,
+    with a work/size/time budget per render (training/templating.py)."""
+    return bounded_environment(
         undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False
     )
 
@@ -88,8 +107,12 @@ class CriterionBase(_Model):
     key: str = Field(
         pattern=KEY_PATTERN, description="Stable slug; scores and labels are matched across versions by it."
     )
-    title: str = Field(min_length=1, description="Short name shown to judges and annotators.")
-    description: str = Field(default="", description="Longer guidance for annotators and judges.")
+    title: str = Field(
+        min_length=1, max_length=MAX_TITLE_CHARS, description="Short name shown to judges and annotators."
+    )
+    description: str = Field(
+        default="", max_length=MAX_TEXT_CHARS, description="Longer guidance for annotators and judges."
+    )
     weight: float = Field(
         default=1.0,
         ge=0,
@@ -99,8 +122,8 @@ class CriterionBase(_Model):
 
 
 class JudgeChoice(_Model):
-    label: str = Field(min_length=1)
-    description: str = ""
+    label: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
+    description: str = Field(default="", max_length=MAX_TEXT_CHARS)
 
 
 class JudgeScale(_Model):
@@ -116,9 +139,15 @@ class JudgeScale(_Model):
 
 class JudgeCriterion(CriterionBase):
     kind: Literal["judge"]
-    question: str = Field(min_length=1, description="Jinja template asked to the judge about the rollout.")
+    question: str = Field(
+        min_length=1,
+        max_length=MAX_QUESTION_CHARS,
+        description="Jinja template asked to the judge about the rollout.",
+    )
     choices: list[JudgeChoice] | None = Field(
-        default=None, description="Ordinal answers, worst first; mapped evenly onto 0..1."
+        default=None,
+        max_length=MAX_CHOICES,
+        description="Ordinal answers, worst first; mapped evenly onto 0..1.",
     )
     scale: JudgeScale | None = Field(
         default=None, description="Numeric answer range, mapped linearly onto 0..1."
@@ -167,12 +196,14 @@ class MatchCriterion(CriterionBase):
     )
     mode: Literal["exact", "normalized", "contains", "regex", "numeric", "math"] = "exact"
     pattern: str | None = Field(
-        default=None, description="RE2 pattern searched in the answer (mode 'regex')."
+        default=None,
+        max_length=MAX_PATTERN_CHARS,
+        description="RE2 pattern searched in the answer (mode 'regex').",
     )
     tolerance: float = Field(
         default=0.0, ge=0, allow_inf_nan=False, description="Absolute tolerance (mode 'numeric')."
     )
-    value: str | int | float | None = Field(
+    value: Annotated[str, Field(max_length=MAX_VALUE_CHARS)] | int | float | None = Field(
         default=None, description="Expected answer; default is the example's reference answer."
     )
 
@@ -219,6 +250,7 @@ class JsonCriterion(CriterionBase):
     @classmethod
     def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
+            _check_json_size(value)
             validator_cls = jsonschema.validators.validator_for(value)
             try:
                 validator_cls.check_schema(value)
@@ -252,6 +284,7 @@ class PythonCriterion(CriterionBase):
     kind: Literal["python"]
     function: str = Field(
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$",
+        max_length=300,
         description="Dotted path 'package.module.function'; must be in the server's allowlist.",
     )
 
@@ -295,9 +328,28 @@ class JudgeOptions(_Model):
     )
 
 
+def _check_json_size(value: Any) -> None:
+    """Nesting depth and node count of a JSON value, counted without recursion."""
+    nodes_seen = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        nodes_seen += 1
+        if depth > MAX_SCHEMA_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_SCHEMA_DEPTH} levels; flatten the schema")
+        if nodes_seen > MAX_SCHEMA_NODES:
+            raise ValueError(f"more than {MAX_SCHEMA_NODES:,} values; shorten the schema")
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+
+
 class RubricSpec(_Model):
-    criteria: list[Criterion] = Field(min_length=1)
-    gates: list[Gate] = Field(default_factory=list)
+    criteria: list[Criterion] = Field(
+        min_length=1,
+        max_length=MAX_CRITERIA,
+        description=f"At most {MAX_CRITERIA} criteria; split a larger rubric by task.",
+    )
+    gates: list[Gate] = Field(default_factory=list, max_length=MAX_GATES)
     judge: JudgeOptions = Field(default_factory=JudgeOptions)
 
     @model_validator(mode="after")
@@ -395,8 +447,12 @@ def check_judge_template(source: str) -> None:
         "choices": [{"label": "no", "description": ""}, {"label": "yes", "description": ""}],
         "info": {},
     }
+    template = env.from_string(source)
+    assert isinstance(template, BoundedTemplate)
     try:
-        env.from_string(source).render(**sample)
+        template.render_bounded(sample, seconds=VALIDATION_RENDER_SECONDS)
+    except TemplateLimitError as exc:
+        raise ValueError(f"template exceeds a limit: {exc}") from None
     except SecurityError as exc:
         raise ValueError(f"template is not allowed by the sandbox: {exc}") from None
     except UndefinedError:
@@ -448,6 +504,10 @@ def _error_message(err: Any) -> str:
             "less_than": ("<", "lt"),
         }[kind]
         return f"must be {op} {err['ctx'][bound]}, got {err['input']!r}"
+    if kind == "too_long":
+        return f"too many items: at most {err['ctx']['max_length']}, got {err['ctx'].get('actual_length', 'more')}"
+    if kind == "string_too_long":
+        return f"too long: at most {err['ctx']['max_length']:,} characters"
     if kind == "literal_error":
         return f"invalid value {err['input']!r}; expected {err['ctx']['expected']}"
     msg = str(err["msg"])
@@ -458,6 +518,11 @@ def validate_spec(data: Any, *, python_allowlist: Iterable[str] = ()) -> RubricS
     """Validate a rubric spec dict; raise SpecError listing every problem with its path and a fix-it message."""
     if not isinstance(data, dict):
         raise SpecError([{"path": "", "message": "the spec must be a JSON object with a 'criteria' list"}])
+    # Counted before validation, which would otherwise check (and trial-render) every one of 10,000 criteria first.
+    for name, limit in (("criteria", MAX_CRITERIA), ("gates", MAX_GATES)):
+        items = data.get(name)
+        if isinstance(items, list) and len(items) > limit:
+            raise SpecError([{"path": name, "message": f"too many items: at most {limit}, got {len(items):,}"}])
     try:
         return RubricSpec.model_validate(data, context={"python_allowlist": tuple(python_allowlist)})
     except ValidationError as exc:

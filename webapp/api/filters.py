@@ -10,6 +10,8 @@ from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 
+from webapp.core.errors import ApplicationError
+from webapp.core.params import parse_float, parse_id
 from webapp.judging.models import RolloutScore
 
 
@@ -23,14 +25,13 @@ class Filter:
 
     def parse(self, raw: str) -> Any:
         try:
-            value = self.kind(raw)
-        except (TypeError, ValueError):
-            raise ValidationError({self.param: f"Expected {self.kind.__name__}, got {raw!r}."}) from None
-        if self.kind is int and not 0 < value < 2**63:
-            raise ValidationError({self.param: "Out of range."})
-        if self.kind is float and value != value:  # NaN
-            raise ValidationError({self.param: "Not a number."})
-        return value
+            if self.kind is int:
+                return parse_id(raw, field=self.param)
+            if self.kind is float:
+                return parse_float(raw, field=self.param)
+        except ApplicationError as error:
+            raise ValidationError({self.param: error.message}) from None
+        return self.kind(raw)
 
     def parameter(self) -> OpenApiParameter:
         return OpenApiParameter(self.param, self.kind, OpenApiParameter.QUERY, description=self.description)
@@ -60,8 +61,9 @@ def _score_bound(op: str) -> Callable[[QuerySet, Any, Any], QuerySet]:
     def apply(queryset: QuerySet, value: float, params) -> QuerySet:
         scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), **{f"total__{op}": value})
         version = params.get("rubric_version")
-        if version and str(version).isdigit():
-            scores = scores.filter(rubric_version_id=int(version))
+        version_id = parse_id(version, field="rubric_version")
+        if version_id:
+            scores = scores.filter(rubric_version_id=version_id)
         return queryset.filter(Exists(scores))
 
     return apply

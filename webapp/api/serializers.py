@@ -3,10 +3,13 @@ parse and validate shapes, the services decide (serializers hold no business log
 
 from __future__ import annotations
 
+import math
+
 from rest_framework import serializers
 
 from training.grpo.config import PRESETS
 from webapp.core.models import Project
+from webapp.core.params import MAX_ID
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.exports.importers import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import Export, ExportFormat, ExportKind
@@ -284,9 +287,14 @@ class RolloutImportSerializer(serializers.Serializer):
     metadata = serializers.FileField(required=False, allow_null=True, default=None,
                                      help_text="verifiers: configs/resolved/eval.json (0.4) or metadata.json "
                                                "(≤ 0.3), when file is the lines file.")
+    allow_duplicate = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Import the file even if the same file was imported into the same task/version before; "
+                  "otherwise such a retry answers 409 'already imported as import #N'.")
 
 
 class ImportResultSerializer(serializers.Serializer):
+    import_id = serializers.IntegerField(help_text="The import record; a retry of the same file answers 409 naming it.")
     imported = serializers.IntegerField(help_text="Rollouts created.")
     scores = serializers.IntegerField(help_text="Judge scores and rewards created.")
     labels = serializers.IntegerField(help_text="Human labels created.")
@@ -330,11 +338,56 @@ class EndpointUpdateSerializer(serializers.Serializer):
     supports_structured_output = serializers.BooleanField(required=False)
 
 
+class StrictSerializer(serializers.Serializer):
+    """Refuses keys it does not know: a misspelt filter must not silently select everything."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(str(k) for k in set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: f"Unknown field; use one of {', '.join(sorted(self.fields))}." for key in unknown})
+        return super().to_internal_value(data)
+
+
+class FiniteFloatField(serializers.FloatField):
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+class JudgeSelectionSerializer(StrictSerializer):
+    """The rollouts a judge job scores: the rollout browser's filters, each with its type checked."""
+
+    task = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    job = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    run = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    model = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    source = serializers.ChoiceField(choices=RolloutSource.choices, required=False)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False,
+                                max_length=100_000, help_text="Exactly these rollouts.")
+    errors_only = serializers.BooleanField(required=False)
+    q = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text="Text in the completion.")
+    labeled = serializers.ChoiceField(choices=[("yes", "yes"), ("no", "no")], required=False,
+                                      help_text="yes = rollouts with human labels, no = without.")
+    rubric_version = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False,
+                                              help_text="The version score_min / score_max refer to.")
+    score_min = FiniteFloatField(min_value=0, max_value=1, required=False)
+    score_max = FiniteFloatField(min_value=0, max_value=1, required=False)
+
+    def validate(self, attrs):
+        if ("score_min" in attrs or "score_max" in attrs) and not attrs.get("rubric_version"):
+            raise serializers.ValidationError({"rubric_version": "score_min / score_max need a rubric_version."})
+        return attrs
+
+
 class JudgeJobCreateSerializer(serializers.Serializer):
     rubric_version = serializers.IntegerField(min_value=1)
     endpoint = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
                                         help_text="Judge endpoint; needed when the rubric has LM-judge criteria.")
-    selection = serializers.DictField(required=False, default=dict, help_text="Rollout filters (as in the browser).")
+    selection = JudgeSelectionSerializer(required=False, default=dict, help_text="Rollout filters (as in the browser).")
 
 
 class GenerationParamsSerializer(serializers.Serializer):
@@ -384,7 +437,7 @@ class TrainingRunCreateSerializer(serializers.Serializer):
                                              help_text="Why, when calibration_override is set (kept with the run).")
 
 
-class ReviewSelectionSerializer(serializers.Serializer):
+class ReviewSelectionSerializer(StrictSerializer):
     task = serializers.IntegerField(min_value=1, required=False)
     job = serializers.IntegerField(min_value=1, required=False)
     run = serializers.IntegerField(min_value=1, required=False)

@@ -381,7 +381,15 @@ class RolloutViewSet(ReadOnly):
                     rollout.metadata = redact_metadata(rollout.metadata)
         return super().get_serializer(*args, **kwargs)
 
-    @extend_schema(request={"multipart/form-data": s.RolloutImportSerializer}, responses={201: s.ImportResultSerializer})
+    @extend_schema(
+        request={"multipart/form-data": s.RolloutImportSerializer},
+        responses={201: s.ImportResultSerializer,
+                   409: OpenApiResponse(description="This file (or Idempotency-Key) was already imported: `detail` "
+                                                    "names the import, `import_id` is its id; nothing was imported.")},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+                                     description="Any string unique to this upload: a retry with the same key is "
+                                                 "answered 409 with the first import, whatever the bytes.")],
+    )
     @action(detail=False, methods=["post"], url_path="import", parser_classes=[MultiPartParser])
     def import_file(self, request, *args, **kwargs):
         """Import an export file of any kind and format, or a verifiers eval output (kind=verifiers): all rows or
@@ -393,9 +401,11 @@ class RolloutViewSet(ReadOnly):
             task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
             rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
                                       data["rubric_version"], "rubric_version", "rubric version"),
-            user=request.user, metadata=data["metadata"],
+            user=request.user, metadata=data["metadata"], allow_duplicate=data["allow_duplicate"],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
         )
-        return Response({"imported": result.rollouts, "scores": result.scores, "labels": result.labels,
+        return Response({"import_id": result.import_id,
+                         "imported": result.rollouts, "scores": result.scores, "labels": result.labels,
                          "pairwise_labels": result.pairwise_labels, "examples": result.examples},
                         status=status.HTTP_201_CREATED)
 

@@ -5,6 +5,8 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from webapp.core.params import parse_id
+
 
 @dataclass(frozen=True)
 class KeysetPage:
@@ -27,7 +29,4 @@ def keyset_page(queryset: QuerySet, *, before: int | None, size: int = 50) -> Ke
 
 
 def parse_cursor(value: str | None) -> int | None:
-    try:
-        return int(value) if value else None
-    except ValueError:
-        return None
+    return parse_id(value, field="before")

@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
+from webapp.core.params import parse_id
 from webapp.core.permissions import Action, project_view
 from webapp.endpoints import selectors, services
 from webapp.endpoints.forms import EndpointForm
@@ -55,8 +56,8 @@ def _initial(endpoint: ModelEndpoint) -> dict:
 def endpoint_edit(request: HttpRequest, project: Project, endpoint_id: int) -> HttpResponse:
     endpoint = selectors.endpoint_get(project, endpoint_id)
     if request.method == "GET":
-        check_id = request.GET.get("check", "")
-        check = selectors.endpoint_check_get(endpoint, int(check_id)) if check_id.isdigit() else None
+        check_id = parse_id(request.GET.get("check"), field="check")
+        check = selectors.endpoint_check_get(endpoint, check_id) if check_id else None
         check = services.endpoint_check_expire_if_stale(check) if check else None
         return _page(request, EndpointForm(initial=_initial(endpoint)), endpoint, check=check)
     form = EndpointForm(request.POST)

@@ -43,6 +43,10 @@ class ImportForm(forms.Form):
                                help_text="hf = the Hugging Face datasets zip. Ignored for verifiers.")
     metadata = forms.FileField(required=False, help_text="verifiers only: configs/resolved/eval.json (0.4) "
                                                           "or metadata.json (≤ 0.3), when the file is not a zip.")
+    allow_duplicate = forms.BooleanField(required=False, label="Import a copy",
+                                         help_text="Import the file even if it was imported here before (a file "
+                                                   "already imported is otherwise refused, so a retry cannot "
+                                                   "double the rows).")
     task = forms.IntegerField(required=False, min_value=1,
                               help_text="Task id for every row; empty = the file's 'task' column.")
     rubric_version = forms.IntegerField(required=False, min_value=1,

@@ -36,9 +36,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.exports import importers
+from webapp.exports import idempotency, importers
 from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -62,6 +63,7 @@ class ImportResult:
     labels: int = 0
     pairwise_labels: int = 0
     examples: int = 0
+    import_id: int | None = None  # the ImportRecord that makes a retry of this file recognisable
 
     def summary(self) -> str:
         parts = [f"{self.rollouts} rollouts"]
@@ -146,7 +148,7 @@ class Context:
             return kind()
         if isinstance(value, str):  # tabular formats carry JSON as text
             try:
-                value = json.loads(value)
+                value = safejson.loads(value)
             except ValueError:
                 self.fail(pos, f"{name} is not valid JSON.")
         if not isinstance(value, kind):
@@ -453,9 +455,31 @@ def _check(project: Project, kind: str, task: Task | None, version: RubricVersio
 def dataset_import(
     *, project: Project, stream: IO[bytes], kind: str, format: str, task: Task | None = None,
     rubric_version: RubricVersion | None = None, user: Any = None, metadata: IO[bytes] | None = None,
+    allow_duplicate: bool = False, idempotency_key: str = "",
 ) -> ImportResult:
-    """Import a file an export wrote (or a vf-eval output for kind 'verifiers'): all of it or nothing."""
+    """Import a file an export wrote (or a vf-eval output for kind 'verifiers'): all of it or nothing, and once:
+    the same file into the same task/version again answers 'already imported as #N' unless `allow_duplicate`."""
     _check(project, kind, task, rubric_version)
+    importers.check_size(stream)
+    sha256 = idempotency.file_sha256(stream)
+    if metadata is not None:
+        sha256 = hashlib.sha256(f"{sha256}|{idempotency.file_sha256(metadata)}".encode()).hexdigest()
+    with transaction.atomic():
+        record = idempotency.import_claim(
+            project=project, kind=kind, sha256=sha256, filename=Path(str(getattr(stream, "name", "") or "")).name, user=user,
+            task=task, rubric_version=rubric_version, idempotency_key=idempotency_key,
+            allow_duplicate=allow_duplicate)
+        result = _dataset_import(project=project, stream=stream, kind=kind, format=format, task=task,
+                                 rubric_version=rubric_version, user=user, metadata=metadata)
+        idempotency.import_done(record=record, summary=result.summary())
+    result.import_id = record.pk
+    return result
+
+
+def _dataset_import(
+    *, project: Project, stream: IO[bytes], kind: str, format: str, task: Task | None,
+    rubric_version: RubricVersion | None, user: Any, metadata: IO[bytes] | None,
+) -> ImportResult:
     if kind in VERIFIERS_KINDS:
         return verifiers_import(project=project, results=stream, metadata=metadata, task=task,
                                 rubric_version=rubric_version)
@@ -487,7 +511,7 @@ def _json_file(raw: bytes | None, name: str) -> Any:
     if raw is None:
         return None
     try:
-        return json.loads(raw)
+        return safejson.loads(raw)
     except ValueError as error:
         raise ApplicationError(f"{name} is not valid JSON ({error}).", field="metadata") from None
 

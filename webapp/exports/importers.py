@@ -22,6 +22,7 @@ import msgspec
 from django.db import connection, transaction
 from django.utils import timezone
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.rollouts.models import Rollout, RolloutSource
@@ -52,9 +53,18 @@ def _records_jsonl(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
         if raw.isspace():
             continue
         try:
-            yield n, json.loads(raw)  # bytes: json decodes UTF-8 itself
+            record = safejson.loads(raw)  # bytes: json decodes UTF-8 itself
         except ValueError as error:  # includes UnicodeDecodeError
             raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+        refuse_bad_text(n, "line", record, raw)
+        yield n, record
+
+
+def refuse_bad_text(pos: int, unit: str, record: Any, raw: str | bytes | None = None) -> None:
+    problem = safejson.text_problem(record, raw)
+    if problem is not None:
+        raise ApplicationError(f"{unit} {pos}: contains {problem}, which cannot be stored. Nothing was imported; "
+                               "remove it from the file and import again.", field="file")
 
 
 def _records_csv(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
@@ -63,8 +73,21 @@ def _records_csv(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     try:
         for row in reader:
             # reader.line_num is the physical line where the record ended (records may span lines).
-            yield reader.line_num, {k: (None if v == "" and k in (*INT_FIELDS, "example_id") else v)
-                                    for k, v in row.items()}
+            if None in row:  # DictReader keeps the cells past the header under None; they were dropped silently
+                width = len(reader.fieldnames or [])
+                raise ApplicationError(
+                    f"line {reader.line_num}: {width + len(row[None])} values, but the header has {width} columns "
+                    f"({', '.join(reader.fieldnames or [])}). Check the quoting and the delimiter.", field="file")
+            record = {k: (None if v == "" and k in (*INT_FIELDS, "example_id") else v) for k, v in row.items()}
+            for value in record.values():
+                if isinstance(value, str) and safejson.may_have_bad_text(value):
+                    # A cell may carry JSON (messages, metadata): check what decoding it would give, too.
+                    try:
+                        decoded = safejson.loads(value) if value[:1] in ("[", "{", '"') else value
+                    except ValueError:
+                        decoded = value
+                    refuse_bad_text(reader.line_num, "line", [value, decoded])
+            yield reader.line_num, record
     except (UnicodeDecodeError, csv.Error) as error:
         raise ApplicationError(f"line {reader.line_num + 1}: not readable CSV ({error}).") from None
 
@@ -80,6 +103,7 @@ def _records_parquet(stream: IO[bytes]) -> Iterator[tuple[int, Any]]:
     for batch in parquet.iter_batches(batch_size=BATCH):
         for record in batch.to_pylist():
             n += 1
+            refuse_bad_text(n, "row", record)
             yield n, record
 
 
@@ -203,6 +227,8 @@ def _raw_json(raw: msgspec.Raw, opening: str, empty: str) -> str | None:
     if not raw:  # the line leaves the field out
         return empty
     text = str(raw, "utf-8")
+    if safejson.may_be_too_deep(text):
+        return None  # the general way decodes it with the nesting limit and names the line
     if text[0] == opening:
         return text
     return empty if text == "null" else None
@@ -292,7 +318,7 @@ class _RowBuilder:
                 value = kind()
             elif isinstance(value, str):  # tabular formats carry JSON as text
                 try:
-                    value = json.loads(value)
+                    value = safejson.loads(value)
                 except ValueError:
                     self.fail(pos, f"{name} is not valid JSON.")
             elif isinstance(value, list):  # Parquet and HF datasets carry messages as lists of structs
@@ -336,19 +362,22 @@ class _RowBuilder:
 def _rows_jsonl(builder: _RowBuilder, stream: IO[bytes]) -> Iterator[tuple]:
     """Rows of a JSONL file: msgspec decodes and checks the lines in the shape an export writes them, the rest go
     through the general reader (the standard json module and `_RowBuilder.build`), which names the line it fails on."""
-    build_line, build, loads = builder.build_line, builder.build, json.loads
+    build_line, build, loads = builder.build_line, builder.build, safejson.loads
     for n, raw in enumerate(stream, start=1):
         if raw.isspace():
             continue
         try:
             row = build_line(n, _decode_line(raw))
-        except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError is a DecodeError
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # ValidationError is a DecodeError
             row = None
+        if row is not None and safejson.may_have_bad_text(raw):
+            row = None  # a NUL or surrogate escape somewhere: the general way decodes the line and checks it
         if row is None:
             try:
                 record = loads(raw)  # bytes: json decodes UTF-8 itself
             except ValueError as error:  # includes UnicodeDecodeError
                 raise ApplicationError(f"line {n}: not valid JSON ({error}).") from None
+            refuse_bad_text(n, "line", record, raw)
             row = build(n, record)
         yield row
 

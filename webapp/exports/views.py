@@ -91,7 +91,7 @@ def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse
     try:
         result = dataset_import(project=project, stream=data["file"], kind=data["kind"] or "rollouts",
                                 format=data["format"], task=task, rubric_version=version, user=request.user,
-                                metadata=data.get("metadata"))
+                                metadata=data.get("metadata"), allow_duplicate=data.get("allow_duplicate", False))
     except ApplicationError as error:
         form.add_error(None, f"Nothing was imported: {error.message}")
         return _page(request, project, import_form=form, status=400)

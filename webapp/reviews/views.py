@@ -10,6 +10,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
+from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.reviews import dashboard, selectors, services
 from webapp.reviews.blind import scores_page
@@ -65,14 +66,16 @@ def queue_next(request: HttpRequest, project: Project, queue_id: int) -> HttpRes
         context = {"queue": queue, "progress": selectors.queue_progress(queue), "reveal": _reveal(request, queue, after)}
         return render(request, "reviews/queue_done.html", context)
     url = reverse("reviews:item", args=[project.pk, queue.pk, item.pk])
-    return redirect(f"{url}?after={after}" if after and after.isdigit() else url)
+    after_id = parse_id(after, field="after")
+    return redirect(f"{url}?after={after_id}" if after_id else url)
 
 
 def _reveal(request: HttpRequest, queue: ReviewQueue, after: str | None) -> dict | None:
     """The item just submitted, with the judge's scores next to the annotator's labels (blind mode ends here)."""
-    if not after or not after.isdigit():
+    after_id = parse_id(after, field="after")
+    if after_id is None:
         return None
-    item = ReviewItem.objects.filter(queue=queue, pk=int(after)).select_related("rollout").first()
+    item = ReviewItem.objects.filter(queue=queue, pk=after_id).select_related("rollout").first()
     if item is None or queue.mode != ReviewMode.CRITERIA:
         return None
     item.queue = queue
@@ -91,9 +94,10 @@ def _reveal_rows(queue: ReviewQueue, item: ReviewItem, labels: dict, scores: dic
 def _reveal_item(request: HttpRequest, queue: ReviewQueue, after: str | None) -> ReviewItem | None:
     """The item named by `?after=` whose judge scores the labeling page reveals, or None. Its assignment is read
     like the current one: a done assignment is itself the proof that the scores may be shown."""
-    if not after or not after.isdigit() or queue.mode != ReviewMode.CRITERIA:
+    after_id = parse_id(after, field="after")
+    if after_id is None or queue.mode != ReviewMode.CRITERIA:
         return None
-    assignment = (ReviewAssignment.objects.filter(item__queue=queue, item_id=int(after), annotator=request.user)
+    assignment = (ReviewAssignment.objects.filter(item__queue=queue, item_id=after_id, annotator=request.user)
                   .select_related("item").first())
     if assignment is not None and assignment.status == AssignmentStatus.DONE:
         item = assignment.item
@@ -101,7 +105,7 @@ def _reveal_item(request: HttpRequest, queue: ReviewQueue, after: str | None) ->
                                               rollout=item.rollout_id, queue=queue, submitted=True):
             return None  # still blind in another open queue
     else:
-        item = ReviewItem.objects.filter(queue=queue, pk=int(after)).first()
+        item = ReviewItem.objects.filter(queue=queue, pk=after_id).first()
         if item is None or not selectors.judge_scores_visible(
                 user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue):  # type: ignore[attr-defined]
             return None
@@ -183,20 +187,12 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
     return render(request, LABEL_PAGE, context, status=status)
 
 
-def _number(value: str | None) -> float | None:
-    if value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        raise ApplicationError(f"{value!r} is not a number.") from None
+def _number(value: str | None, field: str = "number") -> float | None:
+    return parse_float(value, field=field)
 
 
-def _row_version(value: str | None) -> int:
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
+def _row_version(value: str | None, field: str = "row_version") -> int:
+    return parse_int(value, field=field, default=0, minimum=0) or 0
 
 
 @require_POST
@@ -213,8 +209,8 @@ def item_autosave(request: HttpRequest, project: Project, queue_id: int, item_id
     try:
         label = services.item_label_save(
             item=item, annotator=request.user, criterion_key=key,
-            row_version=_row_version(request.POST.get(f"row_version-{key}")),
-            choice=request.POST.get(f"choice-{key}", ""), number=_number(request.POST.get(f"number-{key}")),
+            row_version=_row_version(request.POST.get(f"row_version-{key}"), f"row_version-{key}"),
+            choice=request.POST.get(f"choice-{key}", ""), number=_number(request.POST.get(f"number-{key}"), f"number-{key}"),
             comment=comment, reward_hacking=reward_hacking,
         )
     except ConflictError as exc:
@@ -247,7 +243,7 @@ def item_note(request: HttpRequest, project: Project, queue_id: int, item_id: in
     queue = selectors.queue_get(project, queue_id)
     item, _ = _item_or_next(request, queue, item_id)
     criteria = form_criteria(queue.rubric_version)
-    row_versions = {c.key: _row_version(request.POST.get(f"row_version-{c.key}")) for c in criteria}
+    row_versions = {c.key: _row_version(request.POST.get(f"row_version-{c.key}"), f"row_version-{c.key}") for c in criteria}
     comment, reward_hacking = _note(request.POST)
     status, context = 200, {"queue": queue, "item": item, "note_state": "saved"}
     try:
@@ -278,8 +274,8 @@ def item_submit(request: HttpRequest, project: Project, queue_id: int, item_id: 
     queue = selectors.queue_get(project, queue_id)
     item, assignment = _item_or_next(request, queue, item_id)
     answers = {
-        c.key: {"row_version": _row_version(request.POST.get(f"row_version-{c.key}")),
-                "choice": request.POST.get(f"choice-{c.key}", ""), "number": _number(request.POST.get(f"number-{c.key}"))}
+        c.key: {"row_version": _row_version(request.POST.get(f"row_version-{c.key}"), f"row_version-{c.key}"),
+                "choice": request.POST.get(f"choice-{c.key}", ""), "number": _number(request.POST.get(f"number-{c.key}"), f"number-{c.key}")}
         for c in form_criteria(queue.rubric_version)
     }
     try:
@@ -332,8 +328,12 @@ def item_pairwise(request: HttpRequest, project: Project, queue_id: int, item_id
 
 
 def _version_param(project: Project, value: str | None, versions: list) -> Any:
-    if value and value.isdigit():
-        chosen = RubricVersion.objects.filter(rubric__project=project, pk=int(value)).select_related("rubric").first()
+    try:
+        version_id = parse_id(value, field="version")
+    except ApplicationError:
+        version_id = None  # a malformed id names no version of this project: the page answers as for a foreign one
+    if version_id is not None:
+        chosen = RubricVersion.objects.filter(rubric__project=project, pk=version_id).select_related("rubric").first()
         if chosen is not None:
             return chosen
     return versions[0] if versions else None
@@ -392,10 +392,10 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
 def agreement_position_check(request: HttpRequest, project: Project) -> HttpResponse:
     """Start the judge-side position-swap check: the chosen judge compares pairs of rollouts in both orders."""
     version = _version_required(project, request.POST.get("version"))
-    endpoint_id = request.POST.get("endpoint", "")
-    endpoint = project.endpoints.filter(pk=int(endpoint_id)).first() if endpoint_id.isdigit() else None
-    pairs = request.POST.get("pairs", "")
-    services.position_check_enqueue(rubric_version=version, endpoint=endpoint, pairs=int(pairs) if pairs.isdigit() else 0)
+    endpoint_id = parse_id(request.POST.get("endpoint"), field="endpoint")
+    endpoint = project.endpoints.filter(pk=endpoint_id).first() if endpoint_id else None
+    pairs = parse_int(request.POST.get("pairs"), field="pairs", default=0, minimum=0, maximum=100_000) or 0
+    services.position_check_enqueue(rubric_version=version, endpoint=endpoint, pairs=pairs)
     assert endpoint is not None  # position_check_enqueue refuses a missing one
     messages.success(request, f"Position-swap check started: {endpoint.name} compares {pairs} pairs of rollouts in both "
                               "orders. Reload this page in a minute.")
@@ -438,8 +438,8 @@ def align_rejudge(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_param(project, request.POST.get("version"), [])
     if labels is None or version is None:
         raise ApplicationError("Choose the labeled version and the version to judge with.")
-    endpoint_id = request.POST.get("endpoint")
-    endpoint = project.endpoints.filter(pk=int(endpoint_id)).first() if endpoint_id and endpoint_id.isdigit() else None
+    endpoint_id = parse_id(request.POST.get("endpoint"), field="endpoint")
+    endpoint = project.endpoints.filter(pk=endpoint_id).first() if endpoint_id else None
     job = services.labeled_set_rejudge(project=project, labels=labels, rubric_version=version,
                                               endpoint=endpoint, created_by=request.user)
     messages.success(request, f"Judge job #{job.pk} re-judges the {len(job.selection['ids'])} labeled rollouts with {version}.")

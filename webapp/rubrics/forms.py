@@ -16,6 +16,8 @@ from typing import Any, get_args
 from django.conf import settings
 
 from training.rubrics.spec import CRITERION_KINDS, ExtractMode, FormatCheck, MatchCriterion
+from webapp.core import safejson
+from webapp.core.params import parse_id, parse_int
 from webapp.rubrics.specs import criterion_defaults, judge_options, weight_shares
 
 KIND_LABELS = {
@@ -169,7 +171,7 @@ def _json_object(text: str, path: str, errors: list[dict[str, str]]) -> Any:
         raise ValueError(f"{name} is not valid JSON")
 
     try:
-        value = json.loads(text, parse_constant=refuse)
+        value = safejson.loads(text, parse_constant=refuse)
     except json.JSONDecodeError as error:
         errors.append({"path": path, "message": f"not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"})
         return text
@@ -214,14 +216,14 @@ def parse_editor(data: Mapping[str, Any]) -> EditorInput:
     per_call = p.number("judge.max_criteria_per_call", "judge.max_criteria_per_call", integer=True)
     judge = {"max_criteria_per_call": 1 if per_call is None else per_call,
              "group_relative": p.get("judge.group_relative") in ("on", "true", "1")}
-    task = p.get("task").strip()
-    base = p.get("base_version").strip()
+    task = parse_id(p.get("task"), field="task")
+    base = parse_int(p.get("base_version"), field="base_version", minimum=0)
     return EditorInput(
         name=p.get("name").strip(),
         description=p.get("description").strip(),
-        task_id=int(task) if task.isdigit() else None,
+        task_id=task,
         note=p.get("note").strip(),
-        base_number=int(base) if base.isdigit() else None,
+        base_number=base,
         state={"criteria": criteria, "gates": gates, "judge": judge},
         errors=p.errors,
     )
@@ -319,7 +321,7 @@ def _move(items: list, index: int, delta: int) -> bool:
 def apply_op(form: EditorInput, op: str) -> None:
     """Apply one structural edit in place and set `form.focus` to the input to focus next. Unknown ops do nothing."""
     name, _, arg = op.partition(":")
-    args = [int(a) for a in arg.split(":") if a.isdigit()]
+    args = [int(parse_int(a, field="op", minimum=0) or 0) for a in arg.split(":") if a.isascii() and a.isdigit()]
     criteria: list[dict[str, Any]] = form.state["criteria"]
     gates: list[dict[str, Any]] = form.state["gates"]
     if name == "add" and arg in CRITERION_KINDS:

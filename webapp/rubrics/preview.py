@@ -24,6 +24,7 @@ from training.rubrics.engine import RubricEngine, aggregate, score_programmatic
 from training.rubrics.spec import JudgeCriterion, RubricSpec
 from training.rubrics.types import CriterionResult
 from training.rubrics.types import Rollout as EngineRollout
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
@@ -39,7 +40,7 @@ PREVIEW_MAX_PASTED_CHARS = 50_000
 def spec_from_json(text: str, *, field: str = "spec_json") -> dict:
     """The spec an editor posts as JSON text; a readable error at `field` when it is not a JSON object."""
     try:
-        spec = json.loads(text or "")
+        spec = safejson.loads(text or "")
     except json.JSONDecodeError as error:
         raise ApplicationError(f"The spec is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}.",
                                field=field) from error

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -71,15 +72,15 @@ def judge_options(spec: dict) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
+    """A finite number, or None: NaN and infinity are not weights (NaN once made the shares divide by zero)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, int | float | str) and str(value).strip():
         try:
-            return float(value)
-        except ValueError:
+            number = float(value)
+        except (ValueError, OverflowError):
             return None
+        return number if math.isfinite(number) else None
     return None
 
 

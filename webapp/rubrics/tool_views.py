@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
+from webapp.core.params import parse_id
 from webapp.core.permissions import Action, project_view
 from webapp.endpoints.models import ModelEndpoint
 from webapp.reviews.blind import scores_page
@@ -84,8 +85,8 @@ def preview_version(request: HttpRequest, project: Project, version_id: int) -> 
 def preview_spec(request: HttpRequest, project: Project) -> HttpResponse:
     """Try an unsaved spec: `spec_json` (and `task`), or the editor's own fields ("Try this spec")."""
     data = request.POST if request.method == "POST" else request.GET
-    task_id = data.get("task", "")
-    task = Task.objects.filter(project=project, pk=task_id).first() if task_id.isdigit() else None
+    task_id = parse_id(data.get("task"), field="task")
+    task = Task.objects.filter(project=project, pk=task_id).first() if task_id else None
     spec_json = data.get("spec_json", "")
     if not spec_json and any(key.startswith("criteria.") for key in data):
         spec_json = json.dumps(parse_editor(data).spec, indent=2)
@@ -95,10 +96,10 @@ def preview_spec(request: HttpRequest, project: Project) -> HttpResponse:
 @require_POST
 @project_view(Action.EDIT)
 def preview_run(request: HttpRequest, project: Project) -> HttpResponse:
-    version_id = request.POST.get("version", "")
-    version = selectors.rubric_version_get(project, int(version_id)) if version_id.isdigit() else None
-    task_id = request.POST.get("task", "")
-    task = Task.objects.filter(project=project, pk=task_id).first() if task_id.isdigit() else None
+    version_id = parse_id(request.POST.get("version"), field="version")
+    version = selectors.rubric_version_get(project, version_id) if version_id else None
+    task_id = parse_id(request.POST.get("task"), field="task")
+    task = Task.objects.filter(project=project, pk=task_id).first() if task_id else None
     candidates = list(preview.preview_candidates(project, task or (version.rubric.task if version else None)))
     form = PreviewForm(request.POST, project=project, candidates=candidates)
     job, error = None, None
@@ -157,8 +158,7 @@ class DraftForm(forms.Form):
 @require_http_methods(["GET", "POST"])
 @project_view(Action.EDIT)
 def draft_start(request: HttpRequest, project: Project) -> HttpResponse:
-    task_id = request.GET.get("task", "")
-    initial = {"task": task_id if task_id.isdigit() else None, "endpoint": _endpoints(project).first()}
+    initial = {"task": parse_id(request.GET.get("task"), field="task"), "endpoint": _endpoints(project).first()}
     form = DraftForm(request.POST or None, project=project, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -196,8 +196,8 @@ def draft_job(request: HttpRequest, project: Project, job_id: int) -> HttpRespon
 @project_view(Action.EDIT)
 def draft_accept(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
     job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
-    checklists = {int(k.removeprefix("checklist_")): v for k, v in request.POST.items()
-                  if k.startswith("checklist_") and k.removeprefix("checklist_").isdigit()}
+    checklists = {parse_id(k.removeprefix("checklist_"), field=k): v for k, v in request.POST.items()
+                  if k.startswith("checklist_")}
     name, spec_json = request.POST.get("name", ""), request.POST.get("spec_json", "")
     try:
         rubric = drafting.rubric_draft_accept(job=job, name=name, spec_json=spec_json, checklists=checklists,

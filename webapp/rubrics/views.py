@@ -9,6 +9,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
+from webapp.core.params import parse_id, parse_int
 from webapp.core.permissions import Action, project_view
 from webapp.rubrics import forms, selectors, services
 from webapp.rubrics.models import Rubric, RubricVersion
@@ -138,8 +139,7 @@ def _editor_post(request: HttpRequest, project: Project, rubric: Rubric | None) 
 def rubric_create(request: HttpRequest, project: Project) -> HttpResponse:
     if request.method == "POST":
         return _editor_post(request, project, None)
-    task_id = request.GET.get("task", "")
-    form = forms.editor_blank(task_id=int(task_id) if task_id.isdigit() else None)
+    form = forms.editor_blank(task_id=parse_id(request.GET.get("task"), field="task"))
     return _render_editor(request, project, form, rubric=None)
 
 
@@ -152,8 +152,9 @@ def rubric_edit(request: HttpRequest, project: Project, rubric_id: int) -> HttpR
     latest = selectors.rubric_latest_version(rubric)
     # ?from=N opens an older version's spec; the base stays the latest, so saving it makes a new version on top.
     start = latest
-    if request.GET.get("from", "").isdigit() and latest is not None:
-        start = selectors.rubric_version_by_number(rubric, int(request.GET["from"]))
+    number = parse_int(request.GET.get("from"), field="from", minimum=0)
+    if number is not None and latest is not None:
+        start = selectors.rubric_version_by_number(rubric, number)
     form = forms.editor_for_version(name=rubric.name, description=rubric.description, task_id=rubric.task_id,
                                     spec=start.spec if start else {}, base_number=latest.number if latest else None)
     return _render_editor(request, project, form, rubric=rubric)
@@ -185,9 +186,10 @@ def rubric_diff(request: HttpRequest, project: Project, rubric_id: int) -> HttpR
     """Side-by-side diff of two versions (?a=1&b=3); defaults to the latest against the one before it."""
     rubric = selectors.rubric_get(project, rubric_id)
     numbers = list(selectors.rubric_versions(rubric).values_list("number", flat=True))
-    a, b = request.GET.get("a", ""), request.GET.get("b", "")
-    new = int(b) if b.isdigit() else (numbers[0] if numbers else 0)
-    old = int(a) if a.isdigit() else next((n for n in numbers if n < new), new)
+    a = parse_int(request.GET.get("a"), field="a", minimum=0)
+    b = parse_int(request.GET.get("b"), field="b", minimum=0)
+    new = b if b is not None else (numbers[0] if numbers else 0)
+    old = a if a is not None else next((n for n in numbers if n < new), new)
     comparison = selectors.rubric_version_diff(rubric, old, new) if numbers else None
     return render(request, "rubrics/rubric_diff.html",
                   {"rubric": rubric, "numbers": numbers, "comparison": comparison, "a": old, "b": new})

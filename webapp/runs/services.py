@@ -36,6 +36,7 @@ from training.grpo.sinks import CHECKPOINTS_FILE, METRICS_FILE, SAMPLES_FILE, re
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import job_fail
 from webapp.core.models import JobStatus, Project
+from webapp.core.params import parse_id
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.endpoints.services import api_key_env_check, base_url_check, endpoint_outbound, model_check
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
@@ -83,9 +84,9 @@ def _base_model(project: Project, base_model: str) -> str:
         model_check(project=project, model=value, field="base_model")
         return value
     checkpoint_id = value.removeprefix(CHECKPOINT_PREFIX)
+    checkpoint_pk = parse_id(checkpoint_id, field="base_model")
     checkpoint = (
-        Checkpoint.objects.filter(pk=int(checkpoint_id), run__project=project).first()
-        if checkpoint_id.isdigit() else None
+        Checkpoint.objects.filter(pk=checkpoint_pk, run__project=project).first() if checkpoint_pk else None
     )
     if checkpoint is None:
         raise ApplicationError("That checkpoint does not exist in this project.", field="base_model")
@@ -329,7 +330,7 @@ def _store_checkpoints(run: TrainingRun, records: list[dict[str, Any]]) -> int:
 
 def _store_samples(run: TrainingRun, samples: list[dict[str, Any]]) -> int:
     """Samples → Rollout rows (source=training) with per-criterion CriterionScores and the RolloutScore total."""
-    example_ids = {int(s["example_id"]) for s in samples if str(s.get("example_id") or "").isdigit()}
+    example_ids = {int(s["example_id"]) for s in samples if str(s.get("example_id") or "").isascii() and str(s.get("example_id") or "").isdigit()}
     known_examples = set(Example.objects.filter(task_id=run.task_id, pk__in=example_ids).values_list("pk", flat=True))
     keyed = {(s["step"], f"run{run.pk}-s{s['step']}-g{s['group']}", s["sample_index"]): s for s in samples}
     steps = {step for step, _, _ in keyed}
@@ -342,7 +343,7 @@ def _store_samples(run: TrainingRun, samples: list[dict[str, Any]]) -> int:
             continue
         prompt = sample["prompt"]
         prompt_messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
-        example_id = int(sample["example_id"]) if str(sample.get("example_id") or "").isdigit() else None
+        example_id = int(sample["example_id"]) if str(sample.get("example_id") or "").isascii() and str(sample.get("example_id") or "").isdigit() else None
         rows.append(Rollout(
             project_id=run.project_id, task_id=run.task_id, run=run, step=step, source=RolloutSource.TRAINING,
             example_id=example_id if example_id in known_examples else None, model_name=run.base_model[:300],

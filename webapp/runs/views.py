@@ -8,6 +8,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
+from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
 from webapp.reviews.blind import scores_page
 from webapp.reviews.calibration import calibration_status
@@ -22,8 +23,8 @@ def run_list(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 def _create_context(project: Project, form: TrainingRunForm) -> dict:
-    value = str(form.data.get("rubric_version") or "")
-    version = form.fields["rubric_version"].queryset.filter(pk=int(value)).first() if value.isdigit() else None
+    version_id = parse_id(form.data.get("rubric_version"), field="rubric_version")
+    version = form.fields["rubric_version"].queryset.filter(pk=version_id).first() if version_id else None
     return {
         "form": form, "calibration": calibration_status(version) if version is not None else None,
         "checkpoints": selectors.project_checkpoints(project)[:50],
@@ -62,9 +63,9 @@ def run_create(request: HttpRequest, project: Project) -> HttpResponse:
 
 
 def _sample_step(request: HttpRequest, steps: list[int]) -> int | None:
-    value = request.GET.get("step", "")
-    if value.isdigit() and int(value) in steps:
-        return int(value)
+    step = parse_int(request.GET.get("step"), field="step")
+    if step is not None and step in steps:
+        return step
     return steps[-1] if steps else None
 
 
@@ -179,7 +180,7 @@ def run_cancel(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
 @project_view(Action.VIEW)
 @scores_page
 def run_compare(request: HttpRequest, project: Project) -> HttpResponse:
-    ids = [int(v) for v in request.GET.getlist("runs") if v.isdigit()]
+    ids = parse_ids(request.GET.getlist("runs"), field="runs")
     runs = selectors.runs_by_ids(project, ids)
     grouped = selectors.metrics_by_run(runs)
     context = {

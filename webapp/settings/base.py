@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "webapp.core.uploads.RequestSizeMiddleware",
     "webapp.core.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -164,6 +165,12 @@ REST_FRAMEWORK = {
         "webapp.api.authentication.HashedTokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies are decoded with a nesting limit (a 100,000-deep body was a RecursionError, a 500).
+    "DEFAULT_PARSER_CLASSES": [
+        "webapp.core.safejson.DepthParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "webapp.api.pagination.IdCursorPagination",
     "EXCEPTION_HANDLER": "webapp.api.errors.exception_handler",
@@ -237,6 +244,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # Largest example file (JSONL, CSV, Parquet) a task import accepts.
 RUBRICON_MAX_IMPORT_MB = env.int("RUBRICON_MAX_IMPORT_MB", 100)
+# Uploads stream to a temporary file and stop at RUBRICON_MAX_IMPORT_MB (a larger announced body gets 413 unread).
+FILE_UPLOAD_HANDLERS = ["webapp.core.uploads.CappedUploadHandler"]
 
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)

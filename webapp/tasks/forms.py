@@ -5,6 +5,7 @@ import json
 from django import forms
 from django.http import QueryDict
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.tasks.imports import ROLE_LABELS, ColumnRole, guess_roles
 from webapp.tasks.models import Split, TaskKind
@@ -13,7 +14,7 @@ from webapp.tasks.services import ENVIRONMENTS
 JSON_OBJECT_INVALID = "Enter valid JSON, e.g. {\"max_turns\": 6}."
 
 
-class StrictJSONDecoder(json.JSONDecoder):
+class StrictJSONDecoder(safejson.DepthLimitedDecoder):
     """Python's json accepts NaN and Infinity; JSON and Postgres jsonb do not."""
 
     def __init__(self, *args, **kwargs):
@@ -34,6 +35,13 @@ class JSONObjectField(forms.JSONField):
         kwargs.setdefault("widget", forms.Textarea(attrs={"rows": 3}))
         super().__init__(**kwargs)
 
+    def prepare_value(self, value):
+        # Typed-in JSON is shown again on an error; a lone surrogate ("\ud800") stays escaped, as the page is UTF-8.
+        text = super().prepare_value(value)
+        if isinstance(text, str) and not isinstance(value, str) and safejson.has_lone_surrogate(value):
+            return json.dumps(value, ensure_ascii=True)
+        return text
+
     def clean(self, value):
         value = super().clean(value)
         if value in (None, ""):
@@ -42,6 +50,8 @@ class JSONObjectField(forms.JSONField):
             raise forms.ValidationError("Enter a JSON object ({...}), not a list or a single value.")
         if "\\u0000" in json.dumps(value):
             raise forms.ValidationError("The JSON contains a NUL character (\\u0000), which cannot be stored.")
+        if safejson.has_lone_surrogate(value):
+            raise forms.ValidationError("The JSON contains a lone surrogate (such as \\ud800), which cannot be stored.")
         return value
 
 
@@ -109,6 +119,10 @@ class ImportMappingForm(forms.Form):
     unknown_columns = forms.ChoiceField(
         choices=UNKNOWN_CHOICES, initial=ColumnRole.INFO.value, label="Columns not in the preview",
         help_text="JSON Lines rows further down may have keys the first rows do not.")
+    allow_duplicate = forms.BooleanField(
+        required=False, label="Import a copy",
+        help_text="Import this file even if it was imported into this task before (otherwise refused, so a "
+                  "retried upload cannot double the examples).")
 
     def __init__(self, *args, columns: list[str], **kwargs):
         super().__init__(*args, **kwargs)

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from webapp.core import safejson
 from webapp.core.errors import ApplicationError
 
 PREVIEW_ROWS = 10
@@ -159,14 +160,6 @@ def _text_lines(handle: BinaryIO) -> Iterator[tuple[int, str]]:
 # --- JSON Lines --------------------------------------------------------------------------------------------------
 
 
-def _has_lone_surrogate(value: Any) -> bool:
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _no_constant(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON (and Postgres jsonb) do not.
     raise json.JSONDecodeError(f"{name} is not valid JSON; use null", name, 0)
@@ -178,7 +171,7 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             if not text.strip():
                 continue
             try:
-                value = json.loads(text, parse_constant=_no_constant)
+                value = safejson.loads(text, parse_constant=_no_constant)
             except json.JSONDecodeError as exc:
                 if number == 1 and text.lstrip().startswith("["):
                     raise ApplicationError(
@@ -186,7 +179,7 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
                         "(e.g. `jq -c '.[]' file.json > file.jsonl`).", field="file") from None
                 raise ApplicationError(
                     f"Line {number}, column {exc.colno}: not valid JSON ({exc.msg}).", field="file") from None
-            if "\\u" in text and _has_lone_surrogate(value):
+            if "\\u" in text and safejson.has_lone_surrogate(value):
                 raise ApplicationError(
                     f"Line {number}: contains an invalid character (a lone surrogate such as \\ud800), which "
                     "cannot be stored.", field="file")
@@ -378,7 +371,7 @@ def cell_messages(value: Any, *, fmt: FileFormat, line: int, column: str) -> lis
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = safejson.loads(value)
         except json.JSONDecodeError as exc:
             raise ApplicationError(
                 f"{where(fmt).capitalize()} {line}, column {column!r}: messages are not valid JSON ({exc.msg}).",

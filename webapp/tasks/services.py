@@ -17,8 +17,8 @@ from django.db.models import F
 from django.utils import timezone
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from training.templating import TemplateLimitError, bounded_environment
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.locking import row_version_update
 from webapp.core.models import Project
@@ -57,7 +57,7 @@ class _AnyInfo(dict):
 def prompt_template_check(template: str) -> None:
     """Refuse a prompt template that does not compile, names variables other than prompt, answer and info, or
     does something the sandbox forbids. Type errors that depend on the data (info.n + 1) are left to render time."""
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined)
+    env = bounded_environment(undefined=StrictUndefined)
     try:
         ast = env.parse(template)
         compiled = env.from_string(template)  # unknown filters and tests fail here, not in parse()
@@ -69,7 +69,9 @@ def prompt_template_check(template: str) -> None:
             f"Unknown variable {unknown[0]!r}: a prompt template can use prompt, answer and info "
             f"(e.g. {{{{ info.{unknown[0]} }}}} for a field kept in info).", field="prompt_template")
     try:
-        compiled.render(prompt="What is 2 + 2?", answer="4", info=_AnyInfo())
+        compiled.render_bounded(dict(prompt="What is 2 + 2?", answer="4", info=_AnyInfo()), seconds=1.0)
+    except TemplateLimitError as exc:
+        raise ApplicationError(f"The template exceeds a limit: {exc}.", field="prompt_template") from None
     except (UndefinedError, SecurityError) as exc:
         raise ApplicationError(f"The template cannot render: {str(exc).rstrip('.')}.", field="prompt_template") from None
     except Exception:  # noqa: BLE001 - data-dependent errors (types, arithmetic) are not the template's fault here
@@ -432,14 +434,38 @@ def _example_from_row(row: imports.Row, mapping: ImportMapping, fmt: FileFormat)
     return ExampleData(**data)
 
 
+def _staged_sha256(staged: StagedImport) -> str:
+    from webapp.exports.idempotency import file_sha256
+
+    with open(staged.path, "rb") as handle:
+        return file_sha256(handle)
+
+
+def example_import_seen(*, task: Task, staged: StagedImport) -> ApplicationError | None:
+    """The 'already imported as #N' error this staged file would get, to warn on the preview page."""
+    from webapp.exports.idempotency import AlreadyImported, import_scope
+    from webapp.exports.models import ImportRecord
+
+    found = ImportRecord.objects.filter(project_id=task.project_id, scope=import_scope(kind="examples", task=task),
+                                        sha256=_staged_sha256(staged)).order_by("id").first()
+    return AlreadyImported(found, by_key=False) if found is not None else None
+
+
 @transaction.atomic
-def examples_import(*, task: Task, staged: StagedImport, mapping: ImportMapping) -> int:
-    """Read the whole staged file with the mapping, then write every example or none."""
+def examples_import(*, task: Task, staged: StagedImport, mapping: ImportMapping, user: Any = None,
+                    allow_duplicate: bool = False) -> int:
+    """Read the whole staged file with the mapping, then write every example or none; a file already imported into
+    this task is refused ('already imported as import #N') unless `allow_duplicate`."""
+    from webapp.exports.idempotency import import_claim, import_done
+
     import_mapping_check(mapping)
+    record = import_claim(project=task.project, kind="examples", task=task, sha256=_staged_sha256(staged),
+                          filename=staged.filename, user=user, allow_duplicate=allow_duplicate)
     examples = [_example_from_row(row, mapping, staged.format)
                 for row in imports.iter_rows(staged.path, staged.format, staged.filename)]
     if not examples:
         raise ApplicationError("The file has no rows.", field="file")
     count = examples_add(task=task, examples=examples)
+    import_done(record=record, summary=f"{count} examples")
     transaction.on_commit(lambda: example_import_discard(staged=staged))
     return count

@@ -253,7 +253,8 @@ def _mapping_page(request: HttpRequest, task: Task, staged, form: ImportMappingF
     form = form or ImportMappingForm(initial={"token": staged.token}, columns=preview.columns)
     rows = [(row.line, [row.values.get(column, "") for column in preview.columns]) for row in preview.rows]
     context = {"task": task, "staged": staged, "form": form, "preview": preview, "rows": rows,
-               "format_label": FORMAT_LABELS[staged.format]}
+               "format_label": FORMAT_LABELS[staged.format],
+               "imported_before": services.example_import_seen(task=task, staged=staged)}
     return render(request, "tasks/import_preview.html", context, status=status)
 
 
@@ -277,7 +278,8 @@ def import_confirm(request: HttpRequest, project: Project, task_id: int) -> Http
                                          unknown_columns=ColumnRole(form.cleaned_data["unknown_columns"]),
                                          default_split=form.cleaned_data["default_split"])
         try:
-            count = services.examples_import(task=task, staged=staged, mapping=mapping)
+            count = services.examples_import(task=task, staged=staged, mapping=mapping, user=request.user,
+                                             allow_duplicate=form.cleaned_data["allow_duplicate"])
         except ApplicationError as error:
             form.add_error(None, error.message)
         else:

@@ -70,3 +70,35 @@ def test_no_server_errors(api_schema, owner_token):
     # The token works and generated requests get through: most reads succeed, and some writes are created.
     assert statuses.count(200) > len(statuses) // 4 and 201 in statuses, sorted(set(statuses))
     print(f"{len(checked)} operations, {len(statuses)} requests, statuses {sorted(set(statuses))}")
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_no_server_errors_on_data_that_breaks_the_schema(api_schema, owner_token):
+    """Negative mode: bodies and parameters that violate the schema (wrong types, missing fields, out-of-range
+    numbers) must be answered 4xx, never 5xx (issue 15 item 4)."""
+    from hypothesis.errors import Unsatisfiable
+
+    project, key = owner_token
+    statuses: list[int] = []
+    skipped: list[str] = []
+    for result in api_schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy(generation_mode=schemathesis.GenerationMode.NEGATIVE))
+        @settings(max_examples=3, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def check(case):
+            if "project_id" in (case.path_parameters or {}):
+                case.path_parameters["project_id"] = project.pk
+            response = case.call(headers={"Authorization": f"Token {key}"})
+            assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text[:500])
+            statuses.append(response.status_code)
+
+        try:
+            check()
+        except Unsatisfiable:  # nothing in the schema to violate (an operation without parameters or body)
+            skipped.append(operation.label)
+    assert statuses and all(s < 500 for s in statuses)
+    assert sum(400 <= s < 500 for s in statuses) > len(statuses) // 2, sorted(set(statuses))
+    print(f"{len(statuses)} negative requests, statuses {sorted(set(statuses))}, nothing to violate in {skipped}")

@@ -93,8 +93,11 @@ def test_import_through_the_api_needs_edit(scored):
         with open(path, "rb") as f:
             response = api.post(url, {"file": f, "format": "parquet"}, format="multipart")
         assert response.status_code == expected, response.content
-    assert response.json() == {"imported": 9, "scores": 0, "labels": 0, "pairwise_labels": 0, "examples": 0}
+    body = response.json()
+    assert body.pop("import_id") > 0
+    assert body == {"imported": 9, "scores": 0, "labels": 0, "pairwise_labels": 0, "examples": 0}
     with open(path, "rb") as f:
-        wrong = api.post(url, {"file": f, "format": "jsonl"}, format="multipart")
+        # (a copy: the same bytes would otherwise be answered 409 "already imported")
+        wrong = api.post(url, {"file": f, "format": "jsonl", "allow_duplicate": "true"}, format="multipart")
     assert wrong.status_code == 400 and "line 1" in wrong.json()["detail"]
     assert Rollout.objects.filter(project=target).count() == 9

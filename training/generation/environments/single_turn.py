@@ -19,16 +19,14 @@ from __future__ import annotations
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from training.generation.environments.base import PromptTemplateError, StepResult
 from training.generation.types import Conversation, Example, Message
+from training.templating import bounded_environment
 
 DEFAULT_PROMPT_TEMPLATE = "{{ prompt }}"
 
-_JINJA = ImmutableSandboxedEnvironment(
-    undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-)
+_JINJA = bounded_environment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class PromptBuilder:
