@@ -5,11 +5,40 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from itertools import islice
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
 
 from webapp.core.models import JobChunk
+
+
+def job_enqueue(task_name: str, /, *, on_commit: bool = True, send_options: dict[str, Any] | None = None,
+                **kwargs: Any) -> None:
+    """Send the Celery task `task_name` (e.g. "workers.judging.start_judge_job") with keyword arguments `kwargs`.
+
+    Services enqueue through this one function, by name, so they never import `workers/` (the Celery layer sits on
+    top of the apps, as views do). The queue comes from the name-based `task_routes` in workers/celery.py;
+    `send_options` (e.g. {"queue": "default", "countdown": 30}) go to Celery as they are. With `on_commit` the
+    message leaves only once the caller's transaction commits, so a worker never looks for a row that is not there
+    yet (or never will be, after a rollback)."""
+    from celery import current_app
+
+    options = dict(send_options or {})
+
+    def send() -> None:
+        app = current_app._get_current_object()
+        if app.conf.task_always_eager:
+            # send_task ignores eager mode: run the registered task in-process instead.
+            app.loader.import_default_modules()
+            app.tasks[task_name].apply(kwargs=kwargs, **options)
+            return
+        app.send_task(task_name, kwargs=kwargs, **options)
+
+    if on_commit:
+        transaction.on_commit(send)
+    else:
+        send()
 
 
 def _batched(ids: Iterable[int], size: int) -> Iterator[list[int]]:
@@ -96,7 +125,7 @@ def job_cancel(*, model, job_id: int) -> bool:
     )
 
 
-def job_resume(*, job, kind: str, chunk_task) -> int:
+def job_resume(*, job, kind: str, chunk_task: str) -> int:
     """Re-enqueue the unfinished chunks of a running job (after a worker was killed). Returns how many.
     Chunks still queued get a duplicate message; the duplicate finds its chunk done and does nothing."""
     from webapp.core.errors import ApplicationError
@@ -106,5 +135,5 @@ def job_resume(*, job, kind: str, chunk_task) -> int:
         raise ApplicationError(f"Only running jobs can be resumed; this one is {job.status}.")
     pending = job_chunks_pending(kind=kind, job_id=job.pk)
     for index in pending:
-        chunk_task.delay(job_id=job.pk, index=index)
+        job_enqueue(chunk_task, on_commit=False, job_id=job.pk, index=index)
     return len(pending)

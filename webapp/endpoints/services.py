@@ -237,9 +237,9 @@ def endpoint_check_start(*, endpoint: ModelEndpoint, created_by=None, enqueue: b
     """Queue one test call on a rollout worker (a local model takes 15–50 s to load: too long for a request)."""
     check = EndpointCheck.objects.create(endpoint=endpoint, created_by=created_by)
     if enqueue:
-        from workers.generation import endpoint_check
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: endpoint_check.delay(check_id=check.pk))
+        job_enqueue("workers.generation.endpoint_check", check_id=check.pk)
     return check
 
 

@@ -26,6 +26,7 @@ from webapp.core.jobs import (
     job_chunk_items,
     job_chunks_pending,
     job_chunks_plan,
+    job_enqueue,
     job_fail,
     job_finish_if_complete,
     job_resume,
@@ -99,9 +100,7 @@ def judge_job_create(
         selection=selection, created_by=created_by,
     )
     if enqueue:
-        from workers.judging import start_judge_job
-
-        transaction.on_commit(lambda: start_judge_job.delay(job_id=job.pk))
+        job_enqueue("workers.judging.start_judge_job", job_id=job.pk)
     return job
 
 
@@ -211,6 +210,4 @@ def judge_job_cancel(*, job: JudgeJob) -> bool:
 
 
 def judge_job_resume(*, job: JudgeJob) -> int:
-    from workers.judging import judge_chunk
-
-    return job_resume(job=job, kind=JobChunk.Kind.JUDGE, chunk_task=judge_chunk)
+    return job_resume(job=job, kind=JobChunk.Kind.JUDGE, chunk_task="workers.judging.judge_chunk")

@@ -21,6 +21,7 @@ from webapp.core.jobs import (
     job_chunk_items,
     job_chunks_pending,
     job_chunks_plan,
+    job_enqueue,
     job_fail,
     job_finish_if_complete,
     job_resume,
@@ -78,9 +79,7 @@ def generation_job_create(
         samples_per_example=samples_per_example, created_by=created_by, checkpoint=checkpoint,
     )
     if enqueue:
-        from workers.generation import start_generation_job
-
-        transaction.on_commit(lambda: start_generation_job.delay(job_id=job.pk))
+        job_enqueue("workers.generation.start_generation_job", job_id=job.pk)
     return job
 
 
@@ -156,6 +155,4 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
 
 
 def generation_job_resume(*, job: GenerationJob) -> int:
-    from workers.generation import generation_chunk
-
-    return job_resume(job=job, kind=KIND, chunk_task=generation_chunk)
+    return job_resume(job=job, kind=KIND, chunk_task="workers.generation.generation_chunk")

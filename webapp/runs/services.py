@@ -184,9 +184,9 @@ def training_run_create(
         calibration_note=calibration_note.strip() if not calibration.ok else "", created_by=created_by,
     )
     if enqueue:
-        from workers.training import launch_run
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: launch_run.delay(run_id=run.pk))
+        job_enqueue("workers.training.launch_run", run_id=run.pk)
     return run
 
 
@@ -447,9 +447,9 @@ def training_run_resume(
         resumed_from=checkpoint, created_by=created_by,
     )
     if enqueue:
-        from workers.training import launch_run
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: launch_run.delay(run_id=child.pk))
+        job_enqueue("workers.training.launch_run", run_id=child.pk)
     return child
 
 
@@ -508,10 +508,10 @@ def checkpoint_evaluation_create(
         base_judge_job=earlier.base_judge_job if earlier else None, created_by=created_by,
     )
     if enqueue:
-        from workers.training import advance_evaluation
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: advance_evaluation.apply_async(
-            kwargs={"evaluation_id": evaluation.pk}, queue="default", countdown=settings.RUBRICON_TRAIN_POLL_S))
+        job_enqueue("workers.training.advance_evaluation", evaluation_id=evaluation.pk,
+                    send_options={"queue": "default", "countdown": settings.RUBRICON_TRAIN_POLL_S})
     return evaluation
 
 

@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "webapp.runs",
     "webapp.exports",
     "webapp.api",
+    "webapp.demo",
+    # The Celery layer on top of the apps: loaded here (by name) so web code can enqueue without importing it.
+    "workers.apps.WorkersConfig",
 ]
 
 MIDDLEWARE = [

@@ -4,9 +4,9 @@ import pytest
 
 from tests.factories import UserFactory
 from webapp.core import services
-from webapp.core.demo import DEMO_RUBRIC_SPEC, seed_demo
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Membership, Project, Role
+from webapp.demo.seed import DEMO_RUBRIC_SPEC, seed_demo
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Example
 
