@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -134,6 +135,9 @@ class CachedJudge:
         self.supports_structured_output = backend.supports_structured_output
         self.calls = 0
         self.hits = 0
+        # Told of every real backend call as it ends (None: the call failed), so a job can book what it spent even
+        # if its worker dies before the results are stored. A sync function or a coroutine function.
+        self.on_call: Callable[[JudgeCompletion | None], Any] | None = None
         # Futures are bound to one event loop; TRL runs async rewards on its own daemon loop, tests on others.
         self._inflight: dict[tuple[int, str], asyncio.Future[JudgeCompletion]] = {}
 
@@ -156,7 +160,12 @@ class CachedJudge:
         self._inflight[slot] = future
         try:
             self.calls += 1
-            result = await self.backend.complete(messages, json_schema=json_schema)
+            try:
+                result = await self.backend.complete(messages, json_schema=json_schema)
+            except Exception:
+                await self._spent(None)
+                raise
+            await self._spent(result)
             await _maybe_await(self.cache.put(key, result.to_cache()))
             future.set_result(result)
             return result
@@ -170,3 +179,7 @@ class CachedJudge:
             raise
         finally:
             self._inflight.pop(slot, None)
+
+    async def _spent(self, completion: JudgeCompletion | None) -> None:
+        if self.on_call is not None:
+            await _maybe_await(self.on_call(completion))

@@ -85,6 +85,10 @@ class JobChunk(models.Model):
     done = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    leased_by = models.CharField(max_length=200, blank=True, help_text="Who runs the chunk now (host:pid:claim).")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The holder renews the lease while it runs; once it lapses, the holder is gone "
+        "and the chunk may be run again.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

@@ -196,6 +196,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Largest example file (JSONL, CSV, Parquet) a task import accepts.
 RUBRICON_MAX_IMPORT_MB = env.int("RUBRICON_MAX_IMPORT_MB", 100)
 
+# A running chunk holds a lease that its worker renews every third of this; a chunk whose lease lapsed (its worker
+# died) is run again, by the worker that notices first (each worker checks this often). Never a chunk whose worker lives.
+RUBRICON_JOB_LEASE_S = env.float("RUBRICON_JOB_LEASE_S", 60.0)
+
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)
 

@@ -53,3 +53,98 @@ def test_task_routes_pick_the_queue_by_name():
     assert app.amqp.router.route({}, "workers.judging.start_judge_job")["queue"].name == "judge"
     assert app.amqp.router.route({}, "workers.generation.endpoint_check")["queue"].name == "rollout"
     assert app.amqp.router.route({"queue": "default"}, "workers.training.advance_evaluation")["queue"].name == "default"
+
+
+# -- leases -----------------------------------------------------------------------------------------------------
+
+
+def _chunk(job_id: int = 424242):
+    from webapp.core.jobs import job_chunks_plan
+
+    job_chunks_plan(kind="judge", job_id=job_id, item_ids=[1, 2, 3], size=3)
+    return {"kind": "judge", "job_id": job_id, "index": 0}
+
+
+@pytest.mark.django_db
+def test_a_chunk_held_by_a_live_worker_cannot_be_claimed_until_its_lease_lapses():
+    from django.db import transaction
+    from django.utils import timezone
+
+    from webapp.core.jobs import job_chunk_claim, job_chunk_claim_done, job_chunk_renew
+    from webapp.core.models import JobChunk
+
+    chunk = _chunk()
+    first = job_chunk_claim(**chunk)
+    assert first is not None and first.item_ids == [1, 2, 3]
+    assert job_chunk_claim(**chunk) is None  # a second delivery while the first worker lives
+    assert job_chunk_renew(lease=first)
+
+    # The first worker died: its lease lapses (as time would make it), and the next delivery takes the chunk over.
+    JobChunk.objects.filter(pk=first.pk).update(lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))
+    second = job_chunk_claim(**chunk)
+    assert second is not None and second.token != first.token
+    assert not job_chunk_renew(lease=first)  # the old holder learns it lost the chunk
+    with transaction.atomic():
+        assert not job_chunk_claim_done(lease=first)  # ... and cannot store its results over the new holder's
+    with transaction.atomic():
+        assert job_chunk_claim_done(lease=second)
+    row = JobChunk.objects.get(pk=second.pk)
+    assert row.done and row.attempts == 2 and not row.leased_by and row.lease_expires_at is None
+    assert job_chunk_claim(**chunk) is None  # done chunks are never claimed again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_of_many_simultaneous_deliveries_exactly_one_claims_the_chunk():
+    import threading
+
+    from django.db import connection
+
+    from webapp.core.jobs import job_chunk_claim
+
+    chunk = _chunk()
+    barrier = threading.Barrier(6)
+    won = []
+
+    def deliver():
+        try:
+            barrier.wait()
+            won.append(job_chunk_claim(**chunk))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=deliver) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 6 and sum(lease is not None for lease in won) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_keeps_renewing_the_lease_while_the_chunk_runs(settings):
+    import time
+
+    from webapp.core.jobs import job_chunk_claim, job_chunk_lease
+    from webapp.core.models import JobChunk
+
+    settings.RUBRICON_JOB_LEASE_S = 1.5
+    chunk = _chunk()
+    with job_chunk_lease(**chunk) as lease:
+        assert lease is not None
+        time.sleep(4.0)  # over two lease lengths: only the heartbeat keeps it alive
+        assert job_chunk_claim(**chunk) is None
+    row = JobChunk.objects.get(pk=lease.pk)
+    assert not row.done and row.leased_by == lease.token  # not finished: the lease simply lapses now
+    time.sleep(2.0)
+    assert job_chunk_claim(**chunk) is not None
+
+
+@pytest.mark.django_db
+def test_a_chunk_whose_run_raises_is_released_at_once():
+    from webapp.core.jobs import job_chunk_claim, job_chunk_lease
+
+    chunk = _chunk()
+    with pytest.raises(RuntimeError), job_chunk_lease(**chunk) as lease:
+        assert lease is not None
+        raise RuntimeError("the judge server is down")
+    assert job_chunk_claim(**chunk) is not None

@@ -169,3 +169,45 @@ def test_judge_pages_and_permissions(client, arithmetic, make_member):
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert client.get(reverse("judging:list", args=[project.pk])).status_code == 200
+
+
+@pytest.fixture
+def eager_celery():
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db
+def test_resume_sends_only_chunks_no_live_worker_holds(arithmetic, settings, eager_celery):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from webapp.core.jobs import job_chunk_claim, job_chunk_claim_done
+
+    project, version, _ = arithmetic
+    settings.RUBRICON_JUDGE_CHUNK_SIZE = 1
+    job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
+    assert services.judge_job_plan(job_id=job.pk) == [0, 1, 2, 3]
+    job.refresh_from_db()
+    chunks = JobChunk.objects.filter(kind="judge", job_id=job.pk)
+    live = job_chunk_claim(kind="judge", job_id=job.pk, index=0)  # a worker that is running chunk 0
+    dead = job_chunk_claim(kind="judge", job_id=job.pk, index=1)  # a worker that was killed in chunk 1 ...
+    chunks.filter(index=1).update(lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))  # ... lapsed
+
+    # The periodic check: only the lapsed chunk runs again (here in-process: Celery is eager).
+    assert services.judge_job_resume(job=job, lapsed_only=True) == 1
+    assert set(chunks.filter(done=True).values_list("index", flat=True)) == {1}
+    assert services.judge_job_resume(job=job, lapsed_only=True) == 0
+    # A worker start also sends chunks never claimed (their messages may be lost), never the live one.
+    assert services.judge_job_resume(job=job) == 2
+    assert set(chunks.filter(done=True).values_list("index", flat=True)) == {1, 2, 3}
+    # A second delivery of the live worker's chunk does nothing; the dead worker's late results are refused.
+    assert services.judge_chunk_run(job_id=job.pk, index=0) == 0
+    with transaction.atomic():
+        assert not job_chunk_claim_done(lease=dead)
+        assert job_chunk_claim_done(lease=live)
+    assert RolloutScore.objects.filter(job=job).count() == 3
