@@ -211,3 +211,64 @@ def test_resume_sends_only_chunks_no_live_worker_holds(arithmetic, settings, eag
         assert not job_chunk_claim_done(lease=dead)
         assert job_chunk_claim_done(lease=live)
     assert RolloutScore.objects.filter(job=job).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_cache_keeps_only_parsed_verdicts_and_never_serves_one_servers_answers_for_another(arithmetic):
+    """Issue 17: a faulty server's unparseable replies were cached and served to a later job against a healthy
+    server with the same model name; the re-run reported tokens for calls it never made."""
+    project, version, rollouts = arithmetic
+    judged = RubricVersionFactory(rubric=version.rubric, spec=WITH_JUDGE)
+    good = '{"verdicts": [{"key": "clear", "rationale": "fine", "verdict": "yes"}]}'
+    scorable = len([r for r in rollouts if not r.error])
+
+    with StubChatServer(lambda body, index: "I'd rather not say.", model="same") as faulty, \
+            StubChatServer(lambda body, index: good, model="same") as healthy:
+        endpoints = {
+            name: EndpointFactory(project=project, base_url=server.base_url, model="same", default_params={"max_tokens": 64},
+                                  supports_structured_output=False)
+            for name, server in (("faulty", faulty), ("healthy", healthy))
+        }
+
+        def judge(name: str) -> JudgeJob:
+            return run_inline(services.judge_job_create(
+                project=project, rubric_version=judged, endpoint=endpoints[name], enqueue=False))
+
+        bad = judge("faulty")
+        assert bad.calls_made == scorable == faulty.stats["requests"] and JudgeCache.objects.count() == 0
+        assert bad.prompt_tokens == 10 * scorable  # the stub bills 10 prompt tokens a call
+        # The healthy server is asked: nothing of the faulty one's is served, though model and prompt are the same.
+        fine = judge("healthy")
+        assert fine.calls_made == scorable == healthy.stats["requests"] and fine.cache_hits == 0
+        assert fine.judge_fingerprint == bad.judge_fingerprint  # same judge for agreement statistics
+        assert set(CriterionScore.objects.filter(job=fine, criterion_key="clear").values_list("score", flat=True)) == {1.0}
+        # Asked again: all from the cache, and the job spends (and reports) no call and no token.
+        again = judge("healthy")
+        assert (again.calls_made, again.cache_hits, again.prompt_tokens, again.completion_tokens) == (0, scorable, 0, 0)
+        assert healthy.stats["requests"] == scorable
+        # The faulty server's garbage was never kept: asking it again makes the calls again.
+        assert judge("faulty").calls_made == scorable == faulty.stats["requests"] - scorable
+
+
+def test_a_cached_answer_that_does_not_parse_is_asked_again_and_replaced():
+    """Caches filled before only verdicts were kept may hold garbage: the judge asks again instead of serving it."""
+    import asyncio
+
+    from training.judges.base import CachedJudge, InMemoryJudgeCache, JudgeCompletion, cache_key
+
+    class Backend:
+        fingerprint = "m|{}"
+        supports_structured_output = False
+        calls = 0
+
+        async def complete(self, messages, *, json_schema=None):
+            Backend.calls += 1
+            return JudgeCompletion(text="yes")
+
+    cache = InMemoryJudgeCache()
+    judge = CachedJudge(Backend(), cache)
+    messages = [{"role": "user", "content": "ok?"}]
+    cache.put(cache_key(judge.cache_identity, messages, None), JudgeCompletion(text="garbage").to_cache())
+    accept = lambda c: c.text == "yes"  # noqa: E731
+    assert asyncio.run(judge.complete(messages, accept=accept)).text == "yes" and Backend.calls == 1
+    assert asyncio.run(judge.complete(messages, accept=accept)).cached and Backend.calls == 1
