@@ -63,14 +63,46 @@ def _batched(ids: Iterable[int], size: int) -> Iterator[list[int]]:
         yield batch
 
 
-def job_chunks_plan(*, kind: str, job_id: int, item_ids: Iterable[int], size: int) -> int:
-    """Create the job's chunks (idempotent: planning twice creates nothing new). Returns the number of items."""
+def _batched_by_group(items: Iterable[tuple[int, str | None]], size: int) -> Iterator[list[int]]:
+    """Batches of at most `size` ids that never split a group (items sorted by group; an empty group key is a group
+    of its own). A group larger than `size` is a batch by itself."""
+    batch: list[int] = []
+    group: list[int] = []
+    current: str | None = None
+    for pk, key in items:
+        if group and (not key or key != current):
+            if batch and len(batch) + len(group) > size:
+                yield batch
+                batch = []
+            batch += group
+            group = []
+        group.append(pk)
+        current = key
+    if batch and len(batch) + len(group) > size:
+        yield batch
+        batch = []
+    if batch := batch + group:
+        yield batch
+
+
+def _chunks_create(*, kind: str, job_id: int, batches: Iterable[list[int]]) -> int:
     chunks, total = [], 0
-    for index, ids in enumerate(_batched(item_ids, size)):
+    for index, ids in enumerate(batches):
         chunks.append(JobChunk(kind=kind, job_id=job_id, index=index, item_ids=ids))
         total += len(ids)
     JobChunk.objects.bulk_create(chunks, batch_size=1000, ignore_conflicts=True)
     return total
+
+
+def job_chunks_plan(*, kind: str, job_id: int, item_ids: Iterable[int], size: int) -> int:
+    """Create the job's chunks (idempotent: planning twice creates nothing new). Returns the number of items."""
+    return _chunks_create(kind=kind, job_id=job_id, batches=_batched(item_ids, size))
+
+
+def job_chunks_plan_groups(*, kind: str, job_id: int, items: Iterable[tuple[int, str | None]], size: int) -> int:
+    """Like job_chunks_plan for (id, group key) pairs sorted by group key: a group is never cut across chunks, so
+    group-relative judging always sees a whole group."""
+    return _chunks_create(kind=kind, job_id=job_id, batches=_batched_by_group(items, size))
 
 
 def job_chunks_pending(*, kind: str, job_id: int) -> list[int]:

@@ -26,7 +26,7 @@ from webapp.core.jobs import (
     job_chunk_claim_done,
     job_chunk_lease,
     job_chunks_pending,
-    job_chunks_plan,
+    job_chunks_plan_groups,
     job_enqueue,
     job_fail,
     job_finish_if_complete,
@@ -114,10 +114,11 @@ def judge_job_plan(*, job_id: int) -> list[int]:
     if job.status == JobStatus.PENDING:
         selection = dict(job.selection)
         max_id = selection.pop("max_id", None)
-        ids = rollout_browse(job.project, filters=selection).order_by("pk").values_list("pk", flat=True)
+        items = rollout_browse(job.project, filters=selection).order_by("group_key", "pk").values_list("pk", "group_key")
         if max_id is not None:
-            ids = ids.filter(pk__lte=max_id)
-        total = job_chunks_plan(kind=JobChunk.Kind.JUDGE, job_id=job.pk, item_ids=ids.iterator(), size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
+            items = items.filter(pk__lte=max_id)
+        total = job_chunks_plan_groups(kind=JobChunk.Kind.JUDGE, job_id=job.pk, items=items.iterator(),
+                                       size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
         engine = rubric_engine(job.rubric_version, job.endpoint)
         JudgeJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING, total=total, started_at=timezone.now(),

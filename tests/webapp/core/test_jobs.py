@@ -148,3 +148,17 @@ def test_a_chunk_whose_run_raises_is_released_at_once():
         assert lease is not None
         raise RuntimeError("the judge server is down")
     assert job_chunk_claim(**chunk) is not None
+
+
+def test_chunks_cut_on_group_boundaries_only():
+    from webapp.core.jobs import _batched_by_group
+
+    items = [(i, f"g{i // 7}") for i in range(70)]  # ten groups of 7
+    batches = list(_batched_by_group(items, 64))
+    assert [len(b) for b in batches] == [63, 7]
+    batch_of = {i: n for n, batch in enumerate(batches) for i in batch}
+    assert all(len({batch_of[i] for i in range(g * 7, g * 7 + 7)}) == 1 for g in range(10))
+    # Rollouts without a group are units of one; a group bigger than a chunk is a chunk of its own.
+    assert list(_batched_by_group([(1, ""), (2, ""), (3, None)], 2)) == [[1, 2], [3]]
+    assert list(_batched_by_group([(1, "a"), (2, "b"), (3, "b"), (4, "b"), (5, "c")], 2)) == [[1], [2, 3, 4], [5]]
+    assert list(_batched_by_group([], 64)) == []

@@ -272,3 +272,30 @@ def test_a_cached_answer_that_does_not_parse_is_asked_again_and_replaced():
     accept = lambda c: c.text == "yes"  # noqa: E731
     assert asyncio.run(judge.complete(messages, accept=accept)).text == "yes" and Backend.calls == 1
     assert asyncio.run(judge.complete(messages, accept=accept)).cached and Backend.calls == 1
+
+
+@pytest.mark.django_db
+def test_group_relative_judging_always_sees_whole_groups_across_chunks(settings):
+    """Issue 17: with n = 7 and chunks of 64 a group was split, and one rollout judged alone."""
+    import re
+
+    task = TaskFactory()
+    rollouts = []
+    for group in range(10):
+        example = ExampleFactory(task=task, prompt=f"What is {group} + 1?", answer=str(group + 1))
+        rollouts += [RolloutFactory(project=task.project, task=task, example=example, group_key=f"g{group}",
+                                    sample_index=i, completion=f"<answer>{group + 1}</answer> ({i})") for i in range(7)]
+    spec = {**WITH_JUDGE, "judge": {"group_relative": True}}
+    version = RubricVersionFactory(rubric=RubricFactory(project=task.project, task=task), spec=spec)
+    settings.RUBRICON_JUDGE_CHUNK_SIZE = 64
+    with StubChatServer() as server:
+        endpoint = EndpointFactory(project=task.project, base_url=server.base_url)
+        job = run_inline(services.judge_job_create(project=task.project, rubric_version=version, endpoint=endpoint,
+                                                   enqueue=False))
+    assert job.status == JobStatus.SUCCEEDED and job.done == 70 and job.failed_count == 0
+    group_of = {r.pk: r.group_key for r in rollouts}
+    for chunk in JobChunk.objects.filter(kind="judge", job_id=job.pk):
+        groups = {group_of[pk] for pk in chunk.item_ids}
+        assert sum(1 for r in rollouts if r.group_key in groups) == len(chunk.item_ids)
+    asked = [re.search(r"rollouts 1 to (\d+)", str(body["messages"])) for body in server.bodies]
+    assert [int(m.group(1)) if m else 1 for m in asked] == [7] * 10  # one call per group, each on all 7
