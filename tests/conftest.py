@@ -127,7 +127,11 @@ def private_broker() -> str:
     RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis."""
     import redis
 
+    from django.conf import settings
+
     url = os.environ.get("RUBRICON_TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/14")
+    if url == settings.CELERY_BROKER_URL:
+        pytest.fail("RUBRICON_TEST_PRIVATE_BROKER must differ from CELERY_BROKER_URL: the session worker would join in")
     redis.Redis.from_url(url).flushdb()
     return url
 

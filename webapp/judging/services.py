@@ -7,6 +7,7 @@ Flow: judge_job_create (web) â†’ workers.judging.start_judge_job plans chunks â†
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync, sync_to_async
@@ -15,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from training.judges.base import JudgeCompletion
 from training.rubrics.engine import RubricEngine
 from training.rubrics.spec import JudgeCriterion
 from training.rubrics.types import Rollout as EngineRollout
@@ -144,11 +146,11 @@ def judge_chunk_run(*, job_id: int, index: int) -> int:
     return written
 
 
-def _spend_recorder(job_id: int):
+def _spend_recorder(job_id: int) -> Callable[[JudgeCompletion | None], Awaitable[None]]:
     """Book each judge call on the job as it ends (not when the chunk commits): a chunk whose worker dies has still
     spent its calls, and a re-run answered from the cache spends nothing."""
 
-    def record(completion) -> None:
+    def record(completion: JudgeCompletion | None) -> None:
         tokens = {"prompt": completion.prompt_tokens, "completion": completion.completion_tokens} if completion else {}
         cost = Decimal(str(round(completion.cost_usd or 0.0, 6))) if completion else Decimal(0)
         JudgeJob.objects.filter(pk=job_id).update(

@@ -14,5 +14,5 @@ register = template.Library()
 def job_status(job) -> str:
     """The job's status badge; a success over failed items says so (and is styled apart)."""
     outcome = job_outcome(job)
-    css = "partial" if outcome.startswith("succeeded with") else job.status
-    return format_html('<span class="status status-{}">{}</span>', css, outcome)
+    partial = " status-partial" if outcome.startswith("succeeded with") else ""
+    return format_html('<span class="status status-{}{}">{}</span>', job.status, partial, outcome)
