@@ -48,7 +48,7 @@ class WorkerProcess:
     """A real `celery worker` OS process for tests, writing to the test database."""
 
     def __init__(self, *, name: str, log_path: Path, env_overrides: dict[str, str] | None = None,
-                 queues: str = "default,judge,rollout,train"):
+                 queues: str = "default,judge,rollout,train", concurrency: int = 2):
         import subprocess
         import sys
 
@@ -69,7 +69,7 @@ class WorkerProcess:
         with open(log_path, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "--pool", "threads",
-                 "--concurrency", "2", "-n", f"{name}@%h", "--loglevel", "INFO"],
+                 "--concurrency", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO"],
                 cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
 
@@ -122,11 +122,12 @@ def shared_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def start_worker(django_db_setup, tmp_path):
-    """start_worker(name, env_overrides) -> WorkerProcess, stopped at the end of the test."""
+    """start_worker(name, env_overrides, concurrency=2) -> WorkerProcess, stopped at the end of the test."""
     started: list[WorkerProcess] = []
 
-    def start(name: str, env_overrides: dict[str, str] | None = None) -> WorkerProcess:
-        worker = WorkerProcess(name=name, log_path=tmp_path / f"{name}.log", env_overrides=env_overrides)
+    def start(name: str, env_overrides: dict[str, str] | None = None, concurrency: int = 2) -> WorkerProcess:
+        worker = WorkerProcess(name=name, log_path=tmp_path / f"{name}.log", env_overrides=env_overrides,
+                               concurrency=concurrency)
         started.append(worker)
         worker.wait_ready()
         return worker
@@ -134,6 +135,20 @@ def start_worker(django_db_setup, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def private_broker() -> str:
+    """An emptied Redis database for tests whose workers must not share their queues with the session worker.
+    RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis."""
+    import redis
+    from django.conf import settings
+
+    url = os.environ.get("RUBRICON_TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/14")
+    if url == settings.CELERY_BROKER_URL:
+        pytest.fail("RUBRICON_TEST_PRIVATE_BROKER must differ from CELERY_BROKER_URL: the session worker would join in")
+    redis.Redis.from_url(url).flushdb()
+    return url
 
 
 @pytest.fixture(scope="session")

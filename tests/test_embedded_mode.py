@@ -61,7 +61,7 @@ def test_embedded_mode_serves_login_and_runs_tasks_on_the_filesystem_broker(tmp_
         # A task sent by another process over the filesystem broker reaches the embedded worker.
         send = (
             "import os; os.environ['DJANGO_SETTINGS_MODULE']='webapp.settings.dev'; import django; django.setup();"
-            "from workers.system import heartbeat; heartbeat.apply_async(kwargs={'queue': 'judge'}, queue='judge')"
+            "from webapp.core.jobs import job_enqueue; job_enqueue('workers.system.heartbeat', on_commit=False, queue='judge', send_options={'queue': 'judge'})"
         )
         subprocess.run([sys.executable, "-c", send], cwd=REPO_ROOT, env=env, check=True, timeout=60)
         database = tmp_path / "rubricon.sqlite3"

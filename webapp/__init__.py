@@ -1,4 +1,2 @@
-# Load the Celery app with Django, so tasks sent from web code go to the configured broker.
-from workers.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""Rubricon's Django project. The Celery app lives in `workers/` (the layer above the apps); Django loads it as the
+installed app `workers` (see workers/apps.py), and services enqueue by task name through webapp.core.jobs.job_enqueue."""

@@ -17,6 +17,8 @@ QUEUES = ("default", "judge", "rollout", "train")
 
 app = Celery("rubricon", include=["workers.system", "workers.judging", "workers.generation", "workers.training", "workers.exports"])
 app.config_from_object("django.conf:settings", namespace="CELERY")
+# The default for every thread (Celery's "current app" is per thread): web threads enqueue through celery.current_app.
+app.set_default()
 app.conf.task_queues = [Queue(name, routing_key=name) for name in QUEUES]
 # Each domain module declares its queue here, so producers never have to remember it.
 app.conf.task_routes = {

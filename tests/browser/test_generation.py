@@ -7,7 +7,7 @@ import pytest
 
 from tests.factories import EndpointFactory
 from training.judges.stub_server import StubChatServer
-from webapp.core.demo import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
+from webapp.demo.seed import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
 from webapp.rollouts.models import GenerationJob
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]

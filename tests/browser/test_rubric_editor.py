@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.test_tasks import screenshot
-from webapp.core.demo import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
+from webapp.demo.seed import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
 from webapp.judging.models import CriterionScore
 from webapp.rubrics.models import Rubric
 

@@ -10,7 +10,7 @@ import pytest
 from tests.browser.test_tasks import screenshot
 from tests.factories import EndpointFactory, RolloutFactory
 from training.judges.stub_server import StubChatServer
-from webapp.core.demo import (
+from webapp.demo.seed import (
     DEMO_ENDPOINT_NAME,
     DEMO_PASSWORD,
     DEMO_RUBRIC_NAME,

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.conftest import REPO_ROOT
-from webapp.core.demo import DEMO_PASSWORD, DEMO_RUBRIC_NAME, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
+from webapp.demo.seed import DEMO_PASSWORD, DEMO_RUBRIC_NAME, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

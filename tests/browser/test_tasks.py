@@ -8,7 +8,7 @@ import os
 import pytest
 
 from tests.conftest import REPO_ROOT
-from webapp.core.demo import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
+from webapp.demo.seed import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
 from webapp.tasks.models import Example, Task
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

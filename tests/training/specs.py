@@ -1,4 +1,4 @@
-"""Rubric specs shared by the training tests (no Django here): the demo's arithmetic rubric, as webapp/core/demo.py
+"""Rubric specs shared by the training tests (no Django here): the demo's arithmetic rubric, as webapp/demo/seed.py
 seeds it."""
 
 ARITHMETIC_CRITERIA = [

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
+from webapp.core.jobs import job_enqueue
 from webapp.core.models import WorkerHeartbeat
 from workers.celery import QUEUES, app
-from workers.system import heartbeat
 
 
 def test_celery_is_configured_for_safe_long_jobs():
@@ -26,8 +26,8 @@ def test_celery_is_configured_for_safe_long_jobs():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_task_sent_through_redis_is_run_by_a_real_worker_and_written_to_postgres(celery_worker_process):
-    for queue in QUEUES:
-        heartbeat.apply_async(kwargs={"queue": queue}, queue=queue)
+    for queue in QUEUES:  # sent the way services send: by name, through webapp.core.jobs
+        job_enqueue("workers.system.heartbeat", on_commit=False, queue=queue, send_options={"queue": queue})
     deadline = time.monotonic() + 30
     rows = WorkerHeartbeat.objects.filter(hostname=socket.gethostname())
     while set(rows.values_list("queue", flat=True)) != set(QUEUES):

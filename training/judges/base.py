@@ -11,7 +11,7 @@ A judge backend turns chat messages into text; prompt rendering and verdict pars
         def get(self, key: str) -> dict | None          # or: async def get
         def put(self, key: str, value: dict) -> None    # or: async def put
 
-    cache_key(fingerprint, messages, json_schema) -> str   # sha256 hex of model + sampling + rendered prompt
+    cache_key(identity, messages, json_schema) -> str   # sha256 hex of server/engine + model + sampling + prompt
     CachedJudge(backend, cache)   # a JudgeBackend; identical requests make zero backend calls,
                                   # concurrent identical requests share one call
     InMemoryJudgeCache()
@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -131,20 +132,35 @@ class CachedJudge:
         self.backend = backend
         self.cache: JudgeCache = cache if cache is not None else InMemoryJudgeCache()
         self.fingerprint = backend.fingerprint
+        # Which server or engine answers, besides the model and sampling: two servers with one model name (a
+        # faulty and a healthy one, a base model and a fine-tune) must not share cached answers. The fingerprint
+        # stored with scores stays model + sampling + prompt, so moving a judge to another URL keeps its identity.
+        self.cache_identity: str = getattr(backend, "cache_identity", None) or backend.fingerprint
         self.supports_structured_output = backend.supports_structured_output
         self.calls = 0
         self.hits = 0
+        # Told of every real backend call as it ends (None: the call failed), so a job can book what it spent even
+        # if its worker dies before the results are stored. A sync function or a coroutine function.
+        self.on_call: Callable[[JudgeCompletion | None], Any] | None = None
         # Futures are bound to one event loop; TRL runs async rewards on its own daemon loop, tests on others.
         self._inflight: dict[tuple[int, str], asyncio.Future[JudgeCompletion]] = {}
 
     async def complete(
-        self, messages: list[dict[str, Any]], *, json_schema: dict[str, Any] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        json_schema: dict[str, Any] | None = None,
+        accept: Callable[[JudgeCompletion], bool] | None = None,
     ) -> JudgeCompletion:
-        key = cache_key(self.fingerprint, messages, json_schema)
+        """`accept` says whether an answer is a verdict worth keeping (it parses): others are returned but not
+        cached, and a cached answer it refuses is asked again (and replaced)."""
+        key = cache_key(self.cache_identity, messages, json_schema)
         hit = await _maybe_await(self.cache.get(key))
         if hit is not None:
-            self.hits += 1
-            return JudgeCompletion.from_cache(hit)
+            cached = JudgeCompletion.from_cache(hit)
+            if accept is None or accept(cached):
+                self.hits += 1
+                return cached
         slot = (id(asyncio.get_running_loop()), key)
         pending = self._inflight.get(slot)
         if pending is not None:
@@ -156,8 +172,14 @@ class CachedJudge:
         self._inflight[slot] = future
         try:
             self.calls += 1
-            result = await self.backend.complete(messages, json_schema=json_schema)
-            await _maybe_await(self.cache.put(key, result.to_cache()))
+            try:
+                result = await self.backend.complete(messages, json_schema=json_schema)
+            except Exception:
+                await self._spent(None)
+                raise
+            await self._spent(result)
+            if accept is None or accept(result):
+                await _maybe_await(self.cache.put(key, result.to_cache()))
             future.set_result(result)
             return result
         except asyncio.CancelledError:
@@ -170,3 +192,7 @@ class CachedJudge:
             raise
         finally:
             self._inflight.pop(slot, None)
+
+    async def _spent(self, completion: JudgeCompletion | None) -> None:
+        if self.on_call is not None:
+            await _maybe_await(self.on_call(completion))

@@ -38,6 +38,7 @@ class OpenAIJudge:
         )
         # The fingerprint must not change when structured output is switched off at runtime: the prompt is the same.
         self.fingerprint = sampling_fingerprint(client.model, self.params)
+        self.cache_identity = f"{client.base_url.rstrip('/')}|{self.fingerprint}"
 
     async def complete(
         self, messages: list[dict[str, Any]], *, json_schema: dict[str, Any] | None = None

@@ -76,6 +76,8 @@ class TransformersJudge:
         }
         label = name or (self.model_path.name if self.model_path is not None else type(model).__name__)
         self.fingerprint = sampling_fingerprint(f"transformers:{label}", self.params)
+        engine = str(self.model_path.resolve()) if self.model_path is not None else f"{type(model).__name__}@{id(model)}"
+        self.cache_identity = f"{engine}|{self.fingerprint}"
         self._lock = threading.Lock()
 
     def _load(self) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import jsonschema
 
-from training.judges.base import JudgeBackend, JudgeCompletion
+from training.judges.base import CachedJudge, JudgeBackend, JudgeCompletion
 from training.rubrics.extract import check_format, extract_answer, find_json, normalize_answer, parse_number
 from training.rubrics.parsing import ParsedVerdict, parse_group_verdicts, parse_verdicts
 from training.rubrics.prompts import JudgePrompt, build_group_prompt, build_judge_prompt, judge_fingerprint
@@ -411,12 +411,16 @@ class RubricEngine:
             results[members[position]].update(by_key)
 
     # judging
-    async def _call(self, prompt: JudgePrompt) -> tuple[JudgeCompletion | None, str | None]:
+    async def _call(
+        self, prompt: JudgePrompt, parses: Callable[[JudgeCompletion], bool]
+    ) -> tuple[JudgeCompletion | None, str | None]:
         if self.judge is None:
             return None, "no judge configured for this rubric's judge criteria"
         schema = prompt.json_schema if self.judge.supports_structured_output else None
+        # A cache keeps only answers that parse into verdicts: an unparseable reply is a failure, not a verdict.
+        options = {"accept": parses} if isinstance(self.judge, CachedJudge) else {}
         try:
-            return await self.judge.complete(prompt.messages, json_schema=schema), None
+            return await self.judge.complete(prompt.messages, json_schema=schema, **options), None
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every item ends scored or failed-with-reason
@@ -458,7 +462,9 @@ class RubricEngine:
         except Exception as exc:  # noqa: BLE001 - e.g. a question reading a missing `info` field
             return self._failed(criteria, f"cannot render judge prompt: {exc}")
         started = time.perf_counter()
-        completion, error = await self._call(prompt)
+        completion, error = await self._call(
+            prompt, lambda c: all(p.score is not None for p in parse_verdicts(c.text, criteria).values())
+        )
         if completion is None:
             failed = self._failed(criteria, error or "judge call failed")
             for r in failed.values():
@@ -476,7 +482,10 @@ class RubricEngine:
             prompt = build_group_prompt(criteria, rollouts)
         except Exception as exc:  # noqa: BLE001
             return [self._failed(criteria, f"cannot render judge prompt: {exc}") for _ in rollouts]
-        completion, error = await self._call(prompt)
+        completion, error = await self._call(
+            prompt,
+            lambda c: all(p.score is not None for p in parse_group_verdicts(c.text, criteria, len(rollouts)).values()),
+        )
         if completion is None:
             return [self._failed(criteria, error or "judge call failed") for _ in rollouts]
         parsed = parse_group_verdicts(completion.text, criteria, len(rollouts))

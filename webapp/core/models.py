@@ -85,8 +85,40 @@ class JobChunk(models.Model):
     done = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    leased_by = models.CharField(max_length=200, blank=True, help_text="Who runs the chunk now (host:pid:claim).")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The holder renews the lease while it runs; once it lapses, the holder is gone "
+        "and the chunk may be run again.")
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["kind", "job_id", "index"], name="job_chunk_unique")]
         indexes = [models.Index(fields=["kind", "job_id", "done"], name="job_chunk_pending")]
+
+
+class ImportRecord(models.Model):
+    """One import that committed rows: its file's SHA-256 (and the client's Idempotency-Key), so a retried upload
+    after a dropped connection is recognised instead of importing the rows a second time."""
+
+    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="import_records")
+    kind = models.CharField(max_length=32, help_text="examples, or the export kind the file holds.")
+    scope = models.CharField(max_length=200, help_text="What the rows went into: kind, task and rubric version.")
+    sha256 = models.CharField(max_length=64)
+    idempotency_key = models.CharField(max_length=200, blank=True)
+    is_copy = models.BooleanField(default=False, help_text="Imported again on purpose ('import a copy').")
+    filename = models.CharField(max_length=300, blank=True)
+    summary = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Two uploads of the same file at once: the second waits on this index and then finds the first.
+            models.UniqueConstraint(fields=["project", "scope", "sha256"], condition=models.Q(is_copy=False),
+                                    name="import_record_unique_file"),
+            models.UniqueConstraint(fields=["project", "idempotency_key"], condition=~models.Q(idempotency_key=""),
+                                    name="import_record_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"import #{self.pk} ({self.kind}, {self.filename or 'upload'})"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from collections.abc import Callable
+
+from django.db.models import OuterRef, QuerySet, Subquery
 
 from webapp.core.models import Membership, Project, WorkerHeartbeat
 
@@ -15,30 +17,22 @@ def project_members(project: Project) -> QuerySet[Membership]:
     return project.memberships.select_related("user").order_by("user__username")
 
 
-def project_counts(project: Project) -> dict[str, int]:
-    """Headline numbers for the dashboard, one aggregate query per table."""
-    from webapp.exports.models import Export
-    from webapp.judging.models import JudgeJob
-    from webapp.reviews.models import HumanLabel
-    from webapp.rollouts.models import GenerationJob, Rollout
-    from webapp.runs.models import TrainingRun
-    from webapp.tasks.models import Example
+ProjectCounter = Callable[[Project], dict[str, int]]
+_project_counters: list[ProjectCounter] = []
 
-    project_stats = Project.objects.filter(pk=project.pk).aggregate(
-        tasks=Count("tasks", distinct=True),
-        rubrics=Count("rubrics", distinct=True),
-        endpoints=Count("endpoints", distinct=True),
-    )
-    return {
-        **project_stats,
-        "examples": Example.objects.filter(task__project=project).count(),
-        "rollouts": Rollout.objects.filter(project=project).count(),
-        "generation_jobs": GenerationJob.objects.filter(project=project).count(),
-        "judge_jobs": JudgeJob.objects.filter(project=project).count(),
-        "labels": HumanLabel.objects.filter(rollout__project=project).count(),
-        "training_runs": TrainingRun.objects.filter(project=project).count(),
-        "exports": Export.objects.filter(project=project).count(),
-    }
+
+def project_counter_register(counter: ProjectCounter) -> None:
+    """Each app adds its headline numbers to the overview from its AppConfig.ready, so core imports no app."""
+    if counter not in _project_counters:
+        _project_counters.append(counter)
+
+
+def project_counts(project: Project) -> dict[str, int]:
+    """Headline numbers for the dashboard: every registered app's counts, one query per table."""
+    counts: dict[str, int] = {}
+    for counter in _project_counters:
+        counts.update(counter(project))
+    return counts
 
 
 def workers_seen() -> QuerySet[WorkerHeartbeat]:

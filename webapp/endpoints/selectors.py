@@ -17,3 +17,10 @@ def endpoint_get(project: Project, endpoint_id: int) -> ModelEndpoint:
 
 def endpoint_check_get(endpoint: ModelEndpoint, check_id: int) -> EndpointCheck:
     return get_object_or_404(EndpointCheck, endpoint=endpoint, pk=check_id)
+
+
+def endpoints_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "endpoints": ModelEndpoint.objects.filter(project=project).count(),
+    }

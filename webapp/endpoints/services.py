@@ -18,6 +18,7 @@ from training.outbound import ENV_NAME_RE, OutboundRefused, key_var_check, url_h
 from webapp.core.errors import ApplicationError
 from webapp.core.locking import row_version_update
 from webapp.core.models import JobStatus, Project
+from webapp.core.paths import run_dir
 from webapp.endpoints.models import EndpointCheck, EndpointKind, ModelEndpoint
 
 ENDPOINT_EDITABLE = ("name", "kind", "base_url", "model", "api_key_env", "default_params", "max_concurrency",
@@ -72,13 +73,10 @@ def base_url_check(value: str) -> None:
 def model_roots(project: Project) -> list[Path]:
     """Directories a project's members may name as a local model: the models directory, the operator's shared model
     directories, this project's run directories and the checkpoints its runs recorded."""
-    from webapp.runs.models import Checkpoint
-    from webapp.runs.services import run_dir
-
     roots = [Path(settings.MODELS_DIR), *(Path(d) for d in settings.RUBRICON_MODEL_DIRS)]
     if project.pk:
         roots += [run_dir(run_id) for run_id in project.training_runs.values_list("pk", flat=True)]
-        paths = Checkpoint.objects.filter(run__project=project).values_list("path", flat=True)
+        paths = project.training_runs.filter(checkpoints__isnull=False).values_list("checkpoints__path", flat=True)
         roots += [Path(p) for p in paths if p and Path(p).is_absolute()]  # never "" (= the working directory)
     return roots
 
@@ -323,9 +321,9 @@ def endpoint_check_start(*, endpoint: ModelEndpoint, created_by=None, enqueue: b
     """Queue one test call on a rollout worker (a local model takes 15–50 s to load: too long for a request)."""
     check = EndpointCheck.objects.create(endpoint=endpoint, created_by=created_by)
     if enqueue:
-        from workers.generation import endpoint_check
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: endpoint_check.delay(check_id=check.pk))
+        job_enqueue("workers.generation.endpoint_check", check_id=check.pk)
     return check
 
 

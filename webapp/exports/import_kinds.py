@@ -36,10 +36,10 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from webapp.core import safejson
+from webapp.core import idempotency, safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.exports import idempotency, importers
+from webapp.exports import importers
 from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.judging.models import CriterionScore, RolloutScore

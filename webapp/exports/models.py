@@ -44,31 +44,3 @@ class Export(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} ({self.format}) #{self.pk}"
-
-
-class ImportRecord(models.Model):
-    """One import that committed rows: its file's SHA-256 (and the client's Idempotency-Key), so a retried upload
-    after a dropped connection is recognised instead of importing the rows a second time."""
-
-    project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="import_records")
-    kind = models.CharField(max_length=32, help_text="examples, or the export kind the file holds.")
-    scope = models.CharField(max_length=200, help_text="What the rows went into: kind, task and rubric version.")
-    sha256 = models.CharField(max_length=64)
-    idempotency_key = models.CharField(max_length=200, blank=True)
-    is_copy = models.BooleanField(default=False, help_text="Imported again on purpose ('import a copy').")
-    filename = models.CharField(max_length=300, blank=True)
-    summary = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        constraints = [
-            # Two uploads of the same file at once: the second waits on this index and then finds the first.
-            models.UniqueConstraint(fields=["project", "scope", "sha256"], condition=models.Q(is_copy=False),
-                                    name="import_record_unique_file"),
-            models.UniqueConstraint(fields=["project", "idempotency_key"], condition=~models.Q(idempotency_key=""),
-                                    name="import_record_unique_key"),
-        ]
-
-    def __str__(self) -> str:
-        return f"import #{self.pk} ({self.kind}, {self.filename or 'upload'})"

@@ -131,3 +131,10 @@ def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rol
         rollouts = rollouts_by_agreement(rollouts, rubric_version_id=version, agreement=filters["agreement"],
                                          tolerance=filters.get("agreement_tolerance"))
     return rollouts
+
+
+def exports_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "exports": Export.objects.filter(project=project).count(),
+    }

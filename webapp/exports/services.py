@@ -41,9 +41,9 @@ def export_create(
     _check_references(project, clean)
     export = Export.objects.create(project=project, kind=kind, format=format, filters=clean, created_by=created_by)
     if enqueue:
-        from workers.exports import run_export
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: run_export.delay(export_id=export.pk))
+        job_enqueue("workers.exports.run_export", export_id=export.pk)
     return export
 
 

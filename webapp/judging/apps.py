@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class JudgingConfig(AppConfig):
     name = "webapp.judging"
     label = "judging"
+
+    def ready(self) -> None:
+        from webapp.core.selectors import project_counter_register
+        from webapp.judging.selectors import judging_project_counts
+
+        project_counter_register(judging_project_counts)

@@ -20,9 +20,10 @@ def _get(key: str) -> dict[str, Any] | None:
 def _put(key: str, value: dict[str, Any]) -> None:
     try:
         with transaction.atomic():
-            JudgeCache.objects.get_or_create(key=key, defaults={"response": value})
+            # Replaces an answer the judge refused as unparseable (cached before only verdicts were kept).
+            JudgeCache.objects.update_or_create(key=key, defaults={"response": value})
     except IntegrityError:
-        pass  # another worker stored the same response first; identical by construction
+        pass  # another worker stored an answer to the same request at the same moment
 
 
 class DatabaseJudgeCache:

@@ -29,3 +29,10 @@ def judge_job_criterion_summary(job: JudgeJob) -> list[dict]:
         .annotate(n=Count("id"), failed=Count("id", filter=Q(score__isnull=True)), mean=Avg("score"))
         .order_by("criterion_key")
     )
+
+
+def judging_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "judge_jobs": JudgeJob.objects.filter(project=project).count(),
+    }

@@ -7,25 +7,29 @@ Flow: judge_job_create (web) â†’ workers.judging.start_judge_job plans chunks â†
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from training.judges.base import JudgeCompletion
 from training.rubrics.engine import RubricEngine
 from training.rubrics.spec import JudgeCriterion
 from training.rubrics.types import Rollout as EngineRollout
 from training.rubrics.types import RolloutScore as EngineScore
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import (
+    ChunkLease,
     job_cancel,
     job_chunk_claim_done,
-    job_chunk_items,
+    job_chunk_lease,
     job_chunks_pending,
-    job_chunks_plan,
+    job_chunks_plan_groups,
+    job_enqueue,
     job_fail,
     job_finish_if_complete,
     job_resume,
@@ -99,9 +103,7 @@ def judge_job_create(
         selection=selection, created_by=created_by,
     )
     if enqueue:
-        from workers.judging import start_judge_job
-
-        transaction.on_commit(lambda: start_judge_job.delay(job_id=job.pk))
+        job_enqueue("workers.judging.start_judge_job", job_id=job.pk)
     return job
 
 
@@ -114,10 +116,11 @@ def judge_job_plan(*, job_id: int) -> list[int]:
     if job.status == JobStatus.PENDING:
         selection = dict(job.selection)
         max_id = selection.pop("max_id", None)
-        ids = rollout_browse(job.project, filters=selection).order_by("pk").values_list("pk", flat=True)
+        items = rollout_browse(job.project, filters=selection).order_by("group_key", "pk").values_list("pk", "group_key")
         if max_id is not None:
-            ids = ids.filter(pk__lte=max_id)
-        total = job_chunks_plan(kind=JobChunk.Kind.JUDGE, job_id=job.pk, item_ids=ids.iterator(), size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
+            items = items.filter(pk__lte=max_id)
+        total = job_chunks_plan_groups(kind=JobChunk.Kind.JUDGE, job_id=job.pk, items=items.iterator(),
+                                       size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
         engine = rubric_engine(job.rubric_version, job.endpoint)
         JudgeJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING, total=total, started_at=timezone.now(),
@@ -130,18 +133,42 @@ def judge_job_plan(*, job_id: int) -> list[int]:
 
 
 def judge_chunk_run(*, job_id: int, index: int) -> int:
-    """Score one chunk. Returns the number of rollouts written (0 for a duplicate delivery or a cancelled job)."""
+    """Score one chunk. Returns the number of rollouts written (0 for a duplicate delivery, a chunk another live
+    worker holds, or a cancelled job)."""
     job = JudgeJob.objects.select_related("rubric_version", "endpoint").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return 0
-    rollout_ids = job_chunk_items(kind=JobChunk.Kind.JUDGE, job_id=job.pk, index=index)
-    if rollout_ids is None:
-        return 0
+    with job_chunk_lease(kind=JobChunk.Kind.JUDGE, job_id=job.pk, index=index) as lease:
+        if lease is None:
+            return 0
+        written = _judge_chunk_write(job, lease)
+    _finish_if_complete(job.pk)
+    return written
+
+
+def _spend_recorder(job_id: int) -> Callable[[JudgeCompletion | None], Awaitable[None]]:
+    """Book each judge call on the job as it ends (not when the chunk commits): a chunk whose worker dies has still
+    spent its calls, and a re-run answered from the cache spends nothing."""
+
+    def record(completion: JudgeCompletion | None) -> None:
+        tokens = {"prompt": completion.prompt_tokens, "completion": completion.completion_tokens} if completion else {}
+        cost = Decimal(str(round(completion.cost_usd or 0.0, 6))) if completion else Decimal(0)
+        JudgeJob.objects.filter(pk=job_id).update(
+            calls_made=F("calls_made") + 1, prompt_tokens=F("prompt_tokens") + tokens.get("prompt", 0),
+            completion_tokens=F("completion_tokens") + tokens.get("completion", 0), cost_usd=F("cost_usd") + cost,
+        )
+
+    return sync_to_async(record)
+
+
+def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
     engine = rubric_engine(job.rubric_version, job.endpoint)
-    rollouts = list(Rollout.objects.filter(pk__in=rollout_ids).select_related("example").order_by("pk"))
+    judge = engine.judge
+    if judge is not None and hasattr(judge, "on_call"):
+        judge.on_call = _spend_recorder(job.pk)
+    rollouts = list(Rollout.objects.filter(pk__in=lease.item_ids).select_related("example").order_by("pk"))
     scorable = [r for r in rollouts if not r.error]
     results: list[EngineScore] = async_to_sync(engine.ascore_many)([engine_rollout(r) for r in scorable]) if scorable else []
-    judge = engine.judge
     judge_fp = engine.judge_fingerprint or PROGRAMMATIC
     judge_keys = {c.key for c in engine.spec.criteria if isinstance(c, JudgeCriterion)}
 
@@ -169,9 +196,8 @@ def judge_chunk_run(*, job_id: int, index: int) -> int:
                 total=None, error=f"rollout failed, not scored: {rollout.error}"[:2000],
             ))
 
-    usage = getattr(getattr(judge, "backend", None), "client", None)
     with transaction.atomic():
-        if not job_chunk_claim_done(kind=JobChunk.Kind.JUDGE, job_id=job.pk, index=index):
+        if not job_chunk_claim_done(lease=lease):
             return 0
         CriterionScore.objects.bulk_create(
             criterion_rows, batch_size=1000, update_conflicts=True, update_fields=SCORE_FIELDS,
@@ -184,13 +210,9 @@ def judge_chunk_run(*, job_id: int, index: int) -> int:
         JudgeJob.objects.filter(pk=job.pk).update(
             done=F("done") + len(totals),
             failed_count=F("failed_count") + sum(1 for t in totals if t.total is None),
-            calls_made=F("calls_made") + getattr(judge, "calls", 0),
+            # Calls, tokens and cost were booked as each call ended (_spend_recorder); hits cost nothing.
             cache_hits=F("cache_hits") + getattr(judge, "hits", 0),
-            prompt_tokens=F("prompt_tokens") + sum(r.prompt_tokens or 0 for r in criterion_rows),
-            completion_tokens=F("completion_tokens") + sum(r.completion_tokens or 0 for r in criterion_rows),
-            cost_usd=F("cost_usd") + Decimal(str(round(getattr(getattr(usage, "usage", None), "cost_usd", 0.0), 6))),
         )
-    _finish_if_complete(job.pk)
     return len(totals)
 
 
@@ -210,7 +232,6 @@ def judge_job_cancel(*, job: JudgeJob) -> bool:
     return job_cancel(model=JudgeJob, job_id=job.pk)
 
 
-def judge_job_resume(*, job: JudgeJob) -> int:
-    from workers.judging import judge_chunk
-
-    return job_resume(job=job, kind=JobChunk.Kind.JUDGE, chunk_task=judge_chunk)
+def judge_job_resume(*, job: JudgeJob, lapsed_only: bool = False) -> int:
+    return job_resume(job=job, kind=JobChunk.Kind.JUDGE, chunk_task="workers.judging.judge_chunk",
+                      lapsed_only=lapsed_only)

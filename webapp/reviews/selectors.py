@@ -271,3 +271,10 @@ def label_score_cells(
         )
         for group, cells in grouped.items()
     }
+
+
+def reviews_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "labels": HumanLabel.objects.filter(rollout__project=project).count(),
+    }

@@ -617,8 +617,7 @@ def position_check_enqueue(*, rubric_version: RubricVersion, endpoint: Any, pair
         raise ApplicationError("Choose a judge endpoint of this project.", field="endpoint")
     if not 1 <= pairs <= POSITION_CHECK_MAX_PAIRS:
         raise ApplicationError(f"Compare 1 to {POSITION_CHECK_MAX_PAIRS} pairs; got {pairs}.", field="pairs")
-    from workers.judging import position_check
+    from webapp.core.jobs import job_enqueue
 
-    transaction.on_commit(
-        lambda: position_check.delay(rubric_version_id=rubric_version.pk, endpoint_id=endpoint.pk, pairs=pairs)
-    )
+    job_enqueue("workers.judging.position_check", rubric_version_id=rubric_version.pk, endpoint_id=endpoint.pk,
+                pairs=pairs)

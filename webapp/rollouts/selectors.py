@@ -87,3 +87,11 @@ def rubric_versions_with_scores(project: Project) -> QuerySet[RubricVersion]:
 
 def generation_job_list(project: Project) -> QuerySet[GenerationJob]:
     return project.generation_jobs.select_related("task", "endpoint").order_by("-id")
+
+
+def rollouts_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "rollouts": Rollout.objects.filter(project=project).count(),
+            "generation_jobs": GenerationJob.objects.filter(project=project).count(),
+    }

@@ -16,11 +16,13 @@ from pydantic import ValidationError
 from training.generation import SamplingParams, run_episodes
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import (
+    ChunkLease,
     job_cancel,
     job_chunk_claim_done,
-    job_chunk_items,
+    job_chunk_lease,
     job_chunks_pending,
     job_chunks_plan,
+    job_enqueue,
     job_fail,
     job_finish_if_complete,
     job_resume,
@@ -78,9 +80,7 @@ def generation_job_create(
         samples_per_example=samples_per_example, created_by=created_by, checkpoint=checkpoint,
     )
     if enqueue:
-        from workers.generation import start_generation_job
-
-        transaction.on_commit(lambda: start_generation_job.delay(job_id=job.pk))
+        job_enqueue("workers.generation.start_generation_job", job_id=job.pk)
     return job
 
 
@@ -118,15 +118,23 @@ def _rollout_row(job: GenerationJob, trajectory, example: Example) -> Rollout:
 
 
 def generation_chunk_run(*, job_id: int, index: int) -> int:
-    """Generate one chunk. Returns rollouts written (0 for a duplicate delivery or a cancelled job)."""
+    """Generate one chunk. Returns rollouts written (0 for a duplicate delivery, a chunk another live worker holds, or
+    a cancelled job)."""
     job = GenerationJob.objects.select_related("task", "endpoint").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return 0
-    example_ids = job_chunk_items(kind=KIND, job_id=job.pk, index=index)
-    if example_ids is None:
-        return 0
+    with job_chunk_lease(kind=KIND, job_id=job.pk, index=index) as lease:
+        if lease is None:
+            return 0
+        written = _generation_chunk_write(job, lease)
+    job_finish_if_complete(model=GenerationJob, kind=KIND, job_id=job.pk)
+    return written
+
+
+def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
     if job.endpoint is None:
         raise ApplicationError("The job's endpoint was deleted.")
+    example_ids = lease.item_ids
     examples = {e.pk: e for e in Example.objects.filter(pk__in=example_ids)}
     # The model recorded on the job: a checkpoint directory or a local model may replace the endpoint's.
     with backend_in_use(backend_config(job.endpoint, model_override=job.model_name or None)) as backend:
@@ -137,13 +145,12 @@ def generation_chunk_run(*, job_id: int, index: int) -> int:
         )
     rows = [_rollout_row(job, t, examples[t.example_id]) for t in trajectories]
     with transaction.atomic():
-        if not job_chunk_claim_done(kind=KIND, job_id=job.pk, index=index):
+        if not job_chunk_claim_done(lease=lease):
             return 0
         Rollout.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
         GenerationJob.objects.filter(pk=job.pk).update(
             done=F("done") + len(rows), failed_count=F("failed_count") + sum(1 for r in rows if r.error)
         )
-    job_finish_if_complete(model=GenerationJob, kind=KIND, job_id=job.pk)
     return len(rows)
 
 
@@ -155,7 +162,5 @@ def generation_job_cancel(*, job: GenerationJob) -> bool:
     return job_cancel(model=GenerationJob, job_id=job.pk)
 
 
-def generation_job_resume(*, job: GenerationJob) -> int:
-    from workers.generation import generation_chunk
-
-    return job_resume(job=job, kind=KIND, chunk_task=generation_chunk)
+def generation_job_resume(*, job: GenerationJob, lapsed_only: bool = False) -> int:
+    return job_resume(job=job, kind=KIND, chunk_task="workers.generation.generation_chunk", lapsed_only=lapsed_only)

@@ -53,9 +53,9 @@ def rubric_draft_create(
             for e in chosen]},
     )
     if enqueue:
-        from workers.generation import draft_rubric
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: draft_rubric.delay(job_id=job.pk))
+        job_enqueue("workers.generation.draft_rubric", job_id=job.pk)
     return job
 
 

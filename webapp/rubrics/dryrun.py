@@ -65,9 +65,9 @@ def rubric_dry_run_create(
         created_by=created_by,
     )
     if enqueue:
-        from workers.judging import rubric_dry_run
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: rubric_dry_run.delay(job_id=job.pk))
+        job_enqueue("workers.judging.rubric_dry_run", job_id=job.pk)
     return job
 
 

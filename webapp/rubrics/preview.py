@@ -129,9 +129,9 @@ def rubric_preview_create(
         started_at=None if needs_judge else now, finished_at=None if needs_judge else now, created_by=created_by,
     )
     if needs_judge and enqueue:
-        from workers.judging import rubric_preview
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: rubric_preview.delay(job_id=job.pk))
+        job_enqueue("workers.judging.rubric_preview", job_id=job.pk)
     return job
 
 

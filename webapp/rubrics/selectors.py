@@ -59,3 +59,10 @@ def rubric_version_diff(rubric: Rubric, old_number: int, new_number: int) -> Ver
         raise Http404("No such version of this rubric.")
     old, new = versions[old_number], versions[new_number]
     return VersionComparison(old, new, spec_diff(old.spec, new.spec))
+
+
+def rubrics_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "rubrics": Rubric.objects.filter(project=project).count(),
+    }

@@ -156,3 +156,10 @@ def _comparison_row(key: str, title: str, weight: float | None, base: dict, chec
     return {"key": key, "title": title, "weight": weight, "base": base_mean, "checkpoint": checkpoint_mean,
             "delta": delta, "base_n": base.get("n", 0), "checkpoint_n": checkpoint.get("n", 0),
             "base_unscored": base.get("unscored", 0), "checkpoint_unscored": checkpoint.get("unscored", 0)}
+
+
+def runs_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "training_runs": TrainingRun.objects.filter(project=project).count(),
+    }

@@ -37,6 +37,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.jobs import job_fail
 from webapp.core.models import JobStatus, Project
 from webapp.core.params import parse_id
+from webapp.core.paths import run_dir
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.endpoints.services import api_key_env_check, base_url_check, endpoint_outbound, model_check
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
@@ -56,10 +57,6 @@ PRESET_LABELS: dict[str, str] = {"cpu-smoke": "CPU smoke test", "single-gpu": "S
 # Which config field a model-level validation message belongs to, so the form shows it at that field.
 _MESSAGE_FIELDS = (("epsilon_high", "epsilon"), ("use_vllm", "use_vllm"), ("vllm", "use_vllm"),
                    ("num_generations", "num_generations"))
-
-
-def run_dir(run_id: int) -> Path:
-    return Path(settings.VAR_DIR) / "runs" / str(run_id)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -203,9 +200,9 @@ def training_run_create(
         calibration_note=calibration_note.strip() if not calibration.ok else "", created_by=created_by,
     )
     if enqueue:
-        from workers.training import launch_run
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: launch_run.delay(run_id=run.pk))
+        job_enqueue("workers.training.launch_run", run_id=run.pk)
     return run
 
 
@@ -466,9 +463,9 @@ def training_run_resume(
         resumed_from=checkpoint, created_by=created_by,
     )
     if enqueue:
-        from workers.training import launch_run
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: launch_run.delay(run_id=child.pk))
+        job_enqueue("workers.training.launch_run", run_id=child.pk)
     return child
 
 
@@ -527,10 +524,10 @@ def checkpoint_evaluation_create(
         base_judge_job=earlier.base_judge_job if earlier else None, created_by=created_by,
     )
     if enqueue:
-        from workers.training import advance_evaluation
+        from webapp.core.jobs import job_enqueue
 
-        transaction.on_commit(lambda: advance_evaluation.apply_async(
-            kwargs={"evaluation_id": evaluation.pk}, queue="default", countdown=settings.RUBRICON_TRAIN_POLL_S))
+        job_enqueue("workers.training.advance_evaluation", evaluation_id=evaluation.pk,
+                    send_options={"queue": "default", "countdown": settings.RUBRICON_TRAIN_POLL_S})
     return evaluation
 
 

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "webapp.runs",
     "webapp.exports",
     "webapp.api",
+    "webapp.demo",
+    # The Celery layer on top of the apps: loaded here (by name) so web code can enqueue without importing it.
+    "workers.apps.WorkersConfig",
 ]
 
 MIDDLEWARE = [
@@ -246,6 +249,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 RUBRICON_MAX_IMPORT_MB = env.int("RUBRICON_MAX_IMPORT_MB", 100)
 # Uploads stream to a temporary file and stop at RUBRICON_MAX_IMPORT_MB (a larger announced body gets 413 unread).
 FILE_UPLOAD_HANDLERS = ["webapp.core.uploads.CappedUploadHandler"]
+
+# A running chunk holds a lease that its worker renews every third of this; a chunk whose lease lapsed (its worker
+# died) is run again, by the worker that notices first (each worker checks this often). Never a chunk whose worker lives.
+RUBRICON_JOB_LEASE_S = env.float("RUBRICON_JOB_LEASE_S", 60.0)
 
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)

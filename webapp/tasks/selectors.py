@@ -28,3 +28,11 @@ def example_list(task: Task, *, split: str | None = None) -> QuerySet[Example]:
 
 def example_get(task: Task, example_id: int) -> Example:
     return get_object_or_404(Example, task=task, pk=example_id)
+
+
+def tasks_project_counts(project: Project) -> dict[str, int]:
+    """This app's headline numbers on the project overview (registered with core in apps.py)."""
+    return {
+        "tasks": Task.objects.filter(project=project).count(),
+            "examples": Example.objects.filter(task__project=project).count(),
+    }

@@ -20,8 +20,9 @@ from jinja2.exceptions import SecurityError
 
 from training.templating import TemplateLimitError, bounded_environment
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.idempotency import AlreadyImported, file_sha256, import_claim, import_done, import_scope
 from webapp.core.locking import row_version_update
-from webapp.core.models import Project
+from webapp.core.models import ImportRecord, Project
 from webapp.tasks import imports
 from webapp.tasks.imports import ColumnRole, FileFormat
 from webapp.tasks.models import Example, Split, Task, TaskKind
@@ -435,17 +436,12 @@ def _example_from_row(row: imports.Row, mapping: ImportMapping, fmt: FileFormat)
 
 
 def _staged_sha256(staged: StagedImport) -> str:
-    from webapp.exports.idempotency import file_sha256
-
     with open(staged.path, "rb") as handle:
         return file_sha256(handle)
 
 
 def example_import_seen(*, task: Task, staged: StagedImport) -> ApplicationError | None:
     """The 'already imported as #N' error this staged file would get, to warn on the preview page."""
-    from webapp.exports.idempotency import AlreadyImported, import_scope
-    from webapp.exports.models import ImportRecord
-
     found = ImportRecord.objects.filter(project_id=task.project_id, scope=import_scope(kind="examples", task=task),
                                         sha256=_staged_sha256(staged)).order_by("id").first()
     return AlreadyImported(found, by_key=False) if found is not None else None
@@ -456,8 +452,6 @@ def examples_import(*, task: Task, staged: StagedImport, mapping: ImportMapping,
                     allow_duplicate: bool = False) -> int:
     """Read the whole staged file with the mapping, then write every example or none; a file already imported into
     this task is refused ('already imported as import #N') unless `allow_duplicate`."""
-    from webapp.exports.idempotency import import_claim, import_done
-
     import_mapping_check(mapping)
     record = import_claim(project=task.project, kind="examples", task=task, sha256=_staged_sha256(staged),
                           filename=staged.filename, user=user, allow_duplicate=allow_duplicate)

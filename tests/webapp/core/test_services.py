@@ -4,9 +4,9 @@ import pytest
 
 from tests.factories import UserFactory
 from webapp.core import services
-from webapp.core.demo import DEMO_RUBRIC_SPEC, seed_demo
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Membership, Project, Role
+from webapp.demo.seed import DEMO_RUBRIC_SPEC, seed_demo
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Example
 
@@ -58,3 +58,17 @@ def test_seed_demo_is_idempotent():
     for ex in Example.objects.filter(task=task):
         a, op, b = ex.info["a"], ex.info["op"], ex.info["b"]
         assert str({"+": a + b, "-": a - b, "*": a * b}[op]) == ex.answer
+
+
+@pytest.mark.django_db
+def test_the_overview_counts_come_from_every_app(django_assert_num_queries):
+    """core imports no app: each app registers its headline numbers (AppConfig.ready); the dashboard shows them all."""
+    from tests.factories import RolloutFactory
+    from webapp.core.selectors import project_counts
+
+    rollout = RolloutFactory()
+    project = rollout.project
+    with django_assert_num_queries(10):
+        counts = project_counts(project)
+    assert counts == {"tasks": 1, "examples": 1, "rubrics": 0, "endpoints": 0, "rollouts": 1, "generation_jobs": 0,
+                      "judge_jobs": 0, "labels": 0, "training_runs": 0, "exports": 0}

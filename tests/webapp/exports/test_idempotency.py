@@ -12,9 +12,8 @@ from rest_framework.test import APIClient
 from tests.factories import ExampleFactory, TaskFactory
 from tests.webapp.exports.test_import_kinds import export_file, target_for
 from webapp.core.errors import ApplicationError
-from webapp.core.models import Role
+from webapp.core.models import ImportRecord, Role
 from webapp.exports.import_kinds import dataset_import
-from webapp.exports.models import ImportRecord
 from webapp.judging.models import RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.tasks.models import Example

@@ -127,9 +127,17 @@ def test_lm_judge_through_a_real_http_server_with_cache_and_faults(arithmetic):
         assert server.stats["requests"] - first_calls >= 1
 
 
+def separate_groups(rollouts) -> None:
+    """Chunks never split a group: give each rollout its own, so small chunk sizes cut the job into several."""
+    for i, rollout in enumerate(rollouts):
+        rollout.group_key = f"alone-{i}"
+        rollout.save(update_fields=["group_key"])
+
+
 @pytest.mark.django_db
 def test_cancel_stops_remaining_chunks_and_keeps_written_scores(arithmetic, settings):
-    project, version, _ = arithmetic
+    project, version, rollouts = arithmetic
+    separate_groups(rollouts)
     settings.RUBRICON_JUDGE_CHUNK_SIZE = 2
     job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
     first, second = services.judge_job_plan(job_id=job.pk)
@@ -189,3 +197,157 @@ def test_score_with_this_rubric_preselects_the_version_and_task(client, arithmet
     body = junk.content.decode()
     assert junk.status_code == 200 and '<option value="" selected>' in body
     assert f'"{older.pk}" selected' not in body and f'"{version.pk}" selected' not in body
+
+
+@pytest.fixture
+def eager_celery():
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db
+def test_resume_sends_only_chunks_no_live_worker_holds(arithmetic, settings, eager_celery):
+    from django.db import transaction
+    from django.utils import timezone
+
+    from webapp.core.jobs import job_chunk_claim, job_chunk_claim_done
+
+    project, version, rollouts = arithmetic
+    separate_groups(rollouts)
+    settings.RUBRICON_JUDGE_CHUNK_SIZE = 1
+    job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
+    assert services.judge_job_plan(job_id=job.pk) == [0, 1, 2, 3]
+    job.refresh_from_db()
+    chunks = JobChunk.objects.filter(kind="judge", job_id=job.pk)
+    live = job_chunk_claim(kind="judge", job_id=job.pk, index=0)  # a worker that is running chunk 0
+    dead = job_chunk_claim(kind="judge", job_id=job.pk, index=1)  # a worker that was killed in chunk 1 ...
+    chunks.filter(index=1).update(lease_expires_at=timezone.now() - timezone.timedelta(seconds=1))  # ... lapsed
+
+    # The periodic check: only the lapsed chunk runs again (here in-process: Celery is eager).
+    assert services.judge_job_resume(job=job, lapsed_only=True) == 1
+    assert set(chunks.filter(done=True).values_list("index", flat=True)) == {1}
+    assert services.judge_job_resume(job=job, lapsed_only=True) == 0
+    # A worker start also sends chunks never claimed (their messages may be lost), never the live one.
+    assert services.judge_job_resume(job=job) == 2
+    assert set(chunks.filter(done=True).values_list("index", flat=True)) == {1, 2, 3}
+    # A second delivery of the live worker's chunk does nothing; the dead worker's late results are refused.
+    assert services.judge_chunk_run(job_id=job.pk, index=0) == 0
+    with transaction.atomic():
+        assert not job_chunk_claim_done(lease=dead)
+        assert job_chunk_claim_done(lease=live)
+    assert RolloutScore.objects.filter(job=job).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_cache_keeps_only_parsed_verdicts_and_never_serves_one_servers_answers_for_another(arithmetic):
+    """Issue 17: a faulty server's unparseable replies were cached and served to a later job against a healthy
+    server with the same model name; the re-run reported tokens for calls it never made."""
+    project, version, rollouts = arithmetic
+    judged = RubricVersionFactory(rubric=version.rubric, spec=WITH_JUDGE)
+    good = '{"verdicts": [{"key": "clear", "rationale": "fine", "verdict": "yes"}]}'
+    scorable = len([r for r in rollouts if not r.error])
+
+    with StubChatServer(lambda body, index: "I'd rather not say.", model="same") as faulty, \
+            StubChatServer(lambda body, index: good, model="same") as healthy:
+        endpoints = {
+            name: EndpointFactory(project=project, base_url=server.base_url, model="same", default_params={"max_tokens": 64},
+                                  supports_structured_output=False)
+            for name, server in (("faulty", faulty), ("healthy", healthy))
+        }
+
+        def judge(name: str) -> JudgeJob:
+            return run_inline(services.judge_job_create(
+                project=project, rubric_version=judged, endpoint=endpoints[name], enqueue=False))
+
+        bad = judge("faulty")
+        assert bad.calls_made == scorable == faulty.stats["requests"] and JudgeCache.objects.count() == 0
+        assert bad.prompt_tokens == 10 * scorable  # the stub bills 10 prompt tokens a call
+        # The healthy server is asked: nothing of the faulty one's is served, though model and prompt are the same.
+        fine = judge("healthy")
+        assert fine.calls_made == scorable == healthy.stats["requests"] and fine.cache_hits == 0
+        assert fine.judge_fingerprint == bad.judge_fingerprint  # same judge for agreement statistics
+        assert set(CriterionScore.objects.filter(job=fine, criterion_key="clear").values_list("score", flat=True)) == {1.0}
+        # Asked again: all from the cache, and the job spends (and reports) no call and no token.
+        again = judge("healthy")
+        assert (again.calls_made, again.cache_hits, again.prompt_tokens, again.completion_tokens) == (0, scorable, 0, 0)
+        assert healthy.stats["requests"] == scorable
+        # The faulty server's garbage was never kept: asking it again makes the calls again.
+        assert judge("faulty").calls_made == scorable == faulty.stats["requests"] - scorable
+
+
+def test_a_cached_answer_that_does_not_parse_is_asked_again_and_replaced():
+    """Caches filled before only verdicts were kept may hold garbage: the judge asks again instead of serving it."""
+    import asyncio
+
+    from training.judges.base import CachedJudge, InMemoryJudgeCache, JudgeCompletion, cache_key
+
+    class Backend:
+        fingerprint = "m|{}"
+        supports_structured_output = False
+        calls = 0
+
+        async def complete(self, messages, *, json_schema=None):
+            Backend.calls += 1
+            return JudgeCompletion(text="yes")
+
+    cache = InMemoryJudgeCache()
+    judge = CachedJudge(Backend(), cache)
+    messages = [{"role": "user", "content": "ok?"}]
+    cache.put(cache_key(judge.cache_identity, messages, None), JudgeCompletion(text="garbage").to_cache())
+    accept = lambda c: c.text == "yes"  # noqa: E731
+    assert asyncio.run(judge.complete(messages, accept=accept)).text == "yes" and Backend.calls == 1
+    assert asyncio.run(judge.complete(messages, accept=accept)).cached and Backend.calls == 1
+
+
+@pytest.mark.django_db
+def test_group_relative_judging_always_sees_whole_groups_across_chunks(settings):
+    """Issue 17: with n = 7 and chunks of 64 a group was split, and one rollout judged alone."""
+    import re
+
+    task = TaskFactory()
+    rollouts = []
+    for group in range(10):
+        example = ExampleFactory(task=task, prompt=f"What is {group} + 1?", answer=str(group + 1))
+        rollouts += [RolloutFactory(project=task.project, task=task, example=example, group_key=f"g{group}",
+                                    sample_index=i, completion=f"<answer>{group + 1}</answer> ({i})") for i in range(7)]
+    spec = {**WITH_JUDGE, "judge": {"group_relative": True}}
+    version = RubricVersionFactory(rubric=RubricFactory(project=task.project, task=task), spec=spec)
+    settings.RUBRICON_JUDGE_CHUNK_SIZE = 64
+    with StubChatServer() as server:
+        endpoint = EndpointFactory(project=task.project, base_url=server.base_url)
+        job = run_inline(services.judge_job_create(project=task.project, rubric_version=version, endpoint=endpoint,
+                                                   enqueue=False))
+    assert job.status == JobStatus.SUCCEEDED and job.done == 70 and job.failed_count == 0
+    group_of = {r.pk: r.group_key for r in rollouts}
+    for chunk in JobChunk.objects.filter(kind="judge", job_id=job.pk):
+        groups = {group_of[pk] for pk in chunk.item_ids}
+        assert sum(1 for r in rollouts if r.group_key in groups) == len(chunk.item_ids)
+    asked = [re.search(r"rollouts 1 to (\d+)", str(body["messages"])) for body in server.bodies]
+    assert [int(m.group(1)) if m else 1 for m in asked] == [7] * 10  # one call per group, each on all 7
+
+
+@pytest.mark.django_db
+def test_a_job_ends_succeeded_succeeded_with_failures_or_failed_and_the_pages_say_which(client, arithmetic, make_member):
+    """Issue 17: a group-relative judge job whose items all failed ("no verdict") showed "succeeded"."""
+    project, version, rollouts = arithmetic
+    viewer, _ = make_member(Role.VIEWER, project=project)
+    client.force_login(viewer)
+
+    partly = run_inline(services.judge_job_create(project=project, rubric_version=version, enqueue=False))
+    assert partly.status == JobStatus.SUCCEEDED and partly.failed_count == 1  # one rollout had failed to generate
+    for url in (reverse("judging:detail", args=[project.pk, partly.pk]), reverse("judging:list", args=[project.pk])):
+        assert "succeeded with 1 failed" in client.get(url).content.decode()
+
+    group_judged = RubricVersionFactory(rubric=version.rubric, spec={**WITH_JUDGE, "judge": {"group_relative": True}})
+    with StubChatServer(lambda body, index: "no verdict") as server:
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, supports_structured_output=False)
+        failed = run_inline(services.judge_job_create(project=project, rubric_version=group_judged, endpoint=endpoint,
+                                                      enqueue=False))
+    assert failed.status == JobStatus.FAILED and failed.failed_count == failed.done == 4
+    assert "All 4 items failed" in failed.error
+    page = client.get(reverse("judging:detail", args=[project.pk, failed.pk])).content.decode()
+    assert 'status-failed">failed<' in page and "succeeded" not in page

@@ -93,7 +93,8 @@ def test_endpoint_down_stores_every_rollout_failed(task):
     endpoint = EndpointFactory(project=task.project, base_url="http://127.0.0.1:9/v1")  # nothing listens there
     job = run_inline(services.generation_job_create(project=task.project, task=task, endpoint=endpoint,
                                                     params={"max_tokens": 8}, enqueue=False))
-    assert job.status == JobStatus.SUCCEEDED and job.failed_count == job.total == 3
+    # Every item failed: the job failed (never a plain success over failed items), each rollout keeps its reason.
+    assert job.status == JobStatus.FAILED and job.failed_count == job.total == 3 and "All 3 items failed" in job.error
     assert all(r.error for r in Rollout.objects.filter(job=job))
 
 

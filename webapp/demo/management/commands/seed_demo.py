@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from webapp.core.demo import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
+from webapp.demo.seed import DEMO_PASSWORD, DEMO_USERNAME, seed_demo
 
 
 class Command(BaseCommand):

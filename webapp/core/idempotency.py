@@ -21,8 +21,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from webapp.core.errors import ApplicationError
-from webapp.core.models import Project
-from webapp.exports.models import ImportRecord
+from webapp.core.models import ImportRecord, Project
 
 CHUNK = 1024 * 1024
 
