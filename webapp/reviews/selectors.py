@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project, Role
 from webapp.judging.models import CriterionScore
+from webapp.reviews.agreement import human_value as agreement_human_value
 from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
@@ -220,75 +221,112 @@ def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int,
 
 # --- judge scores paired with human labels ---------------------------------------------------------------------------
 
-# One row per (judge, criterion, judge score, human value) with its count: the labels of `label_version` against the
-# scores of `score_version`. An item's human value is the mean of its labels. With `pool` the judges' scores of an
-# item are averaged first and the judge column is ''. The label aggregate and the join's sort fit in work_mem instead
-# of spilling to disk (~25 % faster at 1M scores).
-_LABEL_SCORE_SQL = """
-    WITH human AS (
-        SELECT rollout_id, criterion_key, AVG(value) AS value
+# An item's labels are summarised as exact integers: the sum of their step indices (a 0..1 label v on a criterion
+# with `steps` steps is step round(v · steps)) and their count. `agreement.human_value` turns those two integers into
+# the human value. Continuous scales (steps 0) keep the mean label, averaged as NUMERIC in Postgres so three 0.7s
+# average to 0.7. Non-finite values (NaN, ±Infinity) never enter: a label is missing, a score counts as missing.
+# One statement, two row kinds: 'pair' rows are (judge, criterion, judge score, human summary) with their count;
+# 'item' rows count the labelled items per criterion and summary, for the missing-data table.
+_FINITE = "{col} >= -1e308 AND {col} <= 1e308"
+_HUMAN_CTE = """
+    human AS (
+        SELECT rollout_id, criterion_key,
+               SUM(CAST(ROUND(value * {steps}) AS INTEGER)) AS index_sum,
+               AVG(CAST(value AS NUMERIC)) AS mean_value,
+               COUNT(*) AS raters
         FROM reviews_humanlabel
-        WHERE rubric_version_id = %(label_version)s AND value IS NOT NULL
+        WHERE rubric_version_id = %(label_version)s AND {label_finite}
         GROUP BY rollout_id, criterion_key
     )
-    {select}
 """
-_PER_JUDGE = """
-    SELECT s.judge_fingerprint, s.criterion_key, s.score, h.value, COUNT(*)
+_LABEL_SCORE_SQL = """
+    WITH {human}
+    SELECT 'pair', s.judge_fingerprint, s.criterion_key,
+           CASE WHEN {score_finite} THEN s.score END, CASE WHEN s.score IS NULL THEN 1 ELSE 0 END,
+           h.index_sum, h.raters, h.mean_value, COUNT(*)
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
      AND s.rubric_version_id = %(score_version)s
-    WHERE s.score IS NOT NULL{excluded}
-    GROUP BY 1, 2, 3, 4
-"""
-_POOLED = """
-    SELECT '', criterion_key, judge, human, COUNT(*)
-    FROM (
-        SELECT s.criterion_key, AVG(s.score) AS judge, h.value AS human
-        FROM human h
-        JOIN judging_criterionscore s
-          ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
-         AND s.rubric_version_id = %(score_version)s
-        WHERE s.score IS NOT NULL{excluded}
-        GROUP BY s.rollout_id, s.criterion_key, h.value
-    ) items
-    GROUP BY 2, 3, 4
+    GROUP BY 2, 3, 4, 5, 6, 7, 8
+    UNION ALL
+    SELECT 'item', '', criterion_key, NULL, 0, index_sum, raters, NULL, COUNT(*)
+    FROM human
+    GROUP BY criterion_key, index_sum, raters
 """
 
 
 @dataclass(frozen=True)
 class PairCells:
-    """Distinct (judge score, human value) pairs of one judge × criterion and how many items share each."""
+    """One judge × criterion: distinct (judge value, human value) pairs and how many items share each, plus the
+    labelled items that did not pair and why.
+
+    Values are on the criterion's own scale: step indices 0..steps for choices and integer scales, 0..1 for a
+    continuous scale."""
 
     judge: np.ndarray
     human: np.ndarray
     counts: np.ndarray
+    failed: int = 0  # labelled items whose judge call failed (score empty)
+    non_finite: int = 0  # labelled items whose score is NaN or infinite: counted as missing
+    split: int = 0  # scored items whose labels split exactly between two choices: excluded
 
     @property
     def n(self) -> int:
         return int(self.counts.sum())
 
 
-def label_score_cells(
-    *, label_version_id: int, score_version_id: int | None = None, pool_judges: bool = False,
-    exclude_fingerprints: tuple[str, ...] = (), work_mem: str | None = "64MB",
-) -> dict[tuple[str, str], PairCells]:
-    """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells.
+@dataclass(frozen=True)
+class LabelCoverage:
+    """Labelled items of one criterion: how many, how many carry two or more labels, how many split."""
 
-    The agreement dashboard reads one judge at a time; the training launcher's calibration gate pools the judges
-    (`pool_judges`, fingerprint '') and leaves out scores that are not a judge's opinion. Either way Postgres returns
-    a few hundred rows, whether 1,000 or 1,000,000 scores stand behind them. `work_mem=None` keeps it to a single
-    statement (no transaction around a SET LOCAL) where the data set is small.
+    labelled: int
+    multi: int
+    split: int
+
+
+def item_human_value(*, steps: int, index_sum: int, raters: int, mean_value: Any) -> float | None:
+    """The human value of an item from its SQL summary: `agreement.human_value` for ordinal criteria (None on a
+    split), the mean label for a continuous scale."""
+    if steps:
+        return agreement_human_value(int(index_sum), int(raters))
+    return None if mean_value is None else float(mean_value)
+
+
+SCORE_FINITE = _FINITE.format(col="s.score")
+
+
+def human_cte(*, label_version_id: int, steps: dict[str, int]) -> tuple[str, dict[str, Any]]:
+    """The `human` common table expression (one row per labelled rollout × criterion: index_sum, mean_value, raters)
+    and its parameters, for every query that pairs labels with scores. Turn a row into the human value with
+    `item_human_value`."""
+    params: dict[str, Any] = {"label_version": label_version_id}
+    whens = []
+    for i, (key, n) in enumerate(sorted(steps.items())):
+        params[f"hkey{i}"], params[f"hsteps{i}"] = key, int(n)
+        whens.append(f"WHEN %(hkey{i})s THEN %(hsteps{i})s")
+    case = "CASE criterion_key {} ELSE 0 END".format(" ".join(whens)) if whens else "0"
+    return _HUMAN_CTE.format(steps=case, label_finite=_FINITE.format(col="value")), params
+
+
+def label_score_cells(
+    *, label_version_id: int, steps: dict[str, int], score_version_id: int | None = None,
+    work_mem: str | None = "64MB",
+) -> tuple[dict[tuple[str, str], PairCells], dict[str, LabelCoverage]]:
+    """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells, and
+    criterion key → labelled items. `steps`: criterion key → steps of its scale (0 = continuous); other keys are
+    left out.
+
+    The agreement dashboard, the align loop and the training launcher's calibration gate all read this, so an item's
+    human value has one definition. Postgres returns a few hundred rows, whether 1,000 or 1,000,000 scores stand
+    behind them. `work_mem=None` keeps it to a single statement (no transaction around a SET LOCAL).
     """
     params: dict[str, Any] = {"label_version": label_version_id, "score_version": score_version_id or label_version_id}
-    excluded = ""
-    if exclude_fingerprints:
-        # Plain placeholders rather than `= ANY(array)`: the embedded mode runs on SQLite.
-        params.update({f"excluded{i}": fp for i, fp in enumerate(exclude_fingerprints)})
-        excluded = " AND s.judge_fingerprint NOT IN ({})".format(
-            ", ".join(f"%(excluded{i})s" for i in range(len(exclude_fingerprints))))
-    sql = _LABEL_SCORE_SQL.format(select=(_POOLED if pool_judges else _PER_JUDGE).format(excluded=excluded))
+    if not steps:
+        return {}, {}
+    human, human_params = human_cte(label_version_id=label_version_id, steps=steps)
+    params.update(human_params)
+    sql = _LABEL_SCORE_SQL.format(human=human, score_finite=SCORE_FINITE)
     if work_mem and connection.vendor == "postgresql":
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = %s", [work_mem])
@@ -298,13 +336,37 @@ def label_score_cells(
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    grouped: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
-    for fingerprint, key, score, human, n in rows:
-        grouped.setdefault((fingerprint, key), []).append((score, human, n))
-    return {
-        group: PairCells(
-            np.array([c[0] for c in cells], dtype=float), np.array([c[1] for c in cells], dtype=float),
-            np.array([c[2] for c in cells], dtype=float),
+    pairs: dict[tuple[str, str], dict[tuple[float, float], int]] = {}
+    missing: dict[tuple[str, str], list[int]] = {}
+    coverage: dict[str, list[int]] = {}
+    for kind, fingerprint, key, score, failed, index_sum, raters, mean_value, count in rows:
+        if key not in steps:
+            continue
+        n_steps = steps[key]
+        human = item_human_value(steps=n_steps, index_sum=index_sum, raters=raters, mean_value=mean_value)
+        if kind == "item":
+            totals = coverage.setdefault(key, [0, 0, 0])
+            totals[0] += count
+            totals[1] += count if raters >= 2 else 0
+            totals[2] += count if human is None else 0
+            continue
+        group = (fingerprint, key)
+        tally = missing.setdefault(group, [0, 0, 0])
+        if failed:
+            tally[0] += count
+        elif score is None:
+            tally[1] += count
+        elif human is None:
+            tally[2] += count
+        else:
+            judge = float(min(max(round(score * n_steps), 0), n_steps)) if n_steps else float(score)
+            cell = pairs.setdefault(group, {})
+            cell[(judge, float(human))] = cell.get((judge, float(human)), 0) + count
+    result = {}
+    for group, (failed, non_finite, split) in missing.items():
+        cells = sorted(pairs.get(group, {}).items())
+        result[group] = PairCells(
+            np.array([c[0][0] for c in cells], dtype=float), np.array([c[0][1] for c in cells], dtype=float),
+            np.array([c[1] for c in cells], dtype=float), failed, non_finite, split,
         )
-        for group, cells in grouped.items()
-    }
+    return result, {key: LabelCoverage(*totals) for key, totals in coverage.items()}
