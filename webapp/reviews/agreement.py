@@ -350,7 +350,7 @@ def _paired_statistic(
     """A vectorised function from cell counts (resamples × cells) to the statistic per resample."""
     jv, hv = cells.judge, cells.human
     if name == "percent_agreement":
-        agree = (np.abs(jv - hv) <= tolerance + 1e-12).astype(float)
+        agree = (np.abs(jv - hv) <= tolerance).astype(float)
         return lambda w: (w @ agree) / w.sum(axis=1)
     if name == "mae":
         diff = np.abs(jv - hv)
@@ -560,7 +560,7 @@ def _weighted_mean(cells: _Cells, values: np.ndarray) -> float:
 def _percent_agreement(cells: _Cells, tolerance: float) -> Stat:
     if cells.n == 0:
         return Stat(None, 0, _NO_PAIRS)
-    return Stat(_weighted_mean(cells, (np.abs(cells.judge - cells.human) <= tolerance + 1e-12).astype(float)), cells.n)
+    return Stat(_weighted_mean(cells, (np.abs(cells.judge - cells.human) <= tolerance).astype(float)), cells.n)
 
 
 def cohen_kappa(

@@ -45,8 +45,9 @@ class FormCriterion:
             return len(self.options) - 1
         assert self.scale_min is not None and self.scale_max is not None
         span = self.scale_max - self.scale_min
-        # Integer scales (1–5, 0–10) are ordinal: their points are the categories.
-        return int(span) if span == int(span) and self.scale_min == int(self.scale_min) and 0 < span <= 100 else 0
+        # Integer scales (1–5, 0–10) are ordinal: their points are the categories, and a number between two points
+        # (a judge's 7.5) is taken at the nearest one. A 0–1 scale is a continuous score, not a yes/no.
+        return int(span) if span == int(span) and self.scale_min == int(self.scale_min) and 2 <= span <= 100 else 0
 
     @property
     def stat_kind(self) -> str:

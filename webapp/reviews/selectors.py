@@ -223,8 +223,8 @@ def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int,
 
 # An item's labels are summarised as exact integers: the sum of their step indices (a 0..1 label v on a criterion
 # with `steps` steps is step round(v · steps)) and their count. `agreement.human_value` turns those two integers into
-# the human value. Continuous scales (steps 0) keep the mean label, averaged as NUMERIC in Postgres so three 0.7s
-# average to 0.7. Non-finite values (NaN, ±Infinity) never enter: a label is missing, a score counts as missing.
+# the human value. Continuous scales (steps 0) keep the mean label: the label itself where all agree, else averaged
+# as NUMERIC in Postgres so 0.1, 0.2, 0.3 average to 0.2 (float AVG gives 0.20000000000000004). Non-finite values (NaN, ±Infinity) never enter: a label is missing, a score counts as missing.
 # One statement, two row kinds: 'pair' rows are (judge, criterion, judge score, human summary) with their count;
 # 'item' rows count the labelled items per criterion and summary, for the missing-data table.
 _FINITE = "{col} >= -1e308 AND {col} <= 1e308"
@@ -232,7 +232,7 @@ _HUMAN_CTE = """
     human AS (
         SELECT rollout_id, criterion_key,
                SUM(CAST(ROUND(value * {steps}) AS INTEGER)) AS index_sum,
-               AVG(CAST(value AS NUMERIC)) AS mean_value,
+               CASE WHEN MIN(value) = MAX(value) THEN MIN(value) ELSE AVG(CAST(value AS NUMERIC)) END AS mean_value,
                COUNT(*) AS raters
         FROM reviews_humanlabel
         WHERE rubric_version_id = %(label_version)s AND {label_finite}
@@ -348,7 +348,7 @@ def label_score_cells(
             totals = coverage.setdefault(key, [0, 0, 0])
             totals[0] += count
             totals[1] += count if raters >= 2 else 0
-            totals[2] += count if human is None else 0
+            totals[2] += count if n_steps and human is None else 0  # a continuous scale has no splits
             continue
         group = (fingerprint, key)
         tally = missing.setdefault(group, [0, 0, 0])
