@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import json
 import logging
 import math
 import re
@@ -171,6 +172,25 @@ def criterion_steps(criteria: list[FormCriterion]) -> dict[str, int]:
     return {c.key: c.steps for c in criteria}
 
 
+def _criterion_signature(spec: dict) -> str:
+    # What a label answers: everything but the weight, which changes the reward and not the question.
+    return json.dumps({k: v for k, v in spec.items() if k != "weight"}, sort_keys=True)
+
+
+def carried_label_versions(version: RubricVersion) -> dict[str, list[int]]:
+    """Criterion key → earlier versions of the same rubric whose criterion of that key is unchanged (same question,
+    choices or scale; the weight may differ): their labels count for this version, so re-scoring the same labelled
+    rollouts under v3 keeps v2's labels."""
+    own = {c["key"]: _criterion_signature(c) for c in version.criteria}
+    carried: dict[str, list[int]] = {}
+    earlier = RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk).only("pk", "spec")
+    for other in earlier.order_by("pk"):
+        for c in other.criteria:
+            if own.get(c.get("key")) == _criterion_signature(c):
+                carried.setdefault(c["key"], []).append(other.pk)
+    return carried
+
+
 def judge_names(version: RubricVersion) -> dict[str, str]:
     """Fingerprint → the judge model that produced it (from the judge jobs of this version)."""
     names = {"programmatic": "programmatic check"}
@@ -254,7 +274,11 @@ def data_signature(version: RubricVersion) -> str:
     Two cheap indexed aggregates instead of touching the 1M scores: scores are written by judge jobs, which count
     what they wrote. Scores written outside a job show up within CACHE_SECONDS.
     """
-    labels = HumanLabel.objects.filter(rubric_version=version).aggregate(n=Count("pk"), last=Max("updated_at"))
+    # Labels carried over from earlier versions (`carried_label_versions`) change the figures too.
+    label_versions = [version.pk] + list(
+        RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk).values_list("pk", flat=True))
+    labels = HumanLabel.objects.filter(rubric_version_id__in=label_versions).aggregate(
+        n=Count("pk"), last=Max("updated_at"))
     jobs = JudgeJob.objects.filter(rubric_version=version).aggregate(
         n=Count("pk"), last=Max("pk"), done=Sum("done"), finished=Max("finished_at"))
     return f"{labels['n']}:{labels['last']}:{jobs['n']}:{jobs['last']}:{jobs['done']}:{jobs['finished']}"
@@ -302,7 +326,8 @@ def agreement_dashboard(version: RubricVersion, *, n_resamples: int = DEFAULT_RE
     by_key = {c.key: c for c in criteria}
     names = judge_names(version)
     ceiling = human_ceiling(version, criteria)
-    cells, coverage = selectors.label_score_cells(label_version_id=version.pk, steps=criterion_steps(criteria))
+    cells, coverage = selectors.label_score_cells(
+        label_version_id=version.pk, steps=criterion_steps(criteria), carried=carried_label_versions(version))
     result = []
     for (fingerprint, key), pairs in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         criterion = by_key.get(key)
@@ -360,7 +385,8 @@ def _calibration_points(bins: list[agreement.CalibrationBin]) -> list[Calibratio
 
 def _human_query(sql: str, version: RubricVersion, criteria: list[FormCriterion], params: dict) -> list[tuple]:
     """Run one of this module's item queries with the shared `human` CTE (selectors.human_cte) in it."""
-    human, human_params = selectors.human_cte(label_version_id=version.pk, steps=criterion_steps(criteria))
+    human, human_params = selectors.human_cte(label_version_id=version.pk, steps=criterion_steps(criteria),
+                                              carried=carried_label_versions(version))
     with connection.cursor() as cursor:
         cursor.execute(sql.format(human=human, score_finite=selectors.SCORE_FINITE), {**params, **human_params})
         return cursor.fetchall()

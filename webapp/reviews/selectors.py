@@ -232,15 +232,21 @@ def judge_scores_visible(*, user: Any, role: str | None, rollout: Rollout | int,
 _FINITE = "{col} >= -1e308 AND {col} <= 1e308"
 _HUMAN_CTE = """
     human AS (
-        SELECT rollout_id, criterion_key,
-               SUM(CAST(ROUND(value * {steps}) AS INTEGER)) AS index_sum,
+        SELECT l.rollout_id, l.criterion_key,
+               SUM(CAST(ROUND(l.value * {steps}) AS INTEGER)) AS index_sum,
                {mean} AS mean_value,
                COUNT(*) AS raters
-        FROM reviews_humanlabel
-        WHERE rubric_version_id = %(label_version)s AND {label_finite}
-        GROUP BY rollout_id, criterion_key
+        FROM reviews_humanlabel l
+        WHERE {versions} AND {label_finite}
+        GROUP BY l.rollout_id, l.criterion_key
     )
 """
+# Labels carried over from earlier versions whose criterion did not change: each annotator's newest label counts.
+_NEWEST_ONLY = """ AND NOT EXISTS (
+            SELECT 1 FROM reviews_humanlabel n
+            WHERE n.rollout_id = l.rollout_id AND n.criterion_key = l.criterion_key AND n.annotator_id = l.annotator_id
+              AND n.rubric_version_id > l.rubric_version_id AND {newer_versions} AND {newer_finite}
+        )"""
 _LABEL_SCORE_SQL = """
     WITH {human}
     SELECT s.judge_fingerprint, s.criterion_key, s.score, h.index_sum, h.raters, h.mean_value, COUNT(*)
@@ -300,27 +306,52 @@ def item_human_value(*, steps: int, index_sum: int, raters: int, mean_value: Any
 SCORE_FINITE = _FINITE.format(col="s.score")
 
 
-def human_cte(*, label_version_id: int, steps: dict[str, int]) -> tuple[str, dict[str, Any]]:
+def human_cte(
+    *, label_version_id: int, steps: dict[str, int], carried: dict[str, list[int]] | None = None,
+) -> tuple[str, dict[str, Any]]:
     """The `human` common table expression (one row per labelled rollout × criterion: index_sum, mean_value, raters)
     and its parameters, for every query that pairs labels with scores. Turn a row into the human value with
-    `item_human_value`."""
+    `item_human_value`.
+
+    `carried`: criterion key → earlier rubric versions whose labels of that criterion count too (the criterion did
+    not change, see `dashboard.carried_label_versions`); an annotator who labelled the item under several of them
+    counts once, with the newest label."""
     params: dict[str, Any] = {"label_version": label_version_id}
     whens = []
     for i, (key, n) in enumerate(sorted(steps.items())):
         params[f"hkey{i}"], params[f"hsteps{i}"] = key, int(n)
         whens.append(f"WHEN %(hkey{i})s THEN %(hsteps{i})s")
-    case = "CASE criterion_key {} ELSE 0 END".format(" ".join(whens)) if whens else "0"
+    case = "CASE l.criterion_key {} ELSE 0 END".format(" ".join(whens)) if whens else "0"
     # The NUMERIC mean costs a third of the query at 100k labels: only where a continuous scale needs it.
     mean = (
-        "CASE WHEN MIN(value) = MAX(value) THEN MIN(value) ELSE AVG(CAST(value AS NUMERIC)) END"
+        "CASE WHEN MIN(l.value) = MAX(l.value) THEN MIN(l.value) ELSE AVG(CAST(l.value AS NUMERIC)) END"
         if not all(steps.values()) else "NULL"
     )
-    return _HUMAN_CTE.format(steps=case, mean=mean, label_finite=_FINITE.format(col="value")), params
+
+    def versions(alias: str) -> str:
+        clauses = [f"{alias}.rubric_version_id = %(label_version)s"]
+        for i, (key, ids) in enumerate(sorted((carried or {}).items())):
+            if not ids:
+                continue
+            params[f"ckey{i}"] = key
+            placeholders = []
+            for j, version_id in enumerate(ids):
+                params[f"cv{i}_{j}"] = int(version_id)
+                placeholders.append(f"%(cv{i}_{j})s")
+            clauses.append(f"({alias}.criterion_key = %(ckey{i})s AND {alias}.rubric_version_id IN "
+                           f"({', '.join(placeholders)}))")
+        return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+    label_filter = versions("l")
+    finite = _FINITE.format(col="l.value")
+    if label_filter.startswith("("):
+        finite += _NEWEST_ONLY.format(newer_versions=versions("n"), newer_finite=_FINITE.format(col="n.value"))
+    return _HUMAN_CTE.format(steps=case, mean=mean, versions=label_filter, label_finite=finite), params
 
 
 def label_score_cells(
     *, label_version_id: int, steps: dict[str, int], score_version_id: int | None = None,
-    work_mem: str | None = "64MB",
+    work_mem: str | None = "64MB", carried: dict[str, list[int]] | None = None,
 ) -> tuple[dict[tuple[str, str], PairCells], dict[str, LabelCoverage]]:
     """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells, and
     criterion key → labelled items. `steps`: criterion key → steps of its scale (0 = continuous); other keys are
@@ -333,7 +364,7 @@ def label_score_cells(
     params: dict[str, Any] = {"label_version": label_version_id, "score_version": score_version_id or label_version_id}
     if not steps:
         return {}, {}
-    human, human_params = human_cte(label_version_id=label_version_id, steps=steps)
+    human, human_params = human_cte(label_version_id=label_version_id, steps=steps, carried=carried)
     params.update(human_params)
     sql = _LABEL_SCORE_SQL.format(human=human)
     coverage_sql = _LABEL_COVERAGE_SQL.format(human=human)

@@ -150,3 +150,28 @@ def test_ac1_and_pabak_stay_high_where_kappa_collapses_under_prevalence():
     assert report.cohen_kappa.value < 0
     assert report.gwet_ac1.value > 0.94 and report.pabak.value == pytest.approx(0.9)
     assert report.gwet_ac1.ci_low is not None and report.gwet_ac1.undefined_resamples is not None
+
+
+def test_labels_follow_an_unchanged_criterion_to_a_new_rubric_version(pool):
+    """Re-scoring the labelled rollouts under v3 keeps v2's labels for criteria that did not change (before: the launch
+    form said "0 paired items" for v3); a changed criterion starts afresh; an annotator counts once, newest label."""
+    from webapp.judging.models import CriterionScore
+    from webapp.reviews.services import label_save
+
+    kept, changed = sd.choices_criterion("kept", 3), sd.choices_criterion("changed", 3)
+    items = [sd.Item(float(i % 3), [float(i % 3)]) for i in range(21)]
+    v2, _ = build(pool, [sd.Dataset(kept, items), sd.Dataset(changed, items)])
+    reworded = dict(changed.spec, question="A different question?")
+    v3 = RubricVersionFactory(rubric=pool["rubric"], spec={"criteria": [dict(kept.spec, weight=2.0), reworded]})
+    CriterionScore.objects.bulk_create([
+        CriterionScore(rollout=r, rubric_version=v3, criterion_key=key, judge_fingerprint="judge-x", score=(i % 3) / 2)
+        for i, r in enumerate(pool["rollouts"][:21]) for key in ("kept", "changed")])
+    # The first annotator relabels item 0 under v3 with another choice: that label replaces theirs from v2.
+    label_save(annotator=pool["annotators"][0], rollout_id=pool["rollouts"][0].pk, rubric_version=v3,
+               criterion_key="kept", row_version=0, value=1.0)
+    rows = {row.criterion.key: row for row in dashboard.agreement_dashboard_cached(v3)}
+    assert rows["kept"].coverage.labelled == 21 and rows["kept"].report.n == 21
+    assert rows["kept"].report.percent_agreement.value == pytest.approx(20 / 21)
+    assert "changed" not in rows  # nothing labelled under the new wording: no card
+    gate = {c.key: c for c in calibration_status(v3).criteria}
+    assert gate["kept"].n == 21 and gate["changed"].n == 0

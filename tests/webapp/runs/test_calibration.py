@@ -62,9 +62,9 @@ def test_agreeing_judge_on_enough_items_passes_and_disagreeing_one_fails(judged,
     CriterionScore.objects.create(rollout=rollouts[1], rubric_version=version, criterion_key="polite",
                                   judge_fingerprint="training-reward", score=0.0)
     # The gate reads the dashboard's figures (one definition, issue 16): its queries, then the shared cache.
-    with django_assert_max_num_queries(10):
+    with django_assert_max_num_queries(14):
         status = calibration_status(version)
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):
         calibration_status(version)
     [criterion] = status.criteria
     assert criterion.n == 24 and criterion.kappa > 0.9 and status.ok
