@@ -128,6 +128,10 @@ class LengthBias:
     judge: Stat
     human: Stat | None
     difference: float | None
+    # 95 % percentile bootstrap of the difference, items resampled (judge and human ρ from the same resample).
+    difference_low: float | None = None
+    difference_high: float | None = None
+    difference_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1070,23 +1074,69 @@ def length_score_correlation(
     lengths: Sequence[float | int | None] | np.ndarray,
     judge: Sequence[float | int | None] | np.ndarray,
     human: Sequence[float | int | None] | np.ndarray | None = None,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> LengthBias:
-    """Spearman correlation of completion length (tokens or characters) with judge and with human scores."""
+    """Spearman correlation of completion length (tokens or characters) with judge and with human scores.
+
+    The difference judge ρ − human ρ is computed on the items that have all three values, with a bootstrap interval
+    over those items."""
     judge_stat = spearman(lengths, judge)
     human_stat = spearman(lengths, human) if human is not None else None
-    difference = (
-        judge_stat.value - human_stat.value
-        if human_stat is not None and judge_stat.value is not None and human_stat.value is not None
-        else None
-    )
-    return LengthBias(judge_stat, human_stat, difference)
+    if human is None or judge_stat.value is None or human_stat is None or human_stat.value is None:
+        return LengthBias(judge_stat, human_stat, None)
+    x, j, h = _as_float(lengths), _as_float(judge), _as_float(human)
+    keep = ~(np.isnan(x) | np.isnan(j) | np.isnan(h))
+    x, j, h = x[keep], j[keep], h[keep]
+    triples, counts = np.unique(np.column_stack([x, j, h]), axis=0, return_counts=True)
+    w = counts.astype(float)[None, :]
+
+    def difference(weights: np.ndarray) -> np.ndarray:
+        rank_x = _midranks(triples[:, 0], weights)
+        return (_weighted_pearson(rank_x, _midranks(triples[:, 1], weights), weights)
+                - _weighted_pearson(rank_x, _midranks(triples[:, 2], weights), weights))
+
+    value = float(difference(w)[0])
+    if not np.isfinite(value) or n_resamples <= 0:
+        return LengthBias(judge_stat, human_stat, value if np.isfinite(value) else None)
+    if x.size < 2:
+        return LengthBias(judge_stat, human_stat, value, None, None, "needs at least 2 items for an interval")
+    rng = np.random.default_rng(seed)
+    samples = np.concatenate([difference(c) for c in _resampled_counts(counts.astype(float), n_resamples, rng,
+                                                                      width=4 * triples.shape[0])])
+    low, high, reason, _ = _percentile_interval(samples, confidence, n_resamples)
+    return LengthBias(judge_stat, human_stat, value, low, high, reason)
+
+
+def _ratio_stat(numerator: np.ndarray, denominator: np.ndarray, *, n: int, empty: str, n_resamples: int,
+                confidence: float, seed: int) -> Stat:
+    """Σ numerator / Σ denominator over units (pairs), with a percentile bootstrap over the units."""
+    total = float(denominator.sum())
+    if total == 0:
+        return Stat(None, 0, empty)
+    stat = Stat(float(numerator.sum()) / total, n)
+    if n_resamples <= 0:
+        return stat
+    if numerator.size < 2:
+        return Stat(stat.value, n, None, None, None, "needs at least 2 pairs for an interval")
+    patterns, counts = np.unique(np.column_stack([numerator, denominator]), axis=0, return_counts=True)
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        samples = np.concatenate([
+            np.where(w @ patterns[:, 1] > 0, (w @ patterns[:, 0]) / (w @ patterns[:, 1]), np.nan)
+            for w in _resampled_counts(counts.astype(float), n_resamples, rng)
+        ])
+    return _with_interval(stat, _percentile_interval(samples, confidence, n_resamples))
 
 
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
 
 
 def position_swap_consistency(
-    first: Sequence[PairwiseVerdict | None], swapped: Sequence[PairwiseVerdict | None]
+    first: Sequence[PairwiseVerdict | None], swapped: Sequence[PairwiseVerdict | None], *,
+    n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
 ) -> PositionSwapReport:
     """Compare verdicts on (x, y) shown as A=x, B=y (``first``) and again as A=y, B=x (``swapped``).
 
@@ -1105,18 +1155,16 @@ def position_swap_consistency(
     if n == 0:
         empty = "no pair was judged in both orders"
         return PositionSwapReport(0, Stat(None, 0, empty), Stat(None, 0, empty), Stat(None, 0, empty))
-    consistent = sum(1 for a, b in pairs if _SWAP[a] == b)
-    verdicts = [v for pair in pairs for v in pair]
-    decided = [v for v in verdicts if v != "tie"]
-    ties = len(verdicts) - len(decided)
-    first_rate = (
-        Stat(sum(1 for v in decided if v == "A") / len(decided), len(decided))
-        if decided
-        else Stat(None, 0, "every verdict was a tie")
-    )
+    # Units are pairs: the two verdicts on one pair are not independent, so the bootstrap resamples pairs.
+    consistent = np.array([1.0 if _SWAP[a] == b else 0.0 for a, b in pairs])
+    first_picks = np.array([float((a == "A") + (b == "A")) for a, b in pairs])
+    decided = np.array([float((a != "tie") + (b != "tie")) for a, b in pairs])
+    ties = 2.0 - decided
+    options = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     return PositionSwapReport(
         n=n,
-        consistency=Stat(consistent / n, n),
-        first_position_rate=first_rate,
-        tie_rate=Stat(ties / len(verdicts), len(verdicts)),
+        consistency=_ratio_stat(consistent, np.ones(n), n=n, empty="", **options),
+        first_position_rate=_ratio_stat(first_picks, decided, n=int(decided.sum()), empty="every verdict was a tie",
+                                        **options),
+        tie_rate=_ratio_stat(ties, np.full(n, 2.0), n=2 * n, empty="", **options),
     )

@@ -175,3 +175,24 @@ def test_labels_follow_an_unchanged_criterion_to_a_new_rubric_version(pool):
     assert "changed" not in rows  # nothing labelled under the new wording: no card
     gate = {c.key: c for c in calibration_status(v3).criteria}
     assert gate["kept"].n == 21 and gate["changed"].n == 0
+
+
+def test_bias_figures_carry_bootstrap_intervals_over_their_units():
+    # A judge that picks the first-shown rollout 80 % of the time: the interval for the first-position rate
+    # excludes 0.5 at 200 pairs, and equals a naive loop that resamples pairs.
+    rng = np.random.default_rng(1)
+    first = ["A" if x < 0.8 else "B" for x in rng.random(200)]
+    swapped = ["A" if x < 0.8 else "B" for x in rng.random(200)]
+    report = agreement.position_swap_consistency(first, swapped, n_resamples=400, seed=4)
+    rate = report.first_position_rate
+    assert rate.value == pytest.approx((first.count("A") + swapped.count("A")) / 400)
+    assert 0.5 < rate.ci_low < rate.value < rate.ci_high
+    consistency = report.consistency
+    assert consistency.ci_low < consistency.value < consistency.ci_high and rate.undefined_resamples == 0
+
+    lengths = rng.integers(10, 500, 300)
+    human = rng.random(300)
+    judge = 0.5 * human + lengths / 1000  # rewards length
+    bias = agreement.length_score_correlation(lengths, judge, human, n_resamples=300)
+    assert bias.difference == pytest.approx(bias.judge.value - bias.human.value, abs=1e-12)
+    assert 0 < bias.difference_low < bias.difference < bias.difference_high
