@@ -93,6 +93,18 @@ class CalibrationBin:
     n: int
     mean_judge: float | None
     mean_human: float | None
+    # 95 % percentile bootstrap of the bin's mean human value, the bin's items resampled (None below 2 items).
+    human_low: float | None = None
+    human_high: float | None = None
+
+
+def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float | None:
+    """ECE: the item-weighted mean gap |mean judge − mean human| over the bins; None without items."""
+    total = sum(b.n for b in bins)
+    if not total:
+        return None
+    return float(sum(b.n * abs(b.mean_judge - b.mean_human) for b in bins
+                     if b.n and b.mean_judge is not None and b.mean_human is not None) / total)
 
 
 @dataclass(frozen=True)
@@ -755,13 +767,19 @@ def calibration_bins(
     bins: int | Sequence[float] = 5,
     score_range: tuple[float, float] = (0.0, 1.0),
     counts: Sequence[float] | np.ndarray | None = None,
+    n_resamples: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> list[CalibrationBin]:
-    """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0."""
-    return _calibration_bins(_paired_cells(judge, human, counts)[0], bins, score_range)
+    """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0. With
+    ``n_resamples`` each bin's mean human value gets a percentile bootstrap interval over the bin's items."""
+    return _calibration_bins(_paired_cells(judge, human, counts)[0], bins, score_range, n_resamples=n_resamples,
+                             confidence=confidence, seed=seed)
 
 
 def _calibration_bins(
-    cells: _Cells, bins: int | Sequence[float], score_range: tuple[float, float] = (0.0, 1.0)
+    cells: _Cells, bins: int | Sequence[float], score_range: tuple[float, float] = (0.0, 1.0), *,
+    n_resamples: int = 0, confidence: float = 0.95, seed: int = 0,
 ) -> list[CalibrationBin]:
     j, h, w = cells.judge, cells.human, cells.counts
     # Edges as lo + (hi − lo) · b / bins with one correctly rounded division, so a score of 3/5 or 6/10 and the
@@ -780,6 +798,12 @@ def _calibration_bins(
     for b in range(edges.size - 1):
         mask = inside & (index == b)
         weight = float(w[mask].sum())
+        low = high = None
+        if n_resamples > 0 and weight >= 2:
+            rng = np.random.default_rng(seed + b)
+            samples = np.concatenate([(c @ h[mask]) / c.sum(axis=1)
+                                      for c in _resampled_counts(w[mask], n_resamples, rng)])
+            low, high, _, _ = _percentile_interval(samples, confidence, n_resamples)
         result.append(
             CalibrationBin(
                 low=float(edges[b]),
@@ -787,6 +811,8 @@ def _calibration_bins(
                 n=int(round(weight)),
                 mean_judge=float(w[mask] @ j[mask] / weight) if weight else None,
                 mean_human=float(w[mask] @ h[mask] / weight) if weight else None,
+                human_low=low,
+                human_high=high,
             )
         )
     return result

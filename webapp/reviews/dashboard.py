@@ -150,6 +150,11 @@ class CriterionAgreement:
         return headline_name(self.criterion)
 
     @property
+    def calibration_error(self) -> float | None:
+        """Expected calibration error of the judge's 0..1 score against the humans' (agreement.py)."""
+        return agreement.expected_calibration_error(self.calibration)
+
+    @property
     def kappa_name(self) -> str:
         return kappa_name(self.criterion)
 
@@ -262,7 +267,8 @@ def criterion_agreement(
             _points(criterion, pairs.judge), _points(criterion, pairs.human), kind="score", n_resamples=n_resamples,
             seed=seed, counts=pairs.counts)
         judge01, human01 = pairs.judge, pairs.human
-    return report, agreement.calibration_bins(judge01, human01, bins=5, counts=pairs.counts)
+    return report, agreement.calibration_bins(judge01, human01, bins=5, counts=pairs.counts,
+                                              n_resamples=min(n_resamples, 200), seed=seed)
 
 
 CACHE_SECONDS = 600

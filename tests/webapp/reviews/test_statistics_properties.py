@@ -92,11 +92,17 @@ def check_row(row: dashboard.CriterionAgreement, data: sd.Dataset) -> None:
         assert row.ceiling is None or row.ceiling.value is None
     else:
         assert row.ceiling.value == pytest.approx(want["human_alpha"], abs=TOL)
-    for got_bin, (n, mean_judge, mean_human) in zip(row.calibration, sd.calibration_oracle(c, e), strict=True):
+    calibration = sd.calibration_oracle(c, e)
+    for got_bin, (n, mean_judge, mean_human) in zip(row.calibration, calibration, strict=True):
         assert got_bin.n == n
         if n:
             assert got_bin.mean_judge == pytest.approx(mean_judge, abs=TOL)
             assert got_bin.mean_human == pytest.approx(mean_human, abs=TOL)
+        if n >= 2 and got_bin.human_low is not None:
+            assert got_bin.human_low <= mean_human + TOL and mean_human - TOL <= got_bin.human_high
+    total = sum(n for n, _, _ in calibration)
+    ece = sum(n * abs(mj - mh) for n, mj, mh in calibration if n) / total if total else None
+    assert row.calibration_error == (None if ece is None else pytest.approx(ece, abs=TOL))
     if c.steps:
         from sklearn.metrics import confusion_matrix
 
