@@ -28,7 +28,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Max, Sum
 
-from webapp.judging.models import JudgeJob
+from webapp.judging.models import CriterionScore, JudgeJob
 from webapp.reviews import agreement, selectors
 from webapp.reviews.criteria import FormCriterion, form_criteria
 from webapp.reviews.models import HumanLabel, PairwiseJudgment, PairwiseLabel
@@ -431,6 +431,71 @@ def disagreements(version: RubricVersion, *, fingerprint: str, key: str, limit: 
                           "human_choice": shown, "raters": raters, "gap": gap})
     found.sort(key=lambda d: (-d["gap"], d["rollout_id"]))
     return found[:limit]
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    username: str
+    headline: agreement.Stat  # the criterion's headline figure, this annotator's labels against the judge
+    percent_agreement: agreement.Stat
+
+
+@dataclass(frozen=True)
+class RaterAgreement:
+    """The judge against each annotator, and alpha over every label with the judge as one more rater."""
+
+    statistic: str
+    annotators: list[AnnotatorAgreement]
+    alpha_with_judge: agreement.Stat
+    alpha_level: str
+
+
+def rater_agreement(version: RubricVersion, *, fingerprint: str, key: str) -> RaterAgreement | None:
+    """Per annotator and over all raters, for one judge × criterion (two queries). Labels as on the dashboard:
+    the version's own and those carried over from earlier versions (each annotator's newest); values on the
+    criterion's scale (step indices, or 0..1 for a continuous scale); non-finite values are missing."""
+    criteria = form_criteria(version)
+    criterion = next((c for c in criteria if c.key == key), None)
+    if criterion is None:
+        return None
+    versions = [version.pk, *carried_label_versions(version).get(key, [])]
+    newest: dict[tuple[str, int], tuple[int, float]] = {}
+    for username, rollout_id, version_id, value in (
+        HumanLabel.objects.filter(rubric_version_id__in=versions, criterion_key=key, value__isnull=False)
+        .values_list("annotator__username", "rollout_id", "rubric_version_id", "value")
+    ):
+        if math.isfinite(value) and version_id >= newest.get((username, rollout_id), (-1, 0.0))[0]:
+            newest[(username, rollout_id)] = (version_id, value)
+    scores = {
+        rollout_id: score for rollout_id, score in CriterionScore.objects.filter(
+            rubric_version=version, criterion_key=key, judge_fingerprint=fingerprint, score__isnull=False)
+        .values_list("rollout_id", "score") if math.isfinite(score)
+    }
+
+    def on_scale(value: float) -> float:
+        return float(min(max(round(value * criterion.steps), 0), criterion.steps)) if criterion.steps else value
+
+    annotators = sorted({username for username, _ in newest})
+    items = sorted({rollout_id for _, rollout_id in newest})
+    rows = []
+    for username in annotators:
+        mine = [(on_scale(scores[r]), on_scale(newest[(username, r)][1]))
+                for r in items if (username, r) in newest and r in scores]
+        judge = np.array([j for j, _ in mine], dtype=float)
+        human = np.array([h for _, h in mine], dtype=float)
+        rows.append(AnnotatorAgreement(username, _headline(criterion, judge, human),
+                                       agreement.percent_agreement(judge, human)))
+    table = np.full((len(annotators) + 1, len(items)), np.nan)
+    column = {r: i for i, r in enumerate(items)}
+    row_of = {u: i for i, u in enumerate(annotators)}
+    for (username, rollout_id), (_, value) in newest.items():
+        table[row_of[username], column[rollout_id]] = on_scale(value)
+    for rollout_id in items:
+        if rollout_id in scores:
+            table[-1, column[rollout_id]] = on_scale(scores[rollout_id])
+    level: agreement.AlphaLevel = "ordinal" if criterion.stat_kind == "ordinal" else "interval"
+    alpha = agreement.krippendorff_alpha(table, level=level) if items else agreement.Stat(None, 0, "no label yet")
+    return RaterAgreement(headline_name(criterion), rows, alpha, level)
 
 
 def labeled_versions(project_id: int) -> list[RubricVersion]:

@@ -362,7 +362,8 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
     fingerprint = request.GET.get("fingerprint", "")
     items = dashboard.disagreements(version, fingerprint=fingerprint, key=key)
     context = {"version": version, "criterion": criterion, "fingerprint": fingerprint, "items": items,
-               "judge_name": dashboard.judge_names(version).get(fingerprint, fingerprint)}
+               "judge_name": dashboard.judge_names(version).get(fingerprint, fingerprint),
+               "raters": dashboard.rater_agreement(version, fingerprint=fingerprint, key=key)}
     return render(request, "reviews/disagreements.html", context)
 
 

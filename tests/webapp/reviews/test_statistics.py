@@ -196,3 +196,45 @@ def test_bias_figures_carry_bootstrap_intervals_over_their_units():
     bias = agreement.length_score_correlation(lengths, judge, human, n_resamples=300)
     assert bias.difference == pytest.approx(bias.judge.value - bias.human.value, abs=1e-12)
     assert 0 < bias.difference_low < bias.difference < bias.difference_high
+
+
+@pytest.mark.parametrize("criterion", [sd.choices_criterion("pick", 4), sd.continuous_criterion("score")],
+                         ids=["choices", "continuous"])
+def test_judge_against_each_annotator_and_alpha_with_the_judge_as_a_rater(pool, make_member, client, criterion):
+    import krippendorff
+
+    rng = np.random.default_rng(8)
+    items = []
+    for _ in range(24):
+        truth = int(rng.integers(0, 4)) if criterion.steps else float(rng.integers(0, 21) / 20)
+        noisy = (lambda v: float(np.clip(v + rng.integers(-1, 2), 0, 3))) if criterion.steps else (
+            lambda v: float(np.clip(round(v + rng.normal(0, 0.1), 2), 0, 1)))
+        labels = [noisy(truth) for _ in range(int(rng.integers(1, 4)))]
+        items.append(sd.Item(noisy(truth) if rng.random() > 0.1 else sd.FAILED, labels))
+    version, _ = build(pool, [sd.Dataset(criterion, items)])
+    result = dashboard.rater_agreement(version, fingerprint="judge-x", key=criterion.key)
+    level = "ordinal" if criterion.steps else "interval"
+    names = [a.username for a in pool["annotators"]]
+    for position, got in enumerate(sorted(result.annotators, key=lambda a: names.index(a.username))):
+        pairs = [(i.judge, i.labels[position]) for i in items if len(i.labels) > position and i.judge != sd.FAILED]
+        judge, human = np.array(pairs).T.astype(float)
+        if criterion.steps:
+            want = cohen_kappa_score(human.astype(int), judge.astype(int), labels=list(range(4)), weights="quadratic")
+        else:
+            want = krippendorff.alpha(reliability_data=np.vstack([judge, human]), level_of_measurement="interval")
+        assert got.headline.n == len(pairs) and got.headline.value == pytest.approx(want, abs=1e-9)
+        assert got.percent_agreement.value == pytest.approx(np.mean(judge == human), abs=1e-12)
+    table = np.full((4, len(items)), np.nan)
+    for col, item in enumerate(items):
+        table[: len(item.labels), col] = item.labels
+        if item.judge != sd.FAILED:
+            table[3, col] = item.judge
+    want_alpha = krippendorff.alpha(reliability_data=table, level_of_measurement=level)
+    assert result.alpha_with_judge.value == pytest.approx(want_alpha, abs=1e-9)
+    assert result.alpha_with_judge.n == int((np.isfinite(table).sum(axis=0) >= 2).sum())
+    user, _ = make_member(Role.VIEWER, pool["rubric"].project)
+    client.force_login(user)
+    html = client.get(reverse("reviews:disagreements", args=[pool["rubric"].project_id]),
+                      {"version": version.pk, "fingerprint": "judge-x", "key": criterion.key}).content.decode()
+    assert f"{want_alpha:.3f}" in html.split('data-stat="alpha_with_judge"')[1].split("</p>")[0]
+    assert html.count("data-annotator=") == 3
