@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 
 from webapp.judging.models import CriterionScore, JudgeJob
 from webapp.reviews import agreement, selectors
@@ -499,11 +499,16 @@ def rater_agreement(version: RubricVersion, *, fingerprint: str, key: str) -> Ra
 
 
 def labeled_versions(project_id: int) -> list[RubricVersion]:
-    ids = (
-        HumanLabel.objects.filter(rubric_version__rubric__project_id=project_id).values("rubric_version_id")
-        .annotate(n=Count("pk")).values_list("rubric_version_id", flat=True)
+    """Versions with labels, and later versions of the same rubrics, which may carry those labels over
+    (`carried_label_versions`)."""
+    first_labelled = (
+        HumanLabel.objects.filter(rubric_version__rubric__project_id=project_id)
+        .values("rubric_version__rubric_id").annotate(first=Min("rubric_version_id"))
     )
-    return list(RubricVersion.objects.filter(pk__in=ids).select_related("rubric").order_by("-id"))
+    since = Q(pk__in=[])
+    for row in first_labelled:
+        since |= Q(rubric_id=row["rubric_version__rubric_id"], pk__gte=row["first"])
+    return list(RubricVersion.objects.filter(since).select_related("rubric").order_by("-id"))
 
 
 # --- judge-bias diagnostics ------------------------------------------------------------------------------------------

@@ -175,6 +175,7 @@ def test_labels_follow_an_unchanged_criterion_to_a_new_rubric_version(pool):
     assert "changed" not in rows  # nothing labelled under the new wording: no card
     gate = {c.key: c for c in calibration_status(v3).criteria}
     assert gate["kept"].n == 21 and gate["changed"].n == 0
+    assert {v.pk for v in dashboard.labeled_versions(pool["rubric"].project_id)} >= {v2.pk, v3.pk}  # v3 can be picked
 
 
 def test_bias_figures_carry_bootstrap_intervals_over_their_units():
