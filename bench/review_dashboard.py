@@ -153,7 +153,7 @@ def main() -> None:
             response = client.get(url)
         warm.append(time.perf_counter() - t)
         t = time.perf_counter()
-        selectors.label_score_cells(label_version_id=version_id)
+        selectors.label_score_cells(label_version_id=version_id, steps={key: len(CHOICES) - 1 for key in CRITERIA})
         sql.append(time.perf_counter() - t)
     cards = response.content.decode().count('class="card agreement-card"')
     t = time.perf_counter()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -30,6 +30,8 @@ PairwiseVerdict = Literal["A", "B", "tie"]
 SMALL_N = 20
 ONE_SIDED_SHARE = 0.9
 MIN_CORRELATION_PAIRS = 3
+# Kappa, AC1, PABAK and alpha on fewer items are a coin toss shown with three decimals: "—" below this.
+MIN_CHANCE_CORRECTED_ITEMS = 3
 # Kappa, confusion matrices and nominal/ordinal alpha are for choices; beyond this many distinct values the input is
 # a continuous score and the matrices would not fit in memory.
 MAX_CATEGORIES = 100
@@ -49,6 +51,22 @@ class Stat:
     ci_low: float | None = None
     ci_high: float | None = None
     ci_reason: str | None = None
+    # Bootstrap resamples in which the statistic was undefined (e.g. one side constant); None without a bootstrap.
+    undefined_resamples: int | None = None
+    # Ratings behind the figure where that differs from the items (alpha over several raters).
+    ratings: int | None = None
+
+
+@dataclass(frozen=True)
+class ClassRecall:
+    """One choice seen as a class: of the items the judge put in it, the share humans put there too (precision),
+    and of the items humans put in it, the share the judge found (recall)."""
+
+    label: float
+    support: int  # items humans put in this class
+    predicted: int  # items the judge put in this class
+    precision: float | None
+    recall: float | None
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,18 @@ class CalibrationBin:
     n: int
     mean_judge: float | None
     mean_human: float | None
+    # 95 % percentile bootstrap of the bin's mean human value, the bin's items resampled (None below 2 items).
+    human_low: float | None = None
+    human_high: float | None = None
+
+
+def expected_calibration_error(bins: Sequence[CalibrationBin]) -> float | None:
+    """ECE: the item-weighted mean gap |mean judge − mean human| over the bins; None without items."""
+    total = sum(b.n for b in bins)
+    if not total:
+        return None
+    return float(sum(b.n * abs(b.mean_judge - b.mean_human) for b in bins
+                     if b.n and b.mean_judge is not None and b.mean_human is not None) / total)
 
 
 @dataclass(frozen=True)
@@ -88,6 +118,8 @@ class AgreementReport:
     cohen_kappa: Stat
     weighted_kappa: Stat
     krippendorff_alpha: Stat
+    gwet_ac1: Stat
+    pabak: Stat
     spearman: Stat
     pearson: Stat
     mae: Stat
@@ -95,6 +127,7 @@ class AgreementReport:
     confusion: ConfusionMatrix | None
     calibration: list[CalibrationBin]
     warnings: list[AgreementWarning] = field(default_factory=list)
+    per_class: list[ClassRecall] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,6 +140,10 @@ class LengthBias:
     judge: Stat
     human: Stat | None
     difference: float | None
+    # 95 % percentile bootstrap of the difference, items resampled (judge and human ρ from the same resample).
+    difference_low: float | None = None
+    difference_high: float | None = None
+    difference_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +158,27 @@ class PositionSwapReport:
     consistency: Stat
     first_position_rate: Stat
     tie_rate: Stat
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The human value of an item: the one rule the dashboard, the align loop, the bias page and the training gate share
+
+
+def human_value(index_sum: int, raters: int) -> int | None:
+    """The choice (or integer scale point) that stands for an item's labels: their mean, rounded to the nearest
+    choice, in exact integer arithmetic. ``None`` when the mean falls exactly halfway between two choices (a split:
+    1–1 on a yes/no question, 3 and 4 on a scale): no rounding direction is neutral, so the item is left out of the
+    paired figures and counted as a split instead.
+
+    ``index_sum``: the sum of the labels' choice indices (0 = first choice); ``raters``: how many labels.
+    """
+    if raters <= 0:
+        raise ValueError(f"an item needs at least one label to have a human value; got {raters}.")
+    quotient, remainder = divmod(int(index_sum), int(raters))
+    twice = 2 * remainder
+    if twice == raters:
+        return None
+    return quotient + (1 if twice > raters else 0)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -222,31 +280,57 @@ def _kappa_from_counts(counts: np.ndarray, codes: np.ndarray, k: int, weights: K
         w = ((i - jj) ** 2).astype(float)
     num = (w * observed).sum(axis=(1, 2))
     den = (w * expected).sum(axis=(1, 2))
+    # A side that used one value makes kappa 0 (or 0/0) whatever the other side did: structurally empty.
+    one_sided = ((rows > 0).sum(axis=1) <= 1) | ((cols > 0).sum(axis=1) <= 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, 1.0 - num / den, np.nan)
+        return np.where((den > 0) & ~one_sided, 1.0 - num / den, np.nan)
+
+
+def _ac1_pabak_from_counts(counts: np.ndarray, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gwet's AC1 and PABAK for each row of ``counts`` (resamples × cells) over ``k`` categories.
+
+    AC1: (pa − pe) / (1 − pe) with pe = Σ π_q (1 − π_q) / (k − 1), π_q the share of all ratings (judge and human)
+    in category q. PABAK: (k · pa − 1) / (k − 1), i.e. kappa with chance agreement fixed at 1/k (Brennan–Prediger).
+    """
+    b = counts.shape[0]
+    observed = np.zeros((b, k * k))
+    observed[:, codes] = counts
+    observed = observed.reshape(b, k, k)
+    total = observed.sum(axis=(1, 2))
+    safe = np.where(total == 0, 1, total)
+    pa = np.einsum("bii->b", observed) / safe
+    pi = (observed.sum(axis=2) + observed.sum(axis=1)) / (2.0 * safe)[:, None]
+    pe = (pi * (1.0 - pi)).sum(axis=1) / (k - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ac1 = np.where(total > 0, (pa - pe) / (1.0 - pe), np.nan)
+        pabak = np.where(total > 0, (k * pa - 1.0) / (k - 1), np.nan)
+    return ac1, pabak
 
 
 def _weighted_pearson(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Pearson r per row of weights ``w`` (resamples × cells); x and y are per cell, or per row-and-cell."""
+    """Pearson r per row of weights ``w`` (resamples × cells); x and y are per cell, or per row-and-cell.
+
+    Centred moments: each row's own weighted means are subtracted before the products are summed, so a judge of
+    0.5 + 1e-7 · noise keeps its variance instead of losing it to cancellation against 0.25.
+    """
     total = w.sum(axis=1)
     safe_total = np.where(total == 0, 1, total)
-    # Raw moments keep this to a few passes over the (resamples × cells) matrix; values are 0..1 scores or ranks,
-    # whose cancellation error is far below the bootstrap's own noise.
-    if x.ndim == 1 and y.ndim == 1:
-        sx, sy, sxx, syy, sxy = (w @ np.vstack([x, y, x * x, y * y, x * y]).T).T
-    else:
-        wx, wy = w * x, w * y
-        sx, sy = wx.sum(axis=1), wy.sum(axis=1)
-        sxx = np.einsum("ij,ij->i", wx, np.broadcast_to(x, w.shape))
-        syy = np.einsum("ij,ij->i", wy, np.broadcast_to(y, w.shape))
-        sxy = np.einsum("ij,ij->i", wx, np.broadcast_to(y, w.shape))
-    cov = sxy - sx * sy / safe_total
-    vx = sxx - sx * sx / safe_total
-    vy = syy - sy * sy / safe_total
-    # Relative tolerance: a constant column leaves round-off variance, not zero.
-    defined = (vx > 1e-12 * sxx) & (vy > 1e-12 * syy) & (vx > 0) & (vy > 0)
+    xs = np.broadcast_to(x, w.shape)
+    ys = np.broadcast_to(y, w.shape)
+    dx = xs - (np.einsum("ij,ij->i", w, xs) / safe_total)[:, None]
+    dy = ys - (np.einsum("ij,ij->i", w, ys) / safe_total)[:, None]
+    wdx = w * dx
+    cov = np.einsum("ij,ij->i", wdx, dy)
+    vx = np.einsum("ij,ij->i", wdx, dx)
+    vy = np.einsum("ij,ij->i", w * dy, dy)
+    # A side that is constant within the resample: its values are all equal among the cells drawn.
+    present = w > 0
+    big = np.finfo(float).max
+    x_const = np.where(present, xs, big).min(axis=1) == np.where(present, xs, -big).max(axis=1)
+    y_const = np.where(present, ys, big).min(axis=1) == np.where(present, ys, -big).max(axis=1)
+    defined = ~x_const & ~y_const & (vx > 0) & (vy > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(defined, cov / np.sqrt(np.abs(vx * vy)), np.nan)
+        r = np.where(defined, cov / (np.sqrt(vx) * np.sqrt(vy)), np.nan)
     return np.clip(r, -1.0, 1.0)
 
 
@@ -282,7 +366,7 @@ def _paired_statistic(
     """A vectorised function from cell counts (resamples × cells) to the statistic per resample."""
     jv, hv = cells.judge, cells.human
     if name == "percent_agreement":
-        agree = (np.abs(jv - hv) <= tolerance + 1e-12).astype(float)
+        agree = (np.abs(jv - hv) <= tolerance).astype(float)
         return lambda w: (w @ agree) / w.sum(axis=1)
     if name == "mae":
         diff = np.abs(jv - hv)
@@ -304,6 +388,12 @@ def _paired_statistic(
             "weighted_kappa_quadratic": "quadratic",
         }[name]  # type: ignore[assignment]
         return lambda w: _kappa_from_counts(w, codes, k, weights)
+    if name in ("gwet_ac1", "pabak"):
+        assert labels is not None
+        k = labels.size
+        codes = _label_index(hv, labels) * k + _label_index(jv, labels)
+        position = 0 if name == "gwet_ac1" else 1
+        return lambda w: _ac1_pabak_from_counts(w, codes, k)[position]
     raise ValueError(f"Unknown statistic {name!r}.")
 
 
@@ -338,21 +428,24 @@ def _resampled_counts(
 
 def _percentile_interval(
     samples: np.ndarray, confidence: float, n_resamples: int
-) -> tuple[float | None, float | None, str | None]:
+) -> tuple[float | None, float | None, str | None, int]:
+    """(low, high, reason when there is no interval, resamples in which the statistic was undefined)."""
     finite = samples[np.isfinite(samples)]
+    undefined = int(n_resamples - finite.size)
     # When many resamples have no defined value the interval would describe a different population.
     if finite.size < 0.9 * n_resamples:
         return (
             None,
             None,
             (
-                f"the statistic is undefined in {n_resamples - finite.size} of {n_resamples} bootstrap resamples "
+                f"the statistic is undefined in {undefined} of {n_resamples} bootstrap resamples "
                 "(too few items or too little variation)"
             ),
+            undefined,
         )
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(finite, [alpha, 1.0 - alpha])
-    return float(low), float(high), None
+    return float(low), float(high), None, undefined
 
 
 def bootstrap_interval(
@@ -367,6 +460,8 @@ def bootstrap_interval(
         "spearman",
         "mae",
         "bias",
+        "gwet_ac1",
+        "pabak",
     ],
     *,
     labels: Sequence[float] | None = None,
@@ -384,10 +479,10 @@ def bootstrap_interval(
         n_resamples=n_resamples,
         confidence=confidence,
         seed=seed,
-    )[statistic]
+    )[statistic][:3]
 
 
-Interval = tuple[float | None, float | None, str | None]
+Interval = tuple
 
 
 def _bootstrap_paired(
@@ -410,7 +505,9 @@ def _bootstrap_paired(
     fns: dict[str, _PairedStatistic] = {}
     width = 0
     for name in statistics:
-        label_array = _labels(cells.judge, cells.human, labels) if "kappa" in name else None
+        label_array = (
+            _labels(cells.judge, cells.human, labels) if "kappa" in name or name in ("gwet_ac1", "pabak") else None
+        )
         if label_array is not None and label_array.size > MAX_CATEGORIES:
             result[name] = (None, None, _too_many_categories(label_array.size))
             continue
@@ -428,11 +525,11 @@ def _bootstrap_paired(
     return result
 
 
-def _with_interval(stat: Stat, interval: tuple[float | None, float | None, str | None]) -> Stat:
+def _with_interval(stat: Stat, interval: tuple) -> Stat:
     if stat.value is None:
         return stat
-    low, high, reason = interval
-    return Stat(stat.value, stat.n, stat.reason, low, high, reason)
+    low, high, reason, *rest = interval
+    return Stat(stat.value, stat.n, stat.reason, low, high, reason, rest[0] if rest else None, stat.ratings)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -479,7 +576,7 @@ def _weighted_mean(cells: _Cells, values: np.ndarray) -> float:
 def _percent_agreement(cells: _Cells, tolerance: float) -> Stat:
     if cells.n == 0:
         return Stat(None, 0, _NO_PAIRS)
-    return Stat(_weighted_mean(cells, (np.abs(cells.judge - cells.human) <= tolerance + 1e-12).astype(float)), cells.n)
+    return Stat(_weighted_mean(cells, (np.abs(cells.judge - cells.human) <= tolerance).astype(float)), cells.n)
 
 
 def cohen_kappa(
@@ -499,21 +596,95 @@ def cohen_kappa(
     return _cohen_kappa(_paired_cells(judge, human, counts)[0], weights, labels)
 
 
-def _cohen_kappa(cells: _Cells, weights: KappaWeights, labels: Sequence[float] | None) -> Stat:
+def _few_items(cells: _Cells, what: str) -> Stat | None:
     if cells.n == 0:
         return Stat(None, 0, _NO_PAIRS)
+    if cells.n < MIN_CHANCE_CORRECTED_ITEMS:
+        return Stat(None, cells.n, f"{what} needs at least {MIN_CHANCE_CORRECTED_ITEMS} paired items, has {cells.n}")
+    return None
+
+
+def _one_sided(cells: _Cells) -> str | None:
+    """Why kappa or alpha is structurally empty here: a side that gave every item the same value."""
+    judge_constant = np.unique(cells.judge).size <= 1
+    human_constant = np.unique(cells.human).size <= 1
+    if judge_constant and human_constant:
+        return "judge and humans each used a single value, so chance agreement is total (0/0)"
+    if judge_constant or human_constant:
+        who = "judge" if judge_constant else "humans"
+        return f"the {who} gave every item the same value, so it is 0 by construction and says nothing"
+    return None
+
+
+def _cohen_kappa(cells: _Cells, weights: KappaWeights, labels: Sequence[float] | None) -> Stat:
+    few = _few_items(cells, "kappa")
+    if few is not None:
+        return few
     label_array = _labels(cells.judge, cells.human, labels)
     if label_array.size > MAX_CATEGORIES:
         return Stat(None, cells.n, _too_many_categories(label_array.size))
+    one_sided = _one_sided(cells)
+    if one_sided is not None:
+        return Stat(None, cells.n, f"kappa is undefined: {one_sided}")
     codes = _label_index(cells.human, label_array) * label_array.size + _label_index(cells.judge, label_array)
     value = _kappa_from_counts(cells.counts[None, :], codes, label_array.size, weights)[0]
     if not np.isfinite(value):
-        return Stat(
-            None,
-            cells.n,
-            "kappa is undefined: judge and humans each used a single label, so chance agreement is total",
-        )
+        return Stat(None, cells.n, "kappa is undefined for these values")
     return Stat(float(value), cells.n)
+
+
+def _ac1_pabak(cells: _Cells, labels: Sequence[float] | None) -> tuple[Stat, Stat]:
+    """Gwet's AC1 and PABAK over the criterion's categories (``labels``: the full choice list)."""
+    few = _few_items(cells, "AC1 and PABAK")
+    if few is not None:
+        return few, few
+    label_array = _labels(cells.judge, cells.human, labels)
+    if label_array.size > MAX_CATEGORIES:
+        reason = _too_many_categories(label_array.size)
+        return Stat(None, cells.n, reason), Stat(None, cells.n, reason)
+    if label_array.size < 2:
+        reason = "needs a criterion with at least two choices"
+        return Stat(None, cells.n, reason), Stat(None, cells.n, reason)
+    codes = _label_index(cells.human, label_array) * label_array.size + _label_index(cells.judge, label_array)
+    ac1, pabak = _ac1_pabak_from_counts(cells.counts[None, :], codes, label_array.size)
+    return Stat(float(ac1[0]), cells.n), Stat(float(pabak[0]), cells.n)
+
+
+def gwet_ac1(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    labels: Sequence[float] | None = None,
+    counts: Sequence[float] | np.ndarray | None = None,
+) -> Stat:
+    """Gwet's AC1 (identity weights). Pass every choice as ``labels``: chance agreement depends on how many exist."""
+    return _ac1_pabak(_paired_cells(judge, human, counts)[0], labels)[0]
+
+
+def pabak(
+    judge: Sequence[float | int | None] | np.ndarray,
+    human: Sequence[float | int | None] | np.ndarray,
+    *,
+    labels: Sequence[float] | None = None,
+    counts: Sequence[float] | np.ndarray | None = None,
+) -> Stat:
+    """Prevalence- and bias-adjusted kappa, (k · observed agreement − 1) / (k − 1) over k = len(labels)."""
+    return _ac1_pabak(_paired_cells(judge, human, counts)[0], labels)[1]
+
+
+def per_class_recall(cells_or_judge: Any, human: Any = None, *, labels: Sequence[float] | None = None,
+                     counts: Sequence[float] | np.ndarray | None = None) -> list[ClassRecall]:
+    """Per choice: precision (share of the judge's picks humans agree with) and recall (share of the humans'
+    picks the judge found). ``None`` where the class was never picked by that side."""
+    cells = cells_or_judge if isinstance(cells_or_judge, _Cells) else _paired_cells(cells_or_judge, human, counts)[0]
+    confusion = _confusion_matrix(cells, labels)
+    matrix = np.array(confusion.counts, dtype=float).reshape(len(confusion.labels), len(confusion.labels))
+    result = []
+    for q, label in enumerate(confusion.labels):
+        support, predicted, hit = int(matrix[q].sum()), int(matrix[:, q].sum()), matrix[q, q]
+        result.append(ClassRecall(label, support, predicted, float(hit / predicted) if predicted else None,
+                                  float(hit / support) if support else None))
+    return result
 
 
 def _correlation(cells: _Cells, name: str) -> Stat:
@@ -596,17 +767,25 @@ def calibration_bins(
     bins: int | Sequence[float] = 5,
     score_range: tuple[float, float] = (0.0, 1.0),
     counts: Sequence[float] | np.ndarray | None = None,
+    n_resamples: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> list[CalibrationBin]:
-    """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0."""
-    return _calibration_bins(_paired_cells(judge, human, counts)[0], bins, score_range)
+    """Mean human score per judge-score bin, for the calibration plot; empty bins are kept with n=0. With
+    ``n_resamples`` each bin's mean human value gets a percentile bootstrap interval over the bin's items."""
+    return _calibration_bins(_paired_cells(judge, human, counts)[0], bins, score_range, n_resamples=n_resamples,
+                             confidence=confidence, seed=seed)
 
 
 def _calibration_bins(
-    cells: _Cells, bins: int | Sequence[float], score_range: tuple[float, float] = (0.0, 1.0)
+    cells: _Cells, bins: int | Sequence[float], score_range: tuple[float, float] = (0.0, 1.0), *,
+    n_resamples: int = 0, confidence: float = 0.95, seed: int = 0,
 ) -> list[CalibrationBin]:
     j, h, w = cells.judge, cells.human, cells.counts
+    # Edges as lo + (hi − lo) · b / bins with one correctly rounded division, so a score of 3/5 or 6/10 and the
+    # edge 0.6 are the same float and the score opens the upper bin; linspace's lo + b·step lands an ulp above.
     edges = (
-        np.linspace(score_range[0], score_range[1], int(bins) + 1)
+        score_range[0] + (score_range[1] - score_range[0]) * (np.arange(int(bins) + 1) / int(bins))
         if isinstance(bins, int)
         else np.asarray(bins, dtype=float)
     )
@@ -619,6 +798,12 @@ def _calibration_bins(
     for b in range(edges.size - 1):
         mask = inside & (index == b)
         weight = float(w[mask].sum())
+        low = high = None
+        if n_resamples > 0 and weight >= 2:
+            rng = np.random.default_rng(seed + b)
+            samples = np.concatenate([(c @ h[mask]) / c.sum(axis=1)
+                                      for c in _resampled_counts(w[mask], n_resamples, rng)])
+            low, high, _, _ = _percentile_interval(samples, confidence, n_resamples)
         result.append(
             CalibrationBin(
                 low=float(edges[b]),
@@ -626,6 +811,8 @@ def _calibration_bins(
                 n=int(round(weight)),
                 mean_judge=float(w[mask] @ j[mask] / weight) if weight else None,
                 mean_human=float(w[mask] @ h[mask] / weight) if weight else None,
+                human_low=low,
+                human_high=high,
             )
         )
     return result
@@ -767,23 +954,30 @@ def krippendorff_alpha(
     if weights is not None and weights.size != data.shape[1]:
         raise ValueError(f"item_counts must have one entry per item (column); got {weights.size} for {data.shape[1]}.")
     values, patterns, counts = _unit_patterns(data, level, weights)
-    n = int(round((patterns[:, 0] if level == "interval" else patterns.sum(axis=1)) @ counts)) if counts.size else 0
+    # n counts items (rated by two or more), like every other figure; the ratings behind them are kept apart.
+    ratings = int(round((patterns[:, 0] if level == "interval" else patterns.sum(axis=1)) @ counts)) if counts.size else 0
+    n = int(round(counts.sum())) if counts.size else 0
     if n == 0:
-        return Stat(None, 0, "no item was rated by at least two raters")
+        return Stat(None, 0, "no item was rated by at least two raters", ratings=0)
+    if n < MIN_CHANCE_CORRECTED_ITEMS:
+        return Stat(None, n, f"alpha needs at least {MIN_CHANCE_CORRECTED_ITEMS} items rated twice, has {n}",
+                    ratings=ratings)
     if values.size < 2:
         return Stat(
             None,
             n,
             "alpha is undefined: every rating has the same value, so there is no variation to agree on",
+            ratings=ratings,
         )
     value = _alpha_from_weights(counts[None, :], values, patterns, level)[0]
     if not np.isfinite(value):
-        return Stat(None, n, "alpha is undefined: the pairable ratings have no variation")
-    stat = Stat(float(value), n)
+        return Stat(None, n, "alpha is undefined: the pairable ratings have no variation", ratings=ratings)
+    stat = Stat(float(value), n, ratings=ratings)
     if n_resamples <= 0:
         return stat
     if counts.sum() < 2:
-        return Stat(stat.value, n, None, None, None, "needs at least 2 pairable items for an interval")
+        return Stat(stat.value, n, None, None, None, "needs at least 2 pairable items for an interval",
+                    ratings=ratings)
     rng = np.random.default_rng(seed)
     width = 0 if level == "interval" else 4 * values.size**2
     samples = np.concatenate(
@@ -818,21 +1012,33 @@ def agreement_report(
     (the dashboard's SQL does): the cost then depends on the number of distinct pairs, not on the items.
 
     ``kind``: "ordinal" (choice indices; quadratic-weighted kappa, ordinal alpha), "nominal" (unordered choices;
-    plain kappa, nominal alpha) or "score" (0..1; kappa over distinct scores, interval alpha, calibration bins).
+    plain kappa, nominal alpha) or "score" (a continuous scale; no kappa, interval alpha, calibration bins).
+    AC1 and PABAK are computed over ``labels`` (every choice of the criterion) for choices.
     """
     cells, n_missing = _paired_cells(judge, human, counts)
     n = cells.n
     label_array = _labels(cells.judge, cells.human, labels) if n else np.array([])
 
-    weighted = "weighted_kappa_linear" if kind == "score" else "weighted_kappa_quadratic"
+    weighted = "weighted_kappa_quadratic"
+    continuous = "kappa, AC1 and PABAK need choices; a continuous scale is compared with alpha and correlations"
+    if kind == "score":
+        ac1 = pabak_stat = Stat(None, n, continuous)
+    else:
+        ac1, pabak_stat = _ac1_pabak(cells, label_array if n else None)
     stats = {
         "percent_agreement": _percent_agreement(cells, tolerance),
-        "cohen_kappa": _cohen_kappa(cells, None, label_array if n else None),
+        "cohen_kappa": (
+            Stat(None, n, continuous) if kind == "score" else _cohen_kappa(cells, None, label_array if n else None)
+        ),
         weighted: (
             Stat(None, n, "weighted kappa needs ordered values; this criterion is nominal")
             if kind == "nominal"
-            else _cohen_kappa(cells, "linear" if kind == "score" else "quadratic", label_array if n else None)
+            else Stat(None, n, continuous)
+            if kind == "score"
+            else _cohen_kappa(cells, "quadratic", label_array if n else None)
         ),
+        "gwet_ac1": ac1,
+        "pabak": pabak_stat,
         "spearman": _correlation(cells, "spearman"),
         "pearson": _correlation(cells, "pearson"),
         "mae": _mean_absolute_error(cells),
@@ -865,6 +1071,8 @@ def agreement_report(
             np.vstack([cells.judge, cells.human]), level=alpha_level, n_resamples=n_resamples,
             confidence=confidence, seed=seed, item_counts=cells.counts,
         ),
+        gwet_ac1=stats["gwet_ac1"],
+        pabak=stats["pabak"],
         spearman=stats["spearman"],
         pearson=stats["pearson"],
         mae=stats["mae"],
@@ -876,6 +1084,11 @@ def agreement_report(
         ),
         calibration=_calibration_bins(cells, calibration) if kind == "score" else [],
         warnings=_label_warnings(cells),
+        per_class=(
+            per_class_recall(cells, labels=label_array)
+            if kind != "score" and n and label_array.size <= MAX_CATEGORIES
+            else []
+        ),
     )
 
 
@@ -887,23 +1100,69 @@ def length_score_correlation(
     lengths: Sequence[float | int | None] | np.ndarray,
     judge: Sequence[float | int | None] | np.ndarray,
     human: Sequence[float | int | None] | np.ndarray | None = None,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
 ) -> LengthBias:
-    """Spearman correlation of completion length (tokens or characters) with judge and with human scores."""
+    """Spearman correlation of completion length (tokens or characters) with judge and with human scores.
+
+    The difference judge ρ − human ρ is computed on the items that have all three values, with a bootstrap interval
+    over those items."""
     judge_stat = spearman(lengths, judge)
     human_stat = spearman(lengths, human) if human is not None else None
-    difference = (
-        judge_stat.value - human_stat.value
-        if human_stat is not None and judge_stat.value is not None and human_stat.value is not None
-        else None
-    )
-    return LengthBias(judge_stat, human_stat, difference)
+    if human is None or judge_stat.value is None or human_stat is None or human_stat.value is None:
+        return LengthBias(judge_stat, human_stat, None)
+    x, j, h = _as_float(lengths), _as_float(judge), _as_float(human)
+    keep = ~(np.isnan(x) | np.isnan(j) | np.isnan(h))
+    x, j, h = x[keep], j[keep], h[keep]
+    triples, counts = np.unique(np.column_stack([x, j, h]), axis=0, return_counts=True)
+    w = counts.astype(float)[None, :]
+
+    def difference(weights: np.ndarray) -> np.ndarray:
+        rank_x = _midranks(triples[:, 0], weights)
+        return (_weighted_pearson(rank_x, _midranks(triples[:, 1], weights), weights)
+                - _weighted_pearson(rank_x, _midranks(triples[:, 2], weights), weights))
+
+    value = float(difference(w)[0])
+    if not np.isfinite(value) or n_resamples <= 0:
+        return LengthBias(judge_stat, human_stat, value if np.isfinite(value) else None)
+    if x.size < 2:
+        return LengthBias(judge_stat, human_stat, value, None, None, "needs at least 2 items for an interval")
+    rng = np.random.default_rng(seed)
+    samples = np.concatenate([difference(c) for c in _resampled_counts(counts.astype(float), n_resamples, rng,
+                                                                      width=4 * triples.shape[0])])
+    low, high, reason, _ = _percentile_interval(samples, confidence, n_resamples)
+    return LengthBias(judge_stat, human_stat, value, low, high, reason)
+
+
+def _ratio_stat(numerator: np.ndarray, denominator: np.ndarray, *, n: int, empty: str, n_resamples: int,
+                confidence: float, seed: int) -> Stat:
+    """Σ numerator / Σ denominator over units (pairs), with a percentile bootstrap over the units."""
+    total = float(denominator.sum())
+    if total == 0:
+        return Stat(None, 0, empty)
+    stat = Stat(float(numerator.sum()) / total, n)
+    if n_resamples <= 0:
+        return stat
+    if numerator.size < 2:
+        return Stat(stat.value, n, None, None, None, "needs at least 2 pairs for an interval")
+    patterns, counts = np.unique(np.column_stack([numerator, denominator]), axis=0, return_counts=True)
+    rng = np.random.default_rng(seed)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        samples = np.concatenate([
+            np.where(w @ patterns[:, 1] > 0, (w @ patterns[:, 0]) / (w @ patterns[:, 1]), np.nan)
+            for w in _resampled_counts(counts.astype(float), n_resamples, rng)
+        ])
+    return _with_interval(stat, _percentile_interval(samples, confidence, n_resamples))
 
 
 _SWAP = {"A": "B", "B": "A", "tie": "tie"}
 
 
 def position_swap_consistency(
-    first: Sequence[PairwiseVerdict | None], swapped: Sequence[PairwiseVerdict | None]
+    first: Sequence[PairwiseVerdict | None], swapped: Sequence[PairwiseVerdict | None], *,
+    n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0,
 ) -> PositionSwapReport:
     """Compare verdicts on (x, y) shown as A=x, B=y (``first``) and again as A=y, B=x (``swapped``).
 
@@ -922,18 +1181,16 @@ def position_swap_consistency(
     if n == 0:
         empty = "no pair was judged in both orders"
         return PositionSwapReport(0, Stat(None, 0, empty), Stat(None, 0, empty), Stat(None, 0, empty))
-    consistent = sum(1 for a, b in pairs if _SWAP[a] == b)
-    verdicts = [v for pair in pairs for v in pair]
-    decided = [v for v in verdicts if v != "tie"]
-    ties = len(verdicts) - len(decided)
-    first_rate = (
-        Stat(sum(1 for v in decided if v == "A") / len(decided), len(decided))
-        if decided
-        else Stat(None, 0, "every verdict was a tie")
-    )
+    # Units are pairs: the two verdicts on one pair are not independent, so the bootstrap resamples pairs.
+    consistent = np.array([1.0 if _SWAP[a] == b else 0.0 for a, b in pairs])
+    first_picks = np.array([float((a == "A") + (b == "A")) for a, b in pairs])
+    decided = np.array([float((a != "tie") + (b != "tie")) for a, b in pairs])
+    ties = 2.0 - decided
+    options = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     return PositionSwapReport(
         n=n,
-        consistency=Stat(consistent / n, n),
-        first_position_rate=first_rate,
-        tie_rate=Stat(ties / len(verdicts), len(verdicts)),
+        consistency=_ratio_stat(consistent, np.ones(n), n=n, empty="", **options),
+        first_position_rate=_ratio_stat(first_picks, decided, n=int(decided.sum()), empty="every verdict was a tie",
+                                        **options),
+        tie_rate=_ratio_stat(ties, np.full(n, 2.0), n=2 * n, empty="", **options),
     )

@@ -38,6 +38,35 @@ class FormCriterion:
         return self.scale_min is not None
 
     @property
+    def steps(self) -> int:
+        """How many steps the criterion's ordinal scale has (choices − 1, or the points of an integer scale − 1);
+        0 for a continuous scale. A 0..1 value v sits on step round(v · steps)."""
+        if not self.is_scale:
+            return len(self.options) - 1
+        assert self.scale_min is not None and self.scale_max is not None
+        span = self.scale_max - self.scale_min
+        # Integer scales (1–5, 0–10) are ordinal: their points are the categories, and a number between two points
+        # (a judge's 7.5) is taken at the nearest one. A 0–1 scale is a continuous score, not a yes/no.
+        return int(span) if span == int(span) and self.scale_min == int(self.scale_min) and 2 <= span <= 100 else 0
+
+    @property
+    def stat_kind(self) -> str:
+        """"ordinal" (choices, integer scales: kappa over the steps) or "score" (continuous scale: no kappa)."""
+        return "ordinal" if self.steps else "score"
+
+    @property
+    def unit(self) -> str:
+        """What a difference of 1 means in MAE and bias."""
+        if not self.is_scale:
+            return "choice steps"
+        return f"points on {self.scale_min:g}–{self.scale_max:g}"
+
+    @property
+    def categories(self) -> list[float]:
+        """Every category of an ordinal criterion (choice indices 0..steps), used ones or not."""
+        return [float(i) for i in range(self.steps + 1)] if self.steps else []
+
+    @property
     def ordinal_labels(self) -> list[float]:
         """Choice indices, for kappa and ordinal alpha (empty for a numeric scale)."""
         return [float(o.index) for o in self.options]

@@ -4,9 +4,12 @@ Pairs come out of Postgres already compressed (`selectors.label_score_cells`, sh
 row per (judge, criterion, judge score, human value) with its count, so the dashboard reads a few hundred rows whether
 1,000 or 1,000,000 scores stand behind them, and `agreement.py` computes every figure from those counts (cost by
 distinct pairs, not by items). Figures live in the shared cache, keyed by the state of the version's labels and
-judge jobs, and are warmed by the worker when a judge job finishes (`agreement_cache_warm`). The human
-value of an item is the mean of its labels (as the training launcher's calibration gate uses), snapped to the
-nearest choice for choice criteria.
+judge jobs, and are warmed by the worker when a judge job finishes (`agreement_cache_warm`).
+
+The human value of an item is `agreement.human_value` (mean choice index in integer arithmetic, rounded to the
+nearest choice; an exact split is left out and counted) for choices and integer scales, the mean label for a
+continuous scale. The training launcher's calibration gate reads its figures from `agreement_dashboard_cached`, so
+the page and the gate cannot disagree. docs/statistics.md defines every figure.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import json
 import logging
 import math
 import re
@@ -22,9 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 
-from webapp.judging.models import JudgeJob
+from webapp.judging.models import CriterionScore, JudgeJob
 from webapp.reviews import agreement, selectors
 from webapp.reviews.criteria import FormCriterion, form_criteria
 from webapp.reviews.models import HumanLabel, PairwiseJudgment, PairwiseLabel
@@ -36,18 +40,13 @@ DEFAULT_RESAMPLES = 1000
 logger = logging.getLogger(__name__)
 
 ITEMS_SQL = """
-    WITH human AS (
-        SELECT rollout_id, criterion_key, AVG(value) AS value
-        FROM reviews_humanlabel
-        WHERE rubric_version_id = %(label_version)s AND value IS NOT NULL
-        GROUP BY rollout_id, criterion_key
-    )
-    SELECT s.judge_fingerprint, s.criterion_key, s.rollout_id, s.score, h.value
+    WITH {human}
+    SELECT s.judge_fingerprint, s.criterion_key, s.rollout_id, s.score, h.index_sum, h.raters, h.mean_value
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
      AND s.rubric_version_id = %(score_version)s
-    WHERE s.score IS NOT NULL
+    WHERE {score_finite}
 """
 
 # Items labeled by two or more people, as distinct patterns of values with their counts: the human–human ceiling.
@@ -82,19 +81,12 @@ MULTI_PORTABLE_SQL = """
 """
 
 DISAGREEMENTS_SQL = """
-    WITH human AS (
-        SELECT rollout_id, criterion_key, AVG(value) AS value, COUNT(*) AS raters
-        FROM reviews_humanlabel
-        WHERE rubric_version_id = %(version)s AND criterion_key = %(key)s AND value IS NOT NULL
-        GROUP BY rollout_id, criterion_key
-    )
-    SELECT s.rollout_id, s.score, s.raw_choice, h.value, h.raters, abs(s.score - h.value) AS gap
+    WITH {human}
+    SELECT s.rollout_id, s.score, s.raw_choice, h.index_sum, h.raters, h.mean_value
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key AND s.rubric_version_id = %(version)s
-    WHERE s.judge_fingerprint = %(fingerprint)s AND s.score IS NOT NULL AND abs(s.score - h.value) > %(tolerance)s
-    ORDER BY gap DESC, s.rollout_id
-    LIMIT %(limit)s
+    WHERE s.judge_fingerprint = %(fingerprint)s AND h.criterion_key = %(key)s AND {score_finite}
 """
 
 
@@ -122,12 +114,25 @@ class CalibrationPoint:
     mean_human: float
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """Where the labelled items of one criterion went, for one judge (all counts are items)."""
+
+    labelled: int  # items with at least one human label
+    paired: int  # items in the figures: a finite judge score and a human value
+    judge_failed: int  # the judge call failed (score stored empty, with its error)
+    judge_missing: int  # no score from this judge, or a NaN / infinite one
+    split: int  # labelled items whose labels split exactly between two choices
+    excluded: int  # items with a judge score left out because their labels split
+
+
 @dataclass
 class CriterionAgreement:
     fingerprint: str
     judge_name: str
     criterion: FormCriterion
     report: agreement.AgreementReport
+    coverage: Coverage | None = None
     heatmap_labels: list[str] = field(default_factory=list)
     heatmap: list[HeatRow] = field(default_factory=list)
     calibration: list[agreement.CalibrationBin] = field(default_factory=list)
@@ -136,14 +141,59 @@ class CriterionAgreement:
 
     @property
     def headline(self) -> agreement.Stat:
-        """Quadratic-weighted kappa for choices, Spearman for numeric scales."""
-        return self.report.spearman if self.criterion.is_scale else self.report.weighted_kappa
+        """The figure the training gate reads: quadratic-weighted kappa for choices and integer scales,
+        interval alpha for a continuous scale."""
+        return self.report.weighted_kappa if self.criterion.stat_kind == "ordinal" else self.report.krippendorff_alpha
+
+    @property
+    def headline_name(self) -> str:
+        return headline_name(self.criterion)
+
+    @property
+    def calibration_error(self) -> float | None:
+        """Expected calibration error of the judge's 0..1 score against the humans' (agreement.py)."""
+        return agreement.expected_calibration_error(self.calibration)
+
+    @property
+    def kappa_name(self) -> str:
+        return kappa_name(self.criterion)
 
 
-def _to_indices(criterion: FormCriterion, values: np.ndarray) -> np.ndarray:
-    """0..1 values → choice indices. Half up, so the mean of two neighbouring labels lands on the upper choice
-    the same way every time."""
-    return np.floor(values * (len(criterion.options) - 1) + 0.5)
+def kappa_name(criterion: FormCriterion) -> str:
+    """The one kappa a criterion kind gets, as the page names it."""
+    if criterion.stat_kind != "ordinal":
+        return "Kappa (none for a continuous scale)"
+    what = f"{criterion.steps + 1} {'points' if criterion.is_scale else 'choices'}"
+    if criterion.steps == 1:
+        return f"Cohen's kappa ({what})"
+    return f"Quadratic-weighted kappa ({what})"
+
+
+def headline_name(criterion: FormCriterion) -> str:
+    return kappa_name(criterion) if criterion.stat_kind == "ordinal" else "Krippendorff's alpha (interval)"
+
+
+def criterion_steps(criteria: list[FormCriterion]) -> dict[str, int]:
+    return {c.key: c.steps for c in criteria}
+
+
+def _criterion_signature(spec: dict) -> str:
+    # What a label answers: everything but the weight, which changes the reward and not the question.
+    return json.dumps({k: v for k, v in spec.items() if k != "weight"}, sort_keys=True)
+
+
+def carried_label_versions(version: RubricVersion) -> dict[str, list[int]]:
+    """Criterion key → earlier versions of the same rubric whose criterion of that key is unchanged (same question,
+    choices or scale; the weight may differ): their labels count for this version, so re-scoring the same labelled
+    rollouts under v3 keeps v2's labels."""
+    own = {c["key"]: _criterion_signature(c) for c in version.criteria}
+    carried: dict[str, list[int]] = {}
+    earlier = RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk).only("pk", "spec")
+    for other in earlier.order_by("pk"):
+        for c in other.criteria:
+            if own.get(c.get("key")) == _criterion_signature(c):
+                carried.setdefault(c["key"], []).append(other.pk)
+    return carried
 
 
 def judge_names(version: RubricVersion) -> dict[str, str]:
@@ -173,10 +223,11 @@ def human_ceiling(version: RubricVersion, criteria: list[FormCriterion], *, n_re
         table = np.full((width, len(patterns)), np.nan)
         for column, (values, _) in enumerate(patterns):
             mapped = np.array(values, dtype=float)
-            if not criterion.is_scale:
-                mapped = _to_indices(criterion, mapped)
+            if criterion.steps:
+                mapped = np.rint(mapped * criterion.steps)
             table[: len(mapped), column] = mapped
-        level: agreement.AlphaLevel = "interval" if criterion.is_scale else "ordinal"
+        # The same level and scale as the judge–human alpha next to it.
+        level: agreement.AlphaLevel = "ordinal" if criterion.stat_kind == "ordinal" else "interval"
         result[criterion.key] = agreement.krippendorff_alpha(
             table, level=level, n_resamples=n_resamples, item_counts=[c for _, c in patterns])
     return result
@@ -195,22 +246,29 @@ def _value_patterns(version: RubricVersion) -> list[tuple[str, list[float], int]
     return [(key, list(values), count) for (key, values), count in counts.items()]
 
 
-def criterion_agreement(
-    criterion: FormCriterion, judge: np.ndarray, human: np.ndarray, *, n_resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0, counts: np.ndarray | None = None,
-) -> tuple[agreement.AgreementReport, list[agreement.CalibrationBin]]:
-    """The report on the criterion's own scale (choice indices or 0..1) and calibration bins on 0..1.
+def _points(criterion: FormCriterion, values: np.ndarray) -> np.ndarray:
+    """0..1 values of a continuous scale in the scale's own points, so MAE and bias read in its units."""
+    assert criterion.scale_min is not None and criterion.scale_max is not None
+    return criterion.scale_min + values * (criterion.scale_max - criterion.scale_min)
 
-    `counts`: items per (judge, human) pair when the pairs come aggregated (see selectors.label_score_cells)."""
-    if criterion.is_scale:
+
+def criterion_agreement(
+    criterion: FormCriterion, pairs: selectors.PairCells, *, n_resamples: int = DEFAULT_RESAMPLES, seed: int = 0,
+) -> tuple[agreement.AgreementReport, list[agreement.CalibrationBin]]:
+    """The report on the criterion's own scale (choice indices / integer points, or points of a continuous scale)
+    and calibration bins on 0..1. `pairs` come from `selectors.label_score_cells`."""
+    if criterion.stat_kind == "ordinal":
         report = agreement.agreement_report(
-            judge, human, kind="score", n_resamples=n_resamples, seed=seed, counts=counts)
+            pairs.judge, pairs.human, kind="ordinal", labels=criterion.categories, n_resamples=n_resamples,
+            seed=seed, counts=pairs.counts)
+        judge01, human01 = pairs.judge / criterion.steps, pairs.human / criterion.steps
     else:
-        j, h = _to_indices(criterion, judge), _to_indices(criterion, human)
         report = agreement.agreement_report(
-            j, h, kind="ordinal", labels=criterion.ordinal_labels, n_resamples=n_resamples, seed=seed, counts=counts
-        )
-    return report, agreement.calibration_bins(judge, human, bins=5, counts=counts)
+            _points(criterion, pairs.judge), _points(criterion, pairs.human), kind="score", n_resamples=n_resamples,
+            seed=seed, counts=pairs.counts)
+        judge01, human01 = pairs.judge, pairs.human
+    return report, agreement.calibration_bins(judge01, human01, bins=5, counts=pairs.counts,
+                                              n_resamples=min(n_resamples, 200), seed=seed)
 
 
 CACHE_SECONDS = 600
@@ -222,7 +280,11 @@ def data_signature(version: RubricVersion) -> str:
     Two cheap indexed aggregates instead of touching the 1M scores: scores are written by judge jobs, which count
     what they wrote. Scores written outside a job show up within CACHE_SECONDS.
     """
-    labels = HumanLabel.objects.filter(rubric_version=version).aggregate(n=Count("pk"), last=Max("updated_at"))
+    # Labels carried over from earlier versions (`carried_label_versions`) change the figures too.
+    label_versions = [version.pk] + list(
+        RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk).values_list("pk", flat=True))
+    labels = HumanLabel.objects.filter(rubric_version_id__in=label_versions).aggregate(
+        n=Count("pk"), last=Max("updated_at"))
     jobs = JudgeJob.objects.filter(rubric_version=version).aggregate(
         n=Count("pk"), last=Max("pk"), done=Sum("done"), finished=Max("finished_at"))
     return f"{labels['n']}:{labels['last']}:{jobs['n']}:{jobs['last']}:{jobs['done']}:{jobs['finished']}"
@@ -270,24 +332,37 @@ def agreement_dashboard(version: RubricVersion, *, n_resamples: int = DEFAULT_RE
     by_key = {c.key: c for c in criteria}
     names = judge_names(version)
     ceiling = human_ceiling(version, criteria)
-    cells = selectors.label_score_cells(label_version_id=version.pk)
+    cells, coverage = selectors.label_score_cells(
+        label_version_id=version.pk, steps=criterion_steps(criteria), carried=carried_label_versions(version))
     result = []
     for (fingerprint, key), pairs in sorted(cells.items(), key=lambda kv: (kv[0][1], kv[0][0])):
         criterion = by_key.get(key)
         if criterion is None:
             continue
-        report, calibration = criterion_agreement(
-            criterion, pairs.judge, pairs.human, counts=pairs.counts, n_resamples=n_resamples)
+        report, calibration = criterion_agreement(criterion, pairs, n_resamples=n_resamples)
+        labelled = coverage.get(key, selectors.LabelCoverage(0, 0, 0))
         entry = CriterionAgreement(
             fingerprint=fingerprint, judge_name=names.get(fingerprint, fingerprint[:16]), criterion=criterion,
             report=report, calibration=calibration, calibration_points=_calibration_points(calibration),
             ceiling=ceiling.get(key),
+            coverage=Coverage(
+                labelled=labelled.labelled, paired=pairs.n, judge_failed=pairs.failed,
+                judge_missing=labelled.labelled - pairs.n - pairs.failed - pairs.split,
+                split=labelled.split, excluded=pairs.split,
+            ),
         )
         if report.confusion is not None:
-            entry.heatmap_labels = [criterion.options[int(v)].label for v in report.confusion.labels]
+            entry.heatmap_labels = [_category_label(criterion, v) for v in report.confusion.labels]
             entry.heatmap = _heatmap(report.confusion, entry.heatmap_labels)
         result.append(entry)
     return result
+
+
+def _category_label(criterion: FormCriterion, value: float) -> str:
+    if criterion.is_scale:
+        assert criterion.scale_min is not None
+        return f"{criterion.scale_min + value:g}"
+    return criterion.options[int(value)].label
 
 
 def _heatmap(confusion: agreement.ConfusionMatrix, labels: list[str]) -> list[HeatRow]:
@@ -314,21 +389,126 @@ def _calibration_points(bins: list[agreement.CalibrationBin]) -> list[Calibratio
     ]
 
 
-def disagreements(version: RubricVersion, *, fingerprint: str, key: str, limit: int = 50) -> list[dict]:
-    """Labeled items where the judge and the humans differ most, worst first (links go to the rollouts)."""
+def _human_query(sql: str, version: RubricVersion, criteria: list[FormCriterion], params: dict) -> list[tuple]:
+    """Run one of this module's item queries with the shared `human` CTE (selectors.human_cte) in it."""
+    human, human_params = selectors.human_cte(label_version_id=version.pk, steps=criterion_steps(criteria),
+                                              carried=carried_label_versions(version))
     with connection.cursor() as cursor:
-        cursor.execute(DISAGREEMENTS_SQL, {"version": version.pk, "key": key, "fingerprint": fingerprint,
-                                           "tolerance": 1e-9, "limit": limit})
-        columns = ["rollout_id", "score", "raw_choice", "human", "raters", "gap"]
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        cursor.execute(sql.format(human=human, score_finite=selectors.SCORE_FINITE), {**params, **human_params})
+        return cursor.fetchall()
+
+
+def item_value01(criterion: FormCriterion, index_sum: int, raters: int, mean_value) -> float | None:
+    """An item's human value on 0..1 (None on a split): `agreement.human_value` through the shared selector rule."""
+    value = selectors.item_human_value(steps=criterion.steps, index_sum=index_sum, raters=raters,
+                                       mean_value=mean_value)
+    if value is None or not criterion.steps:
+        return value
+    return value / criterion.steps
+
+
+def disagreements(version: RubricVersion, *, fingerprint: str, key: str, limit: int = 50) -> list[dict]:
+    """Labeled items where the judge and the humans differ most, worst first (links go to the rollouts).
+    Items whose labels split are listed too (human None): the humans themselves disagree there."""
+    criteria = form_criteria(version)
+    criterion = next((c for c in criteria if c.key == key), None)
+    if criterion is None:
+        return []
+    rows = _human_query(DISAGREEMENTS_SQL, version, criteria, {"version": version.pk, "key": key,
+                                                               "fingerprint": fingerprint})
+    found = []
+    for rollout_id, score, raw_choice, index_sum, raters, mean_value in rows:
+        human = item_value01(criterion, index_sum, raters, mean_value)
+        gap = 1.0 if human is None else abs(score - human)
+        if gap > 1e-9:
+            if human is None:
+                shown = "split"
+            elif criterion.options:
+                shown = criterion.options[criterion.index_of(human) or 0].label
+            else:
+                shown = f"{_points(criterion, np.array([human]))[0]:g}"
+            found.append({"rollout_id": rollout_id, "score": score, "raw_choice": raw_choice, "human": human,
+                          "human_choice": shown, "raters": raters, "gap": gap})
+    found.sort(key=lambda d: (-d["gap"], d["rollout_id"]))
+    return found[:limit]
+
+
+@dataclass(frozen=True)
+class AnnotatorAgreement:
+    username: str
+    headline: agreement.Stat  # the criterion's headline figure, this annotator's labels against the judge
+    percent_agreement: agreement.Stat
+
+
+@dataclass(frozen=True)
+class RaterAgreement:
+    """The judge against each annotator, and alpha over every label with the judge as one more rater."""
+
+    statistic: str
+    annotators: list[AnnotatorAgreement]
+    alpha_with_judge: agreement.Stat
+    alpha_level: str
+
+
+def rater_agreement(version: RubricVersion, *, fingerprint: str, key: str) -> RaterAgreement | None:
+    """Per annotator and over all raters, for one judge × criterion (two queries). Labels as on the dashboard:
+    the version's own and those carried over from earlier versions (each annotator's newest); values on the
+    criterion's scale (step indices, or 0..1 for a continuous scale); non-finite values are missing."""
+    criteria = form_criteria(version)
+    criterion = next((c for c in criteria if c.key == key), None)
+    if criterion is None:
+        return None
+    versions = [version.pk, *carried_label_versions(version).get(key, [])]
+    newest: dict[tuple[str, int], tuple[int, float]] = {}
+    for username, rollout_id, version_id, value in (
+        HumanLabel.objects.filter(rubric_version_id__in=versions, criterion_key=key, value__isnull=False)
+        .values_list("annotator__username", "rollout_id", "rubric_version_id", "value")
+    ):
+        if math.isfinite(value) and version_id >= newest.get((username, rollout_id), (-1, 0.0))[0]:
+            newest[(username, rollout_id)] = (version_id, value)
+    scores = {
+        rollout_id: score for rollout_id, score in CriterionScore.objects.filter(
+            rubric_version=version, criterion_key=key, judge_fingerprint=fingerprint, score__isnull=False)
+        .values_list("rollout_id", "score") if math.isfinite(score)
+    }
+
+    def on_scale(value: float) -> float:
+        return float(min(max(round(value * criterion.steps), 0), criterion.steps)) if criterion.steps else value
+
+    annotators = sorted({username for username, _ in newest})
+    items = sorted({rollout_id for _, rollout_id in newest})
+    rows = []
+    for username in annotators:
+        mine = [(on_scale(scores[r]), on_scale(newest[(username, r)][1]))
+                for r in items if (username, r) in newest and r in scores]
+        judge = np.array([j for j, _ in mine], dtype=float)
+        human = np.array([h for _, h in mine], dtype=float)
+        rows.append(AnnotatorAgreement(username, _headline(criterion, judge, human),
+                                       agreement.percent_agreement(judge, human)))
+    table = np.full((len(annotators) + 1, len(items)), np.nan)
+    column = {r: i for i, r in enumerate(items)}
+    row_of = {u: i for i, u in enumerate(annotators)}
+    for (username, rollout_id), (_, value) in newest.items():
+        table[row_of[username], column[rollout_id]] = on_scale(value)
+    for rollout_id in items:
+        if rollout_id in scores:
+            table[-1, column[rollout_id]] = on_scale(scores[rollout_id])
+    level: agreement.AlphaLevel = "ordinal" if criterion.stat_kind == "ordinal" else "interval"
+    alpha = agreement.krippendorff_alpha(table, level=level) if items else agreement.Stat(None, 0, "no label yet")
+    return RaterAgreement(headline_name(criterion), rows, alpha, level)
 
 
 def labeled_versions(project_id: int) -> list[RubricVersion]:
-    ids = (
-        HumanLabel.objects.filter(rubric_version__rubric__project_id=project_id).values("rubric_version_id")
-        .annotate(n=Count("pk")).values_list("rubric_version_id", flat=True)
+    """Versions with labels, and later versions of the same rubrics, which may carry those labels over
+    (`carried_label_versions`)."""
+    first_labelled = (
+        HumanLabel.objects.filter(rubric_version__rubric__project_id=project_id)
+        .values("rubric_version__rubric_id").annotate(first=Min("rubric_version_id"))
     )
-    return list(RubricVersion.objects.filter(pk__in=ids).select_related("rubric").order_by("-id"))
+    since = Q(pk__in=[])
+    for row in first_labelled:
+        since |= Q(rubric_id=row["rubric_version__rubric_id"], pk__gte=row["first"])
+    return list(RubricVersion.objects.filter(since).select_related("rubric").order_by("-id"))
 
 
 # --- judge-bias diagnostics ------------------------------------------------------------------------------------------
@@ -376,18 +556,14 @@ class BiasDiagnostics:
 
 
 LENGTH_SQL = """
-    WITH human AS (
-        SELECT rollout_id, criterion_key, AVG(value) AS value
-        FROM reviews_humanlabel
-        WHERE rubric_version_id = %(version)s AND value IS NOT NULL
-        GROUP BY rollout_id, criterion_key
-    )
-    SELECT s.judge_fingerprint, s.criterion_key, COALESCE(r.completion_tokens, length(r.completion)), s.score, h.value
+    WITH {human}
+    SELECT s.judge_fingerprint, s.criterion_key, COALESCE(r.completion_tokens, length(r.completion)), s.score,
+           h.index_sum, h.raters, h.mean_value
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key AND s.rubric_version_id = %(version)s
     JOIN rollouts_rollout r ON r.id = s.rollout_id
-    WHERE s.score IS NOT NULL AND s.judge_fingerprint <> 'programmatic'
+    WHERE {score_finite} AND s.judge_fingerprint <> 'programmatic'
 """
 
 
@@ -400,12 +576,14 @@ def _display_verdict(label: PairwiseLabel) -> str:
 
 
 def bias_diagnostics(version: RubricVersion) -> BiasDiagnostics:
-    with connection.cursor() as cursor:
-        cursor.execute(LENGTH_SQL, {"version": version.pk})
-        rows = cursor.fetchall()
-    grouped: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    for fingerprint, key, length, score, human in rows:
-        grouped.setdefault((fingerprint, key), []).append((length, score, human))
+    criteria = form_criteria(version)
+    by_key = {c.key: c for c in criteria}
+    rows = _human_query(LENGTH_SQL, version, criteria, {"version": version.pk})
+    grouped: dict[tuple[str, str], list[tuple[float, float, float | None]]] = {}
+    for fingerprint, key, length, score, index_sum, raters, mean_value in rows:
+        if key in by_key:
+            human = item_value01(by_key[key], index_sum, raters, mean_value)
+            grouped.setdefault((fingerprint, key), []).append((length, score, human))
     length = [
         LengthRow(fp, key, agreement.length_score_correlation(
             [v[0] for v in values], [v[1] for v in values], [v[2] for v in values]))
@@ -487,38 +665,46 @@ class AlignRow:
         return "no clear change"
 
 
-def _items(*, label_version: int, score_version: int, fingerprint: str) -> dict[str, dict[int, tuple[float, float]]]:
-    with connection.cursor() as cursor:
-        cursor.execute(ITEMS_SQL, {"label_version": label_version, "score_version": score_version})
-        rows = cursor.fetchall()
+def _items(*, labels: RubricVersion, criteria: list[FormCriterion], score_version: int, fingerprint: str
+           ) -> dict[str, dict[int, tuple[float, float]]]:
+    """criterion key → rollout id → (judge, human) on the criterion's scale; splits left out, like the dashboard."""
+    by_key = {c.key: c for c in criteria}
+    rows = _human_query(ITEMS_SQL, labels, criteria, {"score_version": score_version})
     result: dict[str, dict[int, tuple[float, float]]] = {}
-    for fp, key, rollout_id, score, human in rows:
-        if fp == fingerprint:
-            result.setdefault(key, {})[rollout_id] = (score, human)
+    for fp, key, rollout_id, score, index_sum, raters, mean_value in rows:
+        criterion = by_key.get(key)
+        if fp != fingerprint or criterion is None:
+            continue
+        human = selectors.item_human_value(steps=criterion.steps, index_sum=index_sum, raters=raters,
+                                           mean_value=mean_value)
+        if human is None:
+            continue
+        judge = float(min(max(round(score * criterion.steps), 0), criterion.steps)) if criterion.steps else score
+        result.setdefault(key, {})[rollout_id] = (judge, float(human))
     return result
 
 
 def _headline(criterion: FormCriterion, judge: np.ndarray, human: np.ndarray) -> agreement.Stat:
-    if criterion.is_scale:
-        return agreement.spearman(judge, human)
-    return agreement.cohen_kappa(judge, human, weights="quadratic", labels=criterion.ordinal_labels)
+    """The dashboard's headline figure (CriterionAgreement.headline) on plain arrays."""
+    if criterion.stat_kind == "ordinal":
+        return agreement.cohen_kappa(judge, human, weights="quadratic", labels=criterion.categories)
+    return agreement.krippendorff_alpha(np.vstack([judge, human]), level="interval")
 
 
 def align_compare(*, labels: RubricVersion, a: Side, b: Side, n_resamples: int = 500, seed: int = 0) -> list[AlignRow]:
     """Agreement of side A and side B with the same humans on the items both scored; the difference B − A gets a
     paired bootstrap interval (items resampled together), so "moved" means more than resampling noise."""
-    items_a = _items(label_version=labels.pk, score_version=a.version.pk, fingerprint=a.fingerprint)
-    items_b = _items(label_version=labels.pk, score_version=b.version.pk, fingerprint=b.fingerprint)
+    criteria = form_criteria(labels)
+    items_a = _items(labels=labels, criteria=criteria, score_version=a.version.pk, fingerprint=a.fingerprint)
+    items_b = _items(labels=labels, criteria=criteria, score_version=b.version.pk, fingerprint=b.fingerprint)
     rng = np.random.default_rng(seed)
     rows = []
-    for criterion in form_criteria(labels):
+    for criterion in criteria:
         left, right = items_a.get(criterion.key, {}), items_b.get(criterion.key, {})
         common = sorted(set(left) & set(right))
         ja = np.array([left[i][0] for i in common], dtype=float)
         jb = np.array([right[i][0] for i in common], dtype=float)
         h = np.array([left[i][1] for i in common], dtype=float)
-        if not criterion.is_scale:
-            ja, jb, h = (_to_indices(criterion, x) for x in (ja, jb, h))
         stat_a, stat_b = _headline(criterion, ja, h), _headline(criterion, jb, h)
         delta = low = high = None
         if stat_a.value is not None and stat_b.value is not None:
@@ -531,8 +717,7 @@ def align_compare(*, labels: RubricVersion, a: Side, b: Side, n_resamples: int =
                     diffs.append(db - da)
             if len(diffs) >= n_resamples * 0.9:
                 low, high = (float(x) for x in np.percentile(diffs, [2.5, 97.5]))
-        rows.append(AlignRow(criterion, "Spearman" if criterion.is_scale else "weighted kappa", len(common),
-                             stat_a, stat_b, delta, low, high))
+        rows.append(AlignRow(criterion, headline_name(criterion), len(common), stat_a, stat_b, delta, low, high))
     return rows
 
 

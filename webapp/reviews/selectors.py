@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
 from webapp.judging.models import CriterionScore
+from webapp.reviews.agreement import human_value as agreement_human_value
 from webapp.reviews.blind import blind_rollout_ids, judge_scores_visible  # noqa: F401 (one rule, re-exported)
 from webapp.reviews.models import (
     AssignmentStatus,
@@ -183,94 +185,204 @@ def rollout_full(rollout_id: int) -> Rollout:
 
 # --- judge scores paired with human labels ---------------------------------------------------------------------------
 
-# One row per (judge, criterion, judge score, human value) with its count: the labels of `label_version` against the
-# scores of `score_version`. An item's human value is the mean of its labels. With `pool` the judges' scores of an
-# item are averaged first and the judge column is ''. The label aggregate and the join's sort fit in work_mem instead
-# of spilling to disk (~25 % faster at 1M scores).
-_LABEL_SCORE_SQL = """
-    WITH human AS (
-        SELECT rollout_id, criterion_key, AVG(value) AS value
-        FROM reviews_humanlabel
-        WHERE rubric_version_id = %(label_version)s AND value IS NOT NULL
-        GROUP BY rollout_id, criterion_key
+# An item's labels are summarised as exact integers: the sum of their step indices (a 0..1 label v on a criterion
+# with `steps` steps is step round(v · steps)) and their count. `agreement.human_value` turns those two integers into
+# the human value. Continuous scales (steps 0) keep the mean label: the label itself where all agree, else averaged
+# as NUMERIC in Postgres so 0.1, 0.2, 0.3 average to 0.2 (float AVG gives 0.20000000000000004). Non-finite values
+# (NaN, ±Infinity) never enter: such a label is missing, such a score counts as missing.
+# The pairs statement gives (judge, criterion, judge score, human summary) with their count; the coverage statement
+# counts the labelled items per criterion and summary, for the missing-data table.
+_FINITE = "{col} >= -1e308 AND {col} <= 1e308"
+_HUMAN_CTE = """
+    human AS (
+        SELECT l.rollout_id, l.criterion_key,
+               SUM(CAST(ROUND(l.value * {steps}) AS INTEGER)) AS index_sum,
+               {mean} AS mean_value,
+               COUNT(*) AS raters
+        FROM reviews_humanlabel l
+        WHERE {versions} AND {label_finite}
+        GROUP BY l.rollout_id, l.criterion_key
     )
-    {select}
 """
-_PER_JUDGE = """
-    SELECT s.judge_fingerprint, s.criterion_key, s.score, h.value, COUNT(*)
+# Labels carried over from earlier versions whose criterion did not change: each annotator's newest label counts.
+_NEWEST_ONLY = """ AND NOT EXISTS (
+            SELECT 1 FROM reviews_humanlabel n
+            WHERE n.rollout_id = l.rollout_id AND n.criterion_key = l.criterion_key AND n.annotator_id = l.annotator_id
+              AND n.rubric_version_id > l.rubric_version_id AND {newer_versions} AND {newer_finite}
+        )"""
+_LABEL_SCORE_SQL = """
+    WITH {human}
+    SELECT s.judge_fingerprint, s.criterion_key, s.score, h.index_sum, h.raters, h.mean_value, COUNT(*)
     FROM human h
     JOIN judging_criterionscore s
       ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
      AND s.rubric_version_id = %(score_version)s
-    WHERE s.score IS NOT NULL{excluded}
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3, 4, 5, 6
 """
-_POOLED = """
-    SELECT '', criterion_key, judge, human, COUNT(*)
-    FROM (
-        SELECT s.criterion_key, AVG(s.score) AS judge, h.value AS human
-        FROM human h
-        JOIN judging_criterionscore s
-          ON s.rollout_id = h.rollout_id AND s.criterion_key = h.criterion_key
-         AND s.rubric_version_id = %(score_version)s
-        WHERE s.score IS NOT NULL{excluded}
-        GROUP BY s.rollout_id, s.criterion_key, h.value
-    ) items
-    GROUP BY 2, 3, 4
+# A second statement rather than a UNION: a CTE read twice is materialised, and the planner's estimate for it then
+# hashes the million scores instead of the labelled items (1.4 s instead of 0.5 s at 1M scores).
+_LABEL_COVERAGE_SQL = """
+    WITH {human}
+    SELECT criterion_key, index_sum, raters, COUNT(*)
+    FROM human
+    GROUP BY 1, 2, 3
 """
 
 
 @dataclass(frozen=True)
 class PairCells:
-    """Distinct (judge score, human value) pairs of one judge × criterion and how many items share each."""
+    """One judge × criterion: distinct (judge value, human value) pairs and how many items share each, plus the
+    labelled items that did not pair and why.
+
+    Values are on the criterion's own scale: step indices 0..steps for choices and integer scales, 0..1 for a
+    continuous scale."""
 
     judge: np.ndarray
     human: np.ndarray
     counts: np.ndarray
+    failed: int = 0  # labelled items whose judge call failed (score empty)
+    non_finite: int = 0  # labelled items whose score is NaN or infinite: counted as missing
+    split: int = 0  # scored items whose labels split exactly between two choices: excluded
 
     @property
     def n(self) -> int:
         return int(self.counts.sum())
 
 
-def label_score_cells(
-    *, label_version_id: int, score_version_id: int | None = None, pool_judges: bool = False,
-    exclude_fingerprints: tuple[str, ...] = (), work_mem: str | None = "64MB",
-) -> dict[tuple[str, str], PairCells]:
-    """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells.
+@dataclass(frozen=True)
+class LabelCoverage:
+    """Labelled items of one criterion: how many, how many carry two or more labels, how many split."""
 
-    The agreement dashboard reads one judge at a time; the training launcher's calibration gate pools the judges
-    (`pool_judges`, fingerprint '') and leaves out scores that are not a judge's opinion. Either way Postgres returns
-    a few hundred rows, whether 1,000 or 1,000,000 scores stand behind them. `work_mem=None` keeps it to a single
-    statement (no transaction around a SET LOCAL) where the data set is small.
+    labelled: int
+    multi: int
+    split: int
+
+
+def item_human_value(*, steps: int, index_sum: int, raters: int, mean_value: Any) -> float | None:
+    """The human value of an item from its SQL summary: `agreement.human_value` for ordinal criteria (None on a
+    split), the mean label for a continuous scale."""
+    if steps:
+        return agreement_human_value(int(index_sum), int(raters))
+    return None if mean_value is None else float(mean_value)
+
+
+SCORE_FINITE = _FINITE.format(col="s.score")
+
+
+def human_cte(
+    *, label_version_id: int, steps: dict[str, int], carried: dict[str, list[int]] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The `human` common table expression (one row per labelled rollout × criterion: index_sum, mean_value, raters)
+    and its parameters, for every query that pairs labels with scores. Turn a row into the human value with
+    `item_human_value`.
+
+    `carried`: criterion key → earlier rubric versions whose labels of that criterion count too (the criterion did
+    not change, see `dashboard.carried_label_versions`); an annotator who labelled the item under several of them
+    counts once, with the newest label."""
+    params: dict[str, Any] = {"label_version": label_version_id}
+    whens = []
+    for i, (key, n) in enumerate(sorted(steps.items())):
+        params[f"hkey{i}"], params[f"hsteps{i}"] = key, int(n)
+        whens.append(f"WHEN %(hkey{i})s THEN %(hsteps{i})s")
+    case = "CASE l.criterion_key {} ELSE 0 END".format(" ".join(whens)) if whens else "0"
+    # The NUMERIC mean costs a third of the query at 100k labels: only where a continuous scale needs it.
+    mean = (
+        "CASE WHEN MIN(l.value) = MAX(l.value) THEN MIN(l.value) ELSE AVG(CAST(l.value AS NUMERIC)) END"
+        if not all(steps.values()) else "NULL"
+    )
+
+    def versions(alias: str) -> str:
+        clauses = [f"{alias}.rubric_version_id = %(label_version)s"]
+        for i, (key, ids) in enumerate(sorted((carried or {}).items())):
+            if not ids:
+                continue
+            params[f"ckey{i}"] = key
+            placeholders = []
+            for j, version_id in enumerate(ids):
+                params[f"cv{i}_{j}"] = int(version_id)
+                placeholders.append(f"%(cv{i}_{j})s")
+            clauses.append(f"({alias}.criterion_key = %(ckey{i})s AND {alias}.rubric_version_id IN "
+                           f"({', '.join(placeholders)}))")
+        return clauses[0] if len(clauses) == 1 else "(" + " OR ".join(clauses) + ")"
+
+    label_filter = versions("l")
+    finite = _FINITE.format(col="l.value")
+    if label_filter.startswith("("):
+        finite += _NEWEST_ONLY.format(newer_versions=versions("n"), newer_finite=_FINITE.format(col="n.value"))
+    return _HUMAN_CTE.format(steps=case, mean=mean, versions=label_filter, label_finite=finite), params
+
+
+def label_score_cells(
+    *, label_version_id: int, steps: dict[str, int], score_version_id: int | None = None,
+    work_mem: str | None = "64MB", carried: dict[str, list[int]] | None = None,
+) -> tuple[dict[tuple[str, str], PairCells], dict[str, LabelCoverage]]:
+    """Judge scores paired with human labels, aggregated in SQL: (judge fingerprint, criterion key) → cells, and
+    criterion key → labelled items. `steps`: criterion key → steps of its scale (0 = continuous); other keys are
+    left out.
+
+    The agreement dashboard, the align loop and the training launcher's calibration gate all read this, so an item's
+    human value has one definition. Postgres returns a few hundred rows, whether 1,000 or 1,000,000 scores stand
+    behind them. `work_mem=None` keeps it to a single statement (no transaction around a SET LOCAL).
     """
     params: dict[str, Any] = {"label_version": label_version_id, "score_version": score_version_id or label_version_id}
-    excluded = ""
-    if exclude_fingerprints:
-        # Plain placeholders rather than `= ANY(array)`: the embedded mode runs on SQLite.
-        params.update({f"excluded{i}": fp for i, fp in enumerate(exclude_fingerprints)})
-        excluded = " AND s.judge_fingerprint NOT IN ({})".format(
-            ", ".join(f"%(excluded{i})s" for i in range(len(exclude_fingerprints))))
-    sql = _LABEL_SCORE_SQL.format(select=(_POOLED if pool_judges else _PER_JUDGE).format(excluded=excluded))
+    if not steps:
+        return {}, {}
+    human, human_params = human_cte(label_version_id=label_version_id, steps=steps, carried=carried)
+    params.update(human_params)
+    sql = _LABEL_SCORE_SQL.format(human=human)
+    coverage_sql = _LABEL_COVERAGE_SQL.format(human=human)
     if work_mem and connection.vendor == "postgresql":
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SET LOCAL work_mem = %s", [work_mem])
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+            cursor.execute(coverage_sql, params)
+            item_rows = cursor.fetchall()
     else:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
-    grouped: dict[tuple[str, str], list[tuple[float, float, int]]] = {}
-    for fingerprint, key, score, human, n in rows:
-        grouped.setdefault((fingerprint, key), []).append((score, human, n))
-    return {
-        group: PairCells(
-            np.array([c[0] for c in cells], dtype=float), np.array([c[1] for c in cells], dtype=float),
-            np.array([c[2] for c in cells], dtype=float),
+            cursor.execute(coverage_sql, params)
+            item_rows = cursor.fetchall()
+    coverage: dict[str, list[int]] = {}
+    for key, index_sum, raters, count in item_rows:
+        if key not in steps:
+            continue
+        totals = coverage.setdefault(key, [0, 0, 0])
+        totals[0] += count
+        totals[1] += count if raters >= 2 else 0
+        # A continuous scale has no splits.
+        split = steps[key] and agreement_human_value(int(index_sum), int(raters)) is None
+        totals[2] += count if split else 0
+    pairs: dict[tuple[str, str], dict[tuple[float, float], int]] = {}
+    missing: dict[tuple[str, str], list[int]] = {}
+    for fingerprint, key, score, index_sum, raters, mean_value, count in rows:
+        if key not in steps:
+            continue
+        n_steps = steps[key]
+        group = (fingerprint, key)
+        tally = missing.setdefault(group, [0, 0, 0])
+        if score is None:
+            tally[0] += count
+            continue
+        if not math.isfinite(score):
+            tally[1] += count
+            continue
+        human = item_human_value(steps=n_steps, index_sum=index_sum, raters=raters, mean_value=mean_value)
+        if human is None:
+            tally[2] += count
+        else:
+            judge = float(min(max(round(score * n_steps), 0), n_steps)) if n_steps else float(score)
+            cell = pairs.setdefault(group, {})
+            cell[(judge, float(human))] = cell.get((judge, float(human)), 0) + count
+    result = {}
+    for group, (failed, non_finite, split) in missing.items():
+        cells = sorted(pairs.get(group, {}).items())
+        result[group] = PairCells(
+            np.array([c[0][0] for c in cells], dtype=float), np.array([c[0][1] for c in cells], dtype=float),
+            np.array([c[1] for c in cells], dtype=float), failed, non_finite, split,
         )
-        for group, cells in grouped.items()
-    }
+    return result, {key: LabelCoverage(*totals) for key, totals in coverage.items()}
 
 
 def reviews_project_counts(project: Project) -> dict[str, int]:

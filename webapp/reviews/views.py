@@ -353,7 +353,8 @@ def agreement(request: HttpRequest, project: Project) -> HttpResponse:
     versions = dashboard.labeled_versions(project.pk)
     version = _version_param(project, request.GET.get("version"), versions)
     rows = dashboard.agreement_dashboard_cached(version) if version else []
-    context = {"versions": versions, "version": version, "rows": rows, "plot": dashboard.PLOT}
+    context = {"versions": versions, "version": version, "rows": rows, "plot": dashboard.PLOT,
+               "resamples": dashboard.DEFAULT_RESAMPLES}
     return render(request, "reviews/agreement.html", context)
 
 
@@ -366,10 +367,9 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
     criterion = form_criterion(version, key)
     fingerprint = request.GET.get("fingerprint", "")
     items = dashboard.disagreements(version, fingerprint=fingerprint, key=key)
-    for item in items:
-        item["human_choice"] = criterion.options[criterion.index_of(item["human"])].label if criterion.options else f"{item['human']:.2f}"
     context = {"version": version, "criterion": criterion, "fingerprint": fingerprint, "items": items,
-               "judge_name": dashboard.judge_names(version).get(fingerprint, fingerprint)}
+               "judge_name": dashboard.judge_names(version).get(fingerprint, fingerprint),
+               "raters": dashboard.rater_agreement(version, fingerprint=fingerprint, key=key)}
     return render(request, "reviews/disagreements.html", context)
 
 

@@ -275,6 +275,8 @@ RUBRICON_TRAIN_CANCEL_GRACE_S = env.float("RUBRICON_TRAIN_CANCEL_GRACE_S", 10.0)
 # A rubric's judge is calibrated when every judge criterion has n >= MIN_N labeled items and kappa >= MIN_KAPPA.
 RUBRICON_CALIBRATION_MIN_KAPPA = env.float("RUBRICON_CALIBRATION_MIN_KAPPA", 0.6)
 RUBRICON_CALIBRATION_MIN_N = env.int("RUBRICON_CALIBRATION_MIN_N", 20)
+# Gate on the lower end of the agreement figure's 95 % bootstrap interval (docs/statistics.md), not on the point value.
+RUBRICON_CALIBRATION_GATE_ON_LOWER_BOUND = env.bool("RUBRICON_CALIBRATION_GATE_ON_LOWER_BOUND", True)
 
 # What model endpoints may send where (training.outbound). Endpoints are requests made by the server, with the server's
 # environment: the operator, not project members, chooses which variables may travel as the API key (allow-patterns;

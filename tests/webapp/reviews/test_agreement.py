@@ -112,7 +112,9 @@ def test_krippendorff_alpha_matches_package_with_missing_values_and_many_raters(
     expected = krippendorff.alpha(reliability_data=data, level_of_measurement=level)
     assert got.value == pytest.approx(expected, abs=1e-10)
     pairable = np.isfinite(data).sum(axis=0)
-    assert got.n == int(pairable[pairable >= 2].sum())
+    # n counts items, like every other figure (issue 16, defect 7); the ratings behind them are reported apart.
+    assert got.n == int((pairable >= 2).sum())
+    assert got.ratings == int(pairable[pairable >= 2].sum())
 
 
 def test_krippendorff_alpha_on_continuous_scores_matches_package() -> None:
@@ -186,11 +188,11 @@ def test_degenerate_reasons_match_what_reference_libraries_leave_undefined() -> 
         assert math.isnan(cohen_kappa_score([2, 2, 2], [2, 2, 2]))
         assert math.isnan(stats.spearmanr([1, 1, 1, 1], [0, 1, 2, 3]).statistic)
     kappa = ag.cohen_kappa([2, 2, 2], [2, 2, 2])
-    assert kappa.value is None and kappa.n == 3 and "single label" in (kappa.reason or "")
+    assert kappa.value is None and kappa.n == 3 and "single value" in (kappa.reason or "")
     rho = ag.spearman([1, 1, 1, 1], [0, 1, 2, 3])
     assert rho.value is None and "judge" in (rho.reason or "")
     alpha = ag.krippendorff_alpha([[1, 1, 1], [1, 1, 1]])
-    assert alpha.value is None and alpha.n == 6
+    assert alpha.value is None and alpha.n == 3 and alpha.ratings == 6
     with pytest.raises(ValueError):  # the package refuses what we report as undefined
         krippendorff.alpha(reliability_data=[[1, 1, 1], [1, 1, 1]], level_of_measurement="ordinal")
     assert ag.krippendorff_alpha([[1, None], [None, 2]]).reason == "no item was rated by at least two raters"
@@ -292,7 +294,9 @@ def test_full_report_on_100k_pairs_is_fast(kind: str) -> None:
     report = ag.agreement_report(judge, human, kind=kind, n_resamples=1000)  # type: ignore[arg-type]
     elapsed = time.process_time() - start
     assert report.n == 100_000
-    assert report.weighted_kappa.ci_low is not None and report.spearman.ci_high is not None
+    # A continuous scale has no kappa (one kappa per criterion kind, issue 16 defect 6): alpha is its agreement figure.
+    headline = report.weighted_kappa if kind == "ordinal" else report.krippendorff_alpha
+    assert headline.ci_low is not None and report.spearman.ci_high is not None
     assert report.krippendorff_alpha.ci_low is not None
     assert elapsed < 5.0, f"agreement report on 100k pairs took {elapsed:.2f}s of CPU"
 
@@ -369,7 +373,7 @@ def test_continuous_scores_on_100k_pairs_skip_matrices_with_a_reason() -> None:
     # 100k distinct values leave nothing to compress, so each resample touches every pair: fewer resamples here.
     report = ag.agreement_report(judge, human, kind="score", n_resamples=200)
     elapsed = time.process_time() - start
-    assert report.cohen_kappa.value is None and "distinct values" in (report.cohen_kappa.reason or "")
+    assert report.cohen_kappa.value is None and "continuous scale" in (report.cohen_kappa.reason or "")
     assert report.pearson.value == pytest.approx(stats.pearsonr(judge, human).statistic, abs=1e-10)
     # The package itself needs ~34 GiB here, so check against it on a slice of the same data.
     sliced = ag.krippendorff_alpha(np.vstack([judge, human])[:, :150], level="interval")
