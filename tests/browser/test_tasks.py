@@ -60,14 +60,22 @@ def test_import_a_csv_with_a_mapping_and_see_the_examples(page, live_server, log
     assert Example.objects.get(task=demo_task, external_id="geo-2").split == "eval"
     assert Example.objects.get(task=demo_task, external_id="geo-1").info == {}
 
-    # A second import of the same file is refused as a whole, with the line named.
+    # The same file again (a retry after a dropped connection): the preview already says it was imported, and
+    # importing it is refused as a whole.
     page.get_by_role("link", name="Import examples").click()
     page.set_input_files("input[type=file]", files=[
         {"name": "capitals.csv", "mimeType": "text/csv", "buffer": CSV.encode()}])
     page.get_by_role("button", name="Upload and preview").click()
+    assert "already imported as import #" in page.locator("[role=alert]").inner_text()
+    page.get_by_role("button", name="Import all rows").click()
+    assert "already imported as import #" in page.locator("[role=alert]").first.inner_text()
+    assert Example.objects.filter(task=demo_task, external_id__startswith="geo").count() == 3
+    # Asked to import a copy, the rows' ids still clash: refused as a whole, with the line named.
+    page.get_by_label("Import a copy").check()
     page.get_by_role("button", name="Import all rows").click()
     assert "Line 2: id 'geo-1' already exists in this task (3 ids in all). Nothing was imported." in (
-        page.locator("[role=alert]").inner_text())
+        page.locator("[role=alert]").first.inner_text())
+    assert Example.objects.filter(task=demo_task, external_id__startswith="geo").count() == 3
 
 
 def test_edit_an_example_inline_and_change_its_split(page, live_server, login, demo_task):

@@ -37,7 +37,7 @@ def test_launch_form_switches_presets_shows_the_calibration_gate_and_errors_at_t
     page.goto(f"{live_server.url}/p/{project.pk}/training/new/")
     assert page.get_by_label("Max completion length").get_attribute("placeholder") == "32"
     page.get_by_label("Preset").select_option("single-gpu")
-    page.wait_for_function("document.querySelector('#id_max_completion_length').placeholder === '512'")
+    page.wait_for_function("() => document.querySelector('#id_max_completion_length').placeholder === '512'")
 
     page.get_by_label("Task").select_option(str(task.pk))
     page.get_by_label("Rubric version").select_option(str(judged.pk))
@@ -45,7 +45,7 @@ def test_launch_form_switches_presets_shows_the_calibration_gate_and_errors_at_t
     assert page.get_by_label("Train on this judge anyway").is_visible()
 
     page.get_by_label("Preset").select_option("cpu-smoke")
-    page.wait_for_function("document.querySelector('#id_max_completion_length').placeholder === '32'")
+    page.wait_for_function("() => document.querySelector('#id_max_completion_length').placeholder === '32'")
     page.get_by_label("Judge endpoint").select_option(label="judge")
     page.get_by_label("Num generations").fill("3")
     page.get_by_role("button", name="Launch run").click()
