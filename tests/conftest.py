@@ -5,12 +5,19 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 # Playwright's sync API runs an event loop in the test thread; Django's ORM refuses to run next to one
 # unless told that this single-threaded test use is fine.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples on every run of `make test`, so a green suite stays green on a slow or busy
+# machine; HYPOTHESIS_PROFILE=explore draws new ones (run it when changing statistics, search or input parsing).
+hypothesis_settings.register_profile("default", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
