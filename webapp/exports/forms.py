@@ -2,33 +2,54 @@ from __future__ import annotations
 
 from django import forms
 
+from webapp.core.models import Project
 from webapp.exports.importers import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import ExportFormat, ExportKind
-from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES
+from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES, filter_applies
 from webapp.rollouts.models import RolloutSource
+from webapp.rollouts.pickers import PICKED, picked_values, picker_field
 from webapp.tasks.models import Split
 
 # Filters with a fixed set of values are menus on the page.
 FILTER_CHOICES = {"split": Split.values, "source": RolloutSource.values, "label_status": LABEL_STATUSES,
                   "preference_source": PREFERENCE_SOURCES, "agreement": AGREEMENTS}
+PICKER_LABELS = {"task": "Task", "job": "Generation job", "run": "Training run", "rubric_version": "Rubric version"}
 
 
 class ExportForm(forms.Form):
+    """Filters that do not apply to the chosen kind are ignored (and hidden by static/js/export-form.js)."""
+
     kind = forms.ChoiceField(choices=ExportKind.choices)
     format = forms.ChoiceField(choices=ExportFormat.choices)
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
         for name, (kind, help_text) in FILTERS.items():
-            if name in FILTER_CHOICES:
+            if name in PICKED:
+                self.fields[name] = picker_field(
+                    project=project, name=name, label=PICKER_LABELS[name], help_text=help_text,
+                    include=picked_values(name, self.data, self.initial))
+            elif name in FILTER_CHOICES:
                 self.fields[name] = forms.ChoiceField(
                     required=False, help_text=help_text, choices=[("", "—"), *[(v, v) for v in FILTER_CHOICES[name]]])
-                continue
-            field = forms.IntegerField if kind is int else forms.FloatField if kind is float else forms.CharField
-            self.fields[name] = field(required=False, help_text=help_text)
+            else:
+                field = forms.IntegerField if kind is int else forms.FloatField if kind is float else forms.CharField
+                self.fields[name] = field(required=False, help_text=help_text)
+            kinds = [k for k in ExportKind.values if filter_applies(name, k)]
+            if len(kinds) < len(ExportKind.values):
+                self.fields[name].widget.attrs["data-export-kinds"] = " ".join(kinds)
+
+    def clean(self) -> dict:
+        # A value in a field hidden for this kind is ignored, so it cannot make the form invalid either.
+        kind = self.cleaned_data.get("kind")
+        for name in [n for n in self.errors if n in FILTERS and not filter_applies(n, kind)]:
+            del self.errors[name]
+        return self.cleaned_data
 
     def filters(self) -> dict:
-        return {name: self.cleaned_data.get(name) for name in FILTERS if self.cleaned_data.get(name) not in (None, "")}
+        kind = self.cleaned_data.get("kind")
+        return {name: self.cleaned_data.get(name) for name in FILTERS
+                if self.cleaned_data.get(name) not in (None, "") and filter_applies(name, kind)}
 
 
 class ImportForm(forms.Form):
@@ -47,9 +68,15 @@ class ImportForm(forms.Form):
                                          help_text="Import the file even if it was imported here before (a file "
                                                    "already imported is otherwise refused, so a retry cannot "
                                                    "double the rows).")
-    task = forms.IntegerField(required=False, min_value=1,
-                              help_text="Task id for every row; empty = the file's 'task' column.")
-    rubric_version = forms.IntegerField(required=False, min_value=1,
-                                        help_text="Store the file's rewards, scores and labels under this rubric "
-                                                  "version (needed for SFT, preference, reward-model and calibration "
-                                                  "files).")
+
+    def __init__(self, *args, project: Project, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["task"] = picker_field(
+            project=project, name="task", label="Task", empty_label="From the file's 'task' column",
+            help_text="The task of every row; empty = the file's 'task' column.",
+            include=picked_values("task", self.data, self.initial))
+        self.fields["rubric_version"] = picker_field(
+            project=project, name="rubric_version", label="Rubric version", empty_label="None",
+            help_text="Store the file's rewards, scores and labels under this rubric version (needed for SFT, "
+                      "preference, reward-model and calibration files).",
+            include=picked_values("rubric_version", self.data, self.initial))

@@ -37,11 +37,22 @@ FILTERS: dict[str, tuple[type, str]] = {
                                    "agreeing; default 0.5 (the same side of the scale)"),
     "limit": (int, "At most this many rollouts"),
 }
+# Filters read by some export kinds only; every other filter narrows the rollout selection of every kind.
+KIND_FILTERS: dict[str, tuple[str, ...]] = {
+    "threshold": ("sft",),
+    "margin": ("preferences", "reward_pairs"),
+    "preference_source": ("preferences",),
+}
 LABEL_STATUSES = ("labeled", "unlabeled")
 PREFERENCE_SOURCES = ("reward", "labels")
 AGREEMENTS = ("agree", "disagree")
 # Judge and human agree when their 0..1 values are closer than this: for a yes/no criterion, the same answer.
 AGREEMENT_TOLERANCE = 0.5
+
+
+def filter_applies(name: str, kind: str | None) -> bool:
+    """Whether an export of `kind` reads filter `name` (the form shows and keeps only these)."""
+    return name not in KIND_FILTERS or kind in KIND_FILTERS[name]
 
 
 def export_list(project: Project) -> QuerySet[Export]:

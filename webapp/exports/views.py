@@ -13,6 +13,7 @@ from webapp.exports.forms import ExportForm, ImportForm
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.reviews.blind import scores_page
+from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task
 
@@ -20,10 +21,13 @@ from webapp.tasks.models import Task
 def _page(request: HttpRequest, project: Project, form: ExportForm | None = None, import_form: ImportForm | None = None,
           status: int = 200) -> HttpResponse:
     exports = list(selectors.export_list(project)[:100])
+    names = selection_names(project=project, selections=[e.filters for e in exports])
+    for export in exports:
+        export.filters_shown = selection_display(export.filters, names)
     context = {
         "exports": exports,
-        "form": form or ExportForm(initial={"kind": "rollouts", "format": "jsonl"}),
-        "import_form": import_form or ImportForm(initial={"format": "jsonl", "kind": "rollouts"}),
+        "form": form or ExportForm(project=project, initial={"kind": "rollouts", "format": "jsonl"}),
+        "import_form": import_form or ImportForm(project=project, initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
         "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING) for e in exports),
     }
@@ -40,7 +44,7 @@ def export_list(request: HttpRequest, project: Project) -> HttpResponse:
 @require_POST
 @project_view(Action.EDIT)
 def export_create(request: HttpRequest, project: Project) -> HttpResponse:
-    form = ExportForm(request.POST)
+    form = ExportForm(request.POST, project=project)
     if not form.is_valid():
         return _page(request, project, form=form, status=400)
     try:
@@ -79,7 +83,7 @@ def export_cancel(request: HttpRequest, project: Project, export_id: int) -> Htt
 @require_POST
 @project_view(Action.EDIT)
 def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse:
-    form = ImportForm(request.POST, request.FILES)
+    form = ImportForm(request.POST, request.FILES, project=project)
     if not form.is_valid():
         return _page(request, project, import_form=form, status=400)
     data = form.cleaned_data
