@@ -6,12 +6,12 @@ from django.contrib.auth import get_user_model
 from webapp.core.models import Project, Role
 from webapp.reviews.models import ReviewMode, SamplingStrategy
 from webapp.rollouts.models import RolloutSource
+from webapp.rollouts.pickers import picked_values, picker_field
 from webapp.rubrics.models import RubricVersion
 
 
 class QueueCreateForm(forms.Form):
     name = forms.CharField(max_length=200)
-    rubric_version = forms.ModelChoiceField(queryset=RubricVersion.objects.none())
     strategy = forms.ChoiceField(choices=SamplingStrategy.choices, initial=SamplingStrategy.RANDOM)
     mode = forms.ChoiceField(choices=ReviewMode.choices, initial=ReviewMode.CRITERIA)
     size = forms.IntegerField(min_value=1, max_value=5000, initial=50, label="Items")
@@ -22,10 +22,7 @@ class QueueCreateForm(forms.Form):
     assignees = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(), required=False, help_text="None = open pool of annotators."
     )
-    # The rollout browser's filters.
-    task = forms.IntegerField(required=False, min_value=1)
-    job = forms.IntegerField(required=False, min_value=1)
-    run = forms.IntegerField(required=False, min_value=1)
+    # The rollout browser's filters (task, job and run are menus of the project's, added in __init__).
     model = forms.CharField(required=False, max_length=300)
     source = forms.ChoiceField(required=False, choices=[("", "Any source"), *RolloutSource.choices])
     q = forms.CharField(required=False, max_length=200, label="Text")
@@ -34,7 +31,16 @@ class QueueCreateForm(forms.Form):
 
     def __init__(self, *args, project: Project, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["rubric_version"].queryset = RubricVersion.objects.filter(rubric__project=project).select_related("rubric")
+        for name, label in (("task", "Task"), ("job", "Generation job"), ("run", "Training run")):
+            self.fields[name] = picker_field(project=project, name=name, label=label,
+                                             include=picked_values(name, self.data, self.initial))
+        self.project = project
+        version = picker_field(project=project, name="rubric_version", label="Rubric version", empty_label="—",
+                               include=picked_values("rubric_version", self.data, self.initial))
+        version.required = True
+        self.fields["rubric_version"] = version
+        self.order_fields(["name", "rubric_version", *[n for n in self.fields if n not in self.SELECTION],
+                           *self.SELECTION])
         self.fields["assignees"].queryset = get_user_model().objects.filter(
             memberships__project=project, memberships__role__in=[Role.ANNOTATOR, Role.EDITOR, Role.OWNER]
         ).order_by("username")
@@ -43,4 +49,6 @@ class QueueCreateForm(forms.Form):
         data = dict(self.cleaned_data)
         selection = {k: data.pop(k) for k in self.SELECTION}
         data["assignees"] = list(data["assignees"])
+        data["rubric_version"] = RubricVersion.objects.select_related("rubric").get(
+            rubric__project=self.project, pk=data["rubric_version"])
         return {**data, "selection": selection}

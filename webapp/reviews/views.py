@@ -17,6 +17,7 @@ from webapp.reviews.blind import scores_page
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
+from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
 
 LABEL_PAGE = "reviews/label.html"
@@ -50,6 +51,7 @@ def queue_detail(request: HttpRequest, project: Project, queue_id: int) -> HttpR
     queue = selectors.queue_get(project, queue_id)
     context = {
         "queue": queue, "progress": selectors.queue_progress(queue),
+        "selection": selection_display(queue.selection, selection_names(project=project, selections=[queue.selection])),
         "can_label": role_allows(request.project_role, Action.LABEL),  # type: ignore[attr-defined]
     }
     template = "reviews/queue_detail.html#progress" if request.htmx else "reviews/queue_detail.html"

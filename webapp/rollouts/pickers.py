@@ -89,6 +89,8 @@ def selection_display(selection: dict, names: dict[tuple[str, int], str]) -> lis
     for key, value in (selection or {}).items():
         if key in PICKED and str(value).isdigit():
             out.append((key.replace("_", " "), names.get((key, int(value)), f"#{value} (deleted)")))
+        elif isinstance(value, list):
+            out.append((key.replace("_", " "), f"{len(value)} chosen"))
         else:
             out.append((key.replace("_", " "), str(value)))
     return out
