@@ -27,8 +27,10 @@ import numpy as np
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import Substr
 
 from webapp.judging.models import CriterionScore, JudgeJob
+from webapp.judging.presentation import judge_label, verdict
 from webapp.reviews import agreement, selectors
 from webapp.reviews.criteria import FormCriterion, form_criteria
 from webapp.reviews.models import HumanLabel, PairwiseJudgment, PairwiseLabel
@@ -198,12 +200,12 @@ def carried_label_versions(version: RubricVersion) -> dict[str, list[int]]:
 
 def judge_names(version: RubricVersion) -> dict[str, str]:
     """Fingerprint → the judge model that produced it (from the judge jobs of this version)."""
-    names = {"programmatic": "programmatic check"}
+    names = {"programmatic": judge_label(fingerprint="programmatic")}
     for fingerprint, model, name in (
         JudgeJob.objects.filter(rubric_version=version).exclude(judge_fingerprint="").exclude(endpoint=None)
         .values_list("judge_fingerprint", "endpoint__model", "endpoint__name").order_by("-id")
     ):
-        names.setdefault(fingerprint, f"{name} ({model})")
+        names.setdefault(fingerprint, judge_label(fingerprint=fingerprint, endpoint_name=name, endpoint_model=model))
     return names
 
 
@@ -407,6 +409,9 @@ def item_value01(criterion: FormCriterion, index_sum: int, raters: int, mean_val
     return value / criterion.steps
 
 
+DISAGREEMENT_TEXT = 300  # characters of each completion shown in the disagreements list
+
+
 def disagreements(version: RubricVersion, *, fingerprint: str, key: str, limit: int = 50) -> list[dict]:
     """Labeled items where the judge and the humans differ most, worst first (links go to the rollouts).
     Items whose labels split are listed too (human None): the humans themselves disagree there."""
@@ -428,9 +433,17 @@ def disagreements(version: RubricVersion, *, fingerprint: str, key: str, limit: 
             else:
                 shown = f"{_points(criterion, np.array([human]))[0]:g}"
             found.append({"rollout_id": rollout_id, "score": score, "raw_choice": raw_choice, "human": human,
-                          "human_choice": shown, "raters": raters, "gap": gap})
+                          "human_choice": shown, "raters": raters, "gap": gap,
+                          "verdict": verdict(kind=criterion.kind, score=score, raw_choice=raw_choice)})
     found.sort(key=lambda d: (-d["gap"], d["rollout_id"]))
-    return found[:limit]
+    found = found[:limit]
+    # What was answered, so a reviewer sees the disagreement without opening each rollout (one query, cut in SQL).
+    heads = dict(Rollout.objects.filter(pk__in=[d["rollout_id"] for d in found])
+                 .annotate(head=Substr("completion", 1, DISAGREEMENT_TEXT + 1)).values_list("pk", "head"))
+    for d in found:
+        text = heads.get(d["rollout_id"]) or ""
+        d["completion"] = text[:DISAGREEMENT_TEXT] + "…" if len(text) > DISAGREEMENT_TEXT else text
+    return found
 
 
 @dataclass(frozen=True)

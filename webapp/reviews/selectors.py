@@ -147,7 +147,7 @@ def scores_by_rollout(version_id: int, rollout_ids: list[int]) -> dict[int, dict
     """Judge scores of several rollouts under one rubric version, in one query: rollout id → criterion key → scores."""
     result: dict[int, dict[str, list[CriterionScore]]] = {r: {} for r in rollout_ids}
     if rollout_ids:
-        for score in CriterionScore.objects.filter(rollout_id__in=rollout_ids, rubric_version_id=version_id).order_by(
+        for score in CriterionScore.objects.filter(rollout_id__in=rollout_ids, rubric_version_id=version_id).select_related("job__endpoint").order_by(
                 "criterion_key", "judge_fingerprint"):
             result[score.rollout_id].setdefault(score.criterion_key, []).append(score)
     return result
@@ -174,7 +174,7 @@ def item_scores(item: ReviewItem) -> dict[str, list[CriterionScore]]:
     result: dict[str, list[CriterionScore]] = {}
     for score in CriterionScore.objects.filter(
         rollout_id=item.rollout_id, rubric_version_id=item.queue.rubric_version_id
-    ).order_by("criterion_key", "judge_fingerprint"):
+    ).select_related("job__endpoint").order_by("criterion_key", "judge_fingerprint"):
         result.setdefault(score.criterion_key, []).append(score)
     return result
 

@@ -12,6 +12,7 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
+from webapp.judging.presentation import scores_presented
 from webapp.reviews import dashboard, selectors, services
 from webapp.reviews.blind import scores_page
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
@@ -84,8 +85,13 @@ def _reveal(request: HttpRequest, queue: ReviewQueue, after: str | None) -> dict
     if not selectors.judge_scores_visible(user=request.user, role=request.project_role, rollout=item.rollout_id, queue=queue):  # type: ignore[attr-defined]
         return None
     labels = selectors.item_labels(item, request.user)
-    scores = selectors.item_scores(item)
+    scores = _presented(selectors.item_scores(item), queue.rubric_version)
     return _reveal_rows(queue, item, labels, scores)
+
+
+def _presented(scores: dict[str, list], version: RubricVersion) -> dict[str, list]:
+    """Criterion key → scores, each naming its judge and its verdict (Pass / Fail for programmatic checks)."""
+    return {key: scores_presented(rows, criteria=version.criteria) for key, rows in scores.items()}
 
 
 def _reveal_rows(queue: ReviewQueue, item: ReviewItem, labels: dict, scores: dict) -> dict:
@@ -176,7 +182,8 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         rollout_ids = [item.rollout_id, *([revealed.rollout_id] if revealed else [])]
         all_labels = selectors.labels_by_rollout(queue.rubric_version_id, request.user, rollout_ids)
         scored = [r for r in rollout_ids if r != item.rollout_id or visible]
-        all_scores = selectors.scores_by_rollout(queue.rubric_version_id, scored)
+        all_scores = {rollout_id: _presented(by_key, queue.rubric_version) for rollout_id, by_key in
+                      selectors.scores_by_rollout(queue.rubric_version_id, scored).items()}
         if revealed is not None:
             context["reveal"] = _reveal_rows(queue, revealed, all_labels[revealed.rollout_id],
                                             all_scores.get(revealed.rollout_id, {}))

@@ -77,7 +77,7 @@ def rollout_group(project: Project, group_key: str, *, hidden_scores: QuerySet |
 
 def rollout_scores(rollout: Rollout) -> list[CriterionScore]:
     return list(
-        rollout.criterion_scores.select_related("rubric_version__rubric").order_by("-rubric_version_id", "criterion_key")
+        rollout.criterion_scores.select_related("rubric_version__rubric", "job__endpoint").order_by("-rubric_version_id", "criterion_key")
     )
 
 

@@ -9,6 +9,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.pagination import keyset_page, parse_cursor
 from webapp.core.permissions import Action, project_view
+from webapp.judging.presentation import scores_presented
 from webapp.reviews.blind import blind_rollout_ids, judge_scores_visible, redact_metadata
 from webapp.rollouts import selectors, services
 from webapp.rollouts.forms import GenerationJobForm, RolloutFilterForm
@@ -45,7 +46,7 @@ def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> H
     visible = judge_scores_visible(user=request.user, role=request.project_role, rollout=rollout)
     if not visible:  # rewards a training run or an import stored with the rollout are scores too
         rollout.metadata = redact_metadata(rollout.metadata)
-    context = {"rollout": rollout, "scores": selectors.rollout_scores(rollout) if visible else [],
+    context = {"rollout": rollout, "scores": scores_presented(selectors.rollout_scores(rollout)) if visible else [],
                "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered"}
     return render(request, "rollouts/rollout_detail.html", context)
 
