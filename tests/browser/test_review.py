@@ -44,6 +44,8 @@ def test_label_five_items_with_the_keyboard_only_in_blind_mode(page, live_server
             page.keyboard.press("n")
         # The item just labeled now shows the judge next to the annotator's answers.
         assert page.locator("#reveal .judge-score").count() == 2
+        # Helpful reads the judge's choice; the programmatic check reads Pass / Fail, not "(1.00)".
+        assert page.locator("#reveal .verdict").all_inner_texts()[1] in ("Pass", "Fail")
     assert "Nothing left for you" in page.locator("h1").inner_text()
     labels = HumanLabel.objects.filter(annotator=s["ann1"], queue=queue)
     assert labels.count() == 10

@@ -23,6 +23,17 @@ PICKER_LIMIT = 200
 PICKED = ("task", "job", "run", "rubric_version")
 
 
+def _id(value: Any) -> int | None:
+    """A positive id from a form value or stored filter; anything else (text, "²", huge numbers) is None."""
+    if isinstance(value, bool):
+        return None
+    text = str(value)
+    if not (text.isascii() and text.isdigit()):
+        return None
+    number = int(text)
+    return number if 0 < number < 2**63 else None
+
+
 def _querysets(project: Project) -> dict[str, QuerySet]:
     return {
         "task": Task.objects.filter(project=project).order_by("-id"),
@@ -46,7 +57,7 @@ def picker_choices(*, project: Project, name: str, include: Iterable[Any] = ()) 
     queryset = _querysets(project)[name]
     rows = list(queryset[:PICKER_LIMIT])
     shown = {row.pk for row in rows}
-    wanted = {int(v) for v in include if str(v).isdigit() and int(v) not in shown and int(v) < 2**63}
+    wanted = {i for i in map(_id, include) if i is not None and i not in shown}
     if wanted:
         rows += list(queryset.filter(pk__in=wanted))
     return [(row.pk, picker_label(name, row)) for row in rows]
@@ -71,14 +82,14 @@ def selection_names(*, project: Project, selections: Iterable[dict]) -> dict[tup
     ids: dict[str, set[int]] = {name: set() for name in PICKED}
     for selection in selections:
         for name in PICKED:
-            value = (selection or {}).get(name)
-            if isinstance(value, int) and not isinstance(value, bool) or str(value).isdigit():
-                ids[name].add(int(value))
+            value = _id((selection or {}).get(name))
+            if value is not None:
+                ids[name].add(value)
     querysets = _querysets(project)
     return {
         (name, row.pk): picker_label(name, row)
         for name, wanted in ids.items() if wanted
-        for row in querysets[name].filter(pk__in=[i for i in wanted if i < 2**63])
+        for row in querysets[name].filter(pk__in=wanted)
     }
 
 
@@ -87,8 +98,8 @@ def selection_display(selection: dict, names: dict[tuple[str, int], str]) -> lis
     in the project stays visible as `#id (deleted)`."""
     out = []
     for key, value in (selection or {}).items():
-        if key in PICKED and str(value).isdigit():
-            out.append((key.replace("_", " "), names.get((key, int(value)), f"#{value} (deleted)")))
+        if key in PICKED and _id(value) is not None:
+            out.append((key.replace("_", " "), names.get((key, _id(value)), f"#{value} (deleted)")))
         elif isinstance(value, list):
             out.append((key.replace("_", " "), f"{len(value)} chosen"))
         else:

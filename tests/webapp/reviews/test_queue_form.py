@@ -48,3 +48,11 @@ def test_selection_is_picked_by_name_and_shown_by_name(client, review_setup):
     assert queue.items.count() == 6 and queue.rubric_version == s["version"]
     page = client.get(reverse("reviews:detail", args=[project.pk, queue.pk])).content.decode()
     assert f"job: generation #{job.pk} · {task.name}" in page and "{&#x27;job&#x27;" not in page
+
+
+@pytest.mark.parametrize("value", ["²", "-3", "1e999", "99999999999999999999999", "abc", "0"])
+def test_a_hostile_preselected_value_is_a_plain_form_not_a_500(client, review_setup, value):
+    s = review_setup
+    client.force_login(s["editor"])
+    response = client.get(reverse("reviews:create", args=[s["project"].pk]), {"task": value, "rubric_version": value})
+    assert response.status_code in (200, 400)
