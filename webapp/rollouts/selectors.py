@@ -60,7 +60,8 @@ def rollout_get(project: Project, rollout_id: int) -> Rollout:
 def rollout_group(project: Project, group_key: str, *, hidden_scores: QuerySet | None = None) -> list[Rollout]:
     """The n samples of one prompt, each with all its criterion scores and totals (none of `hidden_scores`' rollouts:
     blind review)."""
-    criterion_scores = CriterionScore.objects.order_by("rubric_version_id", "criterion_key")
+    criterion_scores = CriterionScore.objects.select_related("rubric_version", "job__endpoint").order_by(
+        "rubric_version_id", "criterion_key")
     totals = RolloutScore.objects.select_related("rubric_version__rubric")
     if hidden_scores is not None:
         criterion_scores = criterion_scores.exclude(rollout_id__in=hidden_scores)

@@ -59,6 +59,8 @@ def rollout_group(request: HttpRequest, project: Project, group_key: str) -> Htt
     if not rollouts:
         raise Http404("No such group.")
     hidden = set(blind.filter(pk__in=[r.pk for r in rollouts]).values_list("pk", flat=True))
+    for rollout in rollouts:
+        rollout.scores_shown = [] if rollout.pk in hidden else scores_presented(rollout.criterion_scores.all())
     context = {"rollouts": rollouts, "group_key": group_key, "first": rollouts[0], "hidden": hidden}
     return render(request, "rollouts/rollout_group.html", context)
 

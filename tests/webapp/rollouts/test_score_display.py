@@ -69,3 +69,24 @@ def test_a_failed_programmatic_check_reads_fail(client, make_member):
     client.force_login(user)
     page = client.get(reverse("rollouts:detail", args=[project.pk, rollout.pk])).content.decode()
     assert re.search(r'class="num verdict">Fail<', page) and "(0.00)" not in page
+
+
+def test_the_group_page_names_judges_and_says_pass_or_fail(client, make_member, django_assert_max_num_queries):
+    user, project = make_member(Role.VIEWER)
+    version = RubricVersionFactory(rubric__project=project, spec=SPEC)
+    endpoint = EndpointFactory(project=project, name="Local vLLM", model="judge-model")
+    job = JudgeJob.objects.create(project=project, rubric_version=version, endpoint=endpoint, judge_fingerprint=FP_A)
+    for i in range(4):
+        rollout = RolloutFactory(project=project, group_key="g", sample_index=i)
+        CriterionScore.objects.create(rollout=rollout, rubric_version=version, criterion_key="correct", job=job,
+                                      judge_fingerprint="programmatic", score=float(i % 2))
+        CriterionScore.objects.create(rollout=rollout, rubric_version=version, criterion_key="helpful", job=job,
+                                      judge_fingerprint=FP_A, raw_choice="yes", score=1.0)
+    client.force_login(user)
+    url = reverse("rollouts:group", args=[project.pk, "g"])
+    client.get(url)
+    with django_assert_max_num_queries(12):  # the judges' names come with the scores, not one query each
+        page = client.get(url).content.decode()
+    verdicts = re.findall(r'<td class="num verdict">([^<]*)</td>', page)
+    assert sorted(verdicts) == ["Fail", "Fail", "Pass", "Pass", "yes (1.00)", "yes (1.00)", "yes (1.00)", "yes (1.00)"]
+    assert page.count("Local vLLM (judge-model)") == 4 and page.count("programmatic check") == 4
