@@ -14,6 +14,9 @@ from webapp.tasks.models import Split
 FILTER_CHOICES = {"split": Split.values, "source": RolloutSource.values, "label_status": LABEL_STATUSES,
                   "preference_source": PREFERENCE_SOURCES, "agreement": AGREEMENTS}
 PICKER_LABELS = {"task": "Task", "job": "Generation job", "run": "Training run", "rubric_version": "Rubric version"}
+# FILTERS' help speaks of ids (the API and the command line take ids); the form's menus take names.
+PICKER_HELP = {"task": "Only rollouts of this task.", "job": "Only rollouts of this generation job.",
+               "run": "Only rollouts of this training run."}
 
 
 class ExportForm(forms.Form):
@@ -27,7 +30,7 @@ class ExportForm(forms.Form):
         for name, (kind, help_text) in FILTERS.items():
             if name in PICKED:
                 self.fields[name] = picker_field(
-                    project=project, name=name, label=PICKER_LABELS[name], help_text=help_text,
+                    project=project, name=name, label=PICKER_LABELS[name], help_text=PICKER_HELP.get(name, help_text),
                     include=picked_values(name, self.data, self.initial))
             elif name in FILTER_CHOICES:
                 self.fields[name] = forms.ChoiceField(
