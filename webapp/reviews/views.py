@@ -162,6 +162,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         "scores_visible": visible, "error": error, "progress": selectors.queue_totals_cached(queue),
         # item_reserved loaded it with its task and example for the page; a refused write loads it here.
         "rollout": item.rollout if ReviewItem.rollout.is_cached(item) else selectors.rollout_full(item.rollout_id),
+        "previous_item_id": selectors.previous_item_id(queue, request.user, assignment),
     }
     if queue.mode == ReviewMode.PAIRWISE:
         other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
@@ -354,7 +355,9 @@ def agreement(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_param(project, request.GET.get("version"), versions)
     rows = dashboard.agreement_dashboard_cached(version) if version else []
     context = {"versions": versions, "version": version, "rows": rows, "plot": dashboard.PLOT,
-               "resamples": dashboard.DEFAULT_RESAMPLES}
+               "resamples": dashboard.DEFAULT_RESAMPLES,
+               # Without criterion labels, say which labels exist rather than "none".
+               "pairwise": [] if version else selectors.pairwise_label_counts(project)}
     return render(request, "reviews/agreement.html", context)
 
 
@@ -377,7 +380,13 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
 @project_view(Action.VIEW)
 @scores_page
 def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
-    version = _version_required(project, request.GET.get("version"))
+    if "version" in request.GET:
+        version = _version_required(project, request.GET["version"])
+    else:  # the newest version with labels of either kind (criterion or pairwise), or a page saying there are none
+        labeled = [*dashboard.labeled_versions(project.pk), *(p.version for p in selectors.pairwise_label_counts(project))]
+        version = max(labeled, key=lambda v: v.pk, default=None)
+        if version is None:
+            return render(request, "reviews/bias.html", {"version": None})
     context = {
         "version": version, "bias": dashboard.bias_diagnostics(version),
         "endpoints": project.endpoints.order_by("name"), "max_pairs": services.POSITION_CHECK_MAX_PAIRS,
