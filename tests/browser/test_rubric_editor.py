@@ -114,3 +114,54 @@ def _rollout(project):
     from tests.factories import RolloutFactory
 
     return RolloutFactory(project=project, task=project.tasks.first())
+
+
+def test_save_is_disabled_while_any_form_request_is_in_flight_and_no_console_error(page, live_server, login):
+    """Issue 19 item 6: `hx-disabled-elt="find …"` matched nothing for requests of inner elements (the kind select's
+    refresh, the live validation): htmx logged an error on every request and Save stayed clickable while the form was
+    being replaced. Every request the form or an element inside it sends is recorded with Save's state."""
+    from tests.browser.test_review import console_errors
+
+    project = seed_demo()
+    errors = console_errors(page)
+    login(DEMO_USERNAME, DEMO_PASSWORD)
+    page.goto(f"{live_server.url}/p/{project.pk}/rubrics/new/")
+    page.evaluate("""() => {
+      window.__sends = [];
+      let formInFlight = 0;
+      document.body.addEventListener("htmx:beforeSend", (event) => {
+        const save = document.querySelector("#rubric-editor button[value=save]");
+        const elt = event.detail.elt;
+        const validate = elt.hasAttribute("hidden");
+        window.__sends.push({validate, tag: elt.tagName, saveDisabled: save.disabled, formInFlight});
+        if (!validate) formInFlight += 1;
+      });
+      document.body.addEventListener("htmx:afterRequest", (event) => {
+        if (!event.detail.elt.hasAttribute("hidden")) formInFlight -= 1;
+      });
+    }""")
+    page.get_by_label("Name", exact=True).fill("Gated")
+    page.locator("#criterion-0").get_by_label("Title").fill("Helpful")  # live validation requests
+    page.wait_for_function("() => window.__sends.some((s) => s.validate)")
+    page.get_by_role("button", name="+ Match the answer").click()
+    page.wait_for_selector("#criterion-1")
+    page.locator("#criterion-1").get_by_label("Kind").select_option("format")  # the select's own request
+    page.wait_for_function("() => window.__sends.some((s) => s.tag === 'SELECT')")
+    page.wait_for_function("() => document.querySelector('#criterion-1 select[name=\"criteria.1.check\"]') !== null")
+
+    sends = page.evaluate("() => window.__sends")
+    form_sends = [s for s in sends if not s["validate"]]
+    assert form_sends and all(s["saveDisabled"] for s in form_sends), sends
+    assert any(s["tag"] == "SELECT" for s in form_sends)
+    # A check in flight must not block a click on Save (unless a form request is in flight at the same time).
+    alone = [s for s in sends if s["validate"] and not s["formInFlight"]]
+    assert alone and all(not s["saveDisabled"] for s in alone), sends
+    assert not page.locator("#rubric-editor button[value=save]").is_disabled()
+    assert errors == []
+
+    # "+ Gate" starts on the programmatic criterion, not on the LM judge that comes first, and says what a gate does.
+    page.get_by_role("button", name="+ Gate").click()
+    gate = page.get_by_label("Gate 1: criterion")
+    assert gate.input_value() == page.locator("#criterion-1").get_by_label("Key").input_value()
+    assert "sets the rollout's whole reward to 0" in page.locator("#gates-help").inner_text()
+    assert errors == []

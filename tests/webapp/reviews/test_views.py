@@ -244,6 +244,14 @@ def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, rev
 
     v2 = RubricVersionFactory(rubric=version.rubric, spec=SPEC)
     endpoint = EndpointFactory(project=project)
+    # "programmatic criteria only" for a version with a judge criterion: the align page again, the reason at the
+    # re-judge form and the choices kept (it was a bare 400 page).
+    refused = client.post(reverse("reviews:rejudge", args=[project.pk]), {"labels": version.pk, "version": v2.pk, "endpoint": ""})
+    html = refused.content.decode()
+    assert refused.status_code == 400 and "reviews/align.html" in [t.name for t in refused.templates]
+    assert 'id="rejudge-error"' in html and "choose a judge endpoint" in html
+    assert f'<option value="{v2.pk}" selected>' in html and "Re-judge the labeled set" in html
+    assert not JudgeJob.objects.filter(rubric_version=v2).exists()
     done = client.post(reverse("reviews:rejudge", args=[project.pk]),
                        {"labels": version.pk, "version": v2.pk, "endpoint": endpoint.pk})
     job = JudgeJob.objects.get(rubric_version=v2)
