@@ -165,3 +165,38 @@ def test_save_is_disabled_while_any_form_request_is_in_flight_and_no_console_err
     assert gate.input_value() == page.locator("#criterion-1").get_by_label("Key").input_value()
     assert "sets the rollout's whole reward to 0" in page.locator("#gates-help").inner_text()
     assert errors == []
+
+
+def test_a_slow_live_check_is_not_aborted_by_the_next_edit(page, live_server, login):
+    """A check still in flight when the next edit's check is due: the newer one waits (hx-sync queue) instead of
+    aborting it, which htmx reports as a console error; the page ends with the newest answer."""
+    from tests.browser.test_review import console_errors
+
+    project = seed_demo()
+    errors = console_errors(page)
+    held, sent = [], []
+
+    def hold_the_first(route):
+        sent.append(route.request)
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    login(DEMO_USERNAME, DEMO_PASSWORD)
+    page.route("**/rubrics/validate/", hold_the_first)
+    page.goto(f"{live_server.url}/p/{project.pk}/rubrics/new/")
+    page.get_by_label("Name", exact=True).fill("Slow")
+    for _ in range(100):  # the first check is sent after the 700 ms debounce and held here
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    page.locator("#criterion-0").get_by_label("Title").fill("Helpful")
+    page.wait_for_timeout(1200)  # the second check is due while the first is still unanswered
+    assert len(sent) == 1, "a newer check was sent while one was in flight"
+    with page.expect_response(lambda r: r.url.endswith("/rubrics/validate/") and r.request == sent[-1] if len(sent) == 2
+                              else False):
+        held[0].continue_()  # answered, so the queued check goes out (and is answered) next
+    assert len(sent) == 2
+    assert errors == []
