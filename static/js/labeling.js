@@ -49,7 +49,7 @@
     if (!radio) return;
     radio.checked = true;
     radio.dispatchEvent(new Event("change", { bubbles: true }));
-    move(1);
+    move(1); // the model the help states: a pick answers the focused criterion and focuses the next one
   }
 
   function submitWhenSaved(target) {
@@ -74,10 +74,17 @@
     if (help && help.open && event.key !== "?" && event.key !== "Escape") return;
     const key = event.key;
     if (key === "?") { event.preventDefault(); if (help) { help.open ? help.close() : help.showModal(); } return; }
+    if (key === "p") {
+      // Back to the item labeled before this one (the page's "Previous item" link), to change an answer.
+      const previous = document.getElementById("previous-item");
+      if (previous) { event.preventDefault(); window.location.assign(previous.href); }
+      return;
+    }
     if (pairwise) {
       const button = pairwise.querySelector(`button[data-key="${key}"]`);
       if (button) { event.preventDefault(); pairwise.requestSubmit(button); }
-      else if (key === "s") { const skip = document.getElementById("skip-form"); if (skip) skip.requestSubmit(); }
+      else if (key === "s") { const skip = document.getElementById("skip-form"); if (skip) { event.preventDefault(); skip.requestSubmit(); } }
+      else if (key === "c") { const comment = document.getElementById("id_comment"); if (comment) { event.preventDefault(); comment.focus(); } }
       return;
     }
     if (!form) return;

@@ -105,3 +105,78 @@ def test_comment_and_flag_autosave_while_typing_and_a_stale_tab_is_refused(page,
     assert "from the other tab" in page.locator("#note-status .current-comment").inner_text()
     label.refresh_from_db()
     assert (label.comment, label.reward_hacking, label.row_version) == ("from the other tab", False, 4)
+
+
+def console_errors(page) -> list[str]:
+    """Collect the page's console errors and uncaught exceptions (htmx logs a selector matching nothing here)."""
+    errors: list[str] = []
+    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return errors
+
+
+def test_keys_follow_the_help_a_pick_moves_on_and_p_goes_back(page, live_server, login, review_setup):
+    """Issue 19 item 7: the help states the model (a pick answers the focused criterion and focuses the next one);
+    doing what it says answers every criterion, and `p` reopens the item labeled before."""
+    s = review_setup
+    queue = services.review_queue_create(project=s["project"], name="Keys", rubric_version=s["version"], size=3, seed=2)
+    errors = console_errors(page)
+    login(s["ann1"].username, "pw")
+    page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
+    page.wait_for_selector("form[data-labeling]")
+    first_url = page.url
+    page.keyboard.press("?")
+    help_text = page.locator("#keys-help").inner_text()
+    assert "moves the focus to the next criterion by itself" in help_text
+    assert "open the previous item you labeled" in help_text
+    page.keyboard.press("?")
+    assert not page.locator("#keys-help").is_visible()
+    # As the help says: a digit per criterion, no `j` in between.
+    page.keyboard.press("3")  # helpful: yes
+    page.keyboard.press("2")  # correct: Pass
+    page.wait_for_selector("#criterion-correct .saved")
+    page.wait_for_selector("#criterion-helpful .saved")
+    with page.expect_navigation():
+        page.keyboard.press("n")
+    page.wait_for_selector("form[data-labeling]")
+    assert page.url.split("?")[0] != first_url.split("?")[0]
+    first = ReviewAssignment.objects.get(annotator=s["ann1"], status="done").item
+    assert {label.criterion_key: label.choice for label in HumanLabel.objects.filter(annotator=s["ann1"])} == {
+        "helpful": "yes", "correct": "Pass"}
+    # `p`: back to the item just labeled, with its answers, to change them.
+    with page.expect_navigation():
+        page.keyboard.press("p")
+    assert page.url.split("?")[0].endswith(f"/items/{first.pk}/")
+    assert page.locator('#criterion-helpful input[value="yes"]').is_checked()
+    assert page.locator('#criterion-correct input[value="Pass"]').is_checked()
+    assert "Save" in page.locator("#label-form button.primary").inner_text()
+    assert errors == []
+
+
+def test_pairwise_skip_key_and_button_reference_answer_and_badge(page, live_server, login, review_setup):
+    """Issue 19 item 11: `s` skips a pairwise item (and a Skip button is there), the reference answer is shown, and
+    the blind badge does not promise judge scores that pairwise never shows."""
+    s = review_setup
+    for r in s["rollouts"]:
+        r.example.answer = f"answer-{r.example.pk}"
+        r.example.save(update_fields=["answer"])
+    queue = services.review_queue_create(project=s["project"], name="Pairs", rubric_version=s["version"], size=4,
+                                         seed=4, mode="pairwise", blind=True)
+    errors = console_errors(page)
+    login(s["ann1"].username, "pw")
+    page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
+    page.wait_for_selector("form[data-pairwise]")
+    assignment = ReviewAssignment.objects.get(annotator=s["ann1"], item__queue=queue)
+    assert page.locator(".reference-answer").inner_text() == f"Reference answer: answer-{assignment.item.rollout.example.pk}"
+    assert page.locator(".blind-badge").inner_text() == "Blind: judge scores stay hidden while you compare"
+    assert page.get_by_role("button", name="Skip s").is_visible()
+    page.keyboard.press("?")
+    assert "skip this item" in page.locator("#keys-help").inner_text()
+    page.keyboard.press("?")
+    with page.expect_navigation():
+        page.keyboard.press("s")
+    page.wait_for_selector("form[data-pairwise]")
+    assignment.refresh_from_db()
+    assert assignment.status == "skipped"
+    assert not page.url.split("?")[0].endswith(f"/items/{assignment.item_id}/")
+    assert errors == []

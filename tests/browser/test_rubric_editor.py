@@ -114,3 +114,89 @@ def _rollout(project):
     from tests.factories import RolloutFactory
 
     return RolloutFactory(project=project, task=project.tasks.first())
+
+
+def test_save_is_disabled_while_any_form_request_is_in_flight_and_no_console_error(page, live_server, login):
+    """Issue 19 item 6: `hx-disabled-elt="find …"` matched nothing for requests of inner elements (the kind select's
+    refresh, the live validation): htmx logged an error on every request and Save stayed clickable while the form was
+    being replaced. Every request the form or an element inside it sends is recorded with Save's state."""
+    from tests.browser.test_review import console_errors
+
+    project = seed_demo()
+    errors = console_errors(page)
+    login(DEMO_USERNAME, DEMO_PASSWORD)
+    page.goto(f"{live_server.url}/p/{project.pk}/rubrics/new/")
+    page.evaluate("""() => {
+      window.__sends = [];
+      let formInFlight = 0;
+      document.body.addEventListener("htmx:beforeSend", (event) => {
+        const save = document.querySelector("#rubric-editor button[value=save]");
+        const elt = event.detail.elt;
+        const validate = elt.hasAttribute("hidden");
+        window.__sends.push({validate, tag: elt.tagName, saveDisabled: save.disabled, formInFlight});
+        if (!validate) formInFlight += 1;
+      });
+      document.body.addEventListener("htmx:afterRequest", (event) => {
+        if (!event.detail.elt.hasAttribute("hidden")) formInFlight -= 1;
+      });
+    }""")
+    page.get_by_label("Name", exact=True).fill("Gated")
+    page.locator("#criterion-0").get_by_label("Title").fill("Helpful")  # live validation requests
+    page.wait_for_function("() => window.__sends.some((s) => s.validate)")
+    page.get_by_role("button", name="+ Match the answer").click()
+    page.wait_for_selector("#criterion-1")
+    page.locator("#criterion-1").get_by_label("Kind").select_option("format")  # the select's own request
+    page.wait_for_function("() => window.__sends.some((s) => s.tag === 'SELECT')")
+    page.wait_for_function("() => document.querySelector('#criterion-1 select[name=\"criteria.1.check\"]') !== null")
+
+    sends = page.evaluate("() => window.__sends")
+    form_sends = [s for s in sends if not s["validate"]]
+    assert form_sends and all(s["saveDisabled"] for s in form_sends), sends
+    assert any(s["tag"] == "SELECT" for s in form_sends)
+    # A check in flight must not block a click on Save (unless a form request is in flight at the same time).
+    alone = [s for s in sends if s["validate"] and not s["formInFlight"]]
+    assert alone and all(not s["saveDisabled"] for s in alone), sends
+    assert not page.locator("#rubric-editor button[value=save]").is_disabled()
+    assert errors == []
+
+    # "+ Gate" starts on the programmatic criterion, not on the LM judge that comes first, and says what a gate does.
+    page.get_by_role("button", name="+ Gate").click()
+    gate = page.get_by_label("Gate 1: criterion")
+    assert gate.input_value() == page.locator("#criterion-1").get_by_label("Key").input_value()
+    assert "sets the rollout's whole reward to 0" in page.locator("#gates-help").inner_text()
+    assert errors == []
+
+
+def test_a_slow_live_check_is_not_aborted_by_the_next_edit(page, live_server, login):
+    """A check still in flight when the next edit's check is due: the newer one waits (hx-sync queue) instead of
+    aborting it, which htmx reports as a console error; the page ends with the newest answer."""
+    from tests.browser.test_review import console_errors
+
+    project = seed_demo()
+    errors = console_errors(page)
+    held, sent = [], []
+
+    def hold_the_first(route):
+        sent.append(route.request)
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    login(DEMO_USERNAME, DEMO_PASSWORD)
+    page.route("**/rubrics/validate/", hold_the_first)
+    page.goto(f"{live_server.url}/p/{project.pk}/rubrics/new/")
+    page.get_by_label("Name", exact=True).fill("Slow")
+    for _ in range(100):  # the first check is sent after the 700 ms debounce and held here
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1
+    page.locator("#criterion-0").get_by_label("Title").fill("Helpful")
+    page.wait_for_timeout(1200)  # the second check is due while the first is still unanswered
+    assert len(sent) == 1, "a newer check was sent while one was in flight"
+    with page.expect_response(lambda r: r.url.endswith("/rubrics/validate/") and r.request == sent[-1] if len(sent) == 2
+                              else False):
+        held[0].continue_()  # answered, so the queued check goes out (and is answered) next
+    assert len(sent) == 2
+    assert errors == []

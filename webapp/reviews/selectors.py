@@ -389,4 +389,36 @@ def reviews_project_counts(project: Project) -> dict[str, int]:
     """This app's headline numbers on the project overview (registered with core in apps.py)."""
     return {
         "labels": HumanLabel.objects.filter(rollout__project=project).count(),
+        "pairwise_labels": PairwiseLabel.objects.filter(rubric_version__rubric__project=project).count(),
     }
+
+
+@dataclass(frozen=True)
+class PairwiseLabelCount:
+    version: Any  # RubricVersion
+    labels: int
+
+
+def pairwise_label_counts(project: Project) -> list[PairwiseLabelCount]:
+    """Rubric versions with pairwise labels (preferences between two rollouts), newest first, with their counts:
+    what the agreement page names when there are no criterion labels to compare with the judge."""
+    from webapp.rubrics.models import RubricVersion
+
+    counts = dict(
+        PairwiseLabel.objects.filter(rubric_version__rubric__project=project)
+        .values_list("rubric_version_id").annotate(n=Count("id")).values_list("rubric_version_id", "n")
+    )
+    versions = RubricVersion.objects.filter(pk__in=counts).select_related("rubric").order_by("-id")
+    return [PairwiseLabelCount(v, counts[v.pk]) for v in versions]
+
+
+def previous_item_id(queue: ReviewQueue, user: Any, assignment: ReviewAssignment | None) -> int | None:
+    """The item `user` labeled in `queue` before this one (the `p` key of the labeling page): the latest done
+    turn finished before this one when this one is done too, else the latest done turn; None when there is none."""
+    done = ReviewAssignment.objects.filter(item__queue=queue, annotator=user, status=AssignmentStatus.DONE,
+                                           finished_at__isnull=False)
+    if assignment is not None:
+        done = done.exclude(pk=assignment.pk)
+        if assignment.status == AssignmentStatus.DONE and assignment.finished_at is not None:
+            done = done.filter(finished_at__lt=assignment.finished_at)
+    return done.order_by("-finished_at", "-id").values_list("item_id", flat=True).first()

@@ -170,6 +170,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         "scores_visible": visible, "error": error, "progress": selectors.queue_totals_cached(queue),
         # item_reserved loaded it with its task and example for the page; a refused write loads it here.
         "rollout": item.rollout if ReviewItem.rollout.is_cached(item) else selectors.rollout_full(item.rollout_id),
+        "previous_item_id": selectors.previous_item_id(queue, request.user, assignment),
     }
     if queue.mode == ReviewMode.PAIRWISE:
         other = selectors.rollout_full(item.rollout_b_id) if item.rollout_b_id else None
@@ -363,7 +364,9 @@ def agreement(request: HttpRequest, project: Project) -> HttpResponse:
     version = _version_param(project, request.GET.get("version"), versions)
     rows = dashboard.agreement_dashboard_cached(version) if version else []
     context = {"versions": versions, "version": version, "rows": rows, "plot": dashboard.PLOT,
-               "resamples": dashboard.DEFAULT_RESAMPLES}
+               "resamples": dashboard.DEFAULT_RESAMPLES,
+               # Without criterion labels, say which labels exist rather than "none".
+               "pairwise": [] if version else selectors.pairwise_label_counts(project)}
     return render(request, "reviews/agreement.html", context)
 
 
@@ -386,7 +389,13 @@ def agreement_disagreements(request: HttpRequest, project: Project) -> HttpRespo
 @project_view(Action.VIEW)
 @scores_page
 def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
-    version = _version_required(project, request.GET.get("version"))
+    if "version" in request.GET:
+        version = _version_required(project, request.GET["version"])
+    else:  # the newest version with labels of either kind (criterion or pairwise), or a page saying there are none
+        labeled = [*dashboard.labeled_versions(project.pk), *(p.version for p in selectors.pairwise_label_counts(project))]
+        version = max(labeled, key=lambda v: v.pk, default=None)
+        if version is None:
+            return render(request, "reviews/bias.html", {"version": None})
     context = {
         "version": version, "bias": dashboard.bias_diagnostics(version),
         "endpoints": project.endpoints.order_by("name"), "max_pairs": services.POSITION_CHECK_MAX_PAIRS,
@@ -422,11 +431,16 @@ def _side(project: Project, version_value: str | None, fingerprint: str | None) 
 @project_view(Action.VIEW)
 @scores_page
 def align(request: HttpRequest, project: Project) -> HttpResponse:
+    return _align_page(request, project, request.GET)
+
+
+def _align_page(request: HttpRequest, project: Project, params: QueryDict, *, rejudge_error: ApplicationError | None = None,
+                status: int = 200) -> HttpResponse:
     versions = list(RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")[:50])
     labeled = dashboard.labeled_versions(project.pk)
-    labels = _version_param(project, request.GET.get("labels"), labeled)
-    a = _side(project, request.GET.get("a_version"), request.GET.get("a_fp"))
-    b = _side(project, request.GET.get("b_version"), request.GET.get("b_fp"))
+    labels = _version_param(project, params.get("labels"), labeled)
+    a = _side(project, params.get("a_version"), params.get("a_fp"))
+    b = _side(project, params.get("b_version"), params.get("b_fp"))
     fingerprints = sorted({fp for v in versions[:10] for fp in dashboard.version_fingerprints(v)})
     rows = dashboard.align_compare(labels=labels, a=a, b=b) if labels and a and b else []
     context = {
@@ -434,8 +448,11 @@ def align(request: HttpRequest, project: Project) -> HttpResponse:
         "fingerprints": fingerprints, "endpoints": project.endpoints.order_by("name"),
         "labeled_count": len(dashboard.labeled_rollout_ids(labels)) if labels else 0,
         "can_edit": role_allows(request.project_role, Action.EDIT),  # type: ignore[attr-defined]
+        # A refused re-judge comes back to this page with the reason at its form and the choices kept.
+        "rejudge_error": rejudge_error, "rejudge_version": params.get("version", ""),
+        "rejudge_endpoint": params.get("endpoint", ""),
     }
-    return render(request, "reviews/align.html", context)
+    return render(request, "reviews/align.html", context, status=status)
 
 
 @require_POST
@@ -443,13 +460,16 @@ def align(request: HttpRequest, project: Project) -> HttpResponse:
 @scores_page
 def align_rejudge(request: HttpRequest, project: Project) -> HttpResponse:
     """One click: a judge job over exactly the rollouts humans labeled under `labels`, scored by `version`."""
-    labels = _version_param(project, request.POST.get("labels"), [])
-    version = _version_param(project, request.POST.get("version"), [])
-    if labels is None or version is None:
-        raise ApplicationError("Choose the labeled version and the version to judge with.")
-    endpoint_id = parse_id(request.POST.get("endpoint"), field="endpoint")
-    endpoint = project.endpoints.filter(pk=endpoint_id).first() if endpoint_id else None
-    job = services.labeled_set_rejudge(project=project, labels=labels, rubric_version=version,
-                                              endpoint=endpoint, created_by=request.user)
+    try:
+        labels = _version_param(project, request.POST.get("labels"), [])
+        version = _version_param(project, request.POST.get("version"), [])
+        if labels is None or version is None:
+            raise ApplicationError("Choose the labeled version and the version to judge with.")
+        endpoint_id = parse_id(request.POST.get("endpoint"), field="endpoint")
+        endpoint = project.endpoints.filter(pk=endpoint_id).first() if endpoint_id else None
+        job = services.labeled_set_rejudge(project=project, labels=labels, rubric_version=version,
+                                           endpoint=endpoint, created_by=request.user)
+    except ApplicationError as error:
+        return _align_page(request, project, request.POST, rejudge_error=error, status=error.status)
     messages.success(request, f"Judge job #{job.pk} re-judges the {len(job.selection['ids'])} labeled rollouts with {version}.")
     return redirect("judging:detail", project.pk, job.pk)

@@ -318,6 +318,19 @@ def _move(items: list, index: int, delta: int) -> bool:
     return False
 
 
+def _gate_default(criteria: list[dict[str, Any]], gates: list[dict[str, Any]]) -> str:
+    """The criterion a new gate starts on: the first programmatic one not gated yet (a deterministic check such as a
+    correct answer is what gates are for; an LM judge's noise would zero rewards at random), else the first
+    ungated one, else the first."""
+    gated = {g.get("criterion") for g in gates}
+    keyed = [c for c in criteria if c.get("key")]
+    ungated = [c for c in keyed if c["key"] not in gated]
+    for candidates in ([c for c in ungated if c.get("kind") != "judge"], ungated, keyed):
+        if candidates:
+            return str(candidates[0]["key"])
+    return ""
+
+
 def apply_op(form: EditorInput, op: str) -> None:
     """Apply one structural edit in place and set `form.focus` to the input to focus next. Unknown ops do nothing."""
     name, _, arg = op.partition(":")
@@ -343,9 +356,7 @@ def apply_op(form: EditorInput, op: str) -> None:
     elif name in ("choice_up", "choice_down") and len(args) == 2 and 0 <= args[0] < len(criteria):
         _move(criteria[args[0]].get("choices") or [], args[1], -1 if name == "choice_up" else 1)
     elif name == "add_gate":
-        keys = [c.get("key") for c in criteria]
-        gated = {g.get("criterion") for g in gates}
-        gates.append({"criterion": next((k for k in keys if k not in gated), keys[0] if keys else ""), "below": 0.5})
+        gates.append({"criterion": _gate_default(criteria, gates), "below": 0.5})
         form.focus = f"gates.{len(gates) - 1}.criterion"
     elif name == "remove_gate" and len(args) == 1 and 0 <= args[0] < len(gates):
         gates.pop(args[0])
@@ -368,6 +379,52 @@ def _display(value: Any) -> str:
     return str(value)
 
 
+# The editor's own words for the spec's field paths: an error says "Criterion 2 · Weight", never `criteria.1.weight`.
+FIELD_WORDS = {
+    "name": "Name", "description": "Description", "task": "Task", "note": "Version note",
+    "key": "Key", "title": "Title", "kind": "Kind", "weight": "Weight", "question": "Question", "answer": "Answer",
+    "choices": "Choices", "label": "label", "scale": "Scale", "scale.min": "Scale min", "scale.max": "Scale max",
+    "min": "Min", "max": "Max", "use_reference": "Show the reference answer", "extract": "Extract", "mode": "Compare by",
+    "pattern": "Pattern", "tolerance": "Tolerance", "value": "Expected value", "check": "Check", "schema": "JSON Schema",
+    "unit": "Unit", "slack": "Slack", "function": "Function", "up": "Move up", "down": "Move down",
+    "criteria": "Criteria", "gates": "Gates", "judge": "Judge options", "below": "scores below",
+    "criterion": "criterion", "max_criteria_per_call": "criteria per call", "group_relative": "Group-relative",
+}
+_NUMBERED = {"criteria": "Criterion", "gates": "Gate", "choices": "choice"}
+_PATH_IN_TEXT = re.compile(r"\b(?:criteria|gates)\.\d+(?:\.[a-z_]+(?:\.\d+)?)*")
+
+
+def path_words(path: str) -> str:
+    """`criteria.1.choices.0.label` → "Criterion 2 · choice 1 label"; `gates.0.below` → "Gate 1 · scores below"."""
+    parts = [p for p in path.split(".") if p]
+    words: list[str] = []
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part in _NUMBERED and i + 1 < len(parts) and parts[i + 1].isdigit():
+            words.append(f"{_NUMBERED[part]} {int(parts[i + 1]) + 1}")
+            i += 2
+            continue
+        joined = ".".join(parts[i:i + 2])
+        if joined in FIELD_WORDS and "." in joined:
+            words.append(FIELD_WORDS[joined])
+            i += 2
+            continue
+        word = FIELD_WORDS.get(part, part.replace("_", " "))
+        if words and words[-1].startswith("choice ") and part in ("label", "description"):
+            words[-1] = f"{words[-1]} {word.lower()}"
+        else:
+            words.append(word)
+        i += 1
+    return " · ".join(words)
+
+
+def message_words(message: str) -> str:
+    """A message of the rubric engine with the field paths it names in the editor's words."""
+    return _PATH_IN_TEXT.sub(lambda m: path_words(m.group(0)).replace("Criterion", "criterion")
+                             .replace("Gate", "gate"), message)
+
+
 @dataclass
 class Slot:
     """One input (or group of inputs) of the editor and the errors shown at it. `path` is also the input name."""
@@ -388,6 +445,11 @@ class Slot:
     @property
     def text(self) -> str:
         return _display(self.value)
+
+    @property
+    def words(self) -> str:
+        """Where this input is, as the page names it ("Criterion 2 · Weight")."""
+        return path_words(self.path)
 
 
 class _Slots(dict[str, Slot]):
@@ -516,7 +578,7 @@ def editor_view(form: EditorInput, errors: Iterable[Mapping[str, str]] = ()) -> 
     seen: set[tuple[str, str]] = set()
     for error in errors:
         path, message = str(error.get("path", "")), str(error.get("message", ""))
-        message = _FRIENDLY.get(message, message)
+        message = message_words(_FRIENDLY.get(message, message))
         if (path, message) in seen:
             continue
         seen.add((path, message))
@@ -524,7 +586,10 @@ def editor_view(form: EditorInput, errors: Iterable[Mapping[str, str]] = ()) -> 
         while target not in slots or not slots[target].shown:
             target, _, tail = target.rpartition(".")
             rest.insert(0, tail)
-        slots[target].errors.append(f"{'.'.join(rest)}: {message}" if rest else message)
+        if rest:  # deeper than any input: name the rest, in words, after what the slot itself is called
+            where, own = path_words(path), path_words(target) + " · "
+            message = f"{where.removeprefix(own) if target else where}: {message}"
+        slots[target].errors.append(message)
     keys = [str(c.get("key", "")) for c in state["criteria"] if c.get("key")]
     return EditorView(form, dict(slots), views, gates, general, criteria_slot, gates_slot, judge_slots, keys)
 

@@ -68,7 +68,7 @@ def test_the_overview_counts_come_from_every_app(django_assert_num_queries):
 
     rollout = RolloutFactory()
     project = rollout.project
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         counts = project_counts(project)
     assert counts == {"tasks": 1, "examples": 1, "rubrics": 0, "endpoints": 0, "rollouts": 1, "generation_jobs": 0,
-                      "judge_jobs": 0, "labels": 0, "training_runs": 0, "exports": 0}
+                      "judge_jobs": 0, "labels": 0, "pairwise_labels": 0, "training_runs": 0, "exports": 0}

@@ -150,6 +150,82 @@ def test_pairwise_page_and_submit(client, review_setup):
     assert label.preferred == left and label.shown_a_first == item.shown_a_first
 
 
+def test_pairwise_page_offers_skip_the_reference_answer_and_a_truthful_blind_badge(client, review_setup):
+    s = review_setup
+    example = s["rollouts"][0].example
+    for r in s["rollouts"]:
+        r.example.answer = f"Paris-{r.example.pk}"
+        r.example.save(update_fields=["answer"])
+    queue = queue_for(s, mode="pairwise", size=6, blind=True)
+    client.force_login(s["ann1"])
+    page = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]), follow=True)
+    item = page.context["item"]
+    html = page.content.decode()
+    assert f"Reference answer: <code>Paris-{item.rollout.example.pk}</code>" in html
+    skip = reverse("reviews:skip", args=[s["project"].pk, queue.pk, item.pk])
+    assert f'action="{skip}" id="skip-form"' in html and "Skip <kbd>s</kbd>" in html
+    # Pairwise never shows judge scores, so the badge must not promise them after submit.
+    assert "Blind: judge scores stay hidden while you compare" in html
+    assert "appear after you submit" not in html
+    assert example is not None
+    response = client.post(skip)
+    assert response.status_code == 302
+    assert item.assignments.get(annotator=s["ann1"]).status == "skipped"
+
+
+def test_labeling_page_links_the_previous_item_labeled(client, review_setup):
+    """The `p` key follows the page's "Previous item" link: the item this annotator labeled before, done or not."""
+    s = review_setup
+    queue = queue_for(s, size=4)
+    client.force_login(s["ann1"])
+    page = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]), follow=True)
+    first = page.context["item"]
+    assert page.context["previous_item_id"] is None and 'id="previous-item"' not in page.content.decode()
+    data = {"row_version-helpful": "0", "choice-helpful": "yes", "row_version-correct": "0", "choice-correct": "Pass"}
+    response = client.post(reverse("reviews:submit", args=[s["project"].pk, queue.pk, first.pk]), data, follow=True)
+    second = response.context["item"]
+    assert second.pk != first.pk and response.context["previous_item_id"] == first.pk
+    first_url = reverse("reviews:item", args=[s["project"].pk, queue.pk, first.pk])
+    assert f'id="previous-item" href="{first_url}"' in response.content.decode()
+    client.post(reverse("reviews:submit", args=[s["project"].pk, queue.pk, second.pk]), data)
+    # Reopening the second (done) item goes back to the first; the first has nothing before it.
+    again = client.get(reverse("reviews:item", args=[s["project"].pk, queue.pk, second.pk]))
+    assert again.context["done"] and again.context["previous_item_id"] == first.pk
+    assert client.get(first_url).context["previous_item_id"] is None
+
+
+def test_agreement_with_only_pairwise_labels_names_them_and_links_the_bias_page(client, review_setup):
+    from webapp.reviews.models import PairwiseLabel
+
+    s = review_setup
+    project, version = s["project"], s["version"]
+    a, b = s["rollouts"][0], s["rollouts"][1]
+    for annotator, first in ((s["ann1"], True), (s["ann2"], False)):
+        PairwiseLabel.objects.create(rollout_a=a, rollout_b=b, rubric_version=version, annotator=annotator,
+                                     preferred="a", shown_a_first=first)
+    client.force_login(s["editor"])
+    html = client.get(reverse("reviews:agreement", args=[project.pk])).content.decode()
+    assert "No human labels yet" not in html
+    assert f"2 pairwise labels under {version}" in html
+    bias_url = reverse("reviews:bias", args=[project.pk])
+    assert f'href="{bias_url}?version={version.pk}"' in html
+    # The bias page without ?version= shows the newest version with labels, not a 404.
+    bias = client.get(bias_url)
+    assert bias.status_code == 200 and bias.context["version"] == version
+    assert "Judge-bias diagnostics" in bias.content.decode()
+    # The overview counts both kinds of label, each named.
+    overview = client.get(reverse("core:dashboard", args=[project.pk])).content.decode()
+    assert '<span class="n">0</span> criterion labels' in overview
+    assert '<span class="n">2</span> pairwise labels' in overview
+
+
+def test_bias_page_without_labels_says_so(client, review_setup):
+    s = review_setup
+    client.force_login(s["editor"])
+    response = client.get(reverse("reviews:bias", args=[s["project"].pk]))
+    assert response.status_code == 200 and "No labels yet" in response.content.decode()
+
+
 def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, review_setup):
     s = review_setup
     project, version = s["project"], s["version"]
@@ -168,6 +244,14 @@ def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, rev
 
     v2 = RubricVersionFactory(rubric=version.rubric, spec=SPEC)
     endpoint = EndpointFactory(project=project)
+    # "programmatic criteria only" for a version with a judge criterion: the align page again, the reason at the
+    # re-judge form and the choices kept (it was a bare 400 page).
+    refused = client.post(reverse("reviews:rejudge", args=[project.pk]), {"labels": version.pk, "version": v2.pk, "endpoint": ""})
+    html = refused.content.decode()
+    assert refused.status_code == 400 and "reviews/align.html" in [t.name for t in refused.templates]
+    assert 'id="rejudge-error"' in html and "choose a judge endpoint" in html
+    assert f'<option value="{v2.pk}" selected>' in html and "Re-judge the labeled set" in html
+    assert not JudgeJob.objects.filter(rubric_version=v2).exists()
     done = client.post(reverse("reviews:rejudge", args=[project.pk]),
                        {"labels": version.pk, "version": v2.pk, "endpoint": endpoint.pk})
     job = JudgeJob.objects.get(rubric_version=v2)
@@ -180,8 +264,8 @@ def test_align_loop_compares_two_judges_and_rejudges_the_labeled_set(client, rev
 def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_setup, django_assert_num_queries):
     """The hot path of 50 annotators at once: pinned so a new per-request query shows up here. GET: session, user,
     membership, queue, the item with its assignment, blind check, the just-submitted item's assignment, whether another
-    open blind queue still holds it, labels of both items, scores of the revealed one (the header's totals come from
-    the cache). Submit: session, user,
+    open blind queue still holds it, labels of both items, scores of the revealed one, the previous item labeled (the
+    `p` key; the header's totals come from the cache). Submit: session, user,
     membership, queue (which says whether it names assignees), item with assignment; a transaction for the labels
     and the turn; one for the next item (my live reservation, the first open item, its reservation)."""
     from django.core.cache import cache
@@ -198,7 +282,7 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     assert response.status_code == 302
     cache.set(f"reviews:queue-totals:{queue.pk}", None)  # a cold header, as after the cache's few seconds
     client.get(response["Location"])  # fills the header's cache
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         page = client.get(response["Location"])
     html = page.content.decode()
     assert page.status_code == 200 and "judge vs you" in html
@@ -218,5 +302,7 @@ def test_agreement_subpages_need_a_rubric_version_of_the_project(client, review_
                          ("reviews:position_check", client.post)):
         url = reverse(name, args=[s["project"].pk])
         for params in ({}, {"version": "x"}, {"version": foreign.pk}):
+            if name == "reviews:bias" and not params:
+                continue  # the bias page defaults to the newest labeled version (test_bias_page_without_labels_says_so)
             response = method(url, params)
             assert response.status_code == 404 and "Choose a rubric version" in response.content.decode(), (name, params)

@@ -93,11 +93,16 @@ def test_structural_edits():
     assert [c["key"] for c in form.state["criteria"]] == ["judge_1", "length_1", "match_1", "judge_2"]
     assert form.focus == "criteria.1.up"
     apply_op(form, "down:3")  # already last: nothing moves
+    # A new gate starts on the first programmatic criterion not gated yet (issue 19: it took the LM judge), then on
+    # the first ungated judge once every programmatic one is gated.
     apply_op(form, "add_gate")
-    assert form.state["gates"] == [{"criterion": "judge_1", "below": 0.5}]
-    apply_op(form, "remove:0")  # removing a criterion drops its gate
-    assert [c["key"] for c in form.state["criteria"]] == ["length_1", "match_1", "judge_2"]
-    assert form.state["gates"] == []
+    assert form.state["gates"] == [{"criterion": "length_1", "below": 0.5}]
+    apply_op(form, "add_gate")
+    apply_op(form, "add_gate")
+    assert [g["criterion"] for g in form.state["gates"]] == ["length_1", "match_1", "judge_1"]
+    apply_op(form, "remove:1")  # removing a criterion drops its gate
+    assert [c["key"] for c in form.state["criteria"]] == ["judge_1", "match_1", "judge_2"]
+    assert [g["criterion"] for g in form.state["gates"]] == ["match_1", "judge_1"]
     apply_op(form, "add_choice:2")
     assert len(form.state["criteria"][2]["choices"]) == 3 and form.focus == "criteria.2.choices.2.label"
     apply_op(form, "choice_down:2:0")
@@ -119,8 +124,8 @@ def test_errors_land_on_their_input_or_the_nearest_shown_ancestor():
               {"path": "criteria.0.title", "message": "String should have at least 1 character"}]
     view = editor_view(form, errors)
     assert view.slot("criteria.0.pattern").errors == ["invalid regex (missing ))"]
-    assert view.criteria_slot.errors == ["all weights are 0", "7.title: no such criterion"]
-    assert view.criteria[0].whole.errors == ["unknown_field: unknown field", "up: never shown at a button"]
+    assert view.criteria_slot.errors == ["all weights are 0", "Criterion 8 · Title: no such criterion"]
+    assert view.criteria[0].whole.errors == ["unknown field: unknown field", "Move up: never shown at a button"]
     assert view.slot("criteria.0.title").errors == ["this field is required"]
     assert view.error_count == 6 and view.slot("criteria.0.pattern").id == "f-criteria-0-pattern"
 

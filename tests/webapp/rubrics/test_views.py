@@ -177,11 +177,28 @@ def test_create_with_an_invalid_regex_shows_it_at_the_field_and_writes_nothing(c
     html = response.content.decode()
     assert errors_at(html, "criteria.1.pattern")[0].startswith("invalid regex (missing ): (a+)")
     assert 'name="criteria.1.pattern" value="(a+"' in html and "1 problem to fix; nothing was saved." in html
+    # The summary names the field in the page's words (issue 19: it printed `criteria.1.pattern`).
+    assert '<a href="#f-criteria-1-pattern">Criterion 2 · Pattern</a>: invalid regex' in html
+    assert ">criteria.1.pattern<" not in html
     assert not Rubric.objects.filter(project=project).exists()
     response = client.post(url, {**fields, "criteria.1.pattern": "^a+$", "op": "save"})
     rubric = Rubric.objects.get(project=project, name="Quiz")
     assert response["Location"] == reverse("rubrics:detail", args=[project.pk, rubric.pk])
     assert [c["kind"] for c in rubric.versions.get().spec["criteria"]] == ["judge", "match"]
+
+
+def test_errors_speak_the_editor_words_for_paths_in_messages_too(client, project):
+    """A duplicate key: the engine's message names the other criterion by its path; the page says "criterion 1"."""
+    url = reverse("rubrics:create", args=[project.pk])
+    fields = form_fields(client.post(url, {**form_fields(client.get(url)), "op": "add:match"}, **HTMX))
+    fields.update({"name": "Dup", "criteria.0.title": "A", "criteria.0.question": "Is it {{ completion }}?",
+                   "criteria.1.title": "B", "criteria.1.key": fields["criteria.0.key"]})
+    summary = re.search(r'<ul class="problems">.*?</ul>', client.post(url, {**fields, "op": "save"}).content.decode(), re.S)
+    assert summary and "Criterion 2 · Key</a>: key" in summary.group(0)
+    assert "already used by criterion 1; keys must be unique" in summary.group(0) and "criteria." not in summary.group(0)
+    fields.update({"criteria.1.key": "other", "criteria.1.weight": "x"})
+    summary = re.search(r'<ul class="problems">.*?</ul>', client.post(url, {**fields, "op": "save"}).content.decode(), re.S)
+    assert summary and '<a href="#f-criteria-1-weight">Criterion 2 · Weight</a>: enter a number' in summary.group(0)
 
 
 def test_field_errors_for_weights_schema_and_jinja(client, project):
