@@ -37,6 +37,10 @@ class JudgeJob(models.Model):
         return f"judge job #{self.pk}"
 
 
+# The judge fingerprint stored with scores of programmatic criteria (no LM judge involved).
+PROGRAMMATIC = "programmatic"
+
+
 class CriterionScore(models.Model):
     """One criterion's score for one rollout under one rubric version and one judge (or 'programmatic')."""
 

@@ -10,8 +10,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from webapp.judging.models import CriterionScore, JudgeJob
-from webapp.judging.services import PROGRAMMATIC
+from webapp.judging.models import PROGRAMMATIC, CriterionScore, JudgeJob
 
 
 def judge_label(*, fingerprint: str, endpoint_name: str | None = None, endpoint_model: str | None = None) -> str:

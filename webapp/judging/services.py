@@ -36,7 +36,7 @@ from webapp.core.jobs import (
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
-from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
+from webapp.judging.models import PROGRAMMATIC, CriterionScore, JudgeJob, RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
@@ -44,7 +44,6 @@ from webapp.rubrics.services import rubric_spec_validate
 
 logger = logging.getLogger(__name__)
 
-PROGRAMMATIC = "programmatic"
 SCORE_FIELDS = ["job", "raw_choice", "score", "rationale", "raw_response", "prompt_tokens", "completion_tokens",
                 "latency_ms", "cached", "error"]
 

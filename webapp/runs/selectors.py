@@ -8,8 +8,7 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from webapp.core.models import JobStatus, Project
-from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.judging.services import PROGRAMMATIC
+from webapp.judging.models import PROGRAMMATIC, CriterionScore, RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
 
