@@ -4,7 +4,8 @@ Used by LM judges and by the `openai` generation backend, so it knows nothing ab
 
     client = OpenAICompatibleClient(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen3-8B",
                                     api_key=None, max_concurrency=8, requests_per_minute=None,
-                                    tokens_per_minute=None, timeout_s=60, max_retries=5)
+                                    tokens_per_minute=None, timeout_s=60, max_retries=5,
+                                    limiter=None)
     result: ChatResult = await client.chat(messages, temperature=0.0, max_tokens=512,
                                            response_format={...}, tools=[...])
     result.content, result.message (assistant dict, tool_calls kept), result.finish_reason,
@@ -16,6 +17,10 @@ Failures raise `LLMCallError(reason, status, attempts)`: immediately for non-tra
 after `max_retries` retries for transient ones (429, 408, 5xx, timeouts, connection errors, truncated or malformed
 bodies). Retries back off exponentially with jitter and never sooner than the server's Retry-After.
 `params` go into the request body unchanged (any OpenAI/vLLM field: n, seed, stop, logprobs, extra sampling keys).
+
+`limiter` (a `training.limits.SharedLimits`, e.g. one Redis-backed object per endpoint) makes the concurrency and
+the per-minute rates hold across every client, thread and worker process using that endpoint: each attempt takes
+a shared slot (after its own loop's slot) and books its requests/tokens there instead of in this client's buckets.
 
 Transport: one aiohttp session per event loop (keep-alive pool, C HTTP parser, proxies from the environment). httpx's
 stack cost ~1.5-2 ms of CPU per call, which capped judging at a few hundred calls/s on small machines. Retried requests
@@ -46,6 +51,7 @@ from typing import Any
 
 import aiohttp
 
+from training.limits import SharedLimits
 from training.outbound import url_host_check
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 524, 529})
@@ -230,14 +236,17 @@ class OpenAICompatibleClient:
     # The operator's list of hosts this client may call (training.outbound); empty = any. Checked here, before a
     # session or socket exists, so a refused host sees no traffic at all.
     allowed_hosts: tuple[str, ...] = ()
+    # Limits shared with every other user of the endpoint (training.limits); None: this client's own only.
+    limiter: SharedLimits | None = None
 
     def __post_init__(self) -> None:
         url_host_check(self.base_url, allowed_hosts=self.allowed_hosts)
         if self.max_concurrency < 1:
             raise ValueError(f"max_concurrency ({self.max_concurrency}) must be >= 1")
         self.base_url = self.base_url.rstrip("/")
-        self._rpm = RateLimiter(self.requests_per_minute) if self.requests_per_minute else None
-        self._tpm = RateLimiter(self.tokens_per_minute) if self.tokens_per_minute else None
+        shared = self.limiter is not None  # the shared limiter books the rates instead
+        self._rpm = RateLimiter(self.requests_per_minute) if self.requests_per_minute and not shared else None
+        self._tpm = RateLimiter(self.tokens_per_minute) if self.tokens_per_minute and not shared else None
         self._loops: dict[int, tuple[asyncio.AbstractEventLoop, _LoopState]] = {}
         # A client dropped without aclose() (a judge built per job chunk) closes its sessions when collected.
         weakref.finalize(self, _drop_all, self._loops)
@@ -307,7 +316,10 @@ class OpenAICompatibleClient:
     async def chat(self, messages: list[dict[str, Any]], **params: Any) -> ChatResult:
         body = {"model": self.model, **self.default_params, **params, "messages": messages}
         state = self._state()
-        estimate = self._estimate_tokens(body) if self._tpm else 0.0
+        limiter = self.limiter
+        # Estimating serializes the prompt once more: only where a tokens-per-minute budget needs it.
+        counts_tokens = self._tpm is not None or bool(limiter is not None and getattr(limiter, "tokens_per_minute", 1))
+        estimate = self._estimate_tokens(body) if counts_tokens else 0.0
         attempts = 0
         last: _Transient | None = None
         while attempts <= self.max_retries:
@@ -320,8 +332,14 @@ class OpenAICompatibleClient:
                 await self._rpm.acquire(1)
             if self._tpm:
                 await self._tpm.acquire(estimate)
+            if limiter is not None:
+                await limiter.rate_acquire(estimate)
             await state.slots.acquire(retry=attempts > 1)
+            shared_slot = False
             try:
+                if limiter is not None:
+                    await limiter.slot_acquire()
+                    shared_slot = True
                 started = time.perf_counter()
                 data = await self._post(state, body)
                 latency_ms = (time.perf_counter() - started) * 1000
@@ -334,6 +352,9 @@ class OpenAICompatibleClient:
                     self.usage.failures += 1
                 raise
             finally:
+                if shared_slot:
+                    assert limiter is not None
+                    limiter.slot_release()
                 state.slots.release()
             return self._result(data, latency_ms, attempts, estimate)
         assert last is not None
@@ -379,6 +400,8 @@ class OpenAICompatibleClient:
         completion_tokens = int(usage.get("completion_tokens") or 0)
         if self._tpm:
             self._tpm.adjust(prompt_tokens + completion_tokens - estimate)
+        if self.limiter is not None and estimate:
+            self.limiter.tokens_adjust(prompt_tokens + completion_tokens - estimate)
         cost = self.cost(prompt_tokens, completion_tokens)
         with self._usage_lock:
             self.usage.requests += 1

@@ -124,11 +124,12 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
         return judge_responder(body, index)
 
     with StubChatServer(responder, latency_s=0.3) as server:
-        endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=1)
+        # Two slots: the endpoint's limit is shared by both workers, and the first holds one on its hung request.
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=2)
         job = services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)
         settings.RUBRICON_JUDGE_CHUNK_SIZE = 4
         assert len(services.judge_job_plan(job_id=job.pk)) == 6  # the worker sends the chunks when it starts
-        env = {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1"}
+        env = {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1", "RUBRICON_ENDPOINT_SLOT_TTL_S": "1"}
         first = start_worker("first", env, concurrency=1)
         assert hung.wait(60), first.log()
         # A second worker starts mid-job, while the first is inside the stuck chunk (and renewing its lease).

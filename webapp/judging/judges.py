@@ -6,6 +6,7 @@ from training.judges.base import CachedJudge, JudgeBackend
 from training.judges.openai_judge import OpenAIJudge
 from training.llm_client import OpenAICompatibleClient
 from webapp.core.errors import ApplicationError
+from webapp.endpoints.limits import endpoint_limiter
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.endpoints.services import endpoint_model_resolve, endpoint_outbound
 from webapp.judging.cache import DatabaseJudgeCache
@@ -26,6 +27,8 @@ def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> Judge
             requests_per_minute=endpoint.requests_per_minute,
             tokens_per_minute=endpoint.tokens_per_minute,
             supports_structured_output=endpoint.supports_structured_output,
+            # The endpoint's limits hold across every worker and thread, not per client (webapp.endpoints.limits).
+            limiter=endpoint_limiter(endpoint),
         )
         judge: JudgeBackend = OpenAIJudge(client, temperature=temperature, max_tokens=max_tokens, extra_params=params)
     elif endpoint.kind == EndpointKind.TRANSFORMERS:

@@ -233,6 +233,13 @@ if RUBRICON_CACHE_URL.startswith(("redis://", "rediss://")):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                           "LOCATION": str(VAR_DIR / "cache")}}
+# Endpoint limits (max concurrency, requests and tokens per minute) are counted in Redis, across every worker, where
+# the deployment has Redis; embedded mode (one worker process) counts them in that process.
+RUBRICON_LIMITS_URL = env.str("RUBRICON_LIMITS_URL", RUBRICON_CACHE_URL if RUBRICON_CACHE_URL.startswith(("redis://", "rediss://")) else "")
+# A worker renews its hold on an endpoint's slots every third of this; a killed worker's slots come back after it.
+RUBRICON_ENDPOINT_SLOT_TTL_S = env.float("RUBRICON_ENDPOINT_SLOT_TTL_S", 30.0)
+# Workers write a heartbeat (their queues and what they run) this often; a worker silent for 3x this is "stale".
+RUBRICON_WORKER_HEARTBEAT_S = env.float("RUBRICON_WORKER_HEARTBEAT_S", 10.0)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -16,6 +16,7 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                       "LOCATION": env.str("RUBRICON_CACHE_URL", CELERY_BROKER_URL), "KEY_PREFIX": "rubricon"}}
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+RUBRICON_LIMITS_URL = env.str("RUBRICON_LIMITS_URL", CELERY_BROKER_URL)
 VAR_DIR = Path(env.str("RUBRICON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 MEDIA_ROOT = VAR_DIR / "test-media"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
