@@ -69,7 +69,8 @@ def test_embedded_mode_serves_login_and_runs_tasks_on_the_filesystem_broker(tmp_
         while True:
             with sqlite3.connect(database) as db:
                 rows = db.execute(
-                    "select queue from core_workerheartbeat where hostname = ?", (socket.gethostname(),)
+                    "select queue from core_workerheartbeat where hostname = ? and checked_at is not null",
+                    (f"embedded@{socket.gethostname()}",),
                 ).fetchall()
             if rows == [("judge",)]:
                 break

@@ -1,4 +1,13 @@
-"""Bookkeeping tasks: worker heartbeats, which the dashboard shows as 'workers seen'."""
+"""Bookkeeping: worker heartbeats (the workers page and the overview show them) and the lapsed-lease check.
+
+Each worker process runs a heartbeat thread (started at worker_ready) that writes, every RUBRICON_WORKER_HEARTBEAT_S,
+one row per queue it consumes with what it runs now, read from Celery's own registry of active requests
+(`celery.worker.state.active_requests`, kept by the worker's main process for every pool: threads, prefork, solo).
+A thread rather than a beat task or Celery events: a beat task needs a `celery beat` process (embedded mode has
+none) and reaches one worker per queue, not each worker; events and `inspect` need broadcast, which the embedded
+mode's filesystem broker lacks, and would make each page view wait on the workers. A worker that stops cleanly
+removes its rows; a killed one stops beating and the page marks it stale.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +15,97 @@ import logging
 import socket
 import threading
 import time
+from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
 
+logger = logging.getLogger(__name__)
 
-@shared_task(name="workers.system.heartbeat", ignore_result=True)
-def heartbeat(*, queue: str) -> None:
+# Tasks that work for a job: the job kind, the keyword naming its id, and the one naming its chunk.
+JOB_TASKS: dict[str, tuple[str, str, str | None]] = {
+    "workers.judging.start_judge_job": ("judge", "job_id", None),
+    "workers.judging.judge_chunk": ("judge", "job_id", "index"),
+    "workers.generation.start_generation_job": ("generation", "job_id", None),
+    "workers.generation.generation_chunk": ("generation", "job_id", "index"),
+    "workers.training.launch_run": ("run", "run_id", None),
+    "workers.training.monitor_run": ("run", "run_id", None),
+    "workers.training.advance_evaluation": ("evaluation", "evaluation_id", None),
+    "workers.exports.run_export": ("export", "export_id", None),
+    "workers.judging.rubric_preview": ("rubric tool job", "job_id", None),
+    "workers.judging.rubric_dry_run": ("rubric tool job", "job_id", None),
+    "workers.generation.draft_rubric": ("rubric tool job", "job_id", None),
+    "workers.generation.endpoint_check": ("endpoint check", "check_id", None),
+}
+
+
+@shared_task(name="workers.system.heartbeat", bind=True, ignore_result=True)
+def heartbeat(self, *, queue: str) -> None:
     """Record that a worker consuming `queue` is alive. Send it to a queue to check that queue is served."""
     from webapp.core.services import worker_heartbeat_record
 
-    worker_heartbeat_record(hostname=socket.gethostname(), queue=queue)
+    worker_heartbeat_record(hostname=self.request.hostname or socket.gethostname(), queue=queue, checked=True)
+
+
+def running_now() -> list[dict[str, Any]]:
+    """What this worker runs now: one entry per active task, naming its job where it has one."""
+    from celery.worker import state
+
+    for _ in range(3):
+        try:
+            requests = list(state.active_requests)
+            break
+        except RuntimeError:  # the set changed while it was copied
+            continue
+    else:
+        return []
+    running = []
+    for request in requests:
+        kwargs = request.kwargs if isinstance(request.kwargs, dict) else {}
+        entry: dict[str, Any] = {"task": request.name}
+        kind = JOB_TASKS.get(request.name)
+        if kind is not None and isinstance(kwargs.get(kind[1]), int):
+            entry.update(kind=kind[0], id=kwargs[kind[1]])
+            if kind[2] is not None and isinstance(kwargs.get(kind[2]), int):
+                entry["chunk"] = kwargs[kind[2]]
+        started = getattr(request, "time_start", None)
+        if started:
+            entry["since"] = float(started)  # wall-clock seconds (Celery sets it when the task was accepted)
+        running.append(entry)
+    return sorted(running, key=lambda e: (e.get("kind", ""), e.get("id", 0), e.get("chunk", -1), e["task"]))
+
+
+def _beat_forever(consumer: Any, hostname: str) -> None:
+    from django.conf import settings
+    from django.db import close_old_connections
+    from django.utils import timezone
+
+    from webapp.core.services import worker_heartbeat_beat
+
+    started_at = timezone.now()
+    while True:
+        try:
+            queues = sorted(consumer.app.amqp.queues.consume_from)  # a train worker adds its host's queue later
+            worker_heartbeat_beat(hostname=hostname, queues=queues, running=running_now(), started_at=started_at)
+        except Exception:  # the database may be down for a while; the next beat tries again
+            logger.exception("The worker heartbeat failed")
+        close_old_connections()
+        time.sleep(settings.RUBRICON_WORKER_HEARTBEAT_S)
 
 
 @worker_ready.connect
 def _announce(sender, **kwargs) -> None:
-    from webapp.core.services import worker_heartbeat_record
+    threading.Thread(target=_beat_forever, args=(sender, sender.hostname), name="worker-heartbeat", daemon=True).start()
 
-    for queue in sender.app.amqp.queues.consume_from:
-        worker_heartbeat_record(hostname=sender.hostname, queue=queue)
+
+@worker_shutdown.connect
+def _forget(sender, **kwargs) -> None:
+    from webapp.core.services import worker_heartbeat_forget
+
+    try:
+        worker_heartbeat_forget(hostname=sender.hostname)
+    except Exception:
+        logger.exception("Could not remove this worker's heartbeat")
 
 
 def _resume(queues: set[str], *, lapsed_only: bool) -> int:

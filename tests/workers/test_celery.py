@@ -26,10 +26,15 @@ def test_celery_is_configured_for_safe_long_jobs():
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_task_sent_through_redis_is_run_by_a_real_worker_and_written_to_postgres(celery_worker_process):
+    from django.utils import timezone
+
+    sent_at = timezone.now()
     for queue in QUEUES:  # sent the way services send: by name, through webapp.core.jobs
         job_enqueue("workers.system.heartbeat", on_commit=False, queue=queue, send_options={"queue": queue})
     deadline = time.monotonic() + 30
-    rows = WorkerHeartbeat.objects.filter(hostname=socket.gethostname())
+    # Rows of the worker's node name, marked by the task (its periodic beat writes seen_at, not checked_at).
+    rows = WorkerHeartbeat.objects.filter(hostname=f"{celery_worker_process.name}@{socket.gethostname()}",
+                                          checked_at__gte=sent_at)
     while set(rows.values_list("queue", flat=True)) != set(QUEUES):
         assert time.monotonic() < deadline, celery_worker_process.log()
         time.sleep(0.2)

@@ -41,11 +41,17 @@ class Membership(models.Model):
 
 
 class WorkerHeartbeat(models.Model):
-    """Last sign of life of a Celery worker, per host and queue, written by the `heartbeat` task."""
+    """Last sign of life of a Celery worker (its node name, e.g. cpu@host) per queue it consumes: written every
+    RUBRICON_WORKER_HEARTBEAT_S by a thread in the worker, with what it runs now, and by the `heartbeat` task."""
 
     hostname = models.CharField(max_length=255)
-    queue = models.CharField(max_length=32)
+    queue = models.CharField(max_length=200)
     seen_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When this worker process started.")
+    checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Last time a `heartbeat` task sent to this queue was run by this worker.")
+    running = models.JSONField(default=list, blank=True, help_text="Tasks running at the last beat: "
+                               "[{task, kind, id, chunk, since}] (kind and id name the job where the task has one).")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hostname", "queue"], name="heartbeat_unique_host_queue")]

@@ -64,8 +64,30 @@ def membership_remove(*, project: Project, user_id: int) -> None:
     membership.delete()
 
 
-def worker_heartbeat_record(*, hostname: str, queue: str, at: dt.datetime | None = None) -> WorkerHeartbeat:
-    heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
-        hostname=hostname, queue=queue, defaults={"seen_at": at or timezone.now()}
-    )
+def worker_heartbeat_record(*, hostname: str, queue: str, at: dt.datetime | None = None, checked: bool = False
+                            ) -> WorkerHeartbeat:
+    """A sign of life of `hostname` on `queue`; `checked`: it ran a `heartbeat` task sent to that queue."""
+    at = at or timezone.now()
+    defaults: dict[str, object] = {"seen_at": at}
+    if checked:
+        defaults["checked_at"] = at
+    heartbeat, _ = WorkerHeartbeat.objects.update_or_create(hostname=hostname, queue=queue, defaults=defaults)
     return heartbeat
+
+
+def worker_heartbeat_beat(*, hostname: str, queues: list[str], running: list[dict], started_at: dt.datetime) -> None:
+    """The periodic beat of a worker: one row per queue it consumes, with what it runs now; rows of queues it no
+    longer consumes go."""
+    now = timezone.now()
+    with transaction.atomic():
+        for queue in queues:
+            WorkerHeartbeat.objects.update_or_create(
+                hostname=hostname, queue=queue,
+                defaults={"seen_at": now, "running": running, "started_at": started_at},
+            )
+        WorkerHeartbeat.objects.filter(hostname=hostname).exclude(queue__in=queues).delete()
+
+
+def worker_heartbeat_forget(*, hostname: str) -> None:
+    """A worker that stops cleanly leaves the list (a killed one stays, marked stale)."""
+    WorkerHeartbeat.objects.filter(hostname=hostname).delete()

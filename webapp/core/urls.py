@@ -6,6 +6,7 @@ app_name = "core"
 
 urlpatterns = [
     path("", views.project_list, name="project_list"),
+    path("workers/", views.workers, name="workers"),
     path("p/<int:project_id>/", views.dashboard, name="dashboard"),
     path("p/<int:project_id>/members/", views.members, name="members"),
     path("p/<int:project_id>/members/add/", views.member_add, name="member_add"),

@@ -6,7 +6,10 @@ class RunsConfig(AppConfig):
     label = "runs"
 
     def ready(self) -> None:
-        from webapp.core.selectors import project_counter_register
+        from webapp.core.selectors import job_linker, job_linker_register, project_counter_register
         from webapp.runs.selectors import runs_project_counts
 
         project_counter_register(runs_project_counts)
+        from webapp.runs.models import TrainingRun
+
+        job_linker_register("run", job_linker(TrainingRun, "runs:detail"))  # the workers page links running jobs
