@@ -89,6 +89,12 @@ class PollingLimits(ABC):
 
     poll_min_s = 0.002
     poll_max_s = 0.05
+    # Where each store call is a network round trip (Redis), a freed slot is parked here for `park_s` for this
+    # process's next request instead of going back at once, and reused for at most `max_hold_s` before it goes back,
+    # so other processes get their turn: a busy process then asks the store about once per max_hold_s per slot,
+    # not twice per request (blocking round trips in the event loop had halved a loaded worker's throughput).
+    park_s = 0.0
+    max_hold_s = 0.5
 
     def __init__(self, *, max_concurrency: int, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None) -> None:
@@ -100,6 +106,10 @@ class PollingLimits(ABC):
         self._gate = _Gate()
         self._waker_lock = threading.Lock()
         self._waker: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None
+        self._parking = threading.Condition()
+        self._parked: deque[tuple[float, float]] = deque()  # (parked at, taken from the store at), oldest first
+        self._in_use: deque[float] = deque()  # taken from the store at, of the slots in use
+        self._sweeper: threading.Thread | None = None
 
     # -- the store ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -115,14 +125,66 @@ class PollingLimits(ABC):
         """Book `amount` units of the `name` budget (per_minute units a minute, a minute's worth may burst); return
         the seconds to wait before using them. A negative amount returns units (a smaller real cost)."""
 
+    # -- parking ----------------------------------------------------------------------------------------------------
+    def _take(self) -> bool:
+        if not self.park_s:
+            return self._slot_try()
+        with self._parking:
+            if self._parked:
+                self._in_use.append(self._parked.popleft()[1])
+                return True
+        if not self._slot_try():
+            return False
+        with self._parking:
+            self._in_use.append(time.monotonic())
+        return True
+
+    def _give(self) -> None:
+        if self.park_s:
+            now = time.monotonic()
+            with self._parking:
+                taken = self._in_use.popleft() if self._in_use else now - self.max_hold_s
+                if now - taken < self.max_hold_s:
+                    self._parked.append((now, taken))
+                    if self._sweeper is None:
+                        self._sweeper = threading.Thread(target=self._sweep_forever, name="slots-sweeper", daemon=True)
+                        self._sweeper.start()
+                    self._parking.notify()
+                    return
+        self._slot_free()
+
+    def _sweep_forever(self) -> None:
+        """Send parked slots back to the store once nobody here took them for park_s (or held them max_hold_s)."""
+        with self._parking:
+            while True:
+                if not self._parked:
+                    self._parking.wait()
+                    continue
+                now = time.monotonic()
+                expired = 0
+                while self._parked and (now - self._parked[0][0] >= self.park_s
+                                        or now - self._parked[0][1] >= self.max_hold_s):
+                    self._parked.popleft()
+                    expired += 1
+                if expired:
+                    self._parking.release()
+                    try:
+                        for _ in range(expired):
+                            self._slot_free()
+                    finally:
+                        self._parking.acquire()
+                    continue
+                parked_at, taken = self._parked[0]
+                self._parking.wait(max(0.001, min(parked_at + self.park_s, taken + self.max_hold_s) - now))
+
     # -- the protocol ---------------------------------------------------------------------------------------------
     async def slot_acquire(self) -> None:
-        if not self._gate._busy and self._slot_try():
+        if not self._gate._busy and self._take():
             return
         await self._gate.enter()
         try:
             delay = self.poll_min_s
-            while not self._slot_try():
+            while not self._take():
                 event = asyncio.Event()
                 with self._waker_lock:
                     self._waker = (asyncio.get_running_loop(), event)
@@ -138,7 +200,7 @@ class PollingLimits(ABC):
             self._gate.leave()
 
     def slot_release(self) -> None:
-        self._slot_free()
+        self._give()
         with self._waker_lock:
             waker = self._waker
         if waker is not None:

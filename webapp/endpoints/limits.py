@@ -78,6 +78,8 @@ return math.floor(wait)
 
 
 class RedisLimits(PollingLimits):
+    park_s = 0.02  # a freed slot waits 20 ms for this process's next request before it goes back to Redis
+    max_hold_s = 0.5
     def __init__(self, *, client: redis.Redis, key: str, ttl_s: float, max_concurrency: int,
                  requests_per_minute: float | None = None, tokens_per_minute: float | None = None) -> None:
         super().__init__(max_concurrency=max_concurrency, requests_per_minute=requests_per_minute,

@@ -1,34 +1,101 @@
 """The judge cache backed by the JudgeCache table, for training.judges.CachedJudge.
 
 Judging runs inside an event loop (async_to_sync from the worker), so the ORM is reached through sync_to_async;
-thread-sensitive calls run back in the worker's own thread, on its own database connection."""
+thread-sensitive calls run back in the worker's own thread, on its own database connection. That thread is one per
+chunk, so the cache batches: lookups made in the same turn of the loop (a chunk asks for all its prompts at once) go
+as one query, and answers are written in bulk every `flush_s` (soon enough that a worker killed mid-chunk has stored
+what it paid for) and at the end of the chunk (`flush`). Per call, three queries on that one thread had capped a
+chunk at a few dozen calls a second."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, transaction
 
 from webapp.judging.models import JudgeCache
 
-
-def _get(key: str) -> dict[str, Any] | None:
-    return JudgeCache.objects.filter(key=key).values_list("response", flat=True).first()
+logger = logging.getLogger(__name__)
 
 
-def _put(key: str, value: dict[str, Any]) -> None:
-    try:
-        with transaction.atomic():
-            # Replaces an answer the judge refused as unparseable (cached before only verdicts were kept).
-            JudgeCache.objects.update_or_create(key=key, defaults={"response": value})
-    except IntegrityError:
-        pass  # another worker stored an answer to the same request at the same moment
+def _get_many(keys: list[str]) -> dict[str, dict[str, Any]]:
+    return dict(JudgeCache.objects.filter(key__in=keys).values_list("key", "response"))
+
+
+def _put_many(values: dict[str, dict[str, Any]]) -> None:
+    # Replaces an answer the judge refused as unparseable (cached before only verdicts were kept); a row another
+    # worker wrote at the same moment is simply overwritten with the same kind of answer.
+    JudgeCache.objects.bulk_create(
+        [JudgeCache(key=key, response=value) for key, value in values.items()],
+        batch_size=500, update_conflicts=True, unique_fields=["key"], update_fields=["response"],
+    )
+
+
+class _LoopState:
+    def __init__(self) -> None:
+        self.gets: dict[str, list[asyncio.Future[dict[str, Any] | None]]] = {}
+        self.fetching = False
+        self.puts: dict[str, dict[str, Any]] = {}
+        self.flusher: asyncio.Task[None] | None = None
 
 
 class DatabaseJudgeCache:
+    def __init__(self, *, flush_s: float = 0.05) -> None:
+        self.flush_s = flush_s
+        self._loops: dict[int, _LoopState] = {}  # futures belong to one event loop
+
+    def _state(self) -> _LoopState:
+        return self._loops.setdefault(id(asyncio.get_running_loop()), _LoopState())
+
     async def get(self, key: str) -> dict[str, Any] | None:
-        return await sync_to_async(_get)(key)
+        state = self._state()
+        future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        state.gets.setdefault(key, []).append(future)
+        if not state.fetching:
+            state.fetching = True
+            asyncio.get_running_loop().create_task(self._fetch(state))
+        return await future
+
+    async def _fetch(self, state: _LoopState) -> None:
+        await asyncio.sleep(0)  # the other lookups of this turn join the query
+        pending, state.gets, state.fetching = state.gets, {}, False
+        try:
+            found = await sync_to_async(_get_many)(list(pending))
+        except Exception as error:
+            for futures in pending.values():
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
+            return
+        for key, futures in pending.items():
+            for future in futures:
+                if not future.done():
+                    future.set_result(found.get(key))
 
     async def put(self, key: str, value: dict[str, Any]) -> None:
-        await sync_to_async(_put)(key, value)
+        state = self._state()
+        state.puts[key] = value
+        if state.flusher is None or state.flusher.done():
+            state.flusher = asyncio.get_running_loop().create_task(self._flush_later(state))
+
+    async def _flush_later(self, state: _LoopState) -> None:
+        await asyncio.sleep(self.flush_s)
+        await self._write(state)
+
+    async def _write(self, state: _LoopState) -> None:
+        values, state.puts = state.puts, {}
+        if not values:
+            return
+        try:
+            await sync_to_async(_put_many)(values)
+        except Exception:  # a cache write that fails costs a repeated call later, never a result
+            logger.exception("Could not store %d judge answers in the cache", len(values))
+
+    async def flush(self) -> None:
+        """Write what is buffered now (the end of a chunk)."""
+        state = self._state()
+        if state.flusher is not None and not state.flusher.done():
+            state.flusher.cancel()
+        await self._write(state)
