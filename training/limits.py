@@ -236,8 +236,10 @@ def gcra_book(tat: float, now: float, amount: float, per_minute: float) -> tuple
 class LocalLimits(PollingLimits):
     """Shared by the threads and event loops of this process only."""
 
-    def __init__(self, **kwargs: float | int | None) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, max_concurrency: int, requests_per_minute: float | None = None,
+                 tokens_per_minute: float | None = None) -> None:
+        super().__init__(max_concurrency=max_concurrency, requests_per_minute=requests_per_minute,
+                         tokens_per_minute=tokens_per_minute)
         self._lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0

@@ -90,3 +90,25 @@ def test_a_killed_holders_slots_come_back_once_its_lease_lapses(private_broker):
         if holder.poll() is None:
             holder.kill()
             holder.wait(10)
+
+
+def test_requests_per_minute_are_one_budget_for_every_process(private_broker):
+    """Two limiters (as two workers would hold) book one Redis budget: a minute's burst between them, then paced."""
+    import asyncio
+
+    key = f"test-rpm-{os.getpid()}-{time.monotonic_ns()}"
+    one, two = (RedisLimits(client=redis.Redis.from_url(private_broker), key=key, ttl_s=5, max_concurrency=8,
+                            requests_per_minute=120) for _ in range(2))
+
+    async def main() -> tuple[float, float]:
+        started = time.monotonic()
+        for _ in range(60):
+            await one.rate_acquire(0)
+            await two.rate_acquire(0)
+        burst = time.monotonic() - started
+        await two.rate_acquire(0)  # the 121st request of the minute waits for half a second's refill
+        return burst, time.monotonic() - started - burst
+
+    burst, paced = asyncio.run(main())
+    assert burst < 0.5
+    assert 0.35 < paced < 0.75
