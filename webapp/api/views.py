@@ -27,6 +27,7 @@ from webapp.endpoints import services as endpoint_services
 from webapp.endpoints.models import ModelEndpoint
 from webapp.endpoints.services import ENDPOINT_EDITABLE
 from webapp.exports import services as export_services
+from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
@@ -597,7 +598,19 @@ class ExportViewSet(Cancellable, mixins.CreateModelMixin, Deletable, ReadOnly):
         export_services.export_delete(export=instance)
 
     def scoped(self, project):
-        return Export.objects.filter(project=project)
+        return Export.objects.filter(project=project).prefetch_related("hub_pushes")
+
+    @extend_schema(request=s.HubPushCreateSerializer, responses={202: s.HubPushSerializer})
+    @action(detail=True, methods=["post"])
+    def push(self, request, *args, **kwargs):
+        """Push the export's file to the Hugging Face Hub as a dataset repo with a generated dataset card (a
+        background job: poll the export, whose `hub_pushes` show the push's status, error and commit URL)."""
+        request_blindness(request).check_scores_page()  # the pushed file carries judge scores and rewards
+        export = self.get_object()
+        data = self.parse(s.HubPushCreateSerializer)
+        push = hub_push_create(export=export, repo_id=data["repo_id"], token_env=data["token_env"],
+                               private=data["private"], created_by=request.user)
+        return Response(s.HubPushSerializer(push).data, status=status.HTTP_202_ACCEPTED)
 
     def create(self, request, *args, **kwargs):
         data = self.parse()

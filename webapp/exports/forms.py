@@ -83,3 +83,20 @@ class ImportForm(forms.Form):
             help_text="Store the file's rewards, scores and labels under this rubric version (needed for SFT, "
                       "preference, reward-model and calibration files).",
             include=picked_values("rubric_version", self.data, self.initial))
+
+
+class HubPushForm(forms.Form):
+    """Push a finished export to the Hugging Face Hub (webapp.exports.hub)."""
+
+    export = forms.TypedChoiceField(coerce=int, help_text="A finished export of this project.")
+    repo_id = forms.CharField(label="Repo id", max_length=200,
+                              help_text="namespace/name of the dataset repo on the Hub; created if missing.")
+    private = forms.BooleanField(required=False, initial=True, help_text="Create the repo as private.")
+    token_env = forms.CharField(label="Token variable", max_length=128, initial="HF_TOKEN",
+                                help_text="Environment variable of the worker holding a Hub token with write access; "
+                                          "the operator decides which names are allowed.")
+
+    def __init__(self, *args, exports: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["export"].choices = [(e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.row_count} rows)")
+                                         for e in exports]

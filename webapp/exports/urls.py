@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.export_list, name="list"),
     path("new/", views.export_create, name="create"),
     path("import/", views.rollouts_import_view, name="import"),
+    path("push/", views.export_push, name="push"),
     path("<int:export_id>/download/", views.export_download, name="download"),
     path("<int:export_id>/cancel/", views.export_cancel, name="cancel"),
 ]

@@ -9,18 +9,22 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.exports import selectors, services
-from webapp.exports.forms import ExportForm, ImportForm
+from webapp.exports.forms import ExportForm, HubPushForm, ImportForm
+from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
-from webapp.reviews.blind import scores_page
+from webapp.reviews.blind import request_blindness, scores_page
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task
 
 
 def _page(request: HttpRequest, project: Project, form: ExportForm | None = None, import_form: ImportForm | None = None,
-          status: int = 200) -> HttpResponse:
-    exports = list(selectors.export_list(project)[:100])
+          push_form: HubPushForm | None = None, status: int = 200) -> HttpResponse:
+    exports = list(selectors.export_list(project).prefetch_related("hub_pushes")[:100])
+    pushable = [e for e in exports if e.status == JobStatus.SUCCEEDED and e.file]
+    for export in exports:
+        export.pushes_shown = sorted(export.hub_pushes.all(), key=lambda p: -p.pk)[:5]
     names = selection_names(project=project, selections=[e.filters for e in exports])
     for export in exports:
         export.filters_shown = selection_display(export.filters, names)
@@ -29,7 +33,11 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
         "form": form or ExportForm(project=project, initial={"kind": "rollouts", "format": "jsonl"}),
         "import_form": import_form or ImportForm(project=project, initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
-        "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING) for e in exports),
+        "push_form": push_form or HubPushForm(exports=pushable, initial={"private": True, "token_env": "HF_TOKEN"}),
+        "can_push": bool(pushable) and not request_blindness(request).active,
+        "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING)
+                       or any(p.status in (JobStatus.PENDING, JobStatus.RUNNING) for p in e.pushes_shown)
+                       for e in exports),
     }
     template = "exports/export_list.html#export-table" if request.htmx else "exports/export_list.html"
     return render(request, template, context, status=status)
@@ -100,4 +108,25 @@ def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse
         form.add_error(None, f"Nothing was imported: {error.message}")
         return _page(request, project, import_form=form, status=400)
     messages.success(request, f"Imported {result.summary()}.")
+    return redirect("exports:list", project_id=project.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+@scores_page
+def export_push(request: HttpRequest, project: Project) -> HttpResponse:
+    """Push a finished export to the Hugging Face Hub (a background job; the table shows its state)."""
+    pushable = [e for e in selectors.export_list(project)[:100] if e.status == JobStatus.SUCCEEDED and e.file]
+    form = HubPushForm(request.POST, exports=pushable)
+    if not form.is_valid():
+        return _page(request, project, push_form=form, status=400)
+    export = get_object_or_404(Export, project=project, pk=form.cleaned_data["export"])
+    try:
+        push = hub_push_create(export=export, repo_id=form.cleaned_data["repo_id"],
+                               token_env=form.cleaned_data["token_env"], private=form.cleaned_data["private"],
+                               created_by=request.user)
+    except ApplicationError as error:
+        form.add_error(error.field if error.field in form.fields else None, error.message)
+        return _page(request, project, push_form=form, status=400)
+    messages.success(request, f"Push of export #{export.pk} to {push.repo_id} queued; this page shows its state.")
     return redirect("exports:list", project_id=project.pk)
