@@ -70,6 +70,27 @@ class ExampleCreateSerializer(serializers.Serializer):
     messages = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None)
 
 
+class ReasoningGymImportSerializer(serializers.Serializer):
+    dataset = serializers.RegexField(r"^[a-z0-9_]{1,64}$", help_text="A reasoning-gym dataset name, e.g. "
+                                                                    "basic_arithmetic or chain_sum.")
+    size = serializers.IntegerField(min_value=1, max_value=10_000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1)
+    config = serializers.DictField(required=False, default=dict,
+                                   help_text="Other config fields of the dataset; empty = its defaults.")
+    task_name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+    eval_size = serializers.IntegerField(required=False, default=0, min_value=0,
+                                         help_text="The last N examples go to the eval split.")
+    with_rubric = serializers.BooleanField(required=False, default=True,
+                                           help_text="Also create a rubric scoring with the dataset's score_answer.")
+
+
+class ReasoningGymImportResultSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    examples = serializers.IntegerField()
+    rubric = serializers.IntegerField(allow_null=True)
+    rubric_version = serializers.IntegerField(allow_null=True)
+
+
 class RubricSerializer(serializers.ModelSerializer):
     latest_version = serializers.IntegerField(read_only=True, allow_null=True)
 

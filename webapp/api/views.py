@@ -31,6 +31,7 @@ from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
+from webapp.exports.sources import reasoning_gym_import
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews import services as review_services
@@ -196,6 +197,17 @@ class TaskViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
     def create(self, request, *args, **kwargs):
         task = task_services.task_create(project=request.project, created_by=request.user, **self.parse())
         return self.created(task)
+
+    @extend_schema(request=s.ReasoningGymImportSerializer, responses={201: s.ReasoningGymImportResultSerializer})
+    @action(detail=False, methods=["post"], url_path="reasoning-gym")
+    def reasoning_gym(self, request, *args, **kwargs):
+        """Generate a task from a reasoning-gym dataset (and a rubric scoring with its score_answer)."""
+        data = self.parse(s.ReasoningGymImportSerializer)
+        result = reasoning_gym_import(project=request.project, user=request.user, **data)
+        version = result.rubric.versions.order_by("-number").first() if result.rubric else None
+        return Response({"task": result.task.pk, "examples": result.examples,
+                         "rubric": result.rubric.pk if result.rubric else None,
+                         "rubric_version": version.pk if version else None}, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, *args, **kwargs):
         task = self.get_object()

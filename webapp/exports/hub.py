@@ -45,7 +45,11 @@ def hub_token_var_check(name: str) -> None:
 
 
 def hub_repo_id_check(repo_id: str) -> str:
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    try:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+    except ImportError as error:
+        raise ApplicationError("huggingface_hub is not installed on this server; install it with "
+                               "pip install 'rubricon[hub]'.", status=503) from error
 
     repo_id = (repo_id or "").strip()
     if repo_id.count("/") != 1:

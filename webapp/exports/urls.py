@@ -9,6 +9,7 @@ urlpatterns = [
     path("new/", views.export_create, name="create"),
     path("import/", views.rollouts_import_view, name="import"),
     path("push/", views.export_push, name="push"),
+    path("reasoning-gym/", views.reasoning_gym_import_view, name="reasoning_gym"),
     path("<int:export_id>/download/", views.export_download, name="download"),
     path("<int:export_id>/cancel/", views.export_cancel, name="cancel"),
 ]

@@ -9,10 +9,11 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.exports import selectors, services
-from webapp.exports.forms import ExportForm, HubPushForm, ImportForm
+from webapp.exports.forms import ExportForm, HubPushForm, ImportForm, ReasoningGymForm
 from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
+from webapp.exports.sources import reasoning_gym_datasets, reasoning_gym_import
 from webapp.reviews.blind import request_blindness, scores_page
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
@@ -20,7 +21,8 @@ from webapp.tasks.models import Task
 
 
 def _page(request: HttpRequest, project: Project, form: ExportForm | None = None, import_form: ImportForm | None = None,
-          push_form: HubPushForm | None = None, status: int = 200) -> HttpResponse:
+          push_form: HubPushForm | None = None, rg_form: ReasoningGymForm | None = None,
+          status: int = 200) -> HttpResponse:
     exports = list(selectors.export_list(project).prefetch_related("hub_pushes")[:100])
     pushable = [e for e in exports if e.status == JobStatus.SUCCEEDED and e.file]
     for export in exports:
@@ -34,6 +36,8 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
         "import_form": import_form or ImportForm(project=project, initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
         "push_form": push_form or HubPushForm(exports=pushable, initial={"private": True, "token_env": "HF_TOKEN"}),
+        "rg_form": rg_form or ReasoningGymForm(datasets=reasoning_gym_datasets(), initial={
+            "dataset": "basic_arithmetic", "size": 100, "seed": 42, "eval_size": 0, "with_rubric": True}),
         "can_push": bool(pushable) and not request_blindness(request).active,
         "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING)
                        or any(p.status in (JobStatus.PENDING, JobStatus.RUNNING) for p in e.pushes_shown)
@@ -130,3 +134,23 @@ def export_push(request: HttpRequest, project: Project) -> HttpResponse:
         return _page(request, project, push_form=form, status=400)
     messages.success(request, f"Push of export #{export.pk} to {push.repo_id} queued; this page shows its state.")
     return redirect("exports:list", project_id=project.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def reasoning_gym_import_view(request: HttpRequest, project: Project) -> HttpResponse:
+    """Generate a task (and its scoring rubric) from a reasoning-gym dataset."""
+    form = ReasoningGymForm(request.POST, datasets=reasoning_gym_datasets())
+    if not form.is_valid():
+        return _page(request, project, rg_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        result = reasoning_gym_import(
+            project=project, dataset=data["dataset"], size=data["size"], seed=data["seed"], config=data["config"],
+            task_name=data["task_name"], eval_size=data["eval_size"] or 0, with_rubric=data["with_rubric"],
+            user=request.user)
+    except ApplicationError as error:
+        form.add_error(error.field if error.field in form.fields else None, f"Nothing was created: {error.message}")
+        return _page(request, project, rg_form=form, status=400)
+    messages.success(request, f"Generated {result.summary()}.")
+    return redirect("tasks:detail", project_id=project.pk, task_id=result.task.pk)
