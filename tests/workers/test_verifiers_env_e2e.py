@@ -20,8 +20,14 @@ import pytest
 from django.urls import reverse
 
 from tests.conftest import REPO_ROOT
-from tests.factories import EndpointFactory, MembershipFactory, ProjectFactory, RubricFactory, RubricVersionFactory
-from tests.factories import UserFactory
+from tests.factories import (
+    EndpointFactory,
+    MembershipFactory,
+    ProjectFactory,
+    RubricFactory,
+    RubricVersionFactory,
+    UserFactory,
+)
 from webapp.core.models import JobStatus, Role
 from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.reviews.services import review_queue_create
@@ -117,6 +123,12 @@ def test_wordle_job_through_verifiers_lands_and_opens(vllm_http, start_worker, p
         "choices": [{"label": "no"}, {"label": "yes"}]}]})
     queue = review_queue_create(project=project, name="wordle", rubric_version=version, selection={"job": job.pk},
                                 size=4, created_by=user)
-    item = queue.items.order_by("pk").first()
-    page = client.get(reverse("reviews:item", args=[project.pk, queue.pk, item.pk]))
+    page = client.get(reverse("reviews:next", args=[project.pk, queue.pk]), follow=True)  # reserves an item
     assert page.status_code == 200 and b"Good play" in page.content
+    shown = page.context["item"].rollout
+    assert shown.job_id == job.pk
+    from django.utils.html import escape
+
+    said = [m["content"].strip() for m in shown.messages if m["role"] == "assistant" and (m["content"] or "").strip()]
+    if said:  # the model's first move is on the page (a 135M model may also answer nothing at all)
+        assert escape(said[0].splitlines()[0][:30]).encode() in page.content
