@@ -84,6 +84,17 @@ class ReasoningGymImportSerializer(serializers.Serializer):
                                            help_text="Also create a rubric scoring with the dataset's score_answer.")
 
 
+class VerifiersTaskSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    taskset = serializers.DictField(help_text='The verifiers taskset config: {"id": "<plugin>", ...options}, e.g. '
+                                              '{"id": "textarena", "game": "Wordle-v0"}; the plugin must be allowed '
+                                              "by the operator (RUBRICON_VERIFIERS_PLUGINS).")
+    harness = serializers.DictField(required=False, default=dict,
+                                    help_text='The harness config, default {"id": "rubricon_chat"}.')
+    count = serializers.IntegerField(min_value=1, max_value=1000, help_text="Taskset tasks to make examples of.")
+    max_turns = serializers.IntegerField(min_value=1, max_value=100, required=False, allow_null=True, default=None)
+
+
 class ReasoningGymImportResultSerializer(serializers.Serializer):
     task = serializers.IntegerField()
     examples = serializers.IntegerField()

@@ -32,6 +32,7 @@ from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
 from webapp.exports.sources import reasoning_gym_import
+from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews import services as review_services
@@ -196,6 +197,17 @@ class TaskViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
 
     def create(self, request, *args, **kwargs):
         task = task_services.task_create(project=request.project, created_by=request.user, **self.parse())
+        return self.created(task)
+
+    @extend_schema(request=s.VerifiersTaskSerializer, responses={201: s.TaskSerializer})
+    @action(detail=False, methods=["post"], url_path="verifiers")
+    def verifiers(self, request, *args, **kwargs):
+        """A task backed by a verifiers 0.4 taskset (and harness): its first `count` tasks become examples, and a
+        generation job on it runs verifiers' own episode loop against an OpenAI-compatible endpoint."""
+        data = self.parse(s.VerifiersTaskSerializer)
+        task = verifiers_task_create(project=request.project, name=data["name"], taskset=data["taskset"],
+                                     harness=data["harness"] or None, count=data["count"],
+                                     max_turns=data["max_turns"], created_by=request.user)
         return self.created(task)
 
     @extend_schema(request=s.ReasoningGymImportSerializer, responses={201: s.ReasoningGymImportResultSerializer})

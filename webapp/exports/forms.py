@@ -122,3 +122,15 @@ class ReasoningGymForm(forms.Form):
     def __init__(self, *args, datasets: list[str], **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["dataset"].choices = [(name, name) for name in datasets]
+
+
+class VerifiersTaskForm(forms.Form):
+    """A task backed by a verifiers 0.4 taskset (webapp.exports.verifiers_tasks)."""
+
+    name = forms.CharField(max_length=200, label="Task name")
+    taskset = JSONObjectField(label="Taskset", required=True,
+                              help_text='The verifiers taskset config, e.g. {"id": "textarena", "game": "Wordle-v0"} '
+                                        'or {"id": "rubricon_wordle"} (offline).')
+    harness = JSONObjectField(label="Harness", help_text='Blank: {"id": "rubricon_chat"} (a plain chat loop).')
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=10, help_text="Taskset tasks to make examples of.")
+    max_turns = forms.IntegerField(min_value=1, max_value=100, required=False, help_text="Turns per episode.")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,11 +10,12 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.exports import selectors, services
-from webapp.exports.forms import ExportForm, HubPushForm, ImportForm, ReasoningGymForm
+from webapp.exports.forms import ExportForm, HubPushForm, ImportForm, ReasoningGymForm, VerifiersTaskForm
 from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.sources import reasoning_gym_datasets, reasoning_gym_import
+from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.reviews.blind import request_blindness, scores_page
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
@@ -22,7 +24,7 @@ from webapp.tasks.models import Task
 
 def _page(request: HttpRequest, project: Project, form: ExportForm | None = None, import_form: ImportForm | None = None,
           push_form: HubPushForm | None = None, rg_form: ReasoningGymForm | None = None,
-          status: int = 200) -> HttpResponse:
+          vf_form: VerifiersTaskForm | None = None, status: int = 200) -> HttpResponse:
     exports = list(selectors.export_list(project).prefetch_related("hub_pushes")[:100])
     pushable = [e for e in exports if e.status == JobStatus.SUCCEEDED and e.file]
     for export in exports:
@@ -38,6 +40,9 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
         "push_form": push_form or HubPushForm(exports=pushable, initial={"private": True, "token_env": "HF_TOKEN"}),
         "rg_form": rg_form or ReasoningGymForm(datasets=reasoning_gym_datasets(), initial={
             "dataset": "basic_arithmetic", "size": 100, "seed": 42, "eval_size": 0, "with_rubric": True}),
+        "vf_form": vf_form or VerifiersTaskForm(initial={"taskset": {"id": "rubricon_wordle"}, "count": 10,
+                                                         "max_turns": 6}),
+        "verifiers_plugins": ", ".join(settings.RUBRICON_VERIFIERS_PLUGINS),
         "can_push": bool(pushable) and not request_blindness(request).active,
         "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING)
                        or any(p.status in (JobStatus.PENDING, JobStatus.RUNNING) for p in e.pushes_shown)
@@ -154,3 +159,23 @@ def reasoning_gym_import_view(request: HttpRequest, project: Project) -> HttpRes
         return _page(request, project, rg_form=form, status=400)
     messages.success(request, f"Generated {result.summary()}.")
     return redirect("tasks:detail", project_id=project.pk, task_id=result.task.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def verifiers_task_view(request: HttpRequest, project: Project) -> HttpResponse:
+    """Create a task backed by a verifiers taskset; generation jobs on it run verifiers' episode loop."""
+    form = VerifiersTaskForm(request.POST)
+    if not form.is_valid():
+        return _page(request, project, vf_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        task = verifiers_task_create(project=project, name=data["name"], taskset=data["taskset"],
+                                     harness=data["harness"] or None, count=data["count"],
+                                     max_turns=data["max_turns"], created_by=request.user)
+    except ApplicationError as error:
+        form.add_error(None, f"Nothing was created: {error.message}")
+        return _page(request, project, vf_form=form, status=400)
+    messages.success(request, f"Task {task.name!r} is backed by the verifiers taskset "
+                              f"{task.environment_config['taskset']['id']!r}; start a generation job on it.")
+    return redirect("tasks:detail", project_id=project.pk, task_id=task.pk)

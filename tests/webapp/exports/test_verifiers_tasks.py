@@ -76,3 +76,30 @@ def test_a_job_needs_an_http_endpoint():
     local = EndpointFactory(project=project, kind=EndpointKind.TRANSFORMERS, base_url="", model="bundled")
     with pytest.raises(ApplicationError, match="over HTTP"):
         generation_job_create(project=project, task=task, endpoint=local, enqueue=False)
+
+
+@pytest.mark.django_db
+def test_page_and_api_create_a_verifiers_task(client):
+    from django.urls import reverse
+    from rest_framework.test import APIClient
+
+    from tests.factories import MembershipFactory, UserFactory
+    from webapp.core.models import Role
+
+    project = ProjectFactory()
+    editor = UserFactory()
+    MembershipFactory(project=project, user=editor, role=Role.EDITOR)
+    client.force_login(editor)
+    url = reverse("exports:verifiers_task", args=[project.pk])
+    refused = client.post(url, {"name": "x", "taskset": '{"id": "harbor"}', "count": 2})
+    assert refused.status_code == 400 and b"is not allowed" in refused.content
+    created = client.post(url, {"name": "wordle", "taskset": '{"id": "rubricon_wordle"}', "count": 2,
+                                "max_turns": 3})
+    task = Task.objects.get(project=project, name="wordle")
+    assert created.status_code == 302 and task.examples.count() == 2
+    api = APIClient()
+    api.force_authenticate(editor)
+    response = api.post(f"/api/v1/projects/{project.pk}/tasks/verifiers/",
+                        {"name": "wordle api", "taskset": {"id": "rubricon_wordle"}, "count": 3}, format="json")
+    assert response.status_code == 201, response.content
+    assert Task.objects.get(pk=response.json()["id"]).examples.count() == 3
