@@ -103,3 +103,14 @@ def test_page_and_api_create_a_verifiers_task(client):
                         {"name": "wordle api", "taskset": {"id": "rubricon_wordle"}, "count": 3}, format="json")
     assert response.status_code == 201, response.content
     assert Task.objects.get(pk=response.json()["id"]).examples.count() == 3
+
+
+@pytest.mark.django_db
+def test_textarena_without_its_packages_says_what_to_install():
+    import importlib.util
+
+    if importlib.util.find_spec("textarena") and importlib.util.find_spec("nltk"):
+        pytest.skip("textarena is installed here")
+    with pytest.raises(ApplicationError, match="textarena requires nltk and textarena"):
+        verifiers_task_create(project=ProjectFactory(), name="w", taskset={"id": "textarena", "game": "Wordle-v0"},
+                              count=1)
