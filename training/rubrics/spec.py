@@ -4,7 +4,8 @@ Public API::
 
     validate_spec(data: dict, *, python_allowlist: Iterable[str] = ()) -> RubricSpec   # raises SpecError
     spec_json_schema() -> dict                                                        # JSON Schema of the spec
-    RubricSpec, JudgeCriterion, MatchCriterion, FormatCriterion, JsonCriterion, LengthCriterion, PythonCriterion
+    RubricSpec, JudgeCriterion, MatchCriterion, FormatCriterion, JsonCriterion, LengthCriterion, PythonCriterion,
+    ReasoningGymCriterion
     SpecError(errors: list[{"path": "criteria.1.pattern", "message": "..."}])
 
 A spec looks like::
@@ -304,11 +305,44 @@ class PythonCriterion(CriterionBase):
         return value
 
 
+class ReasoningGymCriterion(CriterionBase):
+    """reasoning-gym's own `score_answer` on the answer taken out of the completion. The example must come from a
+    reasoning-gym import (its `info.reasoning_gym` holds the entry the score is computed against)."""
+
+    kind: Literal["reasoning_gym"]
+    extract: ExtractMode = Field(
+        default="answer_tag",
+        description="How the answer is taken out of the completion (reasoning-gym asks for <answer> tags).",
+    )
+    dataset: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9_]{1,64}$",
+        description="Score with this reasoning-gym dataset's rules; blank = the dataset the example came from.",
+    )
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from training.sources import reasoning_gym
+
+        if reasoning_gym.available() and value not in reasoning_gym.dataset_names():
+            raise ValueError(f"no reasoning-gym dataset named {value!r}")
+        return value
+
+
 Criterion = Annotated[
-    JudgeCriterion | MatchCriterion | FormatCriterion | JsonCriterion | LengthCriterion | PythonCriterion,
+    JudgeCriterion
+    | MatchCriterion
+    | FormatCriterion
+    | JsonCriterion
+    | LengthCriterion
+    | PythonCriterion
+    | ReasoningGymCriterion,
     Field(discriminator="kind"),
 ]
-CRITERION_KINDS = ("judge", "match", "format", "json", "length", "python")
+CRITERION_KINDS = ("judge", "match", "format", "json", "length", "python", "reasoning_gym")
 
 
 class Gate(_Model):

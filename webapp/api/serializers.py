@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from training.grpo.config import PRESETS
@@ -12,7 +13,7 @@ from webapp.core.models import Project
 from webapp.core.params import MAX_ID
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.exports.importers import FORMATS as IMPORT_FORMATS
-from webapp.exports.models import Export, ExportFormat, ExportKind
+from webapp.exports.models import Export, ExportFormat, ExportKind, HubPush
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews.models import HumanLabel, ReviewMode, ReviewQueue, SamplingStrategy
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
@@ -67,6 +68,38 @@ class ExampleCreateSerializer(serializers.Serializer):
     split = serializers.ChoiceField(choices=Split.choices, default=Split.TRAIN)
     info = serializers.DictField(required=False, default=dict)
     messages = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, default=None)
+
+
+class ReasoningGymImportSerializer(serializers.Serializer):
+    dataset = serializers.RegexField(r"^[a-z0-9_]{1,64}$", help_text="A reasoning-gym dataset name, e.g. "
+                                                                    "basic_arithmetic or chain_sum.")
+    size = serializers.IntegerField(min_value=1, max_value=10_000)
+    seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1)
+    config = serializers.DictField(required=False, default=dict,
+                                   help_text="Other config fields of the dataset; empty = its defaults.")
+    task_name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
+    eval_size = serializers.IntegerField(required=False, default=0, min_value=0,
+                                         help_text="The last N examples go to the eval split.")
+    with_rubric = serializers.BooleanField(required=False, default=True,
+                                           help_text="Also create a rubric scoring with the dataset's score_answer.")
+
+
+class VerifiersTaskSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    taskset = serializers.DictField(help_text='The verifiers taskset config: {"id": "<plugin>", ...options}, e.g. '
+                                              '{"id": "textarena", "game": "Wordle-v0"}; the plugin must be allowed '
+                                              "by the operator (RUBRICON_VERIFIERS_PLUGINS).")
+    harness = serializers.DictField(required=False, default=dict,
+                                    help_text='The harness config, default {"id": "rubricon_chat"}.')
+    count = serializers.IntegerField(min_value=1, max_value=1000, help_text="Taskset tasks to make examples of.")
+    max_turns = serializers.IntegerField(min_value=1, max_value=100, required=False, allow_null=True, default=None)
+
+
+class ReasoningGymImportResultSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    examples = serializers.IntegerField()
+    rubric = serializers.IntegerField(allow_null=True)
+    rubric_version = serializers.IntegerField(allow_null=True)
 
 
 class RubricSerializer(serializers.ModelSerializer):
@@ -243,16 +276,39 @@ class CheckpointSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class HubPushSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = HubPush
+        fields = ["id", "export", "repo_id", "private", "token_env", "status", "error", "url", "commit_oid", "files",
+                  "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class HubPushCreateSerializer(serializers.Serializer):
+    repo_id = serializers.CharField(max_length=200, help_text="namespace/name of the dataset repo on the Hub "
+                                                              "(created if missing).")
+    private = serializers.BooleanField(required=False, default=True)
+    token_env = serializers.CharField(
+        max_length=128, help_text="Environment variable of the worker that holds the Hub token (e.g. HF_TOKEN); the "
+                                  "operator decides which names are allowed (RUBRICON_ENDPOINT_KEY_VARS).")
+
+
 class ExportSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
+    hub_pushes = serializers.SerializerMethodField()
 
     class Meta:
         model = Export
         fields = [
             "id", "kind", "format", "filters", "status", "row_count", "total", "error", "created_at", "started_at",
-            "finished_at", "download_url",
+            "finished_at", "download_url", "hub_pushes",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(HubPushSerializer(many=True))
+    def get_hub_pushes(self, export: Export) -> list[dict]:
+        """The export's pushes to the Hub, newest first."""
+        return HubPushSerializer(sorted(export.hub_pushes.all(), key=lambda p: -p.pk)[:20], many=True).data
 
     def get_download_url(self, export: Export) -> str | None:
         if not export.file:

@@ -27,9 +27,12 @@ from webapp.endpoints import services as endpoint_services
 from webapp.endpoints.models import ModelEndpoint
 from webapp.endpoints.services import ENDPOINT_EDITABLE
 from webapp.exports import services as export_services
+from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
+from webapp.exports.sources import reasoning_gym_import
+from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews import services as review_services
@@ -195,6 +198,28 @@ class TaskViewSet(mixins.CreateModelMixin, Updatable, Deletable, ReadOnly):
     def create(self, request, *args, **kwargs):
         task = task_services.task_create(project=request.project, created_by=request.user, **self.parse())
         return self.created(task)
+
+    @extend_schema(request=s.VerifiersTaskSerializer, responses={201: s.TaskSerializer})
+    @action(detail=False, methods=["post"], url_path="verifiers")
+    def verifiers(self, request, *args, **kwargs):
+        """A task backed by a verifiers 0.4 taskset (and harness): its first `count` tasks become examples, and a
+        generation job on it runs verifiers' own episode loop against an OpenAI-compatible endpoint."""
+        data = self.parse(s.VerifiersTaskSerializer)
+        task = verifiers_task_create(project=request.project, name=data["name"], taskset=data["taskset"],
+                                     harness=data["harness"] or None, count=data["count"],
+                                     max_turns=data["max_turns"], created_by=request.user)
+        return self.created(task)
+
+    @extend_schema(request=s.ReasoningGymImportSerializer, responses={201: s.ReasoningGymImportResultSerializer})
+    @action(detail=False, methods=["post"], url_path="reasoning-gym")
+    def reasoning_gym(self, request, *args, **kwargs):
+        """Generate a task from a reasoning-gym dataset (and a rubric scoring with its score_answer)."""
+        data = self.parse(s.ReasoningGymImportSerializer)
+        result = reasoning_gym_import(project=request.project, user=request.user, **data)
+        version = result.rubric.versions.order_by("-number").first() if result.rubric else None
+        return Response({"task": result.task.pk, "examples": result.examples,
+                         "rubric": result.rubric.pk if result.rubric else None,
+                         "rubric_version": version.pk if version else None}, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, *args, **kwargs):
         task = self.get_object()
@@ -597,7 +622,19 @@ class ExportViewSet(Cancellable, mixins.CreateModelMixin, Deletable, ReadOnly):
         export_services.export_delete(export=instance)
 
     def scoped(self, project):
-        return Export.objects.filter(project=project)
+        return Export.objects.filter(project=project).prefetch_related("hub_pushes")
+
+    @extend_schema(request=s.HubPushCreateSerializer, responses={202: s.HubPushSerializer})
+    @action(detail=True, methods=["post"])
+    def push(self, request, *args, **kwargs):
+        """Push the export's file to the Hugging Face Hub as a dataset repo with a generated dataset card (a
+        background job: poll the export, whose `hub_pushes` show the push's status, error and commit URL)."""
+        request_blindness(request).check_scores_page()  # the pushed file carries judge scores and rewards
+        export = self.get_object()
+        data = self.parse(s.HubPushCreateSerializer)
+        push = hub_push_create(export=export, repo_id=data["repo_id"], token_env=data["token_env"],
+                               private=data["private"], created_by=request.user)
+        return Response(s.HubPushSerializer(push).data, status=status.HTTP_202_ACCEPTED)
 
     def create(self, request, *args, **kwargs):
         data = self.parse()

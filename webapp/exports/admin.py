@@ -1,9 +1,15 @@
 from django.contrib import admin
 
-from webapp.exports.models import Export
+from webapp.exports.models import Export, HubPush
 
 
 @admin.register(Export)
 class ExportAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "kind", "format", "status", "row_count"]
     raw_id_fields = ["project"]
+
+
+@admin.register(HubPush)
+class HubPushAdmin(admin.ModelAdmin):
+    list_display = ["id", "export", "repo_id", "private", "status"]
+    raw_id_fields = ["export"]

@@ -8,6 +8,7 @@ from webapp.exports.models import ExportFormat, ExportKind
 from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES, filter_applies
 from webapp.rollouts.models import RolloutSource
 from webapp.rollouts.pickers import PICKED, picked_values, picker_field
+from webapp.tasks.forms import JSONObjectField
 from webapp.tasks.models import Split
 
 # Filters with a fixed set of values are menus on the page.
@@ -83,3 +84,53 @@ class ImportForm(forms.Form):
             help_text="Store the file's rewards, scores and labels under this rubric version (needed for SFT, "
                       "preference, reward-model and calibration files).",
             include=picked_values("rubric_version", self.data, self.initial))
+
+
+class HubPushForm(forms.Form):
+    """Push a finished export to the Hugging Face Hub (webapp.exports.hub)."""
+
+    export = forms.TypedChoiceField(coerce=int, help_text="A finished export of this project.")
+    repo_id = forms.CharField(label="Repo id", max_length=200,
+                              help_text="namespace/name of the dataset repo on the Hub; created if missing.")
+    private = forms.BooleanField(required=False, initial=True, help_text="Create the repo as private.")
+    token_env = forms.CharField(label="Token variable", max_length=128, initial="HF_TOKEN",
+                                help_text="Environment variable of the worker holding a Hub token with write access; "
+                                          "the operator decides which names are allowed.")
+
+    def __init__(self, *args, exports: list, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["export"].choices = [(e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.row_count} rows)")
+                                         for e in exports]
+
+
+class ReasoningGymForm(forms.Form):
+    """Generate a task from a reasoning-gym dataset (webapp.exports.sources)."""
+
+    dataset = forms.ChoiceField(help_text="A reasoning-gym dataset (procedurally generated tasks).")
+    size = forms.IntegerField(min_value=1, max_value=10_000, initial=100, help_text="Examples to generate.")
+    seed = forms.IntegerField(min_value=0, max_value=2**32 - 1, initial=42,
+                              help_text="The same seed gives the same examples.")
+    config = JSONObjectField(help_text='Other config fields of the dataset as JSON, e.g. '
+                                       '{"min_terms": 2, "max_terms": 3}; blank = its defaults.')
+    task_name = forms.CharField(required=False, max_length=200, label="Task name",
+                                help_text="Blank: the dataset name with seed and size.")
+    eval_size = forms.IntegerField(min_value=0, initial=0, required=False, label="Eval examples",
+                                   help_text="The last N examples go to the eval split.")
+    with_rubric = forms.BooleanField(required=False, initial=True, label="Create a rubric",
+                                     help_text="A rubric whose criterion is the dataset's own score_answer.")
+
+    def __init__(self, *args, datasets: list[str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["dataset"].choices = [(name, name) for name in datasets]
+
+
+class VerifiersTaskForm(forms.Form):
+    """A task backed by a verifiers 0.4 taskset (webapp.exports.verifiers_tasks)."""
+
+    name = forms.CharField(max_length=200, label="Task name")
+    taskset = JSONObjectField(label="Taskset", required=True,
+                              help_text='The verifiers taskset config, e.g. {"id": "textarena", "game": "Wordle-v0"} '
+                                        'or {"id": "rubricon_wordle"} (offline).')
+    harness = JSONObjectField(label="Harness", help_text='Blank: {"id": "rubricon_chat"} (a plain chat loop).')
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=10, help_text="Taskset tasks to make examples of.")
+    max_turns = forms.IntegerField(min_value=1, max_value=100, required=False, help_text="Turns per episode.")

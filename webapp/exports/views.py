@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -9,18 +10,25 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.exports import selectors, services
-from webapp.exports.forms import ExportForm, ImportForm
+from webapp.exports.forms import ExportForm, HubPushForm, ImportForm, ReasoningGymForm, VerifiersTaskForm
+from webapp.exports.hub import hub_push_create
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
-from webapp.reviews.blind import scores_page
+from webapp.exports.sources import reasoning_gym_datasets, reasoning_gym_import
+from webapp.exports.verifiers_tasks import verifiers_task_create
+from webapp.reviews.blind import request_blindness, scores_page
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task
 
 
 def _page(request: HttpRequest, project: Project, form: ExportForm | None = None, import_form: ImportForm | None = None,
-          status: int = 200) -> HttpResponse:
-    exports = list(selectors.export_list(project)[:100])
+          push_form: HubPushForm | None = None, rg_form: ReasoningGymForm | None = None,
+          vf_form: VerifiersTaskForm | None = None, status: int = 200) -> HttpResponse:
+    exports = list(selectors.export_list(project).prefetch_related("hub_pushes")[:100])
+    pushable = [e for e in exports if e.status == JobStatus.SUCCEEDED and e.file]
+    for export in exports:
+        export.pushes_shown = sorted(export.hub_pushes.all(), key=lambda p: -p.pk)[:5]
     names = selection_names(project=project, selections=[e.filters for e in exports])
     for export in exports:
         export.filters_shown = selection_display(export.filters, names)
@@ -29,7 +37,16 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
         "form": form or ExportForm(project=project, initial={"kind": "rollouts", "format": "jsonl"}),
         "import_form": import_form or ImportForm(project=project, initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
-        "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING) for e in exports),
+        "push_form": push_form or HubPushForm(exports=pushable, initial={"private": True, "token_env": "HF_TOKEN"}),
+        "rg_form": rg_form or ReasoningGymForm(datasets=reasoning_gym_datasets(), initial={
+            "dataset": "basic_arithmetic", "size": 100, "seed": 42, "eval_size": 0, "with_rubric": True}),
+        "vf_form": vf_form or VerifiersTaskForm(initial={"taskset": {"id": "rubricon_wordle"}, "count": 10,
+                                                         "max_turns": 6}),
+        "verifiers_plugins": ", ".join(settings.RUBRICON_VERIFIERS_PLUGINS),
+        "can_push": bool(pushable) and not request_blindness(request).active,
+        "polling": any(e.status in (JobStatus.PENDING, JobStatus.RUNNING)
+                       or any(p.status in (JobStatus.PENDING, JobStatus.RUNNING) for p in e.pushes_shown)
+                       for e in exports),
     }
     template = "exports/export_list.html#export-table" if request.htmx else "exports/export_list.html"
     return render(request, template, context, status=status)
@@ -101,3 +118,64 @@ def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse
         return _page(request, project, import_form=form, status=400)
     messages.success(request, f"Imported {result.summary()}.")
     return redirect("exports:list", project_id=project.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+@scores_page
+def export_push(request: HttpRequest, project: Project) -> HttpResponse:
+    """Push a finished export to the Hugging Face Hub (a background job; the table shows its state)."""
+    pushable = [e for e in selectors.export_list(project)[:100] if e.status == JobStatus.SUCCEEDED and e.file]
+    form = HubPushForm(request.POST, exports=pushable)
+    if not form.is_valid():
+        return _page(request, project, push_form=form, status=400)
+    export = get_object_or_404(Export, project=project, pk=form.cleaned_data["export"])
+    try:
+        push = hub_push_create(export=export, repo_id=form.cleaned_data["repo_id"],
+                               token_env=form.cleaned_data["token_env"], private=form.cleaned_data["private"],
+                               created_by=request.user)
+    except ApplicationError as error:
+        form.add_error(error.field if error.field in form.fields else None, error.message)
+        return _page(request, project, push_form=form, status=400)
+    messages.success(request, f"Push of export #{export.pk} to {push.repo_id} queued; this page shows its state.")
+    return redirect("exports:list", project_id=project.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def reasoning_gym_import_view(request: HttpRequest, project: Project) -> HttpResponse:
+    """Generate a task (and its scoring rubric) from a reasoning-gym dataset."""
+    form = ReasoningGymForm(request.POST, datasets=reasoning_gym_datasets())
+    if not form.is_valid():
+        return _page(request, project, rg_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        result = reasoning_gym_import(
+            project=project, dataset=data["dataset"], size=data["size"], seed=data["seed"], config=data["config"],
+            task_name=data["task_name"], eval_size=data["eval_size"] or 0, with_rubric=data["with_rubric"],
+            user=request.user)
+    except ApplicationError as error:
+        form.add_error(error.field if error.field in form.fields else None, f"Nothing was created: {error.message}")
+        return _page(request, project, rg_form=form, status=400)
+    messages.success(request, f"Generated {result.summary()}.")
+    return redirect("tasks:detail", project_id=project.pk, task_id=result.task.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def verifiers_task_view(request: HttpRequest, project: Project) -> HttpResponse:
+    """Create a task backed by a verifiers taskset; generation jobs on it run verifiers' episode loop."""
+    form = VerifiersTaskForm(request.POST)
+    if not form.is_valid():
+        return _page(request, project, vf_form=form, status=400)
+    data = form.cleaned_data
+    try:
+        task = verifiers_task_create(project=project, name=data["name"], taskset=data["taskset"],
+                                     harness=data["harness"] or None, count=data["count"],
+                                     max_turns=data["max_turns"], created_by=request.user)
+    except ApplicationError as error:
+        form.add_error(None, f"Nothing was created: {error.message}")
+        return _page(request, project, vf_form=form, status=400)
+    messages.success(request, f"Task {task.name!r} is backed by the verifiers taskset "
+                              f"{task.environment_config['taskset']['id']!r}; start a generation job on it.")
+    return redirect("tasks:detail", project_id=project.pk, task_id=task.pk)

@@ -33,6 +33,7 @@ from webapp.rollouts.generation import backend_config, backend_in_use, environme
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.runs.models import Checkpoint
 from webapp.tasks.models import Example, Task
+from webapp.tasks.services import is_verifiers_task
 
 KIND = JobChunk.Kind.GENERATION
 
@@ -72,7 +73,12 @@ def generation_job_create(
         )
     params = dict(params or {})
     sampling_params(params, n=samples_per_example)  # validate now, with a message at the field
-    environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
+    if is_verifiers_task(task):
+        if endpoint.kind != EndpointKind.OPENAI:
+            raise ApplicationError("verifiers environments talk to the model over HTTP: choose an OpenAI-compatible "
+                                   "endpoint (e.g. the model served by `vllm serve`).", field="endpoint")
+    else:
+        environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
     if not _examples(task, split).exists():
         raise ApplicationError(f"Task {task.name!r} has no examples{f' in split {split!r}' if split else ''}.")
     job = GenerationJob.objects.create(
@@ -136,6 +142,9 @@ def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
         raise ApplicationError("The job's endpoint was deleted.")
     example_ids = lease.item_ids
     examples = {e.pk: e for e in Example.objects.filter(pk__in=example_ids)}
+    if is_verifiers_task(job.task):
+        raise ApplicationError("This task is backed by a verifiers environment: its chunks run through "
+                               "webapp.exports.verifiers_tasks.verifiers_chunk_run.")
     # The model recorded on the job: a checkpoint directory or a local model may replace the endpoint's.
     with backend_in_use(backend_config(job.endpoint, model_override=job.model_name or None)) as backend:
         trajectories = run_episodes(
@@ -144,6 +153,11 @@ def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
             sampling_params(job.params, n=job.samples_per_example),
         )
     rows = [_rollout_row(job, t, examples[t.example_id]) for t in trajectories]
+    return generation_rows_write(job, lease, rows)
+
+
+def generation_rows_write(job: GenerationJob, lease: ChunkLease, rows: list[Rollout]) -> int:
+    """Write a chunk's rollouts together with its done flag (nothing when another delivery already did)."""
     with transaction.atomic():
         if not job_chunk_claim_done(lease=lease):
             return 0

@@ -27,6 +27,7 @@ KIND_LABELS = {
     "json": "JSON",
     "length": "Length",
     "python": "Python function",
+    "reasoning_gym": "reasoning-gym score",
 }
 MATCH_EXTRACTS = get_args(ExtractMode)
 MATCH_MODES = get_args(MatchCriterion.model_fields["mode"].annotation)
@@ -153,6 +154,13 @@ def _criterion(p: _Parser, i: int, out: int) -> dict[str, Any]:
                 c[name] = value
     elif kind == "python":
         c["function"] = p.get(src + "function").strip()
+    elif kind == "reasoning_gym":
+        c["extract"] = p.get(src + "extract", blank["extract"]).strip()
+        if c["extract"] not in MATCH_EXTRACTS:
+            c["extract"] = blank["extract"]
+        dataset = p.get(src + "dataset").strip()
+        if dataset:
+            c["dataset"] = dataset
     return c
 
 
@@ -307,6 +315,8 @@ def new_criterion(kind: str, *, existing_keys: Iterable[str]) -> dict[str, Any]:
     elif kind == "python":
         exact = [entry for entry in python_allowlist() if not entry.endswith("*")]
         c.update(function=exact[0] if exact else "")
+    elif kind == "reasoning_gym":
+        c.update(extract="answer_tag")
     return c
 
 
@@ -386,7 +396,7 @@ FIELD_WORDS = {
     "choices": "Choices", "label": "label", "scale": "Scale", "scale.min": "Scale min", "scale.max": "Scale max",
     "min": "Min", "max": "Max", "use_reference": "Show the reference answer", "extract": "Extract", "mode": "Compare by",
     "pattern": "Pattern", "tolerance": "Tolerance", "value": "Expected value", "check": "Check", "schema": "JSON Schema",
-    "unit": "Unit", "slack": "Slack", "function": "Function", "up": "Move up", "down": "Move down",
+    "unit": "Unit", "slack": "Slack", "function": "Function", "dataset": "Dataset", "up": "Move up", "down": "Move down",
     "criteria": "Criteria", "gates": "Gates", "judge": "Judge options", "below": "scores below",
     "criterion": "criterion", "max_criteria_per_call": "criteria per call", "group_relative": "Group-relative",
 }
@@ -539,6 +549,7 @@ def editor_view(form: EditorInput, errors: Iterable[Mapping[str, str]] = ()) -> 
             "json": ["extract", "schema"],
             "length": ["unit", "min", "max", "slack"],
             "python": ["function"],
+            "reasoning_gym": ["extract", "dataset"],
         }.get(kind, [])
         f = {}
         for name in names:

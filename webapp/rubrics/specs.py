@@ -20,6 +20,7 @@ from training.rubrics.spec import (
     LengthCriterion,
     MatchCriterion,
     PythonCriterion,
+    ReasoningGymCriterion,
 )
 
 KIND_MODELS: dict[str, Any] = {
@@ -29,6 +30,7 @@ KIND_MODELS: dict[str, Any] = {
     "json": JsonCriterion,
     "length": LengthCriterion,
     "python": PythonCriterion,
+    "reasoning_gym": ReasoningGymCriterion,
 }
 COMMON_FIELDS = ("title", "kind", "description", "weight")
 DEFAULT_GATE_BELOW = 1.0

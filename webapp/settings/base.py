@@ -297,6 +297,13 @@ RUBRICON_ENDPOINT_HOSTS = env.list("RUBRICON_ENDPOINT_HOSTS", [])
 # run directories, or one of these shared directories (e.g. a read-only /models volume every project may use).
 RUBRICON_MODEL_DIRS = env.list("RUBRICON_MODEL_DIRS", [])
 
+# verifiers 0.4 plugins (tasksets and harnesses, by id; fnmatch patterns) a task may be backed by. Their code runs in
+# the worker: allow only plugins the operator trusts. Default: the game tasksets that run in-process and the plain
+# chat harnesses (no tools, no code execution).
+RUBRICON_VERIFIERS_PLUGINS = env.list("RUBRICON_VERIFIERS_PLUGINS", ["textarena", "rubricon_wordle", "rubricon_chat",
+                                                                     "null"])
+RUBRICON_VERIFIERS_EPISODE_TIMEOUT_S = env.float("RUBRICON_VERIFIERS_EPISODE_TIMEOUT_S", 600.0)
+
 # Python reward functions a rubric may call, by dotted path (never code typed in the browser).
 RUBRICON_PYTHON_REWARD_ALLOWLIST = env.list("RUBRICON_PYTHON_REWARD_ALLOWLIST", [])
 

@@ -28,7 +28,7 @@ from webapp.tasks.imports import ColumnRole, FileFormat
 from webapp.tasks.models import Example, Split, Task, TaskKind
 
 TEMPLATE_VARIABLES = frozenset({"prompt", "answer", "info"})
-ENVIRONMENTS = ("wordle", "tools")
+ENVIRONMENTS = ("wordle", "tools", "verifiers")
 EXTERNAL_ID_MAX = Example._meta.get_field("external_id").max_length
 IMPORT_TTL_S = 24 * 3600
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
@@ -89,8 +89,40 @@ def _task_fields_check(*, kind: str, environment: str, environment_config: Any, 
         environment = ""
     if not isinstance(environment_config, dict):
         raise ApplicationError("The environment config must be a JSON object ({...}).", field="environment_config")
+    if environment == "verifiers":
+        verifiers_config_check(environment_config)
     prompt_template_check(prompt_template)
     return environment
+
+
+def is_verifiers_task(task: Task) -> bool:
+    """Backed by a verifiers 0.4 environment (webapp.exports.verifiers_tasks)."""
+    return task.kind == TaskKind.ENVIRONMENT and task.environment == "verifiers"
+
+
+def verifiers_config_check(config: dict) -> None:
+    """A verifiers-backed task: {"taskset": {"id": ..., <taskset options>}, "harness": {"id": ...}, "max_turns": n};
+    the taskset and harness must be plugins the operator allows (RUBRICON_VERIFIERS_PLUGINS)."""
+    from training.generation.verifiers_env import DEFAULT_HARNESS, plugin_allowed
+
+    allowed = tuple(settings.RUBRICON_VERIFIERS_PLUGINS)
+    unknown = sorted(set(config) - {"taskset", "harness", "max_turns"})
+    if unknown:
+        raise ApplicationError(f"Unknown verifiers option(s) {', '.join(unknown)}; use taskset, harness, max_turns.",
+                               field="environment_config")
+    for name, default in (("taskset", None), ("harness", DEFAULT_HARNESS)):
+        value = config.get(name, {"id": default} if default else None)
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+            raise ApplicationError(f'Give the verifiers {name} as {{"id": "<plugin>", ...options}}, e.g. '
+                                   + ('{"id": "textarena", "game": "Wordle-v0"}.' if name == "taskset"
+                                      else f'{{"id": "{DEFAULT_HARNESS}"}}.'), field="environment_config")
+        if not plugin_allowed(value["id"], allowed):
+            raise ApplicationError(f"The verifiers {name} {value['id']!r} is not allowed here; the operator allows "
+                                   f"{', '.join(allowed) or 'none'} (RUBRICON_VERIFIERS_PLUGINS).",
+                                   field="environment_config")
+    turns = config.get("max_turns")
+    if turns is not None and (not isinstance(turns, int) or isinstance(turns, bool) or not 1 <= turns <= 100):
+        raise ApplicationError("max_turns must be a whole number 1..100.", field="environment_config")
 
 
 def _task_name_check(project: Project, name: str, *, exclude_pk: int | None = None) -> str:

@@ -153,7 +153,7 @@ def argument_values(w: dict) -> tuple[dict[str, list], dict[str, list[dict]]]:
         "training-metric": w["metric"].pk, "checkpoint": w["checkpoint"].pk, "export": w["export"].pk,
     }
     for basename, pks in api_pk.items():
-        for suffix in ("detail", "cancel", "download"):
+        for suffix in ("detail", "cancel", "download", "push"):
             per_url[f"{basename}-{suffix}"] = [{"pk": pk} for pk in (pks if isinstance(pks, list) else [pks])]
     generic = {
         "project_id": [w["project"].pk], "rollout_id": [w["secret"].pk, w["training"].pk],

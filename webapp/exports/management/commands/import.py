@@ -17,17 +17,20 @@ from webapp.tasks.imports import ColumnRole, guess_roles
 from webapp.tasks.models import Split, Task
 
 EXAMPLES = "examples"
+REASONING_GYM = "reasoning_gym"
 
 
 class Command(BaseCommand):
     help = ("Import a file into a project, as the pages do: task examples (--kind examples: CSV, JSONL, JSON or "
             "Parquet, columns mapped as the preview guesses or with --column NAME=ROLE), any export kind in any "
-            "format, or a verifiers run (a folder, its zip, or its lines file).")
+            "format, or a verifiers run (a folder, its zip, or its lines file); --kind reasoning_gym generates a task from the "
+            "reasoning-gym dataset named by PATH (--size, --seed, --config).")
 
     def add_arguments(self, parser):
-        parser.add_argument("path", help="The file, or a verifiers run folder.")
+        parser.add_argument("path", help="The file, or a verifiers run folder; for --kind reasoning_gym the "
+                                         "dataset name (e.g. chain_sum).")
         parser.add_argument("--project", type=int, required=True, help="Project id.")
-        parser.add_argument("--kind", choices=[EXAMPLES, *ExportKind.values], default=ExportKind.ROLLOUTS,
+        parser.add_argument("--kind", choices=[EXAMPLES, REASONING_GYM, *ExportKind.values], default=ExportKind.ROLLOUTS,
                             help="examples = a task's examples; the others = what an export of that kind wrote "
                                  "(verifiers / verifiers_03: a verifiers run, either layout).")
         parser.add_argument("--format", choices=FORMATS, help="Export formats only; default: from the file name.")
@@ -40,10 +43,19 @@ class Command(BaseCommand):
                             help=f"examples: map a column ({', '.join(r.value for r in ColumnRole)}); repeatable.")
         parser.add_argument("--split", choices=Split.values, default=Split.TRAIN,
                             help="examples: split of rows without a split column.")
+        parser.add_argument("--size", type=int, default=100, help="reasoning_gym: examples to generate.")
+        parser.add_argument("--seed", type=int, default=42, help="reasoning_gym: generator seed.")
+        parser.add_argument("--config", default="", help="reasoning_gym: other config fields as a JSON object.")
+        parser.add_argument("--task-name", default="", help="reasoning_gym: name of the new task.")
+        parser.add_argument("--eval-size", type=int, default=0, help="reasoning_gym: last N examples go to eval.")
+        parser.add_argument("--no-rubric", action="store_true", help="reasoning_gym: do not create the rubric.")
 
     def handle(self, *args, path: str, project: int, kind: str, format: str | None, task: int | None,
                rubric_version: int | None, metadata: str | None, user: str | None, column: list[str],
                split: str, **options):
+        if kind == REASONING_GYM:
+            self._reasoning_gym(path, project, user, options)
+            return
         source = Path(path)
         if not source.exists():
             raise CommandError(f"No such file or folder: {source}")
@@ -80,6 +92,30 @@ class Command(BaseCommand):
         except ApplicationError as error:
             raise CommandError(error.message) from None
         self.stdout.write(f"Imported {result.summary()}.")
+
+    def _reasoning_gym(self, dataset: str, project: int, user: str | None, options: dict) -> None:
+        import json
+
+        from webapp.exports.sources import reasoning_gym_import
+
+        target = Project.objects.filter(pk=project).first()
+        if target is None:
+            raise CommandError(f"No project #{project}.")
+        who = get_user_model().objects.filter(username=user).first() if user else None
+        if user and who is None:
+            raise CommandError(f"No user {user!r}.")
+        try:
+            config = json.loads(options["config"]) if options["config"] else {}
+        except json.JSONDecodeError as error:
+            raise CommandError(f"--config is not JSON: {error}") from None
+        try:
+            result = reasoning_gym_import(
+                project=target, dataset=dataset, size=options["size"], seed=options["seed"], config=config,
+                task_name=options["task_name"], eval_size=options["eval_size"], with_rubric=not options["no_rubric"],
+                user=who)
+        except ApplicationError as error:
+            raise CommandError(error.message) from None
+        self.stdout.write(f"Generated {result.summary()} (task #{result.task.pk}).")
 
     def _examples(self, source: Path, task: Task, user, columns: list[str], split: str) -> str:
         """Stage, preview and confirm, as the upload page does, with the page's guessed mapping unless told."""

@@ -1,0 +1,1 @@
+"""Task sources: generators of examples from libraries users already run (reasoning-gym)."""
