@@ -34,7 +34,8 @@ class TrainingRunForm(forms.Form):
     rubric_version = forms.ModelChoiceField(queryset=RubricVersion.objects.none(),
                                             help_text="Its criteria are the reward functions.")
     judge_endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False,
-                                            help_text="Needed when the rubric has LM-judge criteria.")
+                                            help_text="Needed when the rubric has LM-judge criteria. Any endpoint works: a local "
+                                            "one (such as the bundled model) is loaded by the training run itself.")
     base_model = forms.CharField(max_length=300, initial="bundled", help_text=_help("model")
                                  + " A checkpoint of an earlier run is 'checkpoint:<id>' (listed below).")
 
