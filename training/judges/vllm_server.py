@@ -68,7 +68,7 @@ class VllmJudgeServer:
         command = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model_path,
             "--served-model-name", self.model_name, "--host", "127.0.0.1", "--port", str(self.port),
-            "--disable-log-requests", *self.extra_args,
+            *self.extra_args,
         ]
         if self.enforce_eager:
             command.append("--enforce-eager")

@@ -47,7 +47,8 @@ def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> H
     if not visible:  # rewards a training run or an import stored with the rollout are scores too
         rollout.metadata = redact_metadata(rollout.metadata)
     context = {"rollout": rollout, "scores": scores_presented(selectors.rollout_scores(rollout)) if visible else [],
-               "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered"}
+               "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered",
+               "labels": selectors.rollout_labels(rollout) if visible else []}
     return render(request, "rollouts/rollout_detail.html", context)
 
 
