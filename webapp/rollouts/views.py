@@ -83,6 +83,7 @@ def job_create(request: HttpRequest, project: Project) -> HttpResponse:
                 project=project, task=form.cleaned_data["task"], endpoint=form.cleaned_data["endpoint"],
                 split=form.cleaned_data["split"], params=form.params(),
                 samples_per_example=form.cleaned_data["samples_per_example"], created_by=request.user,
+                example_count=form.cleaned_data["example_count"], example_seed=form.cleaned_data["example_seed"] or 0,
             )
         except ApplicationError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)
