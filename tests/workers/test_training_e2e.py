@@ -22,6 +22,7 @@ from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session 
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.judging.services import engine_rollout
+from webapp.reviews.models import ReviewQueue
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.runs import services
 from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
@@ -275,6 +276,10 @@ def test_a_rubric_with_an_lm_judge_criterion_trains_with_the_bundled_local_judge
     assert run.config["local_judge"] == {"model": "bundled", "engine": "transformers", "max_new_tokens": 512,
                                          "temperature": 0.0, "enforce_eager": True, "start_timeout_s": 600.0}
     assert run.config["judge"] is None
+    # "Send to review" before the run has any rollouts: the queue follows the run as it trains.
+    response = client.post(reverse("runs:review", args=[project.pk, run.pk]), {"size": 4, "reviewers_per_item": 1})
+    assert response.status_code == 302
+    queue = ReviewQueue.objects.get(follow_run=run)
     run = wait_for(run, finished, timeout=300, log=celery_worker_process.log)
     assert run.status == JobStatus.SUCCEEDED, f"{run.error}\n{services.run_log_tail(run)}"
 
@@ -300,3 +305,8 @@ def test_a_rubric_with_an_lm_judge_criterion_trains_with_the_bundled_local_judge
         assert stored[rollout.pk].score == expected.criteria["correct"].score
     step1 = [s.score for r, s in ((r, stored[r.pk]) for r in rollouts) if r.step == 1]
     assert metrics[1]["rewards/correct/mean"] == pytest.approx(sum(step1) / len(step1), abs=1e-5)
+
+    # The monitor sampled each step into the queue as it came: 2 per step (4 items over 2 steps).
+    items = list(queue.items.order_by("position").select_related("rollout"))
+    assert [i.rollout.step for i in items] == [1, 1, 2, 2] and all(i.rollout.run_id == run.pk for i in items)
+

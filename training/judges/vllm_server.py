@@ -79,25 +79,21 @@ class VllmJudgeServer:
         env = dict(os.environ)
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-        log = open(self.log_path, "ab") if self.log_path is not None else subprocess.DEVNULL  # noqa: SIM115
-        try:
+        with open(self.log_path if self.log_path is not None else os.devnull, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 preexec_fn=_die_with_parent,  # noqa: PLW1509  (no threads yet in the training process)
             )
-        finally:
-            if log is not subprocess.DEVNULL:
-                log.close()
         deadline = time.monotonic() + self.start_timeout_s
         while True:
             code = self.process.poll()
             if code is not None:
                 raise RuntimeError(f"the vLLM judge server exited with code {code} before it answered"
                                    + (f" (log: {self.log_path})" if self.log_path else ""))
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return self.base_url
+            with contextlib.suppress(urllib.error.URLError, OSError), \
+                    urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    return self.base_url
             if time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the vLLM judge server did not answer within {self.start_timeout_s:.0f} s")

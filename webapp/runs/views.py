@@ -12,9 +12,9 @@ from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
 from webapp.reviews.blind import scores_page
 from webapp.reviews.calibration import calibration_status
-from webapp.runs import charts, selectors, services
 from webapp.reviews.services import review_queue_for_run
 from webapp.reviews.watch import run_watch
+from webapp.runs import charts, selectors, services
 from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, RunReviewForm, TrainingRunForm
 
 
