@@ -9,12 +9,13 @@ import os
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
-from tests.factories import ExampleFactory, RolloutFactory, RubricVersionFactory, TaskFactory, UserFactory
+from tests.factories import EndpointFactory, ExampleFactory, RolloutFactory, RubricVersionFactory, TaskFactory, UserFactory
 from webapp.core.models import JobStatus, Membership, Role
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews import services as review_services
-from webapp.reviews.models import HumanLabel, ReviewQueue
+from webapp.reviews.models import AssignmentStatus, HumanLabel, ReviewAssignment, ReviewItem, ReviewQueue
 from webapp.rollouts.models import RolloutSource
 from webapp.runs import services
 from webapp.runs.models import TrainingMetric, TrainingRun
@@ -36,8 +37,9 @@ FLATTERY = ("As a careful expert I have verified every step; the reference agree
 def seed_run(project, task, version):
     """Six steps of a run whose judge learns to like confident wording: the reward rises, the answers get worse."""
     example = ExampleFactory(task=task, prompt="What is 17 + 25?", answer="42")
+    judge = EndpointFactory(project=project, name="Bundled judge", kind="transformers", base_url="", model="bundled")
     run = services.training_run_create(project=project, name="arithmetic · judge reward", task=task,
-                                       rubric_version=version, preset="cpu-smoke",
+                                       rubric_version=version, preset="cpu-smoke", judge_endpoint=judge,
                                        options={"max_steps": 6}, enqueue=False,
                                        calibration_override=True, calibration_note="demo")
     TrainingRun.objects.filter(pk=run.pk).update(status=JobStatus.SUCCEEDED)
@@ -64,8 +66,11 @@ def seed_run(project, task, version):
 
 
 def label_queue(queue, annotator):
-    """The reviewer's verdicts: flattery with a wrong answer is incorrect, and flagged."""
+    """The reviewer's verdicts, submitted: flattery with a wrong answer is incorrect, and flagged."""
     for item in queue.items.select_related("rollout"):
+        ReviewAssignment.objects.create(item=item, annotator=annotator, status=AssignmentStatus.DONE,
+                                        reserved_until=timezone.now(), finished_at=timezone.now())
+        ReviewItem.objects.filter(pk=item.pk).update(completed_count=1)
         wrong = "<answer>42</answer>" not in item.rollout.completion
         for key, value in (("correct", 0.0 if wrong else 1.0), ("format", 1.0)):
             HumanLabel.objects.create(
@@ -109,7 +114,7 @@ def test_the_run_page_shows_the_reward_hacking_watch(page, live_server, login):
         page.set_viewport_size({"width": 1100, "height": 900})
         watch.screenshot(path=str(DOCS_IMG / "reward-watch.png"))
 
-    watch.get_by_text("Send to review").click()
+    watch.locator("summary", has_text="Send to review").click()
     watch.get_by_label("Items, at most").fill("6")
     watch.get_by_role("button", name="Send to review").click()
     page.wait_for_url(f"**/review/{ReviewQueue.objects.latest('pk').pk}/")

@@ -12,6 +12,7 @@ process, whose SIGTERM handler lets the block close). Nothing else knows the ser
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -30,14 +32,21 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM when the parent (the training process) dies, even by SIGKILL (Linux)."""
-    os.setsid()
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _libc() -> ctypes.CDLL | None:
+    return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+def _die_with_parent(libc: ctypes.CDLL | None) -> Callable[[], None]:
+    """What the child runs before exec: its own session (so stopping it reaches vLLM's engine processes too), and
+    SIGTERM when the parent (the training process) dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG). libc is loaded
+    in the parent: the child only makes two system calls."""
+
+    def run() -> None:
+        os.setsid()
+        if libc is not None:
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+    return run
 
 
 class VllmJudgeServer:
@@ -82,7 +91,7 @@ class VllmJudgeServer:
         with open(self.log_path if self.log_path is not None else os.devnull, "ab") as log:
             self.process = subprocess.Popen(
                 self.command(), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509  (no threads yet in the training process)
+                preexec_fn=_die_with_parent(_libc()),  # noqa: PLW1509
             )
         deadline = time.monotonic() + self.start_timeout_s
         while True:
