@@ -212,3 +212,18 @@ def test_local_judge_endpoints_are_accepted_for_training_and_run_in_the_training
     with pytest.raises(Exception, match="judge|model|outside|allowed"):
         services.training_run_create(project=project, name="x", task=task, rubric_version=version,
                                      judge_endpoint=outside, **options)
+
+
+@pytest.mark.django_db
+def test_the_queue_form_offers_following_a_run_by_name(world, client):
+    project, run = world["project"], world["run"]
+    add_step(world, 1, [0.1, 0.9])
+    url = reverse("reviews:create", args=[project.pk])
+    data = {"name": "follow", "rubric_version": world["version"].pk, "strategy": "follow_run", "mode": "criteria",
+            "size": 10, "seed": 0, "reviewers_per_item": 1, "reservation_minutes": 30, "blind": "on"}
+    response = client.post(url, data)  # no run picked
+    assert response.status_code == 400 and "Pick the training run the queue follows." in response.content.decode()
+    response = client.post(url, {**data, "run": run.pk})
+    queue = ReviewQueue.objects.get()
+    assert response.status_code == 302 and queue.follow_run == run and queue.items.count() == 2
+    assert queue.selection == {"run": run.pk, "source": "training"}
