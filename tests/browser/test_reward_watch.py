@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from tests.factories import EndpointFactory, ExampleFactory, RolloutFactory, RubricVersionFactory, TaskFactory, UserFactory
+from tests.factories import (
+    EndpointFactory,
+    ExampleFactory,
+    RolloutFactory,
+    RubricVersionFactory,
+    TaskFactory,
+    UserFactory,
+)
 from webapp.core.models import JobStatus, Membership, Role
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews import services as review_services
