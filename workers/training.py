@@ -181,9 +181,11 @@ def monitor_run(*, run_id: int, token: str) -> None:
     try:
         if services.training_run_ingest(run_id=run_id, token=token) is None:
             return
+        _follow(run_id)
         alive, exit_reason = _process_state(run)
         if not alive:
             services.training_run_finish(run_id=run_id, exit_reason=exit_reason)
+            _follow(run_id)
             return
         if run.cancel_requested_at is not None:
             _push_cancel(run)
@@ -191,6 +193,16 @@ def monitor_run(*, run_id: int, token: str) -> None:
         # Ingest failing is a bug or an outage; the process keeps going, so keep watching rather than orphan it.
         logger.exception("monitoring run %s failed: %r", run_id, error)
     _monitor_later(run_id, token, socket.gethostname())
+
+
+def _follow(run_id: int) -> None:
+    """Review queues that follow the run take their share of its new steps (never stops the monitor)."""
+    from webapp.reviews.services import review_queues_follow_run
+
+    try:
+        review_queues_follow_run(run_id=run_id)
+    except Exception as error:
+        logger.exception("sampling run %s into its review queues failed: %r", run_id, error)
 
 
 def reattach_runs(hostname: str) -> None:

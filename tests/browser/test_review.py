@@ -67,6 +67,14 @@ def test_dashboard_shows_the_fixture_figures(page, live_server, login, make_memb
     for name in ("weighted_kappa", "krippendorff_alpha", "spearman", "mae", "bias", "human_alpha"):
         assert card.locator(f"tr[data-stat={name}] .value").inner_text() == f"{want[name]:.3f}".replace("-0.000", "0.000"), name
     assert card.locator("svg.calibration circle").count() >= 2
+    # "n = 12" is one token: at a narrow width it never breaks across lines (issue 19 item 10).
+    page.set_viewport_size({"width": 480, "height": 900})
+    counts = card.locator(".n-count, .pairs-n")
+    assert counts.count() >= 3
+    for height, line in counts.evaluate_all(
+            "els => els.map(e => [e.getBoundingClientRect().height, parseFloat(getComputedStyle(e).fontSize) * 1.7])"):
+        assert height <= line, (height, line)
+    page.set_viewport_size({"width": 1280, "height": 900})
     page.wait_for_selector("#bias")  # the diagnostics load after the page
     screenshot(page, "review-agreement")
     assert "Length vs score" in page.locator("#bias").inner_text()

@@ -22,6 +22,7 @@ from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session 
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.judging.services import engine_rollout
+from webapp.reviews.models import ReviewQueue
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.runs import services
 from webapp.runs.models import Checkpoint, CheckpointEvaluation, TrainingMetric, TrainingRun
@@ -248,3 +249,64 @@ def test_a_cancelled_run_is_resumed_from_the_ui_and_its_checkpoint_evaluated_aga
     assert f"Step {stopped_at} checkpoint vs base model" in page
     assert 'data-criterion="correct"' in page and 'data-criterion="total"' in page
     assert f"run #{child.pk}" in page  # continued by
+
+
+JUDGE_SPEC = {
+    "criteria": [
+        {"key": "correct", "title": "Correct", "kind": "judge", "weight": 1.0, "use_reference": True,
+         "question": "Is the completion's final answer the same as the reference answer?",
+         "choices": [{"label": "no"}, {"label": "yes"}]},
+        {"key": "short", "title": "Short", "kind": "length", "weight": 0.5, "unit": "chars", "max": 12, "slack": 40},
+    ]
+}
+
+
+def test_a_rubric_with_an_lm_judge_criterion_trains_with_the_bundled_local_judge_as_reward(
+    client, editor, celery_worker_process, tiny_model_dir  # noqa: F811
+):
+    """The core promise in embedded mode: the launch form accepts the bundled (local transformers) judge, the
+    training process loads it itself, and the judge's verdicts are the rewards stored with the training rollouts —
+    the same verdicts a judge job of that endpoint gives for the same completions."""
+    project, task, _ = editor
+    version = RubricVersionFactory(rubric=RubricFactory(project=project, task=task), spec=JUDGE_SPEC)
+    judge = EndpointFactory(project=project, name="Bundled judge", kind="transformers", base_url="", model="bundled")
+    # No human labels yet: the calibration gate asks for a confirmation and a note.
+    run = launch(client, project, task, version, tiny_model_dir, name="judged", judge_endpoint=judge.pk,
+                 calibration_override="on", calibration_note="smoke test of the local judge")
+    assert run.config["local_judge"] == {"model": "bundled", "engine": "transformers", "max_new_tokens": 512,
+                                         "temperature": 0.0, "enforce_eager": True, "start_timeout_s": 600.0}
+    assert run.config["judge"] is None
+    # "Send to review" before the run has any rollouts: the queue follows the run as it trains.
+    response = client.post(reverse("runs:review", args=[project.pk, run.pk]), {"size": 4, "reviewers_per_item": 1})
+    assert response.status_code == 302
+    queue = ReviewQueue.objects.get(follow_run=run)
+    run = wait_for(run, finished, timeout=300, log=celery_worker_process.log)
+    assert run.status == JobStatus.SUCCEEDED, f"{run.error}\n{services.run_log_tail(run)}"
+
+    metrics = {m.step: m.metrics for m in TrainingMetric.objects.filter(run=run)}
+    assert sorted(metrics) == [1, 2]
+    assert "rewards/correct/mean" in metrics[1] and "rewards/short/mean" in metrics[1]
+    rollouts = list(Rollout.objects.filter(run=run).select_related("example").order_by("step", "sample_index"))
+    assert len(rollouts) == 8
+    stored = {s.rollout_id: s for s in CriterionScore.objects.filter(
+        rollout__in=rollouts, criterion_key="correct", judge_fingerprint="training-reward")}
+    assert len(stored) == 8 and all(s.score in (0.0, 1.0) for s in stored.values())
+
+    # The same verdicts a judge job of this endpoint reaches for the same completions.
+    import asyncio
+
+    from training.rubrics.engine import RubricEngine
+    from training.rubrics.spec import validate_spec
+    from webapp.judging.judges import judge_for_endpoint
+
+    engine = RubricEngine(validate_spec(JUDGE_SPEC), judge=judge_for_endpoint(judge, cached=False))
+    for rollout in rollouts[:3]:
+        expected = asyncio.run(engine.ascore(engine_rollout(rollout)))
+        assert stored[rollout.pk].score == expected.criteria["correct"].score
+    step1 = [s.score for r, s in ((r, stored[r.pk]) for r in rollouts) if r.step == 1]
+    assert metrics[1]["rewards/correct/mean"] == pytest.approx(sum(step1) / len(step1), abs=1e-5)
+
+    # The monitor sampled each step into the queue as it came: 2 per step (4 items over 2 steps).
+    items = list(queue.items.order_by("position").select_related("rollout"))
+    assert [i.rollout.step for i in items] == [1, 1, 2, 2] and all(i.rollout.run_id == run.pk for i in items)
+

@@ -68,6 +68,19 @@ class JudgeEndpoint(_Strict):
     timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one judge request, in seconds.")
 
 
+class LocalJudge(_Strict):
+    """A judge model loaded by the training process itself (the project's local transformers or vLLM endpoint, such as
+    the bundled model): no server to run. `engine="transformers"` scores in-process; `engine="vllm"` starts vLLM's
+    OpenAI-compatible server on a loopback port as a child of the training process, and stops it when the run ends."""
+
+    model: str = Field(description="Model directory (resolved and checked by the launcher), or 'bundled'.")
+    engine: Literal["transformers", "vllm"] = Field(default="transformers", description="How the judge is run.")
+    max_new_tokens: int = Field(default=512, ge=1, description="Most tokens of one judge answer.")
+    temperature: float = Field(default=0.0, ge=0.0, description="Judge sampling temperature (0 = greedy).")
+    enforce_eager: bool = Field(default=True, description="vLLM: skip CUDA graph capture (starts much faster).")
+    start_timeout_s: float = Field(default=600.0, gt=0, description="vLLM: how long the server may take to start.")
+
+
 class LoraOptions(_Strict):
     """LoRA adapters (peft) instead of a full fine-tune: less memory, smaller checkpoints."""
 
@@ -114,6 +127,9 @@ class GRPORunConfig(_Strict):
         "not pass reward functions itself.",
     )
     judge: JudgeEndpoint | None = Field(default=None, description="Judge endpoint for LM-judge criteria.")
+    local_judge: LocalJudge | None = Field(
+        default=None, description="A local judge model for LM-judge criteria, instead of `judge` (an HTTP endpoint)."
+    )
 
     # GRPO
     num_generations: int = Field(
@@ -247,6 +263,12 @@ class GRPORunConfig(_Strict):
                 f"({self.num_generations}); it comes from {source}. Make it a multiple of {self.num_generations}, "
                 f"or set num_generations to a divisor of {generation_batch}."
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_judge(self) -> GRPORunConfig:
+        if self.judge is not None and self.local_judge is not None:
+            raise ValueError("Give either judge (an HTTP endpoint) or local_judge (a local model), not both.")
         return self
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ completed or stopped (see status.json), 1 a failed run, 2 an invalid config.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -55,15 +56,19 @@ def main(argv: list[str] | None = None) -> int:
     from training.grpo.runner import rewards_from_config, run_grpo
 
     try:
-        funcs, weights = rewards_from_config(config)
-        run_grpo(
-            config,
-            funcs,
-            weights,
-            sink,
-            output_dir=args.output_dir or args.sink_dir / "output",
-            models_dir=args.models_dir,
-        )
+        # A local vLLM judge is a server started for this run: the stack stops it however the run ends.
+        with contextlib.ExitStack() as resources:
+            funcs, weights = rewards_from_config(
+                config, models_dir=args.models_dir, resources=resources, log_dir=args.sink_dir
+            )
+            run_grpo(
+                config,
+                funcs,
+                weights,
+                sink,
+                output_dir=args.output_dir or args.sink_dir / "output",
+                models_dir=args.models_dir,
+            )
     except Exception as error:
         # run_grpo has already told the sink when the failure was its own; this covers loading the rewards.
         status = json.loads((args.sink_dir / "status.json").read_text(encoding="utf-8"))

@@ -15,6 +15,7 @@ What this adds to plain TRL, and how:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -32,7 +33,7 @@ from transformers import AutoTokenizer, TrainerCallback, TrainerControl, Trainer
 from trl import GRPOTrainer
 from trl.trainer.utils import is_async_callable
 
-from training.grpo.config import GRPORunConfig, RewardRef, to_trl_config
+from training.grpo.config import GRPORunConfig, LocalJudge, RewardRef, to_trl_config
 from training.grpo.sinks import RunSink, RunStatus, Sample, clean_number
 from training.models import resolve_model
 
@@ -81,11 +82,18 @@ def load_reward_refs(refs: Sequence[RewardRef]) -> tuple[list[RewardFunction], l
     return funcs, weights
 
 
-def rewards_from_config(config: GRPORunConfig) -> tuple[list[RewardFunction], list[float]]:
+def rewards_from_config(
+    config: GRPORunConfig,
+    *,
+    models_dir: str | Path = DEFAULT_MODELS_DIR,
+    resources: contextlib.ExitStack | None = None,
+    log_dir: Path | None = None,
+) -> tuple[list[RewardFunction], list[float]]:
     """Reward functions for a run launched from JSON: `config.rewards` by import path, else the rubric spec.
 
     The rubric route builds one function per criterion with the rubric engine (judge criteria call
-    `config.judge`), so the per-criterion metrics carry the criterion keys.
+    `config.judge`, or the local judge model of `config.local_judge`), so the per-criterion metrics carry the
+    criterion keys. A local vLLM judge is a server started here and closed with `resources` (required then).
     """
     if config.rewards:
         return load_reward_refs(config.rewards)
@@ -119,8 +127,39 @@ def rewards_from_config(config: GRPORunConfig) -> tuple[list[RewardFunction], li
             allowed_hosts=hosts_from_environ(os.environ),
         )
         judge = OpenAIJudge(client)
+    elif config.local_judge is not None:
+        judge = _local_judge(config.local_judge, models_dir=Path(models_dir), resources=resources, log_dir=log_dir)
     rewards = build_reward_functions(spec, judge=judge, python_allowlist=config.python_allowlist)
     return list(rewards.funcs), list(rewards.weights)
+
+
+def _local_judge(
+    local: LocalJudge, *, models_dir: Path, resources: contextlib.ExitStack | None, log_dir: Path | None
+) -> Any:
+    """The run's own judge model: in-process with transformers, or vLLM's OpenAI server started for the run.
+
+    Both ask with the same parameters as the judge jobs of the same endpoint (webapp.judging.judges), so a rubric
+    scores a completion the same way while training and afterwards."""
+    model_path = resolve_model(local.model, models_dir=models_dir)
+    if local.engine == "transformers":
+        from training.judges.transformers_judge import TransformersJudge
+
+        return TransformersJudge(model_path, max_new_tokens=local.max_new_tokens, temperature=local.temperature)
+    if resources is None:
+        raise ValueError("a local vLLM judge runs as a server: pass `resources` (an ExitStack) to stop it after the run")
+    from training.judges.openai_judge import OpenAIJudge
+    from training.judges.vllm_server import VllmJudgeServer
+    from training.llm_client import OpenAICompatibleClient
+
+    logger.info("starting the vLLM judge server for %s", model_path)
+    server = resources.enter_context(VllmJudgeServer(
+        model_path, enforce_eager=local.enforce_eager, start_timeout_s=local.start_timeout_s,
+        log_path=log_dir / "judge-server.log" if log_dir is not None else None,
+    ))
+    logger.info("vLLM judge server answers at %s", server.base_url)
+    client = OpenAICompatibleClient(base_url=server.base_url, model=server.model_name, max_concurrency=8,
+                                    allowed_hosts=("127.0.0.1",))
+    return OpenAIJudge(client, temperature=local.temperature, max_tokens=local.max_new_tokens)
 
 
 @dataclass

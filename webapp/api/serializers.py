@@ -164,7 +164,8 @@ class GenerationJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = GenerationJob
         fields = [
-            "id", "task", "split", "endpoint", "checkpoint", "model_name", "params", "samples_per_example", "status",
+            "id", "task", "split", "endpoint", "checkpoint", "model_name", "params", "samples_per_example",
+            "example_count", "example_seed", "status",
             "total", "done", "failed_count", "error", "created_at", "started_at", "finished_at",
         ]
         read_only_fields = fields
@@ -461,6 +462,10 @@ class GenerationJobCreateSerializer(serializers.Serializer):
     samples_per_example = serializers.IntegerField(min_value=1, max_value=256, default=4,
                                                    help_text="The GRPO group size: completions per prompt.")
     params = GenerationParamsSerializer(required=False, default=dict, help_text="Sampling parameters.")
+    example_count = serializers.IntegerField(min_value=1, required=False, allow_null=True, default=None,
+                                             help_text="A seeded random sample of this many examples; empty = all.")
+    example_seed = serializers.IntegerField(min_value=0, max_value=2**31 - 1, required=False, default=0,
+                                            help_text="Seed of the example sample.")
 
 
 class TrainingRunCreateSerializer(serializers.Serializer):

@@ -348,6 +348,7 @@ class GenerationJobViewSet(Cancellable, mixins.CreateModelMixin, ReadOnly):
                                 "endpoint"),
             split=data["split"], params={k: v for k, v in data["params"].items() if v is not None},
             samples_per_example=data["samples_per_example"], created_by=request.user,
+            example_count=data["example_count"], example_seed=data["example_seed"],
         )
         return self.created(job)
 

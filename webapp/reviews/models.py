@@ -10,6 +10,7 @@ class SamplingStrategy(models.TextChoices):
     DISAGREEMENT = "disagreement", "Disagreement first"
     ZERO_VARIANCE = "zero_variance", "Zero-variance GRPO groups"
     EXTREMES = "extremes", "Top and bottom rewards"
+    FOLLOW_RUN = "follow_run", "Follow a training run (by step and reward)"
 
 
 class ReviewMode(models.TextChoices):
@@ -29,6 +30,14 @@ class ReviewQueue(models.Model):
     reservation_minutes = models.PositiveIntegerField(default=30)
     seed = models.PositiveIntegerField(default=0, help_text="Seed of the sampling, so a queue can be rebuilt exactly.")
     assignees = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="assigned_queues")
+    # A queue that follows a training run: new training rollouts keep being sampled into it as the run goes.
+    follow_run = models.ForeignKey(
+        "runs.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="review_queues",
+        help_text="Training run whose new rollouts are sampled into the queue as it goes.",
+    )
+    follow_cap = models.PositiveIntegerField(null=True, blank=True, help_text="Most items a following queue takes.")
+    follow_per_step = models.PositiveIntegerField(default=0, help_text="Rollouts sampled from each step.")
+    followed_step = models.PositiveIntegerField(default=0, help_text="Last training step sampled into the queue.")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 

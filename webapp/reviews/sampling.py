@@ -165,3 +165,31 @@ def pair_partner(*, project_id: int, rollout_ids: list[int], rng: random.Random)
             partners[rollout_id] = rng.choice(others)
     return partners
 
+
+
+def follow_run(
+    *, candidates: QuerySet[Rollout], version: RubricVersion, after_step: int, per_step: int, budget: int, seed: int
+) -> tuple[Picked, int]:
+    """A queue following a training run: from each step after `after_step`, `per_step` rollouts stratified by reward
+    (the step's rollouts sorted by reward and cut into `per_step` equal bins, one drawn from each), until `budget`
+    items are picked. Returns the picks and the last step looked at (the queue's new watermark).
+
+    Seeded per step (`seed` and the step number), so the same steps always give the same picks, however the run's
+    rollouts arrived between calls. Rollouts without a reward yet sort first."""
+    rows = list(candidates.filter(step__gt=after_step).order_by("step", "pk").values_list("pk", "step"))
+    if not rows:
+        return [], after_step
+    totals = _totals(candidates.filter(step__gt=after_step), version)
+    steps: dict[int, list[int]] = defaultdict(list)
+    for rollout_id, step in rows:
+        steps[int(step)].append(rollout_id)
+    picked: Picked = []
+    for step in sorted(steps):
+        take = min(per_step, len(steps[step]), budget - len(picked))
+        if take <= 0:
+            continue
+        members = sorted(steps[step], key=lambda r: (totals.get(r, -1.0), r))
+        rng = random.Random(f"{seed}:{step}")
+        bins = [members[len(members) * i // take: len(members) * (i + 1) // take] for i in range(take)]
+        picked.extend((chosen, totals.get(chosen)) for chosen in (rng.choice(b) for b in bins))
+    return picked, max(steps)

@@ -13,12 +13,13 @@ which every label of the item carries) go through the same check.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from datetime import timedelta
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 
 from training.rubrics.types import message_text
@@ -80,23 +81,34 @@ def review_queue_create(
     selection = {k: v for k, v in (selection or {}).items() if v not in (None, "", False)}
     if strategy == SamplingStrategy.EXTREMES:
         selection.setdefault("source", RolloutSource.TRAINING)
+    follow = None
+    if strategy == SamplingStrategy.FOLLOW_RUN:
+        follow = _run_to_follow(project, selection, mode)
+        selection = {"run": follow.pk, "source": RolloutSource.TRAINING}
     # Failed rollouts have nothing to label.
     candidates = rollout_browse(project, filters=selection).filter(error="")
-    picked = sampling.sample(
-        strategy=strategy, candidates=candidates, rubric_version=rubric_version, size=size, seed=seed
-    )
+    per_step, last_step = 0, 0
+    if follow is not None:
+        per_step = follow_per_step(cap=size, max_steps=follow.config.get("max_steps"))
+        picked, last_step = sampling.follow_run(candidates=candidates, version=rubric_version, after_step=0,
+                                                per_step=per_step, budget=size, seed=seed)
+    else:
+        picked = sampling.sample(
+            strategy=strategy, candidates=candidates, rubric_version=rubric_version, size=size, seed=seed
+        )
     rng = random.Random(seed)
     partners: dict[int, int] = {}
     if mode == ReviewMode.PAIRWISE:
         partners = sampling.pair_partner(project_id=project.pk, rollout_ids=[r for r, _ in picked], rng=rng)
         picked = [(r, p) for r, p in picked if r in partners]
-    if not picked:
+    if not picked and follow is None:  # a queue following a run may start empty: the run's rollouts come later
         hint = " with two or more samples per prompt" if mode == ReviewMode.PAIRWISE else ""
         raise ApplicationError(f"No rollouts{hint} match this selection and strategy; widen the filters.")
     queue = ReviewQueue.objects.create(
         project=project, name=name.strip(), rubric_version=rubric_version, selection=selection, strategy=strategy,
         mode=mode, reviewers_per_item=reviewers_per_item, blind=blind, reservation_minutes=reservation_minutes,
-        seed=seed, created_by=created_by,
+        seed=seed, created_by=created_by, follow_run=follow, follow_cap=size if follow is not None else None,
+        follow_per_step=per_step, followed_step=last_step,
     )
     if assignees:
         queue.assignees.set(assignees)
@@ -109,6 +121,72 @@ def review_queue_create(
     )
     transaction.on_commit(_item_statistics_refresh)
     return queue
+
+
+def follow_per_step(*, cap: int, max_steps: Any) -> int:
+    """Rollouts a following queue takes from each step: the cap spread over the run's planned steps (at least 1)."""
+    try:
+        steps = int(max_steps)
+    except (TypeError, ValueError):
+        steps = 0
+    return max(1, math.ceil(cap / steps)) if steps > 0 else 1
+
+
+def _run_to_follow(project: Project, selection: dict, mode: str) -> Any:
+    from webapp.runs.models import TrainingRun
+
+    if mode != ReviewMode.CRITERIA:
+        raise ApplicationError("A queue following a run labels criteria; pairwise mode is not available.",
+                               field="mode")
+    run_id = str(selection.get("run") or "")
+    run = TrainingRun.objects.filter(pk=int(run_id), project=project).first() if run_id.isdigit() else None
+    if run is None:
+        raise ApplicationError("Pick the training run the queue follows.", field="run")
+    return run
+
+
+def review_queue_for_run(
+    *, run: Any, name: str = "", size: int = 50, reviewers_per_item: int = 1, blind: bool = True, seed: int = 0,
+    created_by: Any = None,
+) -> ReviewQueue:
+    """"Send to review" on a run page: a blind queue of the run's rubric version that follows the run."""
+    return review_queue_create(
+        project=run.project, name=name.strip() or f"Run #{run.pk} {run.name} · training rollouts",
+        rubric_version=run.rubric_version, selection={"run": run.pk}, strategy=SamplingStrategy.FOLLOW_RUN,
+        size=size, reviewers_per_item=reviewers_per_item, blind=blind, seed=seed, created_by=created_by,
+    )
+
+
+def review_queues_follow_run(*, run_id: int) -> int:
+    """Sample the training rollouts of steps a following queue has not seen yet into it, up to its cap. Called by
+    the run's monitor after each ingest (and once when the run ends); cheap when nothing is new. Returns the
+    number of items added."""
+    added = 0
+    for queue_id in ReviewQueue.objects.filter(follow_run_id=run_id).values_list("pk", flat=True):
+        added += _queue_follow(queue_id=queue_id, run_id=run_id)
+    return added
+
+
+@transaction.atomic
+def _queue_follow(*, queue_id: int, run_id: int) -> int:
+    queue = ReviewQueue.objects.select_for_update().select_related("rubric_version").get(pk=queue_id)
+    count = queue.items.count()
+    budget = (queue.follow_cap or 0) - count
+    new = Rollout.objects.filter(run_id=run_id, source=RolloutSource.TRAINING, error="", step__gt=queue.followed_step)
+    if budget <= 0 or not new.exists():
+        return 0
+    picked, last_step = sampling.follow_run(
+        candidates=Rollout.objects.filter(run_id=run_id, source=RolloutSource.TRAINING, error=""),
+        version=queue.rubric_version, after_step=queue.followed_step, per_step=max(1, queue.follow_per_step),
+        budget=budget, seed=queue.seed,
+    )
+    start = (queue.items.aggregate(top=Max("position"))["top"] or 0) + 1
+    ReviewItem.objects.bulk_create(
+        ReviewItem(queue=queue, position=start + i, rollout_id=rollout_id, priority=priority)
+        for i, (rollout_id, priority) in enumerate(picked)
+    )
+    ReviewQueue.objects.filter(pk=queue.pk).update(followed_step=last_step)
+    return len(picked)
 
 
 def _item_statistics_refresh() -> None:

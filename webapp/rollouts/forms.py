@@ -32,6 +32,11 @@ class GenerationJobForm(forms.Form):
     task = forms.ModelChoiceField(queryset=None)
     split = forms.ChoiceField(choices=[("", "All examples"), ("train", "Train"), ("eval", "Eval")], required=False)
     endpoint = forms.ModelChoiceField(queryset=None, label="Model endpoint")
+    example_count = forms.IntegerField(
+        required=False, min_value=1, label="Examples",
+        help_text="Empty: every example of the split. A number: a random sample of that many, the same for the same seed.",
+    )
+    example_seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0, required=False, label="Example seed")
     samples_per_example = forms.IntegerField(min_value=1, max_value=256, initial=4,
                                              help_text="The GRPO group size: completions per prompt.")
     temperature = forms.FloatField(min_value=0, max_value=10, initial=1.0)

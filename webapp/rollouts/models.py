@@ -19,6 +19,10 @@ class GenerationJob(models.Model):
     model_name = models.CharField(max_length=300, help_text="The model as it was when the job ran.")
     params = models.JSONField(default=dict, blank=True, help_text="Sampling parameters.")
     samples_per_example = models.PositiveIntegerField(default=1)
+    example_count = models.PositiveIntegerField(
+        null=True, blank=True, help_text="A seeded random sample of this many examples of the split; empty = all."
+    )
+    example_seed = models.PositiveIntegerField(default=0, help_text="Seed of the example sample.")
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)

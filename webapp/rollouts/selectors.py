@@ -82,6 +82,14 @@ def rollout_scores(rollout: Rollout) -> list[CriterionScore]:
     )
 
 
+def rollout_labels(rollout: Rollout) -> list[HumanLabel]:
+    """Every human label of the rollout (all rubric versions and annotators), newest version first."""
+    return list(
+        HumanLabel.objects.filter(rollout=rollout).select_related("rubric_version__rubric", "annotator", "queue")
+        .order_by("-rubric_version_id", "criterion_key", "annotator__username")
+    )
+
+
 def rubric_versions_with_scores(project: Project) -> QuerySet[RubricVersion]:
     return RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")
 

@@ -7,6 +7,8 @@ chunk's done flag, so a chunk delivered twice writes nothing twice (and Rollout(
 
 from __future__ import annotations
 
+import random
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -56,10 +58,11 @@ def _examples(task: Task, split: str):
 def generation_job_create(
     *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
     samples_per_example: int = 1, created_by=None, enqueue: bool = True, model: str | None = None,
-    checkpoint: Checkpoint | None = None,
+    checkpoint: Checkpoint | None = None, example_count: int | None = None, example_seed: int = 0,
 ) -> GenerationJob:
     """`model` (a local directory or 'bundled') or `checkpoint` (a training run's) replaces the endpoint's model;
-    the endpoint then only says which local engine loads it."""
+    the endpoint then only says which local engine loads it. `example_count` samples that many examples of the
+    split (seeded by `example_seed`: the same seed and examples give the same sample)."""
     if task.project_id != project.pk or endpoint.project_id != project.pk:
         raise ApplicationError("The task and the endpoint must belong to this project.")
     if checkpoint is not None:
@@ -81,13 +84,26 @@ def generation_job_create(
         environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
     if not _examples(task, split).exists():
         raise ApplicationError(f"Task {task.name!r} has no examples{f' in split {split!r}' if split else ''}.")
+    if example_count is not None and example_count < 1:
+        raise ApplicationError("Sample at least one example, or leave the number empty for all.", field="example_count")
+    if example_seed < 0:
+        raise ApplicationError("The seed is a whole number from 0.", field="example_seed")
     job = GenerationJob.objects.create(
         project=project, task=task, split=split, endpoint=endpoint, model_name=model or endpoint.model, params=params,
         samples_per_example=samples_per_example, created_by=created_by, checkpoint=checkpoint,
+        example_count=example_count, example_seed=example_seed,
     )
     if enqueue:
         job_enqueue("workers.generation.start_generation_job", job_id=job.pk)
     return job
+
+
+def generation_example_ids(*, task: Task, split: str, count: int | None, seed: int) -> list[int]:
+    """The examples a job generates for, in id order: all of the split, or a seeded sample of `count` of them."""
+    ids = list(_examples(task, split).order_by("pk").values_list("pk", flat=True))
+    if count is None or count >= len(ids):
+        return ids
+    return sorted(random.Random(seed).sample(ids, count))
 
 
 def generation_job_plan(*, job_id: int) -> list[int]:
@@ -96,8 +112,8 @@ def generation_job_plan(*, job_id: int) -> list[int]:
     if job.status in JobStatus.finished():
         return []
     if job.status == JobStatus.PENDING:
-        ids = _examples(job.task, job.split).order_by("pk").values_list("pk", flat=True)
-        examples = job_chunks_plan(kind=KIND, job_id=job.pk, item_ids=ids.iterator(),
+        ids = generation_example_ids(task=job.task, split=job.split, count=job.example_count, seed=job.example_seed)
+        examples = job_chunks_plan(kind=KIND, job_id=job.pk, item_ids=iter(ids),
                                    size=max(1, settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS // job.samples_per_example))
         GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
             status=JobStatus.RUNNING, total=examples * job.samples_per_example, started_at=timezone.now()

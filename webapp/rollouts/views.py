@@ -47,7 +47,8 @@ def rollout_detail(request: HttpRequest, project: Project, rollout_id: int) -> H
     if not visible:  # rewards a training run or an import stored with the rollout are scores too
         rollout.metadata = redact_metadata(rollout.metadata)
     context = {"rollout": rollout, "scores": scores_presented(selectors.rollout_scores(rollout)) if visible else [],
-               "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered"}
+               "scores_hidden": not visible, "rendered": request.GET.get("view") == "rendered",
+               "labels": selectors.rollout_labels(rollout) if visible else []}
     return render(request, "rollouts/rollout_detail.html", context)
 
 
@@ -82,6 +83,7 @@ def job_create(request: HttpRequest, project: Project) -> HttpResponse:
                 project=project, task=form.cleaned_data["task"], endpoint=form.cleaned_data["endpoint"],
                 split=form.cleaned_data["split"], params=form.params(),
                 samples_per_example=form.cleaned_data["samples_per_example"], created_by=request.user,
+                example_count=form.cleaned_data["example_count"], example_seed=form.cleaned_data["example_seed"] or 0,
             )
         except ApplicationError as error:
             form.add_error(error.field if error.field in form.fields else None, error.message)

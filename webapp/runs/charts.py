@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from webapp.runs.models import TrainingMetric
 
@@ -121,3 +122,17 @@ def compare_charts(runs_metrics: Sequence[tuple[str, Sequence[TrainingMetric]]])
         ]
         charts.append(line_chart(title, series))
     return charts
+
+
+def watch_chart(steps: Sequence[Any]) -> Chart:
+    """Reward-hacking watch: mean reward per step against the human-judged quality of the step's labelled rollouts
+    (points of webapp.reviews.watch.StepPoint)."""
+    chart = line_chart("Reward vs human-judged quality", [
+        Series(label="reward (all rollouts)", points=[(p.step, p.reward) for p in steps if p.reward is not None]),
+        Series(label="reward (labelled rollouts)",
+               points=[(p.step, p.reward_labelled) for p in steps if p.reward_labelled is not None]),
+        Series(label="human-judged quality", points=[(p.step, p.quality) for p in steps if p.quality is not None]),
+    ])
+    if chart.empty:
+        chart.empty_reason = "No rewards or labels yet."
+    return chart

@@ -34,7 +34,8 @@ class TrainingRunForm(forms.Form):
     rubric_version = forms.ModelChoiceField(queryset=RubricVersion.objects.none(),
                                             help_text="Its criteria are the reward functions.")
     judge_endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False,
-                                            help_text="Needed when the rubric has LM-judge criteria.")
+                                            help_text="Needed when the rubric has LM-judge criteria. Any endpoint works: a local "
+                                            "one (such as the bundled model) is loaded by the training run itself.")
     base_model = forms.CharField(max_length=300, initial="bundled", help_text=_help("model")
                                  + " A checkpoint of an earlier run is 'checkpoint:<id>' (listed below).")
 
@@ -135,3 +136,13 @@ class ResumeRunForm(forms.Form):
         self.fields["checkpoint"].queryset = resumable_checkpoints(run)
         self.fields["checkpoint"].label_from_instance = _checkpoint_label
         self.fields["max_steps"].widget.attrs["placeholder"] = str(run.config.get("max_steps") or "")
+
+
+class RunReviewForm(forms.Form):
+    """"Send to review": a blind queue of the run's rubric version that follows the run as it trains."""
+
+    name = forms.CharField(max_length=200, required=False, help_text="Empty: named after the run.")
+    size = forms.IntegerField(min_value=1, max_value=5000, initial=50, label="Items, at most",
+                              help_text="Spread over the run's steps, stratified by reward within each step.")
+    reviewers_per_item = forms.IntegerField(min_value=1, max_value=10, initial=1)
+    blind = forms.BooleanField(required=False, initial=True, help_text="Hide rewards until the label is submitted.")

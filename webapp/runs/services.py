@@ -29,6 +29,7 @@ from training.grpo.config import (
     ExampleRow,
     GRPORunConfig,
     JudgeEndpoint,
+    LocalJudge,
     PresetName,
     config_from_preset,
 )
@@ -90,11 +91,29 @@ def _base_model(project: Project, base_model: str) -> str:
     return checkpoint.path
 
 
-def _judge_config(endpoint: ModelEndpoint) -> JudgeEndpoint:
-    if endpoint.kind != EndpointKind.OPENAI or not endpoint.base_url:
+def _judge_config(endpoint: ModelEndpoint) -> tuple[JudgeEndpoint | None, LocalJudge | None]:
+    """How the training process reaches the judge: over HTTP for an OpenAI-compatible endpoint; a local endpoint
+    (transformers, or a vLLM engine) is loaded by the training process itself (in-process, or vLLM's own server on
+    a loopback port for the length of the run), with the sampling settings its judge jobs use."""
+    if endpoint.kind in (EndpointKind.TRANSFORMERS, EndpointKind.VLLM):
+        model_check(project=endpoint.project, model=endpoint.model, field="judge_endpoint")
+        params = endpoint.default_params or {}
+        try:
+            local = LocalJudge(
+                model=endpoint.model,
+                engine="vllm" if endpoint.kind == EndpointKind.VLLM else "transformers",
+                max_new_tokens=int(params.get("max_tokens", 512)),
+                temperature=float(params.get("temperature", 0.0)),
+                enforce_eager=bool(settings.RUBRICON_VLLM_ENFORCE_EAGER),
+            )
+        except (ValidationError, TypeError, ValueError) as error:
+            raise ApplicationError(f"The judge endpoint {endpoint.name!r} has unusable sampling defaults: {error}",
+                                   field="judge_endpoint") from None
+        return None, local
+    if not endpoint.base_url:
         raise ApplicationError(
-            "During training the judge is called over HTTP: choose an OpenAI-compatible endpoint with a base URL "
-            "(e.g. a `vllm serve` node).",
+            f"The judge endpoint {endpoint.name!r} has no base URL: give it the address of its OpenAI-compatible "
+            "server (e.g. http://gpu-node:8000/v1).",
             field="judge_endpoint",
         )
     try:
@@ -102,7 +121,7 @@ def _judge_config(endpoint: ModelEndpoint) -> JudgeEndpoint:
     except ApplicationError as error:
         raise ApplicationError(f"The judge endpoint {endpoint.name!r}: {error.message}", field="judge_endpoint") from None
     return JudgeEndpoint(base_url=endpoint.base_url, model=endpoint.model, api_key_env=endpoint.api_key_env or None,
-                         max_concurrency=endpoint.max_concurrency)
+                         max_concurrency=endpoint.max_concurrency), None
 
 
 def training_run_launch_check(*, run: TrainingRun) -> None:
@@ -110,6 +129,9 @@ def training_run_launch_check(*, run: TrainingRun) -> None:
     rules of today (a run queued before the operator tightened them must not load another project's checkpoint or
     send a secret out). The training process checks the key variable and host once more itself."""
     model_check(project=run.project, model=str(run.config.get("model") or ""), field="base_model")
+    local_judge = run.config.get("local_judge") or {}
+    if local_judge.get("model"):
+        model_check(project=run.project, model=str(local_judge["model"]), field="judge_endpoint")
     judge = run.config.get("judge") or {}
     if judge.get("api_key_env"):
         api_key_env_check(judge["api_key_env"])
@@ -150,13 +172,13 @@ def training_run_create(
     spec = rubric_spec_validate(rubric_version.spec)
     # Every problem at once, each at its field: judge, config values, then the calibration gate.
     errors: list[dict[str, str]] = []
-    judge = None
+    judge, local_judge = None, None
     if spec.judge_criteria and judge_endpoint is None:
         keys = ", ".join(c.key for c in spec.judge_criteria)
         errors.append({"field": "judge_endpoint",
                        "message": f"This rubric has LM-judge criteria ({keys}); choose a judge endpoint for the rewards."})
     elif spec.judge_criteria and judge_endpoint is not None:
-        judge = _judge_config(judge_endpoint)
+        judge, local_judge = _judge_config(judge_endpoint)
 
     examples = Example.objects.filter(task=task).order_by("pk")
     if split:
@@ -180,6 +202,7 @@ def training_run_create(
             python_allowlist=list(settings.RUBRICON_PYTHON_REWARD_ALLOWLIST),
             rubric_version_id=rubric_version.pk,
             judge=judge,
+            local_judge=local_judge,
         )
     except ValidationError as error:
         errors.extend(_config_errors(error))

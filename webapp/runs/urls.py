@@ -14,4 +14,6 @@ urlpatterns = [
     path("<int:run_id>/resume/", views.run_resume, name="resume"),
     path("<int:run_id>/evaluate/", views.run_evaluate, name="evaluate"),
     path("<int:run_id>/evaluations/", views.run_evaluations, name="evaluations"),
+    path("<int:run_id>/watch/", views.run_watch_fragment, name="watch"),
+    path("<int:run_id>/review/", views.run_review, name="review"),
 ]

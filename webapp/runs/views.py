@@ -12,8 +12,10 @@ from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
 from webapp.reviews.blind import scores_page
 from webapp.reviews.calibration import calibration_status
+from webapp.reviews.services import review_queue_for_run
+from webapp.reviews.watch import run_watch
 from webapp.runs import charts, selectors, services
-from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, TrainingRunForm
+from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, RunReviewForm, TrainingRunForm
 
 
 @require_GET
@@ -89,8 +91,44 @@ def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
                    samples=selectors.run_samples(run, step) if step is not None else [],
                    evaluate_form=EvaluateCheckpointForm(run=run),
                    resume_form=ResumeRunForm(run=run) if run.status in services.RESUMABLE_STATUSES else None,
-                   **selectors.run_lineage(run), **_evaluations_context(run))
+                   **selectors.run_lineage(run), **_evaluations_context(run), **_watch_context(run))
     return render(request, "runs/run_detail.html", context)
+
+
+def _watch_context(run) -> dict:
+    watch = run_watch(run)
+    return {"watch": watch, "watch_chart": charts.watch_chart(watch.steps), "review_form": RunReviewForm(),
+            "watch_live": run.status in (JobStatus.PENDING, JobStatus.RUNNING) or bool(watch.queues)}
+
+
+@require_GET
+@project_view(Action.VIEW)
+@scores_page
+def run_watch_fragment(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    """The reward-hacking watch section, polled: queues, labels, the reward vs quality chart, flags, the alert."""
+    run = selectors.run_get(project, run_id)
+    if not request.htmx:
+        return redirect(f"{reverse('runs:detail', args=[project.pk, run.pk])}#watch")
+    return render(request, "runs/_watch.html", {"run": run, **_watch_context(run)})
+
+
+@require_POST
+@project_view(Action.EDIT)
+def run_review(request: HttpRequest, project: Project, run_id: int) -> HttpResponse:
+    """"Send to review": a queue that follows the run (its new training rollouts keep being sampled into it)."""
+    run = selectors.run_get(project, run_id)
+    form = RunReviewForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Cannot send to review: {_form_error(form)}")
+        return redirect(f"{reverse('runs:detail', args=[project.pk, run.pk])}#watch")
+    try:
+        queue = review_queue_for_run(run=run, created_by=request.user, **form.cleaned_data)
+    except ApplicationError as error:
+        messages.error(request, f"Cannot send to review: {error.message}")
+        return redirect(f"{reverse('runs:detail', args=[project.pk, run.pk])}#watch")
+    messages.success(request, f"Queue {queue.name} follows run #{run.pk}: {queue.items.count()} items so far, more as "
+                              "the run trains.")
+    return redirect("reviews:detail", project.pk, queue.pk)
 
 
 def _evaluations_context(run) -> dict:

@@ -130,3 +130,35 @@ def test_job_pages_permissions_and_cancel(client, task, make_member):
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert client.get(reverse("rollouts:jobs", args=[project.pk])).status_code == 200
+
+
+@pytest.mark.django_db
+def test_the_form_samples_n_examples_of_a_split_seeded_and_the_job_shows_it(client, make_member):
+    editor, project = make_member(Role.EDITOR)
+    client.force_login(editor)
+    task = TaskFactory(project=project)
+    train = [ExampleFactory(task=task, prompt=f"train {i}").pk for i in range(12)]
+    for i in range(3):
+        ExampleFactory(task=task, prompt=f"eval {i}", split="eval")
+    endpoint = EndpointFactory(project=project, base_url="http://127.0.0.1:9/v1")
+    data = {"task": task.pk, "endpoint": endpoint.pk, "split": "train", "samples_per_example": 2, "temperature": 0.8,
+            "max_tokens": 8, "top_p": 1, "example_count": 4, "example_seed": 7}
+    assert b"Example seed" in client.get(reverse("rollouts:jobs", args=[project.pk])).content
+    response = client.post(reverse("rollouts:job_create", args=[project.pk]), data)
+    assert response.status_code == 302
+    job = GenerationJob.objects.get()
+    assert (job.example_count, job.example_seed) == (4, 7)
+    assert "a sample of 4 examples (seed 7)" in client.get(response["Location"]).content.decode()
+
+    chunks = services.generation_job_plan(job_id=job.pk)
+    planned = sorted(i for c in JobChunk.objects.filter(kind="generation", job_id=job.pk, index__in=chunks) for i in c.item_ids)
+    job.refresh_from_db()
+    assert len(planned) == 4 and set(planned) <= set(train) and job.total == 8
+    # The same seed gives the same sample, another seed (almost surely) another; more than there are: all of them.
+    same = services.generation_example_ids(task=task, split="train", count=4, seed=7)
+    assert same == planned
+    assert services.generation_example_ids(task=task, split="train", count=4, seed=8) != same
+    assert services.generation_example_ids(task=task, split="train", count=50, seed=7) == sorted(train)
+
+    bad = client.post(reverse("rollouts:job_create", args=[project.pk]), {**data, "example_count": 0})
+    assert bad.status_code == 400 and GenerationJob.objects.count() == 1

@@ -1,0 +1,110 @@
+"""A local vLLM judge during training is vLLM's own OpenAI-compatible server, started for the run on a loopback port:
+it answers judge calls, and it is gone after the run — when the run's `with` block closes, and when the training
+process that started it is killed with SIGKILL (the kernel's parent-death signal)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[3]
+
+# What training.grpo.run does with a local vLLM judge, twice: once closed normally, once killed with SIGKILL.
+SCRIPT = textwrap.dedent("""
+    import asyncio, contextlib, json, sys, time
+    from pathlib import Path
+    from training.grpo.config import LocalJudge
+    from training.grpo.runner import _local_judge
+    from training.rubrics.engine import RubricEngine
+    from training.rubrics.spec import validate_spec
+    from training.rubrics.types import Rollout
+
+    spec = validate_spec({"criteria": [{"key": "polite", "title": "Polite", "kind": "judge",
+                                         "question": "Is the answer polite?",
+                                         "choices": [{"label": "no"}, {"label": "yes"}]}]})
+    local = LocalJudge(model="bundled", engine="vllm", max_new_tokens=64, start_timeout_s=400)
+    rollout = Rollout(prompt="Say hello.", completion="Hello, nice to meet you!")
+    for phase in ("closed", "killed"):
+        with contextlib.ExitStack() as stack:
+            judge = _local_judge(local, models_dir=Path(sys.argv[1]), resources=stack, log_dir=Path(sys.argv[2]))
+            result = asyncio.run(RubricEngine(spec, judge=judge).ascore(rollout)).criteria["polite"]
+            print(json.dumps({"phase": phase, "score": result.score, "error": result.error,
+                              "raw": result.raw_response, "base_url": judge.client.base_url}), flush=True)
+            if phase == "killed":
+                time.sleep(3600)  # the test kills this process with SIGKILL
+        print(json.dumps({"phase": "stopped"}), flush=True)
+""")
+
+
+def _server_processes(port: int) -> list[int]:
+    """Pids of the vLLM server on `port` and of every process in its session (its engine processes)."""
+    servers = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
+            servers.append(int(entry.name))
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat[0] != "Z" and int(stat[3]) in servers:  # field 6 of stat: the session id
+                members.append(int(entry.name))
+    return sorted(set(servers) | set(members))
+
+
+def _wait_gone(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _server_processes(port):
+        assert time.monotonic() < deadline, f"vLLM judge server still running: {_server_processes(port)}"
+        time.sleep(0.5)
+
+
+def test_the_local_vllm_judge_server_answers_and_is_gone_after_the_run_even_when_the_run_is_killed(tmp_path):
+    pytest.importorskip("vllm")
+    from django.conf import settings
+
+    models_dir = str(settings.MODELS_DIR)
+    process = subprocess.Popen([sys.executable, "-c", SCRIPT, models_dir, str(tmp_path)], cwd=REPO,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        lines = iter(process.stdout)
+
+        def read() -> dict:
+            line = next(lines, "")
+            assert line, f"script ended: {process.wait()}\n{(tmp_path / 'judge-server.log').read_text()[-3000:]}"
+            return json.loads(line)
+
+        first = read()
+        assert first["phase"] == "closed" and first["error"] in ("", None), first
+        assert first["score"] in (0.0, 1.0) and first["base_url"].startswith("http://127.0.0.1:")
+        port = int(first["base_url"].rsplit(":", 1)[1].split("/")[0])
+        assert read() == {"phase": "stopped"}
+        _wait_gone(port, timeout=5)
+
+        second = read()
+        assert second["phase"] == "killed" and second["score"] in (0.0, 1.0), second
+        port = int(second["base_url"].rsplit(":", 1)[1].split("/")[0])
+        assert _server_processes(port)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        _wait_gone(port, timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
