@@ -245,6 +245,7 @@ class CheckpointSerializer(serializers.ModelSerializer):
 
 class ExportSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
+    row_count = serializers.IntegerField(source="done", read_only=True, help_text="Rows written so far.")
 
     class Meta:
         model = Export

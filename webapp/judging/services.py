@@ -13,8 +13,6 @@ from decimal import Decimal
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from training.judges.base import JudgeCompletion
 from training.rubrics.engine import RubricEngine
@@ -24,6 +22,7 @@ from training.rubrics.types import RolloutScore as EngineScore
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import (
     ChunkLease,
+    JobProgress,
     job_cancel,
     job_chunk_claim_done,
     job_chunk_lease,
@@ -33,6 +32,8 @@ from webapp.core.jobs import (
     job_fail,
     job_finish_if_complete,
     job_resume,
+    job_spend,
+    job_start,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
@@ -121,10 +122,7 @@ def judge_job_plan(*, job_id: int) -> list[int]:
         total = job_chunks_plan_groups(kind=JobChunk.Kind.JUDGE, job_id=job.pk, items=items.iterator(),
                                        size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
         engine = rubric_engine(job.rubric_version, job.endpoint)
-        JudgeJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-            status=JobStatus.RUNNING, total=total, started_at=timezone.now(),
-            judge_fingerprint=engine.judge_fingerprint or PROGRAMMATIC,
-        )
+        job_start(model=JudgeJob, job_id=job.pk, total=total, judge_fingerprint=engine.judge_fingerprint or PROGRAMMATIC)
     pending = job_chunks_pending(kind=JobChunk.Kind.JUDGE, job_id=job.pk)
     if not pending:
         _finish_if_complete(job.pk)
@@ -150,11 +148,11 @@ def _spend_recorder(job_id: int) -> Callable[[JudgeCompletion | None], Awaitable
     spent its calls, and a re-run answered from the cache spends nothing."""
 
     def record(completion: JudgeCompletion | None) -> None:
-        tokens = {"prompt": completion.prompt_tokens, "completion": completion.completion_tokens} if completion else {}
-        cost = Decimal(str(round(completion.cost_usd or 0.0, 6))) if completion else Decimal(0)
-        JudgeJob.objects.filter(pk=job_id).update(
-            calls_made=F("calls_made") + 1, prompt_tokens=F("prompt_tokens") + tokens.get("prompt", 0),
-            completion_tokens=F("completion_tokens") + tokens.get("completion", 0), cost_usd=F("cost_usd") + cost,
+        job_spend(
+            model=JudgeJob, job_id=job_id, calls=1,
+            prompt_tokens=completion.prompt_tokens or 0 if completion else 0,
+            completion_tokens=completion.completion_tokens or 0 if completion else 0,
+            cost_usd=Decimal(str(round(completion.cost_usd or 0.0, 6))) if completion else Decimal(0),
         )
 
     return sync_to_async(record)
@@ -167,7 +165,16 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
         judge.on_call = _spend_recorder(job.pk)
     rollouts = list(Rollout.objects.filter(pk__in=lease.item_ids).select_related("example").order_by("pk"))
     scorable = [r for r in rollouts if not r.error]
-    results: list[EngineScore] = async_to_sync(engine.ascore_many)([engine_rollout(r) for r in scorable]) if scorable else []
+    results: list[EngineScore] = []
+    with JobProgress(lease=lease) as progress:
+        # Rollouts are counted on the job as their last criterion comes in; the commit below sets the true count.
+        if failed_rollouts := len(rollouts) - len(scorable):
+            progress.add(failed_rollouts, failed=failed_rollouts)
+        if scorable:
+            results = async_to_sync(engine.ascore_many)(
+                [engine_rollout(r) for r in scorable],
+                on_scored=lambda score: progress.add(1, failed=int(score.total is None)),
+            )
     judge_fp = engine.judge_fingerprint or PROGRAMMATIC
     judge_keys = {c.key for c in engine.spec.criteria if isinstance(c, JudgeCriterion)}
 
@@ -196,7 +203,7 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
             ))
 
     with transaction.atomic():
-        if not job_chunk_claim_done(lease=lease):
+        if not job_chunk_claim_done(lease=lease, done=len(totals), failed=sum(1 for t in totals if t.total is None)):
             return 0
         CriterionScore.objects.bulk_create(
             criterion_rows, batch_size=1000, update_conflicts=True, update_fields=SCORE_FIELDS,
@@ -206,12 +213,8 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
             totals, batch_size=1000, update_conflicts=True, update_fields=["job", "total", "gated_by", "error"],
             unique_fields=["rollout", "rubric_version", "judge_fingerprint"],
         )
-        JudgeJob.objects.filter(pk=job.pk).update(
-            done=F("done") + len(totals),
-            failed_count=F("failed_count") + sum(1 for t in totals if t.total is None),
-            # Calls, tokens and cost were booked as each call ended (_spend_recorder); hits cost nothing.
-            cache_hits=F("cache_hits") + getattr(judge, "hits", 0),
-        )
+        # Calls, tokens and cost were booked as each call ended (_spend_recorder); hits cost nothing.
+        job_spend(model=JudgeJob, job_id=job.pk, cache_hits=getattr(judge, "hits", 0))
     return len(totals)
 
 

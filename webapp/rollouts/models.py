@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import MeteredJob
 
 
-class GenerationJob(models.Model):
+class GenerationJob(MeteredJob):
+    progress_unit = "rollouts"
+
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="generation_jobs")
     task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="generation_jobs")
     split = models.CharField(max_length=8, blank=True, help_text="Empty = all splits.")
@@ -19,15 +20,6 @@ class GenerationJob(models.Model):
     model_name = models.CharField(max_length=300, help_text="The model as it was when the job ran.")
     params = models.JSONField(default=dict, blank=True, help_text="Sampling parameters.")
     samples_per_example = models.PositiveIntegerField(default=1)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    failed_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-id"], name="genjob_project_id")]

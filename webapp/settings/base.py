@@ -254,6 +254,10 @@ FILE_UPLOAD_HANDLERS = ["webapp.core.uploads.CappedUploadHandler"]
 # died) is run again, by the worker that notices first (each worker checks this often). Never a chunk whose worker lives.
 RUBRICON_JOB_LEASE_S = env.float("RUBRICON_JOB_LEASE_S", 60.0)
 
+# Items finishing inside a chunk are counted in memory and written on the job at most this often (seconds), from a
+# thread: pages watch progress move while the work never waits on the database.
+RUBRICON_JOB_PROGRESS_S = env.float("RUBRICON_JOB_PROGRESS_S", 1.0)
+
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes.
 RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 64)
 
