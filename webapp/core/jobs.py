@@ -262,6 +262,18 @@ def job_outcome(job: Any) -> str:
     return str(job.status)
 
 
+def job_state_key(job: Job, *extra: Any) -> str:
+    """What a job page shows that can change besides the counts: status and cancel (plus what the page adds, e.g.
+    its checkpoint count). The polling state block sends the key it shows; see job_state_changed."""
+    return ":".join(str(part) for part in (job.status, bool(job.cancel_requested_at), *extra))
+
+
+def job_state_changed(seen: str | None, job: Job, *extra: Any) -> bool:
+    """True when a client that shows state `seen` (None: not a poll) is behind: parts of its page outside the state
+    block must re-render too (out of band)."""
+    return seen is not None and seen != job_state_key(job, *extra)
+
+
 @dataclass(frozen=True)
 class JobProgressView:
     """What the job progress fragment shows: counts, rate, elapsed, ETA while running, duration once finished."""

@@ -226,6 +226,16 @@ def _finish_if_complete(job_id: int) -> None:
         agreement_cache_warm(judge_job_id=job_id)
 
 
+def judge_job_retry(*, job: JudgeJob, created_by=None) -> JudgeJob:
+    """Run a finished job again: a new job with the same rubric version, judge and filters, over the rollouts that
+    match them now (answers already in the judge cache are not paid for twice)."""
+    if not job.is_finished:
+        raise ApplicationError("Only a finished job can be run again; this one is still running.", status=409)
+    selection = {k: v for k, v in job.selection.items() if k != "max_id"}
+    return judge_job_create(project=job.project, rubric_version=job.rubric_version, endpoint=job.endpoint,
+                            selection=selection, created_by=created_by)
+
+
 def judge_job_fail(*, job_id: int, error: str) -> None:
     job_fail(model=JudgeJob, job_id=job_id, error=error)
 

@@ -157,6 +157,20 @@ def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
     return len(rows)
 
 
+def generation_job_retry(*, job: GenerationJob, created_by=None) -> GenerationJob:
+    """Run a finished job again: a new job with the same task, split, model and sampling (a finished job never
+    runs again, so its history stays as it was)."""
+    if not job.is_finished:
+        raise ApplicationError("Only a finished job can be run again; this one is still running.", status=409)
+    if job.endpoint is None:
+        raise ApplicationError("This job's endpoint was deleted: start a new job with another endpoint.")
+    override = job.model_name if job.checkpoint is None and job.model_name != job.endpoint.model else None
+    return generation_job_create(
+        project=job.project, task=job.task, endpoint=job.endpoint, split=job.split, params=job.params,
+        samples_per_example=job.samples_per_example, created_by=created_by, model=override, checkpoint=job.checkpoint,
+    )
+
+
 def generation_job_fail(*, job_id: int, error: str) -> None:
     job_fail(model=GenerationJob, job_id=job_id, error=error)
 

@@ -175,7 +175,7 @@ def test_connection_check_errors_are_readable(openai_server, scenario, expected)
     openai_server.requests.clear()
     started = time.monotonic()
     check = services.endpoint_connection_check(endpoint=endpoint, timeout_s=0.5)
-    assert not check.ok and check.error.startswith(expected), check.error
+    assert not check.ok and check.message.startswith(expected), check.message
     assert check.notes and "$NO_SUCH_API_KEY is not set" in check.notes[0]
     assert len(openai_server.requests) == 1 and time.monotonic() - started < 1.4  # one call, no retries
 
@@ -183,7 +183,7 @@ def test_connection_check_errors_are_readable(openai_server, scenario, expected)
 def test_connection_refused_and_vllm_kind():
     endpoint = EndpointFactory(base_url=f"http://127.0.0.1:{closed_port()}/v1", api_key_env="")
     check = services.endpoint_connection_check(endpoint=endpoint, timeout_s=2)
-    assert not check.ok and check.error.startswith(f"Could not connect to {endpoint.base_url}")
+    assert not check.ok and check.message.startswith(f"Could not connect to {endpoint.base_url}")
     assert not check.notes
     vllm = EndpointFactory(kind="vllm", base_url="")
     assert "inside a generation job" in services.endpoint_connection_check(endpoint=vllm).message

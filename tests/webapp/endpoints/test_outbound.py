@@ -124,12 +124,12 @@ def test_a_row_written_before_the_rule_sends_nothing(openai_server, monkeypatch,
     endpoint = EndpointFactory(base_url=url(openai_server, "ok"), api_key_env="DJANGO_SECRET_KEY")  # ORM: no check
     openai_server.requests.clear()
     check = services.endpoint_connection_check(endpoint=endpoint)
-    assert not check.ok and "$DJANGO_SECRET_KEY may not be sent" in check.error
+    assert not check.ok and "$DJANGO_SECRET_KEY may not be sent" in check.message
     # the worker side of "Test connection" stores the refusal as the answer
     pending = EndpointCheck.objects.create(endpoint=endpoint)
     services.endpoint_check_run(check_id=pending.pk)
     pending.refresh_from_db()
-    assert not pending.ok and "may not be sent" in pending.message
+    assert not pending.ok and "may not be sent" in pending.error
     with pytest.raises(ApplicationError, match="may not be sent"):
         judge_for_endpoint(endpoint)
     with pytest.raises(ApplicationError, match="may not be sent"):
@@ -191,7 +191,7 @@ def test_hosts_allowlist_in_service_and_at_call_time(settings, openai_server, no
     for base in ("http://10.0.0.1:8000/v1", "http://example.invalid/v1"):
         old = EndpointFactory(project=project, base_url=base, api_key_env="JUDGE_TEST_API_KEY")
         check = services.endpoint_connection_check(endpoint=old)
-        assert not check.ok and "not on the operator's list" in check.error
+        assert not check.ok and "not on the operator's list" in check.message
         with pytest.raises(ApplicationError, match="not on the operator's list"):
             judge_for_endpoint(old)
         with pytest.raises(ApplicationError, match="not on the operator's list"):
@@ -257,7 +257,7 @@ def test_local_endpoint_model_paths(settings, tmp_path):
         with pytest.raises(ApplicationError, match="outside the directories"):
             load()
     check = services.endpoint_connection_check(endpoint=old)
-    assert not check.ok and ("outside the directories" in check.error or "train extra" in check.error)
+    assert not check.ok and ("outside the directories" in check.message or "train extra" in check.message)
 
 
 def test_training_run_base_model_and_the_worker_recheck(settings, tmp_path, monkeypatch):
