@@ -29,8 +29,8 @@ def job_status(job: Any) -> str:
     """The job's status badge; a success over failed items says so (and is styled apart)."""
     outcome = job_outcome(job)
     partial = " status-partial" if outcome.startswith("succeeded with") else ""
-    return format_html('<span class="status status-{}{}" data-job-status="{}">{}</span>', job.status, partial,
-                       job.status, outcome)
+    return format_html('<span data-job-status="{}" class="status status-{}{}">{}</span>', job.status, job.status,
+                       partial, outcome)
 
 
 @register.simple_tag
