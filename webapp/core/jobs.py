@@ -328,7 +328,7 @@ class ChunkLease:
 
 
 def _chunk_job_model(kind: str) -> JobModel:
-    return apps.get_model(JobChunk.JOB_MODELS[kind])
+    return apps.get_model(JobChunk.JOB_MODELS[JobChunk.Kind(kind)])
 
 
 def job_chunk_claim(*, kind: str, job_id: int, index: int) -> ChunkLease | None:
