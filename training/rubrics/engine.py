@@ -386,17 +386,34 @@ class RubricEngine:
         return (await self.ascore_many([rollout], group_relative=False))[0]
 
     async def ascore_many(
-        self, rollouts: Sequence[Rollout], *, group_relative: bool | None = None
+        self, rollouts: Sequence[Rollout], *, group_relative: bool | None = None,
+        on_scored: Callable[[RolloutScore], None] | None = None,
     ) -> list[RolloutScore]:
         """Score rollouts concurrently (the judge backend bounds concurrency). Group-relative judging, when the spec
-        asks for it, applies to rollouts sharing a group_id; a rollout without one is judged alone."""
+        asks for it, applies to rollouts sharing a group_id; a rollout without one is judged alone.
+        `on_scored(score)` is called as each rollout's last criterion comes in (for progress; keep it cheap)."""
         group_mode = self.spec.judge.group_relative if group_relative is None else group_relative
         results: list[dict[str, CriterionResult]] = [{} for _ in rollouts]
         jobs: list[Any] = []
+        reported: set[int] = set()
+
+        def tracked(indices: Sequence[int], job: Any) -> Any:
+            if on_scored is None:
+                return job
+
+            async def run() -> None:
+                await job
+                for i in indices:
+                    if i not in reported and all(c.key in results[i] for c in self.spec.criteria):
+                        reported.add(i)
+                        on_scored(aggregate(self.spec, {c.key: results[i][c.key] for c in self.spec.criteria}))
+
+            return run()
+
         for i, rollout in enumerate(rollouts):
             for c in self.spec.criteria:
                 if not isinstance(c, JudgeCriterion):
-                    jobs.append(self._fill(results[i], self._ascore_programmatic(c, rollout)))
+                    jobs.append(tracked([i], self._fill(results[i], self._ascore_programmatic(c, rollout))))
         batches = judge_batches(self.spec)
         groups: dict[str, list[int]] = {}
         singles: list[int] = []
@@ -407,13 +424,13 @@ class RubricEngine:
                 singles.append(i)
         for batch in batches:
             for i in singles:
-                jobs.append(self._fill_many(results[i], self.ajudge(batch, rollouts[i])))
+                jobs.append(tracked([i], self._fill_many(results[i], self.ajudge(batch, rollouts[i]))))
             for members in groups.values():
-                jobs.append(
+                jobs.append(tracked(members,
                     self._fill_group(
                         results, members, self.ajudge_group(batch, [rollouts[i] for i in members])
                     )
-                )
+                ))
         await asyncio.gather(*jobs)
         return [aggregate(self.spec, {c.key: r[c.key] for c in self.spec.criteria}) for r in results]
 

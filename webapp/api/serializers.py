@@ -297,6 +297,7 @@ class HubPushCreateSerializer(serializers.Serializer):
 class ExportSerializer(serializers.ModelSerializer):
     download_url = serializers.SerializerMethodField()
     hub_pushes = serializers.SerializerMethodField()
+    row_count = serializers.IntegerField(source="done", read_only=True, help_text="Rows written so far.")
 
     class Meta:
         model = Export

@@ -74,6 +74,50 @@ class JobStatus(models.TextChoices):
         return frozenset({cls.SUCCEEDED, cls.FAILED, cls.CANCELLED})
 
 
+class Job(models.Model):
+    """The lifecycle every background job kind shares: status, progress in the kind's unit, timing, error, cancel.
+
+    Rows move only through webapp.core.jobs (job_start, job_progress, job_finish, job_fail, job_cancel), which
+    applies the status machine there; no kind writes these columns itself."""
+
+    progress_unit = "items"  # what done/total count, in the product's words (rollouts, rows, steps)
+
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
+    total = models.PositiveBigIntegerField(default=0, help_text="Items to process, in the kind's unit; 0 = not known.")
+    done = models.PositiveBigIntegerField(default=0, help_text="Items processed so far, failed ones included.")
+    failed_count = models.PositiveBigIntegerField(default=0, help_text="Of `done`, items that failed (each keeps "
+                                                  "its reason).")
+    error = models.TextField(blank=True, help_text="Why the job failed, in words the user can act on.")
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When someone asked the job to stop; a running job stops at its next check.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in JobStatus.finished()
+
+
+class MeteredJob(Job):
+    """A job that calls models: what it actually spent. Calls and tokens are booked as each call ends (a chunk
+    whose worker died has still spent them); answers from a cache are counted apart and cost nothing.
+    `cost_usd` stays 0 until endpoints carry prices (ModelEndpoint has no price fields yet)."""
+
+    calls_made = models.PositiveIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
+
+    class Meta:
+        abstract = True
+
+
 class JobChunk(models.Model):
     """One unit of a long job (judge or generation), small enough to finish in minutes.
 
@@ -84,6 +128,10 @@ class JobChunk(models.Model):
         JUDGE = "judge", "Judge job"
         GENERATION = "generation", "Generation job"
 
+    # The job model each kind's chunks belong to, by label (core imports no app): progress a chunk counted on its
+    # job is taken back there when another worker claims the chunk.
+    JOB_MODELS = {Kind.JUDGE: "judging.JudgeJob", Kind.GENERATION: "rollouts.GenerationJob"}
+
     kind = models.CharField(max_length=16, choices=Kind.choices)
     job_id = models.PositiveBigIntegerField()
     index = models.PositiveIntegerField()
@@ -91,6 +139,10 @@ class JobChunk(models.Model):
     done = models.BooleanField(default=False)
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    progress = models.PositiveIntegerField(
+        default=0, help_text="Items of this chunk already counted on the job's `done` while it runs (the holder's "
+        "batched progress); taken back when another worker claims the chunk, replaced when it commits.")
+    progress_failed = models.PositiveIntegerField(default=0, help_text="Of `progress`, items that failed.")
     leased_by = models.CharField(max_length=200, blank=True, help_text="Who runs the chunk now (host:pid:claim).")
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="The holder renews the lease while it runs; once it lapses, the holder is gone "

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import Job, JobStatus
 
 
 class EndpointKind(models.TextChoices):
@@ -42,21 +41,20 @@ class ModelEndpoint(models.Model):
         return self.name
 
 
-class EndpointCheck(models.Model):
+class EndpointCheck(Job):
     """One "test connection" call, run by a worker: loading a local model takes 15–50 s, too long for a request.
     Holds the reply and latency, never a key."""
 
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.CASCADE, related_name="checks")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    ok = models.BooleanField(default=False)
-    message = models.TextField(blank=True, help_text="What to fix, when the call failed.")
     reply = models.TextField(blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
     load_s = models.FloatField(null=True, blank=True)
     notes = models.JSONField(default=list, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def ok(self) -> bool:
+        """The call answered (a failed check says what to fix in `error`)."""
+        return self.status == JobStatus.SUCCEEDED
 
     def __str__(self) -> str:
         return f"check #{self.pk} of {self.endpoint_id}"

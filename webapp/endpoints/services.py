@@ -5,17 +5,16 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from training.models import ModelError, model_path_check, resolve_model
 from training.outbound import ENV_NAME_RE, OutboundRefused, key_var_check, url_host_check
 from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_expire_if_stale, job_fail, job_finish, job_start
 from webapp.core.locking import row_version_update
 from webapp.core.models import JobStatus, Project
 from webapp.core.paths import run_dir
@@ -329,30 +328,26 @@ def endpoint_check_start(*, endpoint: ModelEndpoint, created_by=None, enqueue: b
 
 def endpoint_check_run(*, check_id: int) -> None:
     """Worker side: claim the pending check, make the call, store reply and latency (never the key)."""
-    if not EndpointCheck.objects.filter(pk=check_id, status=JobStatus.PENDING).update(status=JobStatus.RUNNING):
+    if not job_start(model=EndpointCheck, job_id=check_id, total=1):
         return
     check = EndpointCheck.objects.select_related("endpoint").get(pk=check_id)
     try:
         outcome = endpoint_connection_check(endpoint=check.endpoint)
     except Exception as exc:  # noqa: BLE001 - the page must show an answer, never spin forever
         outcome = ConnectionCheck(ok=False, message=f"The check failed: {type(exc).__name__}: {exc}")
-    EndpointCheck.objects.filter(pk=check.pk).update(
-        status=JobStatus.SUCCEEDED if outcome.ok else JobStatus.FAILED, ok=outcome.ok, message=outcome.message,
-        reply=outcome.reply, latency_ms=outcome.latency_ms, load_s=outcome.load_s, notes=outcome.notes,
-        finished_at=timezone.now(),
+    job_finish(
+        model=EndpointCheck, job_id=check.pk, status=JobStatus.SUCCEEDED if outcome.ok else JobStatus.FAILED,
+        error=outcome.message, done=1, failed_count=0 if outcome.ok else 1, reply=outcome.reply,
+        latency_ms=outcome.latency_ms, load_s=outcome.load_s, notes=outcome.notes,
     )
 
 
 def endpoint_check_expire_if_stale(check: EndpointCheck) -> EndpointCheck:
     """A check whose worker was killed stays pending/running; past the timeout it fails so the page stops polling."""
-    timeout = timedelta(seconds=settings.RUBRICON_TOOL_JOB_TIMEOUT_S)
-    if check.status in (JobStatus.PENDING, JobStatus.RUNNING) and check.created_at < timezone.now() - timeout:
-        endpoint_check_fail(check_id=check.pk, error=f"No answer after {timeout.total_seconds() / 60:g} minutes: no "
-                                                     "worker serves the rollout queue, or the one running the check stopped.")
-        check.refresh_from_db()
-    return check
+    timeout_s = settings.RUBRICON_TOOL_JOB_TIMEOUT_S
+    return job_expire_if_stale(check, timeout_s=timeout_s, error=f"No answer after {timeout_s / 60:g} minutes: no "
+                               "worker serves the rollout queue, or the one running the check stopped.")
 
 
 def endpoint_check_fail(*, check_id: int, error: str) -> None:
-    EndpointCheck.objects.filter(pk=check_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
-        status=JobStatus.FAILED, ok=False, message=error[:4000], finished_at=timezone.now())
+    job_fail(model=EndpointCheck, job_id=check_id, error=error[:4000])

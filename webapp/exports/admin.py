@@ -5,7 +5,7 @@ from webapp.exports.models import Export, HubPush
 
 @admin.register(Export)
 class ExportAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "format", "status", "row_count"]
+    list_display = ["id", "project", "kind", "format", "status", "done"]
     raw_id_fields = ["project"]
 
 

@@ -99,7 +99,7 @@ class HubPushForm(forms.Form):
 
     def __init__(self, *args, exports: list, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["export"].choices = [(e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.row_count} rows)")
+        self.fields["export"].choices = [(e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.done} rows)")
                                          for e in exports]
 
 

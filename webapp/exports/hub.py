@@ -193,7 +193,7 @@ def dataset_card(export: Export, staged: Staged, *, repo_id: str) -> str:
     lines += ["## Filters", ""]
     shown = selection_display(filters, names)
     lines += [f"- {_md(key)}: {_md(value)}" for key, value in shown] or ["- none"]
-    lines += ["", "## Counts", "", f"- rows: {export.row_count}", f"- data file: `{staged.data_files}`"]
+    lines += ["", "## Counts", "", f"- rows: {export.done}", f"- data file: `{staged.data_files}`"]
     if task is not None:
         lines.append(f"- examples in the task: {task.examples.count()}")
     lines += ["", "## Judge–human agreement", ""]

@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import Job
 
 
 class ExportKind(models.TextChoices):
@@ -24,20 +23,14 @@ class ExportFormat(models.TextChoices):
     HF = "hf", "Hugging Face datasets (zip)"
 
 
-class Export(models.Model):
+class Export(Job):
+    progress_unit = "rows"
+
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="exports")
     kind = models.CharField(max_length=16, choices=ExportKind.choices)
     format = models.CharField(max_length=16, choices=ExportFormat.choices)
     filters = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     file = models.FileField(upload_to="exports/", blank=True)
-    row_count = models.PositiveBigIntegerField(default=0, help_text="Rows written so far (progress while running).")
-    total = models.PositiveBigIntegerField(default=0, help_text="Source rows to scan; 0 until counted.")
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-id"], name="export_project_id")]

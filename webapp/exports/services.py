@@ -6,10 +6,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from webapp.core.errors import ApplicationError
-from webapp.core.models import JobStatus, Project
+from webapp.core.jobs import job_cancel, job_fail, job_finish, job_progress, job_start
+from webapp.core.models import Project
 from webapp.exports import writers
 from webapp.exports.datasets import dataset_build
 from webapp.exports.models import Export, ExportFormat, ExportKind
@@ -83,11 +83,7 @@ class ExportCancelled(Exception):
 def export_cancel(*, export: Export) -> bool:
     """Stop a pending or running export. A pending one never starts; a running one stops at its next progress
     check (every few thousand rows) and its partial file is removed. False when it had already finished."""
-    return bool(
-        Export.objects.filter(pk=export.pk, status__in=(JobStatus.PENDING, JobStatus.RUNNING)).update(
-            status=JobStatus.CANCELLED, finished_at=timezone.now(), error=""
-        )
-    )
+    return job_cancel(model=Export, job_id=export.pk)
 
 
 @transaction.atomic
@@ -103,23 +99,24 @@ def export_delete(*, export: Export) -> None:
 def export_run(*, export_id: int) -> Export | None:
     """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed.
     Cancel is a status the writer checks with every progress update."""
-    claimed = Export.objects.filter(pk=export_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), error=""
-    )
-    if not claimed:
+    if not job_start(model=Export, job_id=export_id):
         logger.info("export %s is not pending; nothing to do", export_id)
         return None
     export = Export.objects.select_related("project").get(pk=export_id)
     name, path = export_path(export)
-    running = Export.objects.filter(pk=export.pk, status=JobStatus.RUNNING)
     try:
         dataset = dataset_build(project=export.project, kind=export.kind, filters=export.filters)
-        if not running.update(total=dataset.total):
+        if not job_progress(model=Export, job_id=export.pk, total=dataset.total):
             raise ExportCancelled
 
+        written = 0
+
         def progress(n: int) -> None:
-            if not running.update(row_count=n):
+            # The writers report the rows written so far every few thousand rows: already batched.
+            nonlocal written
+            if not job_progress(model=Export, job_id=export.pk, done=n - written):
                 raise ExportCancelled
+            written = n
 
         write = VERIFIERS_WRITERS.get(export.kind) or writers.WRITERS[export.format]
         rows = write(path, dataset, progress)
@@ -133,13 +130,11 @@ def export_run(*, export_id: int) -> Export | None:
     except Exception as error:  # a failed export is recorded on its row, readable, then re-raised for the log
         _fail(export, path, f"{type(error).__name__}: {error}")
         raise
-    if not running.update(status=JobStatus.SUCCEEDED, file=name, row_count=rows, finished_at=timezone.now()):
+    if not job_finish(model=Export, job_id=export.pk, file=name, done=rows):
         path.unlink(missing_ok=True)  # cancelled after the last progress check
     return Export.objects.get(pk=export.pk)
 
 
 def _fail(export: Export, path: Path, reason: str) -> None:
     path.unlink(missing_ok=True)
-    Export.objects.filter(pk=export.pk, status=JobStatus.RUNNING).update(
-        status=JobStatus.FAILED, error=reason[:2000], finished_at=timezone.now()
-    )
+    job_fail(model=Export, job_id=export.pk, error=reason[:2000])

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import MeteredJob
 
 
-class JudgeJob(models.Model):
+class JudgeJob(MeteredJob):
+    progress_unit = "rollouts"
+
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="judge_jobs")
     rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="judge_jobs")
     endpoint = models.ForeignKey(
@@ -15,20 +16,6 @@ class JudgeJob(models.Model):
     )
     selection = models.JSONField(default=dict, blank=True, help_text="Rollout filters this job scores.")
     judge_fingerprint = models.CharField(max_length=128, blank=True)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    failed_count = models.PositiveIntegerField(default=0)
-    calls_made = models.PositiveIntegerField(default=0)
-    cache_hits = models.PositiveIntegerField(default=0)
-    prompt_tokens = models.PositiveBigIntegerField(default=0)
-    completion_tokens = models.PositiveBigIntegerField(default=0)
-    cost_usd = models.DecimalField(max_digits=12, decimal_places=6, default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-id"], name="judgejob_project_id")]

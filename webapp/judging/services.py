@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 
 from training.judges.base import JudgeCompletion
 from training.rubrics.engine import RubricEngine
@@ -25,6 +24,7 @@ from training.rubrics.types import RolloutScore as EngineScore
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import (
     ChunkLease,
+    JobProgress,
     job_cancel,
     job_chunk_claim_done,
     job_chunk_lease,
@@ -34,6 +34,8 @@ from webapp.core.jobs import (
     job_fail,
     job_finish_if_complete,
     job_resume,
+    job_spend,
+    job_start,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
@@ -122,10 +124,7 @@ def judge_job_plan(*, job_id: int) -> list[int]:
         total = job_chunks_plan_groups(kind=JobChunk.Kind.JUDGE, job_id=job.pk, items=items.iterator(),
                                        size=settings.RUBRICON_JUDGE_CHUNK_SIZE)
         engine = rubric_engine(job.rubric_version, job.endpoint)
-        JudgeJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-            status=JobStatus.RUNNING, total=total, started_at=timezone.now(),
-            judge_fingerprint=engine.judge_fingerprint or PROGRAMMATIC,
-        )
+        job_start(model=JudgeJob, job_id=job.pk, total=total, judge_fingerprint=engine.judge_fingerprint or PROGRAMMATIC)
     pending = job_chunks_pending(kind=JobChunk.Kind.JUDGE, job_id=job.pk)
     if not pending:
         _finish_if_complete(job.pk)
@@ -160,8 +159,8 @@ class _SpendRecorder:
     async def __call__(self, completion: JudgeCompletion | None) -> None:
         self.pending[0] += 1
         if completion is not None:
-            self.pending[1] += completion.prompt_tokens
-            self.pending[2] += completion.completion_tokens
+            self.pending[1] += completion.prompt_tokens or 0
+            self.pending[2] += completion.completion_tokens or 0
             self.pending[3] += Decimal(str(round(completion.cost_usd or 0.0, 6)))
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.get_running_loop().create_task(self._flush_later())
@@ -175,9 +174,9 @@ class _SpendRecorder:
         if not calls:
             return
         self.pending = [0, 0, 0, Decimal(0)]
-        await sync_to_async(JudgeJob.objects.filter(pk=self.job_id).update)(
-            calls_made=F("calls_made") + calls, prompt_tokens=F("prompt_tokens") + prompt,
-            completion_tokens=F("completion_tokens") + completion, cost_usd=F("cost_usd") + cost,
+        await sync_to_async(job_spend)(
+            model=JudgeJob, job_id=self.job_id, calls=calls, prompt_tokens=prompt, completion_tokens=completion,
+            cost_usd=cost,
         )
 
     async def flush(self) -> None:
@@ -194,9 +193,9 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
         judge.on_call = recorder
     cache = getattr(judge, "cache", None)
 
-    async def score(items: list[EngineRollout]) -> list[EngineScore]:
+    async def score(items: list[EngineRollout], on_scored: Callable[[EngineScore], None]) -> list[EngineScore]:
         try:
-            return await engine.ascore_many(items)
+            return await engine.ascore_many(items, on_scored=on_scored)
         finally:  # what was paid for is booked and cached before the chunk commits (or fails)
             await recorder.flush()
             if hasattr(cache, "flush"):
@@ -205,7 +204,16 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
     started = time.perf_counter()
     rollouts = list(Rollout.objects.filter(pk__in=lease.item_ids).select_related("example").order_by("pk"))
     scorable = [r for r in rollouts if not r.error]
-    results: list[EngineScore] = async_to_sync(score)([engine_rollout(r) for r in scorable]) if scorable else []
+    results: list[EngineScore] = []
+    with JobProgress(lease=lease) as progress:
+        # Rollouts are counted on the job as their last criterion comes in; the commit below sets the true count.
+        if failed_rollouts := len(rollouts) - len(scorable):
+            progress.add(failed_rollouts, failed=failed_rollouts)
+        if scorable:
+            results = async_to_sync(score)(
+                [engine_rollout(r) for r in scorable],
+                lambda score: progress.add(1, failed=int(score.total is None)),
+            )
     scored = time.perf_counter()
     judge_fp = engine.judge_fingerprint or PROGRAMMATIC
     judge_keys = {c.key for c in engine.spec.criteria if isinstance(c, JudgeCriterion)}
@@ -235,7 +243,7 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
             ))
 
     with transaction.atomic():
-        if not job_chunk_claim_done(lease=lease):
+        if not job_chunk_claim_done(lease=lease, done=len(totals), failed=sum(1 for t in totals if t.total is None)):
             return 0
         CriterionScore.objects.bulk_create(
             criterion_rows, batch_size=1000, update_conflicts=True, update_fields=SCORE_FIELDS,
@@ -245,12 +253,8 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
             totals, batch_size=1000, update_conflicts=True, update_fields=["job", "total", "gated_by", "error"],
             unique_fields=["rollout", "rubric_version", "judge_fingerprint"],
         )
-        JudgeJob.objects.filter(pk=job.pk).update(
-            done=F("done") + len(totals),
-            failed_count=F("failed_count") + sum(1 for t in totals if t.total is None),
-            # Calls, tokens and cost were booked as calls ended (_SpendRecorder); hits cost nothing.
-            cache_hits=F("cache_hits") + getattr(judge, "hits", 0),
-        )
+        # Calls, tokens and cost were booked as calls ended (_SpendRecorder); hits cost nothing.
+        job_spend(model=JudgeJob, job_id=job.pk, cache_hits=getattr(judge, "hits", 0))
     # bench/judge_job_throughput.py reads these figures from the worker's log.
     logger.info("judge job %s chunk %s: %d rollouts scored in %.1f ms, written in %.1f ms", job.pk, lease.pk,
                 len(totals), (scored - started) * 1000, (time.perf_counter() - scored) * 1000)
@@ -263,6 +267,16 @@ def _finish_if_complete(job_id: int) -> None:
         from webapp.reviews.dashboard import agreement_cache_warm
 
         agreement_cache_warm(judge_job_id=job_id)
+
+
+def judge_job_retry(*, job: JudgeJob, created_by=None) -> JudgeJob:
+    """Run a finished job again: a new job with the same rubric version, judge and filters, over the rollouts that
+    match them now (answers already in the judge cache are not paid for twice)."""
+    if not job.is_finished:
+        raise ApplicationError("Only a finished job can be run again; this one is still running.", status=409)
+    selection = {k: v for k, v in job.selection.items() if k != "max_id"}
+    return judge_job_create(project=job.project, rubric_version=job.rubric_version, endpoint=job.endpoint,
+                            selection=selection, created_by=created_by)
 
 
 def judge_job_fail(*, job_id: int, error: str) -> None:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("new/", views.judge_job_create, name="create"),
     path("<int:job_id>/", views.judge_job_detail, name="detail"),
     path("<int:job_id>/cancel/", views.judge_job_cancel, name="cancel"),
+    path("<int:job_id>/retry/", views.judge_job_retry, name="retry"),
 ]

@@ -58,3 +58,16 @@ def judge_job_cancel(request: HttpRequest, project: Project, job_id: int) -> Htt
     if services.judge_job_cancel(job=job):
         messages.success(request, f"Judge job #{job.pk} cancelled; scores already written are kept.")
     return redirect("judging:detail", project.pk, job.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def judge_job_retry(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = selectors.judge_job_get(project, job_id)
+    try:
+        again = services.judge_job_retry(job=job, created_by=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("judging:detail", project.pk, job.pk)
+    messages.success(request, f"Judge job #{again.pk} started with the settings of #{job.pk}.")
+    return redirect("judging:detail", project.pk, again.pk)

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import MeteredJob
 
 
-class GenerationJob(models.Model):
+class GenerationJob(MeteredJob):
+    progress_unit = "rollouts"
+
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="generation_jobs")
     task = models.ForeignKey("tasks.Task", on_delete=models.CASCADE, related_name="generation_jobs")
     split = models.CharField(max_length=8, blank=True, help_text="Empty = all splits.")
@@ -23,15 +24,6 @@ class GenerationJob(models.Model):
         null=True, blank=True, help_text="A seeded random sample of this many examples of the split; empty = all."
     )
     example_seed = models.PositiveIntegerField(default=0, help_text="Seed of the example sample.")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    total = models.PositiveIntegerField(default=0)
-    done = models.PositiveIntegerField(default=0)
-    failed_count = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "-id"], name="genjob_project_id")]

@@ -11,14 +11,13 @@ import random
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
 from pydantic import ValidationError
 
 from training.generation import SamplingParams, run_episodes
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import (
     ChunkLease,
+    JobProgress,
     job_cancel,
     job_chunk_claim_done,
     job_chunk_lease,
@@ -28,6 +27,8 @@ from webapp.core.jobs import (
     job_fail,
     job_finish_if_complete,
     job_resume,
+    job_spend,
+    job_start,
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
@@ -115,9 +116,7 @@ def generation_job_plan(*, job_id: int) -> list[int]:
         ids = generation_example_ids(task=job.task, split=job.split, count=job.example_count, seed=job.example_seed)
         examples = job_chunks_plan(kind=KIND, job_id=job.pk, item_ids=iter(ids),
                                    size=max(1, settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS // job.samples_per_example))
-        GenerationJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
-            status=JobStatus.RUNNING, total=examples * job.samples_per_example, started_at=timezone.now()
-        )
+        job_start(model=GenerationJob, job_id=job.pk, total=examples * job.samples_per_example)
     pending = job_chunks_pending(kind=KIND, job_id=job.pk)
     if not pending:
         job_finish_if_complete(model=GenerationJob, kind=KIND, job_id=job.pk)
@@ -162,12 +161,19 @@ def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
         raise ApplicationError("This task is backed by a verifiers environment: its chunks run through "
                                "webapp.exports.verifiers_tasks.verifiers_chunk_run.")
     # The model recorded on the job: a checkpoint directory or a local model may replace the endpoint's.
-    with backend_in_use(backend_config(job.endpoint, model_override=job.model_name or None)) as backend:
+    with backend_in_use(backend_config(job.endpoint, model_override=job.model_name or None)) as backend, \
+            JobProgress(lease=lease) as progress:
+        # Rollouts are counted on the job as they finish inside the chunk; the commit below sets the true count.
         trajectories = run_episodes(
             backend, environment_factory(job.task),
             [generation_example(examples[i]) for i in example_ids if i in examples],
             sampling_params(job.params, n=job.samples_per_example),
+            on_progress=lambda done, failed: progress.add(done, failed=failed),
         )
+    # What the model calls spent, booked whether or not this chunk's results are the ones kept.
+    job_spend(model=GenerationJob, job_id=job.pk, calls=sum(len(t.turns) for t in trajectories),
+              prompt_tokens=sum(turn.prompt_tokens for t in trajectories for turn in t.turns),
+              completion_tokens=sum(t.completion_tokens for t in trajectories))
     rows = [_rollout_row(job, t, examples[t.example_id]) for t in trajectories]
     return generation_rows_write(job, lease, rows)
 
@@ -175,13 +181,24 @@ def _generation_chunk_write(job: GenerationJob, lease: ChunkLease) -> int:
 def generation_rows_write(job: GenerationJob, lease: ChunkLease, rows: list[Rollout]) -> int:
     """Write a chunk's rollouts together with its done flag (nothing when another delivery already did)."""
     with transaction.atomic():
-        if not job_chunk_claim_done(lease=lease):
+        if not job_chunk_claim_done(lease=lease, done=len(rows), failed=sum(1 for r in rows if r.error)):
             return 0
         Rollout.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
-        GenerationJob.objects.filter(pk=job.pk).update(
-            done=F("done") + len(rows), failed_count=F("failed_count") + sum(1 for r in rows if r.error)
-        )
     return len(rows)
+
+
+def generation_job_retry(*, job: GenerationJob, created_by=None) -> GenerationJob:
+    """Run a finished job again: a new job with the same task, split, model and sampling (a finished job never
+    runs again, so its history stays as it was)."""
+    if not job.is_finished:
+        raise ApplicationError("Only a finished job can be run again; this one is still running.", status=409)
+    if job.endpoint is None:
+        raise ApplicationError("This job's endpoint was deleted: start a new job with another endpoint.")
+    override = job.model_name if job.checkpoint is None and job.model_name != job.endpoint.model else None
+    return generation_job_create(
+        project=job.project, task=job.task, endpoint=job.endpoint, split=job.split, params=job.params,
+        samples_per_example=job.samples_per_example, created_by=created_by, model=override, checkpoint=job.checkpoint,
+    )
 
 
 def generation_job_fail(*, job_id: int, error: str) -> None:

@@ -109,3 +109,17 @@ def job_cancel(request: HttpRequest, project: Project, job_id: int) -> HttpRespo
     if services.generation_job_cancel(job=job):
         messages.success(request, f"Generation job #{job.pk} cancelled; rollouts already written are kept.")
     return redirect("rollouts:job_detail", project.pk, job.pk)
+
+
+@require_POST
+@project_view(Action.EDIT)
+def job_retry(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
+    job = get_object_or_404(GenerationJob.objects.select_related("project", "task", "endpoint", "checkpoint"),
+                            project=project, pk=job_id)
+    try:
+        again = services.generation_job_retry(job=job, created_by=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("rollouts:job_detail", project.pk, job.pk)
+    messages.success(request, f"Generation job #{again.pk} started with the settings of #{job.pk}.")
+    return redirect("rollouts:job_detail", project.pk, again.pk)

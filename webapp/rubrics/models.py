@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import Job
 
 
 class Rubric(models.Model):
@@ -47,7 +47,7 @@ class RubricVersion(models.Model):
         return list(self.spec.get("criteria", []))
 
 
-class RubricToolJob(models.Model):
+class RubricToolJob(Job):
     """A short job behind a rubric tool: a live preview, an AI draft or a dry run. Input and result live on the row
     (the page polls it); nothing here writes scores, so trying a rubric never touches real judge results."""
 
@@ -69,12 +69,6 @@ class RubricToolJob(models.Model):
     spec = models.JSONField(default=dict, blank=True, help_text="The spec tried (preview, dry run).")
     params = models.JSONField(default=dict, blank=True, help_text="Input: items to score, options.")
     result = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["project", "kind", "-id"], name="rubric_tool_job_project")]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -26,6 +25,7 @@ from training.rubrics.types import CriterionResult
 from training.rubrics.types import Rollout as EngineRollout
 from webapp.core import safejson
 from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_expire_if_stale, job_fail, job_finish, job_start
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.rollouts.models import Rollout
@@ -137,21 +137,18 @@ def rubric_preview_create(
 
 def tool_job_claim(*, job_id: int, kind: str) -> RubricToolJob | None:
     """Move a pending job to running; None when another delivery already took it (or it was never pending)."""
-    claimed = RubricToolJob.objects.filter(pk=job_id, kind=kind, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=timezone.now())
-    if not claimed:
+    if not RubricToolJob.objects.filter(pk=job_id, kind=kind).exists() or not job_start(
+            model=RubricToolJob, job_id=job_id):
         return None
     return RubricToolJob.objects.select_related("endpoint", "task", "rubric_version").get(pk=job_id)
 
 
 def tool_job_finish(*, job: RubricToolJob, result: dict[str, Any]) -> None:
-    RubricToolJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-        status=JobStatus.SUCCEEDED, result=result, finished_at=timezone.now())
+    job_finish(model=RubricToolJob, job_id=job.pk, status=JobStatus.SUCCEEDED, result=result)
 
 
 def tool_job_fail(*, job_id: int, error: str) -> None:
-    RubricToolJob.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
-        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now())
+    job_fail(model=RubricToolJob, job_id=job_id, error=error[:4000])
 
 
 def tool_job_run(run: Callable[..., None], *, job_id: int) -> None:
@@ -197,11 +194,9 @@ def tool_job_get(project: Project, job_id: int, kind: str) -> RubricToolJob:
 
 def tool_job_expire_if_stale(job: RubricToolJob) -> RubricToolJob:
     """A job whose worker was killed stays pending/running; past the timeout it is failed so the page stops polling."""
-    timeout = timedelta(seconds=settings.RUBRICON_TOOL_JOB_TIMEOUT_S)
-    if job.status in (JobStatus.PENDING, JobStatus.RUNNING) and job.created_at < timezone.now() - timeout:
-        tool_job_fail(job_id=job.pk, error=f"No result after {timeout.total_seconds() / 60:g} minutes: the worker "
-                                           "running this job stopped or no worker serves its queue. Try again.")
-        job.refresh_from_db()
+    timeout_s = settings.RUBRICON_TOOL_JOB_TIMEOUT_S
+    job_expire_if_stale(job, timeout_s=timeout_s, error=f"No result after {timeout_s / 60:g} minutes: the worker "
+                                                       "running this job stopped or no worker serves its queue. Try again.")
     return job
 
 

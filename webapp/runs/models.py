@@ -1,13 +1,15 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 
-from webapp.core.models import JobStatus
+from webapp.core.models import Job
 
 
-class TrainingRun(models.Model):
-    """A GRPO run. The process it runs in is keyed by this id and reports through the database."""
+class TrainingRun(Job):
+    """A GRPO run. The process it runs in is keyed by this id and reports through the database; its progress is
+    the last step reported out of max_steps."""
+
+    progress_unit = "steps"
 
     project = models.ForeignKey("core.Project", on_delete=models.CASCADE, related_name="training_runs")
     name = models.CharField(max_length=200)
@@ -18,20 +20,15 @@ class TrainingRun(models.Model):
     )
     base_model = models.CharField(max_length=300)
     config = models.JSONField(default=dict)
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     pid = models.PositiveIntegerField(null=True, blank=True)
     hostname = models.CharField(max_length=255, blank=True)
     output_dir = models.CharField(max_length=500, blank=True)
     log_path = models.CharField(max_length=500, blank=True)
-    error = models.TextField(blank=True)
     calibration_override = models.BooleanField(
         default=False, help_text="Launched although the judge was not calibrated; recorded for the audit trail."
     )
     calibration_note = models.TextField(blank=True)
     split = models.CharField(max_length=8, blank=True, help_text="Example split the run trains on; empty = all.")
-    cancel_requested_at = models.DateTimeField(
-        null=True, blank=True, help_text="Set by the web process; the monitor stops the training process."
-    )
     monitor_token = models.CharField(
         max_length=32, blank=True, help_text="Only the monitor chain holding this token may ingest and re-enqueue."
     )
@@ -42,10 +39,6 @@ class TrainingRun(models.Model):
         "runs.Checkpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="resumed_runs",
         help_text="The checkpoint of an earlier run this run continues from (its step count goes on from there).",
     )
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -80,12 +73,15 @@ class Checkpoint(models.Model):
         return f"{self.run} @ step {self.step}"
 
 
-class CheckpointEvaluation(models.Model):
+class CheckpointEvaluation(Job):
     """A checkpoint against the run's base model on held-out examples, scored with the run's rubric version.
 
     Two generation jobs (base, checkpoint) with the same sampling parameters and seed, then one judge job each; the
     base side is shared by later evaluations of the same run with the same settings, so it is generated once.
+    Its progress counts those four stages.
     """
+
+    progress_unit = "stages"
 
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="evaluations")
     checkpoint = models.ForeignKey(Checkpoint, on_delete=models.CASCADE, related_name="evaluations")
@@ -100,11 +96,6 @@ class CheckpointEvaluation(models.Model):
     checkpoint_judge_job = models.ForeignKey(
         "judging.JudgeJob", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.RUNNING)
-    error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run_id", "-id"]

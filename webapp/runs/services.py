@@ -35,7 +35,7 @@ from training.grpo.config import (
 )
 from training.grpo.sinks import CHECKPOINTS_FILE, METRICS_FILE, SAMPLES_FILE, read_status
 from webapp.core.errors import ApplicationError
-from webapp.core.jobs import job_fail
+from webapp.core.jobs import job_cancel, job_fail, job_finish, job_progress, job_start
 from webapp.core.models import JobStatus, Project
 from webapp.core.params import parse_id
 from webapp.core.paths import run_dir
@@ -232,16 +232,7 @@ def training_run_create(
 def training_run_cancel(*, run: TrainingRun) -> bool:
     """Ask a run to stop. A pending run is cancelled at once; a running one when its process has stopped (the
     monitor writes the STOP file within a second). Metrics, rollouts and checkpoints already stored stay."""
-    now = timezone.now()
-    if TrainingRun.objects.filter(pk=run.pk, status=JobStatus.PENDING).update(
-        status=JobStatus.CANCELLED, cancel_requested_at=now, finished_at=now
-    ):
-        return True
-    return bool(
-        TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING, cancel_requested_at__isnull=True).update(
-            cancel_requested_at=now
-        )
-    )
+    return job_cancel(model=TrainingRun, job_id=run.pk, wait_for_worker=True)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -252,9 +243,11 @@ def training_run_claim(*, run_id: int) -> TrainingRun | None:
     """pending → running, once. None when another delivery got it first or the run was cancelled meanwhile."""
     token = uuid.uuid4().hex
     directory = run_dir(run_id)
-    claimed = TrainingRun.objects.filter(pk=run_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), monitor_token=token,
-        output_dir=str(directory / "output"), log_path=str(directory / "train.log"), ingest_offsets={},
+    max_steps = TrainingRun.objects.filter(pk=run_id).values_list("config__max_steps", flat=True).first()
+    claimed = job_start(
+        model=TrainingRun, job_id=run_id, total=max(int(max_steps or 0), 0), heartbeat_at=timezone.now(),
+        monitor_token=token, output_dir=str(directory / "output"), log_path=str(directory / "train.log"),
+        ingest_offsets={},
     )
     if not claimed:
         return None
@@ -323,6 +316,8 @@ def training_run_ingest(*, run_id: int, token: str | None = None) -> IngestResul
         if checkpoints:
             result.checkpoints = _store_checkpoints(run, checkpoints)
         TrainingRun.objects.filter(pk=run.pk).update(ingest_offsets=offsets, heartbeat_at=timezone.now())
+        if metrics and (step := max(m["step"] for m in metrics)) > run.done:
+            job_progress(model=TrainingRun, job_id=run.pk, done=step - run.done)  # steps done so far
     return result
 
 
@@ -420,9 +415,7 @@ def training_run_finish(*, run_id: int, exit_reason: str | None = None) -> Train
         if error:
             tail = run_log_tail(run, lines=20)
             error = f"{error}\n\nlast log lines:\n{tail}" if tail else error
-    TrainingRun.objects.filter(pk=run.pk, status=JobStatus.RUNNING).update(
-        status=final, error=error[:8000], finished_at=timezone.now(), monitor_token=""
-    )
+    job_finish(model=TrainingRun, job_id=run.pk, status=final, error=error, monitor_token="")
     run.refresh_from_db()
     return run
 
@@ -545,6 +538,8 @@ def checkpoint_evaluation_create(
         run=run, checkpoint=checkpoint, split=split, samples_per_example=samples_per_example, params=params,
         base_job=base_job, checkpoint_job=generation_job_create(**jobs, checkpoint=checkpoint),
         base_judge_job=earlier.base_judge_job if earlier else None, created_by=created_by,
+        # Running from its creation: its stages are jobs of their own, already queued.
+        status=JobStatus.RUNNING, started_at=timezone.now(), total=4,
     )
     if enqueue:
         from webapp.core.jobs import job_enqueue
@@ -597,10 +592,11 @@ def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -
             setattr(evaluation, judge_field, judge)
             evaluation.save(update_fields=[judge_field])
         judges = (evaluation.base_judge_job, evaluation.checkpoint_judge_job)
+        stages = (evaluation.base_job, evaluation.checkpoint_job, *judges)
+        if (done := sum(1 for j in stages if j is not None and j.status == JobStatus.SUCCEEDED)) > evaluation.done:
+            job_progress(model=CheckpointEvaluation, job_id=evaluation.pk, done=done - evaluation.done)
         if error or all(j is not None and j.status == JobStatus.SUCCEEDED for j in judges):
-            CheckpointEvaluation.objects.filter(pk=evaluation.pk).update(
-                status=JobStatus.FAILED if error else JobStatus.SUCCEEDED, error=error[:4000],
-                finished_at=timezone.now(),
-            )
+            job_finish(model=CheckpointEvaluation, job_id=evaluation.pk,
+                       status=JobStatus.FAILED if error else JobStatus.SUCCEEDED, error=error[:4000])
             return False
     return True

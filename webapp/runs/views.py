@@ -7,6 +7,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_state_changed
 from webapp.core.models import JobStatus, Project
 from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
@@ -83,15 +84,19 @@ def run_detail(request: HttpRequest, project: Project, run_id: int) -> HttpRespo
         "live": run.status in (JobStatus.PENDING, JobStatus.RUNNING),
         "silent": selectors.run_silent(run),
     }
+    forms = {"evaluate_form": EvaluateCheckpointForm(run=run),
+             "resume_form": ResumeRunForm(run=run) if run.status in services.RESUMABLE_STATUSES else None}
     if request.htmx:  # the polled part: status, charts, log; the samples panel keeps the step the user chose
-        return render(request, "runs/run_detail.html#live", context)
+        # The forms that depend on the run's state (its checkpoints, whether it can resume) come along out of band
+        # when the state moved since the page last showed it, so the page never contradicts itself.
+        if changed := job_state_changed(request.GET.get("state"), run, len(context["checkpoints"])):
+            context.update(forms)
+        return render(request, "runs/run_detail.html#live", {**context, "state_changed": changed})
     steps = selectors.run_sample_steps(run)
     step = _sample_step(request, steps)
     context.update(sample_steps=steps, sample_step=step,
                    samples=selectors.run_samples(run, step) if step is not None else [],
-                   evaluate_form=EvaluateCheckpointForm(run=run),
-                   resume_form=ResumeRunForm(run=run) if run.status in services.RESUMABLE_STATUSES else None,
-                   **selectors.run_lineage(run), **_evaluations_context(run), **_watch_context(run))
+                   **forms, **selectors.run_lineage(run), **_evaluations_context(run), **_watch_context(run))
     return render(request, "runs/run_detail.html", context)
 
 

@@ -261,6 +261,10 @@ FILE_UPLOAD_HANDLERS = ["webapp.core.uploads.CappedUploadHandler"]
 # died) is run again, by the worker that notices first (each worker checks this often). Never a chunk whose worker lives.
 RUBRICON_JOB_LEASE_S = env.float("RUBRICON_JOB_LEASE_S", 60.0)
 
+# Items finishing inside a chunk are counted in memory and written on the job at most this often (seconds), from a
+# thread: pages watch progress move while the work never waits on the database.
+RUBRICON_JOB_PROGRESS_S = env.float("RUBRICON_JOB_PROGRESS_S", 1.0)
+
 # Rollouts per judge chunk: a chunk is the unit that commits, retries and resumes. 256: at 32 concurrent calls a chunk
 # of 64 was two rounds of calls, so its fixed costs (engine, connections, the write) weighed on every third call
 # (bench/judge_job_throughput.py); 256 at 50 ms a call is ~0.5 s of work, at 2 s a call and 8 slots about a minute.

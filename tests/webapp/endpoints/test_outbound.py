@@ -129,7 +129,7 @@ def test_a_row_written_before_the_rule_sends_nothing(openai_server, monkeypatch,
     pending = EndpointCheck.objects.create(endpoint=endpoint)
     services.endpoint_check_run(check_id=pending.pk)
     pending.refresh_from_db()
-    assert not pending.ok and "may not be sent" in pending.message
+    assert not pending.ok and "may not be sent" in pending.error
     with pytest.raises(ApplicationError, match="may not be sent"):
         judge_for_endpoint(endpoint)
     with pytest.raises(ApplicationError, match="may not be sent"):

@@ -58,7 +58,7 @@ def as_float(value):
 @pytest.mark.parametrize("format", FORMATS)
 def test_rollouts_export_has_scores_and_labels(scored, format):
     export, rows = run(scored, ExportKind.ROLLOUTS, format)
-    assert export.row_count == len(rows) == 9
+    assert export.done == len(rows) == 9
     by_id = {int(r["rollout_id"]): r for r in rows}
     first = scored["rollouts"][1]
     row = by_id[first.pk]

@@ -69,7 +69,7 @@ def test_push_uploads_data_and_card_that_datasets_reads(scored, hub, format, dat
     assert hub.repos["team/arith-rollouts"]["visibility"] == "private"
     assert sorted(push.files) == sorted([data_file, "README.md"])
     card, data = load_pushed(hub.root, "team/arith-rollouts", data_file)
-    assert data.num_rows == export.row_count == 9
+    assert data.num_rows == export.done == 9
     assert sorted(data["rollout_id"]) == sorted(r.pk for r in scored["rollouts"])
     by_id = {row["rollout_id"]: row for row in data}
     assert by_id[scored["rollouts"][1].pk]["completion"] == scored["rollouts"][1].completion

@@ -133,8 +133,8 @@ def url_patterns() -> list[tuple[str, frozenset[str]]]:
 def argument_values(w: dict) -> tuple[dict[str, list], dict[str, list[dict]]]:
     """Values for each URL argument, and per URL name where an argument means different things."""
     job_ids = {
-        "rollouts:job_detail": w["job"].pk, "rollouts:job_cancel": w["job"].pk,
-        "judging:detail": w["judge_job"].pk, "judging:cancel": w["judge_job"].pk,
+        "rollouts:job_detail": w["job"].pk, "rollouts:job_cancel": w["job"].pk, "rollouts:job_retry": w["job"].pk,
+        "judging:detail": w["judge_job"].pk, "judging:cancel": w["judge_job"].pk, "judging:retry": w["judge_job"].pk,
         "rubrics:preview_job": w["tool_jobs"]["preview"].pk, "rubrics:draft_job": w["tool_jobs"]["draft"].pk,
         "rubrics:draft_accept": w["tool_jobs"]["draft"].pk, "rubrics:dryrun_job": w["tool_jobs"]["dry_run"].pk,
     }

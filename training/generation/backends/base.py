@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from training.generation.types import Completion, Conversation, SamplingParams
+
+# Called with how many completions (samples) just finished inside one `generate` call, as they finish; the
+# engine's own loop calls it, so it must be cheap and must not block (count, do not write to a database).
+OnCompleted = Callable[[int], None]
 
 
 @runtime_checkable
@@ -24,6 +28,8 @@ class GenerationBackend(Protocol):
       on `Completion.message`.
     - Synchronous and not thread-safe: one caller at a time (a Celery task, a script). Backends that talk
       HTTP run their own event loop inside `generate`.
+    - `on_completed(k)` is called as completions finish inside the call (k of them), so a caller can show
+      progress before the whole batch returns; the counts add up to the completions returned.
     """
 
     name: str
@@ -34,6 +40,7 @@ class GenerationBackend(Protocol):
         params: SamplingParams,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
+        on_completed: OnCompleted | None = None,
     ) -> list[list[Completion]]: ...
 
     def close(self) -> None:

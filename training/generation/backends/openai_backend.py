@@ -25,6 +25,7 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from training.generation.backends.base import OnCompleted
 from training.generation.chat import parse_tool_calls
 from training.generation.types import (
     Completion,
@@ -126,8 +127,9 @@ class OpenAIBackend:
         params: SamplingParams,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
+        on_completed: OnCompleted | None = None,
     ) -> list[list[Completion]]:
-        return self._run(self.agenerate(conversations, params, tools=tools))
+        return self._run(self.agenerate(conversations, params, tools=tools, on_completed=on_completed))
 
     async def agenerate(
         self,
@@ -135,14 +137,22 @@ class OpenAIBackend:
         params: SamplingParams,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
+        on_completed: OnCompleted | None = None,
     ) -> list[list[Completion]]:
         calls = [
-            self._sample(conversation, params, index, tools)
+            self._counted(self._sample(conversation, params, index, tools), on_completed)
             for conversation in conversations
             for index in range(params.n)
         ]
         flat = await asyncio.gather(*calls)
         return [list(flat[i : i + params.n]) for i in range(0, len(flat), params.n)]
+
+    @staticmethod
+    async def _counted(call: Coroutine[Any, Any, Completion], on_completed: OnCompleted | None) -> Completion:
+        completion = await call
+        if on_completed is not None:
+            on_completed(1)
+        return completion
 
     async def _sample(
         self,

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.generation.backends.base import OnCompleted
 from training.generation.backends.vllm_backend import check_model_dir
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
 from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
@@ -79,6 +80,7 @@ class TransformersBackend:
         params: SamplingParams,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
+        on_completed: OnCompleted | None = None,
     ) -> list[list[Completion]]:
         self._load()
         results: list[list[Completion] | None] = [None] * len(conversations)
@@ -113,6 +115,8 @@ class TransformersBackend:
                     chunk, self._generate_chunk(chunk, params, tools), strict=True
                 ):
                     results[index] = completions
+                    if on_completed is not None:
+                        on_completed(len(completions))
             except Exception:
                 # One bad item must not sink its neighbours: retry them one by one.
                 for item in chunk:
@@ -130,6 +134,8 @@ class TransformersBackend:
                             )
                             for _ in range(params.n)
                         ]
+                    if on_completed is not None:
+                        on_completed(len(results[item[0]] or []))
         return [r if r is not None else [] for r in results]
 
     def _generate_chunk(

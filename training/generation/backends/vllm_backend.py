@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from training.generation.backends.base import OnCompleted
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
 from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
 
@@ -63,6 +64,41 @@ def to_vllm_sampling_params(params: SamplingParams) -> Any:
         seed=params.seed,
         logprobs=0 if params.logprobs else None,
     )
+
+
+class _ProgressCounter:
+    """What vLLM's offline loop needs of a tqdm bar (`update(n)` as each request finishes, with n its samples),
+    passing the counts to `on_completed` instead of drawing a bar."""
+
+    def __init__(self, on_completed: OnCompleted, **_: Any) -> None:
+        self.on_completed = on_completed
+        self.n = 0
+        self.postfix = ""
+        self._started = time.perf_counter()
+
+    @property
+    def format_dict(self) -> dict[str, float]:
+        return {"elapsed": max(time.perf_counter() - self._started, 1e-9)}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.on_completed(n)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_hook(on_completed: OnCompleted) -> Any:
+    """`use_tqdm` for `LLM.generate`: vLLM wraps the prompt list in it while rendering (returned as it is) and
+    builds one bar for the engine loop (a _ProgressCounter)."""
+
+    def make(iterable: Any = None, **kwargs: Any) -> Any:
+        return iterable if iterable is not None else _ProgressCounter(on_completed, **kwargs)
+
+    return make
 
 
 def _cpu_without_bf16() -> bool:
@@ -149,6 +185,7 @@ class VLLMBackend:
         params: SamplingParams,
         *,
         tools: Sequence[dict[str, Any]] | None = None,
+        on_completed: OnCompleted | None = None,
     ) -> list[list[Completion]]:
         llm = self.llm
         max_len = self.max_model_len
@@ -182,7 +219,9 @@ class VLLMBackend:
             sampling = to_vllm_sampling_params(params)
             started = time.perf_counter()
             try:
-                outputs = llm.generate(prompts, sampling, use_tqdm=False)
+                outputs = llm.generate(
+                    prompts, sampling, use_tqdm=_progress_hook(on_completed) if on_completed else False
+                )
             except Exception:
                 # Something we did not pre-check rejected the batch: redo it item by item so only the
                 # offending conversations fail.
@@ -210,6 +249,8 @@ class VLLMBackend:
                         continue
                     latency_ms = (time.perf_counter() - started) * 1000
                     results[position] = self._completions(output, latency_ms, tools)
+                    if on_completed is not None:
+                        on_completed(len(results[position] or []))
         return [r if r is not None else [] for r in results]
 
     def _completions(

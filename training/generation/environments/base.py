@@ -170,12 +170,17 @@ def run_episodes(
     params: SamplingParams,
     *,
     max_turns: int = 32,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[Trajectory]:
     """Play `params.n` episodes of each example; return trajectories in example order, then sample index.
 
     `make_env` builds a fresh environment per episode (a class or `functools.partial` of one).
     `params.max_tokens` applies per turn. `max_turns` bounds episodes whose environment never ends.
+    `on_progress(ended, failed)` is told as episodes end (rollouts done, of which failed); for environments that
+    end after one turn (`single_turn = True`) it is told inside the backend call, as each completion arrives.
+    Counts only, cheap: it runs in the backend's loop.
     """
+    report = on_progress or _no_progress
     episodes: list[_Episode] = []
     for example in examples:
         for sample_index in range(params.n):
@@ -190,6 +195,8 @@ def run_episodes(
                 trajectory.messages = list(opening)
                 trajectory.prompt_message_count = len(opening)
             episodes.append(episode)
+    if failed_at_reset := sum(1 for e in episodes if not e.active):
+        report(failed_at_reset, failed_at_reset)
 
     for turn in range(max_turns):
         active = [e for e in episodes if e.active]
@@ -202,16 +209,46 @@ def run_episodes(
         for (n, _), group in _batches(active, seeded=params.seed is not None).items():
             conversations = [members[0].trajectory.messages for members in group]
             tools = group[0][0].env.tools
-            results = backend.generate(conversations, turn_params.model_copy(update={"n": n}), tools=tools)
+            playing = [episode for members in group for episode in members]
+            counted = _Counter(report)
+            ends_now = on_progress is not None and all(getattr(e.env, "single_turn", False) for e in playing)
+            results = backend.generate(
+                conversations, turn_params.model_copy(update={"n": n}), tools=tools,
+                on_completed=counted if ends_now else None,
+            )
             for members, completions in zip(group, results, strict=True):
                 for episode, completion in zip(members, completions, strict=True):
                     _advance(episode, turn, completion)
+            ended = [e for e in playing if not e.active]
+            # Settle the call: what ended minus what was counted as it arrived (failed items the backend answered
+            # without a model call, e.g. a context overflow, are counted here).
+            report(len(ended) - counted.n, sum(1 for e in ended if e.trajectory.error is not None))
 
+    truncated = 0
     for episode in episodes:
         if episode.active:
             episode.active = False
             episode.trajectory.truncated = True
+            truncated += 1
+    if truncated:
+        report(truncated, 0)
     return [e.trajectory for e in episodes]
+
+
+def _no_progress(ended: int, failed: int) -> None:
+    pass
+
+
+class _Counter:
+    """Passes completions that finished inside a backend call on as ended episodes, and remembers how many."""
+
+    def __init__(self, report: Callable[[int, int], None]) -> None:
+        self.report = report
+        self.n = 0
+
+    def __call__(self, completed: int) -> None:
+        self.n += completed
+        self.report(completed, 0)
 
 
 def _batches(active: list[_Episode], *, seeded: bool) -> dict[tuple[int, str], list[list[_Episode]]]:

@@ -71,6 +71,7 @@ class SingleTurnEnvironment:
     """One prompt, one completion; `info` carries nothing (rubrics score the completion text)."""
 
     tools: list[dict[str, Any]] | None = None
+    single_turn = True  # every episode ends with its first completion (the runner counts progress as they arrive)
 
     def __init__(self, system_prompt: str | None = None, prompt_template: str | None = None) -> None:
         self.builder = PromptBuilder(system_prompt, prompt_template)

@@ -49,4 +49,4 @@ class Command(BaseCommand):
             raise CommandError(f"Export failed: {export.error if export else 'not pending'}")
         if output:
             shutil.copyfile(export.file.path, Path(output))
-        self.stdout.write(f"Export #{export.pk}: {export.row_count} rows → {output or export.file.path}")
+        self.stdout.write(f"Export #{export.pk}: {export.done} rows → {output or export.file.path}")
