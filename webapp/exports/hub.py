@@ -19,10 +19,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from training.outbound import ENV_NAME_RE, key_var_allowed
 from webapp.core.errors import ApplicationError
+from webapp.core.jobs import job_fail, job_finish, job_start
 from webapp.core.models import JobStatus
 from webapp.exports.models import Export, ExportFormat, ExportKind, HubPush
 
@@ -225,15 +225,13 @@ def hub_endpoint() -> str:
 
 
 def _claim(push_id: int) -> HubPush | None:
-    claimed = HubPush.objects.filter(pk=push_id, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=timezone.now(), error="")
-    if not claimed:
+    if not job_start(model=HubPush, job_id=push_id, total=1):
         return None
     return HubPush.objects.select_related("export", "export__project").get(pk=push_id)
 
 
 def _fail(push: HubPush, message: str) -> HubPush:
-    HubPush.objects.filter(pk=push.pk).update(status=JobStatus.FAILED, error=message[:2000], finished_at=timezone.now())
+    job_fail(model=HubPush, job_id=push.pk, error=message[:2000])
     return HubPush.objects.get(pk=push.pk)
 
 
@@ -292,7 +290,6 @@ def hub_push_run(*, push_id: int) -> HubPush | None:
     except Exception as error:  # every failure is the push's state, readable on the page and in the API
         logger.info("hub push %s failed", push_id, exc_info=True)
         return _fail(push, _hub_error_message(error, endpoint))
-    HubPush.objects.filter(pk=push.pk).update(
-        status=JobStatus.SUCCEEDED, url=str(commit.commit_url)[:500], commit_oid=str(commit.oid or "")[:64],
-        files=[*staged.files, "README.md"], finished_at=timezone.now())
+    job_finish(model=HubPush, job_id=push.pk, status=JobStatus.SUCCEEDED, done=1, url=str(commit.commit_url)[:500],
+               commit_oid=str(commit.oid or "")[:64], files=[*staged.files, "README.md"])
     return HubPush.objects.get(pk=push.pk)

@@ -39,7 +39,7 @@ class Export(Job):
         return f"{self.get_kind_display()} ({self.format}) #{self.pk}"
 
 
-class HubPush(models.Model):
+class HubPush(Job):
     """One push of an export to the Hugging Face Hub as a dataset repo (background job on the `default` queue).
 
     The token is never stored: `token_env` names an environment variable of the worker, which must pass the
@@ -49,15 +49,9 @@ class HubPush(models.Model):
     repo_id = models.CharField(max_length=200, help_text="namespace/name of the dataset repo on the Hub.")
     private = models.BooleanField(default=True)
     token_env = models.CharField(max_length=128, help_text="Environment variable of the worker holding the token.")
-    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
-    error = models.TextField(blank=True)
     url = models.URLField(max_length=500, blank=True, help_text="The commit on the Hub once pushed.")
     commit_oid = models.CharField(max_length=64, blank=True)
     files = models.JSONField(default=list, blank=True, help_text="Paths uploaded into the repo.")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["export", "-id"], name="hubpush_export_id")]
