@@ -8,11 +8,11 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
+from webapp.core.visibility import scores_page
 from webapp.exports import selectors, services
 from webapp.exports.forms import ExportForm, ImportForm
 from webapp.exports.import_kinds import dataset_import
 from webapp.exports.models import Export
-from webapp.reviews.blind import scores_page
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Task

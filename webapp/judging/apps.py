@@ -7,6 +7,8 @@ class JudgingConfig(AppConfig):
 
     def ready(self) -> None:
         from webapp.core.selectors import project_counter_register
-        from webapp.judging.selectors import judging_project_counts
+        from webapp.judging.selectors import judging_project_counts, rollout_filter_scores
+        from webapp.rollouts.selectors import rollout_filter_register
 
         project_counter_register(judging_project_counts)
+        rollout_filter_register(rollout_filter_scores)  # rollouts sits below judging: the score filter is ours

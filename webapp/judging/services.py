@@ -37,6 +37,7 @@ from webapp.core.jobs import (
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.judging.models import PROGRAMMATIC, CriterionScore, JudgeJob, RolloutScore
+from webapp.judging.signals import judge_job_scored
 from webapp.rollouts.models import Rollout
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
@@ -217,10 +218,9 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
 
 def _finish_if_complete(job_id: int) -> None:
     if job_finish_if_complete(model=JudgeJob, kind=JobChunk.Kind.JUDGE, job_id=job_id):
-        # New scores move judge–human agreement: compute the dashboard once here, not on the next page view.
-        from webapp.reviews.dashboard import agreement_cache_warm
-
-        agreement_cache_warm(judge_job_id=job_id)
+        # New scores move judge–human agreement: reviews recomputes its dashboard once here (it listens), not on
+        # the next page view.
+        judge_job_scored.send(sender=JudgeJob, judge_job_id=job_id)
 
 
 def judge_job_fail(*, job_id: int, error: str) -> None:

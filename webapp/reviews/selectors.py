@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -422,3 +423,12 @@ def previous_item_id(queue: ReviewQueue, user: Any, assignment: ReviewAssignment
         if assignment.status == AssignmentStatus.DONE and assignment.finished_at is not None:
             done = done.filter(finished_at__lt=assignment.finished_at)
     return done.order_by("-finished_at", "-id").values_list("item_id", flat=True).first()
+
+def rollout_filter_labels(
+    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], hidden_scores: QuerySet[Any] | None
+) -> QuerySet[Rollout]:
+    """The rollout filter's `labeled` clause (yes / no: has any human label), registered in apps.py."""
+    if not filters.get("labeled"):
+        return rollouts
+    has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))
+    return rollouts.filter(has_labels if filters["labeled"] == "yes" else ~has_labels)

@@ -12,9 +12,9 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
+from webapp.core.visibility import scores_page
 from webapp.judging.presentation import scores_presented
 from webapp.reviews import dashboard, selectors, services
-from webapp.reviews.blind import scores_page
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue

@@ -7,6 +7,8 @@ chunk's done flag, so a chunk delivered twice writes nothing twice (and Rollout(
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -31,7 +33,6 @@ from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.rollouts.generation import backend_config, backend_in_use, environment_factory, generation_example
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
-from webapp.runs.models import Checkpoint
 from webapp.tasks.models import Example, Task
 
 KIND = JobChunk.Kind.GENERATION
@@ -55,7 +56,7 @@ def _examples(task: Task, split: str):
 def generation_job_create(
     *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
     samples_per_example: int = 1, created_by=None, enqueue: bool = True, model: str | None = None,
-    checkpoint: Checkpoint | None = None,
+    checkpoint: Any = None,  # a runs.Checkpoint (runs sits above rollouts: not imported)
 ) -> GenerationJob:
     """`model` (a local directory or 'bundled') or `checkpoint` (a training run's) replaces the endpoint's model;
     the endpoint then only says which local engine loads it."""

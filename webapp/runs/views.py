@@ -10,7 +10,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
-from webapp.reviews.blind import scores_page
+from webapp.core.visibility import scores_page
 from webapp.reviews.calibration import calibration_status
 from webapp.runs import charts, selectors, services
 from webapp.runs.forms import EvaluateCheckpointForm, ResumeRunForm, TrainingRunForm

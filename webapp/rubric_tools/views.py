@@ -1,5 +1,5 @@
 """Pages of the rubric tools: live preview ("try it"), AI-drafted rubrics and the dry run. Each tool starts a job
-(webapp.rubrics.preview / drafting / dryrun) and its page polls the job row with htmx."""
+(webapp.rubric_tools.preview / drafting / dryrun) and its page polls the job row with htmx."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.params import parse_id
 from webapp.core.permissions import Action, project_view
+from webapp.core.visibility import scores_page
 from webapp.endpoints.models import ModelEndpoint
-from webapp.reviews.blind import scores_page
-from webapp.rubrics import drafting, dryrun, preview, selectors
-from webapp.rubrics.forms import parse_editor
+from webapp.rubric_tools import drafting, dryrun, preview
+from webapp.rubrics import selectors
+from webapp.rubrics.editor import parse_editor
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.tasks.forms import form_error
 from webapp.tasks.models import Task

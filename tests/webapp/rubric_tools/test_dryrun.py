@@ -19,7 +19,7 @@ from training.judges.stub_server import StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.rubrics import dryrun
+from webapp.rubric_tools import dryrun
 from webapp.rubrics.models import RubricToolJob
 
 pytestmark = pytest.mark.django_db

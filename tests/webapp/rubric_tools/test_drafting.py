@@ -12,7 +12,7 @@ from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
 from training.judges.stub_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
-from webapp.rubrics import drafting
+from webapp.rubric_tools import drafting
 from webapp.rubrics.models import Rubric, RubricToolJob
 from webapp.tasks.models import Example
 

@@ -18,7 +18,7 @@ from training.judges.stub_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.rubrics import preview
+from webapp.rubric_tools import preview
 from webapp.rubrics.models import RubricToolJob
 
 pytestmark = pytest.mark.django_db
