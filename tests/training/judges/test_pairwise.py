@@ -18,7 +18,7 @@ from training.judges.pairwise import (
     pairwise_messages,
     parse_pairwise_verdict,
 )
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from training.llm_client import OpenAICompatibleClient
 
 ITEMS = [

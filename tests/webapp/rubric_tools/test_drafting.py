@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.rubric_tools import drafting

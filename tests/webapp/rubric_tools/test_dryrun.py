@@ -15,7 +15,7 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore

@@ -1,5 +1,5 @@
 """Live preview ("try it"): programmatic criteria in the request, judge criteria through the preview job against a
-real local OpenAI-compatible server (training.judges.stub_server), errors from issue 5's "bad input" list."""
+real local OpenAI-compatible server (tests.support.judge_server), errors from issue 5's "bad input" list."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
