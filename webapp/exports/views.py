@@ -11,7 +11,7 @@ from webapp.core.permissions import Action, project_view, role_allows
 from webapp.core.visibility import scores_page
 from webapp.exports import selectors, services
 from webapp.exports.forms import ExportForm, ImportForm
-from webapp.exports.import_kinds import dataset_import
+from webapp.exports.import_datasets import dataset_import
 from webapp.exports.models import Export
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion

@@ -31,7 +31,7 @@ from webapp.core.jobs import (
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.rollouts.generation import backend_config, backend_in_use, environment_factory, generation_example
+from webapp.rollouts.engines import backend_config, backend_in_use, environment_factory, generation_example
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.tasks.models import Example, Task
 

@@ -73,7 +73,7 @@ def _draft_examples(job: RubricToolJob) -> list[DraftExample]:
 def rubric_draft_run(*, job_id: int) -> None:
     """Worker side: one LM call, then a parse that always ends in a valid spec (or a failed job with the reason)."""
     from training.generation import SamplingParams
-    from webapp.rollouts.generation import backend_config, backend_in_use
+    from webapp.rollouts.engines import backend_config, backend_in_use
 
     job = tool_job_claim(job_id=job_id, kind=RubricToolJob.Kind.DRAFT)
     if job is None:

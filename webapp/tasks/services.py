@@ -23,8 +23,8 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.idempotency import AlreadyImported, file_sha256, import_claim, import_done, import_scope
 from webapp.core.locking import row_version_update
 from webapp.core.models import ImportRecord, Project
-from webapp.tasks import imports
-from webapp.tasks.imports import ColumnRole, FileFormat
+from webapp.tasks import example_files as imports
+from webapp.tasks.example_files import ColumnRole, FileFormat
 from webapp.tasks.models import Example, Split, Task, TaskKind
 
 TEMPLATE_VARIABLES = frozenset({"prompt", "answer", "info"})

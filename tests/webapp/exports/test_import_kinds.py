@@ -28,7 +28,12 @@ from tests.webapp.exports.conftest import GROUPS
 from tests.webapp.exports.test_exports import read_back
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus
-from webapp.exports.import_kinds import VERIFIERS_JUDGE, dataset_import, dataset_import_path, verifiers_import
+from webapp.exports.import_datasets import (
+    VERIFIERS_JUDGE,
+    dataset_import,
+    dataset_import_path,
+    verifiers_import,
+)
 from webapp.exports.services import export_create, export_run
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel, PairwiseLabel

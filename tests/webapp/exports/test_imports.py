@@ -11,7 +11,7 @@ import pytest
 from tests.factories import ExampleFactory, ProjectFactory, TaskFactory
 from tests.webapp.exports.test_exports import read_back
 from webapp.core.errors import ApplicationError
-from webapp.exports.importers import rollouts_import, rollouts_import_path
+from webapp.exports.import_rollouts import rollouts_import, rollouts_import_path
 from webapp.exports.services import export_create, export_run
 from webapp.rollouts.models import Rollout
 

@@ -19,7 +19,7 @@ from webapp.api.views.base import (
     in_project,
 )
 from webapp.endpoints.models import ModelEndpoint
-from webapp.exports.import_kinds import dataset_import
+from webapp.exports.import_datasets import dataset_import
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
 from webapp.judging.models import RolloutScore
 from webapp.reviews.blind import redact_metadata, request_blindness

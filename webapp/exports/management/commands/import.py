@@ -8,12 +8,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.exports.import_kinds import dataset_import_path
-from webapp.exports.importers import FORMATS
+from webapp.exports.import_datasets import dataset_import_path
+from webapp.exports.import_rollouts import FORMATS
 from webapp.exports.models import ExportKind
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks import services as task_services
-from webapp.tasks.imports import ColumnRole, guess_roles
+from webapp.tasks.example_files import ColumnRole, guess_roles
 from webapp.tasks.models import Split, Task
 
 EXAMPLES = "examples"
