@@ -50,7 +50,7 @@ def generation_chunk(*, job_id: int, index: int) -> None:
 def draft_rubric(*, job_id: int) -> None:
     """An LM drafts a rubric for a task (webapp.rubric_tools.drafting); a model call, so it runs where models run."""
     from webapp.rubric_tools.drafting import rubric_draft_run
-    from webapp.rubric_tools.preview import tool_job_run
+    from webapp.rubric_tools.jobs import tool_job_run
 
     tool_job_run(rubric_draft_run, job_id=job_id)
 

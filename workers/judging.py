@@ -50,7 +50,8 @@ def judge_chunk(self, *, job_id: int, index: int) -> None:
 @shared_task(name="workers.judging.rubric_preview", ignore_result=True)
 def rubric_preview(*, job_id: int) -> None:
     """Judge criteria of a live preview (webapp.rubric_tools.preview); the page polls the job row."""
-    from webapp.rubric_tools.preview import rubric_preview_run, tool_job_run
+    from webapp.rubric_tools.jobs import tool_job_run
+    from webapp.rubric_tools.preview import rubric_preview_run
 
     tool_job_run(rubric_preview_run, job_id=job_id)
 
@@ -59,7 +60,7 @@ def rubric_preview(*, job_id: int) -> None:
 def rubric_dry_run(*, job_id: int) -> None:
     """Estimate calls, tokens, time and zero-variance groups of a judge job (webapp.rubric_tools.dryrun)."""
     from webapp.rubric_tools.dryrun import rubric_dry_run_run
-    from webapp.rubric_tools.preview import tool_job_run
+    from webapp.rubric_tools.jobs import tool_job_run
 
     tool_job_run(rubric_dry_run_run, job_id=job_id)
 

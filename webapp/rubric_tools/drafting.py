@@ -17,7 +17,8 @@ from training.rubrics.draft import DraftExample, draft_messages, parse_draft, sk
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
-from webapp.rubric_tools.preview import spec_from_json, tool_job_claim, tool_job_fail, tool_job_finish
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
+from webapp.rubric_tools.preview import spec_from_json
 from webapp.rubrics.models import Rubric, RubricToolJob
 from webapp.rubrics.services import rubric_create, rubric_spec_validate
 from webapp.tasks.models import Example, Task

@@ -27,7 +27,7 @@ from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.rollouts.models import Rollout
-from webapp.rubric_tools.preview import tool_job_claim, tool_job_fail, tool_job_finish
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.rubrics.services import rubric_spec_validate
 from webapp.tasks.models import Task

@@ -8,16 +8,13 @@ trying a rubric never changes the scores a project has.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict
-from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from training.rubrics.engine import RubricEngine, aggregate, score_programmatic
@@ -29,6 +26,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.rollouts.models import Rollout
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.rubrics.services import rubric_spec_validate
 from webapp.tasks.models import Task
@@ -135,36 +133,6 @@ def rubric_preview_create(
     return job
 
 
-def tool_job_claim(*, job_id: int, kind: str) -> RubricToolJob | None:
-    """Move a pending job to running; None when another delivery already took it (or it was never pending)."""
-    claimed = RubricToolJob.objects.filter(pk=job_id, kind=kind, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=timezone.now())
-    if not claimed:
-        return None
-    return RubricToolJob.objects.select_related("endpoint", "task", "rubric_version").get(pk=job_id)
-
-
-def tool_job_finish(*, job: RubricToolJob, result: dict[str, Any]) -> None:
-    RubricToolJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
-        status=JobStatus.SUCCEEDED, result=result, finished_at=timezone.now())
-
-
-def tool_job_fail(*, job_id: int, error: str) -> None:
-    RubricToolJob.objects.filter(pk=job_id, status__in=[JobStatus.PENDING, JobStatus.RUNNING]).update(
-        status=JobStatus.FAILED, error=error[:4000], finished_at=timezone.now())
-
-
-def tool_job_run(run: Callable[..., None], *, job_id: int) -> None:
-    """Worker side of every tool job: a domain error is the job's message; anything else fails it, then re-raises."""
-    try:
-        run(job_id=job_id)
-    except ApplicationError as error:
-        tool_job_fail(job_id=job_id, error=error.message)
-    except Exception as error:
-        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
-        raise
-
-
 def rubric_preview_run(*, job_id: int) -> None:
     """Worker side: score every item with the judge (programmatic criteria again, so the totals are one pass)."""
     from webapp.judging.judges import judge_for_endpoint
@@ -185,24 +153,6 @@ def rubric_preview_run(*, job_id: int) -> None:
         for score in scores
     ]
     tool_job_finish(job=job, result={"items": items, "judge_fingerprint": engine.judge_fingerprint})
-
-
-def tool_job_get(project: Project, job_id: int, kind: str) -> RubricToolJob:
-    job = get_object_or_404(
-        RubricToolJob.objects.select_related("rubric_version__rubric", "task", "endpoint"),
-        project=project, kind=kind, pk=job_id,
-    )
-    return tool_job_expire_if_stale(job)
-
-
-def tool_job_expire_if_stale(job: RubricToolJob) -> RubricToolJob:
-    """A job whose worker was killed stays pending/running; past the timeout it is failed so the page stops polling."""
-    timeout = timedelta(seconds=settings.RUBRICON_TOOL_JOB_TIMEOUT_S)
-    if job.status in (JobStatus.PENDING, JobStatus.RUNNING) and job.created_at < timezone.now() - timeout:
-        tool_job_fail(job_id=job.pk, error=f"No result after {timeout.total_seconds() / 60:g} minutes: the worker "
-                                           "running this job stopped or no worker serves its queue. Try again.")
-        job.refresh_from_db()
-    return job
 
 
 def preview_rows(job: RubricToolJob) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.rubric_tools import preview
+from webapp.rubric_tools import jobs, preview
 from webapp.rubrics.models import RubricToolJob
 
 pytestmark = pytest.mark.django_db
@@ -238,7 +238,7 @@ def test_a_job_whose_worker_died_fails_after_the_timeout_instead_of_polling_fore
     endpoint = EndpointFactory(project=project)
     job = preview.rubric_preview_create(project=project, spec=version.spec, version=version, rollout_ids=[right.pk],
                                         endpoint=endpoint, enqueue=False)
-    preview.tool_job_claim(job_id=job.pk, kind=RubricToolJob.Kind.PREVIEW)  # a worker took it, then was killed
+    jobs.tool_job_claim(job_id=job.pk, kind=RubricToolJob.Kind.PREVIEW)  # a worker took it, then was killed
     page = reverse("rubrics:preview_job", args=[project.pk, job.pk])
     assert "hx-trigger" in editor_client.get(page, **HTMX).content.decode()  # still polling
     settings.RUBRICON_TOOL_JOB_TIMEOUT_S = 0
