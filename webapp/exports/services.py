@@ -100,7 +100,7 @@ def export_delete(*, export: Export) -> None:
         transaction.on_commit(lambda: (Path(settings.MEDIA_ROOT) / name).unlink(missing_ok=True))
 
 
-def export_run(*, export_id: int) -> Export | None:
+def export_write(*, export_id: int) -> Export | None:
     """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed.
     Cancel is a status the writer checks with every progress update."""
     claimed = Export.objects.filter(pk=export_id, status=JobStatus.PENDING).update(

@@ -2,7 +2,7 @@
 accepts it, which is the only moment anything is saved (a new rubric, and the checklists on the examples).
 
 Flow: rubric_draft_create (web) → workers.generation.draft_rubric (queue `rollout`, the LM call takes 10–60 s on a
-CPU) → rubric_draft_run → the draft page polls the job row → rubric_draft_accept.
+CPU) → rubric_draft_execute → the draft page polls the job row → rubric_draft_accept.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def _draft_examples(job: RubricToolJob) -> list[DraftExample]:
             for e in job.params.get("examples", [])]
 
 
-def rubric_draft_run(*, job_id: int) -> None:
+def rubric_draft_execute(*, job_id: int) -> None:
     """Worker side: one LM call, then a parse that always ends in a valid spec (or a failed job with the reason)."""
     from training.generation import SamplingParams
     from webapp.rollouts.engines import backend_config, backend_in_use

@@ -133,7 +133,7 @@ def rubric_preview_create(
     return job
 
 
-def rubric_preview_run(*, job_id: int) -> None:
+def rubric_preview_execute(*, job_id: int) -> None:
     """Worker side: score every item with the judge (programmatic criteria again, so the totals are one pass)."""
     from webapp.judging.judges import judge_for_endpoint
 

@@ -109,8 +109,8 @@ def test_judge_criteria_run_through_the_preview_job_with_rationales(setup):
         # Programmatic cells are already there; judge cells wait, totals too.
         assert [r["pending"] for r in waiting["cards"][0]["rows"]] == [False, False, True]
         assert waiting["cards"][0]["has_total"] is False
-        preview.rubric_preview_run(job_id=job.pk)
-        preview.rubric_preview_run(job_id=job.pk)  # a redelivered message does nothing
+        preview.rubric_preview_execute(job_id=job.pk)
+        preview.rubric_preview_execute(job_id=job.pk)  # a redelivered message does nothing
         assert server.stats["requests"] == 2
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
@@ -127,7 +127,7 @@ def test_a_judge_that_is_down_shows_the_reason_per_criterion(setup):
         endpoint = EndpointFactory(project=project, base_url=server.base_url)
         job = preview.rubric_preview_create(project=project, spec=WITH_JUDGE, rollout_ids=[right.pk],
                                             endpoint=endpoint, enqueue=False)
-        preview.rubric_preview_run(job_id=job.pk)
+        preview.rubric_preview_execute(job_id=job.pk)
     job.refresh_from_db()
     shown = preview.preview_rows(job)
     row = shown["cards"][0]["rows"][2]
