@@ -14,6 +14,7 @@ from webapp.exports import writers
 from webapp.exports.datasets import dataset_build
 from webapp.exports.models import Export, ExportFormat, ExportKind
 from webapp.exports.selectors import export_filters_clean
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 logger = logging.getLogger(__name__)
 # Kinds written as a verifiers run folder (zipped), whatever the format says.
@@ -50,7 +51,6 @@ def export_create(
 def _check_references(project: Project, filters: dict[str, Any]) -> None:
     """Ids in filters must belong to the project: an export never reads another project's rows."""
     from webapp.rollouts.models import GenerationJob
-    from webapp.rubrics.models import RubricVersion
     from webapp.runs.models import TrainingRun
     from webapp.tasks.models import Task
 
@@ -58,7 +58,7 @@ def _check_references(project: Project, filters: dict[str, Any]) -> None:
         ("task", Task.objects.filter(project=project)),
         ("job", GenerationJob.objects.filter(project=project)),
         ("run", TrainingRun.objects.filter(project=project)),
-        ("rubric_version", RubricVersion.objects.filter(rubric__project=project)),
+        ("rubric_version", rubric_versions_of_project(project)),
     ):
         if name in filters and not queryset.filter(pk=filters[name]).exists():
             raise ApplicationError(f"No {name.replace('_', ' ')} #{filters[name]} in this project.", field="filters")

@@ -14,7 +14,7 @@ from webapp.exports.forms import ExportForm, ImportForm
 from webapp.exports.import_datasets import dataset_import
 from webapp.exports.models import Export
 from webapp.rollouts.pickers import selection_display, selection_names
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
 
@@ -90,8 +90,7 @@ def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse
     task = get_object_or_404(Task, project=project, pk=data["task"]) if data.get("task") else None
     version = None
     if data.get("rubric_version"):
-        version = get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project,
-                                    pk=data["rubric_version"])
+        version = get_object_or_404(rubric_versions_of_project(project), pk=data["rubric_version"])
     try:
         result = dataset_import(project=project, stream=data["file"], kind=data["kind"] or "rollouts",
                                 format=data["format"], task=task, rubric_version=version, user=request.user,

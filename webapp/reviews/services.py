@@ -43,6 +43,7 @@ from webapp.reviews.models import (
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 MAX_QUEUE_SIZE = 5000
 MAX_NEXT_TRIES = 20
@@ -316,7 +317,7 @@ def label_create(
     rollout = Rollout.objects.filter(project=project, pk=rollout_id).first()
     if rollout is None:
         raise ApplicationError("No such rollout in this project.", field="rollout")
-    version = RubricVersion.objects.filter(rubric__project=project, pk=rubric_version_id).first()
+    version = rubric_versions_of_project(project).filter(pk=rubric_version_id).first()
     if version is None:
         raise ApplicationError("No such rubric version in this project.", field="rubric_version")
     form_criterion(version, criterion_key)

@@ -34,7 +34,7 @@ def rubric_versions_of_project(project: Project) -> QuerySet[RubricVersion]:
 
 
 def rubric_version_get(project: Project, version_id: int) -> RubricVersion:
-    return get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project, pk=version_id)
+    return get_object_or_404(rubric_versions_of_project(project), pk=version_id)
 
 
 def rubric_latest_version(rubric: Rubric) -> RubricVersion | None:

@@ -15,7 +15,7 @@ from webapp.endpoints.models import ModelEndpoint
 from webapp.judging import services as judging_services
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews.blind import request_blindness
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 
 @documented(filters=(Filter("rubric_version", "rubric_version_id"), Filter("status", "status", str)),
@@ -31,8 +31,7 @@ class JudgeJobViewSet(mixins.CreateModelMixin, ReadOnly):
 
     def create(self, request, *args, **kwargs):
         data = self.parse()
-        version = RubricVersion.objects.select_related("rubric").filter(
-            rubric__project=request.project, pk=data["rubric_version"]).first()
+        version = rubric_versions_of_project(request.project).filter(pk=data["rubric_version"]).first()
         if version is None:
             raise ApplicationError("No such rubric version in this project.", field="rubric_version")
         endpoint = None

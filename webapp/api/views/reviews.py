@@ -18,7 +18,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.permissions import Action
 from webapp.reviews import services as review_services
 from webapp.reviews.models import HumanLabel, ReviewQueue
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 
 @documented(filters=(Filter("rubric_version", "rubric_version_id"),), create=s.ReviewQueueCreateSerializer)
@@ -34,7 +34,7 @@ class ReviewQueueViewSet(mixins.CreateModelMixin, ReadOnly):
     def create(self, request, *args, **kwargs):
         data = self.parse()
         project = request.project
-        version = in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+        version = in_project(rubric_versions_of_project(project),
                              data.pop("rubric_version"), "rubric_version", "rubric version")
         ids = data.pop("assignees")
         assignees = list(get_user_model().objects.filter(pk__in=ids, memberships__project=project))

@@ -25,7 +25,7 @@ from webapp.judging.models import RolloutScore
 from webapp.reviews.blind import redact_metadata, request_blindness
 from webapp.rollouts import services as generation_services
 from webapp.rollouts.models import GenerationJob, Rollout
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
 
@@ -129,7 +129,7 @@ class RolloutViewSet(ReadOnly):
         result = dataset_import(
             project=project, stream=data["file"], kind=data["kind"], format=data["format"],
             task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
-            rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+            rubric_version=in_project(rubric_versions_of_project(project),
                                       data["rubric_version"], "rubric_version", "rubric version"),
             user=request.user, metadata=data["metadata"], allow_duplicate=data["allow_duplicate"],
             idempotency_key=request.headers.get("Idempotency-Key", ""),

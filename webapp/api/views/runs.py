@@ -14,7 +14,7 @@ from webapp.api.views.base import (
 )
 from webapp.endpoints.models import ModelEndpoint
 from webapp.reviews.blind import request_blindness
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.runs import services as run_services
 from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
 from webapp.tasks.models import Task
@@ -41,7 +41,7 @@ class TrainingRunViewSet(Cancellable, mixins.CreateModelMixin, ReadOnly):
         run = run_services.training_run_create(
             project=project, name=data["name"], preset=data["preset"], split=data["split"],
             task=in_project(Task.objects.filter(project=project), data["task"], "task", "task"),
-            rubric_version=in_project(RubricVersion.objects.filter(rubric__project=project).select_related("rubric"),
+            rubric_version=in_project(rubric_versions_of_project(project),
                                       data["rubric_version"], "rubric_version", "rubric version"),
             judge_endpoint=in_project(ModelEndpoint.objects.filter(project=project), data["judge_endpoint"],
                                       "judge_endpoint", "endpoint"),
