@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 
 from webapp.core.models import Membership, Project, WorkerHeartbeat
 
 
-def projects_for_user(user) -> QuerySet[Project]:
+def projects_for_user(user: Any) -> QuerySet[Project]:
     """The user's projects, each annotated with `role`."""
     role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
     return Project.objects.filter(memberships__user=user).annotate(role=Subquery(role)).order_by("name")

@@ -33,7 +33,7 @@ def _validate(kind: str, format: str) -> None:
 
 @transaction.atomic
 def export_create(
-    *, project: Project, kind: str, format: str, filters: dict[str, Any] | None = None, created_by=None,
+    *, project: Project, kind: str, format: str, filters: dict[str, Any] | None = None, created_by: Any = None,
     enqueue: bool = True,
 ) -> Export:
     """Record an export and queue it on the `default` queue once the row is committed."""
@@ -121,7 +121,7 @@ def export_write(*, export_id: int) -> Export | None:
             if not running.update(row_count=n):
                 raise ExportCancelled
 
-        write = VERIFIERS_WRITERS.get(export.kind) or writers.WRITERS[export.format]
+        write = VERIFIERS_WRITERS.get(ExportKind(export.kind)) or writers.WRITERS[export.format]
         rows = write(path, dataset, progress)
     except ExportCancelled:
         path.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ def judge_job_get(project: Project, job_id: int) -> JudgeJob:
     )
 
 
-def judge_job_criterion_summary(job: JudgeJob) -> list[dict]:
+def judge_job_criterion_summary(job: JudgeJob) -> list[dict[str, Any]]:
     """Per criterion: how many scored, how many failed, the mean score (one grouped query)."""
     return list(
         CriterionScore.objects.filter(job=job)
@@ -65,7 +65,7 @@ def rollout_filter_scores(
     return rollouts.prefetch_related(Prefetch("scores", queryset=totals, to_attr="selected_scores"))
 
 
-def rollout_group(project: Project, group_key: str, *, hidden_scores: QuerySet | None = None) -> list[Rollout]:
+def rollout_group(project: Project, group_key: str, *, hidden_scores: QuerySet[Any] | None = None) -> list[Rollout]:
     """The n samples of one prompt, each with all its criterion scores and totals (none of `hidden_scores`' rollouts:
     blind review)."""
     criterion_scores = CriterionScore.objects.select_related("rubric_version", "job__endpoint").order_by(

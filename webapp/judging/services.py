@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -79,7 +80,7 @@ def rubric_engine(version: RubricVersion, endpoint: ModelEndpoint | None) -> Rub
 @transaction.atomic
 def judge_job_create(
     *, project: Project, rubric_version: RubricVersion, endpoint: ModelEndpoint | None = None,
-    selection: dict | None = None, created_by=None, enqueue: bool = True,
+    selection: dict[str, Any] | None = None, created_by: Any = None, enqueue: bool = True,
 ) -> JudgeJob:
     """Create a job over the rollouts matching `selection` (the rollout browser's filters). `enqueue=False` leaves
     running it to the caller (`manage.py judge --inline`)."""

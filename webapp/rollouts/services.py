@@ -11,7 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from pydantic import ValidationError
 
@@ -38,7 +38,7 @@ from webapp.tasks.models import Example, Task
 KIND = JobChunk.Kind.GENERATION
 
 
-def sampling_params(params: dict, *, n: int) -> SamplingParams:
+def sampling_params(params: dict[str, Any], *, n: int) -> SamplingParams:
     try:
         return SamplingParams(**{**params, "n": n})
     except ValidationError as error:
@@ -47,15 +47,15 @@ def sampling_params(params: dict, *, n: int) -> SamplingParams:
         raise ApplicationError(f"{field}: {first['msg']}", field=field) from error
 
 
-def _examples(task: Task, split: str):
+def _examples(task: Task, split: str) -> QuerySet[Example]:
     examples = Example.objects.filter(task=task)
     return examples.filter(split=split) if split else examples
 
 
 @transaction.atomic
 def generation_job_create(
-    *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
-    samples_per_example: int = 1, created_by=None, enqueue: bool = True, model: str | None = None,
+    *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict[str, Any] | None = None,
+    samples_per_example: int = 1, created_by: Any = None, enqueue: bool = True, model: str | None = None,
     checkpoint: Any = None,  # a runs.Checkpoint (runs sits above rollouts: not imported)
 ) -> GenerationJob:
     """`model` (a local directory or 'bundled') or `checkpoint` (a training run's) replaces the endpoint's model;
@@ -103,7 +103,7 @@ def generation_job_plan(*, job_id: int) -> list[int]:
     return pending
 
 
-def _rollout_row(job: GenerationJob, trajectory, example: Example) -> Rollout:
+def _rollout_row(job: GenerationJob, trajectory: Any, example: Example) -> Rollout:
     data = trajectory.to_dict()
     latency = data.get("latency_ms")
     return Rollout(
