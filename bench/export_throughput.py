@@ -1,5 +1,5 @@
 """Export throughput: rollouts with per-criterion scores and totals to JSONL and Parquet through the real export
-path (`webapp.exports.services.export_run`), against `COPY (SELECT ...) TO STDOUT` of the same rows in the same run.
+path (`webapp.exports.services.export_write`), against `COPY (SELECT ...) TO STDOUT` of the same rows in the same run.
 
     DATABASE: rubricon_bench_export (created if missing, migrated; seeded with COPY; never the test database)
     .venv/bin/python bench/export_throughput.py [--rows 100000 1000000]
@@ -196,7 +196,7 @@ def child(args) -> None:
     import time
 
     from webapp.core.models import Project
-    from webapp.exports.services import export_create, export_run
+    from webapp.exports.services import export_create, export_write
 
     base_rss = peak_rss_mb()
     started = time.perf_counter()
@@ -206,7 +206,7 @@ def child(args) -> None:
         project = Project.objects.get(pk=args.project)
         export = export_create(project=project, kind="rollouts", format=args.child,
                                filters={"rubric_version": args.version}, enqueue=False)
-        export = export_run(export_id=export.pk)
+        export = export_write(export_id=export.pk)
         assert export.status == "succeeded", export.error
         rows, size = export.done, Path(export.file.path).stat().st_size
         Path(export.file.path).unlink()

@@ -144,7 +144,7 @@ def main() -> None:
     from training.generation import SamplingParams
     from training.generation.backends.vllm_backend import to_vllm_sampling_params
     from webapp.endpoints.models import ModelEndpoint
-    from webapp.rollouts.generation import backend_config, backend_for
+    from webapp.rollouts.engines import backend_config, backend_for
 
     redis.Redis.from_url(broker).flushdb()  # leftovers of an interrupted run would be delivered to our worker
     task_id, warm_id, endpoint_id = seed(args.prompts, args.model)

@@ -1,5 +1,5 @@
 """Ingest throughput: rollouts from a JSONL file (the format a rollouts export writes) through the real import path
-(`webapp.exports.importers.rollouts_import_path`: parse, validate, resolve task and example, one COPY streamed
+(`webapp.exports.import_rollouts.rollouts_import_path`: parse, validate, resolve task and example, one COPY streamed
 while Python reads, one transaction), against a raw `COPY ... FROM STDIN` of the same rows already in COPY text
 format, in the same run. The upload size limit is raised for the benchmark (1M rows are ~790 MiB of JSONL).
 
@@ -39,7 +39,7 @@ def prepare(rows: int, workdir: Path, group: int = 8) -> dict:
     from django.utils import timezone
 
     from webapp.core.models import Project
-    from webapp.exports.importers import DB_COLUMNS
+    from webapp.exports.import_rollouts import DB_COLUMNS
     from webapp.tasks.models import Example, Task
 
     project = Project.objects.create(name=f"ingest {rows}", slug=f"ingest-{rows}-{time.time_ns()}")
@@ -76,7 +76,7 @@ def child(args) -> None:
     from django.db import connection, transaction
 
     from webapp.core.models import Project
-    from webapp.exports.importers import DB_COLUMNS, rollouts_import_path
+    from webapp.exports.import_rollouts import DB_COLUMNS, rollouts_import_path
     from webapp.rollouts.models import Rollout
 
     project = Project.objects.get(pk=args.project)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/judge_throughput.py [--items 4000] [--latency 0.05] [--server-concurrency 32]
 
-The server (training.judges.stub_server) runs in its own process, so it does not compete with the client for the
+The server (tests.support.judge_server) runs in its own process, so it does not compete with the client for the
 GIL, and answers 429 beyond its concurrency cap. Each item is one rollout scored by a rubric with one judge
 criterion through the real path: Jinja prompt rendering → OpenAIJudge → OpenAICompatibleClient → parsing.
 Scenarios: sequential (1 in flight), concurrent (32), concurrent with 20 % injected faults (429, 500, malformed
@@ -52,7 +52,7 @@ def start_server(latency: float, max_concurrent: int, fault_rate: float) -> tupl
         [
             sys.executable,
             "-m",
-            "training.judges.stub_server",
+            "tests.support.judge_server",
             "--latency",
             str(latency),
             "--max-concurrent",

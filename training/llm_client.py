@@ -305,8 +305,8 @@ class OpenAICompatibleClient:
         ceiling = min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1))
         delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter": spread out, never near zero
         if retry_after is not None:
-            delay = max(delay, min(retry_after, self.max_retry_after_s))
-        return delay
+            delay = max(delay, min(float(retry_after), self.max_retry_after_s))
+        return float(delay)
 
     def _estimate_tokens(self, body: dict[str, Any]) -> float:
         # ~4 characters per token for the prompt, plus what the completion may use.

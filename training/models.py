@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 BUNDLED_MODEL_NAME = "smollm2-135m-instruct"
 BUNDLED_MODEL_ALIASES = frozenset({"bundled", BUNDLED_MODEL_NAME, "HuggingFaceTB/SmolLM2-135M-Instruct"})
@@ -157,7 +158,7 @@ def resolve_model(name_or_path: str, *, models_dir: Path, allowed_roots: Sequenc
     return value  # a hub id: loading it needs network access, which is the user's to provide
 
 
-def load_causal_lm(model_path: str, *, device: str = "cpu"):  # -> tuple[PreTrainedModel, PreTrainedTokenizer]
+def load_causal_lm(model_path: str, *, device: str = "cpu") -> tuple[Any, Any]:  # (PreTrainedModel, tokenizer)
     """Load a causal LM and its tokenizer for inference, left-padded for batched generation."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -165,6 +166,6 @@ def load_causal_lm(model_path: str, *, device: str = "cpu"):  # -> tuple[PreTrai
     tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)  # type: ignore[arg-type]  # transformers types .to() as PreTrainedModel-bound
     model.eval()
     return model, tokenizer

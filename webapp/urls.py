@@ -3,12 +3,18 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from webapp.core import views as core_views
+from webapp.rollout_browser import urls as rollout_browser_urls
+from webapp.rollouts import urls as rollout_urls
+from webapp.rubric_tools import urls as rubric_tool_urls
+from webapp.rubrics import urls as rubric_urls
 
 project_sections = [
     path("tasks/", include("webapp.tasks.urls")),
-    path("rubrics/", include("webapp.rubrics.urls")),
+    # The rubric editor (rubrics) and its tools (rubric_tools, an app above judging) share the `rubrics` namespace.
+    path("rubrics/", include((rubric_urls.urlpatterns + rubric_tool_urls.urlpatterns, "rubrics"))),
     path("endpoints/", include("webapp.endpoints.urls")),
-    path("rollouts/", include("webapp.rollouts.urls")),
+    # Generation jobs (rollouts) and the rollout browser (rollout_browser, above judging and reviews): one namespace.
+    path("rollouts/", include((rollout_browser_urls.urlpatterns + rollout_urls.urlpatterns, "rollouts"))),
     path("judging/", include("webapp.judging.urls")),
     path("review/", include("webapp.reviews.urls")),
     path("training/", include("webapp.runs.urls")),

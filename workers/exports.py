@@ -7,9 +7,9 @@ from celery import shared_task
 
 @shared_task(name="workers.exports.run_export", ignore_result=True, acks_late=True)
 def run_export(*, export_id: int) -> None:
-    from webapp.exports.services import export_run
+    from webapp.exports.services import export_write
 
-    export_run(export_id=export_id)
+    export_write(export_id=export_id)
 
 
 @shared_task(name="workers.exports.push_export", ignore_result=True, acks_late=True)

@@ -53,11 +53,11 @@ def generation_chunk(*, job_id: int, index: int) -> None:
 
 @shared_task(name="workers.generation.draft_rubric", ignore_result=True)
 def draft_rubric(*, job_id: int) -> None:
-    """An LM drafts a rubric for a task (webapp.rubrics.drafting); a model call, so it runs where models run."""
-    from webapp.rubrics.drafting import rubric_draft_run
-    from webapp.rubrics.preview import tool_job_run
+    """An LM drafts a rubric for a task (webapp.rubric_tools.drafting); a model call, so it runs where models run."""
+    from webapp.rubric_tools.drafting import rubric_draft_execute
+    from webapp.rubric_tools.jobs import tool_job_run
 
-    tool_job_run(rubric_draft_run, job_id=job_id)
+    tool_job_run(rubric_draft_execute, job_id=job_id)
 
 
 @shared_task(name="workers.generation.endpoint_check", ignore_result=True)

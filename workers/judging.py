@@ -49,19 +49,20 @@ def judge_chunk(self, *, job_id: int, index: int) -> None:
 
 @shared_task(name="workers.judging.rubric_preview", ignore_result=True)
 def rubric_preview(*, job_id: int) -> None:
-    """Judge criteria of a live preview (webapp.rubrics.preview); the page polls the job row."""
-    from webapp.rubrics.preview import rubric_preview_run, tool_job_run
+    """Judge criteria of a live preview (webapp.rubric_tools.preview); the page polls the job row."""
+    from webapp.rubric_tools.jobs import tool_job_run
+    from webapp.rubric_tools.preview import rubric_preview_execute
 
-    tool_job_run(rubric_preview_run, job_id=job_id)
+    tool_job_run(rubric_preview_execute, job_id=job_id)
 
 
 @shared_task(name="workers.judging.rubric_dry_run", ignore_result=True)
 def rubric_dry_run(*, job_id: int) -> None:
-    """Estimate calls, tokens, time and zero-variance groups of a judge job (webapp.rubrics.dryrun)."""
-    from webapp.rubrics.dryrun import rubric_dry_run_run
-    from webapp.rubrics.preview import tool_job_run
+    """Estimate calls, tokens, time and zero-variance groups of a judge job (webapp.rubric_tools.dryrun)."""
+    from webapp.rubric_tools.dryrun import rubric_dry_run_execute
+    from webapp.rubric_tools.jobs import tool_job_run
 
-    tool_job_run(rubric_dry_run_run, job_id=job_id)
+    tool_job_run(rubric_dry_run_execute, job_id=job_id)
 
 
 @shared_task(name="workers.judging.position_check", ignore_result=True)

@@ -155,6 +155,6 @@ def _check_lapsed_leases(queues: set[str]) -> None:
 @worker_process_shutdown.connect  # prefork: in each child
 def _close_model_backends(**kwargs) -> None:
     """Stop cached model engines; a vLLM engine core left behind keeps its memory (and GPU) after the worker exits."""
-    from webapp.rollouts.generation import backends_close_all
+    from webapp.rollouts.engines import backends_close_all
 
     backends_close_all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import EndpointFactory
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.demo.seed import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
 from webapp.rollouts.models import GenerationJob
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.test_tasks import screenshot
 from tests.factories import EndpointFactory, RolloutFactory
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.demo.seed import (
     DEMO_ENDPOINT_NAME,
     DEMO_PASSWORD,

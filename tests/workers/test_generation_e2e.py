@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.models import JobStatus
 from webapp.rollouts import services
 from webapp.rollouts.models import GenerationJob, Rollout

@@ -16,7 +16,7 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.models import JobStatus
 from webapp.endpoints.models import EndpointKind
 from webapp.judging import services
@@ -103,7 +103,7 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
     import socket
     import threading
 
-    from training.judges.stub_server import Reply, judge_responder
+    from tests.support.judge_server import Reply, judge_responder
     from webapp.core.models import JobChunk
 
     project, version, rollouts = make_rollouts(24)

@@ -95,12 +95,12 @@ def template_messages(conversation: Conversation) -> list[Message]:
 
 def render_prompt(tokenizer: Any, conversation: Conversation, tools: Sequence[dict[str, Any]] | None) -> str:
     """The prompt text for the next assistant turn, rendered by the model's own chat template."""
-    return tokenizer.apply_chat_template(
+    return str(tokenizer.apply_chat_template(
         template_messages(conversation),
         tools=list(tools) if tools else None,
         add_generation_prompt=True,
         tokenize=False,
-    )
+    ))
 
 
 def template_renders_tool_calls(tokenizer: Any) -> bool:

@@ -217,7 +217,7 @@ class _RecordedReward:
 
 class _AsyncRecordedReward(_RecordedReward):
     # TRL runs async reward functions (LM judges) concurrently on its event loop; it detects them by `__call__`.
-    async def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Any:  # type: ignore[override]
+    async def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> Any:
         start = time.perf_counter()
         values = await self.func(prompts=prompts, completions=completions, **kwargs)
         self.recorder.record(self.__name__, prompts, completions, kwargs, values, time.perf_counter() - start)
@@ -252,13 +252,13 @@ def _build_samples(
         for i, (prompt, completion) in enumerate(zip(batch["prompts"], batch["completions"], strict=True)):
             per_criterion = {name: _finite(batch["values"].get(name, [None] * (i + 1))[i]) for name in names}
             present = [
-                (per_criterion[name], w)
+                (value, w)
                 for name, w in zip(names, weights, strict=True)
-                if per_criterion[name] is not None
+                if (value := per_criterion[name]) is not None
             ]
             # TRL's aggregation: weighted sum over the criteria that returned a value (None = not applicable). Where
             # no criterion applies TRL counts 0; the sample says None so a reviewer sees it was not scored.
-            total = sum(v * w for v, w in present) if present else None  # type: ignore[operator]
+            total = sum((v * w for v, w in present), 0.0) if present else None
             samples.append(
                 Sample(
                     prompt=prompt,
@@ -311,7 +311,7 @@ class RubriconGRPOTrainer(GRPOTrainer):
         return local
 
     def _generate_and_score_completions(self, inputs: Any) -> Any:
-        if self.model.training and self.stop_requested():
+        if self.model is not None and self.model.training and self.stop_requested():
             raise StopRequested
         return super()._generate_and_score_completions(inputs)
 
@@ -413,8 +413,8 @@ class SinkCallback(TrainerCallback):
         if self._timings:
             # Averaged over the steps since the last log (one step with logging_steps=1).
             for key in dict.fromkeys(k for t in self._timings for k in t):
-                measured = [t[key] for t in self._timings if t.get(key) is not None]
-                values[key] = sum(measured) / len(measured) if measured else None  # type: ignore[operator]
+                measured = [value for t in self._timings if (value := t.get(key)) is not None]
+                values[key] = sum(measured) / len(measured) if measured else None
             self._timings = []
         self.sink.metrics(state.global_step, values)
         logger.info(
@@ -432,7 +432,7 @@ class SinkCallback(TrainerCallback):
     ) -> None:
         if state.is_world_process_zero:
             self.sink.checkpoint(
-                state.global_step, str(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+                state.global_step, str(Path(args.output_dir or ".") / f"checkpoint-{state.global_step}")
             )
 
 

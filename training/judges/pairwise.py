@@ -166,7 +166,7 @@ async def judge_pair_swapped(judge: JudgeBackend, item: PairwiseItem) -> SwapRes
         if not isinstance(error, JudgeCallError | ValueError):
             raise error
     done = [o if not isinstance(o, BaseException) else (None, "", 0, 0) for o in outcomes]
-    (first, raw_first, p1, c1), (swapped, raw_swapped, p2, c2) = done  # type: ignore[misc]
+    (first, raw_first, p1, c1), (swapped, raw_swapped, p2, c2) = done
     reasons = [getattr(e, "reason", None) or str(e) for e in errors]
     for verdict, raw in ((first, raw_first), (swapped, raw_swapped)):
         if verdict is None and raw:

@@ -88,9 +88,8 @@ class TransformersJudge:
 
         assert self.model_path is not None
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        self.model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32).to(
-            self.device
-        )
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+        self.model = model.to(self.device)  # type: ignore[arg-type]  # transformers types .to() as bound to a PreTrainedModel
         self.model.eval()
 
     def _generate(self, messages: list[dict[str, Any]]) -> JudgeCompletion:

@@ -71,7 +71,7 @@ def _math_equal(expected: str, answer: str) -> bool:
 
     def parsed(text: str) -> list[Any]:
         wrapped = text if "$" in text or "\\boxed" in text else f"${text}$"
-        return parse(wrapped, parsing_timeout=timeout) or parse(text, parsing_timeout=timeout)
+        return list(parse(wrapped, parsing_timeout=timeout) or parse(text, parsing_timeout=timeout))
 
     gold, target = parsed(expected), parsed(answer)
     if not gold or not target:

@@ -16,7 +16,6 @@ an older frame are not mistaken for current ones.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -192,8 +191,3 @@ def build_group_prompt(criteria: list[JudgeCriterion], rollouts: list[Rollout]) 
         json_schema=verdicts_schema(criteria, with_rollout=True),
         keys=tuple(c.key for c in criteria),
     )
-
-
-def describe_prompt(prompt: JudgePrompt) -> str:
-    """Readable dump for debugging and the UI's 'show judge prompt' panel."""
-    return json.dumps(prompt.messages, indent=2, ensure_ascii=False)

@@ -458,7 +458,7 @@ def check_judge_template(source: str) -> None:
     # Private/dunder attributes are how sandbox escapes start; the sandbox blocks them at render time, but an author
     # should hear about it now, whatever the data.
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise ValueError(f"template is not allowed by the sandbox: access to {name!r} is unsafe")
     try:

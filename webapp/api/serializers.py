@@ -12,7 +12,7 @@ from training.grpo.config import PRESETS
 from webapp.core.models import Project
 from webapp.core.params import MAX_ID
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.exports.importers import FORMATS as IMPORT_FORMATS
+from webapp.exports.import_rollouts import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import Export, ExportFormat, ExportKind, HubPush
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.reviews.models import HumanLabel, ReviewMode, ReviewQueue, SamplingStrategy

@@ -12,7 +12,7 @@ from django.utils import timezone
 from webapp.core.models import Membership, Project, WorkerHeartbeat
 
 
-def projects_for_user(user) -> QuerySet[Project]:
+def projects_for_user(user: Any) -> QuerySet[Project]:
     """The user's projects, each annotated with `role`."""
     role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
     return Project.objects.filter(memberships__user=user).annotate(role=Subquery(role)).order_by("name")

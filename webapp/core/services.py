@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -23,7 +24,7 @@ def _unique_slug(name: str) -> str:
 
 
 @transaction.atomic
-def project_create(*, name: str, owner, description: str = "", slug: str | None = None) -> Project:
+def project_create(*, name: str, owner: Any, description: str = "", slug: str | None = None) -> Project:
     name = name.strip()
     if not name:
         raise ApplicationError("A project needs a name.", field="name")

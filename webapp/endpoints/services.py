@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -121,9 +122,9 @@ def endpoint_outbound(endpoint: ModelEndpoint) -> OutboundTarget:
 
 
 def _endpoint_fields_check(
-    *, project: Project, kind: str, base_url: str, model: str, api_key_env: str, default_params: dict,
+    *, project: Project, kind: str, base_url: str, model: str, api_key_env: str, default_params: dict[str, Any],
     max_concurrency: int,
-) -> dict:
+) -> dict[str, Any]:
     if kind not in EndpointKind.values:
         raise ApplicationError(f"Unknown endpoint kind {kind!r}.", field="kind")
     base_url = (base_url or "").strip().rstrip("/")
@@ -154,7 +155,7 @@ def _endpoint_name_check(project: Project, name: str, *, exclude_pk: int | None 
     name = name.strip()
     if not name:
         raise ApplicationError("An endpoint needs a name.", field="name")
-    if ModelEndpoint.objects.filter(project=project, name=name).exclude(pk=exclude_pk).exists():
+    if ModelEndpoint.objects.filter(project=project, name=name).exclude(pk__in=[] if exclude_pk is None else [exclude_pk]).exists():
         raise ApplicationError(f"An endpoint named {name!r} already exists in this project.", field="name")
     return name
 
@@ -162,7 +163,7 @@ def _endpoint_name_check(project: Project, name: str, *, exclude_pk: int | None 
 @transaction.atomic
 def endpoint_create(
     *, project: Project, name: str, kind: str, model: str, base_url: str = "", api_key_env: str = "",
-    default_params: dict | None = None, max_concurrency: int = 8, requests_per_minute: int | None = None,
+    default_params: dict[str, Any] | None = None, max_concurrency: int = 8, requests_per_minute: int | None = None,
     tokens_per_minute: int | None = None, supports_structured_output: bool = True,
 ) -> ModelEndpoint:
     name = _endpoint_name_check(project, name)
@@ -178,7 +179,7 @@ def endpoint_create(
 @transaction.atomic
 def endpoint_update(
     *, endpoint: ModelEndpoint, row_version: int, name: str, kind: str, model: str, base_url: str,
-    api_key_env: str, default_params: dict, max_concurrency: int, requests_per_minute: int | None,
+    api_key_env: str, default_params: dict[str, Any], max_concurrency: int, requests_per_minute: int | None,
     tokens_per_minute: int | None, supports_structured_output: bool,
 ) -> ModelEndpoint:
     """Apply an edit made on `row_version`; if someone saved since, refuse with the current values."""
@@ -241,7 +242,7 @@ def _openai_message(reason: str, status: int | None, endpoint: ModelEndpoint, ti
 
 
 def _check_openai(endpoint: ModelEndpoint, timeout_s: float) -> ConnectionCheck:
-    from training.llm_client import LLMCallError, OpenAICompatibleClient
+    from training.llm_client import ChatResult, LLMCallError, OpenAICompatibleClient
 
     notes: list[str] = []
     params = {**endpoint.default_params, "max_tokens": PING_MAX_TOKENS, "n": 1}
@@ -252,7 +253,7 @@ def _check_openai(endpoint: ModelEndpoint, timeout_s: float) -> ConnectionCheck:
     except ApplicationError as error:
         return ConnectionCheck(ok=False, message=error.message, notes=notes)
 
-    async def ping():
+    async def ping() -> ChatResult:
         client = OpenAICompatibleClient(base_url=target.base_url, model=endpoint.model, api_key=target.api_key,
                                         max_concurrency=1, timeout_s=timeout_s, max_retries=0,
                                         allowed_hosts=target.allowed_hosts)
@@ -316,7 +317,7 @@ def endpoint_connection_check(*, endpoint: ModelEndpoint, timeout_s: float = 10.
 
 
 @transaction.atomic
-def endpoint_check_start(*, endpoint: ModelEndpoint, created_by=None, enqueue: bool = True) -> EndpointCheck:
+def endpoint_check_start(*, endpoint: ModelEndpoint, created_by: Any = None, enqueue: bool = True) -> EndpointCheck:
     """Queue one test call on a rollout worker (a local model takes 15–50 s to load: too long for a request)."""
     check = EndpointCheck.objects.create(endpoint=endpoint, created_by=created_by)
     if enqueue:

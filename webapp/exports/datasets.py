@@ -24,6 +24,7 @@ from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 INT, FLOAT, STR, BOOL, JSON = "int", "float", "str", "bool", "json"
 # A list of chat messages: JSON in JSONL and CSV, a list of structs in Parquet and Hugging Face datasets (what TRL's
@@ -179,7 +180,7 @@ def _version(project: Project, filters: dict, kind: str) -> RubricVersion:
     if not version_id:
         raise ApplicationError(f"A {kind} export needs a rubric_version: rewards come from its scores.",
                                field="rubric_version")
-    version = RubricVersion.objects.filter(rubric__project=project, pk=version_id).first()
+    version = rubric_versions_of_project(project).filter(pk=version_id).first()
     if version is None:
         raise ApplicationError("No such rubric version in this project.", field="rubric_version")
     return version

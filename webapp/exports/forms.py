@@ -3,7 +3,7 @@ from __future__ import annotations
 from django import forms
 
 from webapp.core.models import Project
-from webapp.exports.importers import FORMATS as IMPORT_FORMATS
+from webapp.exports.import_rollouts import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import ExportFormat, ExportKind
 from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES, filter_applies
 from webapp.rollouts.models import RolloutSource

@@ -139,7 +139,8 @@ def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rol
         labeled = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version))
         rollouts = rollouts.filter(labeled if filters["label_status"] == "labeled" else ~labeled)
     if "agreement" in filters:
-        rollouts = rollouts_by_agreement(rollouts, rubric_version_id=version, agreement=filters["agreement"],
+        rollouts = rollouts_by_agreement(rollouts, rubric_version_id=filters["rubric_version"],  # required with agreement
+                                          agreement=filters["agreement"],
                                          tolerance=filters.get("agreement_tolerance"))
     return rollouts
 

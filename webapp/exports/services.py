@@ -14,6 +14,7 @@ from webapp.exports import writers
 from webapp.exports.datasets import dataset_build
 from webapp.exports.models import Export, ExportFormat, ExportKind
 from webapp.exports.selectors import export_filters_clean
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 logger = logging.getLogger(__name__)
 # Kinds written as a verifiers run folder (zipped), whatever the format says.
@@ -32,7 +33,7 @@ def _validate(kind: str, format: str) -> None:
 
 @transaction.atomic
 def export_create(
-    *, project: Project, kind: str, format: str, filters: dict[str, Any] | None = None, created_by=None,
+    *, project: Project, kind: str, format: str, filters: dict[str, Any] | None = None, created_by: Any = None,
     enqueue: bool = True,
 ) -> Export:
     """Record an export and queue it on the `default` queue once the row is committed."""
@@ -50,7 +51,6 @@ def export_create(
 def _check_references(project: Project, filters: dict[str, Any]) -> None:
     """Ids in filters must belong to the project: an export never reads another project's rows."""
     from webapp.rollouts.models import GenerationJob
-    from webapp.rubrics.models import RubricVersion
     from webapp.runs.models import TrainingRun
     from webapp.tasks.models import Task
 
@@ -58,7 +58,7 @@ def _check_references(project: Project, filters: dict[str, Any]) -> None:
         ("task", Task.objects.filter(project=project)),
         ("job", GenerationJob.objects.filter(project=project)),
         ("run", TrainingRun.objects.filter(project=project)),
-        ("rubric_version", RubricVersion.objects.filter(rubric__project=project)),
+        ("rubric_version", rubric_versions_of_project(project)),
     ):
         if name in filters and not queryset.filter(pk=filters[name]).exists():
             raise ApplicationError(f"No {name.replace('_', ' ')} #{filters[name]} in this project.", field="filters")
@@ -96,7 +96,7 @@ def export_delete(*, export: Export) -> None:
         transaction.on_commit(lambda: (Path(settings.MEDIA_ROOT) / name).unlink(missing_ok=True))
 
 
-def export_run(*, export_id: int) -> Export | None:
+def export_write(*, export_id: int) -> Export | None:
     """Write the export's file, with progress on the row. Safe to run twice: only a pending export is claimed.
     Cancel is a status the writer checks with every progress update."""
     if not job_start(model=Export, job_id=export_id):
@@ -118,7 +118,7 @@ def export_run(*, export_id: int) -> Export | None:
                 raise ExportCancelled
             written = n
 
-        write = VERIFIERS_WRITERS.get(export.kind) or writers.WRITERS[export.format]
+        write = VERIFIERS_WRITERS.get(ExportKind(export.kind)) or writers.WRITERS[export.format]
         rows = write(path, dataset, progress)
     except ExportCancelled:
         path.unlink(missing_ok=True)

@@ -9,16 +9,17 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.core.permissions import Action, project_view, role_allows
+from webapp.core.visibility import scores_page
 from webapp.exports import selectors, services
 from webapp.exports.forms import ExportForm, HubPushForm, ImportForm, ReasoningGymForm, VerifiersTaskForm
 from webapp.exports.hub import hub_push_create
-from webapp.exports.import_kinds import dataset_import
+from webapp.exports.import_datasets import dataset_import
 from webapp.exports.models import Export
 from webapp.exports.sources import reasoning_gym_datasets, reasoning_gym_import
 from webapp.exports.verifiers_tasks import verifiers_task_create
-from webapp.reviews.blind import request_blindness, scores_page
+from webapp.reviews.blind import request_blindness
 from webapp.rollouts.pickers import selection_display, selection_names
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
 
@@ -107,8 +108,7 @@ def rollouts_import_view(request: HttpRequest, project: Project) -> HttpResponse
     task = get_object_or_404(Task, project=project, pk=data["task"]) if data.get("task") else None
     version = None
     if data.get("rubric_version"):
-        version = get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project,
-                                    pk=data["rubric_version"])
+        version = get_object_or_404(rubric_versions_of_project(project), pk=data["rubric_version"])
     try:
         result = dataset_import(project=project, stream=data["file"], kind=data["kind"] or "rollouts",
                                 format=data["format"], task=task, rubric_version=version, user=request.user,

@@ -7,9 +7,10 @@ class JudgingConfig(AppConfig):
 
     def ready(self) -> None:
         from webapp.core.selectors import job_linker, job_linker_register, project_counter_register
-        from webapp.judging.selectors import judging_project_counts
+        from webapp.judging.models import JudgeJob
+        from webapp.judging.selectors import judging_project_counts, rollout_filter_scores
+        from webapp.rollouts.selectors import rollout_filter_register
 
         project_counter_register(judging_project_counts)
-        from webapp.judging.models import JudgeJob
-
+        rollout_filter_register(rollout_filter_scores)  # rollouts sits below judging: the score filter is ours
         job_linker_register("judge", job_linker(JudgeJob, "judging:detail"))  # the workers page links running jobs

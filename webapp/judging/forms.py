@@ -5,6 +5,7 @@ from django import forms
 from webapp.endpoints.models import ModelEndpoint
 from webapp.rollouts.models import GenerationJob
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
 
@@ -17,7 +18,7 @@ class JudgeJobForm(forms.Form):
 
     def __init__(self, *args, project, rubric=None, **kwargs):
         super().__init__(*args, **kwargs)
-        versions = RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")
+        versions = rubric_versions_of_project(project)
         if rubric is not None:
             versions = versions.filter(rubric=rubric)
         self.fields["rubric_version"].queryset = versions

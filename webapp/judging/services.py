@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -40,6 +41,7 @@ from webapp.core.jobs import (
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.judging.models import PROGRAMMATIC, CriterionScore, JudgeJob, RolloutScore
+from webapp.judging.signals import judge_job_scored
 from webapp.rollouts.models import Rollout
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
@@ -81,7 +83,7 @@ def rubric_engine(version: RubricVersion, endpoint: ModelEndpoint | None) -> Rub
 @transaction.atomic
 def judge_job_create(
     *, project: Project, rubric_version: RubricVersion, endpoint: ModelEndpoint | None = None,
-    selection: dict | None = None, created_by=None, enqueue: bool = True,
+    selection: dict[str, Any] | None = None, created_by: Any = None, enqueue: bool = True,
 ) -> JudgeJob:
     """Create a job over the rollouts matching `selection` (the rollout browser's filters). `enqueue=False` leaves
     running it to the caller (`manage.py judge --inline`)."""
@@ -263,10 +265,9 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
 
 def _finish_if_complete(job_id: int) -> None:
     if job_finish_if_complete(model=JudgeJob, kind=JobChunk.Kind.JUDGE, job_id=job_id):
-        # New scores move judge–human agreement: compute the dashboard once here, not on the next page view.
-        from webapp.reviews.dashboard import agreement_cache_warm
-
-        agreement_cache_warm(judge_job_id=job_id)
+        # New scores move judge–human agreement: reviews recomputes its dashboard once here (it listens), not on
+        # the next page view.
+        judge_job_scored.send(sender=JudgeJob, judge_job_id=job_id)
 
 
 def judge_job_retry(*, job: JudgeJob, created_by=None) -> JudgeJob:

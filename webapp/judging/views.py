@@ -8,9 +8,9 @@ from django.views.decorators.http import require_GET, require_POST
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.permissions import Action, project_view
+from webapp.core.visibility import scores_page
 from webapp.judging import selectors, services
 from webapp.judging.forms import JudgeJobForm
-from webapp.reviews.blind import scores_page
 
 
 @require_GET

@@ -17,9 +17,7 @@ run pages, exports) are refused while the user has any blind rollout in the proj
 
 from __future__ import annotations
 
-import functools
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,17 +97,6 @@ def request_blindness(request: Any) -> Blindness:
                                project=request.project)
         request._blindness = cached
     return cached
-
-
-def scores_page(view: Callable) -> Callable:
-    """Decorate a view (inside `project_view`) that shows scores of many rollouts: refused to a blind user."""
-
-    @functools.wraps(view)
-    def wrapper(request: Any, project: Project, *args: Any, **kwargs: Any):
-        request_blindness(request).check_scores_page()
-        return view(request, project, *args, **kwargs)
-
-    return wrapper
 
 
 _SCORE_KEY = re.compile(r"reward|score|judge|rationale|grade", re.IGNORECASE)

@@ -7,7 +7,7 @@ from webapp.core.models import Project, Role
 from webapp.reviews.models import ReviewMode, SamplingStrategy
 from webapp.rollouts.models import RolloutSource
 from webapp.rollouts.pickers import picked_values, picker_field
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 
 class QueueCreateForm(forms.Form):
@@ -49,6 +49,5 @@ class QueueCreateForm(forms.Form):
         data = dict(self.cleaned_data)
         selection = {k: data.pop(k) for k in self.SELECTION}
         data["assignees"] = list(data["assignees"])
-        data["rubric_version"] = RubricVersion.objects.select_related("rubric").get(
-            rubric__project=self.project, pk=data["rubric_version"])
+        data["rubric_version"] = rubric_versions_of_project(self.project).get(pk=data["rubric_version"])
         return {**data, "selection": selection}

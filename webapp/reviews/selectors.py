@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,11 +80,11 @@ def queue_totals_cached(queue: ReviewQueue) -> QueueProgress:
     """`queue_totals` for the labeling page's header, recomputed at most every few seconds: the aggregate reads every
     item of the queue, and dozens of annotators load a page each second. The queue page (`queue_progress`) is exact."""
     key = f"reviews:queue-totals:{queue.pk}"
-    totals = cache.get(key)
-    if totals is None:
-        totals = queue_totals(queue)
-        cache.set(key, totals, QUEUE_TOTALS_SECONDS)
-    return totals
+    cached: QueueProgress | None = cache.get(key)
+    if cached is None:
+        cached = queue_totals(queue)
+        cache.set(key, cached, QUEUE_TOTALS_SECONDS)
+    return cached
 
 
 @dataclass(frozen=True)
@@ -368,19 +369,19 @@ def label_score_cells(
         if not math.isfinite(score):
             tally[1] += count
             continue
-        human = item_human_value(steps=n_steps, index_sum=index_sum, raters=raters, mean_value=mean_value)
-        if human is None:
+        human_at = item_human_value(steps=n_steps, index_sum=index_sum, raters=raters, mean_value=mean_value)
+        if human_at is None:
             tally[2] += count
         else:
             judge = float(min(max(round(score * n_steps), 0), n_steps)) if n_steps else float(score)
             cell = pairs.setdefault(group, {})
-            cell[(judge, float(human))] = cell.get((judge, float(human)), 0) + count
-    result = {}
-    for group, (failed, non_finite, split) in missing.items():
+            cell[(judge, float(human_at))] = cell.get((judge, float(human_at)), 0) + count
+    result: dict[tuple[str, str], PairCells] = {}
+    for group, (failed, non_finite, undecided) in missing.items():
         cells = sorted(pairs.get(group, {}).items())
         result[group] = PairCells(
             np.array([c[0][0] for c in cells], dtype=float), np.array([c[0][1] for c in cells], dtype=float),
-            np.array([c[1] for c in cells], dtype=float), failed, non_finite, split,
+            np.array([c[1] for c in cells], dtype=float), failed, non_finite, undecided,
         )
     return result, {key: LabelCoverage(*totals) for key, totals in coverage.items()}
 
@@ -422,3 +423,20 @@ def previous_item_id(queue: ReviewQueue, user: Any, assignment: ReviewAssignment
         if assignment.status == AssignmentStatus.DONE and assignment.finished_at is not None:
             done = done.filter(finished_at__lt=assignment.finished_at)
     return done.order_by("-finished_at", "-id").values_list("item_id", flat=True).first()
+
+def rollout_filter_labels(
+    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], hidden_scores: QuerySet[Any] | None
+) -> QuerySet[Rollout]:
+    """The rollout filter's `labeled` clause (yes / no: has any human label), registered in apps.py."""
+    if not filters.get("labeled"):
+        return rollouts
+    has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))
+    return rollouts.filter(has_labels if filters["labeled"] == "yes" else ~has_labels)
+
+
+def rollout_labels(rollout: Rollout) -> list[HumanLabel]:
+    """Every human label of the rollout (all rubric versions and annotators), newest version first."""
+    return list(
+        HumanLabel.objects.filter(rollout=rollout).select_related("rubric_version__rubric", "annotator", "queue")
+        .order_by("-rubric_version_id", "criterion_key", "annotator__username")
+    )

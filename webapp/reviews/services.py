@@ -44,6 +44,7 @@ from webapp.reviews.models import (
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 MAX_QUEUE_SIZE = 5000
 MAX_NEXT_TRIES = 20
@@ -56,9 +57,9 @@ LABEL_STATE_FIELDS = ("id", "criterion_key", *LABEL_FIELDS)
 
 @transaction.atomic
 def review_queue_create(
-    *, project: Project, name: str, rubric_version: RubricVersion, selection: dict | None = None,
+    *, project: Project, name: str, rubric_version: RubricVersion, selection: dict[str, Any] | None = None,
     strategy: str = SamplingStrategy.RANDOM, mode: str = ReviewMode.CRITERIA, size: int = 50, seed: int = 0,
-    reviewers_per_item: int = 1, blind: bool = True, reservation_minutes: int = 30, assignees: list | None = None,
+    reviewers_per_item: int = 1, blind: bool = True, reservation_minutes: int = 30, assignees: list[Any] | None = None,
     created_by: Any = None,
 ) -> ReviewQueue:
     """Sample `size` rollouts of the selection with `strategy` and freeze them, in order, as the queue's items."""
@@ -267,7 +268,7 @@ def item_next(*, queue: ReviewQueue, annotator: Any) -> ReviewItem | None:
     with connection.cursor() as cursor:
         if mine is not None:
             cursor.execute(f"UPDATE {_ASSIGNMENT} SET reserved_until = %(until)s WHERE id = %(assignment)s",
-                           {**params, "assignment": mine.assignment_id})
+                           {**params, "assignment": mine.assignment_id})  # type: ignore[attr-defined]  # a column of the raw query
             return mine
         skip_locked = " FOR UPDATE OF i SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
         wait = " FOR UPDATE OF i" if connection.features.has_select_for_update_of else ""
@@ -362,12 +363,12 @@ def label_save(
             with transaction.atomic():
                 return HumanLabel.objects.create(**key, queue=queue, **changes)
         except IntegrityError:
-            current = HumanLabel.objects.get(**key)
-            if _holds(current, changes):
-                return current
+            saved = HumanLabel.objects.get(**key)
+            if _holds(saved, changes):
+                return saved
             raise ConflictError(
                 "You already labeled this criterion in another tab or session; here is the saved value.",
-                current=label_state(current),
+                current=label_state(saved),
             ) from None
     current = HumanLabel.objects.filter(**key).first()
     if current is None:
@@ -394,7 +395,7 @@ def label_create(
     rollout = Rollout.objects.filter(project=project, pk=rollout_id).first()
     if rollout is None:
         raise ApplicationError("No such rollout in this project.", field="rollout")
-    version = RubricVersion.objects.filter(rubric__project=project, pk=rubric_version_id).first()
+    version = rubric_versions_of_project(project).filter(pk=rubric_version_id).first()
     if version is None:
         raise ApplicationError("No such rubric version in this project.", field="rubric_version")
     form_criterion(version, criterion_key)
@@ -478,7 +479,7 @@ def item_submit(
     missing = [c.title for c in criteria if not (answers.get(c.key, {}).get("choice") or answers.get(c.key, {}).get("number") is not None)]
     if missing:
         raise ApplicationError(f"Answer every criterion before submitting (missing: {', '.join(missing)}), or skip the item.")
-    values = {
+    values: dict[str, tuple[str, float | None]] = {
         c.key: c.value_for(choice=answers[c.key].get("choice") or "", number=answers[c.key].get("number"))
         for c in criteria
     }
@@ -542,6 +543,7 @@ def pairwise_submit(
     key = {"rollout_a_id": item.rollout_id, "rollout_b_id": item.rollout_b_id, "rubric_version": queue.rubric_version,
            "criterion_key": "", "annotator": annotator}
     changes = {"preferred": preferred, "comment": comment, "shown_a_first": item.shown_a_first}
+    label: PairwiseLabel | None
     if row_version == 0:
         try:
             with transaction.atomic():

@@ -12,14 +12,15 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
+from webapp.core.visibility import scores_page
 from webapp.judging.presentation import scores_presented
 from webapp.reviews import dashboard, selectors, services
-from webapp.reviews.blind import scores_page
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
 from webapp.rollouts.pickers import selection_display, selection_names
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 
 LABEL_PAGE = "reviews/label.html"
 NOTE_CONFLICT = "This item's labels were changed elsewhere since you loaded the page; your comment was not saved."
@@ -343,7 +344,7 @@ def _version_param(project: Project, value: str | None, versions: list) -> Any:
     except ApplicationError:
         version_id = None  # a malformed id names no version of this project: the page answers as for a foreign one
     if version_id is not None:
-        chosen = RubricVersion.objects.filter(rubric__project=project, pk=version_id).select_related("rubric").first()
+        chosen = rubric_versions_of_project(project).filter(pk=version_id).first()
         if chosen is not None:
             return chosen
     return versions[0] if versions else None
@@ -436,7 +437,7 @@ def align(request: HttpRequest, project: Project) -> HttpResponse:
 
 def _align_page(request: HttpRequest, project: Project, params: QueryDict, *, rejudge_error: ApplicationError | None = None,
                 status: int = 200) -> HttpResponse:
-    versions = list(RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")[:50])
+    versions = list(rubric_versions_of_project(project)[:50])
     labeled = dashboard.labeled_versions(project.pk)
     labels = _version_param(project, params.get("labels"), labeled)
     a = _side(project, params.get("a_version"), params.get("a_fp"))

@@ -14,8 +14,7 @@ from django.db.models import QuerySet
 
 from webapp.core.models import Project
 from webapp.rollouts.models import GenerationJob
-from webapp.rubrics.models import RubricVersion
-from webapp.runs.models import TrainingRun
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
 # Longer lists stay one select, newest first; a value older than this still shows when it is the one chosen.
@@ -38,9 +37,8 @@ def _querysets(project: Project) -> dict[str, QuerySet]:
     return {
         "task": Task.objects.filter(project=project).order_by("-id"),
         "job": GenerationJob.objects.filter(project=project).select_related("task").order_by("-id"),
-        "run": TrainingRun.objects.filter(project=project).order_by("-id"),
-        "rubric_version": RubricVersion.objects.filter(rubric__project=project).select_related("rubric")
-        .order_by("-id"),
+        "run": project.training_runs.order_by("-id"),  # runs sits above rollouts: read through the relation
+        "rubric_version": rubric_versions_of_project(project),
     }
 
 

@@ -8,9 +8,11 @@ chunk's done flag, so a chunk delivered twice writes nothing twice (and Rollout(
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from pydantic import ValidationError
 
 from training.generation import SamplingParams, run_episodes
@@ -32,16 +34,15 @@ from webapp.core.jobs import (
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.rollouts.generation import backend_config, backend_in_use, environment_factory, generation_example
+from webapp.rollouts.engines import backend_config, backend_in_use, environment_factory, generation_example
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
-from webapp.runs.models import Checkpoint
 from webapp.tasks.models import Example, Task
 from webapp.tasks.services import is_verifiers_task
 
 KIND = JobChunk.Kind.GENERATION
 
 
-def sampling_params(params: dict, *, n: int) -> SamplingParams:
+def sampling_params(params: dict[str, Any], *, n: int) -> SamplingParams:
     try:
         return SamplingParams(**{**params, "n": n})
     except ValidationError as error:
@@ -50,16 +51,17 @@ def sampling_params(params: dict, *, n: int) -> SamplingParams:
         raise ApplicationError(f"{field}: {first['msg']}", field=field) from error
 
 
-def _examples(task: Task, split: str):
+def _examples(task: Task, split: str) -> QuerySet[Example]:
     examples = Example.objects.filter(task=task)
     return examples.filter(split=split) if split else examples
 
 
 @transaction.atomic
 def generation_job_create(
-    *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict | None = None,
-    samples_per_example: int = 1, created_by=None, enqueue: bool = True, model: str | None = None,
-    checkpoint: Checkpoint | None = None, example_count: int | None = None, example_seed: int = 0,
+    *, project: Project, task: Task, endpoint: ModelEndpoint, split: str = "", params: dict[str, Any] | None = None,
+    samples_per_example: int = 1, created_by: Any = None, enqueue: bool = True, model: str | None = None,
+    checkpoint: Any = None,  # a runs.Checkpoint (runs sits above rollouts: not imported)
+    example_count: int | None = None, example_seed: int = 0,
 ) -> GenerationJob:
     """`model` (a local directory or 'bundled') or `checkpoint` (a training run's) replaces the endpoint's model;
     the endpoint then only says which local engine loads it. `example_count` samples that many examples of the
@@ -123,7 +125,7 @@ def generation_job_plan(*, job_id: int) -> list[int]:
     return pending
 
 
-def _rollout_row(job: GenerationJob, trajectory, example: Example) -> Rollout:
+def _rollout_row(job: GenerationJob, trajectory: Any, example: Example) -> Rollout:
     data = trajectory.to_dict()
     latency = data.get("latency_ms")
     return Rollout(

@@ -5,9 +5,7 @@ from webapp.rollouts import views
 app_name = "rollouts"
 
 urlpatterns = [
-    path("", views.rollout_list, name="list"),
-    path("<int:rollout_id>/", views.rollout_detail, name="detail"),
-    path("groups/<str:group_key>/", views.rollout_group, name="group"),
+    # The browser (list, detail, group) is webapp/rollout_browser/urls.py, joined into this namespace in webapp/urls.py.
     path("jobs/", views.job_list, name="jobs"),
     path("jobs/new/", views.job_create, name="job_create"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),

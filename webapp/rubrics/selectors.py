@@ -28,8 +28,13 @@ def rubric_versions(rubric: Rubric) -> QuerySet[RubricVersion]:
     return rubric.versions.select_related("author").order_by("-number")
 
 
+def rubric_versions_of_project(project: Project) -> QuerySet[RubricVersion]:
+    """Every rubric version of the project, newest first, with its rubric (pickers, filters, selections)."""
+    return RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")
+
+
 def rubric_version_get(project: Project, version_id: int) -> RubricVersion:
-    return get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project, pk=version_id)
+    return get_object_or_404(rubric_versions_of_project(project), pk=version_id)
 
 
 def rubric_latest_version(rubric: Rubric) -> RubricVersion | None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import transaction
 
@@ -14,18 +16,18 @@ RESTORED_NOTE = "Restored from v{number}"
 NOTE_MAX = RubricVersion._meta.get_field("note").max_length or 500
 
 
-def _meta_errors(*, project: Project, name: str, task: Task | None, rubric: Rubric | None = None) -> list[dict]:
+def _meta_errors(*, project: Project, name: str, task: Task | None, rubric: Rubric | None = None) -> list[dict[str, Any]]:
     errors = []
     if not name:
         errors.append({"path": "name", "message": "A rubric needs a name."})
-    elif Rubric.objects.filter(project=project, name=name).exclude(pk=getattr(rubric, "pk", None)).exists():
+    elif Rubric.objects.filter(project=project, name=name).exclude(pk__in=[] if rubric is None else [rubric.pk]).exists():
         errors.append({"path": "name", "message": f"A rubric named {name!r} already exists in this project."})
     if task is not None and task.project_id != project.pk:
         errors.append({"path": "task", "message": "That task belongs to another project."})
     return errors
 
 
-def _raise_errors(errors: list[dict]) -> None:
+def _raise_errors(errors: list[dict[str, Any]]) -> None:
     if errors:
         first = errors[0]
         message = first["message"] if first["path"] in ("name", "task") else (
@@ -35,7 +37,7 @@ def _raise_errors(errors: list[dict]) -> None:
 
 @transaction.atomic
 def rubric_create(
-    *, project: Project, name: str, spec: dict, author=None, task: Task | None = None, description: str = "",
+    *, project: Project, name: str, spec: dict[str, Any], author: Any = None, task: Task | None = None, description: str = "",
     note: str = "Initial version",
 ) -> Rubric:
     """Create a rubric and its v1. Every problem (name, task, spec) is reported at once, with its field path."""
@@ -67,7 +69,7 @@ def _refuse_stale(latest: RubricVersion | None, base_number: int | None) -> None
 
 @transaction.atomic
 def rubric_version_create(
-    *, rubric: Rubric, spec: dict, author=None, note: str = "", base_number: int | None = None
+    *, rubric: Rubric, spec: dict[str, Any], author: Any = None, note: str = "", base_number: int | None = None
 ) -> RubricVersion:
     """Append an immutable version. Versions are never edited: scores and labels keep pointing at theirs.
 
@@ -81,7 +83,7 @@ def rubric_version_create(
 
 @transaction.atomic
 def rubric_update(
-    *, rubric: Rubric, name: str, description: str, task: Task | None, spec: dict, author=None, note: str = "",
+    *, rubric: Rubric, name: str, description: str, task: Task | None, spec: dict[str, Any], author: Any = None, note: str = "",
     base_number: int | None,
 ) -> RubricVersion | None:
     """Save the editor: rubric details in place, the spec as a new version — only if it differs from the latest.
@@ -102,7 +104,7 @@ def rubric_update(
 
 
 @transaction.atomic
-def rubric_version_restore(*, version: RubricVersion, author=None) -> RubricVersion:
+def rubric_version_restore(*, version: RubricVersion, author: Any = None) -> RubricVersion:
     """A new version with an old version's spec. The old version and everything tied to it stay as they are."""
     latest = _lock_latest(version.rubric)
     if latest is not None and latest.pk == version.pk:
@@ -111,7 +113,7 @@ def rubric_version_restore(*, version: RubricVersion, author=None) -> RubricVers
                                  note=RESTORED_NOTE.format(number=version.number))
 
 
-def rubric_spec_errors(spec: object) -> list[dict]:
+def rubric_spec_errors(spec: object) -> list[dict[str, Any]]:
     """Every problem in a spec as {"path": "criteria.1.pattern", "message": ...}; empty when valid."""
     try:
         validate_spec(spec, python_allowlist=settings.RUBRICON_PYTHON_REWARD_ALLOWLIST)
@@ -122,12 +124,12 @@ def rubric_spec_errors(spec: object) -> list[dict]:
 
 def rubric_editor_errors(
     *, project: Project, rubric: Rubric | None, name: str, task: Task | None, spec: object
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """What saving the editor would refuse, without writing anything (the editor's live validation)."""
     return _meta_errors(project=project, name=name.strip(), task=task, rubric=rubric) + rubric_spec_errors(spec)
 
 
-def rubric_spec_validate(spec: dict) -> RubricSpec:
+def rubric_spec_validate(spec: dict[str, Any]) -> RubricSpec:
     """Validate with the rubric engine; errors carry field paths (`criteria.1.pattern`) for the editor."""
     try:
         return validate_spec(spec, python_allowlist=settings.RUBRICON_PYTHON_REWARD_ALLOWLIST)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.rubrics import tool_views, views
+from webapp.rubrics import views
 
 app_name = "rubrics"
 
@@ -18,15 +18,3 @@ urlpatterns = [
     path("<int:rubric_id>/v<int:number>/restore/", views.rubric_version_restore, name="restore"),
 ]
 
-# Rubric tools: live preview, AI drafts, dry run (webapp/rubrics/tool_views.py).
-urlpatterns += [
-    path("versions/<int:version_id>/preview/", tool_views.preview_version, name="preview"),
-    path("preview/", tool_views.preview_spec, name="preview_spec"),
-    path("preview/run/", tool_views.preview_run, name="preview_run"),
-    path("preview/<int:job_id>/", tool_views.preview_job, name="preview_job"),
-    path("draft/", tool_views.draft_start, name="draft"),
-    path("drafts/<int:job_id>/", tool_views.draft_job, name="draft_job"),
-    path("drafts/<int:job_id>/accept/", tool_views.draft_accept, name="draft_accept"),
-    path("versions/<int:version_id>/dry-run/", tool_views.dryrun_start, name="dryrun"),
-    path("dry-runs/<int:job_id>/", tool_views.dryrun_job, name="dryrun_job"),
-]

@@ -11,7 +11,7 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
 from webapp.core.params import parse_id, parse_int
 from webapp.core.permissions import Action, project_view
-from webapp.rubrics import forms, selectors, services
+from webapp.rubrics import editor, selectors, services
 from webapp.rubrics.models import Rubric, RubricVersion
 from webapp.rubrics.services import rubric_spec_validate
 from webapp.rubrics.specs import display_value, weight_shares
@@ -66,7 +66,7 @@ def _task(project: Project, task_id: int | None) -> tuple[Task | None, list[dict
     return task, [] if task else [{"path": "task", "message": "No such task in this project."}]
 
 
-def _render_editor(request: HttpRequest, project: Project, form: forms.EditorInput, *, rubric: Rubric | None,
+def _render_editor(request: HttpRequest, project: Project, form: editor.EditorInput, *, rubric: Rubric | None,
                    errors: list[dict] | None = None, checked: bool = False, conflict: ConflictError | None = None,
                    status: int = 200) -> HttpResponse:
     if rubric is None:
@@ -75,12 +75,12 @@ def _render_editor(request: HttpRequest, project: Project, form: forms.EditorInp
         action = reverse("rubrics:edit", args=[project.pk, rubric.pk])
         validate_url = reverse("rubrics:validate_rubric", args=[project.pk, rubric.pk])
     context = {
-        "rubric": rubric, "view": forms.editor_view(form, errors or []), "action": action,
+        "rubric": rubric, "view": editor.editor_view(form, errors or []), "action": action,
         "validate_url": validate_url, "checked": checked, "conflict": conflict,
-        "tasks": selectors.rubric_task_choices(project), "kinds": forms.KIND_LABELS,
-        "options": {"extract": forms.MATCH_EXTRACTS, "mode": forms.MATCH_MODES, "check": forms.FORMAT_CHECKS,
-                    "json_extract": forms.JSON_EXTRACTS, "unit": forms.LENGTH_UNITS},
-        "python_allowlist": forms.python_allowlist(),
+        "tasks": selectors.rubric_task_choices(project), "kinds": editor.KIND_LABELS,
+        "options": {"extract": editor.MATCH_EXTRACTS, "mode": editor.MATCH_MODES, "check": editor.FORMAT_CHECKS,
+                    "json_extract": editor.JSON_EXTRACTS, "unit": editor.LENGTH_UNITS},
+        "python_allowlist": editor.python_allowlist(),
     }
     template = f"{EDITOR}#editor_form" if request.htmx else EDITOR
     return render(request, template, context, status=status)
@@ -88,7 +88,7 @@ def _render_editor(request: HttpRequest, project: Project, form: forms.EditorInp
 
 def _editor_post(request: HttpRequest, project: Project, rubric: Rubric | None) -> HttpResponse:
     if "spec_json" in request.POST:  # opened from elsewhere (an AI draft) with a spec to review: nothing is saved
-        form = forms.editor_from_json(request.POST)
+        form = editor.editor_from_json(request.POST)
         if rubric is not None:
             if "name" not in request.POST:
                 form.name, form.description, form.task_id = rubric.name, rubric.description, rubric.task_id
@@ -97,13 +97,13 @@ def _editor_post(request: HttpRequest, project: Project, rubric: Rubric | None) 
                 form.base_number = latest.number if latest else None
         op = "check"
     else:
-        form = forms.parse_editor(request.POST)
+        form = editor.parse_editor(request.POST)
         op = request.POST.get("op") or "save"
     if op not in ("save", "check"):
-        forms.apply_op(form, op)
+        editor.apply_op(form, op)
         return _render_editor(request, project, form, rubric=rubric)
     task, task_errors = _task(project, form.task_id)
-    errors = forms.merge_errors(
+    errors = editor.merge_errors(
         form.errors + task_errors,
         services.rubric_editor_errors(project=project, rubric=rubric, name=form.name, task=task, spec=form.spec),
     )
@@ -139,7 +139,7 @@ def _editor_post(request: HttpRequest, project: Project, rubric: Rubric | None) 
 def rubric_create(request: HttpRequest, project: Project) -> HttpResponse:
     if request.method == "POST":
         return _editor_post(request, project, None)
-    form = forms.editor_blank(task_id=parse_id(request.GET.get("task"), field="task"))
+    form = editor.editor_blank(task_id=parse_id(request.GET.get("task"), field="task"))
     return _render_editor(request, project, form, rubric=None)
 
 
@@ -155,7 +155,7 @@ def rubric_edit(request: HttpRequest, project: Project, rubric_id: int) -> HttpR
     number = parse_int(request.GET.get("from"), field="from", minimum=0)
     if number is not None and latest is not None:
         start = selectors.rubric_version_by_number(rubric, number)
-    form = forms.editor_for_version(name=rubric.name, description=rubric.description, task_id=rubric.task_id,
+    form = editor.editor_for_version(name=rubric.name, description=rubric.description, task_id=rubric.task_id,
                                     spec=start.spec if start else {}, base_number=latest.number if latest else None)
     return _render_editor(request, project, form, rubric=rubric)
 
@@ -165,15 +165,15 @@ def rubric_edit(request: HttpRequest, project: Project, rubric_id: int) -> HttpR
 def rubric_validate(request: HttpRequest, project: Project, rubric_id: int | None = None) -> HttpResponse:
     """htmx: the editor's fields checked as the user types; answers out-of-band swaps of every error slot."""
     rubric = selectors.rubric_get(project, rubric_id) if rubric_id is not None else None
-    form = forms.parse_editor(request.POST)
+    form = editor.parse_editor(request.POST)
     task, task_errors = _task(project, form.task_id)
-    errors = forms.merge_errors(
+    errors = editor.merge_errors(
         form.errors + task_errors,
         services.rubric_editor_errors(project=project, rubric=rubric, name=form.name, task=task, spec=form.spec),
     )
     latest = selectors.rubric_latest_version(rubric) if rubric is not None else None
     stale = latest if latest is not None and form.base_number is not None and latest.number != form.base_number else None
-    context = {"view": forms.editor_view(form, errors), "stale": stale, "rubric": rubric, "checked": True}
+    context = {"view": editor.editor_view(form, errors), "stale": stale, "rubric": rubric, "checked": True}
     return render(request, f"{EDITOR}#validation", context)
 
 

@@ -8,6 +8,7 @@ from django import forms
 from training.grpo.config import PRESETS, GRPORunConfig, LoraOptions
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.runs.models import Checkpoint, TrainingRun
 from webapp.runs.selectors import resumable_checkpoints
 from webapp.runs.services import PRESET_LABELS
@@ -76,7 +77,7 @@ class TrainingRunForm(forms.Form):
                 })
         self.fields["task"].queryset = Task.objects.filter(project=project).order_by("name")
         self.fields["rubric_version"].queryset = (
-            RubricVersion.objects.filter(rubric__project=project).select_related("rubric").order_by("-id")
+            rubric_versions_of_project(project)
         )
         self.fields["use_vllm"].widget.choices = [("unknown", "preset"), ("true", "yes"), ("false", "no")]
         self.fields["judge_endpoint"].queryset = ModelEndpoint.objects.filter(project=project).order_by("name")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Avg, Count, Q, QuerySet
@@ -63,10 +64,11 @@ def project_checkpoints(project: Project) -> QuerySet[Checkpoint]:
 
 
 def run_sample_steps(run: TrainingRun) -> list[int]:
-    return list(Rollout.objects.filter(run=run).values_list("step", flat=True).distinct().order_by("step"))
+    steps = Rollout.objects.filter(run=run, step__isnull=False).values_list("step", flat=True).distinct().order_by("step")
+    return [step for step in steps if step is not None]
 
 
-def run_samples(run: TrainingRun, step: int) -> list[dict]:
+def run_samples(run: TrainingRun, step: int) -> list[dict[str, Any]]:
     """The sampled completions of one step, in group order, each with its reward breakdown (two queries)."""
     rollouts = list(
         Rollout.objects.filter(run=run, step=step).order_by("group_key", "sample_index")
@@ -99,7 +101,7 @@ def resumable_checkpoints(run: TrainingRun) -> QuerySet[Checkpoint]:
     return Checkpoint.objects.filter(run=run, path__regex=rf"(^|/){RESUMABLE_NAME}/?$").order_by("-step")
 
 
-def run_lineage(run: TrainingRun) -> dict:
+def run_lineage(run: TrainingRun) -> dict[str, Any]:
     """The checkpoint this run continues from (with its run) and the runs that continue this one."""
     parent = (
         Checkpoint.objects.select_related("run").filter(pk=run.resumed_from_id).first()
@@ -109,7 +111,7 @@ def run_lineage(run: TrainingRun) -> dict:
     return {"resumed_from": parent, "resumed_by": children}
 
 
-def run_evaluations(run: TrainingRun, *, limit: int = 10) -> list[dict]:
+def run_evaluations(run: TrainingRun, *, limit: int = 10) -> list[dict[str, Any]]:
     """The run's latest checkpoint evaluations, each with base vs checkpoint means per criterion (three queries)."""
     evaluations = list(
         CheckpointEvaluation.objects.filter(run=run)
@@ -123,12 +125,12 @@ def run_evaluations(run: TrainingRun, *, limit: int = 10) -> list[dict]:
     }
     scored = {"rollout__job_id__in": job_ids, "rubric_version_id": run.rubric_version_id,
               "judge_fingerprint__in": fingerprints}
-    criteria: dict[tuple[int, str], dict] = {
+    criteria: dict[tuple[int, str], dict[str, Any]] = {
         (row["rollout__job_id"], row["criterion_key"]): row
         for row in CriterionScore.objects.filter(**scored).values("rollout__job_id", "criterion_key")
         .annotate(mean=Avg("score"), n=Count("score")).order_by()
     } if job_ids else {}
-    totals: dict[int, dict] = {
+    totals: dict[int, dict[str, Any]] = {
         row["rollout__job_id"]: row
         for row in RolloutScore.objects.filter(**scored).values("rollout__job_id")
         .annotate(mean=Avg("total"), n=Count("total"), unscored=Count("id", filter=Q(total__isnull=True))).order_by()
@@ -149,7 +151,7 @@ def run_evaluations(run: TrainingRun, *, limit: int = 10) -> list[dict]:
     return result
 
 
-def _comparison_row(key: str, title: str, weight: float | None, base: dict, checkpoint: dict) -> dict:
+def _comparison_row(key: str, title: str, weight: float | None, base: dict[str, Any], checkpoint: dict[str, Any]) -> dict[str, Any]:
     base_mean, checkpoint_mean = base.get("mean"), checkpoint.get("mean")
     delta = checkpoint_mean - base_mean if base_mean is not None and checkpoint_mean is not None else None
     return {"key": key, "title": title, "weight": weight, "base": base_mean, "checkpoint": checkpoint_mean,

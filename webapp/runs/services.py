@@ -578,9 +578,9 @@ def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -
             if job.status != JobStatus.SUCCEEDED or judge is not None:
                 continue
             if side == "base model":  # an evaluation sharing this base job may have scored it already
-                judge = (CheckpointEvaluation.objects.filter(base_job=job, base_judge_job__isnull=False)
-                         .exclude(base_judge_job__status__in=_FAILED).values_list("base_judge_job", flat=True).first())
-                judge = JudgeJob.objects.get(pk=judge) if judge else None
+                shared = (CheckpointEvaluation.objects.filter(base_job=job, base_judge_job__isnull=False)
+                          .exclude(base_judge_job__status__in=_FAILED).values_list("base_judge_job", flat=True).first())
+                judge = JudgeJob.objects.get(pk=shared) if shared else None
             if judge is None:
                 try:
                     judge = judge_job_create(project=run.project, rubric_version=run.rubric_version,

@@ -11,7 +11,7 @@ from webapp.core.jobs import job_state_changed
 from webapp.core.models import JobStatus, Project
 from webapp.core.params import parse_id, parse_ids, parse_int
 from webapp.core.permissions import Action, project_view
-from webapp.reviews.blind import scores_page
+from webapp.core.visibility import scores_page
 from webapp.reviews.calibration import calibration_status
 from webapp.reviews.services import review_queue_for_run
 from webapp.reviews.watch import run_watch

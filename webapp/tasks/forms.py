@@ -7,7 +7,7 @@ from django.http import QueryDict
 
 from webapp.core import safejson
 from webapp.core.errors import ApplicationError, ConflictError
-from webapp.tasks.imports import ROLE_LABELS, ColumnRole, guess_roles
+from webapp.tasks.example_files import ROLE_LABELS, ColumnRole, guess_roles
 from webapp.tasks.models import Split, TaskKind
 from webapp.tasks.services import ENVIRONMENTS
 

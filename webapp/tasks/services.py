@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -18,18 +18,18 @@ from django.utils import timezone
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
 
-from training.templating import TemplateLimitError, bounded_environment
+from training.templating import BoundedTemplate, TemplateLimitError, bounded_environment
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.idempotency import AlreadyImported, file_sha256, import_claim, import_done, import_scope
 from webapp.core.locking import row_version_update
 from webapp.core.models import ImportRecord, Project
-from webapp.tasks import imports
-from webapp.tasks.imports import ColumnRole, FileFormat
+from webapp.tasks import example_files as imports
+from webapp.tasks.example_files import ColumnRole, FileFormat
 from webapp.tasks.models import Example, Split, Task, TaskKind
 
 TEMPLATE_VARIABLES = frozenset({"prompt", "answer", "info"})
 ENVIRONMENTS = ("wordle", "tools", "verifiers")
-EXTERNAL_ID_MAX = Example._meta.get_field("external_id").max_length
+EXTERNAL_ID_MAX: int = Example._meta.get_field("external_id").max_length or 0
 IMPORT_TTL_S = 24 * 3600
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
@@ -40,15 +40,15 @@ class ExampleData:
     prompt: str = ""
     answer: str = ""
     split: str = Split.TRAIN
-    info: dict = field(default_factory=dict)
-    messages: list | None = None
+    info: dict[str, Any] = field(default_factory=dict[str, Any])
+    messages: list[Any] | None = None
     location: str = ""  # where it came from, for error messages ("Line 12")
 
 
 # --- tasks -------------------------------------------------------------------------------------------------------
 
 
-class _AnyInfo(dict):
+class _AnyInfo(dict[str, Any]):
     """Sample `info` for checking a template: every field exists, so `info.whatever` renders."""
 
     def __missing__(self, key: str) -> _AnyInfo:
@@ -70,7 +70,7 @@ def prompt_template_check(template: str) -> None:
             f"Unknown variable {unknown[0]!r}: a prompt template can use prompt, answer and info "
             f"(e.g. {{{{ info.{unknown[0]} }}}} for a field kept in info).", field="prompt_template")
     try:
-        compiled.render_bounded(dict(prompt="What is 2 + 2?", answer="4", info=_AnyInfo()), seconds=1.0)
+        cast(BoundedTemplate, compiled).render_bounded(dict(prompt="What is 2 + 2?", answer="4", info=_AnyInfo()), seconds=1.0)
     except TemplateLimitError as exc:
         raise ApplicationError(f"The template exceeds a limit: {exc}.", field="prompt_template") from None
     except (UndefinedError, SecurityError) as exc:
@@ -129,7 +129,7 @@ def _task_name_check(project: Project, name: str, *, exclude_pk: int | None = No
     name = name.strip()
     if not name:
         raise ApplicationError("A task needs a name.", field="name")
-    if Task.objects.filter(project=project, name=name).exclude(pk=exclude_pk).exists():
+    if Task.objects.filter(project=project, name=name).exclude(pk__in=[] if exclude_pk is None else [exclude_pk]).exists():
         raise ApplicationError(f"A task named {name!r} already exists in this project.", field="name")
     return name
 
@@ -144,8 +144,8 @@ def task_create(
     prompt_template: str = "{{ prompt }}",
     kind: str = TaskKind.SINGLE_TURN,
     environment: str = "",
-    environment_config: dict | None = None,
-    created_by=None,
+    environment_config: dict[str, Any] | None = None,
+    created_by: Any = None,
 ) -> Task:
     name = _task_name_check(project, name)
     environment_config = {} if environment_config is None else environment_config
@@ -173,7 +173,7 @@ def task_update(
     prompt_template: str,
     kind: str,
     environment: str,
-    environment_config: dict,
+    environment_config: dict[str, Any],
 ) -> Task:
     """Apply an edit made on `row_version`; if someone saved since, refuse with the current values."""
     name = _task_name_check(task.project, name, exclude_pk=task.pk)
@@ -224,7 +224,7 @@ def _unstorable(value: Any) -> str | None:
     return None
 
 
-def _info_check(info: Any) -> dict:
+def _info_check(info: Any) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise ApplicationError("Info must be a JSON object ({...}).", field="info")
     if reason := _unstorable(info):
@@ -241,7 +241,7 @@ def _split_check(split: str) -> str:
 @transaction.atomic
 def example_create(
     *, task: Task, external_id: str, prompt: str = "", answer: str = "", split: str = Split.TRAIN,
-    info: dict | None = None,
+    info: dict[str, Any] | None = None,
 ) -> Example:
     external_id = external_id.strip()
     if not external_id:
@@ -272,7 +272,7 @@ def _example_write(example: Example, row_version: int, values: dict[str, Any]) -
 
 @transaction.atomic
 def example_update(
-    *, example: Example, row_version: int, prompt: str, answer: str, split: str, info: dict,
+    *, example: Example, row_version: int, prompt: str, answer: str, split: str, info: dict[str, Any],
 ) -> Example:
     values = {"prompt": prompt, "answer": answer, "split": _split_check(split), "info": _info_check(info)}
     return _example_write(example, row_version, values)
@@ -368,7 +368,7 @@ def _staged_cleanup(now: float) -> None:
             continue
 
 
-def example_import_stage(*, task: Task, user, upload: UploadedFile) -> StagedImport:
+def example_import_stage(*, task: Task, user: Any, upload: UploadedFile) -> StagedImport:
     """Keep the upload under MEDIA_ROOT/imports/<token>/ until the user confirms the mapping. Writes no rows.
 
     The size is checked on the upload object before a byte is copied: Django has already streamed a large upload
@@ -398,14 +398,14 @@ def example_import_stage(*, task: Task, user, upload: UploadedFile) -> StagedImp
     return StagedImport(token=token, path=path, filename=meta_data["filename"], format=fmt, size=meta_data["size"])
 
 
-def example_import_get(*, task: Task, user, token: str) -> StagedImport:
+def example_import_get(*, task: Task, user: Any, token: str) -> StagedImport:
     """The staged upload, only for the user and task that uploaded it."""
     folder = _imports_dir() / token if _TOKEN_RE.match(token or "") else None
     try:
         meta_data = json.loads((folder / "meta.json").read_text()) if folder else None
     except (FileNotFoundError, json.JSONDecodeError):
         meta_data = None
-    if not meta_data or meta_data.get("user_id") != user.pk or meta_data.get("task_id") != task.pk:
+    if folder is None or not meta_data or meta_data.get("user_id") != user.pk or meta_data.get("task_id") != task.pk:
         raise ApplicationError("This upload has expired or belongs to someone else; upload the file again.",
                                status=404)
     return StagedImport(token=token, path=folder / "upload", filename=meta_data["filename"],

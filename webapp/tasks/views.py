@@ -13,6 +13,7 @@ from webapp.core.models import Project
 from webapp.core.pagination import keyset_page, parse_cursor
 from webapp.core.permissions import Action, project_view
 from webapp.tasks import selectors, services
+from webapp.tasks.example_files import ColumnRole, FileFormat
 from webapp.tasks.forms import (
     ExampleCreateForm,
     ExampleForm,
@@ -24,7 +25,6 @@ from webapp.tasks.forms import (
     field_rows,
     form_error,
 )
-from webapp.tasks.imports import ColumnRole, FileFormat
 from webapp.tasks.models import Example, Split, Task
 
 DETAIL = "tasks/task_detail.html"

@@ -1,4 +1,4 @@
-"""OpenAICompatibleClient against a real local HTTP server that the test scripts (training.judges.stub_server)."""
+"""OpenAICompatibleClient against a real local HTTP server that the test scripts (tests.support.judge_server)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from training.llm_client import LLMCallError, OpenAICompatibleClient, parse_retry_after
 
 MESSAGES = [{"role": "user", "content": "hi"}]

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.judge_server import Reply, StubChatServer
 from training.judges.base import JudgeCompletion
 from training.judges.openai_judge import OpenAIJudge
 from training.judges.pairwise import (
@@ -18,7 +19,6 @@ from training.judges.pairwise import (
     pairwise_messages,
     parse_pairwise_verdict,
 )
-from training.judges.stub_server import Reply, StubChatServer
 from training.llm_client import OpenAICompatibleClient
 
 ITEMS = [

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.judge_server import Reply, StubChatServer, judge_responder
 from training.judges.base import CachedJudge, InMemoryJudgeCache, cache_key
 from training.judges.openai_judge import OpenAIJudge
-from training.judges.stub_server import Reply, StubChatServer, judge_responder
 from training.llm_client import OpenAICompatibleClient
 from training.rubrics import validate_spec
 from training.rubrics.engine import RubricEngine

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.judge_server import StubChatServer
 from training.judges.openai_judge import OpenAIJudge
-from training.judges.stub_server import StubChatServer
 from training.llm_client import OpenAICompatibleClient
 from training.rubrics import validate_spec
 from training.rubrics.engine import RubricEngine

@@ -22,7 +22,7 @@ from webapp.core.models import JobStatus, Role
 from webapp.endpoints import services
 from webapp.endpoints.models import EndpointCheck, ModelEndpoint
 from webapp.judging.judges import judge_for_endpoint
-from webapp.rollouts.generation import backend_config
+from webapp.rollouts.engines import backend_config
 from webapp.runs.models import TrainingRun
 from webapp.runs.services import run_dir, training_run_create
 

@@ -15,7 +15,7 @@ from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, User
 from webapp.core.models import JobStatus
 from webapp.exports import writers
 from webapp.exports.models import Export
-from webapp.exports.services import export_cancel, export_create, export_path, export_run
+from webapp.exports.services import export_cancel, export_create, export_path, export_write
 from webapp.rollouts.models import Rollout
 
 
@@ -29,7 +29,7 @@ def member(project, role: str):
 def test_a_cancelled_pending_export_never_runs(scored):
     export = export_create(project=scored["project"], kind="rollouts", format="jsonl", enqueue=False)
     assert export_cancel(export=export) is True
-    assert export_run(export_id=export.pk) is None  # the worker's delivery finds nothing to do
+    assert export_write(export_id=export.pk) is None  # the worker's delivery finds nothing to do
     export.refresh_from_db()
     assert export.status == JobStatus.CANCELLED and not export.file and export.finished_at
     assert not export_path(export)[1].exists()
@@ -38,7 +38,7 @@ def test_a_cancelled_pending_export_never_runs(scored):
 
 @pytest.mark.django_db
 def test_a_finished_export_cannot_be_cancelled(scored):
-    export = export_run(export_id=export_create(project=scored["project"], kind="rollouts", format="csv",
+    export = export_write(export_id=export_create(project=scored["project"], kind="rollouts", format="csv",
                                                 enqueue=False).pk)
     assert export_cancel(export=export) is False
     export.refresh_from_db()
@@ -60,7 +60,7 @@ def test_a_running_export_stops_at_its_next_progress_check(monkeypatch, settings
 
     def work() -> None:
         try:
-            outcome["export"] = export_run(export_id=export.pk)
+            outcome["export"] = export_write(export_id=export.pk)
         finally:
             connection.close()
 
@@ -114,7 +114,7 @@ def test_cancel_from_the_page_and_the_api(client, scored):
 @pytest.mark.django_db
 def test_delete_an_export_and_its_file(scored, django_capture_on_commit_callbacks):
     project = scored["project"]
-    export = export_run(export_id=export_create(project=project, kind="rollouts", format="jsonl", enqueue=False).pk)
+    export = export_write(export_id=export_create(project=project, kind="rollouts", format="jsonl", enqueue=False).pk)
     path = Path(export.file.path)
     api = APIClient()
     url = f"/api/v1/projects/{project.pk}/exports/{export.pk}/"

@@ -15,7 +15,7 @@ from tests.webapp.exports.conftest import GROUPS
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus
 from webapp.exports.models import ExportKind
-from webapp.exports.services import export_create, export_run
+from webapp.exports.services import export_create, export_write
 from webapp.judging.models import RolloutScore
 
 FORMATS = ["jsonl", "csv", "parquet", "hf"]
@@ -24,7 +24,7 @@ FORMATS = ["jsonl", "csv", "parquet", "hf"]
 def run(scored, kind: str, format: str, **filters) -> tuple[object, list[dict]]:
     export = export_create(project=scored["project"], kind=kind, format=format,
                            filters={"rubric_version": scored["version"].pk, **filters}, enqueue=False)
-    export = export_run(export_id=export.pk)
+    export = export_write(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
     return export, read_back(Path(export.file.path), format)
 
@@ -179,7 +179,7 @@ def test_calibration_set_pairs_human_labels_with_judge_outputs(scored, format):
 def test_verifiers_03_results_and_metadata(scored):
     export = export_create(project=scored["project"], kind=ExportKind.VERIFIERS_03, format="jsonl",
                            filters={"rubric_version": scored["version"].pk, "split": "train"}, enqueue=False)
-    export = export_run(export_id=export.pk)
+    export = export_write(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
     with zipfile.ZipFile(export.file.path) as archive:
         assert sorted(archive.namelist()) == ["metadata.json", "results.jsonl"]
@@ -230,9 +230,9 @@ def test_bad_filters_and_foreign_ids_are_refused(scored, make_member):
             export_create(project=project, kind="rollouts", format="jsonl", filters=filters, enqueue=False)
     # Score-based kinds need a rubric version; the export fails with a readable reason.
     export = export_create(project=project, kind="sft", format="jsonl", filters={}, enqueue=False)
-    export = export_run(export_id=export.pk)
+    export = export_write(export_id=export.pk)
     assert export.status == JobStatus.FAILED and "rubric_version" in export.error
-    assert export_run(export_id=export.pk) is None  # not pending any more: a second run does nothing
+    assert export_write(export_id=export.pk) is None  # not pending any more: a second run does nothing
 
 
 @pytest.mark.django_db

@@ -13,7 +13,7 @@ from tests.factories import ExampleFactory, TaskFactory
 from tests.webapp.exports.test_import_kinds import export_file, target_for
 from webapp.core.errors import ApplicationError
 from webapp.core.models import ImportRecord, Role
-from webapp.exports.import_kinds import dataset_import
+from webapp.exports.import_datasets import dataset_import
 from webapp.judging.models import RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.tasks.models import Example

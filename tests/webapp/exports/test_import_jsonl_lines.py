@@ -11,7 +11,7 @@ import pytest
 
 from tests.factories import ExampleFactory, ProjectFactory, TaskFactory
 from webapp.core.errors import ApplicationError
-from webapp.exports.importers import rollouts_import
+from webapp.exports.import_rollouts import rollouts_import
 from webapp.rollouts.models import Rollout
 
 FIELDS = ["task__name", "example__external_id", "step", "model_name", "group_key", "sample_index", "prompt_messages",

@@ -28,8 +28,13 @@ from tests.webapp.exports.conftest import GROUPS
 from tests.webapp.exports.test_exports import read_back
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus
-from webapp.exports.import_kinds import VERIFIERS_JUDGE, dataset_import, dataset_import_path, verifiers_import
-from webapp.exports.services import export_create, export_run
+from webapp.exports.import_datasets import (
+    VERIFIERS_JUDGE,
+    dataset_import,
+    dataset_import_path,
+    verifiers_import,
+)
+from webapp.exports.services import export_create, export_write
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.reviews.models import HumanLabel, PairwiseLabel
 from webapp.rollouts.models import Rollout
@@ -46,7 +51,7 @@ NOT_CARRIED = {"rollout_id", "chosen_rollout_id", "rejected_rollout_id", "label_
 def export_file(project, kind: str, format: str, version, **filters) -> tuple[Path, list[dict]]:
     export = export_create(project=project, kind=kind, format=format,
                            filters={"rubric_version": version.pk, **filters}, enqueue=False)
-    export = export_run(export_id=export.pk)
+    export = export_write(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
     path = Path(export.file.path)
     if kind in ("verifiers", "verifiers_03"):

@@ -11,8 +11,8 @@ import pytest
 from tests.factories import ExampleFactory, ProjectFactory, TaskFactory
 from tests.webapp.exports.test_exports import read_back
 from webapp.core.errors import ApplicationError
-from webapp.exports.importers import rollouts_import, rollouts_import_path
-from webapp.exports.services import export_create, export_run
+from webapp.exports.import_rollouts import rollouts_import, rollouts_import_path
+from webapp.exports.services import export_create, export_write
 from webapp.rollouts.models import Rollout
 
 # What identifies a rollout's content (ids, job/run links, source and scores belong to the source project).
@@ -22,7 +22,7 @@ CONTENT = ["task", "example_id", "split", "prompt", "answer", "step", "model_nam
 
 
 def export_rows(project, format: str) -> tuple[Path, list[dict]]:
-    export = export_run(export_id=export_create(project=project, kind="rollouts", format=format, enqueue=False).pk)
+    export = export_write(export_id=export_create(project=project, kind="rollouts", format=format, enqueue=False).pk)
     path = Path(export.file.path)
     return path, read_back(path, format)
 

@@ -20,7 +20,12 @@ from tests.webapp.api.builders import SPEC
 from tests.webapp.exports.conftest import GROUPS
 from tests.webapp.exports.test_import_kinds import export_file
 from webapp.core.errors import ApplicationError
-from webapp.exports.import_kinds import VERIFIERS_JUDGE, dataset_import, dataset_import_path, verifiers_import
+from webapp.exports.import_datasets import (
+    VERIFIERS_JUDGE,
+    dataset_import,
+    dataset_import_path,
+    verifiers_import,
+)
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.tasks.models import Example

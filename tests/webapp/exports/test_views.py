@@ -15,7 +15,7 @@ from tests.factories import MembershipFactory, ProjectFactory, TaskFactory, User
 from tests.webapp.exports.conftest import build_scored_project
 from webapp.core.models import JobStatus, Role
 from webapp.exports.models import Export
-from webapp.exports.services import export_create, export_run
+from webapp.exports.services import export_create, export_write
 from webapp.rollouts.models import Rollout
 
 
@@ -55,7 +55,7 @@ def test_page_lists_exports_and_only_editors_create(client, scored, django_captu
 @pytest.mark.django_db
 def test_download_needs_login_and_a_role_in_the_project(client, scored):
     project = scored["project"]
-    export = export_run(export_id=export_create(project=project, kind="rollouts", format="jsonl", enqueue=False).pk)
+    export = export_write(export_id=export_create(project=project, kind="rollouts", format="jsonl", enqueue=False).pk)
     page_url = reverse("exports:download", args=[project.pk, export.pk])
     api_url = f"/api/v1/projects/{project.pk}/exports/{export.pk}/download/"
 
@@ -84,7 +84,7 @@ def test_download_needs_login_and_a_role_in_the_project(client, scored):
 @pytest.mark.django_db
 def test_import_from_the_page(client, scored):
     source = scored["project"]
-    export = export_run(export_id=export_create(project=source, kind="rollouts", format="jsonl", enqueue=False).pk)
+    export = export_write(export_id=export_create(project=source, kind="rollouts", format="jsonl", enqueue=False).pk)
     target = ProjectFactory()
     task = TaskFactory(project=target, name="elsewhere")
     url = reverse("exports:import", args=[target.pk])

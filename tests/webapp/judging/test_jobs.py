@@ -14,7 +14,7 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobChunk, JobStatus, Role
 from webapp.judging import services

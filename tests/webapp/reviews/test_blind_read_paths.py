@@ -89,7 +89,7 @@ def blind_world(db):
     export = objs["export"]
     export.filters = {"rubric_version": version.pk}
     export.save(update_fields=["filters"])
-    export_services.export_run(export_id=export.pk)
+    export_services.export_write(export_id=export.pk)
     export.refresh_from_db()
     assert export.status == JobStatus.SUCCEEDED and "0.7315" in export.file.open("rb").read().decode()
 

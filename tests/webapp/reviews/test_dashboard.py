@@ -181,7 +181,7 @@ def test_a_finished_judge_job_warms_the_shared_cache_for_the_next_page_view(make
     from django.core.cache import cache
 
     from tests.factories import EndpointFactory
-    from training.judges.stub_server import StubChatServer
+    from tests.support.judge_server import StubChatServer
     from webapp.core.models import JobStatus
     from webapp.judging import services as judging
 

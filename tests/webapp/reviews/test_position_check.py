@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import EndpointFactory
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Role
 from webapp.reviews import dashboard, services

@@ -9,7 +9,7 @@ import pytest
 from training.generation import SamplingParams
 from training.generation.backends.base import BackendConfig
 from training.generation.backends.vllm_backend import VLLMBackend
-from webapp.rollouts import generation
+from webapp.rollouts import engines as generation
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 

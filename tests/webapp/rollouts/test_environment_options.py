@@ -7,7 +7,7 @@ import pytest
 
 from tests.factories import TaskFactory
 from webapp.core.errors import ApplicationError
-from webapp.rollouts.generation import environment_factory
+from webapp.rollouts.engines import environment_factory
 from webapp.tasks.models import TaskKind
 
 

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobChunk, JobStatus, Role
 from webapp.endpoints.models import EndpointKind

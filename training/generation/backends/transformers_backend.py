@@ -20,7 +20,7 @@ from typing import Any
 from training.generation.backends.base import OnCompleted
 from training.generation.backends.vllm_backend import check_model_dir
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
-from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
+from training.generation.types import Completion, Conversation, FinishReason, GenerationError, SamplingParams
 
 _LOAD_LOCK = threading.Lock()
 
@@ -60,7 +60,7 @@ class TransformersBackend:
         dtype = torch.float32 if self.dtype == "auto" and self.device == "cpu" else self.dtype
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.model_path, padding_side="left")
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype).to(self.device)  # type: ignore[arg-type]  # transformers types .to() as bound to a PreTrainedModel
         except Exception as exc:
             raise GenerationError(f"transformers could not load {self.model_path}: {exc}") from exc
         if tokenizer.pad_token is None:
@@ -228,7 +228,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return found
 
 
-def _completion_length(ids: list[int], eos_ids: set[int], pad_id: int | None) -> tuple[int, str]:
+def _completion_length(ids: list[int], eos_ids: set[int], pad_id: int | None) -> tuple[int, FinishReason]:
     """Tokens generated (counting the end-of-turn token, as vLLM does) and why generation ended."""
     for position, token in enumerate(ids):
         if token in eos_ids:

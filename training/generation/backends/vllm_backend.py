@@ -27,7 +27,7 @@ from typing import Any
 
 from training.generation.backends.base import OnCompleted
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
-from training.generation.types import Completion, Conversation, GenerationError, SamplingParams
+from training.generation.types import Completion, Conversation, FinishReason, GenerationError, SamplingParams
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class VLLMBackend:
             message = assistant_message(
                 sample.text, tools_offered=bool(tools), template_renders_tool_calls=self._renders_tool_calls
             )
-            finish = "length" if sample.finish_reason == "length" else "stop"
+            finish: FinishReason = "length" if sample.finish_reason == "length" else "stop"
             if message.get("tool_calls"):
                 finish = "tool_calls"
             logprobs = None

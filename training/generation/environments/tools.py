@@ -93,7 +93,8 @@ def _number(value: Any) -> int | float:
         raise ToolError(f"only numbers are allowed, not {type(value).__name__}")
     if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
         raise ToolError("number too large")
-    return value
+    number: int | float = value
+    return number
 
 
 def _evaluate(node: ast.AST) -> int | float:

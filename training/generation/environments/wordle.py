@@ -133,7 +133,7 @@ class WordleEnvironment:
                      "guess_format": guess_format, "allow_repeated_guesses": allow_repeated_guesses,
                      "invalid_move_limit": invalid_move_limit}
             chosen = {k: v for k, v in given.items() if v != defaults[k]}  # what the task set beside the rules
-            merged = {**defaults, **TEXTARENA_RULES, **chosen}
+            merged: dict[str, Any] = {**defaults, **TEXTARENA_RULES, **chosen}
             max_guesses, max_turns = merged["max_guesses"], merged["max_turns"]
             require_known_word, guess_format = merged["require_known_word"], merged["guess_format"]
             allow_repeated_guesses, invalid_move_limit = merged["allow_repeated_guesses"], merged["invalid_move_limit"]

@@ -9,7 +9,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.exports.models import ExportFormat, ExportKind
 from webapp.exports.selectors import FILTERS
-from webapp.exports.services import export_create, export_run
+from webapp.exports.services import export_create, export_write
 
 
 class Command(BaseCommand):
@@ -44,7 +44,7 @@ class Command(BaseCommand):
         if background:
             self.stdout.write(f"Export #{export.pk} queued.")
             return
-        export = export_run(export_id=export.pk)
+        export = export_write(export_id=export.pk)
         if export is None or export.status != JobStatus.SUCCEEDED:
             raise CommandError(f"Export failed: {export.error if export else 'not pending'}")
         if output:

@@ -8,12 +8,12 @@ from django.core.management.base import BaseCommand, CommandError
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.exports.import_kinds import dataset_import_path
-from webapp.exports.importers import FORMATS
+from webapp.exports.import_datasets import dataset_import_path
+from webapp.exports.import_rollouts import FORMATS
 from webapp.exports.models import ExportKind
-from webapp.rubrics.models import RubricVersion
+from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks import services as task_services
-from webapp.tasks.imports import ColumnRole, guess_roles
+from webapp.tasks.example_files import ColumnRole, guess_roles
 from webapp.tasks.models import Split, Task
 
 EXAMPLES = "examples"
@@ -65,7 +65,7 @@ class Command(BaseCommand):
         task_row = Task.objects.filter(project=target, pk=task).first() if task else None
         if task and task_row is None:
             raise CommandError(f"No task #{task} in project #{project}.")
-        version = (RubricVersion.objects.select_related("rubric").filter(rubric__project=target, pk=rubric_version)
+        version = (rubric_versions_of_project(target).filter(pk=rubric_version)
                    .first() if rubric_version else None)
         if rubric_version and version is None:
             raise CommandError(f"No rubric version #{rubric_version} in project #{project}.")

@@ -2,7 +2,7 @@
 accepts it, which is the only moment anything is saved (a new rubric, and the checklists on the examples).
 
 Flow: rubric_draft_create (web) → workers.generation.draft_rubric (queue `rollout`, the LM call takes 10–60 s on a
-CPU) → rubric_draft_run → the draft page polls the job row → rubric_draft_accept.
+CPU) → rubric_draft_execute → the draft page polls the job row → rubric_draft_accept.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from training.rubrics.draft import DraftExample, draft_messages, parse_draft, sk
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
+from webapp.rubric_tools.preview import spec_from_json
 from webapp.rubrics.models import Rubric, RubricToolJob
-from webapp.rubrics.preview import spec_from_json, tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.services import rubric_create, rubric_spec_validate
 from webapp.tasks.models import Example, Task
 
@@ -70,10 +71,10 @@ def _draft_examples(job: RubricToolJob) -> list[DraftExample]:
             for e in job.params.get("examples", [])]
 
 
-def rubric_draft_run(*, job_id: int) -> None:
+def rubric_draft_execute(*, job_id: int) -> None:
     """Worker side: one LM call, then a parse that always ends in a valid spec (or a failed job with the reason)."""
     from training.generation import SamplingParams
-    from webapp.rollouts.generation import backend_config, backend_in_use
+    from webapp.rollouts.engines import backend_config, backend_in_use
 
     job = tool_job_claim(job_id=job_id, kind=RubricToolJob.Kind.DRAFT)
     if job is None:

@@ -3,7 +3,7 @@ gives the same rollouts back. The whole file goes in one transaction, and an err
 and Hugging Face datasets).
 
 Rows stream from the file into the database: COPY on PostgreSQL, batched inserts elsewhere. The other export kinds
-(SFT, preferences, reward-model, calibration, verifiers) come back in through `webapp.exports.import_kinds`, which
+(SFT, preferences, reward-model, calibration, verifiers) come back in through `webapp.exports.import_datasets`, which
 reads files with the readers below."""
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from django.utils import timezone
 from webapp.core import idempotency, safejson
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
-from webapp.exports import importers
+from webapp.exports import import_rollouts as importers
 from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.judging.models import CriterionScore, RolloutScore

@@ -1,5 +1,5 @@
 """Live preview ("try it"): programmatic criteria in the request, judge criteria through the preview job against a
-real local OpenAI-compatible server (training.judges.stub_server), errors from issue 5's "bad input" list."""
+real local OpenAI-compatible server (tests.support.judge_server), errors from issue 5's "bad input" list."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.rubrics import preview
+from webapp.rubric_tools import jobs, preview
 from webapp.rubrics.models import RubricToolJob
 
 pytestmark = pytest.mark.django_db
@@ -109,8 +109,8 @@ def test_judge_criteria_run_through_the_preview_job_with_rationales(setup):
         # Programmatic cells are already there; judge cells wait, totals too.
         assert [r["pending"] for r in waiting["cards"][0]["rows"]] == [False, False, True]
         assert waiting["cards"][0]["has_total"] is False
-        preview.rubric_preview_run(job_id=job.pk)
-        preview.rubric_preview_run(job_id=job.pk)  # a redelivered message does nothing
+        preview.rubric_preview_execute(job_id=job.pk)
+        preview.rubric_preview_execute(job_id=job.pk)  # a redelivered message does nothing
         assert server.stats["requests"] == 2
     job.refresh_from_db()
     assert job.status == JobStatus.SUCCEEDED
@@ -127,7 +127,7 @@ def test_a_judge_that_is_down_shows_the_reason_per_criterion(setup):
         endpoint = EndpointFactory(project=project, base_url=server.base_url)
         job = preview.rubric_preview_create(project=project, spec=WITH_JUDGE, rollout_ids=[right.pk],
                                             endpoint=endpoint, enqueue=False)
-        preview.rubric_preview_run(job_id=job.pk)
+        preview.rubric_preview_execute(job_id=job.pk)
     job.refresh_from_db()
     shown = preview.preview_rows(job)
     row = shown["cards"][0]["rows"][2]
@@ -238,7 +238,7 @@ def test_a_job_whose_worker_died_fails_after_the_timeout_instead_of_polling_fore
     endpoint = EndpointFactory(project=project)
     job = preview.rubric_preview_create(project=project, spec=version.spec, version=version, rollout_ids=[right.pk],
                                         endpoint=endpoint, enqueue=False)
-    preview.tool_job_claim(job_id=job.pk, kind=RubricToolJob.Kind.PREVIEW)  # a worker took it, then was killed
+    jobs.tool_job_claim(job_id=job.pk, kind=RubricToolJob.Kind.PREVIEW)  # a worker took it, then was killed
     page = reverse("rubrics:preview_job", args=[project.pk, job.pk])
     assert "hx-trigger" in editor_client.get(page, **HTMX).content.decode()  # still polling
     settings.RUBRICON_TOOL_JOB_TIMEOUT_S = 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import QueryDict
 
-from webapp.rubrics.forms import (
+from webapp.rubrics.editor import (
     apply_op,
     editor_blank,
     editor_from_json,

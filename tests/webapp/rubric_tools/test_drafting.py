@@ -9,10 +9,10 @@ import pytest
 from django.urls import reverse
 
 from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
-from webapp.rubrics import drafting
+from webapp.rubric_tools import drafting
 from webapp.rubrics.models import Rubric, RubricToolJob
 from webapp.tasks.models import Example
 
@@ -41,8 +41,8 @@ def run_draft(task, responder, **kwargs):
     with StubChatServer(responder) as server:
         endpoint = EndpointFactory(project=task.project, base_url=server.base_url, name="Stub drafter")
         job = drafting.rubric_draft_create(project=task.project, task=task, endpoint=endpoint, enqueue=False, **kwargs)
-        drafting.rubric_draft_run(job_id=job.pk)
-        drafting.rubric_draft_run(job_id=job.pk)  # a redelivered message does nothing
+        drafting.rubric_draft_execute(job_id=job.pk)
+        drafting.rubric_draft_execute(job_id=job.pk)  # a redelivered message does nothing
         bodies = list(server.bodies)
     job.refresh_from_db()
     return job, bodies
@@ -147,7 +147,7 @@ def test_draft_pages(client, make_member, task):
         assert response["Location"] == reverse("rubrics:draft_job", args=[project.pk, job.pk])
         waiting = client.get(response["Location"], HTTP_HX_REQUEST="true").content.decode()
         assert "hx-trigger" in waiting and "writing the draft" in waiting
-        drafting.rubric_draft_run(job_id=job.pk)
+        drafting.rubric_draft_execute(job_id=job.pk)
     job.refresh_from_db()
     html = client.get(response["Location"]).content.decode()
     assert "Accept and create rubric" in html and "correct_final_answer" in html and "hx-trigger" not in html

@@ -15,11 +15,11 @@ from tests.factories import (
     RubricVersionFactory,
     TaskFactory,
 )
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.rubrics import dryrun
+from webapp.rubric_tools import dryrun
 from webapp.rubrics.models import RubricToolJob
 
 pytestmark = pytest.mark.django_db
@@ -53,7 +53,7 @@ def make_version(task, *criteria, **options):
 def test_programmatic_rubric_needs_no_calls_and_finds_flat_groups(task):
     version = make_version(task, MATCH)
     job = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, enqueue=False)
-    dryrun.rubric_dry_run_run(job_id=job.pk)
+    dryrun.rubric_dry_run_execute(job_id=job.pk)
     job.refresh_from_db()
     r = job.result
     assert job.status == JobStatus.SUCCEEDED
@@ -72,7 +72,7 @@ def test_judge_rubric_times_real_calls_and_counts_tokens(task):
         endpoint = EndpointFactory(project=task.project, base_url=server.base_url, max_concurrency=4)
         job = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, endpoint=endpoint,
                                            groups=2, enqueue=False)
-        dryrun.rubric_dry_run_run(job_id=job.pk)
+        dryrun.rubric_dry_run_execute(job_id=job.pk)
         requests = server.stats["requests"]
     job.refresh_from_db()
     r = job.result
@@ -96,7 +96,7 @@ def test_group_relative_rubric_counts_one_call_per_group_and_reuses_stored_total
         endpoint = EndpointFactory(project=task.project, base_url=server.base_url)
         job = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, endpoint=endpoint,
                                            enqueue=False)
-        dryrun.rubric_dry_run_run(job_id=job.pk)
+        dryrun.rubric_dry_run_execute(job_id=job.pk)
         requests = server.stats["requests"]
     job.refresh_from_db()
     r = job.result
@@ -114,7 +114,7 @@ def test_stored_latencies_are_used_when_every_total_is_stored(task):
                                       judge_fingerprint="j", score=1.0, latency_ms=100 + i * 10)
     job = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, endpoint=endpoint,
                                        enqueue=False)
-    dryrun.rubric_dry_run_run(job_id=job.pk)
+    dryrun.rubric_dry_run_execute(job_id=job.pk)
     job.refresh_from_db()
     r = job.result
     assert r["scored_now"] == 0 and r["latency_source"] == "from 12 stored judge scores"
@@ -150,7 +150,7 @@ def test_dry_run_pages(client, make_member, task):
     job = RubricToolJob.objects.get()
     assert response["Location"] == reverse("rubrics:dryrun_job", args=[project.pk, job.pk])
     assert "hx-trigger" in client.get(response["Location"], HTTP_HX_REQUEST="true").content.decode()
-    dryrun.rubric_dry_run_run(job_id=job.pk)
+    dryrun.rubric_dry_run_execute(job_id=job.pk)
     html = client.get(response["Location"]).content.decode()
     assert "67 %" in html and "2 of 3 sampled groups" in html and "zero variance" in html
     assert "none: every criterion is programmatic" in html and "hx-trigger" not in html
@@ -172,7 +172,7 @@ def test_token_estimate_matches_a_real_judge_job_and_the_job_reuses_the_dry_runs
                                default_params={"max_tokens": 16})
     dry = dryrun.rubric_dry_run_create(project=task.project, version=version, task=task, endpoint=endpoint,
                                        groups=3, enqueue=False)
-    dryrun.rubric_dry_run_run(job_id=dry.pk)
+    dryrun.rubric_dry_run_execute(job_id=dry.pk)
     dry.refresh_from_db()
     estimate = dry.result
     assert dry.status == JobStatus.SUCCEEDED and estimate["token_source"] == "the endpoint's tokenizer"

@@ -8,7 +8,6 @@ trying a rubric never changes the scores a project has.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -16,7 +15,6 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from training.rubrics.engine import RubricEngine, aggregate, score_programmatic
@@ -25,10 +23,10 @@ from training.rubrics.types import CriterionResult
 from training.rubrics.types import Rollout as EngineRollout
 from webapp.core import safejson
 from webapp.core.errors import ApplicationError
-from webapp.core.jobs import job_expire_if_stale, job_fail, job_finish, job_start
 from webapp.core.models import JobStatus, Project
 from webapp.endpoints.models import ModelEndpoint
 from webapp.rollouts.models import Rollout
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.rubrics.services import rubric_spec_validate
 from webapp.tasks.models import Task
@@ -135,34 +133,7 @@ def rubric_preview_create(
     return job
 
 
-def tool_job_claim(*, job_id: int, kind: str) -> RubricToolJob | None:
-    """Move a pending job to running; None when another delivery already took it (or it was never pending)."""
-    if not RubricToolJob.objects.filter(pk=job_id, kind=kind).exists() or not job_start(
-            model=RubricToolJob, job_id=job_id):
-        return None
-    return RubricToolJob.objects.select_related("endpoint", "task", "rubric_version").get(pk=job_id)
-
-
-def tool_job_finish(*, job: RubricToolJob, result: dict[str, Any]) -> None:
-    job_finish(model=RubricToolJob, job_id=job.pk, status=JobStatus.SUCCEEDED, result=result)
-
-
-def tool_job_fail(*, job_id: int, error: str) -> None:
-    job_fail(model=RubricToolJob, job_id=job_id, error=error[:4000])
-
-
-def tool_job_run(run: Callable[..., None], *, job_id: int) -> None:
-    """Worker side of every tool job: a domain error is the job's message; anything else fails it, then re-raises."""
-    try:
-        run(job_id=job_id)
-    except ApplicationError as error:
-        tool_job_fail(job_id=job_id, error=error.message)
-    except Exception as error:
-        tool_job_fail(job_id=job_id, error=f"failed: {error!r}")
-        raise
-
-
-def rubric_preview_run(*, job_id: int) -> None:
+def rubric_preview_execute(*, job_id: int) -> None:
     """Worker side: score every item with the judge (programmatic criteria again, so the totals are one pass)."""
     from webapp.judging.judges import judge_for_endpoint
 
@@ -182,22 +153,6 @@ def rubric_preview_run(*, job_id: int) -> None:
         for score in scores
     ]
     tool_job_finish(job=job, result={"items": items, "judge_fingerprint": engine.judge_fingerprint})
-
-
-def tool_job_get(project: Project, job_id: int, kind: str) -> RubricToolJob:
-    job = get_object_or_404(
-        RubricToolJob.objects.select_related("rubric_version__rubric", "task", "endpoint"),
-        project=project, kind=kind, pk=job_id,
-    )
-    return tool_job_expire_if_stale(job)
-
-
-def tool_job_expire_if_stale(job: RubricToolJob) -> RubricToolJob:
-    """A job whose worker was killed stays pending/running; past the timeout it is failed so the page stops polling."""
-    timeout_s = settings.RUBRICON_TOOL_JOB_TIMEOUT_S
-    job_expire_if_stale(job, timeout_s=timeout_s, error=f"No result after {timeout_s / 60:g} minutes: the worker "
-                                                       "running this job stopped or no worker serves its queue. Try again.")
-    return job
 
 
 def preview_rows(job: RubricToolJob) -> dict[str, Any]:

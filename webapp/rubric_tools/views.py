@@ -1,11 +1,10 @@
 """Pages of the rubric tools: live preview ("try it"), AI-drafted rubrics and the dry run. Each tool starts a job
-(webapp.rubrics.preview / drafting / dryrun) and its page polls the job row with htmx."""
+(webapp.rubric_tools.preview / drafting / dryrun) and its page polls the job row with htmx."""
 
 from __future__ import annotations
 
 import json
 
-from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -15,10 +14,11 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.core.params import parse_id
 from webapp.core.permissions import Action, project_view
-from webapp.endpoints.models import ModelEndpoint
-from webapp.reviews.blind import scores_page
-from webapp.rubrics import drafting, dryrun, preview, selectors
-from webapp.rubrics.forms import parse_editor
+from webapp.core.visibility import scores_page
+from webapp.rubric_tools import drafting, dryrun, jobs, preview
+from webapp.rubric_tools.forms import DraftForm, DryRunForm, PreviewForm, endpoint_choices
+from webapp.rubrics import selectors
+from webapp.rubrics.editor import parse_editor
 from webapp.rubrics.models import RubricToolJob, RubricVersion
 from webapp.tasks.forms import form_error
 from webapp.tasks.models import Task
@@ -28,35 +28,6 @@ DRAFT = "rubrics/draft.html"
 DRY_RUN = "rubrics/dryrun.html"
 
 
-def _endpoints(project: Project):
-    return ModelEndpoint.objects.filter(project=project).order_by("name")
-
-
-def _tasks(project: Project):
-    return Task.objects.filter(project=project).order_by("name")
-
-
-class PreviewForm(forms.Form):
-    version = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    spec_json = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 10, "class": "mono"}),
-                                label="Spec (JSON)")
-    task = forms.IntegerField(required=False, widget=forms.HiddenInput)
-    rollouts = forms.TypedMultipleChoiceField(coerce=int, required=False, widget=forms.CheckboxSelectMultiple,
-                                              label="Rollouts")
-    completion = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 5}),
-                                 label="…or paste a completion")
-    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Prompt (optional)")
-    reference = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
-                                label="Reference answer (optional)")
-    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False, label="Judge endpoint",
-                                      help_text="Used for LM-judge criteria.")
-
-    def __init__(self, *args, project: Project, candidates=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["endpoint"].queryset = _endpoints(project)
-        self.fields["rollouts"].choices = [(r.pk, f"#{r.pk}") for r in candidates]
-
-
 def _preview_context(request: HttpRequest, project: Project, *, version: RubricVersion | None, spec_json: str = "",
                      task: Task | None = None, form: PreviewForm | None = None, job: RubricToolJob | None = None,
                      error: ApplicationError | None = None) -> dict:
@@ -64,7 +35,7 @@ def _preview_context(request: HttpRequest, project: Project, *, version: RubricV
     candidates = list(preview.preview_candidates(project, task))
     form = form or PreviewForm(project=project, candidates=candidates, initial={
         "version": version.pk if version else None, "spec_json": spec_json, "task": task.pk if task else None,
-        "endpoint": _endpoints(project).first()})
+        "endpoint": endpoint_choices(project).first()})
     spec = version.spec if version is not None else None
     has_judge = any(c.get("kind") == "judge" for c in (spec or {}).get("criteria", [])) if spec else True
     return {"version": version, "form": form, "candidates": candidates, "task": task, "job": job,
@@ -130,7 +101,7 @@ def preview_run(request: HttpRequest, project: Project) -> HttpResponse:
 @project_view(Action.VIEW)
 @scores_page
 def preview_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
-    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.PREVIEW)
+    job = jobs.tool_job_get(project, job_id, RubricToolJob.Kind.PREVIEW)
     context = {"job": job, "preview": preview.preview_rows(job), "version": job.rubric_version}
     if request.htmx:
         return render(request, f"{PREVIEW}#preview_result", context)
@@ -140,25 +111,10 @@ def preview_job(request: HttpRequest, project: Project, job_id: int) -> HttpResp
 # --- AI drafts ----------------------------------------------------------------------------------------------------
 
 
-class DraftForm(forms.Form):
-    task = forms.ModelChoiceField(queryset=Task.objects.none())
-    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), label="Model that drafts",
-                                      help_text="The bundled model works; a stronger endpoint drafts better.")
-    examples = forms.IntegerField(min_value=0, max_value=drafting.DRAFT_MAX_EXAMPLES, initial=3,
-                                  label="Examples shown to the model")
-    max_tokens = forms.IntegerField(min_value=32, max_value=4096, initial=drafting.DRAFT_DEFAULT_MAX_TOKENS,
-                                    label="Max tokens of the draft")
-
-    def __init__(self, *args, project: Project, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["task"].queryset = _tasks(project)
-        self.fields["endpoint"].queryset = _endpoints(project)
-
-
 @require_http_methods(["GET", "POST"])
 @project_view(Action.EDIT)
 def draft_start(request: HttpRequest, project: Project) -> HttpResponse:
-    initial = {"task": parse_id(request.GET.get("task"), field="task"), "endpoint": _endpoints(project).first()}
+    initial = {"task": parse_id(request.GET.get("task"), field="task"), "endpoint": endpoint_choices(project).first()}
     form = DraftForm(request.POST or None, project=project, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -185,7 +141,7 @@ def _draft_context(job: RubricToolJob, *, name: str = "", spec_json: str | None 
 @require_GET
 @project_view(Action.VIEW)
 def draft_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
-    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
+    job = jobs.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
     context = _draft_context(job)
     if request.htmx:
         return render(request, "rubrics/draft_job.html#draft_status", context)
@@ -195,7 +151,7 @@ def draft_job(request: HttpRequest, project: Project, job_id: int) -> HttpRespon
 @require_POST
 @project_view(Action.EDIT)
 def draft_accept(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
-    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
+    job = jobs.tool_job_get(project, job_id, RubricToolJob.Kind.DRAFT)
     checklists = {parse_id(k.removeprefix("checklist_"), field=k): v for k, v in request.POST.items()
                   if k.startswith("checklist_")}
     name, spec_json = request.POST.get("name", ""), request.POST.get("spec_json", "")
@@ -212,23 +168,11 @@ def draft_accept(request: HttpRequest, project: Project, job_id: int) -> HttpRes
 # --- dry run ------------------------------------------------------------------------------------------------------
 
 
-class DryRunForm(forms.Form):
-    task = forms.ModelChoiceField(queryset=Task.objects.none(), help_text="Whose rollouts would be judged.")
-    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), required=False, label="Judge endpoint")
-    groups = forms.IntegerField(min_value=1, max_value=dryrun.DRY_RUN_MAX_GROUPS, initial=dryrun.DRY_RUN_DEFAULT_GROUPS,
-                                label="Groups to sample")
-
-    def __init__(self, *args, project: Project, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["task"].queryset = _tasks(project)
-        self.fields["endpoint"].queryset = _endpoints(project)
-
-
 @require_http_methods(["GET", "POST"])
 @project_view(Action.EDIT)
 def dryrun_start(request: HttpRequest, project: Project, version_id: int) -> HttpResponse:
     version = selectors.rubric_version_get(project, version_id)
-    initial = {"task": version.rubric.task_id, "endpoint": _endpoints(project).first()}
+    initial = {"task": version.rubric.task_id, "endpoint": endpoint_choices(project).first()}
     form = DryRunForm(request.POST or None, project=project, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -245,7 +189,7 @@ def dryrun_start(request: HttpRequest, project: Project, version_id: int) -> Htt
 @project_view(Action.VIEW)
 @scores_page
 def dryrun_job(request: HttpRequest, project: Project, job_id: int) -> HttpResponse:
-    job = preview.tool_job_get(project, job_id, RubricToolJob.Kind.DRY_RUN)
+    job = jobs.tool_job_get(project, job_id, RubricToolJob.Kind.DRY_RUN)
     context = {"job": job, "version": job.rubric_version, "r": job.result}
     if request.htmx:
         return render(request, "rubrics/dryrun_job.html#dryrun_status", context)

@@ -9,7 +9,7 @@ JSON and truncated bodies per request, and the benchmark uses its concurrency ca
 
     responder(body: dict, index: int) -> Reply | str     # a str is the assistant message content
 
-    python -m training.judges.stub_server --latency 0.05 --max-concurrent 32 --fault-rate 0.2   # prints its URL
+    python -m tests.support.judge_server --latency 0.05 --max-concurrent 32 --fault-rate 0.2   # prints its URL
 
 Without a responder it answers judge prompts: a `response_format` JSON Schema from `training.rubrics.prompts` gets
 the best label (or the scale's middle) for every criterion and rollout, so benchmarks exercise real parsing.

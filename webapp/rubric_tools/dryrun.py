@@ -1,7 +1,7 @@
 """Dry run before a big judge job: for a rubric version and a task, estimate judge calls, tokens and time from a
 small sample of groups, and the share of groups whose rewards have zero variance (they teach GRPO nothing).
 
-Flow: rubric_dry_run_create (web) → workers.judging.rubric_dry_run (queue `judge`) → rubric_dry_run_run: sample up
+Flow: rubric_dry_run_create (web) → workers.judging.rubric_dry_run (queue `judge`) → rubric_dry_run_execute: sample up
 to `groups` groups (rollouts of one example in one generation job share a group key), reuse stored totals of this
 version, score the rest for real (judge calls are timed), render the judge prompts of the sample to count tokens
 (the endpoint's tokenizer for local models, else characters / 4). Writes nothing but the job row.
@@ -27,8 +27,8 @@ from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.rollouts.models import Rollout
+from webapp.rubric_tools.jobs import tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.models import RubricToolJob, RubricVersion
-from webapp.rubrics.preview import tool_job_claim, tool_job_fail, tool_job_finish
 from webapp.rubrics.services import rubric_spec_validate
 from webapp.tasks.models import Task
 
@@ -123,7 +123,7 @@ def _prompt_tokens(spec: RubricSpec, groups: dict[str, list[EngineRollout]], cou
     return sizes
 
 
-def rubric_dry_run_run(*, job_id: int) -> None:
+def rubric_dry_run_execute(*, job_id: int) -> None:
     from webapp.judging.judges import judge_for_endpoint
     from webapp.judging.services import engine_rollout
 
