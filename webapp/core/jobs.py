@@ -173,7 +173,7 @@ def _move(model: JobModel, job_id: int, target: str, **fields: Any) -> bool:
     """One conditional UPDATE: the row moves to `target` only from a status allowed to reach it."""
     if target in JobStatus.finished():
         fields.setdefault("finished_at", timezone.now())
-    return bool(model.objects.filter(pk=job_id, status__in=_sources(target)).update(status=target, **fields))
+    return bool(model._default_manager.filter(pk=job_id, status__in=_sources(target)).update(status=target, **fields))
 
 
 def job_start(*, model: JobModel, job_id: int, **fields: Any) -> bool:
@@ -191,7 +191,7 @@ def job_progress(*, model: JobModel, job_id: int, done: int = 0, failed: int = 0
         update["done"] = F("done") + done
     if failed:
         update["failed_count"] = F("failed_count") + failed
-    running = model.objects.filter(pk=job_id, status=JobStatus.RUNNING)
+    running = model._default_manager.filter(pk=job_id, status=JobStatus.RUNNING)
     return bool(running.update(**update)) if update else running.exists()
 
 
@@ -203,7 +203,7 @@ def job_spend(*, model: JobModel, job_id: int, calls: int = 0, cache_hits: int =
         ("calls_made", calls), ("cache_hits", cache_hits), ("prompt_tokens", prompt_tokens),
         ("completion_tokens", completion_tokens), ("cost_usd", cost_usd)) if value}
     if update:
-        model.objects.filter(pk=job_id).update(**update)
+        model._default_manager.filter(pk=job_id).update(**update)
 
 
 def job_finish(*, model: JobModel, job_id: int, status: str | None = None, error: str = "", **fields: Any) -> bool:
@@ -211,7 +211,7 @@ def job_finish(*, model: JobModel, job_id: int, status: str | None = None, error
     (each keeps its reason), otherwise "succeeded" — with its failed items counted, which job_outcome shows. A kind
     whose end is decided elsewhere (a training process's exit) passes `status`; the machine still checks it."""
     if status is None:
-        counts = model.objects.filter(pk=job_id, status=JobStatus.RUNNING).values("done", "failed_count").first()
+        counts = model._default_manager.filter(pk=job_id, status=JobStatus.RUNNING).values("done", "failed_count").first()
         if counts is None:
             return False
         done = fields.get("done", counts["done"])
@@ -238,10 +238,10 @@ def job_cancel(*, model: JobModel, job_id: int, wait_for_worker: bool = False) -
     now = timezone.now()
     if not wait_for_worker:
         return _move(model, job_id, JobStatus.CANCELLED, cancel_requested_at=now)
-    if model.objects.filter(pk=job_id, status=JobStatus.PENDING).update(
+    if model._default_manager.filter(pk=job_id, status=JobStatus.PENDING).update(
             status=JobStatus.CANCELLED, cancel_requested_at=now, finished_at=now):
         return True
-    return bool(model.objects.filter(pk=job_id, status=JobStatus.RUNNING, cancel_requested_at__isnull=True)
+    return bool(model._default_manager.filter(pk=job_id, status=JobStatus.RUNNING, cancel_requested_at__isnull=True)
                 .update(cancel_requested_at=now))
 
 
@@ -348,7 +348,7 @@ def job_chunk_claim(*, kind: str, job_id: int, index: int) -> ChunkLease | None:
             leased_by=token, lease_expires_at=_lease_until(), attempts=F("attempts") + 1, progress=0,
             progress_failed=0)
         if chunk["progress"] or chunk["progress_failed"]:
-            _chunk_job_model(kind).objects.filter(pk=job_id).update(
+            _chunk_job_model(kind)._default_manager.filter(pk=job_id).update(
                 done=F("done") - chunk["progress"], failed_count=F("failed_count") - chunk["progress_failed"])
     return ChunkLease(pk=chunk["pk"], token=token, item_ids=list(chunk["item_ids"]), kind=kind, job_id=job_id)
 
@@ -373,7 +373,7 @@ def job_chunk_progress(*, lease: ChunkLease, done: int, failed: int = 0) -> bool
         if not JobChunk.objects.filter(pk=lease.pk, leased_by=lease.token, done=False).update(
                 progress=F("progress") + done, progress_failed=F("progress_failed") + failed):
             return False
-        _chunk_job_model(lease.kind).objects.filter(pk=lease.job_id).update(
+        _chunk_job_model(lease.kind)._default_manager.filter(pk=lease.job_id).update(
             done=F("done") + done, failed_count=F("failed_count") + failed)
     return True
 
@@ -491,7 +491,7 @@ def job_chunk_claim_done(*, lease: ChunkLease, done: int = 0, failed: int = 0) -
     chunk.save(update_fields=["done", "error", "leased_by", "lease_expires_at", "progress", "progress_failed",
                               "updated_at"])
     if (more or more_failed) and lease.kind:
-        _chunk_job_model(lease.kind).objects.filter(pk=lease.job_id).update(
+        _chunk_job_model(lease.kind)._default_manager.filter(pk=lease.job_id).update(
             done=F("done") + more, failed_count=F("failed_count") + more_failed)
     return True
 

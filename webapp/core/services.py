@@ -76,7 +76,7 @@ def worker_heartbeat_record(*, hostname: str, queue: str, at: dt.datetime | None
     return heartbeat
 
 
-def worker_heartbeat_beat(*, hostname: str, queues: list[str], running: list[dict], started_at: dt.datetime) -> None:
+def worker_heartbeat_beat(*, hostname: str, queues: list[str], running: list[dict[str, Any]], started_at: dt.datetime) -> None:
     """The periodic beat of a worker: one row per queue it consumes, with what it runs now; rows of queues it no
     longer consumes go."""
     now = timezone.now()

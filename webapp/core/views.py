@@ -79,5 +79,5 @@ def workers(request: HttpRequest) -> HttpResponse:
     """Every worker, its queues, last beat and what it runs (any signed-in user: workers are shared by all projects;
     a job is named and linked only for members of its project). htmx polls the table."""
     context = {"workers": selectors.workers_health(request.user), "stale_after_s": selectors.worker_stale_after_s()}
-    template = "core/_workers_table.html" if request.htmx else "core/workers.html"
+    template = "core/_workers_table.html" if request.headers.get("HX-Request") == "true" else "core/workers.html"
     return render(request, template, context)

@@ -346,8 +346,9 @@ def endpoint_check_run(*, check_id: int) -> None:
 def endpoint_check_expire_if_stale(check: EndpointCheck) -> EndpointCheck:
     """A check whose worker was killed stays pending/running; past the timeout it fails so the page stops polling."""
     timeout_s = settings.RUBRICON_TOOL_JOB_TIMEOUT_S
-    return job_expire_if_stale(check, timeout_s=timeout_s, error=f"No answer after {timeout_s / 60:g} minutes: no "
+    job_expire_if_stale(check, timeout_s=timeout_s, error=f"No answer after {timeout_s / 60:g} minutes: no "
                                "worker serves the rollout queue, or the one running the check stopped.")
+    return check
 
 
 def endpoint_check_fail(*, check_id: int, error: str) -> None:

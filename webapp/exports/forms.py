@@ -99,8 +99,8 @@ class HubPushForm(forms.Form):
 
     def __init__(self, *args, exports: list, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["export"].choices = [(e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.done} rows)")
-                                         for e in exports]
+        self.fields["export"].choices = [  # type: ignore[attr-defined]  # a ChoiceField
+            (e.pk, f"#{e.pk} {e.get_kind_display()} ({e.format}, {e.done} rows)") for e in exports]
 
 
 class ReasoningGymForm(forms.Form):
@@ -121,7 +121,7 @@ class ReasoningGymForm(forms.Form):
 
     def __init__(self, *args, datasets: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["dataset"].choices = [(name, name) for name in datasets]
+        self.fields["dataset"].choices = [(name, name) for name in datasets]  # type: ignore[attr-defined]
 
 
 class VerifiersTaskForm(forms.Form):

@@ -165,7 +165,8 @@ def dataset_card(export: Export, staged: Staged, *, repo_id: str) -> str:
         "## Task",
         "",
     ]
-    task = Task.objects.filter(project=project, pk=filters.get("task")).first() if filters.get("task") else None
+    task_id = filters.get("task")
+    task = Task.objects.filter(project=project, pk=task_id).first() if task_id else None
     if task is not None:
         lines += [f"**{_md(task.name)}**", ""]
         if task.instructions:

@@ -78,6 +78,8 @@ def verifiers_rollouts(job: GenerationJob, examples: list[Example]) -> list[Roll
     config = dict(task.environment_config or {})
     task_services.verifiers_config_check(config)  # again: the operator's list may have changed
     endpoint = job.endpoint
+    if endpoint is None:
+        raise ApplicationError("The endpoint of this job was deleted; start a new job with another.", field="endpoint")
     if endpoint.kind != EndpointKind.OPENAI:
         raise ApplicationError(
             "verifiers environments talk to the model over HTTP: choose an OpenAI-compatible endpoint (e.g. the "

@@ -155,15 +155,16 @@ class _SpendRecorder:
     def __init__(self, job_id: int, flush_s: float = 0.05) -> None:
         self.job_id = job_id
         self.flush_s = flush_s
-        self.pending = [0, 0, 0, Decimal(0)]  # calls, prompt tokens, completion tokens, cost
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self.cost = Decimal(0)
         self.flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, completion: JudgeCompletion | None) -> None:
-        self.pending[0] += 1
+        self.calls += 1
         if completion is not None:
-            self.pending[1] += completion.prompt_tokens or 0
-            self.pending[2] += completion.completion_tokens or 0
-            self.pending[3] += Decimal(str(round(completion.cost_usd or 0.0, 6)))
+            self.prompt_tokens += completion.prompt_tokens or 0
+            self.completion_tokens += completion.completion_tokens or 0
+            self.cost += Decimal(str(round(completion.cost_usd or 0.0, 6)))
         if self.flusher is None or self.flusher.done():
             self.flusher = asyncio.get_running_loop().create_task(self._flush_later())
 
@@ -172,10 +173,11 @@ class _SpendRecorder:
         await self._write()
 
     async def _write(self) -> None:
-        calls, prompt, completion, cost = self.pending
+        calls, prompt, completion, cost = self.calls, self.prompt_tokens, self.completion_tokens, self.cost
         if not calls:
             return
-        self.pending = [0, 0, 0, Decimal(0)]
+        self.calls = self.prompt_tokens = self.completion_tokens = 0
+        self.cost = Decimal(0)
         await sync_to_async(job_spend)(
             model=JudgeJob, job_id=self.job_id, calls=calls, prompt_tokens=prompt, completion_tokens=completion,
             cost_usd=cost,
@@ -195,12 +197,12 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
         judge.on_call = recorder
     cache = getattr(judge, "cache", None)
 
-    async def score(items: list[EngineRollout], on_scored: Callable[[EngineScore], None]) -> list[EngineScore]:
+    async def score_all(items: list[EngineRollout], on_scored: Callable[[EngineScore], None]) -> list[EngineScore]:
         try:
             return await engine.ascore_many(items, on_scored=on_scored)
         finally:  # what was paid for is booked and cached before the chunk commits (or fails)
             await recorder.flush()
-            if hasattr(cache, "flush"):
+            if cache is not None and hasattr(cache, "flush"):
                 await cache.flush()
 
     started = time.perf_counter()
@@ -212,7 +214,7 @@ def _judge_chunk_write(job: JudgeJob, lease: ChunkLease) -> int:
         if failed_rollouts := len(rollouts) - len(scorable):
             progress.add(failed_rollouts, failed=failed_rollouts)
         if scorable:
-            results = async_to_sync(score)(
+            results = async_to_sync(score_all)(
                 [engine_rollout(r) for r in scorable],
                 lambda score: progress.add(1, failed=int(score.total is None)),
             )
@@ -270,7 +272,7 @@ def _finish_if_complete(job_id: int) -> None:
         judge_job_scored.send(sender=JudgeJob, judge_job_id=job_id)
 
 
-def judge_job_retry(*, job: JudgeJob, created_by=None) -> JudgeJob:
+def judge_job_retry(*, job: JudgeJob, created_by: Any = None) -> JudgeJob:
     """Run a finished job again: a new job with the same rubric version, judge and filters, over the rollouts that
     match them now (answers already in the judge cache are not paid for twice)."""
     if not job.is_finished:

@@ -182,7 +182,8 @@ def follow_run(
     totals = _totals(candidates.filter(step__gt=after_step), version)
     steps: dict[int, list[int]] = defaultdict(list)
     for rollout_id, step in rows:
-        steps[int(step)].append(rollout_id)
+        if step is not None:
+            steps[int(step)].append(rollout_id)
     picked: Picked = []
     for step in sorted(steps):
         take = min(per_step, len(steps[step]), budget - len(picked))

@@ -133,8 +133,9 @@ def follow_per_step(*, cap: int, max_steps: Any) -> int:
     return max(1, math.ceil(cap / steps)) if steps > 0 else 1
 
 
-def _run_to_follow(project: Project, selection: dict, mode: str) -> Any:
-    from webapp.runs.models import TrainingRun
+def _run_to_follow(project: Project, selection: dict[str, Any], mode: str) -> Any:
+    # runs sits above reviews in the app order: the run model is reached through the queue's relation to it.
+    TrainingRun: Any = ReviewQueue._meta.get_field("follow_run").related_model  # noqa: N806
 
     if mode != ReviewMode.CRITERIA:
         raise ApplicationError("A queue following a run labels criteria; pairwise mode is not available.",

@@ -147,7 +147,8 @@ def run_watch(run: Any) -> RunWatch:
     human: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     flags: dict[int, tuple[list[str], list[str]]] = {}
     for rollout_id, key, value, hacking, comment, username in labels:
-        human[rollout_id][key].append(float(value))
+        if value is not None:
+            human[rollout_id][key].append(float(value))
         if hacking:
             who, notes = flags.setdefault(rollout_id, ([], []))
             if username not in who:
@@ -168,8 +169,8 @@ def run_watch(run: Any) -> RunWatch:
 
     by_step: dict[int, list[int]] = defaultdict(list)
     for rollout_id in labelled_ids:
-        if steps_of.get(rollout_id) is not None:
-            by_step[int(steps_of[rollout_id])].append(rollout_id)
+        if (step := steps_of.get(rollout_id)) is not None:
+            by_step[int(step)].append(rollout_id)
     step_numbers = sorted({int(s) for s in per_step if s is not None} | set(by_step))
     points = []
     for step in step_numbers:

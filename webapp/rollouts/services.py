@@ -189,7 +189,7 @@ def generation_rows_write(job: GenerationJob, lease: ChunkLease, rows: list[Roll
     return len(rows)
 
 
-def generation_job_retry(*, job: GenerationJob, created_by=None) -> GenerationJob:
+def generation_job_retry(*, job: GenerationJob, created_by: Any = None) -> GenerationJob:
     """Run a finished job again: a new job with the same task, split, model and sampling (a finished job never
     runs again, so its history stays as it was)."""
     if not job.is_finished:

@@ -100,7 +100,7 @@ def is_verifiers_task(task: Task) -> bool:
     return task.kind == TaskKind.ENVIRONMENT and task.environment == "verifiers"
 
 
-def verifiers_config_check(config: dict) -> None:
+def verifiers_config_check(config: dict[str, Any]) -> None:
     """A verifiers-backed task: {"taskset": {"id": ..., <taskset options>}, "harness": {"id": ...}, "max_turns": n};
     the taskset and harness must be plugins the operator allows (RUBRICON_VERIFIERS_PLUGINS)."""
     from training.generation.verifiers_env import DEFAULT_HARNESS, plugin_allowed

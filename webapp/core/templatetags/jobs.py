@@ -67,7 +67,7 @@ def job_progress(context: template.Context, job: Job, *, cancel_url: str = "", c
     view = job_progress_view(job)
     metered = isinstance(job, MeteredJob)
     tokens_per_s = None
-    if metered and view.elapsed_s and job.completion_tokens:
+    if isinstance(job, MeteredJob) and view.elapsed_s and job.completion_tokens:
         tokens_per_s = job.completion_tokens / view.elapsed_s
     return {
         "job": job, "p": view, "metered": metered, "tokens_per_s": tokens_per_s,
