@@ -58,8 +58,8 @@ def compare(request: HttpRequest, project: Project) -> HttpResponse:
     ids = {name: _id_or_none(params, name) for name in SIDE_PARAMS}
     if ids["b_job"] is None and ids["a_job"] is not None:
         ids["b_job"] = ids["a_job"]  # one job, two versions or two judges
-    if ids["b_version"] is None and ids["b_judge"] is None:
-        ids["b_version"] = ids["a_version"]
+    if ids["b_version"] is None and ids["b_judge"] is None:  # B scored as A unless told otherwise
+        ids["b_version"], ids["b_judge"] = ids["a_version"], ids["a_judge"]
     filters, errors = _filters(params)
     status = 200
     context: dict = {"ids": ids, "filters": filters, "errors": errors, "sorts": selectors.SORTS,

@@ -11,7 +11,13 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.factories import ExampleFactory, GenerationJobFactory, RolloutFactory, RubricVersionFactory, TaskFactory
+from tests.factories import (
+    ExampleFactory,
+    GenerationJobFactory,
+    RolloutFactory,
+    RubricVersionFactory,
+    TaskFactory,
+)
 from webapp.compare import selectors
 from webapp.core.models import Role
 from webapp.judging.models import JudgeJob, RolloutScore
