@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.models import Project
@@ -32,9 +32,7 @@ def label_page_context(request: HttpRequest, queue: ReviewQueue, item: ReviewIte
                              if rid in rollouts]
         context["ranking"] = ranking
         context["rank_choices"] = range(1, len(context["ranked"]) + 1)
-    elif queue.mode == ReviewMode.CRITERIA:
-        context["gold"] = GoldResponse.objects.filter(rollout_id=item.rollout_id, annotator=request.user).first()
-    return context
+    return context  # the gold panel loads when opened: the labeling page's queries stay as they were
 
 
 @require_POST
@@ -57,12 +55,18 @@ def _reserved(request: HttpRequest, queue: ReviewQueue, item_id: int) -> ReviewI
     return item
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @project_view(Action.LABEL)
 def item_gold(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
-    """Save the annotator's corrected response (htmx: answers the panel; an empty text deletes it)."""
+    """The annotator's corrected response: GET answers the panel (loaded when opened), POST saves it (an empty text
+    deletes it) and answers the panel."""
     queue = selectors.queue_get(project, queue_id)
     item = _reserved(request, queue, item_id)
+    if request.method == "GET":
+        rollout = Rollout.objects.only("pk", "completion").get(pk=item.rollout_id)
+        gold = GoldResponse.objects.filter(rollout_id=item.rollout_id, annotator=request.user).first()
+        return render(request, GOLD_PANEL, {"queue": queue, "item": item, "rollout": rollout, "gold": gold,
+                                            "loaded": True})
     status, error, conflict = 200, "", None
     row_version = parse_int(request.POST.get("gold_row_version"), field="gold_row_version", default=0, minimum=0) or 0
     rollout_id = parse_id(request.POST.get("rollout"), field="rollout") or item.rollout_id
@@ -81,7 +85,7 @@ def item_gold(request: HttpRequest, project: Project, queue_id: int, item_id: in
             messages.error(request, error)
         return redirect("reviews:item", project.pk, queue.pk, item.pk)
     rollout = Rollout.objects.only("pk", "completion").get(pk=rollout_id)
-    context = {"queue": queue, "item": item, "rollout": rollout, "gold": gold, "gold_error": error,
+    context = {"queue": queue, "item": item, "rollout": rollout, "gold": gold, "gold_error": error, "loaded": True,
                "gold_conflict": conflict, "gold_saved": status == 200, "gold_text": text if status != 200 else None}
     return render(request, GOLD_PANEL, context, status=status)
 

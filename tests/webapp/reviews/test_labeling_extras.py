@@ -70,6 +70,8 @@ def test_gold_response_saved_versioned_and_exported_as_sft(client, review_setup)
     assert "Corrected (gold) response" in page
     gold_url = reverse("reviews:gold", args=[s["project"].pk, queue.pk, item.pk])
     headers = {"HX-Request": "true"}
+    panel = client.get(gold_url, headers=headers).content.decode()  # loaded when the panel is opened
+    assert 'name="gold"' in panel and "&lt;script&gt;alert(1)&lt;/script&gt;" in panel  # starts from the completion
     response = client.post(gold_url, {"gold": "<answer>42</answer> <script>x</script>", "gold_row_version": 0},
                            headers=headers)
     assert response.status_code == 200 and "Saved · v1" in response.content.decode()
