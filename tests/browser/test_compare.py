@@ -4,7 +4,10 @@ answer it; rank a group; write a gold response. Any console error fails the test
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 
 from tests.browser.test_review import console_errors
 from tests.browser.test_tasks import screenshot
@@ -12,6 +15,7 @@ from tests.factories import ExampleFactory, GenerationJobFactory, RolloutFactory
 from tests.webapp.reviews.conftest import build_review_setup
 from webapp.core.models import Role
 from webapp.judging.models import RolloutScore
+from webapp.judging.services import judge_chunk_run, judge_job_create, judge_job_plan
 from webapp.reviews import services
 from webapp.reviews.models import GoldResponse, PairwiseLabel, RankingLabel, ReviewMode
 
@@ -26,7 +30,8 @@ BASE, TUNED = "SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct GRPO step 40"
 
 
 def arithmetic_world(make_member):
-    """A base model and a GRPO checkpoint answering the same twelve sums; the checkpoint learned the answer tag."""
+    """A base model and a GRPO checkpoint answering the same twelve sums, each scored by a real (programmatic) judge
+    job of the rubric: the checkpoint learned the answer tag, and regressed on one sum."""
     editor, project = make_member(Role.EDITOR)
     project.name = "Arithmetic GRPO"
     project.save(update_fields=["name"])
@@ -36,21 +41,34 @@ def arithmetic_world(make_member):
     tuned = GenerationJobFactory(project=project, task=task, model_name=TUNED)
     for i in range(12):
         a, b = 17 + 7 * i, 25 + 3 * i
+        right, wrong = a + b, a + b + 1 + i % 3
         example = ExampleFactory(task=task, prompt=f"What is {a} + {b}? Answer inside <answer></answer>.",
-                                 answer=str(a + b), external_id=f"sum-{i + 1:02d}", split="eval" if i % 3 else "train")
-        wrong = a + b + (i % 4) - 1
-        base_text = (f"Let me add {a} and {b}. The answer is {wrong}." if i % 2
-                     else f"{a} + {b} = {a + b}, so <answer>{a + b}</answer>")
-        tuned_text = f"{a} + {b}: {a} + {b - b % 10} = {a + b - b % 10}, plus {b % 10} is {a + b}. <answer>{a + b}</answer>"
+                                 answer=str(right), external_id=f"sum-{i + 1:02d}", split="eval" if i % 3 else "train")
+        base_text = {0: f"{a} + {b} = {right}, so <answer>{right}</answer>",
+                     1: f"Adding the tens and the ones: <answer>{wrong}</answer>",
+                     2: f"{a} + {b} = {right}, so <answer>{right}</answer>",
+                     3: f"Let me add {a} and {b}. The answer is {right}."}[i % 4]
+        tuned_text = f"{a} + {b - b % 10} = {a + b - b % 10}, plus {b % 10} is {right}. <answer>{right}</answer>"
         if i == 4:  # the checkpoint regressed here
             tuned_text = f"<answer>{wrong}</answer>"
-        base_score = 1.0 if i % 2 == 0 else (0.0 if wrong != a + b else 0.67)
-        tuned_score = 1.0 if i != 4 else 0.33
-        for job, text, score in ((base, base_text, base_score), (tuned, tuned_text, tuned_score)):
-            rollout = RolloutFactory(project=project, task=task, example=example, job=job, completion=text,
-                                     model_name=job.model_name, group_key=f"{job.pk}-{i}")
-            RolloutScore.objects.create(rollout=rollout, rubric_version=version, judge_fingerprint="programmatic",
-                                        total=score)
+        for job, text in ((base, base_text), (tuned, tuned_text)):
+            RolloutFactory(project=project, task=task, example=example, job=job, completion=text,
+                           model_name=job.model_name, group_key=f"{job.pk}-{i}")
+
+    def judge_both() -> None:  # in a thread of its own: Playwright's event loop owns this one
+        try:
+            for job in (base, tuned):
+                judge = judge_job_create(project=project, rubric_version=version, selection={"job": job.pk},
+                                         enqueue=False)
+                for index in judge_job_plan(job_id=judge.pk):
+                    judge_chunk_run(job_id=judge.pk, index=index)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=judge_both)
+    worker.start()
+    worker.join()
+    assert RolloutScore.objects.filter(rubric_version=version, total__isnull=False).count() == 24
     return {"editor": editor, "project": project, "version": version, "base": base, "tuned": tuned}
 
 
@@ -76,6 +94,7 @@ def test_compare_base_and_checkpoint_sort_by_difference_and_label_a_pair(page, l
     with page.expect_response(lambda r: "sort=diff" in r.url):
         page.select_option("select[name=sort]", "diff")
     page.wait_for_function("document.querySelector('tr.compare-row td.diff').textContent.trim() === '1.000'")
+    assert page.locator("tr.compare-row td.diff").last.inner_text().startswith("-")
     diffs = [float(t) for t in page.locator("tr.compare-row td.diff").all_inner_texts() if t.strip() != "—"]
     assert diffs == sorted(diffs, reverse=True) and diffs[-1] < 0
     assert "sort=diff" in page.url
