@@ -11,7 +11,13 @@ from django.db import connection
 
 from tests.browser.test_review import console_errors
 from tests.browser.test_tasks import screenshot
-from tests.factories import ExampleFactory, GenerationJobFactory, RolloutFactory, RubricVersionFactory, TaskFactory
+from tests.factories import (
+    ExampleFactory,
+    GenerationJobFactory,
+    RolloutFactory,
+    RubricVersionFactory,
+    TaskFactory,
+)
 from tests.webapp.reviews.conftest import build_review_setup
 from webapp.core.models import Role
 from webapp.judging.models import RolloutScore

@@ -4,7 +4,6 @@ responses of a group best to worst (every pair the ranking implies is a preferen
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -20,31 +19,31 @@ from webapp.reviews.models import (
     ReviewMode,
     ReviewQueue,
 )
-from webapp.rollouts.models import Rollout
-from webapp.rubrics.models import RubricVersion
+from webapp.reviews.services import _assignment_finish, _check_may_work
 
 MAX_GUIDELINES = 50_000
 MAX_GOLD = 100_000
-MAX_RANKED = 8  # a group larger than this is ranked on its first MAX_RANKED rollouts
+
+
+def _storable(text: str, field: str) -> str:
+    """The text as Postgres can store it, or a clear refusal (NUL characters, lone surrogates)."""
+    if "\x00" in text:
+        raise ApplicationError("The text contains a NUL character (\\u0000), which cannot be stored.", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApplicationError("The text contains an invalid character (a lone surrogate), which cannot be stored.",
+                               field=field) from None
+    return text
 
 
 # --- guidelines ------------------------------------------------------------------------------------------------------
 
 
-def guidelines_inherited(rubric_version: RubricVersion) -> tuple[str, RubricVersion | None]:
-    """The newest guidelines written for this rubric (any of its versions): a new queue starts from them."""
-    queue = (ReviewQueue.objects.filter(rubric_version__rubric_id=rubric_version.rubric_id)
-             .exclude(guidelines="").select_related("guidelines_rubric_version")
-             .order_by("-guidelines_updated_at", "-id").first())
-    if queue is None:
-        return "", None
-    return queue.guidelines, queue.guidelines_rubric_version or queue.rubric_version
-
-
 @transaction.atomic
 def guidelines_save(*, queue: ReviewQueue, text: str, user: Any) -> ReviewQueue:
     """Replace the queue's guidelines; they are marked as written for the queue's rubric version."""
-    text = text.replace("\r\n", "\n").strip()
+    text = _storable(text.replace("\r\n", "\n").strip(), "guidelines")
     if len(text) > MAX_GUIDELINES:
         raise ApplicationError(f"Guidelines hold at most {MAX_GUIDELINES:,} characters; got {len(text):,}.",
                                field="guidelines")
@@ -65,7 +64,7 @@ def gold_save(*, item: ReviewItem, rollout_id: int, annotator: Any, text: str, r
     the item. A stale row_version is refused with ConflictError (409) carrying the saved text."""
     if rollout_id not in item_rollout_ids(item):
         raise ApplicationError("That rollout is not part of this item.", status=404)
-    text = text.replace("\r\n", "\n")
+    text = _storable(text.replace("\r\n", "\n"), "gold")
     if len(text) > MAX_GOLD:
         raise ApplicationError(f"A gold response holds at most {MAX_GOLD:,} characters.", field="gold")
     key = {"rollout_id": rollout_id, "annotator": annotator}
@@ -108,26 +107,6 @@ def item_rollout_ids(item: ReviewItem) -> list[int]:
 # --- ranking ---------------------------------------------------------------------------------------------------------
 
 
-def ranking_groups(*, project_id: int, rollout_ids: list[int]) -> list[tuple[int, list[int]]]:
-    """For a ranking queue: one item per group among the picked rollouts, in the order picked, holding up to
-    MAX_RANKED rollouts of the group (the picked one first); groups of one rollout have nothing to rank."""
-    groups = dict(Rollout.objects.filter(pk__in=rollout_ids).values_list("pk", "group_key"))
-    members: dict[str, list[int]] = defaultdict(list)
-    for rollout_id, key in (Rollout.objects.filter(project_id=project_id, group_key__in=set(groups.values()), error="")
-                            .order_by("sample_index", "pk").values_list("pk", "group_key")):
-        members[key].append(rollout_id)
-    seen: set[str] = set()
-    result = []
-    for rollout_id in rollout_ids:
-        key = groups.get(rollout_id)
-        if key is None or key in seen or len(members[key]) < 2:
-            continue
-        seen.add(key)
-        others = [r for r in members[key] if r != rollout_id]
-        result.append((rollout_id, [rollout_id, *others][:MAX_RANKED]))
-    return result
-
-
 def ranking_pairs(ranking: list[int]) -> list[tuple[int, int]]:
     """(chosen, rejected) for every pair a ranking (best first) implies: n·(n−1)/2 pairs."""
     return [(better, worse) for i, better in enumerate(ranking) for worse in ranking[i + 1:]]
@@ -137,10 +116,9 @@ def ranking_pairs(ranking: list[int]) -> list[tuple[int, int]]:
 def ranking_submit(*, item: ReviewItem, annotator: Any, ranking: list[int], row_version: int = 0,
                    comment: str = "") -> RankingLabel:
     """Store the annotator's ranking of the item's group (every rollout once, best first) and close their turn."""
-    from webapp.reviews.services import _assignment_finish, _check_may_work
-
     queue = item.queue
     _check_may_work(queue, annotator)
+    comment = _storable(comment, "comment")
     if queue.mode != ReviewMode.RANKING or not item.group_rollout_ids:
         raise ApplicationError("This item is not a ranking.")
     expected = set(item.group_rollout_ids)

@@ -90,7 +90,7 @@ def _agreement(queue: ReviewQueue, *, with_scores: bool) -> tuple[dict[str, agre
             if key in criteria and math.isfinite(score):
                 scores[(key, rollout_id)][fingerprint] = score
                 counts[(key, fingerprint)] += 1
-        judge_of = {}
+        judge_of: dict[str, str] = {}
         for (key, fingerprint), _count in sorted(counts.items(), key=lambda kv: -kv[1]):
             judge_of.setdefault(key, fingerprint)
         for username in annotators:

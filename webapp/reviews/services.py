@@ -26,7 +26,7 @@ from webapp.core.errors import ApplicationError, ConflictError
 from webapp.core.locking import row_version_update
 from webapp.core.models import Project
 from webapp.judging.models import RolloutScore
-from webapp.reviews import labeling, sampling
+from webapp.reviews import sampling
 from webapp.reviews.criteria import form_criteria, form_criterion
 from webapp.reviews.models import (
     AssignmentStatus,
@@ -92,7 +92,7 @@ def review_queue_create(
         partners = sampling.pair_partner(project_id=project.pk, rollout_ids=[r for r, _ in picked], rng=rng)
         picked = [(r, p) for r, p in picked if r in partners]
     elif mode == ReviewMode.RANKING:  # one item per group: its rollouts, to rank best to worst
-        groups = dict(labeling.ranking_groups(project_id=project.pk, rollout_ids=[r for r, _ in picked]))
+        groups = dict(sampling.ranking_groups(project_id=project.pk, rollout_ids=[r for r, _ in picked]))
         picked = [(r, p) for r, p in picked if r in groups]
     if not picked:
         hint = " with two or more samples per prompt" if mode in (ReviewMode.PAIRWISE, ReviewMode.RANKING) else ""
@@ -103,7 +103,7 @@ def review_queue_create(
         seed=seed, created_by=created_by,
     )
     # Guidelines follow the rubric: a new queue starts from the newest ones written for any of its versions.
-    inherited, written_for = labeling.guidelines_inherited(rubric_version) if guidelines is None else (guidelines, None)
+    inherited, written_for = guidelines_inherited(rubric_version) if guidelines is None else (guidelines, None)
     if inherited:
         queue.guidelines, queue.guidelines_rubric_version = inherited, written_for or rubric_version
         queue.guidelines_updated_at, queue.guidelines_updated_by = timezone.now(), created_by
@@ -121,6 +121,16 @@ def review_queue_create(
     )
     transaction.on_commit(_item_statistics_refresh)
     return queue
+
+
+def guidelines_inherited(rubric_version: RubricVersion) -> tuple[str, RubricVersion | None]:
+    """The newest guidelines written for this rubric (any of its versions): a new queue starts from them."""
+    queue = (ReviewQueue.objects.filter(rubric_version__rubric_id=rubric_version.rubric_id)
+             .exclude(guidelines="").select_related("guidelines_rubric_version")
+             .order_by("-guidelines_updated_at", "-id").first())
+    if queue is None:
+        return "", None
+    return queue.guidelines, queue.guidelines_rubric_version or queue.rubric_version
 
 
 def _item_statistics_refresh() -> None:

@@ -104,6 +104,9 @@ def test_guidelines_are_markdown_rendered_safely_edited_by_editors_and_follow_th
     client.force_login(s["ann1"])
     assert client.post(guidelines_url, {"guidelines": "hijack"}).status_code == 403
     client.force_login(s["editor"])
+    # Text Postgres cannot hold is refused with the reason, not a 500.
+    refused = client.post(guidelines_url, {"guidelines": "a\x00b"}, follow=True)
+    assert refused.status_code == 200 and "NUL character" in refused.content.decode()
     text = "## Be strict\n\n- **wrong answer** = *no*\n\n<script>alert('g')</script> <img src=x onerror=alert(1)>"
     assert client.post(guidelines_url, {"guidelines": text}).status_code == 302
     queue.refresh_from_db()
