@@ -211,3 +211,20 @@ def test_viewer_cannot_open_a_label(client, make_member):
                            {"version": w["v1"].pk, "a": w["a"][0].pk, "b": w["b"][0].pk})
     assert response.status_code == 403 and not ReviewItem.objects.exists()
     assert timezone.now() - timedelta(seconds=1) < timezone.now()
+
+
+@pytest.mark.django_db
+def test_reached_from_the_rollout_browser_the_rubric_diff_and_a_judge_job(client, make_member):
+    """Links carry the sides' ids; the comparison page shows them preselected by name."""
+    w = build(make_member)
+    client.force_login(w["editor"])
+    project = w["project"].pk
+    browser = client.get(reverse("rollouts:list", args=[project]) + f"?job={w['job_a'].pk}&rubric_version={w['v1'].pk}")
+    assert f"/compare/?a_job={w['job_a'].pk}&amp;a_version={w['v1'].pk}" in browser.content.decode()
+    diff = client.get(reverse("rubrics:diff", args=[project, w["v1"].rubric_id])
+                      + f"?a={w['v1'].number}&b={w['v2'].number}").content.decode()
+    assert f"/compare/?a_version={w['v1'].pk}&amp;b_version={w['v2'].pk}" in diff
+    judge = client.get(reverse("judging:detail", args=[project, w["judge_v1"].pk])).content.decode()
+    assert f"/compare/?a_judge={w['judge_v1'].pk}" in judge
+    page = client.get(url(w, a_version=w["v1"].pk, b_version=w["v2"].pk)).content.decode()
+    assert f'<option value="{w["v2"].pk}" selected>' in page and "Choose the rollouts of side A" in page
