@@ -117,6 +117,8 @@ def test_filters_split_text_score_and_difference(make_member):
     assert prompts(split="eval") == ["question 1", "question 3", "question 5"]
     assert prompts(q="beta says 4") == ["question 4"]  # B's completion matches
     assert prompts(q="question 2") == ["question 2"]
+    assert prompts(q="QUESTION 2") == ["question 2"]  # case-insensitive
+    assert prompts(q="%") == [] and prompts(q="_") == []  # LIKE wildcards are plain characters
     assert prompts(diff_min=0.35) == ["question 0", "question 1", "question 5"]
     # A or B within range: A = i/10, B = (6 - i)/10; ≥ 0.55 holds for A at none, B at i = 0.
     assert prompts(score_min=0.55) == ["question 0"]
@@ -135,8 +137,10 @@ def test_page_pages_and_reads_rows_in_one_statement(client, make_member):
             response = client.get(target, headers={"HX-Request": "true"})
         assert response.status_code == 200
         counts[n] = len(ctx.captured_queries)
-        rollout_reads = [q["sql"] for q in ctx.captured_queries if 'FROM "rollouts_rollout"' in q["sql"]
+        rollout_reads = [q["sql"] for q in ctx.captured_queries if "FROM rollouts_rollout a" in q["sql"]
                          and "LIMIT" in q["sql"]]
+        assert not [q["sql"] for q in ctx.captured_queries if 'FROM "tasks_example"' in q["sql"]], \
+            "examples are read with the rows"
         assert len(rollout_reads) == 1, rollout_reads
     assert counts[3] == counts[30], counts
     text = client.get(url(w, a_job=w["job_a"].pk, b_job=w["job_b"].pk, a_version=w["v1"].pk, page=2)).content.decode()
