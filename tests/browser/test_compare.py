@@ -42,7 +42,7 @@ def arithmetic_world(make_member):
     project.name = "Arithmetic GRPO"
     project.save(update_fields=["name"])
     task = TaskFactory(project=project, name="Arithmetic")
-    version = RubricVersionFactory(rubric__project=project, rubric__name="Arithmetic", spec=SPEC)
+    version = RubricVersionFactory(rubric__project=project, rubric__name="Arithmetic", number=1, spec=SPEC)
     base = GenerationJobFactory(project=project, task=task, model_name=BASE)
     tuned = GenerationJobFactory(project=project, task=task, model_name=TUNED)
     for i in range(12):
@@ -111,6 +111,9 @@ def test_compare_base_and_checkpoint_sort_by_difference_and_label_a_pair(page, l
     page.wait_for_selector("#pairwise-form")
     with page.expect_navigation():
         page.click("#pairwise-form button[value=tie]")
+    # Back on the comparison, as it was sorted.
+    page.wait_for_selector("tr.compare-row")
+    assert "sort=diff" in page.url and "/compare/" in page.url
     label = PairwiseLabel.objects.get()
     assert label.annotator == w["editor"] and label.preferred == "tie"
     assert not errors, errors

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.compare import selectors
@@ -15,7 +16,7 @@ from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.reviews.blind import scores_page
-from webapp.reviews.comparisons import comparison_item_open
+from webapp.reviews.comparisons import comparison_item_open, comparison_return
 from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Split
@@ -110,4 +111,6 @@ def compare_label(request: HttpRequest, project: Project) -> HttpResponse:
         raise ApplicationError("Those rollouts do not exist in this project.", status=404)
     item = comparison_item_open(project=project, rubric_version=version, rollout_a=rollouts[a_id],
                                 rollout_b=rollouts[b_id], annotator=request.user)
-    return redirect("reviews:item", project.pk, item.queue.pk, item.pk)
+    url = reverse("reviews:item", args=[project.pk, item.queue.pk, item.pk])
+    back = comparison_return(request.POST.get("back"), project)
+    return redirect(f"{url}?{urlencode({'back': back})}" if back else url)

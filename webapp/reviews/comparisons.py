@@ -63,3 +63,14 @@ def comparison_item_open(*, project: Project, rubric_version: RubricVersion, rol
                                                                  reserved_until=until, finished_at=None)
     item.queue = queue
     return item
+
+
+def comparison_return(value: str | None, project: Project) -> str | None:
+    """Where a pairwise label opened from the comparison page goes back to: that page (with its sides, sort and
+    filters), never anywhere else."""
+    from django.urls import reverse
+
+    prefix = reverse("compare:view", args=[project.pk])
+    if not value or not value.startswith(prefix) or "\\" in value or "//" in value or len(value) > 2000:
+        return None
+    return value

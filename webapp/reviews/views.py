@@ -15,6 +15,7 @@ from webapp.core.permissions import Action, project_view, role_allows
 from webapp.judging.presentation import scores_presented
 from webapp.reviews import dashboard, labeling_views, queue_stats, selectors, services
 from webapp.reviews.blind import request_blindness, scores_page
+from webapp.reviews.comparisons import comparison_return
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
@@ -338,7 +339,8 @@ def item_pairwise(request: HttpRequest, project: Project, queue_id: int, item_id
         )
     except ApplicationError as exc:
         return _label_page(request, queue, item, assignment, status=exc.status, error=exc.message)
-    return redirect("reviews:next", project.pk, queue.pk)
+    back = comparison_return(request.POST.get("back"), project)
+    return redirect(back) if back else redirect("reviews:next", project.pk, queue.pk)
 
 
 # --- agreement dashboard, align loop, bias diagnostics ---------------------------------------------------------------

@@ -192,9 +192,17 @@ def test_label_pair_creates_then_reuses_a_pairwise_item(client, make_member):
     # The same pair, in either order, opens the same item.
     client.post(reverse("compare:label", args=[w["project"].pk]), {**post, "a": post["b"], "b": post["a"]})
     assert ReviewItem.objects.count() == 1 and ReviewQueue.objects.count() == 1
-    submitted = client.post(reverse("reviews:pairwise", args=[w["project"].pk, item.queue_id, item.pk]),
-                            {"preferred": "b"})
-    assert submitted.status_code == 302
+    back = url(w, a_job=w["job_a"].pk, b_job=w["job_b"].pk, a_version=w["v1"].pk, sort="diff")
+    opened = client.post(reverse("compare:label", args=[w["project"].pk]), {**post, "back": back})
+    page = client.get(opened["Location"]).content.decode()
+    assert 'name="back"' in page
+    pairwise = reverse("reviews:pairwise", args=[w["project"].pk, item.queue_id, item.pk])
+    # Only the comparison page of this project is a place to go back to.
+    for hostile in ("https://evil.example/", "//evil.example/p/", "/p/1/compare/\\evil", "/admin/"):
+        response = client.post(pairwise, {"preferred": "b", "back": hostile})
+        assert response["Location"] == reverse("reviews:next", args=[w["project"].pk, item.queue_id]), hostile
+    submitted = client.post(pairwise, {"preferred": "b", "back": back})
+    assert submitted.status_code == 302 and submitted["Location"] == back
     label = PairwiseLabel.objects.get()
     assert (label.rollout_a_id, label.rollout_b_id, label.preferred) == (w["a"][2].pk, w["b"][2].pk, "b")
     assert ReviewAssignment.objects.get(item=item, annotator=annotator).status == AssignmentStatus.DONE
