@@ -21,7 +21,7 @@ PACKAGES = ("webapp", "workers")
 APP_ORDER = (
     "webapp.core", "webapp.tasks", "webapp.rubrics", "webapp.endpoints", "webapp.rollouts", "webapp.judging",
     "webapp.reviews", "webapp.rubric_tools", "webapp.rollout_browser", "webapp.runs", "webapp.exports",
-    "webapp.api", "webapp.demo",
+    "webapp.compare", "webapp.api", "webapp.demo",
 )
 
 

@@ -19,6 +19,7 @@ project_sections = [
     path("review/", include("webapp.reviews.urls")),
     path("training/", include("webapp.runs.urls")),
     path("exports/", include("webapp.exports.urls")),
+    path("compare/", include("webapp.compare.urls")),
 ]
 
 urlpatterns = [

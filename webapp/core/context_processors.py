@@ -13,6 +13,7 @@ NAV_SECTIONS = [
     ("judging", "Judging", "judging:list"),
     ("review", "Review", "reviews:list"),
     ("training", "Training", "runs:list"),
+    ("compare", "Compare", "compare:view"),
     ("exports", "Exports", "exports:list"),
 ]
 
@@ -23,7 +24,8 @@ def project_nav(request: HttpRequest) -> dict:
         return {}
     current = request.resolver_match.namespace if request.resolver_match else ""
     namespace_for = {"tasks": "tasks", "rubrics": "rubrics", "endpoints": "endpoints", "rollouts": "rollouts",
-                     "judging": "judging", "review": "reviews", "training": "runs", "exports": "exports"}
+                     "judging": "judging", "review": "reviews", "training": "runs", "exports": "exports",
+                     "compare": "compare"}
     role = getattr(request, "project_role", None)
     return {
         "project": project,

@@ -22,7 +22,9 @@ from webapp.exports import verifiers_runs as vf_runs
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.reviews.models import HumanLabel, PairwiseLabel, Preference
+from webapp.reviews.labeling import ranking_pairs
+from webapp.reviews.models import GoldResponse, HumanLabel, PairwiseLabel, Preference, RankingLabel
+from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
 from webapp.rubrics.selectors import rubric_versions_of_project
 
@@ -233,6 +235,8 @@ def _turns(prompt_messages: Any, messages: Any, completion: str) -> tuple[list, 
 def _sft(project: Project, filters: dict) -> Dataset:
     """The best rollout of each group. A group whose best reward is 0 (or less) taught nothing and is left out,
     unless a threshold is given: then the best must reach it (threshold 0 keeps every group)."""
+    if filters.get("sft_source") == "gold":
+        return _gold_sft(project, filters)
     version = _version(project, filters, "SFT")
     queryset = _scored(project, filters, version)
     threshold = filters.get("threshold")
@@ -246,6 +250,25 @@ def _sft(project: Project, filters: dict) -> Dataset:
             yield (_dumps([*prompt, *turns]), reward, rid, key, task, ext, len(group))
 
     return Dataset(SFT_COLUMNS, rows(), _count(queryset, filters))
+
+
+def _gold_sft(project: Project, filters: dict) -> Dataset:
+    """Annotators' corrected responses: the rollout's prompt, then the gold text as the assistant's answer. Reward is
+    the rollout's total under the rubric version when one is given (the gold text itself was never scored)."""
+    golds = GoldResponse.objects.filter(rollout__in=rollout_selection(project, filters)).order_by("id")
+    fields = ("id", "rollout_id", "text", "rollout__group_key", "rollout__task__name", "rollout__example__external_id",
+              "rollout__prompt_messages", "rollout__messages", "rollout__completion")
+    version = filters.get("rubric_version")
+
+    def rows() -> Iterator[tuple]:
+        for chunk in _id_chunks(golds, fields, limit=filters.get("limit")):
+            rewards = _rewards([r[1] for r in chunk], version) if version else {}
+            for _, rid, text, key, task, ext, pmsgs, msgs, completion in chunk:
+                prompt, _ = _turns(pmsgs, msgs, completion)
+                yield (_dumps([*prompt, {"role": "assistant", "content": text}]), rewards.get(rid), rid, key, task,
+                       ext, 1)
+
+    return Dataset(SFT_COLUMNS, rows(), _count(golds, filters))
 
 
 def _text(value: Any) -> str | None:
@@ -272,6 +295,8 @@ def _preferences(project: Project, filters: dict) -> Dataset:
     version = _version(project, filters, "preference")
     if filters.get("preference_source") == "labels":
         return _preferences_from_labels(project, filters, version)
+    if filters.get("preference_source") == "ranking":
+        return _preferences_from_rankings(project, filters, version)
     queryset = _scored(project, filters, version)
     margin = filters.get("margin")
 
@@ -314,6 +339,38 @@ def _preferences_from_labels(project: Project, filters: dict, version: RubricVer
                        group, "labels")
 
     return Dataset(PREFERENCE_COLUMNS, rows(), _count(labels, filters))
+
+
+def _preferences_from_rankings(project: Project, filters: dict, version: RubricVersion) -> Dataset:
+    """Every pair a human ranking implies (n·(n−1)/2 per ranking of n responses), better one chosen."""
+    selection = rollout_selection(project, filters)
+    rankings = RankingLabel.objects.filter(rubric_version=version, item__rollout__in=selection).order_by("id")
+    limit = filters.get("limit")
+
+    def rows() -> Iterator[tuple]:
+        emitted = 0
+        for chunk in _id_chunks(rankings, ("id", "ranking"), limit=None):
+            ids = {int(r) for _, ranking in chunk for r in _json(ranking, [])}
+            rollouts = {row[0]: row for row in Rollout.objects.filter(pk__in=ids, project=project).values_list(
+                "id", "prompt_messages", "messages", "completion", "group_key")}
+            rewards = _rewards(list(ids), version.pk)
+            for _, ranking in chunk:
+                for chosen, rejected in ranking_pairs([int(r) for r in _json(ranking, [])]):
+                    if chosen not in rollouts or rejected not in rollouts:
+                        continue
+                    c, r = rollouts[chosen], rollouts[rejected]
+                    prompt, chosen_turns = _turns(c[1], c[2], c[3])
+                    _, rejected_turns = _turns(c[1], r[2], r[3])
+                    cr, rr = rewards.get(chosen), rewards.get(rejected)
+                    gap = cr - rr if cr is not None and rr is not None else None
+                    yield (_dumps(prompt), _dumps(chosen_turns), _dumps(rejected_turns), cr, rr, gap, chosen, rejected,
+                           c[4], "ranking")
+                    emitted += 1
+                    if limit and emitted >= limit:
+                        return
+
+    total = sum(len(ranking_pairs(list(r))) for r in rankings.values_list("ranking", flat=True))
+    return Dataset(PREFERENCE_COLUMNS, rows(), min(total, limit) if limit else total)
 
 
 def _reward_pairs(project: Project, filters: dict) -> Dataset:

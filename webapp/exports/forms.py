@@ -5,7 +5,14 @@ from django import forms
 from webapp.core.models import Project
 from webapp.exports.import_rollouts import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import ExportFormat, ExportKind
-from webapp.exports.selectors import AGREEMENTS, FILTERS, LABEL_STATUSES, PREFERENCE_SOURCES, filter_applies
+from webapp.exports.selectors import (
+    AGREEMENTS,
+    FILTERS,
+    LABEL_STATUSES,
+    PREFERENCE_SOURCES,
+    SFT_SOURCES,
+    filter_applies,
+)
 from webapp.rollouts.models import RolloutSource
 from webapp.rollouts.pickers import PICKED, picked_values, picker_field
 from webapp.tasks.forms import JSONObjectField
@@ -13,7 +20,7 @@ from webapp.tasks.models import Split
 
 # Filters with a fixed set of values are menus on the page.
 FILTER_CHOICES = {"split": Split.values, "source": RolloutSource.values, "label_status": LABEL_STATUSES,
-                  "preference_source": PREFERENCE_SOURCES, "agreement": AGREEMENTS}
+                  "preference_source": PREFERENCE_SOURCES, "agreement": AGREEMENTS, "sft_source": SFT_SOURCES}
 PICKER_LABELS = {"task": "Task", "job": "Generation job", "run": "Training run", "rubric_version": "Rubric version"}
 # FILTERS' help speaks of ids (the API and the command line take ids); the form's menus take names.
 PICKER_HELP = {"task": "Only rollouts of this task.", "job": "Only rollouts of this generation job.",

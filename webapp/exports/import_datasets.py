@@ -289,9 +289,10 @@ def _preferences(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list
         items.append(Item(key=_key(record, f"{side}_rollout_id", pos), rollout=row,
                           total=ctx.number(pos, record, f"{side}_reward")))
     source = record.get("preference_source") or "reward"
-    if source not in ("reward", "labels"):
-        ctx.fail(pos, f"preference_source must be reward or labels, not {source!r}.")
-    return items, [Pair(items[0].key, items[1].key)] if source == "labels" else []
+    if source not in ("reward", "labels", "ranking"):
+        ctx.fail(pos, f"preference_source must be reward, labels or ranking, not {source!r}.")
+    # A pair implied by a ranking is a human preference too: it comes back as a pairwise label.
+    return items, [Pair(items[0].key, items[1].key)] if source in ("labels", "ranking") else []
 
 
 def _reward_model(ctx: Context, pos: int, record: dict) -> tuple[list[Item], list[Pair]]:

@@ -29,7 +29,10 @@ FILTERS: dict[str, tuple[type, str]] = {
                          "best reward is 0 are left out; 0 keeps them)"),
     "margin": (float, "Preferences and reward-model pairs: chosen − rejected reward must be at least this "
                       "(default > 0)"),
-    "preference_source": (str, "Preferences: 'reward' (best vs worst of a group) or 'labels' (human pairwise labels)"),
+    "preference_source": (str, "Preferences: 'reward' (best vs worst of a group), 'labels' (human pairwise labels) or "
+                               "'ranking' (every pair implied by human rankings of a group)"),
+    "sft_source": (str, "SFT: 'best' (the best rollout of each group, by reward; the default) or 'gold' (corrected "
+                        "responses annotators wrote while labeling)"),
     "agreement": (str, "agree or disagree: rollouts whose judge scores and human labels under the rubric version "
                        "agree on every criterion both scored (gap < agreement_tolerance), or differ on at least one "
                        "(gap ≥ it). Rollouts without a judged and labeled criterion are left out either way"),
@@ -42,9 +45,11 @@ KIND_FILTERS: dict[str, tuple[str, ...]] = {
     "threshold": ("sft",),
     "margin": ("preferences", "reward_pairs"),
     "preference_source": ("preferences",),
+    "sft_source": ("sft",),
 }
 LABEL_STATUSES = ("labeled", "unlabeled")
-PREFERENCE_SOURCES = ("reward", "labels")
+PREFERENCE_SOURCES = ("reward", "labels", "ranking")
+SFT_SOURCES = ("best", "gold")
 AGREEMENTS = ("agree", "disagree")
 # Judge and human agree when their 0..1 values are closer than this: for a yes/no criterion, the same answer.
 AGREEMENT_TOLERANCE = 0.5
@@ -84,7 +89,7 @@ def export_filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
         clean[name] = typed
     for name, allowed in (
         ("split", Split.values), ("source", RolloutSource.values), ("label_status", LABEL_STATUSES),
-        ("preference_source", PREFERENCE_SOURCES), ("agreement", AGREEMENTS),
+        ("preference_source", PREFERENCE_SOURCES), ("agreement", AGREEMENTS), ("sft_source", SFT_SOURCES),
     ):
         if name in clean and clean[name] not in allowed:
             raise ApplicationError(f"Filter {name!r} must be one of {', '.join(allowed)}.", field="filters")

@@ -22,6 +22,9 @@ class QueueCreateForm(forms.Form):
     assignees = forms.ModelMultipleChoiceField(
         queryset=get_user_model().objects.none(), required=False, help_text="None = open pool of annotators."
     )
+    guidelines = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Markdown, shown on the labeling page. Empty = the newest guidelines written for this rubric.")
     # The rollout browser's filters (task, job and run are menus of the project's, added in __init__).
     model = forms.CharField(required=False, max_length=300)
     source = forms.ChoiceField(required=False, choices=[("", "Any source"), *RolloutSource.choices])
@@ -49,5 +52,6 @@ class QueueCreateForm(forms.Form):
         data = dict(self.cleaned_data)
         selection = {k: data.pop(k) for k in self.SELECTION}
         data["assignees"] = list(data["assignees"])
+        data["guidelines"] = data.get("guidelines") or None
         data["rubric_version"] = rubric_versions_of_project(self.project).get(pk=data["rubric_version"])
         return {**data, "selection": selection}

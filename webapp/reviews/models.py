@@ -16,6 +16,7 @@ class SamplingStrategy(models.TextChoices):
 class ReviewMode(models.TextChoices):
     CRITERIA = "criteria", "Criteria"
     PAIRWISE = "pairwise", "Pairwise"
+    RANKING = "ranking", "Ranking (a group of responses, best to worst)"
 
 
 class ReviewQueue(models.Model):
@@ -38,6 +39,14 @@ class ReviewQueue(models.Model):
     follow_cap = models.PositiveIntegerField(null=True, blank=True, help_text="Most items a following queue takes.")
     follow_per_step = models.PositiveIntegerField(default=0, help_text="Rollouts sampled from each step.")
     followed_step = models.PositiveIntegerField(default=0, help_text="Last training step sampled into the queue.")
+    guidelines = models.TextField(blank=True, help_text="Labeling guidelines (markdown), shown on the labeling page.")
+    guidelines_rubric_version = models.ForeignKey(
+        "rubrics.RubricVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The rubric version the guidelines were written for (they follow the queue's version).",
+    )
+    guidelines_updated_at = models.DateTimeField(null=True, blank=True)
+    guidelines_updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                              on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -59,6 +68,8 @@ class ReviewItem(models.Model):
     completed_count = models.PositiveSmallIntegerField(default=0)
     shown_a_first = models.BooleanField(default=True, help_text="Pairwise: show `rollout` on the left (randomized).")
     priority = models.FloatField(null=True, blank=True, help_text="Why the sampler picked it (e.g. judge score).")
+    group_rollout_ids = models.JSONField(
+        default=list, blank=True, help_text="Ranking mode: the group's rollouts to rank, frozen with the queue.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["queue", "position"], name="review_item_unique_position")]
@@ -170,3 +181,36 @@ class PairwiseJudgment(models.Model):
                 fields=["rubric_version", "rollout_x", "rollout_y", "judge_fingerprint"], name="pairwise_judgment_unique"
             )
         ]
+
+
+class RankingLabel(models.Model):
+    """A human's ranking of the rollouts of one group, best first (ranking mode). Every pair it implies is a
+    preference (exported as preference pairs)."""
+
+    item = models.ForeignKey(ReviewItem, on_delete=models.CASCADE, related_name="rankings")
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ranking_labels")
+    queue = models.ForeignKey(ReviewQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="rankings")
+    ranking = models.JSONField(help_text="Rollout ids, best first.")
+    comment = models.TextField(blank=True)
+    row_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="ranking_label_unique")]
+
+
+class GoldResponse(models.Model):
+    """A corrected ("gold") response an annotator wrote for a rollout's prompt while labeling: SFT data."""
+
+    rollout = models.ForeignKey("rollouts.Rollout", on_delete=models.CASCADE, related_name="gold_responses")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="gold_responses")
+    queue = models.ForeignKey(ReviewQueue, null=True, blank=True, on_delete=models.SET_NULL, related_name="gold")
+    text = models.TextField()
+    row_version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rollout", "annotator"], name="gold_response_unique")]

@@ -194,3 +194,26 @@ def follow_run(
         bins = [members[len(members) * i // take: len(members) * (i + 1) // take] for i in range(take)]
         picked.extend((chosen, totals.get(chosen)) for chosen in (rng.choice(b) for b in bins))
     return picked, max(steps)
+
+
+MAX_RANKED = 8  # a group larger than this is ranked on its first MAX_RANKED rollouts
+
+
+def ranking_groups(*, project_id: int, rollout_ids: list[int]) -> list[tuple[int, list[int]]]:
+    """For a ranking queue: one item per group among the picked rollouts, in the order picked, holding up to
+    MAX_RANKED rollouts of the group (the picked one first); groups of one rollout have nothing to rank."""
+    groups = dict(Rollout.objects.filter(pk__in=rollout_ids).values_list("pk", "group_key"))
+    members: dict[str, list[int]] = defaultdict(list)
+    for rollout_id, key in (Rollout.objects.filter(project_id=project_id, group_key__in=set(groups.values()), error="")
+                            .order_by("sample_index", "pk").values_list("pk", "group_key")):
+        members[key].append(rollout_id)
+    seen: set[str] = set()
+    result = []
+    for rollout_id in rollout_ids:
+        key = groups.get(rollout_id)
+        if key is None or key in seen or len(members[key]) < 2:
+            continue
+        seen.add(key)
+        others = [r for r in members[key] if r != rollout_id]
+        result.append((rollout_id, [rollout_id, *others][:MAX_RANKED]))
+    return result

@@ -60,7 +60,7 @@ def review_queue_create(
     *, project: Project, name: str, rubric_version: RubricVersion, selection: dict[str, Any] | None = None,
     strategy: str = SamplingStrategy.RANDOM, mode: str = ReviewMode.CRITERIA, size: int = 50, seed: int = 0,
     reviewers_per_item: int = 1, blind: bool = True, reservation_minutes: int = 30, assignees: list[Any] | None = None,
-    created_by: Any = None,
+    created_by: Any = None, guidelines: str | None = None,
 ) -> ReviewQueue:
     """Sample `size` rollouts of the selection with `strategy` and freeze them, in order, as the queue's items."""
     if rubric_version.rubric.project_id != project.pk:
@@ -99,11 +99,15 @@ def review_queue_create(
         )
     rng = random.Random(seed)
     partners: dict[int, int] = {}
+    groups: dict[int, list[int]] = {}
     if mode == ReviewMode.PAIRWISE:
         partners = sampling.pair_partner(project_id=project.pk, rollout_ids=[r for r, _ in picked], rng=rng)
         picked = [(r, p) for r, p in picked if r in partners]
+    elif mode == ReviewMode.RANKING:  # one item per group: its rollouts, to rank best to worst
+        groups = dict(sampling.ranking_groups(project_id=project.pk, rollout_ids=[r for r, _ in picked]))
+        picked = [(r, p) for r, p in picked if r in groups]
     if not picked and follow is None:  # a queue following a run may start empty: the run's rollouts come later
-        hint = " with two or more samples per prompt" if mode == ReviewMode.PAIRWISE else ""
+        hint = " with two or more samples per prompt" if mode in (ReviewMode.PAIRWISE, ReviewMode.RANKING) else ""
         raise ApplicationError(f"No rollouts{hint} match this selection and strategy; widen the filters.")
     queue = ReviewQueue.objects.create(
         project=project, name=name.strip(), rubric_version=rubric_version, selection=selection, strategy=strategy,
@@ -111,12 +115,20 @@ def review_queue_create(
         seed=seed, created_by=created_by, follow_run=follow, follow_cap=size if follow is not None else None,
         follow_per_step=per_step, followed_step=last_step,
     )
+    # Guidelines follow the rubric: a new queue starts from the newest ones written for any of its versions.
+    inherited, written_for = guidelines_inherited(rubric_version) if guidelines is None else (guidelines, None)
+    if inherited:
+        queue.guidelines, queue.guidelines_rubric_version = inherited, written_for or rubric_version
+        queue.guidelines_updated_at, queue.guidelines_updated_by = timezone.now(), created_by
+        queue.save(update_fields=["guidelines", "guidelines_rubric_version", "guidelines_updated_at",
+                                  "guidelines_updated_by"])
     if assignees:
         queue.assignees.set(assignees)
     ReviewItem.objects.bulk_create(
         ReviewItem(
             queue=queue, position=i, rollout_id=rollout_id, rollout_b_id=partners.get(rollout_id),
             shown_a_first=rng.random() < 0.5 if mode == ReviewMode.PAIRWISE else True, priority=priority,
+            group_rollout_ids=groups.get(rollout_id, []),
         )
         for i, (rollout_id, priority) in enumerate(picked, start=1)
     )
@@ -189,6 +201,16 @@ def _queue_follow(*, queue_id: int, run_id: int) -> int:
     )
     ReviewQueue.objects.filter(pk=queue.pk).update(followed_step=last_step)
     return len(picked)
+
+
+def guidelines_inherited(rubric_version: RubricVersion) -> tuple[str, RubricVersion | None]:
+    """The newest guidelines written for this rubric (any of its versions): a new queue starts from them."""
+    queue = (ReviewQueue.objects.filter(rubric_version__rubric_id=rubric_version.rubric_id)
+             .exclude(guidelines="").select_related("guidelines_rubric_version")
+             .order_by("-guidelines_updated_at", "-id").first())
+    if queue is None:
+        return "", None
+    return queue.guidelines, queue.guidelines_rubric_version or queue.rubric_version
 
 
 def _item_statistics_refresh() -> None:

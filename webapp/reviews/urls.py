@@ -1,6 +1,6 @@
 from django.urls import path
 
-from webapp.reviews import views
+from webapp.reviews import labeling_views, views
 
 app_name = "reviews"
 
@@ -15,6 +15,9 @@ urlpatterns = [
     path("<int:queue_id>/items/<int:item_id>/submit/", views.item_submit, name="submit"),
     path("<int:queue_id>/items/<int:item_id>/skip/", views.item_skip, name="skip"),
     path("<int:queue_id>/items/<int:item_id>/pairwise/", views.item_pairwise, name="pairwise"),
+    path("<int:queue_id>/items/<int:item_id>/gold/", labeling_views.item_gold, name="gold"),
+    path("<int:queue_id>/items/<int:item_id>/ranking/", labeling_views.item_ranking, name="ranking"),
+    path("<int:queue_id>/guidelines/", labeling_views.queue_guidelines, name="guidelines"),
 ]
 urlpatterns += [
     path("agreement/", views.agreement, name="agreement"),

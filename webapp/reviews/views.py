@@ -14,11 +14,14 @@ from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
 from webapp.core.visibility import scores_page
 from webapp.judging.presentation import scores_presented
-from webapp.reviews import dashboard, selectors, services
+from webapp.reviews import dashboard, labeling_views, queue_stats, selectors, services
+from webapp.reviews.blind import request_blindness
+from webapp.reviews.comparisons import comparison_return
 from webapp.reviews.criteria import FormCriterion, form_criteria, form_criterion
 from webapp.reviews.forms import QueueCreateForm
 from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode, ReviewQueue
 from webapp.rollouts.pickers import selection_display, selection_names
+from webapp.rollouts.rendering import render_markdown
 from webapp.rubrics.models import RubricVersion
 from webapp.rubrics.selectors import rubric_versions_of_project
 
@@ -51,8 +54,13 @@ def queue_create(request: HttpRequest, project: Project) -> HttpResponse:
 @project_view(Action.VIEW)
 def queue_detail(request: HttpRequest, project: Project, queue_id: int) -> HttpResponse:
     queue = selectors.queue_get(project, queue_id)
+    progress = selectors.queue_progress(queue)
     context = {
-        "queue": queue, "progress": selectors.queue_progress(queue),
+        "queue": queue, "progress": progress,
+        # Agreement with the judge speaks of judge scores: not while the user has blind items in the project.
+        "annotators": queue_stats.queue_annotators(queue, progress,
+                                                   with_scores=not request_blindness(request).active),
+        "guidelines_html": render_markdown(queue.guidelines) if queue.guidelines else "",
         "selection": selection_display(queue.selection, selection_names(project=project, selections=[queue.selection])),
         "can_label": role_allows(request.project_role, Action.LABEL),  # type: ignore[attr-defined]
     }
@@ -178,7 +186,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
         sides = [("a", context["rollout"]), ("b", other)]
         context["sides"] = sides if item.shown_a_first else sides[::-1]
         context["pairwise"] = selectors.pairwise_label(item, request.user)
-    else:
+    elif queue.mode == ReviewMode.CRITERIA:
         # The current item's and the just-submitted item's labels and scores, one query each.
         revealed = _reveal_item(request, queue, request.GET.get("after"))
         rollout_ids = [item.rollout_id, *([revealed.rollout_id] if revealed else [])]
@@ -195,6 +203,7 @@ def _label_page(request: HttpRequest, queue: ReviewQueue, item: ReviewItem, assi
                                           conflicts=conflicts)
         context["comment"] = posted.get("comment", "") if posted is not None else (first.comment if first else "")
         context["reward_hacking"] = bool(posted.get("reward_hacking")) if posted is not None else bool(first and first.reward_hacking)
+    context.update(labeling_views.label_page_context(request, queue, item))
     return render(request, LABEL_PAGE, context, status=status)
 
 
@@ -332,7 +341,8 @@ def item_pairwise(request: HttpRequest, project: Project, queue_id: int, item_id
         )
     except ApplicationError as exc:
         return _label_page(request, queue, item, assignment, status=exc.status, error=exc.message)
-    return redirect("reviews:next", project.pk, queue.pk)
+    back = comparison_return(request.POST.get("back"), project)
+    return redirect(back) if back else redirect("reviews:next", project.pk, queue.pk)
 
 
 # --- agreement dashboard, align loop, bias diagnostics ---------------------------------------------------------------

@@ -141,7 +141,7 @@ def argument_values(w: dict) -> tuple[dict[str, list], dict[str, list[dict]]]:
     per_url: dict[str, list[dict]] = {name: [{"job_id": pk}] for name, pk in job_ids.items()}
     items = [{"queue_id": w["queue"].pk, "item_id": w["item"].pk},
              {"queue_id": w["done_queue"].pk, "item_id": w["done_item"].pk}]
-    for name in ("item", "autosave", "note", "submit", "skip", "pairwise"):
+    for name in ("item", "autosave", "note", "submit", "skip", "pairwise", "gold", "ranking"):
         per_url[f"reviews:{name}"] = items
     api_pk = {
         "project": w["project"].pk, "task": w["task"].pk, "example": w["example"].pk, "rubric": w["rubric"].pk,

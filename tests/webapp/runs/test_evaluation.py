@@ -3,6 +3,8 @@ model), both judged with the run's rubric version, base vs checkpoint per criter
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -137,6 +139,11 @@ def test_a_checkpoint_is_generated_judged_and_compared_with_the_base_model_per_c
     page = client.get(reverse("runs:detail", args=[project.pk, run.pk])).content.decode()
     assert "Step 2 checkpoint vs base model" in page and 'data-criterion="short"' in page
     assert f"{item['total']['checkpoint']:.3f}" in page and f"{item['total']['base']:.3f}" in page
+    # "Compare with base side by side" opens the comparison of the two generation jobs, example by example.
+    link = re.search(r'<a class="compare-link" href="([^"]+)"', page)
+    assert link and f"a_job={base_job.pk}&amp;b_job={checkpoint_job.pk}" in link.group(1)
+    compared = client.get(html.unescape(link.group(1))).content.decode()
+    assert compared.count('class="compare-row"') == 4
 
     # The next checkpoint is compared with the same base rollouts and scores: the base is generated once.
     later = services.checkpoint_evaluation_create(run=run, checkpoint=first, endpoint=engine,

@@ -1,0 +1,116 @@
+"""The side-by-side comparison page: two sides chosen by name, a table per example, sorted and filtered with htmx
+(logic in webapp/compare/selectors.py)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from webapp.compare import selectors
+from webapp.core.errors import ApplicationError
+from webapp.core.models import Project
+from webapp.core.params import parse_float, parse_id, parse_int
+from webapp.core.permissions import Action, project_view, role_allows
+from webapp.reviews.blind import scores_page
+from webapp.reviews.comparisons import comparison_item_open, comparison_return
+from webapp.rollouts.models import Rollout
+from webapp.rubrics.models import RubricVersion
+from webapp.tasks.models import Split
+
+SIDE_PARAMS = ("a_job", "a_version", "a_judge", "b_job", "b_version", "b_judge")
+
+
+def _id_or_none(params: QueryDict, name: str) -> int | None:
+    try:
+        return parse_id(params.get(name), field=name)
+    except ApplicationError:
+        return None  # a malformed id names nothing: the picker shows "choose"
+
+
+def _filters(params: QueryDict) -> tuple[selectors.Filters, list[str]]:
+    errors: list[str] = []
+
+    def number(name: str, low: float, high: float) -> float | None:
+        try:
+            return parse_float(params.get(name), field=name, minimum=low, maximum=high)
+        except ApplicationError as error:
+            errors.append(error.message)
+            return None
+
+    split = params.get("split", "")
+    sort = params.get("sort", "abs")
+    filters = selectors.Filters(
+        split=split if split in Split.values else "", q=params.get("q", "").strip()[:200].replace("\x00", ""),
+        score_min=number("score_min", 0, 1), score_max=number("score_max", 0, 1), diff_min=number("diff_min", 0, 1),
+        sort=sort if sort in selectors.SORTS else "abs",
+    )
+    return filters, errors
+
+
+@require_GET
+@project_view(Action.VIEW)
+@scores_page
+def compare(request: HttpRequest, project: Project) -> HttpResponse:
+    params = request.GET
+    ids = {name: _id_or_none(params, name) for name in SIDE_PARAMS}
+    if ids["b_job"] is None and ids["a_job"] is not None:
+        ids["b_job"] = ids["a_job"]  # one job, two versions or two judges
+    if ids["b_version"] is None and ids["b_judge"] is None:  # B scored as A unless told otherwise
+        ids["b_version"], ids["b_judge"] = ids["a_version"], ids["a_judge"]
+    filters, errors = _filters(params)
+    status = 200
+    context: dict = {"ids": ids, "filters": filters, "errors": errors, "sorts": selectors.SORTS,
+                     "splits": Split.choices, "can_label": role_allows(request.project_role, Action.LABEL)}  # type: ignore[attr-defined]
+    try:
+        a = selectors.side_build(project=project, job_id=ids["a_job"], version_id=ids["a_version"],
+                                 judge_id=ids["a_judge"], name="A")
+        b = selectors.side_build(project=project, job_id=ids["b_job"], version_id=ids["b_version"],
+                                 judge_id=ids["b_judge"], name="B")
+    except ApplicationError as error:
+        a = b = None
+        errors.append(error.message)
+        status = error.status
+    if a is not None and b is not None:
+        try:
+            page = parse_int(params.get("page"), field="page", default=1, minimum=1, maximum=10**6) or 1
+        except ApplicationError:
+            page = 1
+        context.update(a=a, b=b, result=selectors.comparison_page(a=a, b=b, filters=filters, page=page))
+    query = {k: v for k, v in ((n, ids[n]) for n in SIDE_PARAMS) if v is not None}
+    context["sides_query"] = urlencode(query)
+    keep = {**query, **{k: v for k, v in (("split", filters.split), ("q", filters.q), ("sort", filters.sort)) if v}}
+    for name in ("score_min", "score_max", "diff_min"):
+        if getattr(filters, name) is not None:
+            keep[name] = getattr(filters, name)
+    context["query"] = urlencode(keep)
+    if request.htmx and "a" in context:
+        return render(request, "compare/compare.html#rows", context)
+    context.update(jobs=[(j.pk, selectors.job_label(j)) for j in selectors.picker_jobs(project)],
+                   versions=list(selectors.picker_versions(project)),
+                   judge_jobs=[(j.pk, selectors.judge_job_label(j)) for j in selectors.picker_judge_jobs(project)])
+    return render(request, "compare/compare.html", context, status=status)
+
+
+@require_POST
+@project_view(Action.LABEL)
+@scores_page
+def compare_label(request: HttpRequest, project: Project) -> HttpResponse:
+    """Open the pairwise label of one row: the pair's item in the side-by-side queue, created or reused."""
+    version_id = parse_id(request.POST.get("version"), field="version")
+    a_id = parse_id(request.POST.get("a"), field="a")
+    b_id = parse_id(request.POST.get("b"), field="b")
+    if version_id is None or a_id is None or b_id is None:
+        raise ApplicationError("Choose a row with two rollouts and a rubric version to label.", status=400)
+    version = get_object_or_404(RubricVersion.objects.select_related("rubric"), rubric__project=project, pk=version_id)
+    rollouts = {r.pk: r for r in Rollout.objects.filter(project=project, pk__in=[a_id, b_id])}
+    if a_id not in rollouts or b_id not in rollouts:
+        raise ApplicationError("Those rollouts do not exist in this project.", status=404)
+    item = comparison_item_open(project=project, rubric_version=version, rollout_a=rollouts[a_id],
+                                rollout_b=rollouts[b_id], annotator=request.user)
+    url = reverse("reviews:item", args=[project.pk, item.queue.pk, item.pk])
+    back = comparison_return(request.POST.get("back"), project)
+    return redirect(f"{url}?{urlencode({'back': back})}" if back else url)
