@@ -55,7 +55,7 @@ class Side:
     def label(self) -> str:
         """What a user reads for the side: the model (or checkpoint), the rubric version, the judge."""
         who = self.job.model_name or f"generation #{self.job.pk}"
-        if self.job.checkpoint_id:
+        if self.job.checkpoint is not None:
             who = f"{who} (step {self.job.checkpoint.step} checkpoint)"
         parts = [who]
         if self.version is not None:
@@ -98,7 +98,7 @@ class ComparisonPage:
 
 
 def job_label(job: GenerationJob) -> str:
-    checkpoint = f" · step {job.checkpoint.step} checkpoint" if job.checkpoint_id else ""
+    checkpoint = f" · step {job.checkpoint.step} checkpoint" if job.checkpoint is not None else ""
     return f"{job.model_name or 'generation'}{checkpoint} · {job.task.name} · {job.created_at:%Y-%m-%d %H:%M} (#{job.pk})"
 
 
@@ -233,6 +233,7 @@ def comparison_page(*, a: Side, b: Side, filters: Filters, page: int = 1, size: 
            f" {body} ORDER BY {order} a.example_id, a.sample_index, a.id LIMIT %(limit)s OFFSET %(offset)s")
     rows = list(Rollout.objects.raw(sql, {**params, "limit": size, "offset": (page - 1) * size}))
     for row in rows:  # the example's columns came with the row: no query per row
-        row.example = Example(id=row.e_id, task_id=row.task_id, external_id=row.e_external_id, prompt=row.e_prompt,
-                              split=row.e_split)
+        extra: Any = row  # raw() adds the joined columns as attributes
+        row.example = Example(id=extra.e_id, task_id=row.task_id, external_id=extra.e_external_id,
+                              prompt=extra.e_prompt, split=extra.e_split)
     return ComparisonPage(rows, total, page, pages, same_rollouts=a.job.pk == b.job.pk)

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from webapp.compare import selectors
 from webapp.core.errors import ApplicationError
+from webapp.core.http import AppRequest
 from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
-from webapp.reviews.blind import scores_page
+from webapp.core.visibility import scores_page
 from webapp.reviews.comparisons import comparison_item_open, comparison_return
 from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
@@ -54,7 +55,7 @@ def _filters(params: QueryDict) -> tuple[selectors.Filters, list[str]]:
 @require_GET
 @project_view(Action.VIEW)
 @scores_page
-def compare(request: HttpRequest, project: Project) -> HttpResponse:
+def compare(request: AppRequest, project: Project) -> HttpResponse:
     params = request.GET
     ids = {name: _id_or_none(params, name) for name in SIDE_PARAMS}
     if ids["b_job"] is None and ids["a_job"] is not None:
@@ -64,7 +65,7 @@ def compare(request: HttpRequest, project: Project) -> HttpResponse:
     filters, errors = _filters(params)
     status = 200
     context: dict = {"ids": ids, "filters": filters, "errors": errors, "sorts": selectors.SORTS,
-                     "splits": Split.choices, "can_label": role_allows(request.project_role, Action.LABEL)}  # type: ignore[attr-defined]
+                     "splits": Split.choices, "can_label": role_allows(request.project_role, Action.LABEL)}
     try:
         a = selectors.side_build(project=project, job_id=ids["a_job"], version_id=ids["a_version"],
                                  judge_id=ids["a_judge"], name="A")
@@ -98,7 +99,7 @@ def compare(request: HttpRequest, project: Project) -> HttpResponse:
 @require_POST
 @project_view(Action.LABEL)
 @scores_page
-def compare_label(request: HttpRequest, project: Project) -> HttpResponse:
+def compare_label(request: AppRequest, project: Project) -> HttpResponse:
     """Open the pairwise label of one row: the pair's item in the side-by-side queue, created or reused."""
     version_id = parse_id(request.POST.get("version"), field="version")
     a_id = parse_id(request.POST.get("a"), field="a")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.http import AppRequest
 from webapp.core.models import Project
 from webapp.core.params import parse_id, parse_int
 from webapp.core.permissions import Action, project_view
@@ -21,7 +22,7 @@ from webapp.rollouts.rendering import render_markdown
 GOLD_PANEL = "reviews/_gold.html"
 
 
-def label_page_context(request: HttpRequest, queue: ReviewQueue, item: ReviewItem) -> dict[str, Any]:
+def label_page_context(request: AppRequest, queue: ReviewQueue, item: ReviewItem) -> dict[str, Any]:
     """What the labeling page adds for guidelines, gold responses and ranking (two queries at most)."""
     context: dict[str, Any] = {"guidelines_html": render_markdown(queue.guidelines) if queue.guidelines else ""}
     if queue.mode == ReviewMode.RANKING:
@@ -37,7 +38,7 @@ def label_page_context(request: HttpRequest, queue: ReviewQueue, item: ReviewIte
 
 @require_POST
 @project_view(Action.EDIT)
-def queue_guidelines(request: HttpRequest, project: Project, queue_id: int) -> HttpResponse:
+def queue_guidelines(request: AppRequest, project: Project, queue_id: int) -> HttpResponse:
     queue = selectors.queue_get(project, queue_id)
     try:
         labeling.guidelines_save(queue=queue, text=request.POST.get("guidelines", ""), user=request.user)
@@ -48,7 +49,7 @@ def queue_guidelines(request: HttpRequest, project: Project, queue_id: int) -> H
     return redirect("reviews:detail", project.pk, queue.pk)
 
 
-def _reserved(request: HttpRequest, queue: ReviewQueue, item_id: int) -> ReviewItem:
+def _reserved(request: AppRequest, queue: ReviewQueue, item_id: int) -> ReviewItem:
     item, assignment = selectors.item_reserved(queue, item_id, request.user, rollout=False)
     if assignment is None:
         raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
@@ -57,7 +58,7 @@ def _reserved(request: HttpRequest, queue: ReviewQueue, item_id: int) -> ReviewI
 
 @require_http_methods(["GET", "POST"])
 @project_view(Action.LABEL)
-def item_gold(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+def item_gold(request: AppRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
     """The annotator's corrected response: GET answers the panel (loaded when opened), POST saves it (an empty text
     deletes it) and answers the panel."""
     queue = selectors.queue_get(project, queue_id)
@@ -92,7 +93,7 @@ def item_gold(request: HttpRequest, project: Project, queue_id: int, item_id: in
 
 @require_POST
 @project_view(Action.LABEL)
-def item_ranking(request: HttpRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
+def item_ranking(request: AppRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
     """Submit a ranking: `rank-<rollout id>` = 1 (best) … n for every response of the group."""
     queue = selectors.queue_get(project, queue_id)
     item = _reserved(request, queue, item_id)

@@ -69,7 +69,7 @@ def _agreement(queue: ReviewQueue, *, with_scores: bool) -> tuple[dict[str, agre
                                   value__isnull=False)
         .values_list("annotator__username", "criterion_key", "rollout_id", "value")
     ):
-        if key in criteria and math.isfinite(value):
+        if key in criteria and value is not None and math.isfinite(value):
             labels[(key, rollout_id)][username] = value
 
     def on_scale(key: str, value: float) -> float:
@@ -87,7 +87,7 @@ def _agreement(queue: ReviewQueue, *, with_scores: bool) -> tuple[dict[str, agre
                                           score__isnull=False)
             .values_list("criterion_key", "judge_fingerprint", "rollout_id", "score")
         ):
-            if key in criteria and math.isfinite(score):
+            if key in criteria and score is not None and math.isfinite(score):
                 scores[(key, rollout_id)][fingerprint] = score
                 counts[(key, fingerprint)] += 1
         judge_of: dict[str, str] = {}

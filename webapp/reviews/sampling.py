@@ -210,10 +210,10 @@ def ranking_groups(*, project_id: int, rollout_ids: list[int]) -> list[tuple[int
     seen: set[str] = set()
     result = []
     for rollout_id in rollout_ids:
-        key = groups.get(rollout_id)
-        if key is None or key in seen or len(members[key]) < 2:
+        group = groups.get(rollout_id)
+        if group is None or group in seen or len(members[group]) < 2:
             continue
-        seen.add(key)
-        others = [r for r in members[key] if r != rollout_id]
+        seen.add(group)
+        others = [r for r in members[group] if r != rollout_id]
         result.append((rollout_id, [rollout_id, *others][:MAX_RANKED]))
     return result
