@@ -178,16 +178,26 @@ def _table(model: Any) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
+# Rollout columns of the export read from the rollout row itself.
+_ROLLOUT_OWN = frozenset({
+    "job_id", "run_id", "step", "source", "model_name", "group_key", "sample_index", "prompt_messages", "messages",
+    "completion", "prompt_tokens", "completion_tokens", "finish_reason", "latency_ms", "error", "metadata",
+})
+
+
 def _rollouts_sql(
     selection: QuerySet, version: int | None, nested: bool, after: int, size: int
 ) -> tuple[str, list[Any]]:
     """The rows of `_rollouts` as one JSON object per line, built by Postgres (see copy_rows): the same columns,
     key order and values as the Python rows through the JSONL writer."""
-    from webapp.rollouts.models import Rollout
     from webapp.tasks.models import Example, Task
 
-    ids = selection.filter(pk__gt=after).order_by("pk").values("pk")[:size]
-    ids_sql, params = ids.query.sql_with_params()
+    columns = [c for c in ROLLOUT_COLUMNS if c.type not in (JSON, MESSAGES)] + [
+        c for c in ROLLOUT_COLUMNS if c.type in (JSON, MESSAGES)]  # the writer's key order
+    own = ["id", "task_id", "example_id", *(c.name for c in columns if c.name in _ROLLOUT_OWN)]
+    # The chunk's rollouts in id order (the primary key's order: no sort); every other table is looked up per row
+    # (OFFSET 0 keeps each lateral a nested loop, so the order holds and Postgres sorts nothing).
+    rows_sql, params = selection.filter(pk__gt=after).order_by("pk").values(*own)[:size].query.sql_with_params()
     user = HumanLabel._meta.get_field("annotator").related_model
     v = f" AND {{a}}.rubric_version_id = {int(version)}" if version else ""
     score = object_sql([
@@ -205,15 +215,13 @@ def _rollouts_sql(
         "prompt": "e.prompt", "answer": "e.answer", "reward": "rs.total",
         "criterion_scores": "COALESCE(cs.list, '[]')", "labels": "COALESCE(hl.list, '[]')",
     }
-    columns = [c for c in ROLLOUT_COLUMNS if c.type not in (JSON, MESSAGES)] + [
-        c for c in ROLLOUT_COLUMNS if c.type in (JSON, MESSAGES)]  # the writer's key order
     line = object_sql([(c.name, c.type, exprs.get(c.name, f"r.{c.name}")) for c in columns], nested=nested)
     sql = f"""
         SELECT {line}
-          FROM ({ids_sql}) sel (id)
-          JOIN {_table(Rollout)} r ON r.id = sel.id
-          JOIN {_table(Task)} t ON t.id = r.task_id
-          LEFT JOIN {_table(Example)} e ON e.id = r.example_id
+          FROM ({rows_sql}) r ({", ".join(own)})
+          JOIN LATERAL (SELECT t.name FROM {_table(Task)} t WHERE t.id = r.task_id OFFSET 0) t ON true
+          LEFT JOIN LATERAL (SELECT e.external_id, e.split, e.prompt, e.answer FROM {_table(Example)} e
+                              WHERE e.id = r.example_id OFFSET 0) e ON true
           LEFT JOIN LATERAL (SELECT rs.total FROM {_table(RolloutScore)} rs
                               WHERE rs.rollout_id = r.id{v.format(a="rs")} ORDER BY rs.id DESC LIMIT 1) rs ON true
           LEFT JOIN LATERAL (SELECT '[' || string_agg({score}, ',' ORDER BY cs.criterion_key, cs.id) || ']' AS list
