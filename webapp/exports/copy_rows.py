@@ -40,13 +40,17 @@ def py_float_sql(expr: str) -> str:
         f" WHEN abs({expr}) >= 1e16 THEN chr(1) || ({expr})::text"
         f" WHEN ({expr}) = trunc({expr}) THEN"
         f" (CASE WHEN ({expr})::text = '-0' THEN '-0' ELSE (({expr})::bigint)::text END) || '.0'"
-        f" ELSE regexp_replace(({expr})::text, '^(-?[0-9])[.]([0-9]{{15}})([0-9]+)e[+]15$', '\\1\\2.\\3') END)"
+        f" WHEN abs({expr}) >= 1e15 THEN"
+        f" regexp_replace(({expr})::text, '^(-?[0-9])[.]([0-9]{{15}})([0-9]+)e[+]15$', '\\1\\2.\\3')"
+        f" ELSE ({expr})::text END)"
     )
 
 
-def value_sql(type: str, expr: str, *, nested: bool) -> str:
+def value_sql(type: str, expr: str, *, nested: bool, nullable: bool = True) -> str:
     """One JSON value. `nested`: JSON columns as JSON (JSONL); otherwise as JSON strings of their text (the scalar
     lines read into Arrow, where JSON columns are strings)."""
+    if not nullable and type in (INT, STR) or not nullable and type in (JSON, MESSAGES) and nested:
+        return f"({expr})::text" if type in (INT, JSON, MESSAGES) else f"to_json(({expr})::text)::text"
     if type == INT:
         return f"COALESCE(({expr})::text, 'null')"
     if type == FLOAT:
@@ -64,14 +68,15 @@ def value_sql(type: str, expr: str, *, nested: bool) -> str:
     return f"COALESCE(to_json(({expr})::text)::text, 'null')"
 
 
-def object_sql(fields: list[tuple[str, str, str]], *, nested: bool) -> str:
-    """A compact JSON object from (key, type, SQL expression), keys in the given order."""
+def object_sql(fields: list[tuple[str, str, str]] | list[tuple[str, str, str, bool]], *, nested: bool) -> str:
+    """A compact JSON object from (key, type, SQL expression[, nullable]), keys in the given order."""
     parts = []
-    for i, (key, type, expr) in enumerate(fields):
+    for i, (key, type, expr, *nullable) in enumerate(fields):
         quoted_key = key.replace("\\", "\\\\").replace('"', '\\"')
         parts.append("'" + ("{" if i == 0 else ",") + f'"{quoted_key}":' + "'")
-        parts.append(value_sql(type, expr, nested=nested))
-    return "(" + " || ".join(parts) + " || '}')"
+        parts.append(value_sql(type, expr, nested=nested, nullable=nullable[0] if nullable else True))
+    # One concat() call: a chain of || copies the growing line once per piece (quadratic in the line's length).
+    return "concat(" + ", ".join(parts) + ", '}')"
 
 
 @dataclass(frozen=True)
@@ -94,7 +99,17 @@ def copy_chunks(source: CopySource, *, nested: bool, rows: int) -> Iterator[byte
     through verbatim, one line per row."""
     last, left = 0, source.limit
     with connection.cursor() as cursor:
-        cursor.execute("SET extra_float_digits = 1")  # the server default; the float shapes above rely on it
+        # extra_float_digits = 1 is the server default; the float shapes above rely on it. JIT: the line
+        # expressions are long, and compiling them took longer (seconds per statement) than running them.
+        cursor.execute("SELECT set_config('extra_float_digits', '1', false), set_config('jit', 'off', false)")
+    try:
+        yield from _chunks(source, nested, rows, last, left)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET jit")
+
+
+def _chunks(source: CopySource, nested: bool, rows: int, last: int, left: int | None) -> Iterator[bytes]:
     while left is None or left > 0:
         size = rows if left is None else min(rows, left)
         sql, params = source.build(nested, last, size)

@@ -173,7 +173,7 @@ def _copy_parquet(path: Path, dataset: Dataset, on_progress: Progress | None) ->
         writer.write_table(table.select(schema.names).cast(schema), row_group_size=ROW_GROUP)
 
     with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
-        for block, lines, n in _copied(dataset, False, on_progress):
+        for block, lines, n in _copied(dataset, False, on_progress):  # noqa: B007
             while pending_lines + lines >= ROW_GROUP:  # cut the block after the row group's last line
                 need, cut = ROW_GROUP - pending_lines, -1
                 if need == lines:

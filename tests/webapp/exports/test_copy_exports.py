@@ -180,3 +180,14 @@ def test_an_empty_selection_writes_empty_files(tmp_path):
     assert fast.read_bytes() == slow.read_bytes() == b"" and progress == [0]
     fast, slow, _ = both(project, tmp_path, "parquet", {})
     same_parquet(fast, slow)
+
+
+@pytest.mark.django_db
+def test_without_any_label_the_copy_skips_the_label_lookup_and_writes_the_same(tmp_path):
+    data = build()
+    HumanLabel.objects.filter(rollout__project=data["project"]).delete()
+    dataset = dataset_build(project=data["project"], kind="rollouts", filters={})
+    assert "reviews_humanlabel" not in dataset.copy.build(True, 0, 10)[0]
+    for filters in ({}, {"rubric_version": data["version"].pk}):
+        fast, slow, _ = both(data["project"], tmp_path, "jsonl", filters)
+        assert fast.read_bytes() == slow.read_bytes()
