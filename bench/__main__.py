@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     failed = [r for r in rows if (r[1] is None and r[2] != "not present") or (r[1] is not None and not r[1]["pass"]
                                                                                 and not math.isinf(r[1]["target"]))]
-    print(f"\n{len(rows) - len(failed)} of {len(rows)} pass")
+    skipped = sum(1 for r in rows if r[1] is None and r[2] == "not present")
+    print(f"\n{len(rows) - len(failed) - skipped} of {len(rows) - skipped} pass"
+          + (f" ({skipped} not in this checkout)" if skipped else ""))
     return 1 if failed else 0
 
 
