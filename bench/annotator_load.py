@@ -317,6 +317,13 @@ def main() -> None:
           f" load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"  integrity: {labels:,} labels for {accepted:,} accepted submits × 2 criteria → lost {lost};"
           f" done assignments {done:,} (accepted − done = {accepted - done}); items over reviewers_per_item {over}; duplicate labels {twice}")
+    from _results import emit
+
+    name = f"annotators ({args.annotators})"
+    emit(name, "p95 submit/next latency", p(0.95) * 1000, 150, higher_is_better=False, unit="ms")
+    emit(name, "labels lost + duplicated + over-filled", abs(lost) + twice + over, 0, higher_is_better=False)
+    emit(name, "gunicorn CPU per request (no target)", cpu.server * 1000 / n, float("inf"), higher_is_better=False,
+         unit="ms")
 
 
 if __name__ == "__main__":

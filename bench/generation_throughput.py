@@ -161,6 +161,9 @@ def main() -> None:
     }
     print(json.dumps(summary))
     backend.close()
+    from bench._results import emit
+
+    emit("generation (backend)", "ours / raw vLLM tok/s", ours / raw, 0.9, higher_is_better=True, unit="×")
 
 
 if __name__ == "__main__":

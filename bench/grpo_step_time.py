@@ -201,6 +201,11 @@ def main() -> None:
         print(
             f"{label}: ratio ours/plain = {statistics.median(mine) / statistics.median(plain):.3f} (target <= 1.05)"
         )
+    from bench._results import emit
+
+    cpu_ratio = statistics.median(s[1] for s in our_steps) / statistics.median(s[1] for s in plain_steps)
+    emit(f"GRPO step ({args.model})", "ours / plain TRL CPU s per step", cpu_ratio, 1.05, higher_is_better=False,
+         unit="×")
     print("our runner's split (mean per step, warm-up dropped):")
     for key in splits[0]:
         print(f"  {key:22s} {statistics.mean(s[key] for s in splits):.3f}s")

@@ -133,6 +133,11 @@ def main() -> None:
                       f"client CPU {r['client_cpu_s']:5.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
             ratio = results["import"]["rows_per_s"] / results["copy"]["rows_per_s"]
             print(f"import / COPY = {ratio:.2f} (target ≥ 0.5)")
+            from _results import emit
+
+            emit("ingest", f"import / COPY FROM rows/s at {rows:,}", ratio, 0.5, higher_is_better=True, unit="×")
+            emit("ingest", f"import seconds at {rows:,}", results["import"]["seconds"], float("inf"),
+                 higher_is_better=False, unit="s")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def main() -> None:
     from webapp.core.jobs import JobProgress, job_start
     from webapp.core.models import Project
     from webapp.endpoints.models import EndpointKind, ModelEndpoint
-    from webapp.rollouts.generation import backend_config, backend_for
+    from webapp.rollouts.engines import backend_config, backend_for
     from webapp.rollouts.models import GenerationJob
     from webapp.tasks.models import Task
 

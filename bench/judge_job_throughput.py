@@ -7,7 +7,7 @@ against a local OpenAI-compatible server with 50 ms latency admitting 32 concurr
     DATABASE: rubricon_bench_judge (created if missing, migrated; never the test database)
     BROKER:   redis://127.0.0.1:6379/5 (override with BENCH_BROKER_URL); the endpoint limits live there too
 
-The server (training.judges.stub_server, its own process) answers every judge prompt after 50 ms and refuses the
+The server (tests.support.judge_server, its own process) answers every judge prompt after 50 ms and refuses the
 33rd concurrent request with 429. Ceiling = 32 / 0.05 s = 640 req/s. The endpoint says max_concurrency=32, which
 every worker and thread shares through Redis (webapp.endpoints.limits), so two workers do not make 64.
 Each rollout is scored by a rubric with one judge criterion: one call per rollout, 20,000 calls. The judge cache is
@@ -78,7 +78,7 @@ def setup(args: argparse.Namespace, broker: str) -> None:
 
 def start_server(latency: float, max_concurrent: int) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "training.judges.stub_server", "--latency", str(latency),
+        [sys.executable, "-m", "tests.support.judge_server", "--latency", str(latency),
          "--max-concurrent", str(max_concurrent)],
         stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
     )
@@ -279,6 +279,11 @@ def main() -> None:
     print("\nworkers  x ceiling  target 0.85  x client-alone baseline (same run)")
     for count, ratio, vs_baseline in results:
         print(f"{count:>7}  {ratio:>9.3f}  {'pass' if ratio >= 0.85 else 'FAIL':>11}  {vs_baseline:>9.3f}")
+    from bench._results import emit
+
+    for count, ratio, vs_baseline in results:
+        emit("judge jobs", f"{count} worker(s): req/s × ceiling", ratio, 0.85, higher_is_better=True)
+        emit("judge jobs", f"{count} worker(s): × client alone (same run)", vs_baseline, 0.85, higher_is_better=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import pytest
 
 from tests.browser.test_review import console_errors
 from tests.factories import EndpointFactory
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 from webapp.core.models import JobChunk
 from webapp.demo.seed import DEMO_PASSWORD, DEMO_TASK_NAME, DEMO_USERNAME, seed_demo
 from webapp.rollouts.models import GenerationJob

@@ -15,7 +15,7 @@ import redis
 from tests.conftest import REPO_ROOT
 from tests.factories import EndpointFactory
 from tests.workers.test_judging_e2e import make_rollouts, wait_for
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from webapp.core.models import JobStatus
 from webapp.endpoints.limits import RedisLimits, limits_key
 from webapp.judging import services

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from tests.factories import EndpointFactory, MembershipFactory, UserFactory
 from tests.workers.test_judging_e2e import make_rollouts
-from training.judges.stub_server import Reply, StubChatServer, judge_responder
+from tests.support.judge_server import Reply, StubChatServer, judge_responder
 from webapp.core.models import WorkerHeartbeat
 from webapp.judging import services
 

@@ -19,6 +19,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports import verifiers_runs as vf_runs
+from webapp.exports.copy_rows import CopySource, object_sql
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -49,6 +50,8 @@ class Dataset:
     rows: Iterator[tuple]
     total: int
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The same rows as SQL for COPY (Postgres only; see copy_rows), where a kind has it.
+    copy: CopySource | None = None
 
 
 def _cols(spec: str) -> list[Column]:
@@ -169,7 +172,80 @@ def _rollouts(project: Project, filters: dict) -> Dataset:
                 rid = r[0]
                 yield (*r, rewards.get(rid), _dumps(scores.get(rid, [])), _dumps(labels.get(rid, [])))
 
-    return Dataset(ROLLOUT_COLUMNS, rows(), _count(selection, filters))
+    labeled: list[bool] = []
+
+    def sql(nested: bool, after: int, size: int) -> tuple[str, list[Any]]:
+        if not labeled:  # no labels at all: no label lookup per row (asked once, at the first chunk)
+            labels = HumanLabel.objects.filter(rollout__project=project)
+            labeled.append((labels.filter(rubric_version_id=version) if version else labels).exists())
+        return _rollouts_sql(selection, version, nested, after, size, labels=labeled[0])
+
+    return Dataset(ROLLOUT_COLUMNS, rows(), _count(selection, filters),
+                   copy=CopySource(sql, limit=filters.get("limit")))
+
+
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+# Rollout columns of the export read from the rollout row itself.
+_ROLLOUT_OWN = frozenset({
+    "job_id", "run_id", "step", "source", "model_name", "group_key", "sample_index", "prompt_messages", "messages",
+    "completion", "prompt_tokens", "completion_tokens", "finish_reason", "latency_ms", "error", "metadata",
+})
+
+
+def _rollouts_sql(
+    selection: QuerySet, version: int | None, nested: bool, after: int, size: int, *, labels: bool = True
+) -> tuple[str, list[Any]]:
+    """The rows of `_rollouts` as one JSON object per line, built by Postgres (see copy_rows): the same columns,
+    key order and values as the Python rows through the JSONL writer."""
+    from webapp.rollouts.models import Rollout
+    from webapp.tasks.models import Example, Task
+
+    columns = [c for c in ROLLOUT_COLUMNS if c.type not in (JSON, MESSAGES)] + [
+        c for c in ROLLOUT_COLUMNS if c.type in (JSON, MESSAGES)]  # the writer's key order
+    own = ["id", "task_id", "example_id", *(c.name for c in columns if c.name in _ROLLOUT_OWN)]
+    # The chunk's rollouts in id order (the primary key's order: no sort); every other table is looked up per row
+    # (OFFSET 0 keeps each lateral a nested loop, so the order holds and Postgres sorts nothing).
+    rows_sql, params = selection.filter(pk__gt=after).order_by("pk").values(*own)[:size].query.sql_with_params()
+    user = HumanLabel._meta.get_field("annotator").related_model
+    v = f" AND {{a}}.rubric_version_id = {int(version)}" if version else ""
+    score = object_sql([
+        ("rubric_version", INT, "cs.rubric_version_id"), ("criterion_key", STR, "cs.criterion_key"),
+        ("judge", STR, "cs.judge_fingerprint"), ("score", FLOAT, "cs.score"), ("raw_choice", STR, "cs.raw_choice"),
+        ("rationale", STR, "cs.rationale"),
+    ], nested=True)
+    label = object_sql([
+        ("rubric_version", INT, "hl.rubric_version_id"), ("criterion_key", STR, "hl.criterion_key"),
+        ("annotator", STR, "u.username"), ("value", FLOAT, "hl.value"), ("choice", STR, "hl.choice"),
+        ("comment", STR, "hl.comment"), ("reward_hacking", BOOL, "COALESCE(hl.reward_hacking, false)"),
+    ], nested=True)
+    exprs = {
+        "rollout_id": "r.id", "task": "t.name", "example_id": "e.external_id", "split": "e.split",
+        "prompt": "e.prompt", "answer": "e.answer", "reward": "rs.total",
+        # Scalar subqueries: as lateral joins these cost several times as much.
+        "criterion_scores": f"""COALESCE((SELECT '[' || string_agg({score}, ',' ORDER BY cs.criterion_key, cs.id) || ']'
+                                           FROM {_table(CriterionScore)} cs
+                                          WHERE cs.rollout_id = r.id{v.format(a="cs")}), '[]')""",
+        "labels": "'[]'" if not labels else f"""COALESCE((SELECT '[' || string_agg({label}, ',' ORDER BY hl.criterion_key, hl.id) || ']'
+                                 FROM {_table(HumanLabel)} hl JOIN {_table(user)} u ON u.id = hl.annotator_id
+                                WHERE hl.rollout_id = r.id{v.format(a="hl")}), '[]')""",
+    }
+    not_null = {"rollout_id", "task", "criterion_scores", "labels"} | {
+        name for name in _ROLLOUT_OWN if not Rollout._meta.get_field(name.removesuffix("_id")).null}
+    line = object_sql([(c.name, c.type, exprs.get(c.name, f"r.{c.name}"), c.name not in not_null) for c in columns],
+                      nested=nested)
+    sql = f"""
+        SELECT {line}
+          FROM ({rows_sql}) r ({", ".join(own)})
+          JOIN LATERAL (SELECT t.name FROM {_table(Task)} t WHERE t.id = r.task_id OFFSET 0) t ON true
+          LEFT JOIN LATERAL (SELECT e.external_id, e.split, e.prompt, e.answer FROM {_table(Example)} e
+                              WHERE e.id = r.example_id OFFSET 0) e ON true
+          LEFT JOIN LATERAL (SELECT rs.total FROM {_table(RolloutScore)} rs
+                              WHERE rs.rollout_id = r.id{v.format(a="rs")} ORDER BY rs.id DESC LIMIT 1) rs ON true
+         ORDER BY r.id"""
+    return sql, list(params)
 
 
 def _count(queryset: QuerySet, filters: dict) -> int:

@@ -7,6 +7,7 @@ JSON values and CSV keeps them as JSON strings. Parquet and HF datasets keep mes
 from __future__ import annotations
 
 import csv
+import io
 import json
 import tempfile
 import zipfile
@@ -14,10 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from webapp.exports import copy_rows
 from webapp.exports.datasets import BOOL, FLOAT, INT, JSON, MESSAGES, Column, Dataset
 
 ROW_GROUP = 10_000
 PROGRESS_EVERY = 10_000
+# COPY reads PROGRESS_EVERY rows per statement (progress and cancel are checked between them), at least this many.
+COPY_MIN_CHUNK = 100
 Progress = Callable[[int], None]
 
 
@@ -58,7 +62,37 @@ def write_jsonl_stream(out: TextIO, columns: list[Column], rows: Iterable[tuple]
     return n
 
 
+def _copied(dataset: Dataset, nested: bool, on_progress: Progress | None) -> Iterator[tuple[bytes, int, int]]:
+    """COPY chunks of the dataset's lines with their line count and the running total, reporting progress (and
+    so checking for cancel) between chunks. A chunk with the marker byte holds a value only Python writes right."""
+    assert dataset.copy is not None
+    n = 0
+    for data in copy_rows.copy_chunks(dataset.copy, nested=nested, rows=max(PROGRESS_EVERY, COPY_MIN_CHUNK)):
+        if copy_rows.MARKER in data:
+            raise copy_rows.CopyUnavailable
+        lines = data.count(b"\n")
+        n += lines
+        yield data, lines, n
+        if on_progress:
+            on_progress(n)
+    if on_progress and n == 0:
+        on_progress(0)
+
+
+def _copy_jsonl(path: Path, dataset: Dataset, on_progress: Progress | None) -> int:
+    n = 0
+    with open(path, "wb") as out:
+        for data, _, n in _copied(dataset, True, on_progress):  # noqa: B007
+            out.write(data)
+    return n
+
+
 def write_jsonl(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    if dataset.copy is not None and copy_rows.available():
+        try:
+            return _copy_jsonl(path, dataset, on_progress)
+        except copy_rows.CopyUnavailable:
+            pass  # the rows iterator is untouched: write them the Python way
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         return write_jsonl_stream(out, dataset.columns, _counted(dataset.rows, on_progress))
 
@@ -118,7 +152,60 @@ def _struct_messages(text: str | None) -> list[dict] | None:
     return out
 
 
+def _copy_parquet(path: Path, dataset: Dataset, on_progress: Progress | None) -> int:
+    """Scalar JSON lines from COPY, ROW_GROUP lines at a time, read by pyarrow's JSON reader with the export's
+    schema into one row group each."""
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    assert dataset.copy is not None
+    if any(c.type == MESSAGES for c in dataset.columns):
+        raise copy_rows.CopyUnavailable  # nested message structs are built in Python
+    schema = arrow_schema(dataset.columns)
+    parse = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+    n = 0
+    pending: list[bytes] = []
+    pending_lines = 0
+
+    def flush(writer, data: bytes) -> None:
+        table = pj.read_json(io.BytesIO(data), parse_options=parse,
+                             read_options=pj.ReadOptions(block_size=max(len(data), 1 << 20)))
+        writer.write_table(table.select(schema.names).cast(schema), row_group_size=ROW_GROUP)
+
+    with pq.ParquetWriter(str(path), schema, compression="zstd") as writer:
+        for block, lines, n in _copied(dataset, False, on_progress):  # noqa: B007
+            while pending_lines + lines >= ROW_GROUP:  # cut the block after the row group's last line
+                need, cut = ROW_GROUP - pending_lines, -1
+                if need == lines:
+                    cut = len(block) - 1
+                else:
+                    for _ in range(need):
+                        cut = block.index(b"\n", cut + 1)
+                pending.append(block[:cut + 1])
+                flush(writer, b"".join(pending))
+                block = block[cut + 1:]
+                lines -= ROW_GROUP - pending_lines
+                pending, pending_lines = [], 0
+            pending.append(block)
+            pending_lines += lines
+        data = b"".join(pending)
+        if data:
+            flush(writer, data)
+        elif n == 0:
+            writer.write_table(schema.empty_table())
+    return n
+
+
 def write_parquet(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
+    if dataset.copy is not None and copy_rows.available():
+        try:
+            return _copy_parquet(path, dataset, on_progress)
+        except copy_rows.CopyUnavailable:
+            pass  # the rows iterator is untouched: write them the Python way
+    return _write_parquet_rows(path, dataset, on_progress)
+
+
+def _write_parquet_rows(path: Path, dataset: Dataset, on_progress: Progress | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

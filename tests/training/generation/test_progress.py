@@ -8,7 +8,7 @@ import time
 from tests.training.generation.test_openai_backend import fast_backend
 from training.generation import Example, SamplingParams, run_episodes
 from training.generation.environments import SingleTurnEnvironment, WordleEnvironment
-from training.judges.stub_server import Reply, StubChatServer
+from tests.support.judge_server import Reply, StubChatServer
 
 
 def _recording() -> tuple[list[tuple[float, int, int]], object]:

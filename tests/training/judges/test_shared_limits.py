@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from training.judges.stub_server import StubChatServer
+from tests.support.judge_server import StubChatServer
 from training.limits import LocalLimits, gcra_book
 from training.llm_client import OpenAICompatibleClient
 

@@ -17,7 +17,7 @@ from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.exports.hub import hub_push_create, hub_push_run
 from webapp.exports.models import HubPush
-from webapp.exports.services import export_create, export_run
+from webapp.exports.services import export_create, export_write
 
 TOKEN = "hf_test_token_123"
 
@@ -37,7 +37,7 @@ def hub(tmp_path, monkeypatch):
 def finished_export(scored, format: str, kind: str = "rollouts"):
     export = export_create(project=scored["project"], kind=kind, format=format,
                            filters={"rubric_version": scored["version"].pk, "task": scored["task"].pk}, enqueue=False)
-    export = export_run(export_id=export.pk)
+    export = export_write(export_id=export.pk)
     assert export.status == JobStatus.SUCCEEDED, export.error
     return export
 

@@ -3,6 +3,7 @@ Every read path applying it is covered by test_blind_read_paths.py."""
 
 from __future__ import annotations
 
+from django.db.models import Q
 from django.urls import reverse
 
 from webapp.core.models import Role
@@ -93,3 +94,51 @@ def test_rewards_are_removed_from_a_blind_rollouts_metadata_at_any_depth():
     metadata = {"turns": 2, "reward_total": 0.5, "env": {"judge_score": 1, "won": True},
                 "steps": [{"Reward": 1, "action": "guess"}], "rationale": "because"}
     assert redact_metadata(metadata) == {"turns": 2, "env": {"won": True}, "steps": [{"action": "guess"}]}
+
+
+def test_the_one_rollout_questions_written_in_sql_answer_as_the_orm_rule(review_setup):
+    """judge_scores_visible asks `_blind_for` and `_submitted_in_queue` (raw SQL, for the labeling page's speed);
+    they must agree with blind_rollout_ids and the ORM filter for every annotator, rollout and queue, through
+    reservations, submits, skips, assignees, a pairwise queue, a non-blind one and a queue that needs no more labels."""
+    from webapp.reviews.blind import _blind_for, _submitted_in_queue
+    from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode
+
+    s = review_setup
+    ids = [r.pk for r in s["rollouts"]]
+
+    def among(*indexes):  # each blind queue its own rollouts, so no other queue hides a change
+        return {"ids": [ids[i] for i in indexes]}
+
+    queues = [
+        make_queue(s, name="open", size=4, seed=1, reviewers_per_item=2, selection=among(0, 1, 2, 3)),
+        make_queue(s, name="named", size=1, seed=2, assignees=[s["ann1"]], selection=among(4)),
+        make_queue(s, name="pairs", size=2, seed=3, mode=ReviewMode.PAIRWISE, selection=among(6, 7, 8, 9, 10, 11)),
+        make_queue(s, name="visible", size=3, seed=4, blind=False, selection=among(0, 1, 2)),
+        make_queue(s, name="one", size=1, seed=5, reviewers_per_item=1, selection=among(5)),
+    ]
+    assert all(q.items.exists() for q in queues)
+    annotators = [s["ann1"], s["ann2"]]
+
+    def check():
+        for user in annotators:
+            hidden = blind(s, user)
+            for rollout in s["rollouts"]:
+                assert _blind_for(user.pk, s["project"].pk, rollout.pk) == (rollout.pk in hidden), (user, rollout)
+                for queue in queues:
+                    on_item = (ReviewAssignment.objects.filter(item__queue=queue, annotator=user,
+                                                               status=AssignmentStatus.DONE)
+                               .filter(Q(item__rollout_id=rollout.pk) | Q(item__rollout_b_id=rollout.pk)).exists())
+                    assert _submitted_in_queue(user, queue.pk, rollout.pk) == on_item, (user, rollout, queue)
+
+    check()
+    reserved = services.item_next(queue=queues[0], annotator=s["ann1"])  # a reservation
+    submit(queues[4], s["ann2"])  # the item needs no more labels: open to nobody
+    check()
+    # Others filled the reserved item's seats (an expired reservation): open still to its holder only.
+    ReviewItem.objects.filter(pk=reserved.pk).update(completed_count=2)
+    check()
+    submit(queues[0], s["ann1"])
+    submit(queues[1], s["ann1"])
+    skipped = services.item_next(queue=queues[0], annotator=s["ann2"])
+    services.item_skip(item=skipped, annotator=s["ann2"])
+    check()

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.urls import reverse
 
-from webapp.exports.services import export_create, export_run
+from webapp.exports.services import export_create, export_write
 from webapp.reviews import services
 from webapp.reviews.models import GoldResponse, HumanLabel, RankingLabel, ReviewItem, ReviewMode
 
@@ -53,7 +53,7 @@ def test_ranking_queue_ranks_a_group_and_exports_every_implied_pair(client, revi
     assert label.ranking == [g[2], g[0], g[1]]
     item.refresh_from_db()
     assert item.completed_count == 1
-    export = export_run(export_id=export_create(
+    export = export_write(export_id=export_create(
         project=s["project"], kind="preferences", format="jsonl", enqueue=False,
         filters={"rubric_version": s["version"].pk, "preference_source": "ranking"}).pk)
     rows = _rows(export)
@@ -86,7 +86,7 @@ def test_gold_response_saved_versioned_and_exported_as_sft(client, review_setup)
     # Not the annotator's item: refused.
     client.force_login(s["ann2"])
     assert client.post(gold_url, {"gold": "mine", "gold_row_version": 0}).status_code == 403
-    export = export_run(export_id=export_create(project=s["project"], kind="sft", format="jsonl", enqueue=False,
+    export = export_write(export_id=export_create(project=s["project"], kind="sft", format="jsonl", enqueue=False,
                                                 filters={"sft_source": "gold"}).pk)
     rows = _rows(export)
     assert len(rows) == 1 and rows[0]["rollout_id"] == item.rollout_id
