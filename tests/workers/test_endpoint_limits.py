@@ -14,8 +14,8 @@ import redis
 
 from tests.conftest import REPO_ROOT
 from tests.factories import EndpointFactory
-from tests.workers.test_judging_e2e import make_rollouts, wait_for
 from tests.support.judge_server import StubChatServer
+from tests.workers.test_judging_e2e import make_rollouts, wait_for
 from webapp.core.models import JobStatus
 from webapp.endpoints.limits import RedisLimits, limits_key
 from webapp.judging import services

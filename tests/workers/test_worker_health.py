@@ -12,8 +12,8 @@ from django.test import Client
 from django.urls import reverse
 
 from tests.factories import EndpointFactory, MembershipFactory, UserFactory
-from tests.workers.test_judging_e2e import make_rollouts
 from tests.support.judge_server import Reply, StubChatServer, judge_responder
+from tests.workers.test_judging_e2e import make_rollouts
 from webapp.core.models import WorkerHeartbeat
 from webapp.judging import services
 

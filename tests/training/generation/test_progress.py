@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
+from tests.support.judge_server import Reply, StubChatServer
 from tests.training.generation.test_openai_backend import fast_backend
 from training.generation import Example, SamplingParams, run_episodes
 from training.generation.environments import SingleTurnEnvironment, WordleEnvironment
-from tests.support.judge_server import Reply, StubChatServer
 
 
 def _recording() -> tuple[list[tuple[float, int, int]], object]:
