@@ -16,7 +16,7 @@ through the Python path instead (`CopyUnavailable`), so the output is always the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +68,12 @@ def value_sql(type: str, expr: str, *, nested: bool, nullable: bool = True) -> s
     return f"COALESCE(to_json(({expr})::text)::text, 'null')"
 
 
-def object_sql(fields: list[tuple[str, str, str]] | list[tuple[str, str, str, bool]], *, nested: bool) -> str:
+def object_sql(fields: Sequence[tuple[str, str, str] | tuple[str, str, str, bool]], *, nested: bool) -> str:
     """A compact JSON object from (key, type, SQL expression[, nullable]), keys in the given order."""
     parts = []
-    for i, (key, type, expr, *nullable) in enumerate(fields):
+    for i, field in enumerate(fields):
+        key, type, expr = field[0], field[1], field[2]
+        nullable = [bool(field[3])] if len(field) > 3 else []
         quoted_key = key.replace("\\", "\\\\").replace('"', '\\"')
         parts.append("'" + ("{" if i == 0 else ",") + f'"{quoted_key}":' + "'")
         parts.append(value_sql(type, expr, nested=nested, nullable=nullable[0] if nullable else True))
