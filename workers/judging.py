@@ -66,18 +66,9 @@ def rubric_dry_run(*, job_id: int) -> None:
 
 
 @shared_task(name="workers.judging.position_check", ignore_result=True)
-def position_check(*, rubric_version_id: int, endpoint_id: int, pairs: int) -> None:
-    """The judge compares pairs of rollouts in both orders (position-swap consistency, see webapp.reviews)."""
-    import logging
-
-    from webapp.core.errors import ApplicationError
-    from webapp.endpoints.models import ModelEndpoint
+def position_check(*, job_id: int) -> None:
+    """The judge compares pairs of rollouts in both orders (position-swap consistency, see webapp.reviews); the
+    PositionCheckJob row carries its progress, cost and outcome."""
     from webapp.reviews import services
-    from webapp.rubrics.models import RubricVersion
 
-    version = RubricVersion.objects.select_related("rubric").get(pk=rubric_version_id)
-    endpoint = ModelEndpoint.objects.get(pk=endpoint_id)
-    try:
-        services.position_check_run(rubric_version=version, endpoint=endpoint, pairs=pairs)
-    except ApplicationError as error:
-        logging.getLogger(__name__).warning("Position-swap check of %s not run: %s", version, error.message)
+    services.position_check_job_run(job_id=job_id)

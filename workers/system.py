@@ -36,6 +36,7 @@ JOB_TASKS: dict[str, tuple[str, str, str | None]] = {
     "workers.judging.rubric_dry_run": ("rubric tool job", "job_id", None),
     "workers.generation.draft_rubric": ("rubric tool job", "job_id", None),
     "workers.generation.endpoint_check": ("endpoint check", "check_id", None),
+    "workers.judging.position_check": ("position check", "job_id", None),
 }
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +75,7 @@ class SwapResult:
     error: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cache_hits: int = 0  # of the two answers, those read from the judge cache (no call made)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -147,11 +148,11 @@ def parse_pairwise_verdict(text: str) -> Verdict | None:
     return _normalize(text)
 
 
-async def _ask(judge: JudgeBackend, messages: list[dict[str, str]]) -> tuple[Verdict | None, str, int, int]:
+async def _ask(judge: JudgeBackend, messages: list[dict[str, str]]) -> tuple[Verdict | None, str, int, int, bool]:
     schema = VERDICT_SCHEMA if judge.supports_structured_output else None
     completion = await judge.complete(messages, json_schema=schema)
     return (parse_pairwise_verdict(completion.text), completion.text, completion.prompt_tokens,
-            completion.completion_tokens)
+            completion.completion_tokens, completion.cached)
 
 
 async def judge_pair_swapped(judge: JudgeBackend, item: PairwiseItem) -> SwapResult:
@@ -165,28 +166,33 @@ async def judge_pair_swapped(judge: JudgeBackend, item: PairwiseItem) -> SwapRes
     for error in errors:
         if not isinstance(error, JudgeCallError | ValueError):
             raise error
-    done = [o if not isinstance(o, BaseException) else (None, "", 0, 0) for o in outcomes]
-    (first, raw_first, p1, c1), (swapped, raw_swapped, p2, c2) = done
+    done = [o if not isinstance(o, BaseException) else (None, "", 0, 0, False) for o in outcomes]
+    (first, raw_first, p1, c1, hit1), (swapped, raw_swapped, p2, c2, hit2) = done
     reasons = [getattr(e, "reason", None) or str(e) for e in errors]
     for verdict, raw in ((first, raw_first), (swapped, raw_swapped)):
         if verdict is None and raw:
             reasons.append(f"no verdict in the judge's answer: {raw[:200]!r}")
     return SwapResult(
         key=item.key, first=first, swapped=swapped, raw_first=raw_first, raw_swapped=raw_swapped,
-        error="; ".join(reasons), prompt_tokens=p1 + p2, completion_tokens=c1 + c2,
+        error="; ".join(reasons), prompt_tokens=p1 + p2, completion_tokens=c1 + c2, cache_hits=int(hit1) + int(hit2),
     )
 
 
 async def judge_pairs_swapped(
-    judge: JudgeBackend, items: Sequence[PairwiseItem], *, concurrency: int = 8
+    judge: JudgeBackend, items: Sequence[PairwiseItem], *, concurrency: int = 8,
+    on_result: Callable[[SwapResult], None] | None = None,
 ) -> list[SwapResult]:
-    """`judge_pair_swapped` for every item, at most `concurrency` pairs at once; results in input order."""
+    """`judge_pair_swapped` for every item, at most `concurrency` pairs at once; results in input order.
+    `on_result` is called with each pair's result as it finishes (progress); it must not block."""
     if concurrency < 1:
         raise ValueError(f"concurrency ({concurrency}) must be at least 1.")
     gate = asyncio.Semaphore(concurrency)
 
     async def one(item: PairwiseItem) -> SwapResult:
         async with gate:
-            return await judge_pair_swapped(judge, item)
+            result = await judge_pair_swapped(judge, item)
+        if on_result is not None:
+            on_result(result)
+        return result
 
     return list(await asyncio.gather(*(one(item) for item in items)))

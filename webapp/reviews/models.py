@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from webapp.core.models import MeteredJob
+
 
 class SamplingStrategy(models.TextChoices):
     RANDOM = "random", "Random"
@@ -214,3 +216,20 @@ class GoldResponse(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["rollout", "annotator"], name="gold_response_unique")]
+
+
+class PositionCheckJob(MeteredJob):
+    """One judge position-swap check: the endpoint's judge compares up to `pairs` pairs of rollouts of one prompt in
+    both orders (verdicts land in PairwiseJudgment). Progress counts pairs; a pair without both verdicts is failed."""
+
+    progress_unit = "pairs"
+
+    rubric_version = models.ForeignKey("rubrics.RubricVersion", on_delete=models.CASCADE, related_name="+")
+    endpoint = models.ForeignKey("endpoints.ModelEndpoint", null=True, on_delete=models.SET_NULL, related_name="+")
+    pairs = models.PositiveIntegerField(help_text="Pairs asked for; `total` is the pairs actually left to compare.")
+
+    class Meta:
+        indexes = [models.Index(fields=["rubric_version", "-id"], name="position_check_job_version")]
+
+    def __str__(self) -> str:
+        return f"position check #{self.pk}"

@@ -3,14 +3,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.shortcuts import get_object_or_404
 
+from webapp.core.jobs import job_expire_if_stale
 from webapp.core.models import Project
 from webapp.judging.models import CriterionScore
 from webapp.reviews.agreement import human_value as agreement_human_value
@@ -19,11 +21,15 @@ from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
     PairwiseLabel,
+    PositionCheckJob,
     ReviewAssignment,
     ReviewItem,
     ReviewQueue,
 )
 from webapp.rollouts.models import Rollout
+
+if TYPE_CHECKING:
+    from webapp.rubrics.models import RubricVersion
 
 
 def queue_list(project: Project) -> QuerySet[ReviewQueue]:
@@ -440,3 +446,16 @@ def rollout_labels(rollout: Rollout) -> list[HumanLabel]:
         HumanLabel.objects.filter(rollout=rollout).select_related("rubric_version__rubric", "annotator", "queue")
         .order_by("-rubric_version_id", "criterion_key", "annotator__username")
     )
+
+
+def position_check_latest(version: RubricVersion) -> PositionCheckJob | None:
+    """The version's newest position-swap check, for the bias page. One whose worker was killed stays
+    pending/running; past RUBRICON_TOOL_JOB_TIMEOUT_S it is failed, so the page stops polling and says why."""
+    job = PositionCheckJob.objects.filter(rubric_version=version).select_related("endpoint").order_by("-id").first()
+    if job is None:
+        return None
+    timeout_s = settings.RUBRICON_TOOL_JOB_TIMEOUT_S
+    job_expire_if_stale(job, timeout_s=timeout_s, error=f"No result after {timeout_s / 60:g} minutes: the worker "
+                                                       "running this check stopped or no worker serves the judge "
+                                                       "queue. Try again.")
+    return job

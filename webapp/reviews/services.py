@@ -24,6 +24,15 @@ from django.utils import timezone
 
 from training.rubrics.types import message_text
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.jobs import (
+    JobProgress,
+    job_enqueue,
+    job_fail,
+    job_finish,
+    job_progress,
+    job_spend,
+    job_start,
+)
 from webapp.core.locking import row_version_update
 from webapp.core.models import Project
 from webapp.judging.models import RolloutScore
@@ -34,6 +43,7 @@ from webapp.reviews.models import (
     HumanLabel,
     PairwiseJudgment,
     PairwiseLabel,
+    PositionCheckJob,
     Preference,
     ReviewAssignment,
     ReviewItem,
@@ -673,15 +683,17 @@ def position_check_pairs(*, rubric_version: RubricVersion, fingerprint: str, lim
 
 
 def position_check_run(
-    *, rubric_version: RubricVersion, endpoint: Any, pairs: int = 20, seed: int = 0
+    *, rubric_version: RubricVersion, endpoint: Any, pairs: int = 20, seed: int = 0, job_id: int | None = None
 ) -> list[PairwiseJudgment]:
     """Ask the endpoint's judge to compare `pairs` pairs of rollouts in both orders and store the verdicts.
 
-    Runs in a worker (HTTP calls, no transaction open while waiting); a failed call is stored with its error.
+    Runs in a worker (HTTP calls, no transaction open while waiting); a failed call is stored with its error. With
+    `job_id` (a running PositionCheckJob) the pairs left are its total, each finished pair counts as it ends, what
+    the calls spent is booked, and the job finishes with the verdicts in one transaction.
     """
     from asgiref.sync import async_to_sync
 
-    from training.judges.pairwise import PairwiseItem, judge_pairs_swapped, pairwise_fingerprint
+    from training.judges.pairwise import PairwiseItem, SwapResult, judge_pairs_swapped, pairwise_fingerprint
     from webapp.judging.judges import judge_for_endpoint
 
     if endpoint.project_id != rubric_version.rubric.project_id:
@@ -700,7 +712,20 @@ def position_check_run(
                      reference=(x.example.answer or None) if x.example else None)
         for x, y in chosen
     ]
-    results = async_to_sync(judge_pairs_swapped)(judge, items, concurrency=max(1, min(8, endpoint.max_concurrency or 8)))
+    concurrency = max(1, min(8, endpoint.max_concurrency or 8))
+    if job_id is None:
+        results = async_to_sync(judge_pairs_swapped)(judge, items, concurrency=concurrency)
+    else:
+        job_progress(model=PositionCheckJob, job_id=job_id, total=len(chosen))
+        with JobProgress(model=PositionCheckJob, job_id=job_id) as progress:
+            def counted(result: SwapResult) -> None:
+                progress.add(1, failed=int(_pair_failed(result)))
+
+            results = async_to_sync(judge_pairs_swapped)(judge, items, concurrency=concurrency, on_result=counted)
+        hits = sum(r.cache_hits for r in results)
+        job_spend(model=PositionCheckJob, job_id=job_id, calls=2 * len(results) - hits, cache_hits=hits,
+                  prompt_tokens=sum(r.prompt_tokens for r in results),
+                  completion_tokens=sum(r.completion_tokens for r in results))
     rows = [
         PairwiseJudgment(
             rubric_version=rubric_version, rollout_x=x, rollout_y=y, judge_fingerprint=_stored_fingerprint(fingerprint),
@@ -710,17 +735,49 @@ def position_check_run(
         )
         for (x, y), r in zip(chosen, results, strict=True)
     ]
-    PairwiseJudgment.objects.bulk_create(rows, ignore_conflicts=True)  # a redelivered task writes nothing twice
+    with transaction.atomic():
+        PairwiseJudgment.objects.bulk_create(rows, ignore_conflicts=True)  # a redelivered task writes nothing twice
+        if job_id is not None:
+            failed = sum(1 for r in results if _pair_failed(r))
+            error = ""
+            if failed:
+                reasons = sorted({r.error for r in results if _pair_failed(r) and r.error})
+                error = f"{failed} of {len(results)} pairs without both verdicts, e.g.: {'; '.join(reasons[:3])}"
+            job_finish(model=PositionCheckJob, job_id=job_id, done=len(results), failed_count=failed, error=error)
     return rows
 
 
-def position_check_enqueue(*, rubric_version: RubricVersion, endpoint: Any, pairs: int) -> None:
-    """Validate, then run the check in a worker after this request's transaction commits."""
+def _pair_failed(result: Any) -> bool:
+    """A pair counts as failed when either order has no verdict (call failed or answer unreadable)."""
+    return result.first is None or result.swapped is None
+
+
+def position_check_enqueue(
+    *, rubric_version: RubricVersion, endpoint: Any, pairs: int, created_by: Any = None
+) -> PositionCheckJob:
+    """Validate, create the job row, and run the check in a worker after this request's transaction commits."""
     if endpoint is None or endpoint.project_id != rubric_version.rubric.project_id:
         raise ApplicationError("Choose a judge endpoint of this project.", field="endpoint")
     if not 1 <= pairs <= POSITION_CHECK_MAX_PAIRS:
         raise ApplicationError(f"Compare 1 to {POSITION_CHECK_MAX_PAIRS} pairs; got {pairs}.", field="pairs")
-    from webapp.core.jobs import job_enqueue
+    job = PositionCheckJob.objects.create(rubric_version=rubric_version, endpoint=endpoint, pairs=pairs,
+                                          created_by=created_by)
+    job_enqueue("workers.judging.position_check", job_id=job.pk)
+    return job
 
-    job_enqueue("workers.judging.position_check", rubric_version_id=rubric_version.pk, endpoint_id=endpoint.pk,
-                pairs=pairs)
+
+def position_check_job_run(*, job_id: int) -> None:
+    """Worker side: pending → running → the verdicts, or failed with the reason the check could not run."""
+    if not job_start(model=PositionCheckJob, job_id=job_id):
+        return  # another delivery took it, or it was failed (expired) meanwhile
+    job = PositionCheckJob.objects.select_related("rubric_version__rubric", "endpoint").get(pk=job_id)
+    try:
+        if job.endpoint is None:
+            raise ApplicationError("The judge endpoint of this check was deleted.")
+        position_check_run(rubric_version=job.rubric_version, endpoint=job.endpoint, pairs=job.pairs, job_id=job_id)
+    except ApplicationError as error:
+        job_fail(model=PositionCheckJob, job_id=job_id, error=error.message)
+    except Exception as error:
+        job_fail(model=PositionCheckJob, job_id=job_id, error=f"failed: {error!r}")
+        raise
+

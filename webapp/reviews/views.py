@@ -7,8 +7,10 @@ from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import reswap, retarget
 
 from webapp.core.errors import ApplicationError, ConflictError
+from webapp.core.jobs import job_state_changed
 from webapp.core.models import Project
 from webapp.core.params import parse_float, parse_id, parse_int
 from webapp.core.permissions import Action, project_view, role_allows
@@ -407,11 +409,19 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
         version = max(labeled, key=lambda v: v.pk, default=None)
         if version is None:
             return render(request, "reviews/bias.html", {"version": None})
-    context = {
-        "version": version, "bias": dashboard.bias_diagnostics(version),
-        "endpoints": project.endpoints.order_by("name"), "max_pairs": services.POSITION_CHECK_MAX_PAIRS,
+    check = selectors.position_check_latest(version)
+    context: dict[str, Any] = {
+        "version": version, "check": check,
+        "check_url": reverse("reviews:bias", args=[project.pk]) + f"?version={version.pk}",
         "can_edit": role_allows(request.project_role, Action.EDIT),  # type: ignore[attr-defined]
     }
+    seen = request.GET.get("state")
+    if request.htmx and seen is not None and check is not None and not job_state_changed(seen, check):
+        return render(request, "reviews/bias.html#position_check", context)  # the poll: the check's progress only
+    context.update(bias=dashboard.bias_diagnostics(version), endpoints=project.endpoints.order_by("name"),
+                   max_pairs=services.POSITION_CHECK_MAX_PAIRS)
+    if request.htmx and seen is not None:  # the check moved on (e.g. finished): its verdicts re-render too
+        return reswap(retarget(render(request, "reviews/bias.html#bias", context), "#bias"), "outerHTML")
     return render(request, "reviews/bias.html#bias" if request.htmx else "reviews/bias.html", context)
 
 
@@ -424,10 +434,10 @@ def agreement_position_check(request: HttpRequest, project: Project) -> HttpResp
     endpoint_id = parse_id(request.POST.get("endpoint"), field="endpoint")
     endpoint = project.endpoints.filter(pk=endpoint_id).first() if endpoint_id else None
     pairs = parse_int(request.POST.get("pairs"), field="pairs", default=0, minimum=0, maximum=100_000) or 0
-    services.position_check_enqueue(rubric_version=version, endpoint=endpoint, pairs=pairs)
+    services.position_check_enqueue(rubric_version=version, endpoint=endpoint, pairs=pairs, created_by=request.user)
     assert endpoint is not None  # position_check_enqueue refuses a missing one
-    messages.success(request, f"Position-swap check started: {endpoint.name} compares {pairs} pairs of rollouts in both "
-                              "orders. Reload this page in a minute.")
+    messages.success(request, f"Position-swap check started: {endpoint.name} compares up to {pairs} pairs of rollouts "
+                              "in both orders. Its progress shows below.")
     return redirect(reverse("reviews:bias", args=[project.pk]) + f"?version={version.pk}")
 
 
