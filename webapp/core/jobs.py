@@ -1,7 +1,7 @@
 """The job engine: one lifecycle for every kind of background job, chunks with leases, and progress you can watch.
 
-Lifecycle (every kind: generation, judge, export, rubric tool job, endpoint check, training run, checkpoint
-evaluation — their rows inherit core.models.Job). The status machine is TRANSITIONS below; each change is one
+Lifecycle (every kind: generation, judge, export, rubric tool job, endpoint check, position-swap check, training
+run, checkpoint evaluation — their rows inherit core.models.Job). The status machine is TRANSITIONS below; each change is one
 conditional UPDATE from a status allowed to reach the target, so two workers (or a worker and a cancel) never both
 win, and a finished job never moves again (a retry is a new job):
 

@@ -118,3 +118,16 @@ def test_structured_output_schema_and_token_counts() -> None:
     assert result.consistent and result.preferred == "tie"
     assert (result.prompt_tokens, result.completion_tokens) == (6, 4)
     assert judge.schemas[0]["properties"]["verdict"]["enum"] == ["A", "B", "tie"]
+
+
+def test_each_pair_is_reported_as_it_ends_and_cached_answers_are_counted() -> None:
+    from training.judges.base import CachedJudge, InMemoryJudgeCache
+
+    seen: list[str] = []
+    with StubChatServer(fair_judge) as server:
+        judge = CachedJudge(judge_for(server), InMemoryJudgeCache())
+        first = asyncio.run(judge_pairs_swapped(judge, ITEMS[:3], concurrency=2, on_result=lambda r: seen.append(r.key)))
+        again = asyncio.run(judge_pairs_swapped(judge, ITEMS[:3], concurrency=2))
+    assert sorted(seen) == ["0", "1", "2"]  # once per pair, whatever order they finish in
+    assert [r.cache_hits for r in first] == [0, 0, 0] and [r.cache_hits for r in again] == [2, 2, 2]
+    assert server.stats["requests"] == 6  # the second round made no call

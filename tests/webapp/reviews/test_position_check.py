@@ -13,8 +13,10 @@ from tests.factories import EndpointFactory
 from tests.support.judge_server import StubChatServer
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Role
+from webapp.judging.models import RolloutScore
 from webapp.reviews import dashboard, services
-from webapp.reviews.models import PairwiseJudgment
+from webapp.reviews.models import PairwiseJudgment, PositionCheckJob
+from workers.judging import position_check as position_check_task
 
 pytestmark = pytest.mark.django_db
 
@@ -109,9 +111,11 @@ def test_only_editors_start_a_check_and_it_runs_after_commit(client, review_setu
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(url, data)
     assert response.status_code == 302 and len(callbacks) == 1
+    job = PositionCheckJob.objects.get()
+    assert (job.status, job.pairs, job.endpoint_id, job.rubric_version_id) == ("pending", 5, endpoint.pk, s["version"].pk)
     with django_capture_on_commit_callbacks(execute=False) as none:
         bad = client.post(url, {**data, "pairs": 0})
-    assert bad.status_code == 400 and not none
+    assert bad.status_code == 400 and not none and PositionCheckJob.objects.count() == 1
     other = EndpointFactory(model="elsewhere")
     assert client.post(url, {**data, "endpoint": other.pk}).status_code == 400
 
@@ -122,3 +126,73 @@ def _member(s, role):
     user = UserFactory()
     MembershipFactory(project=s["project"], user=user, role=role)
     return user, s["project"]
+
+
+def _start(client, s, endpoint, pairs, django_capture_on_commit_callbacks) -> PositionCheckJob:
+    """The editor starts a check on the bias page; the worker task runs it by job id (as a worker would)."""
+    client.force_login(s["editor"])
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(reverse("reviews:position_check", args=[s["project"].pk]),
+                               {"version": s["version"].pk, "endpoint": endpoint.pk, "pairs": pairs})
+    assert response.status_code == 302
+    job = PositionCheckJob.objects.order_by("-id").first()
+    bias = client.get(reverse("reviews:bias", args=[s["project"].pk]), {"version": s["version"].pk}).content.decode()
+    assert 'id="position-check-job"' in bias and 'data-job-status="pending"' in bias and "hx-get=" in bias
+    assert "Waiting for a worker" in bias
+    position_check_task(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_a_check_that_cannot_run_fails_with_its_reason_on_the_bias_page(client, review_setup,
+                                                                        django_capture_on_commit_callbacks):
+    s = review_setup
+    RolloutScore.objects.filter(rubric_version=s["version"]).delete()  # nothing scored: no pair to compare
+    endpoint = EndpointFactory(project=s["project"], base_url="http://127.0.0.1:9/v1", model="judge")
+    job = _start(client, s, endpoint, 3, django_capture_on_commit_callbacks)
+    assert job.status == "failed" and "No two scored rollouts" in job.error and job.calls_made == 0
+    html = client.get(reverse("reviews:bias", args=[s["project"].pk]), {"version": s["version"].pk}).content.decode()
+    block = html[html.index('id="position-check-job"'):]
+    assert 'data-job-status="failed"' in block and "No two scored rollouts" in block
+    assert "hx-get=" not in html[html.index('<div id="position-check-job"'):][:300]  # finished: the poll stops
+
+
+def test_a_check_counts_pairs_and_calls_and_the_page_stops_polling_when_it_ends(client, review_setup,
+                                                                               django_capture_on_commit_callbacks):
+    s = review_setup
+    with StubChatServer(fair, model="fair-judge") as server:
+        endpoint = EndpointFactory(project=s["project"], base_url=server.base_url, model="fair-judge",
+                                   supports_structured_output=False)
+        url = reverse("reviews:bias", args=[s["project"].pk])
+        pending = PositionCheckJob.objects.create(rubric_version=s["version"], endpoint=endpoint, pairs=1)
+        client.force_login(s["editor"])
+        # The poll of a job that has not moved returns its progress block only.
+        seen = "pending:False"
+        poll = client.get(url, {"version": s["version"].pk, "state": seen}, HTTP_HX_REQUEST="true")
+        assert poll.content.decode().lstrip().startswith('<div id="position-check-job"')
+        PositionCheckJob.objects.filter(pk=pending.pk).delete()
+
+        job = _start(client, s, endpoint, 4, django_capture_on_commit_callbacks)
+        assert server.stats["requests"] == 8  # 4 pairs × 2 orders
+    assert (job.status, job.total, job.done, job.failed_count) == ("succeeded", 4, 4, 0)
+    assert job.calls_made == 8 and job.cache_hits == 0 and job.prompt_tokens > 0 and job.completion_tokens > 0
+    assert job.started_at and job.finished_at and not job.error
+    assert PairwiseJudgment.objects.filter(rubric_version=s["version"]).count() == 4
+    # The page still polling with the state it last saw gets the whole section (the new verdicts with it).
+    moved = client.get(url, {"version": s["version"].pk, "state": "running:False"}, HTTP_HX_REQUEST="true")
+    assert moved.headers["HX-Retarget"] == "#bias"
+    html = moved.content.decode()
+    assert 'id="judge-position"' in html and "fair-judge" in html
+    block = html[html.index('<div id="position-check-job"'):]
+    assert "hx-get=" not in block[:300] and 'data-job-status="succeeded"' in block
+    assert "4 / 4" in block and "8 model calls" in block
+
+
+def test_a_check_whose_every_call_fails_ends_failed_with_the_reason(client, review_setup,
+                                                                   django_capture_on_commit_callbacks):
+    s = review_setup
+    endpoint = EndpointFactory(project=s["project"], base_url="http://127.0.0.1:9/v1", model="down",
+                               supports_structured_output=False, default_params={"max_tokens": 8})
+    job = _start(client, s, endpoint, 2, django_capture_on_commit_callbacks)
+    assert (job.status, job.done, job.failed_count) == ("failed", 2, 2)
+    assert "2 of 2 pairs without both verdicts" in job.error and job.calls_made == 4
