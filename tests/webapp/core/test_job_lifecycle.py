@@ -34,6 +34,7 @@ from webapp.core.models import JobChunk, JobStatus
 from webapp.endpoints.models import EndpointCheck
 from webapp.exports.models import Export
 from webapp.judging.models import JudgeJob
+from webapp.reviews.models import PositionCheckJob
 from webapp.rollouts.models import GenerationJob
 from webapp.rubrics.models import RubricToolJob
 from webapp.runs.models import CheckpointEvaluation, TrainingRun
@@ -44,7 +45,8 @@ ALL = [s.value for s in JobStatus]
 def test_every_job_kind_shares_the_one_lifecycle():
     from webapp.core.models import Job
 
-    for model in (GenerationJob, JudgeJob, Export, RubricToolJob, EndpointCheck, TrainingRun, CheckpointEvaluation):
+    for model in (GenerationJob, JudgeJob, Export, RubricToolJob, EndpointCheck, TrainingRun, CheckpointEvaluation,
+                  PositionCheckJob):
         assert issubclass(model, Job), model
         names = {f.name for f in model._meta.get_fields()}
         assert {"status", "total", "done", "failed_count", "error", "started_at", "finished_at",

@@ -196,3 +196,21 @@ def test_a_check_whose_every_call_fails_ends_failed_with_the_reason(client, revi
     job = _start(client, s, endpoint, 2, django_capture_on_commit_callbacks)
     assert (job.status, job.done, job.failed_count) == ("failed", 2, 2)
     assert "2 of 2 pairs without both verdicts" in job.error and job.calls_made == 4
+
+
+def test_a_check_whose_worker_died_expires_and_the_page_stops_polling(client, review_setup, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    s = review_setup
+    settings.RUBRICON_TOOL_JOB_TIMEOUT_S = 60
+    job = PositionCheckJob.objects.create(rubric_version=s["version"], endpoint=EndpointFactory(project=s["project"]),
+                                          pairs=3)
+    PositionCheckJob.objects.filter(pk=job.pk).update(status="running", created_at=timezone.now() - timedelta(minutes=2))
+    client.force_login(s["editor"])
+    html = client.get(reverse("reviews:bias", args=[s["project"].pk]), {"version": s["version"].pk}).content.decode()
+    job.refresh_from_db()
+    assert job.status == "failed" and "No result after 1 minutes" in job.error
+    block = html[html.index('<div id="position-check-job"'):]
+    assert "hx-get=" not in block[:300] and "No result after" in block
