@@ -147,11 +147,12 @@ def start_worker(django_db_setup, tmp_path):
 @pytest.fixture
 def private_broker() -> str:
     """An emptied Redis database for tests whose workers must not share their queues with the session worker.
-    RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis."""
+    RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis; each xdist worker gets its own
+    (webapp/settings/test.py)."""
     import redis
     from django.conf import settings
 
-    url = os.environ.get("RUBRICON_TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/14")
+    url = settings.RUBRICON_TEST_PRIVATE_BROKER
     if url == settings.CELERY_BROKER_URL:
         pytest.fail("RUBRICON_TEST_PRIVATE_BROKER must differ from CELERY_BROKER_URL: the session worker would join in")
     redis.Redis.from_url(url).flushdb()
