@@ -23,7 +23,11 @@ hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default")
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
-    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started."""
+    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started.
+
+    Under pytest-xdist every worker collects this same order, and `--dist load` (what `make test` uses) hands tests out
+    in it, so on each worker the browser tests still come after all the others it runs (`--dist worksteal` would not
+    keep that)."""
     items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
 
 
