@@ -20,6 +20,37 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def _starts_vllm(item, _sources: dict[Path, bool] = {}) -> bool:  # noqa: B006  (a cache per test module)
+    """Whether a test may start a vLLM engine: it asks for a fixture named *vllm*, or its module mentions vLLM."""
+    if any("vllm" in name.lower() for name in getattr(item, "fixturenames", ())):
+        return True
+    path = Path(item.path)
+    if path not in _sources:
+        _sources[path] = "vllm" in path.read_text(errors="replace").lower()
+    return _sources[path]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """On xdist workers, tests that may start a vLLM engine take turns (setup, call and teardown, so module-scoped
+    servers too): vLLM's CPU engine binds a thread to every core, and with two engines at once (one per worker) a
+    test ran 8x slower than alone on 2 cores and a server start missed its 300 s. The other workers go on meanwhile,
+    and tests keep the order `pytest_collection_modifyitems` gives them."""
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None or not _starts_vllm(item):
+        return (yield)
+    import fcntl
+    import tempfile
+
+    lock_path = Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{workerinput['testrunuid']}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its

@@ -83,10 +83,10 @@ def test_a_process_started_by_a_worker_keeps_the_workers_databases_instead_of_de
     assert settings_of(child_env) == worker
 
 
-def test_this_test_process_uses_the_databases_and_directories_of_its_own_worker(django_db_setup):
+def test_this_test_process_uses_the_databases_and_directories_of_its_own_worker(request, django_db_setup):
     from django.db import connection
 
-    worker_id = os.environ.get("PYTEST_XDIST_WORKER", "master")
+    worker_id = getattr(request.config, "workerinput", {}).get("workerid", "master")
     if worker_id == "master":  # a serial run: the base values, as before xdist
         assert "test-workers" not in str(settings.VAR_DIR)
         assert not connection.settings_dict["NAME"].endswith("_gw0")
