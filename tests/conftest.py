@@ -20,10 +20,45 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+def _starts_vllm(item, _sources: dict[Path, bool] = {}) -> bool:  # noqa: B006  (a cache per test module)
+    """Whether a test may start a vLLM engine: it asks for a fixture named *vllm*, or its module mentions vLLM."""
+    if any("vllm" in name.lower() for name in getattr(item, "fixturenames", ())):
+        return True
+    path = Path(item.path)
+    if path not in _sources:
+        _sources[path] = "vllm" in path.read_text(errors="replace").lower()
+    return _sources[path]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """On xdist workers, tests that may start a vLLM engine take turns (setup, call and teardown, so module-scoped
+    servers too): vLLM's CPU engine binds a thread to every core, and with two engines at once (one per worker) a
+    test ran 8x slower than alone on 2 cores and a server start missed its 300 s. The other workers go on meanwhile,
+    and tests keep the order `pytest_collection_modifyitems` gives them."""
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None or not _starts_vllm(item):
+        return (yield)
+    import fcntl
+    import tempfile
+
+    lock_path = Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{workerinput['testrunuid']}.lock"
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
-    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started."""
+    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started.
+
+    Under pytest-xdist every worker collects this same order, and `--dist load` (what `make test` uses) hands tests out
+    in it, so on each worker the browser tests still come after all the others it runs (`--dist worksteal` would not
+    keep that)."""
     items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
 
 
@@ -147,11 +182,12 @@ def start_worker(django_db_setup, tmp_path):
 @pytest.fixture
 def private_broker() -> str:
     """An emptied Redis database for tests whose workers must not share their queues with the session worker.
-    RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis."""
+    RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis; each xdist worker gets its own
+    (webapp/settings/test.py)."""
     import redis
     from django.conf import settings
 
-    url = os.environ.get("RUBRICON_TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/14")
+    url = settings.RUBRICON_TEST_PRIVATE_BROKER
     if url == settings.CELERY_BROKER_URL:
         pytest.fail("RUBRICON_TEST_PRIVATE_BROKER must differ from CELERY_BROKER_URL: the session worker would join in")
     redis.Redis.from_url(url).flushdb()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 import pytest
-import redis
 
 from tests.factories import EndpointFactory, ExampleFactory, TaskFactory
 from tests.support.judge_server import StubChatServer
@@ -27,9 +26,9 @@ def wait_for(job: GenerationJob, until, *, timeout: float, log) -> GenerationJob
         time.sleep(0.3)
 
 
-def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(start_worker, settings):
-    broker = "redis://127.0.0.1:6379/6"  # private queues: no other worker may help this job along
-    redis.Redis.from_url(broker).flushdb()
+def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(start_worker, settings,
+                                                                                private_broker):
+    broker = private_broker  # private queues: no other worker may help this job along
     task = TaskFactory()
     for i in range(6):
         ExampleFactory(task=task, external_id=f"e{i}", prompt=f"What is {i} * 2?", answer=str(2 * i))
@@ -57,7 +56,7 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
     }
 
 
-def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bundled_model_dir):
+def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bundled_model_dir, private_broker):
     """The worker's cached vLLM engine core is a child process; without closing it on shutdown it outlived the worker
     (holding its memory, or a GPU) as an orphan."""
     import psutil
@@ -65,8 +64,7 @@ def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bun
     pytest.importorskip("vllm")
     from webapp.endpoints.models import EndpointKind
 
-    broker = "redis://127.0.0.1:6379/6"
-    redis.Redis.from_url(broker).flushdb()
+    broker = private_broker
     task = TaskFactory()
     ExampleFactory(task=task, external_id="e0", prompt="Say hi.")
     endpoint = EndpointFactory(project=task.project, kind=EndpointKind.VLLM, model=str(bundled_model_dir), base_url="")

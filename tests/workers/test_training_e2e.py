@@ -14,7 +14,6 @@ import subprocess
 import time
 
 import pytest
-import redis
 from django.urls import reverse
 
 from tests.factories import EndpointFactory, ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
@@ -157,10 +156,9 @@ def test_runs_launched_from_the_form_train_stop_on_cancel_and_fail_when_killed(
 
 
 def test_a_run_whose_worker_is_killed_is_picked_up_by_the_next_worker_and_finishes(
-    client, editor, start_worker, tiny_model_dir  # noqa: F811
+    client, editor, start_worker, tiny_model_dir, private_broker  # noqa: F811
 ):
-    broker = "redis://127.0.0.1:6379/9"  # private queues: the session worker must not pick this run up
-    redis.Redis.from_url(broker).flushdb()
+    broker = private_broker  # private queues: the session worker must not pick this run up
     env = {"CELERY_BROKER_URL": broker}
     project, task, version = editor
     first = start_worker("doomed-trainer", env)

@@ -1,0 +1,99 @@
+"""`make test` runs the suite on several xdist workers: each gets its own Redis databases and var directory
+(webapp/settings/test.py) and its own test database (pytest-django), and the processes a worker starts inherit them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from tests.conftest import REPO_ROOT
+from webapp.settings.test import _per_worker_environ
+
+DERIVED = ("CELERY_BROKER_URL", "RUBRICON_TEST_PRIVATE_BROKER", "RUBRICON_VAR_DIR", "RUBRICON_MODELS_DIR",
+           "RUBRICON_TEST_WORKER_ENV")
+
+
+@pytest.fixture
+def base_environ(monkeypatch, tmp_path):
+    """A clean base environment for _per_worker_environ; monkeypatch restores every derived variable afterwards."""
+    for name in DERIVED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    monkeypatch.setenv("RUBRICON_TEST_PRIVATE_BROKER", "redis://127.0.0.1:6379/14")
+    monkeypatch.setenv("RUBRICON_VAR_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("RUBRICON_MODELS_DIR", str(tmp_path / "models"))
+    return tmp_path
+
+
+@pytest.mark.parametrize(("worker", "broker", "private"), [("gw0", 15, 14), ("gw1", 13, 12), ("gw7", 1, 0)])
+def test_each_worker_gets_its_own_pair_of_the_16_default_redis_databases(base_environ, worker, broker, private):
+    _per_worker_environ(worker)
+    assert os.environ["CELERY_BROKER_URL"] == f"redis://127.0.0.1:6379/{broker}"
+    assert os.environ["RUBRICON_TEST_PRIVATE_BROKER"] == f"redis://127.0.0.1:6379/{private}"
+    assert os.environ["RUBRICON_VAR_DIR"] == str(base_environ / "var" / "test-workers" / worker)
+    assert os.environ["RUBRICON_MODELS_DIR"] == str(base_environ / "models")  # the converted model is shared
+    assert os.environ["RUBRICON_TEST_WORKER_ENV"] == worker
+
+
+def test_databases_of_workers_never_overlap_whatever_the_base_pair(base_environ, monkeypatch):
+    for broker, private in ((15, 14), (14, 15), (15, 12), (40, 63)):
+        used: set[int] = set()
+        for index in range(min(broker, private) // (abs(broker - private) + 1) + 1):
+            monkeypatch.setenv("CELERY_BROKER_URL", f"redis://127.0.0.1:6380/{broker}")
+            monkeypatch.setenv("RUBRICON_TEST_PRIVATE_BROKER", f"redis://127.0.0.1:6380/{private}")
+            _per_worker_environ(f"gw{index}")
+            pair = {int(os.environ[name].rsplit("/", 1)[1]) for name in ("CELERY_BROKER_URL",
+                                                                          "RUBRICON_TEST_PRIVATE_BROKER")}
+            assert len(pair) == 2 and min(pair) >= 0 and not pair & used, (broker, private, index, pair, used)
+            used |= pair
+
+
+def test_too_many_workers_for_the_redis_databases_is_a_clear_error(base_environ):
+    with pytest.raises(RuntimeError, match=r"-n 8 at most"):
+        _per_worker_environ("gw8")
+
+
+def test_a_process_started_by_a_worker_keeps_the_workers_databases_instead_of_deriving_again(tmp_path):
+    """Celery workers and servers copy the test process's environment, PYTEST_XDIST_WORKER included; deriving again
+    would move them to another worker's Redis database, where no test sends them work."""
+    code = ("import json, django; from django.conf import settings; django.setup();"
+            "print(json.dumps([settings.CELERY_BROKER_URL, settings.RUBRICON_TEST_PRIVATE_BROKER, str(settings.VAR_DIR),"
+            " str(settings.MEDIA_ROOT), settings.CACHES['default']['KEY_PREFIX']]))")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings.test", "PYTEST_XDIST_WORKER": "gw3",
+           "CELERY_BROKER_URL": "redis://127.0.0.1:6379/15", "RUBRICON_TEST_PRIVATE_BROKER": "redis://127.0.0.1:6379/14",
+           "RUBRICON_VAR_DIR": str(tmp_path)}
+    env.pop("RUBRICON_TEST_WORKER_ENV", None)
+
+    def settings_of(environ):
+        result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=environ, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    worker = settings_of(env)
+    assert worker == ["redis://127.0.0.1:6379/9", "redis://127.0.0.1:6379/8", str(tmp_path / "test-workers" / "gw3"),
+                      str(tmp_path / "test-workers" / "gw3" / "test-media"), "rubricon-gw3"]
+    child_env = {**env, "CELERY_BROKER_URL": worker[0], "RUBRICON_TEST_PRIVATE_BROKER": worker[1],
+                 "RUBRICON_VAR_DIR": worker[2], "RUBRICON_TEST_WORKER_ENV": "gw3"}
+    assert settings_of(child_env) == worker
+
+
+def test_this_test_process_uses_the_databases_and_directories_of_its_own_worker(request, django_db_setup):
+    from django.db import connection
+
+    worker_id = getattr(request.config, "workerinput", {}).get("workerid", "master")
+    if worker_id == "master":  # a serial run: the base values, as before xdist
+        assert "test-workers" not in str(settings.VAR_DIR)
+        assert not connection.settings_dict["NAME"].endswith("_gw0")
+    else:
+        assert os.environ["RUBRICON_TEST_WORKER_ENV"] == worker_id
+        assert settings.VAR_DIR.name == worker_id and settings.MEDIA_ROOT.is_relative_to(settings.VAR_DIR)
+        assert connection.settings_dict["NAME"].endswith(f"_{worker_id}")
+        assert os.environ["CELERY_BROKER_URL"] == settings.CELERY_BROKER_URL
+        assert os.environ["RUBRICON_TEST_PRIVATE_BROKER"] == settings.RUBRICON_TEST_PRIVATE_BROKER
+        assert settings.CELERY_BROKER_URL != settings.RUBRICON_TEST_PRIVATE_BROKER
