@@ -24,6 +24,7 @@ from webapp.reviews.models import (
     ReviewQueue,
 )
 from webapp.rollouts.models import Rollout
+from webapp.rollouts.selectors import RolloutFilterMeaning
 
 
 def queue_list(project: Project) -> QuerySet[ReviewQueue]:
@@ -425,12 +426,16 @@ def previous_item_id(queue: ReviewQueue, user: Any, assignment: ReviewAssignment
     return done.order_by("-finished_at", "-id").values_list("item_id", flat=True).first()
 
 def rollout_filter_labels(
-    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], hidden_scores: QuerySet[Any] | None
+    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], meaning: RolloutFilterMeaning
 ) -> QuerySet[Rollout]:
-    """The rollout filter's `labeled` clause (yes / no: has any human label), registered in apps.py."""
+    """The rollout filter's `labeled` clause (yes / no: has a human label; under `rubric_version` where
+    `meaning.labels_under_version` and a version is given), registered in apps.py."""
     if not filters.get("labeled"):
         return rollouts
-    has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))
+    labels = HumanLabel.objects.filter(rollout=OuterRef("pk"))
+    if meaning.labels_under_version and filters.get("rubric_version"):
+        labels = labels.filter(rubric_version_id=filters["rubric_version"])
+    has_labels = Exists(labels)
     return rollouts.filter(has_labels if filters["labeled"] == "yes" else ~has_labels)
 
 
