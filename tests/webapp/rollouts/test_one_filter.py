@@ -9,7 +9,13 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from tests.factories import GenerationJobFactory, RolloutFactory, RubricVersionFactory, TaskFactory, UserFactory
+from tests.factories import (
+    GenerationJobFactory,
+    RolloutFactory,
+    RubricVersionFactory,
+    TaskFactory,
+    UserFactory,
+)
 from webapp.core.models import Role
 from webapp.exports.selectors import export_filters_clean, rollout_selection
 from webapp.judging.models import RolloutScore
