@@ -6,13 +6,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 
 from webapp.core.errors import ApplicationError
 from webapp.core.params import parse_float, parse_id
-from webapp.judging.models import RolloutScore
 
 
 @dataclass(frozen=True)
@@ -53,23 +52,3 @@ def apply_filters(queryset: QuerySet, params, filters: tuple[Filter, ...]) -> Qu
         else:
             queryset = queryset.filter(**{spec.lookup: value})
     return queryset
-
-
-def _score_bound(op: str) -> Callable[[QuerySet, Any, Any], QuerySet]:
-    """Rollouts with a total score (under ?rubric_version= when given) on the right side of the bound."""
-
-    def apply(queryset: QuerySet, value: float, params) -> QuerySet:
-        scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), **{f"total__{op}": value})
-        version = params.get("rubric_version")
-        version_id = parse_id(version, field="rubric_version")
-        if version_id:
-            scores = scores.filter(rubric_version_id=version_id)
-        return queryset.filter(Exists(scores))
-
-    return apply
-
-
-SCORE_MIN = Filter("score_min", _score_bound("gte"), float, "Total score ≥ this (under rubric_version if given).",
-                   reads_scores=True)
-SCORE_MAX = Filter("score_max", _score_bound("lte"), float, "Total score ≤ this (under rubric_version if given).",
-                   reads_scores=True)

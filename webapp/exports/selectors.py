@@ -8,9 +8,10 @@ from django.db.models.functions import Abs
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports.models import Export
-from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.judging.models import CriterionScore
 from webapp.reviews.models import HumanLabel
 from webapp.rollouts.models import Rollout, RolloutSource
+from webapp.rollouts.selectors import RolloutFilterMeaning, rollout_filter
 from webapp.tasks.models import Split
 
 # name -> (type, help). Every export and the export form accept exactly these.
@@ -22,6 +23,8 @@ FILTERS: dict[str, tuple[type, str]] = {
                             "reward-model, calibration and verifiers exports)"),
     "split": (str, "train or eval (the rollout's example split)"),
     "source": (str, "generation, training or import"),
+    "model": (str, "The model that wrote the rollout (its model name, exactly)"),
+    "q": (str, "Text the completion contains (case-insensitive)"),
     "score_min": (float, "Keep rollouts whose total score is ≥ this"),
     "score_max": (float, "Keep rollouts whose total score is ≤ this"),
     "label_status": (str, "labeled or unlabeled (human labels under the rubric version)"),
@@ -48,6 +51,8 @@ KIND_FILTERS: dict[str, tuple[str, ...]] = {
     "sft_source": ("sft",),
 }
 LABEL_STATUSES = ("labeled", "unlabeled")
+# The filters that go to the rollout filter as they are (label_status is translated; agreement is applied on top).
+_SELECTION = ("task", "job", "run", "split", "source", "model", "q", "rubric_version", "score_min", "score_max")
 PREFERENCE_SOURCES = ("reward", "labels", "ranking")
 SFT_SOURCES = ("best", "gold")
 AGREEMENTS = ("agree", "disagree")
@@ -126,23 +131,12 @@ def rollouts_by_agreement(
 
 
 def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rollout]:
-    """The project's rollouts matching cleaned export filters (no ordering, no columns chosen)."""
-    rollouts = Rollout.objects.filter(project=project)
-    for name, lookup in (("task", "task_id"), ("job", "job_id"), ("run", "run_id"), ("split", "example__split"),
-                         ("source", "source")):
-        if name in filters:
-            rollouts = rollouts.filter(**{lookup: filters[name]})
-    version = filters.get("rubric_version")
-    if "score_min" in filters or "score_max" in filters:
-        scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version)
-        if "score_min" in filters:
-            scores = scores.filter(total__gte=filters["score_min"])
-        if "score_max" in filters:
-            scores = scores.filter(total__lte=filters["score_max"])
-        rollouts = rollouts.filter(Exists(scores))
+    """The project's rollouts matching cleaned export filters (no ordering, no columns chosen), through the one
+    rollout filter: labels count under the rubric version (which export_filters_clean requires with them)."""
+    selection = {name: filters[name] for name in _SELECTION if name in filters}
     if "label_status" in filters:
-        labeled = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version))
-        rollouts = rollouts.filter(labeled if filters["label_status"] == "labeled" else ~labeled)
+        selection["labeled"] = "yes" if filters["label_status"] == "labeled" else "no"
+    rollouts = rollout_filter(project, filters=selection, meaning=RolloutFilterMeaning(labels_under_version=True))
     if "agreement" in filters:
         rollouts = rollouts_by_agreement(rollouts, rubric_version_id=filters["rubric_version"],  # required with agreement
                                           agreement=filters["agreement"],

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from webapp.core.models import Project
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
 from webapp.rollouts.models import Rollout
+from webapp.rollouts.selectors import RolloutFilterMeaning
 from webapp.rubrics.models import Rubric
 
 
@@ -43,25 +44,38 @@ def judging_project_counts(project: Project) -> dict[str, int]:
 
 
 def rollout_filter_scores(
-    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], hidden_scores: QuerySet[Any] | None
+    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], meaning: RolloutFilterMeaning
 ) -> QuerySet[Rollout]:
-    """The rollout filter's score clause (registered in apps.py): with a `rubric_version`, bounds on the total
-    (`score_min`, `score_max`) and that version's totals prefetched into `selected_scores`."""
+    """The rollout filter's score clause (registered in apps.py): bounds on the total (`score_min`, `score_max`)
+    under `rubric_version` (or under any version, where `meaning.bounds_any_version`), only rollouts scored under
+    the version where `meaning.scored_under`, and that version's totals prefetched into `selected_scores` where
+    `meaning.prefetch_scores`."""
     version_id = filters.get("rubric_version")
-    if not version_id:
-        return rollouts
-    if "score_min" in filters or "score_max" in filters:
-        scores = RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)
+    hidden = meaning.hidden_scores
+    bounded = "score_min" in filters or "score_max" in filters
+    if bounded and (version_id or meaning.bounds_any_version):
+        scores = RolloutScore.objects.filter(rollout=OuterRef("pk"))
+        if version_id:
+            scores = scores.filter(rubric_version_id=version_id)
         if "score_min" in filters:
             scores = scores.filter(total__gte=filters["score_min"])
         if "score_max" in filters:
             scores = scores.filter(total__lte=filters["score_max"])
         rollouts = rollouts.filter(Exists(scores))
-        if hidden_scores is not None:  # blind review: a blind rollout looks unscored, so no bound matches it
-            rollouts = rollouts.exclude(pk__in=hidden_scores)
+        if hidden is not None:  # blind review: a blind rollout looks unscored, so no bound matches it
+            rollouts = rollouts.exclude(pk__in=hidden)
+    if not version_id:
+        return rollouts
+    if meaning.scored_under:
+        rollouts = rollouts.filter(
+            Exists(RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)))
+        if hidden is not None:
+            rollouts = rollouts.exclude(pk__in=hidden)
+    if not meaning.prefetch_scores:
+        return rollouts
     totals = RolloutScore.objects.filter(rubric_version_id=version_id)
-    if hidden_scores is not None:  # blind review: annotators do not see judge scores of items they must label
-        totals = totals.exclude(rollout_id__in=hidden_scores)
+    if hidden is not None:  # blind review: annotators do not see judge scores of items they must label
+        totals = totals.exclude(rollout_id__in=hidden)
     return rollouts.prefetch_related(Prefetch("scores", queryset=totals, to_attr="selected_scores"))
 
 

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from webapp.reviews.models import (
     ReviewQueue,
 )
 from webapp.rollouts.models import Rollout
+from webapp.rollouts.selectors import RolloutFilterMeaning
 
 if TYPE_CHECKING:
     from webapp.rubrics.models import RubricVersion
@@ -82,15 +84,37 @@ def item_reserved(queue: ReviewQueue, item_id: int, user: Any, *, rollout: bool 
 QUEUE_TOTALS_SECONDS = 5
 
 
+def _queue_totals_key(queue_id: int) -> str:
+    return f"reviews:queue-totals:{queue_id}"
+
+
 def queue_totals_cached(queue: ReviewQueue) -> QueueProgress:
     """`queue_totals` for the labeling page's header, recomputed at most every few seconds: the aggregate reads every
-    item of the queue, and dozens of annotators load a page each second. The queue page (`queue_progress`) is exact."""
-    key = f"reviews:queue-totals:{queue.pk}"
-    cached: QueueProgress | None = cache.get(key)
-    if cached is None:
-        cached = queue_totals(queue)
-        cache.set(key, cached, QUEUE_TOTALS_SECONDS)
-    return cached
+    item of the queue, and dozens of annotators load a page each second. A submit adds its label to the cached totals
+    (`queue_totals_label_done`), so the annotator's own count is exact; other annotators' work shows within the few
+    seconds. The queue page (`queue_progress`) is exact."""
+    key = _queue_totals_key(queue.pk)
+    entry: tuple[float, QueueProgress] | None = cache.get(key)
+    if entry is None:
+        entry = (time.time() + QUEUE_TOTALS_SECONDS, queue_totals(queue))
+        cache.set(key, entry, QUEUE_TOTALS_SECONDS)
+    return entry[1]
+
+
+def queue_totals_label_done(*, queue_id: int, completes_item: bool) -> None:
+    """Count a just-committed done turn in the cached header totals (no query), keeping their expiry: run from the
+    submit's on_commit. A concurrent submit may overwrite this count; the next recompute, seconds later, is exact."""
+    key = _queue_totals_key(queue_id)
+    entry: tuple[float, QueueProgress] | None = cache.get(key)
+    if entry is None:
+        return
+    expires, totals = entry
+    left = expires - time.time()
+    if left <= 0:
+        return
+    totals = replace(totals, labels_done=min(totals.labels_done + 1, totals.labels_needed),
+                     complete=min(totals.complete + int(completes_item), totals.items))
+    cache.set(key, (expires, totals), left)
 
 
 @dataclass(frozen=True)
@@ -431,12 +455,16 @@ def previous_item_id(queue: ReviewQueue, user: Any, assignment: ReviewAssignment
     return done.order_by("-finished_at", "-id").values_list("item_id", flat=True).first()
 
 def rollout_filter_labels(
-    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], hidden_scores: QuerySet[Any] | None
+    rollouts: QuerySet[Rollout], filters: Mapping[str, Any], meaning: RolloutFilterMeaning
 ) -> QuerySet[Rollout]:
-    """The rollout filter's `labeled` clause (yes / no: has any human label), registered in apps.py."""
+    """The rollout filter's `labeled` clause (yes / no: has a human label; under `rubric_version` where
+    `meaning.labels_under_version` and a version is given), registered in apps.py."""
     if not filters.get("labeled"):
         return rollouts
-    has_labels = Exists(HumanLabel.objects.filter(rollout=OuterRef("pk")))
+    labels = HumanLabel.objects.filter(rollout=OuterRef("pk"))
+    if meaning.labels_under_version and filters.get("rubric_version"):
+        labels = labels.filter(rubric_version_id=filters["rubric_version"])
+    has_labels = Exists(labels)
     return rollouts.filter(has_labels if filters["labeled"] == "yes" else ~has_labels)
 
 

@@ -51,6 +51,7 @@ from webapp.reviews.models import (
     ReviewQueue,
     SamplingStrategy,
 )
+from webapp.reviews.selectors import queue_totals_label_done
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
@@ -341,6 +342,12 @@ def _assignment_finish(*, item: ReviewItem, annotator: Any, status: str) -> bool
             return False  # already done
     if status == AssignmentStatus.DONE:
         ReviewItem.objects.filter(pk=item.pk).update(completed_count=F("completed_count") + 1)
+        # The labeling page's header reads cached totals: count this label in them once it is committed, so the
+        # page after the submit shows it (the cache alone lagged one submit behind).
+        seats = item.queue.reviewers_per_item if ReviewItem.queue.is_cached(item) else None
+        completes = seats is not None and item.completed_count + 1 == seats
+        queue_id = item.queue_id
+        transaction.on_commit(lambda: queue_totals_label_done(queue_id=queue_id, completes_item=completes))
         return True
     return False
 

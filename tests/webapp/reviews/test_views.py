@@ -306,3 +306,24 @@ def test_agreement_subpages_need_a_rubric_version_of_the_project(client, review_
                 continue  # the bias page defaults to the newest labeled version (test_bias_page_without_labels_says_so)
             response = method(url, params)
             assert response.status_code == 404 and "Choose a rubric version" in response.content.decode(), (name, params)
+
+
+def test_the_header_counts_my_submit_at_once(client, review_setup, django_capture_on_commit_callbacks):
+    """The labeling page's totals are cached for a few seconds; the page after a submit still counts that label
+    (it used to show the count from before it, one submit behind)."""
+    from django.core.cache import cache
+
+    s = review_setup
+    queue = queue_for(s, size=4)
+    cache.delete(f"reviews:queue-totals:{queue.pk}")
+    client.force_login(s["ann1"])
+    page = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]), follow=True)
+    assert page.context["progress"].labels_done == 0  # the header's totals are now cached
+    data = {"row_version-helpful": "0", "choice-helpful": "yes", "row_version-correct": "0", "choice-correct": "Pass"}
+    for done in (1, 2):
+        item = queue.items.get(assignments__annotator=s["ann1"], assignments__status="reserved")
+        with django_capture_on_commit_callbacks(execute=True):  # the test's transaction never commits
+            response = client.post(reverse("reviews:submit", args=[s["project"].pk, queue.pk, item.pk]), data)
+        progress = client.get(response["Location"]).context["progress"]
+        assert (progress.labels_done, progress.complete) == (done, done)
+    assert HumanLabel.objects.filter(annotator=s["ann1"]).values("rollout_id").distinct().count() == 2

@@ -40,11 +40,15 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
             return self.queryset
         queryset = self.scoped(self.request.project)
         if self.action == "list":
-            queryset = apply_filters(queryset, self.request.query_params, self.filters)
+            queryset = self.filtered(queryset)
             if self.rollout_field and uses_scores(self.request.query_params, self.filters):
                 # A rollout blind for the caller looks unscored: no score or agreement filter matches it.
                 queryset = request_blindness(self.request).without_scores_of(queryset, rollout_field=self.rollout_field)
         return queryset
+
+    def filtered(self, queryset: QuerySet) -> QuerySet:
+        """The list's rows under the query string's filters."""
+        return apply_filters(queryset, self.request.query_params, self.filters)
 
     def parse(self, serializer_class=None) -> dict:
         serializer = (serializer_class or self.input_serializer_class)(data=self.request.data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -11,7 +10,7 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from webapp.api import serializers as s
-from webapp.api.filters import SCORE_MAX, SCORE_MIN, Filter
+from webapp.api.filters import Filter
 from webapp.api.views.base import (
     Cancellable,
     ReadOnly,
@@ -21,10 +20,10 @@ from webapp.api.views.base import (
 from webapp.endpoints.models import ModelEndpoint
 from webapp.exports.import_datasets import dataset_import
 from webapp.exports.selectors import AGREEMENTS, rollouts_by_agreement
-from webapp.judging.models import RolloutScore
 from webapp.reviews.blind import redact_metadata, request_blindness
 from webapp.rollouts import services as generation_services
 from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.rollouts.selectors import RolloutFilterMeaning, rollout_filter
 from webapp.rubrics.selectors import rubric_versions_of_project
 from webapp.tasks.models import Task
 
@@ -58,42 +57,40 @@ class GenerationJobViewSet(Cancellable, mixins.CreateModelMixin, ReadOnly):
         return self.created(job)
 
 
-def _scored_under(queryset, version_id, params):
-    return queryset.filter(Exists(RolloutScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=version_id)))
+def _agreement_tolerance(params) -> float | None:
+    """The agreement filter's tolerance (None: the default)."""
+    if not params.get("agreement_tolerance"):
+        return None
+    tolerance = AGREEMENT_TOLERANCE.parse(params["agreement_tolerance"])
+    if not 0 < tolerance <= 1:
+        raise ValidationError({"agreement_tolerance": "Must be above 0 and at most 1."})
+    return tolerance
 
 
-def _agreement(queryset, value, params):
-    if value not in AGREEMENTS:
-        raise ValidationError({"agreement": "Expected agree or disagree."})
-    if not params.get("rubric_version"):
-        raise ValidationError({"agreement": "Needs rubric_version: judge scores and labels are compared under it."})
-    version = Filter("rubric_version", "").parse(params["rubric_version"])
-    tolerance = None
-    if params.get("agreement_tolerance"):
-        tolerance = Filter("agreement_tolerance", "", float).parse(params["agreement_tolerance"])
-        if not 0 < tolerance <= 1:
-            raise ValidationError({"agreement_tolerance": "Must be above 0 and at most 1."})
-    return rollouts_by_agreement(queryset, rubric_version_id=version, agreement=value, tolerance=tolerance)
-
-
-def _tolerance_only(queryset, value, params):
-    return queryset  # read by the agreement filter
-
-
-AGREEMENT = Filter("agreement", _agreement, str, "agree or disagree: judge scores and human labels under "
+# Every filter goes to the one rollout filter (webapp/rollouts/selectors.py) by its name, with the API's meanings:
+# rubric_version selects rollouts scored under it, score bounds without it compare any version's total, label_status
+# counts labels under rubric_version when given. The agreement filters are applied on top.
+LABEL_STATUS = {"labeled": "yes", "unlabeled": "no"}
+AGREEMENT = Filter("agreement", "", str, "agree or disagree: judge scores and human labels under "
                    "rubric_version within agreement_tolerance on every criterion both scored, or apart on one.",
                    reads_scores=True)
-AGREEMENT_TOLERANCE = Filter("agreement_tolerance", _tolerance_only, float,
+AGREEMENT_TOLERANCE = Filter("agreement_tolerance", "", float,
                              "Largest judge–human gap (0..1) that counts as agreeing (default 0.5).")
+ROLLOUT_MEANING = RolloutFilterMeaning(scored_under=True, bounds_any_version=True, labels_under_version=True)
 
 
 @documented(
     filters=(
-        Filter("task", "task_id"), Filter("job", "job_id"), Filter("run", "run_id"), Filter("step", "step"),
-        Filter("example", "example_id"), Filter("split", "example__split", str, "Split of the rollout's example."),
-        Filter("source", "source", str, "generation, training or import"), Filter("group_key", "group_key", str),
-        Filter("rubric_version", _scored_under, int, "Rollouts scored under this rubric version.", reads_scores=True),
-        SCORE_MIN, SCORE_MAX, AGREEMENT, AGREEMENT_TOLERANCE,
+        Filter("task", ""), Filter("job", ""), Filter("run", ""), Filter("step", ""),
+        Filter("example", ""), Filter("split", "", str, "Split of the rollout's example."),
+        Filter("source", "", str, "generation, training or import"), Filter("group_key", "", str),
+        Filter("model", "", str, "The model that wrote the rollout (its model name, exactly)."),
+        Filter("q", "", str, "Text the completion contains (case-insensitive)."),
+        Filter("rubric_version", "", int, "Rollouts scored under this rubric version.", reads_scores=True),
+        Filter("score_min", "", float, "Total score ≥ this (under rubric_version if given).", reads_scores=True),
+        Filter("score_max", "", float, "Total score ≤ this (under rubric_version if given).", reads_scores=True),
+        Filter("label_status", "", str, "labeled or unlabeled: has human labels (under rubric_version if given)."),
+        AGREEMENT, AGREEMENT_TOLERANCE,
     )
 )
 class RolloutViewSet(ReadOnly):
@@ -103,6 +100,27 @@ class RolloutViewSet(ReadOnly):
 
     def scoped(self, project):
         return Rollout.objects.filter(project=project)
+
+    def filtered(self, queryset):
+        params = self.request.query_params
+        values = {spec.param: spec.parse(params[spec.param]) for spec in self.filters
+                  if params.get(spec.param) not in (None, "")}
+        if "label_status" in values:
+            if values["label_status"] not in LABEL_STATUS:
+                raise ValidationError({"label_status": "Expected labeled or unlabeled."})
+            values["labeled"] = LABEL_STATUS[values.pop("label_status")]
+        agreement = values.pop("agreement", None)
+        values.pop("agreement_tolerance", None)
+        # `queryset` is scoped(project): the project's rollouts, where the rollout filter starts too.
+        rollouts = rollout_filter(self.request.project, filters=values, meaning=ROLLOUT_MEANING)
+        if agreement is None:
+            return rollouts
+        if agreement not in AGREEMENTS:
+            raise ValidationError({"agreement": "Expected agree or disagree."})
+        if "rubric_version" not in values:
+            raise ValidationError({"agreement": "Needs rubric_version: judge scores and labels are compared under it."})
+        return rollouts_by_agreement(rollouts, rubric_version_id=values["rubric_version"], agreement=agreement,
+                                     tolerance=_agreement_tolerance(params))
 
     def get_serializer(self, *args, **kwargs):
         if args and not getattr(self, "swagger_fake_view", False):
