@@ -134,7 +134,10 @@ def test_two_workers_on_one_job_one_killed_mid_chunk_no_call_made_twice_none_los
         assert hung.wait(60), first.log()
         # A second worker starts mid-job, while the first is inside the stuck chunk (and renewing its lease).
         second = start_worker("second", env, concurrency=1)
-        job = wait_for(job, timeout=60, until=lambda j: j.done == 20, log=second.log)
+        # The five other chunks committed (the job's `done` also counts the stuck chunk's answered rollouts, as
+        # progress inside a chunk, so the chunks are what is waited for).
+        job = wait_for(job, timeout=60, log=second.log, until=lambda j: JobChunk.objects.filter(
+            kind="judge", job_id=j.pk, done=True).count() == 5)
         time.sleep(3 * 1)  # three lease lengths: a lease the first worker renews does not lapse
         holder = JobChunk.objects.get(kind="judge", job_id=job.pk, index=stuck // 4).leased_by
         assert holder.startswith(f"{socket.gethostname()}:{first.process.pid}:"), f"the stuck chunk: {holder!r}"

@@ -10,6 +10,7 @@ A judge backend turns chat messages into text; prompt rendering and verdict pars
     class JudgeCache(Protocol):            # back it with any store; sync or async methods both work
         def get(self, key: str) -> dict | None          # or: async def get
         def put(self, key: str, value: dict) -> None    # or: async def put
+        # optional: def flush() / async def flush(), called when the last call in flight on a loop ends
 
     cache_key(identity, messages, json_schema) -> str   # sha256 hex of server/engine + model + sampling + prompt
     CachedJudge(backend, cache)   # a JudgeBackend; identical requests make zero backend calls,
@@ -180,6 +181,11 @@ class CachedJudge:
             await self._spent(result)
             if accept is None or accept(result):
                 await _maybe_await(self.cache.put(key, result.to_cache()))
+                if not any(other[0] == slot[0] and other != slot for other in self._inflight):
+                    # The last call in flight on this loop: a cache that buffers its writes stores them now, so no
+                    # caller (a job chunk, a dry run, a preview, a position check) can end its loop with answers
+                    # it paid for still unwritten.
+                    await self._cache_flush()
             future.set_result(result)
             return result
         except asyncio.CancelledError:
@@ -192,6 +198,11 @@ class CachedJudge:
             raise
         finally:
             self._inflight.pop(slot, None)
+
+    async def _cache_flush(self) -> None:
+        flush = getattr(self.cache, "flush", None)
+        if flush is not None:
+            await _maybe_await(flush())
 
     async def _spent(self, completion: JudgeCompletion | None) -> None:
         if self.on_call is not None:

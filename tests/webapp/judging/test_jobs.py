@@ -9,6 +9,7 @@ from django.urls import reverse
 from tests.factories import (
     EndpointFactory,
     ExampleFactory,
+    ProjectFactory,
     RolloutFactory,
     RubricFactory,
     RubricVersionFactory,
@@ -351,3 +352,33 @@ def test_a_job_ends_succeeded_succeeded_with_failures_or_failed_and_the_pages_sa
     assert "All 4 items failed" in failed.error
     page = client.get(reverse("judging:detail", args=[project.pk, failed.pk])).content.decode()
     assert 'status-failed">failed<' in page and "succeeded" not in page
+
+
+@pytest.mark.django_db
+def test_answers_are_in_the_cache_when_a_caller_outside_a_job_ends_its_loop():
+    """The DB judge cache buffers its writes; a caller that is not a judge chunk (dry run, preview, position check)
+    never flushed it, so the last answers it paid for were lost when its event loop ended and the real job paid
+    for them again. The judge itself stores them when its last call in flight ends."""
+    from asgiref.sync import async_to_sync
+
+    from webapp.judging.judges import judge_for_endpoint
+
+    project = ProjectFactory()
+    with StubChatServer(lambda body, index: "yes") as server:
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, supports_structured_output=False)
+        judge = judge_for_endpoint(endpoint)
+
+        async def ask() -> None:
+            for question in ("one?", "two?", "three?"):
+                await judge.complete([{"role": "user", "content": question}])
+
+        async_to_sync(ask)()
+        assert server.stats["requests"] == 3
+        assert JudgeCache.objects.count() == 3
+        again = judge_for_endpoint(endpoint)
+
+        async def ask_again() -> None:
+            await again.complete([{"role": "user", "content": "three?"}])
+
+        async_to_sync(ask_again)()
+        assert server.stats["requests"] == 3 and again.hits == 1
