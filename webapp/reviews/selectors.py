@@ -76,10 +76,15 @@ def item_reserved(queue: ReviewQueue, item_id: int, user: Any, *, rollout: bool 
 QUEUE_TOTALS_SECONDS = 5
 
 
+def queue_totals_key(queue_id: int) -> str:
+    """The header's cache key; a finished turn deletes it (services), so the next page counts that label."""
+    return f"reviews:queue-totals:{queue_id}"
+
+
 def queue_totals_cached(queue: ReviewQueue) -> QueueProgress:
     """`queue_totals` for the labeling page's header, recomputed at most every few seconds: the aggregate reads every
     item of the queue, and dozens of annotators load a page each second. The queue page (`queue_progress`) is exact."""
-    key = f"reviews:queue-totals:{queue.pk}"
+    key = queue_totals_key(queue.pk)
     cached: QueueProgress | None = cache.get(key)
     if cached is None:
         cached = queue_totals(queue)

@@ -18,6 +18,7 @@ import random
 from datetime import timedelta
 from typing import Any
 
+from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max
 from django.utils import timezone
@@ -29,6 +30,7 @@ from webapp.core.models import Project
 from webapp.judging.models import RolloutScore
 from webapp.reviews import sampling
 from webapp.reviews.criteria import form_criteria, form_criterion
+from webapp.reviews.selectors import queue_totals_key
 from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
@@ -331,6 +333,10 @@ def _assignment_finish(*, item: ReviewItem, annotator: Any, status: str) -> bool
             return False  # already done
     if status == AssignmentStatus.DONE:
         ReviewItem.objects.filter(pk=item.pk).update(completed_count=F("completed_count") + 1)
+        # The labeling page's header caches the queue's totals for a few seconds: the page after a submit must
+        # count this label (issue 19 item 5), so the count is dropped once the label is committed.
+        key = queue_totals_key(item.queue_id)
+        transaction.on_commit(lambda: cache.delete(key))
         return True
     return False
 
