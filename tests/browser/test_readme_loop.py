@@ -46,7 +46,7 @@ def test_the_readme_loop_by_names_only(page, live_server, login, settings, tmp_p
     try:
         walk(page, live_server, login, settings, tmp_path)
     except Exception:
-        print("FAILED AT", page.url, page.locator("main").inner_text()[:1500])
+        print("FAILED AT", page.url, page.locator("main").inner_text()[-2500:])
         raise
 
 
@@ -165,6 +165,7 @@ def walk(page, live_server, login, settings, tmp_path):
     override = page.get_by_label("Train on this judge anyway")
     override.wait_for()  # four labels do not calibrate a judge: the form says so
     override.check()
+    page.get_by_label("Why (kept with the run)").fill("A smoke run of the loop.")
     page.get_by_label("Num generations").fill("2")
     page.get_by_label("Per device train batch size").fill("2")
     page.get_by_label("Max completion length").fill("8")
@@ -172,6 +173,8 @@ def walk(page, live_server, login, settings, tmp_path):
     page.get_by_label("Save steps").fill("1")
     with page.expect_navigation():
         page.get_by_role("button", name="Launch run").click()
+    assert not page.locator(".has-error").count(), page.locator(".has-error").all_inner_texts()
+    expect(page.locator("h1")).to_contain_text("Sums loop")
     page.locator("#live .job-progress .status", has_text="succeeded").wait_for(timeout=JOB_S)
     run = TrainingRun.objects.get(name="Sums loop")
     assert run.judge_endpoint is not None and "helpful" in run.rubric_version.spec["criteria"][0]["key"]
