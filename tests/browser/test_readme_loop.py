@@ -160,7 +160,11 @@ def walk(page, live_server, login, settings, tmp_path):
     page.get_by_role("link", name="Launch a GRPO run").click()
     page.fill("#id_name", "Sums loop")
     page.get_by_label("Task").select_option(label="Sums")
-    pick(page, "#id_rubric_version", "Sums judged v1")
+    # A rubric version re-renders the whole form (placeholders, calibration) with what was entered when it was
+    # asked for: what is chosen while that request is in flight is lost, so wait for it as a person would.
+    with page.expect_response(lambda r: "/training/new/" in r.url and r.request.method == "GET"):
+        pick(page, "#id_rubric_version", "Sums judged v1")
+    page.locator("#calibration table").wait_for()
     page.get_by_label("Judge endpoint").select_option(label=DEMO_ENDPOINT_NAME)
     override = page.get_by_label("Train on this judge anyway")
     override.wait_for()  # four labels do not calibrate a judge: the form says so
