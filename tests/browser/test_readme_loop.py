@@ -46,7 +46,9 @@ def test_the_readme_loop_by_names_only(page, live_server, login, settings, tmp_p
     try:
         walk(page, live_server, login, settings, tmp_path)
     except Exception:
-        print("FAILED AT", page.url, page.locator("main").inner_text()[-2500:])
+        print("FAILED AT", page.url, page.locator("main").inner_text()[-1500:])
+        if page.locator("#evaluations").count():
+            print("EVALUATIONS", page.locator("#evaluations").inner_text())
         raise
 
 
@@ -188,7 +190,8 @@ def walk(page, live_server, login, settings, tmp_path):
     # the side-by-side comparison.
     page.get_by_label("Engine").select_option(label=DEMO_ENDPOINT_NAME)
     page.get_by_role("button", name="Evaluate checkpoint").click()
-    page.locator("#evaluations .status", has_text="succeeded").wait_for(timeout=JOB_S)
+    page.locator("#evaluations .status", has_text="ed").first.wait_for(timeout=JOB_S)  # succeeded / failed
+    expect(page.locator("#evaluations .status").first).to_have_text("succeeded")
     assert "checkpoint vs base model" in page.locator("#evaluations h3").inner_text()
     with page.expect_navigation():
         page.locator("#evaluations a.compare-link").first.click()
