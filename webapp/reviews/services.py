@@ -30,7 +30,6 @@ from webapp.core.models import Project
 from webapp.judging.models import RolloutScore
 from webapp.reviews import sampling
 from webapp.reviews.criteria import form_criteria, form_criterion
-from webapp.reviews.selectors import queue_totals_key
 from webapp.reviews.models import (
     AssignmentStatus,
     HumanLabel,
@@ -43,6 +42,7 @@ from webapp.reviews.models import (
     ReviewQueue,
     SamplingStrategy,
 )
+from webapp.reviews.selectors import queue_totals_key
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.rollouts.selectors import rollout_browse
 from webapp.rubrics.models import RubricVersion
