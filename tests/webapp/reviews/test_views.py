@@ -293,6 +293,22 @@ def test_labeling_page_and_submit_cost_a_fixed_number_of_queries(client, review_
     assert page.context["progress"].labels_done == 1
 
 
+def test_the_page_after_a_submit_counts_that_label(client, review_setup, django_capture_on_commit_callbacks):
+    """Issue 19 item 5: the header's totals are cached for a few seconds; a submit drops them, so the next page
+    says "1 / 4", not "0 / 4" (the counter was one submit behind in the README loop's browser test)."""
+    s = review_setup
+    queue = queue_for(s, size=4, blind=True)
+    client.force_login(s["ann1"])
+    page = client.get(reverse("reviews:next", args=[s["project"].pk, queue.pk]), follow=True)
+    assert page.context["progress"].labels_done == 0  # the header's cache is warm now
+    first = queue.items.get(assignments__annotator=s["ann1"])
+    data = {"row_version-helpful": "0", "choice-helpful": "yes", "row_version-correct": "0", "choice-correct": "Pass"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("reviews:submit", args=[s["project"].pk, queue.pk, first.pk]), data)
+    assert response.status_code == 302
+    assert client.get(response["Location"]).context["progress"].labels_done == 1
+
+
 def test_agreement_subpages_need_a_rubric_version_of_the_project(client, review_setup, make_member):
     s = review_setup
     client.force_login(s["editor"])
