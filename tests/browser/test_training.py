@@ -132,3 +132,28 @@ def test_evaluate_a_checkpoint_and_resume_a_cancelled_run_from_its_page(
     assert f"run #{run.pk}" in page.locator(".facts").inner_text()
     page.locator("#live .job-progress .status", has_text="failed").wait_for(timeout=120_000)
     assert "has no trainer_state.json" in page.locator("#live .job-error").inner_text()
+
+
+def test_the_launch_form_takes_no_choice_while_it_re_renders(page, live_server, login, editor_project):
+    """Found walking the README loop: picking a rubric version re-renders the form from the values sent with that
+    request, so a judge endpoint chosen while it was in flight was silently dropped. The form is disabled meanwhile."""
+    task = editor_project
+    project = task.project
+    judged = RubricVersionFactory(rubric__project=project, rubric__name="Politeness", spec=JUDGED)
+    EndpointFactory(project=project, name="judge")
+    login("trainer", "pw")
+    held = []
+
+    def hold(route):  # the refresh stays in flight until the test has looked at the form
+        held.append(route)
+
+    page.route(lambda url: "/training/new/" in url, lambda route: hold(route) if route.request.headers.get("hx-request") else
+               route.continue_())
+    page.goto(f"{live_server.url}/p/{project.pk}/training/new/")
+    page.get_by_label("Rubric version").select_option(str(judged.pk))
+    page.wait_for_function("() => document.querySelector('#id_judge_endpoint').matches(':disabled')")
+    assert page.get_by_role("button", name="Launch run").is_disabled()
+    assert len(held) == 1
+    held[0].continue_()
+    page.wait_for_function("() => !document.querySelector('#id_judge_endpoint').matches(':disabled')")
+    page.get_by_text("Judge not calibrated").wait_for()

@@ -70,10 +70,13 @@ class TrainingRunForm(forms.Form):
         super().__init__(*args, **kwargs)
         if refresh_url:
             # Another preset or rubric version re-renders the form (placeholders, calibration) with what was typed.
+            # The form is disabled while that request is in flight (htmx reads the values first): a choice made
+            # meanwhile would be replaced by the re-rendered form and silently lost.
             for name in ("preset", "rubric_version"):
                 self.fields[name].widget.attrs.update({
                     "hx-get": refresh_url, "hx-trigger": "change", "hx-target": "#run-form",
                     "hx-swap": "outerHTML", "hx-include": "#run-form",
+                    "hx-disabled-elt": "#run-form fieldset, #run-form button",
                 })
         self.fields["task"].queryset = Task.objects.filter(project=project).order_by("name")
         self.fields["rubric_version"].queryset = (
