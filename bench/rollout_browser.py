@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._results import emit  # noqa: E402
+from bench.export_throughput import ensure_database  # noqa: E402
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.test")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rubricon_bench_browser")
@@ -34,15 +35,6 @@ RARE_TERM = "quetzalcoatl"
 RARE_ROWS = 10
 ABSENT_TERM = "xylophonist"
 SEARCH_TARGET_MS = 100
-
-
-def ensure_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(n: int) -> dict:
@@ -128,7 +120,7 @@ def main() -> None:
     parser.add_argument("--no-search", dest="search", action="store_false",
                         help="skip the text search comparison (with vs without the trigram index)")
     args = parser.parse_args()
-    ensure_database(os.environ["DATABASE_URL"])
+    ensure_database(os.environ["DATABASE_URL"].rsplit("/", 1)[1])
 
     import django
 
