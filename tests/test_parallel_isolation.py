@@ -97,3 +97,28 @@ def test_this_test_process_uses_the_databases_and_directories_of_its_own_worker(
         assert os.environ["CELERY_BROKER_URL"] == settings.CELERY_BROKER_URL
         assert os.environ["RUBRICON_TEST_PRIVATE_BROKER"] == settings.RUBRICON_TEST_PRIVATE_BROKER
         assert settings.CELERY_BROKER_URL != settings.RUBRICON_TEST_PRIVATE_BROKER
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_left_over_from_another_run_takes_none_of_this_runs_tasks(start_worker, private_broker):
+    """An interrupted test run can leave its `celery worker` behind on the same Redis database. Each run's messages
+    carry its own key prefix (RUBRICON_TEST_RUN_ID), so the leftover sees an empty queue and this run's worker gets
+    the task. Without the prefix the leftover took tasks and ran them against its own, older database."""
+    import time
+
+    from workers.celery import app
+
+    assert settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] == f"test-{settings.TEST_RUN_ID}:"
+    leftover = start_worker("leftover", {"CELERY_BROKER_URL": private_broker,
+                                         "RUBRICON_TEST_RUN_ID": "an-earlier-run"}, concurrency=1)
+    with app.connection(private_broker) as connection:
+        app.send_task("workers.system.heartbeat", kwargs={"queue": "default"}, queue="default", connection=connection)
+    time.sleep(3)  # ample for an idle worker polling the same queue
+    assert "workers.system.heartbeat[" not in leftover.log(), leftover.log()
+    current = start_worker("current", {"CELERY_BROKER_URL": private_broker}, concurrency=1)
+    deadline = time.monotonic() + 30
+    while "workers.system.heartbeat[" not in current.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "workers.system.heartbeat[" in current.log(), current.log()
+    assert "workers.system.heartbeat[" not in leftover.log()

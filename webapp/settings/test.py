@@ -6,6 +6,7 @@ database (test_<name>_gw0, test_<name>_gw1, …). A serial run (`pytest -n 0`, o
 """
 
 import os
+import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,7 +74,11 @@ RUBRICON_TEST_PRIVATE_BROKER = env.str("RUBRICON_TEST_PRIVATE_BROKER", DEFAULT_P
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                       "LOCATION": env.str("RUBRICON_CACHE_URL", CELERY_BROKER_URL),
                       "KEY_PREFIX": f"rubricon-{TEST_WORKER}" if TEST_WORKER else "rubricon"}}
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Every test run's messages live under its own key prefix, drawn once per run and inherited by the xdist workers and
+# every process they start: a Celery worker left over from an interrupted run on the same Redis database then sees
+# an empty queue instead of taking (and losing) this run's tasks.
+TEST_RUN_ID = os.environ.setdefault("RUBRICON_TEST_RUN_ID", uuid.uuid4().hex[:12])
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600, "global_keyprefix": f"test-{TEST_RUN_ID}:"}
 RUBRICON_LIMITS_URL = env.str("RUBRICON_LIMITS_URL", CELERY_BROKER_URL)
 VAR_DIR = Path(env.str("RUBRICON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 MEDIA_ROOT = VAR_DIR / "test-media"
