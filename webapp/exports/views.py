@@ -39,8 +39,7 @@ def _page(request: HttpRequest, project: Project, form: ExportForm | None = None
         "import_form": import_form or ImportForm(project=project, initial={"format": "jsonl", "kind": "rollouts"}),
         "can_edit": role_allows(request.project_role, Action.EDIT),
         "push_form": push_form or HubPushForm(exports=pushable, initial={"private": True, "token_env": "HF_TOKEN"}),
-        "rg_form": rg_form or ReasoningGymForm(datasets=reasoning_gym_datasets(), initial={
-            "dataset": "basic_arithmetic", "size": 100, "seed": 42, "eval_size": 0, "with_rubric": True}),
+        "rg_form": rg_form,  # unbound, it comes from reasoning_gym_form_view: listing datasets imports reasoning-gym
         "vf_form": vf_form or VerifiersTaskForm(initial={"taskset": {"id": "rubricon_wordle"}, "count": 10,
                                                          "max_turns": 6}),
         "verifiers_plugins": ", ".join(settings.RUBRICON_VERIFIERS_PLUGINS),
@@ -139,6 +138,19 @@ def export_push(request: HttpRequest, project: Project) -> HttpResponse:
         return _page(request, project, push_form=form, status=400)
     messages.success(request, f"Push of export #{export.pk} to {push.repo_id} queued; this page shows its state.")
     return redirect("exports:list", project_id=project.pk)
+
+
+def _reasoning_gym_form() -> ReasoningGymForm:
+    return ReasoningGymForm(datasets=reasoning_gym_datasets(), initial={
+        "dataset": "basic_arithmetic", "size": 100, "seed": 42, "eval_size": 0, "with_rubric": True})
+
+
+@require_GET
+@project_view(Action.VIEW)
+def reasoning_gym_form_view(request: HttpRequest, project: Project) -> HttpResponse:
+    """The reasoning-gym form, loaded by the exports page after it is shown: listing the datasets imports
+    reasoning-gym and every dataset module (seconds, once per web process), which the page itself should not wait for."""
+    return render(request, "exports/_reasoning_gym_form.html", {"project": project, "rg_form": _reasoning_gym_form()})
 
 
 @require_POST

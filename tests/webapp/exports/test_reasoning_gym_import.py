@@ -77,7 +77,9 @@ def test_page_generates_a_task(client):
     assert client.post(url, {"dataset": "chain_sum", "size": 3, "seed": 1}).status_code == 403
     client.force_login(member(project, Role.EDITOR))
     page = client.get(reverse("exports:list", args=[project.pk]))
-    assert b"Tasks from reasoning-gym" in page.content and b'value="chain_sum"' in page.content
+    form_url = reverse("exports:reasoning_gym_form", args=[project.pk])
+    assert b"Tasks from reasoning-gym" in page.content and f'hx-get="{form_url}"'.encode() in page.content
+    assert b'value="chain_sum"' in client.get(form_url).content
     bad = client.post(url, {"dataset": "chain_sum", "size": 3, "seed": 1, "config": '{"bogus": 2}'})
     assert bad.status_code == 400 and b"bogus" in bad.content
     response = client.post(url, {"dataset": "chain_sum", "size": 3, "seed": 1, "task_name": "sums",
@@ -86,6 +88,48 @@ def test_page_generates_a_task(client):
     assert response.status_code == 302 and response.url == reverse("tasks:detail", args=[project.pk, task.pk])
     assert task.examples.count() == 3 and task.rubrics.count() == 1
     assert all(e.info["reasoning_gym"]["entry"]["metadata"]["num_terms"] == 2 for e in task.examples.all())
+
+
+CHILD = """
+import sys, django
+django.setup()
+from django.test import Client
+from django.test.utils import setup_test_environment
+from django.contrib.auth import get_user_model
+setup_test_environment()
+client = Client()
+client.force_login(get_user_model().objects.get(pk=int(sys.argv[1])))
+status = client.get(sys.argv[2]).status_code
+print(status, "reasoning_gym" in sys.modules)
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_exports_page_does_not_wait_for_reasoning_gym():
+    """Importing reasoning-gym (every dataset module) takes seconds on the first request of each web process: the
+    page loads its form afterwards, in a fragment. Run in a fresh process, where nothing imported it yet."""
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.conftest import REPO_ROOT
+
+    project = ProjectFactory()
+    user = member(project, Role.EDITOR)
+    db = connection.settings_dict
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "webapp.settings.test",
+           "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
+
+    def fresh_process_get(url: str) -> str:
+        done = subprocess.run([sys.executable, "-c", CHILD, str(user.pk), url], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout.split("\n")[-2]
+
+    assert fresh_process_get(reverse("exports:list", args=[project.pk])) == "200 False"
+    assert fresh_process_get(reverse("exports:reasoning_gym_form", args=[project.pk])) == "200 True"
 
 
 @pytest.mark.django_db
