@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 
 BOOL, FLOAT, INT, JSON, MESSAGES, STR = "bool", "float", "int", "json", "messages", "str"
@@ -114,7 +115,10 @@ def copy_chunks(source: CopySource, *, nested: bool, rows: int) -> Iterator[byte
 def _chunks(source: CopySource, nested: bool, rows: int, last: int, left: int | None) -> Iterator[bytes]:
     while left is None or left > 0:
         size = rows if left is None else min(rows, left)
-        sql, params = source.build(nested, last, size)
+        try:
+            sql, params = source.build(nested, last, size)
+        except EmptyResultSet:  # a selection Django knows is empty (`.none()`, `pk__in=[]`) compiles to no SQL
+            return
         statement = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x03')"
         with connection.cursor() as cursor, cursor.cursor.copy(statement, params or None) as copy:
             data = b"".join(copy)

@@ -23,8 +23,11 @@ from webapp.exports.copy_rows import CopySource, object_sql
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.reviews.criteria import form_criteria
+from webapp.reviews.dashboard import criterion_steps
 from webapp.reviews.labeling import ranking_pairs
 from webapp.reviews.models import GoldResponse, HumanLabel, PairwiseLabel, Preference, RankingLabel
+from webapp.reviews.selectors import label_gap
 from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
 from webapp.rubrics.selectors import rubric_versions_of_project
@@ -506,6 +509,7 @@ def _calibration(project: Project, filters: dict) -> Dataset:
     titles = {c.get("key"): c.get("question") or c.get("title") or c.get("key") for c in version.criteria}
     labels = HumanLabel.objects.filter(rubric_version=version, rollout__in=rollout_selection(project, filters))
     tolerance = filters.get("agreement_tolerance", AGREEMENT_TOLERANCE)
+    steps = criterion_steps(form_criteria(version))
     fields = ("id", "rollout_id", "criterion_key", "rollout__example__prompt", "rollout__prompt_messages",
               "rollout__completion", "value", "choice", "comment", "annotator__username", "reward_hacking")
 
@@ -516,7 +520,8 @@ def _calibration(project: Project, filters: dict) -> Dataset:
                 judged = [s for s in scores.get(rid, []) if s["criterion_key"] == key] or [None]
                 for s in judged:
                     score = s["score"] if s else None
-                    agree = None if score is None or value is None else abs(score - value) < tolerance
+                    agree = None if score is None or value is None else label_gap(
+                        score=score, value=value, steps=steps.get(key, 0)) < tolerance
                     yield (lid, rid, key, titles.get(key, key), _prompt_text(prompt, pmsgs), completion, value, choice,
                            comment, who, bool(hacking), s and s["judge"], score, s and s["raw_choice"],
                            s and s["rationale"], agree)

@@ -2,16 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Avg, Exists, F, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Abs
+from django.db.models import QuerySet
 
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports.models import Export
-from webapp.judging.models import CriterionScore
-from webapp.reviews.models import HumanLabel
+from webapp.reviews.dashboard import item_agreement
 from webapp.rollouts.models import Rollout, RolloutSource
 from webapp.rollouts.selectors import RolloutFilterMeaning, rollout_filter
+from webapp.rubrics.models import RubricVersion
 from webapp.tasks.models import Split
 
 # name -> (type, help). Every export and the export form accept exactly these.
@@ -38,9 +37,12 @@ FILTERS: dict[str, tuple[type, str]] = {
                         "responses annotators wrote while labeling)"),
     "agreement": (str, "agree or disagree: rollouts whose judge scores and human labels under the rubric version "
                        "agree on every criterion both scored (gap < agreement_tolerance), or differ on at least one "
-                       "(gap ≥ it). Rollouts without a judged and labeled criterion are left out either way"),
-    "agreement_tolerance": (float, "Largest judge–human gap (0..1, on the 0..1 score scale) that still counts as "
-                                   "agreeing; default 0.5 (the same side of the scale)"),
+                       "(gap ≥ it), paired as on the agreement dashboard (the judge on the criterion's scale, one "
+                       "human value per item; items whose labels split are left out). Rollouts without a judged and "
+                       "labeled criterion are left out either way"),
+    "agreement_tolerance": (float, "The judge–human gap, on 0..1 (one step of a yes/no question is 1), from which a "
+                                   "criterion counts as disagreeing; default 0.5 (another choice of a yes/no "
+                                   "question)"),
     "limit": (int, "At most this many rollouts"),
 }
 # Filters read by some export kinds only; every other filter narrows the rollout selection of every kind.
@@ -111,23 +113,14 @@ def export_filters_clean(raw: dict[str, Any]) -> dict[str, Any]:
 def rollouts_by_agreement(
     rollouts: QuerySet[Rollout], *, rubric_version_id: int, agreement: str, tolerance: float | None = None
 ) -> QuerySet[Rollout]:
-    """Rollouts where judges and humans agree (every judged criterion with a human value within `tolerance`) or
-    disagree (at least one criterion `tolerance` or more apart). The human value of a criterion is the mean of its
-    labels, as on the agreement dashboard; every judge's score under the version is compared with it."""
-    tolerance = AGREEMENT_TOLERANCE if tolerance is None else tolerance
-    human = (
-        HumanLabel.objects.filter(rollout_id=OuterRef("rollout_id"), rubric_version_id=rubric_version_id,
-                                  criterion_key=OuterRef("criterion_key"), value__isnull=False)
-        .order_by().values("rollout_id").annotate(mean=Avg("value")).values("mean")[:1]
-    )
-    pairs = (
-        CriterionScore.objects.filter(rollout=OuterRef("pk"), rubric_version_id=rubric_version_id, score__isnull=False)
-        .annotate(human=Subquery(human)).filter(human__isnull=False).annotate(gap=Abs(F("score") - F("human")))
-    )
-    apart = Exists(pairs.filter(gap__gte=tolerance))
-    if agreement == "disagree":
-        return rollouts.filter(apart)
-    return rollouts.filter(Exists(pairs.filter(gap__lt=tolerance))).exclude(apart)
+    """Rollouts where judges and humans agree (every judged and labelled criterion less than `tolerance` apart on
+    0..1) or disagree (at least one criterion `tolerance` or more apart). Items are paired as on the agreement
+    dashboard (`reviews.dashboard.item_agreement`): one human value per item, split items left out."""
+    version = RubricVersion.objects.filter(pk=rubric_version_id).first()
+    if version is None:
+        return rollouts.none()
+    split = item_agreement(version, tolerance=AGREEMENT_TOLERANCE if tolerance is None else tolerance)
+    return rollouts.filter(pk__in=sorted(split.disagree if agreement == "disagree" else split.agree))
 
 
 def rollout_selection(project: Project, filters: dict[str, Any]) -> QuerySet[Rollout]:

@@ -561,9 +561,11 @@ def percent_agreement(
     human: Sequence[float | int | None] | np.ndarray,
     *,
     tolerance: float = 0.0,
+    counts: Sequence[float] | np.ndarray | None = None,
 ) -> Stat:
-    """Share of paired items where |judge − human| ≤ tolerance (0 = exact match, for choice indices)."""
-    return _percent_agreement(_paired_cells(judge, human)[0], tolerance)
+    """Share of paired items where |judge − human| ≤ tolerance (0 = exact match, for choice indices). ``counts``: how
+    many items each (judge, human) pair stands for, for data already aggregated."""
+    return _percent_agreement(_paired_cells(judge, human, counts)[0], tolerance)
 
 
 _NO_PAIRS = "no item has both a judge and a human value"

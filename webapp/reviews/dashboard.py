@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -678,23 +679,51 @@ class AlignRow:
         return "no clear change"
 
 
-def _items(*, labels: RubricVersion, criteria: list[FormCriterion], score_version: int, fingerprint: str
-           ) -> dict[str, dict[int, tuple[float, float]]]:
-    """criterion key → rollout id → (judge, human) on the criterion's scale; splits left out, like the dashboard."""
+def _paired_items(*, labels: RubricVersion, criteria: list[FormCriterion], score_version: int
+                  ) -> Iterator[tuple[str, FormCriterion, int, float, float]]:
+    """(judge fingerprint, criterion, rollout id, judge, human) for every judged and labelled item, both values on the
+    criterion's scale (the judge's score rounded to its step, the item's one human value); splits left out. The
+    dashboard's pairing, item by item."""
     by_key = {c.key: c for c in criteria}
-    rows = _human_query(ITEMS_SQL, labels, criteria, {"score_version": score_version})
-    result: dict[str, dict[int, tuple[float, float]]] = {}
-    for fp, key, rollout_id, score, index_sum, raters, mean_value in rows:
+    for fp, key, rollout_id, score, index_sum, raters, mean_value in _human_query(
+            ITEMS_SQL, labels, criteria, {"score_version": score_version}):
         criterion = by_key.get(key)
-        if fp != fingerprint or criterion is None:
+        if criterion is None:
             continue
         human = selectors.item_human_value(steps=criterion.steps, index_sum=index_sum, raters=raters,
                                            mean_value=mean_value)
-        if human is None:
-            continue
-        judge = float(min(max(round(score * criterion.steps), 0), criterion.steps)) if criterion.steps else score
-        result.setdefault(key, {})[rollout_id] = (judge, float(human))
+        if human is not None:
+            yield fp, criterion, rollout_id, selectors.judge_on_scale(score, criterion.steps), float(human)
+
+
+def _items(*, labels: RubricVersion, criteria: list[FormCriterion], score_version: int, fingerprint: str
+           ) -> dict[str, dict[int, tuple[float, float]]]:
+    """criterion key → rollout id → (judge, human) on the criterion's scale; splits left out, like the dashboard."""
+    result: dict[str, dict[int, tuple[float, float]]] = {}
+    for fp, criterion, rollout_id, judge, human in _paired_items(labels=labels, criteria=criteria,
+                                                                 score_version=score_version):
+        if fp == fingerprint:
+            result.setdefault(criterion.key, {})[rollout_id] = (judge, human)
     return result
+
+
+@dataclass(frozen=True)
+class ItemAgreement:
+    agree: set[int]  # rollouts whose every judged and labelled criterion is within the tolerance, by every judge
+    disagree: set[int]  # rollouts with at least one criterion the tolerance or more apart
+
+
+def item_agreement(version: RubricVersion, *, tolerance: float) -> ItemAgreement:
+    """Rollouts where judges and humans agree or disagree under `version`, item by item as the dashboard pairs them
+    (one human value per item, labels carried from unchanged criteria of earlier versions, the judge's score on the
+    criterion's scale, splits left out). The gap is measured on 0..1: one step of a yes/no question is 1."""
+    agree: set[int] = set()
+    apart: set[int] = set()
+    for _, criterion, rollout_id, judge, human in _paired_items(labels=version, criteria=form_criteria(version),
+                                                                score_version=version.pk):
+        gap = abs(judge - human) / (criterion.steps or 1)
+        (apart if gap >= tolerance else agree).add(rollout_id)
+    return ItemAgreement(agree=agree - apart, disagree=apart)
 
 
 def _headline(criterion: FormCriterion, judge: np.ndarray, human: np.ndarray) -> agreement.Stat:

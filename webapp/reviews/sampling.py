@@ -9,11 +9,15 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 
-from django.db import connection
+import numpy as np
 from django.db.models import Avg, Count, Max, Min, QuerySet, StdDev
 
 from webapp.judging.models import CriterionScore, RolloutScore
+from webapp.reviews.agreement import percent_agreement
+from webapp.reviews.criteria import form_criteria
+from webapp.reviews.dashboard import carried_label_versions, criterion_steps
 from webapp.reviews.models import SamplingStrategy
+from webapp.reviews.selectors import label_score_cells
 from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
 
@@ -77,18 +81,20 @@ def _stratified(candidates: QuerySet[Rollout], version: RubricVersion, size: int
 
 
 def _criterion_agreement(version: RubricVersion) -> dict[str, float]:
-    """Share of labeled items where the judge picked the humans' value, per criterion (0 when unknown)."""
-    sql = """
-        SELECT s.criterion_key, AVG(CASE WHEN abs(s.score - l.value) < 1e-9 THEN 1.0 ELSE 0.0 END)
-        FROM reviews_humanlabel l
-        JOIN judging_criterionscore s
-          ON s.rollout_id = l.rollout_id AND s.rubric_version_id = l.rubric_version_id AND s.criterion_key = l.criterion_key
-        WHERE l.rubric_version_id = %s AND l.value IS NOT NULL AND s.score IS NOT NULL
-        GROUP BY s.criterion_key
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [version.pk])
-        return {key: float(share) for key, share in cursor.fetchall()}
+    """Per criterion, the agreement dashboard's percent agreement (items paired by `selectors.label_score_cells`),
+    pooled over the version's judges; criteria with no paired item are absent."""
+    cells, _ = label_score_cells(label_version_id=version.pk, steps=criterion_steps(form_criteria(version)),
+                                 carried=carried_label_versions(version), work_mem=None)
+    pooled: dict[str, list[np.ndarray]] = defaultdict(list)
+    for (_, key), pairs in cells.items():
+        pooled[key].append(np.stack([pairs.judge, pairs.human, pairs.counts]))
+    shares = {}
+    for key, parts in pooled.items():
+        judge, human, counts = np.concatenate(parts, axis=1)
+        share = percent_agreement(judge, human, counts=counts).value
+        if share is not None:
+            shares[key] = share
+    return shares
 
 
 def _disagreement(candidates: QuerySet[Rollout], version: RubricVersion, size: int, rng: random.Random) -> Picked:

@@ -289,6 +289,19 @@ class LabelCoverage:
     split: int
 
 
+def judge_on_scale(score: float, steps: int) -> float:
+    """A judge's 0..1 score on the criterion's scale: the nearest step index for choices and integer scales (steps),
+    the score itself for a continuous scale (steps 0)."""
+    return float(min(max(round(score * steps), 0), steps)) if steps else float(score)
+
+
+def label_gap(*, score: float, value: float, steps: int) -> float:
+    """How far a judge's score is from one human label, on 0..1, both on the criterion's scale (one step of a yes/no
+    question is 1): the per-label counterpart of the dashboard's per-item pairing."""
+    label = float(round(value * steps)) if steps else float(value)
+    return abs(judge_on_scale(score, steps) - label) / (steps or 1)
+
+
 def item_human_value(*, steps: int, index_sum: int, raters: int, mean_value: Any) -> float | None:
     """The human value of an item from its SQL summary: `agreement.human_value` for ordinal criteria (None on a
     split), the mean label for a continuous scale."""
@@ -403,7 +416,7 @@ def label_score_cells(
         if human_at is None:
             tally[2] += count
         else:
-            judge = float(min(max(round(score * n_steps), 0), n_steps)) if n_steps else float(score)
+            judge = judge_on_scale(score, n_steps)
             cell = pairs.setdefault(group, {})
             cell[(judge, float(human_at))] = cell.get((judge, float(human_at)), 0) + count
     result: dict[tuple[str, str], PairCells] = {}

@@ -14,33 +14,56 @@ from webapp.exports.selectors import export_filters_clean
 from webapp.exports.services import export_create
 from webapp.reviews.models import HumanLabel
 
-# In `scored`: rollout 1 has judge 0.9 vs human 1.0 on "polite" (gap 0.1); rollout 2 has judge 0.5 vs human 0.0
-# (gap 0.5). Nothing else is labeled.
+# In `scored`, "polite" is a yes/no question: rollout 1 has judge 0.9 ("yes") vs human yes; rollout 2 has judge 0.5 vs
+# human no, and 0.5 is "no" on that scale as the agreement dashboard rounds it. Nothing else is labeled.
 
 
 @pytest.mark.django_db
 def test_export_keeps_agreeing_or_disagreeing_rollouts(scored):
-    r = scored["rollouts"]
+    r, version = scored["rollouts"], scored["version"]
 
     def ids(**filters) -> set[int]:
         _, rows = run(scored, ExportKind.ROLLOUTS, "jsonl", **filters)
         return {row["rollout_id"] for row in rows}
 
-    assert ids(agreement="agree") == {r[1].pk}
-    assert ids(agreement="disagree") == {r[2].pk}  # a gap of exactly the tolerance is a disagreement
-    assert ids(agreement="agree", agreement_tolerance=0.6) == {r[1].pk, r[2].pk}
-    assert ids(agreement="disagree", agreement_tolerance=0.05) == {r[1].pk, r[2].pk}
-    # The human value is the mean of the labels: a second annotator saying 1.0 brings rollout 2 to 0.5, the judge's.
-    HumanLabel.objects.create(rollout=r[2], rubric_version=scored["version"], criterion_key="polite",
-                              annotator=UserFactory(), value=1.0)
     assert ids(agreement="agree") == {r[1].pk, r[2].pk}
-    # Other kinds take the filter too, and the calibration set's `agree` column uses the same tolerance.
+    assert ids(agreement="disagree") == set()
+    # Judge 0.4 is "no"; the human says yes: one step of a yes/no question apart, a gap of 1 on 0..1.
+    HumanLabel.objects.create(rollout=r[4], rubric_version=version, criterion_key="polite",
+                              annotator=scored["annotator"], value=1.0)
+    assert ids(agreement="disagree") == {r[4].pk}
+    assert ids(agreement="disagree", agreement_tolerance=1.0) == {r[4].pk}  # a gap of exactly the tolerance
+    assert ids(agreement="agree") == {r[1].pk, r[2].pk}
+    # One human value per item, as on the dashboard: a second annotator saying yes splits rollout 2 (no / yes), and
+    # a split item is left out of both sides (the mean of the labels, 0.5, used to count as agreeing).
+    HumanLabel.objects.create(rollout=r[2], rubric_version=version, criterion_key="polite",
+                              annotator=UserFactory(), value=1.0)
+    assert ids(agreement="agree") == {r[1].pk}
+    assert ids(agreement="disagree") == {r[4].pk}
+    # Other kinds take the filter too, and the calibration set's `agree` column compares each label the same way.
     _, sft = run(scored, ExportKind.SFT, "jsonl", agreement="agree")
     assert [row["rollout_id"] for row in sft] == [r[1].pk]
-    _, calibration = run(scored, ExportKind.CALIBRATION, "jsonl", agreement="agree", agreement_tolerance=0.2)
-    # Rollout 2 agrees through the mean of its labels; each label on its own is 0.5 from the judge.
+    _, calibration = run(scored, ExportKind.CALIBRATION, "jsonl", agreement="disagree", agreement_tolerance=0.2)
+    assert sorted((row["rollout_id"], row["agree"]) for row in calibration) == [(r[4].pk, False)]
+    _, calibration = run(scored, ExportKind.CALIBRATION, "jsonl")
     assert sorted((row["rollout_id"], row["agree"]) for row in calibration) == [
-        (r[1].pk, True), (r[2].pk, False), (r[2].pk, False)]
+        (r[1].pk, True), (r[2].pk, False), (r[2].pk, True), (r[4].pk, False)]
+
+
+@pytest.mark.django_db
+def test_the_filter_pairs_items_as_the_agreement_dashboard_does(scored):
+    """The same items agree here as on the dashboard: its percent agreement equals agree / (agree + disagree)."""
+    from webapp.reviews.dashboard import agreement_dashboard
+
+    r, version = scored["rollouts"], scored["version"]
+    for i, value in ((0, 1.0), (3, 0.0), (4, 1.0), (6, 0.0), (7, 1.0)):
+        HumanLabel.objects.create(rollout=r[i], rubric_version=version, criterion_key="polite",
+                                  annotator=scored["annotator"], value=value)
+    _, agree = run(scored, ExportKind.ROLLOUTS, "jsonl", agreement="agree")
+    _, disagree = run(scored, ExportKind.ROLLOUTS, "jsonl", agreement="disagree")
+    (polite,) = [row for row in agreement_dashboard(version, n_resamples=10) if row.criterion.key == "polite"]
+    assert polite.report.percent_agreement.value == pytest.approx(len(agree) / (len(agree) + len(disagree)))
+    assert polite.report.percent_agreement.n == len(agree) + len(disagree) == 7
 
 
 @pytest.mark.django_db
@@ -67,12 +90,15 @@ def test_rollouts_api_filters_by_agreement(scored, django_assert_max_num_queries
     api = APIClient()
     api.force_authenticate(user)
     url = f"/api/v1/projects/{project.pk}/rollouts/"
-    with django_assert_max_num_queries(3):
+    # The page, the version, its earlier versions (carried labels) and the paired items: a constant, whatever the size.
+    with django_assert_max_num_queries(5):
         agree = api.get(url, {"agreement": "agree", "rubric_version": version.pk})
-    assert [row["id"] for row in agree.json()["results"]] == [r[1].pk]
+    assert {row["id"] for row in agree.json()["results"]} == {r[1].pk, r[2].pk}
+    HumanLabel.objects.create(rollout=r[4], rubric_version=version, criterion_key="polite",
+                              annotator=scored["annotator"], value=1.0)  # judge 0.4: "no"
     disagree = api.get(url, {"agreement": "disagree", "rubric_version": version.pk})
-    assert [row["id"] for row in disagree.json()["results"]] == [r[2].pk]
-    loose = api.get(url, {"agreement": "agree", "rubric_version": version.pk, "agreement_tolerance": 0.9})
+    assert [row["id"] for row in disagree.json()["results"]] == [r[4].pk]
+    loose = api.get(url, {"agreement": "agree", "rubric_version": version.pk, "agreement_tolerance": 1.0})
     assert {row["id"] for row in loose.json()["results"]} == {r[1].pk, r[2].pk}
     assert api.get(url, {"agreement": "agree"}).status_code == 400
     assert api.get(url, {"agreement": "sometimes", "rubric_version": version.pk}).status_code == 400
@@ -98,3 +124,18 @@ def test_export_form_offers_the_agreement_filter(client, scored):
     assert response.status_code == 302
     assert Export.objects.get(project=project).filters == {
         "rubric_version": scored["version"].pk, "agreement": "disagree", "agreement_tolerance": 0.3}
+
+
+@pytest.mark.django_db
+def test_disagreement_sampling_weighs_criteria_by_the_dashboards_agreement(scored):
+    """The disagreement-first queue weighs each criterion by how often judge and humans agree so far: the dashboard's
+    percent agreement, not a comparison of its own (which counted each label against the raw score)."""
+    from webapp.reviews.dashboard import agreement_dashboard
+    from webapp.reviews.sampling import _criterion_agreement
+
+    r, version = scored["rollouts"], scored["version"]
+    HumanLabel.objects.create(rollout=r[4], rubric_version=version, criterion_key="polite",
+                              annotator=scored["annotator"], value=1.0)
+    (polite,) = [row for row in agreement_dashboard(version, n_resamples=10) if row.criterion.key == "polite"]
+    assert _criterion_agreement(version) == {"polite": pytest.approx(polite.report.percent_agreement.value)}
+    assert polite.report.percent_agreement.value == pytest.approx(2 / 3)  # r1 and r2 agree, r4 does not

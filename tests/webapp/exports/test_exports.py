@@ -171,7 +171,9 @@ def test_calibration_set_pairs_human_labels_with_judge_outputs(scored, format):
     nice, rude = by_comment["nice"], by_comment["rude"]
     assert nice["criterion"] == "Is the answer polite?" and nice["judge"] == "judge-a"
     assert as_float(nice["judge_score"]) == 0.9 and nice["judge_rationale"] == "because 0.9"
-    assert str(nice["agree"]).lower() == "true" and str(rude["agree"]).lower() == "false"
+    # `agree` compares on the criterion's scale, as the agreement dashboard does: judge 0.5 on this yes/no question
+    # is "no" there (the nearest step, halves to even), which is what the rude label says.
+    assert str(nice["agree"]).lower() == "true" and str(rude["agree"]).lower() == "true"
     assert str(rude["reward_hacking"]).lower() == "true"
 
 
