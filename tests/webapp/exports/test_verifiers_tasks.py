@@ -1,16 +1,13 @@
 """Tasks backed by a verifiers 0.4 taskset: created from the taskset's own tasks, refused unless the operator allows
-the plugins; jobs on a local engine endpoint refused where the worker could not serve its model over HTTP."""
+the plugins. Jobs on such tasks with a local engine endpoint: test_verifiers_local_endpoint.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.factories import EndpointFactory, ProjectFactory
+from tests.factories import ProjectFactory
 from webapp.core.errors import ApplicationError
-from webapp.endpoints.models import EndpointKind
 from webapp.exports.verifiers_tasks import verifiers_task_create
-from webapp.rollouts.models import GenerationJob
-from webapp.rollouts.services import generation_job_create
 from webapp.tasks.models import Task
 from webapp.tasks.services import task_create
 
@@ -68,39 +65,6 @@ def test_unknown_plugin_is_a_clear_error(settings):
     settings.RUBRICON_VERIFIERS_PLUGINS = ["*"]
     with pytest.raises(ApplicationError, match="could not load the taskset.*no_such_taskset"):
         verifiers_task_create(project=ProjectFactory(), name="x", taskset={"id": "no_such_taskset"}, count=1)
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("kind", [EndpointKind.VLLM, EndpointKind.TRANSFORMERS])
-def test_a_job_on_a_local_endpoint_is_refused_where_vllm_is_not_installed(kind, monkeypatch):
-    """verifiers reaches the model over HTTP: a local endpoint's model is served by vLLM's server, so without vLLM
-    the job is refused when it is created, with the reason (sys.modules[name] = None is how Python marks a module
-    that cannot be imported)."""
-    import sys
-
-    project = ProjectFactory()
-    task = verifiers_task_create(project=project, name="wordle", taskset={"id": "rubricon_wordle"}, count=1)
-    local = EndpointFactory(project=project, kind=kind, base_url="", model="bundled")
-    monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(ApplicationError) as refused:
-        generation_job_create(project=project, task=task, endpoint=local, enqueue=False)
-    assert refused.value.field == "endpoint"
-    assert "over HTTP" in refused.value.message and "vLLM is not installed here" in refused.value.message
-    assert not GenerationJob.objects.filter(task=task).exists()
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("kind", [EndpointKind.VLLM, EndpointKind.TRANSFORMERS])
-def test_a_job_on_a_local_endpoint_is_accepted_where_vllm_is_installed(kind):
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        pytest.skip("vLLM is not installed here")
-    project = ProjectFactory()
-    task = verifiers_task_create(project=project, name="wordle", taskset={"id": "rubricon_wordle"}, count=1)
-    local = EndpointFactory(project=project, kind=kind, base_url="", model="bundled")
-    job = generation_job_create(project=project, task=task, endpoint=local, enqueue=False)
-    assert job.model_name == "bundled" and job.endpoint_id == local.pk
 
 
 @pytest.mark.django_db
