@@ -5,9 +5,8 @@ the offline `rubricon_wordle`) played through a harness with verifiers' own epis
 a generation job on the task runs the episodes in the worker (`verifiers_rollouts`) against the job's endpoint over
 HTTP: an OpenAI-compatible endpoint as it is; a local engine endpoint (vLLM or transformers, e.g. the bundled model)
 through vLLM's own OpenAI-compatible server, which the worker starts for the job (webapp.rollouts.engines.served_model).
-Episodes come back as
-rollouts with their message trajectories; the environment's rewards are stored as external scores
-(`metadata.external_scores.verifiers`, as a verifiers run import stores them), never as our rubric total.
+Episodes come back as rollouts with their message trajectories; the environment's rewards are stored as external
+scores (`metadata.external_scores.verifiers`, as a verifiers run import stores them), never as our rubric total.
 """
 
 from __future__ import annotations
