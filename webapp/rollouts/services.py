@@ -34,7 +34,13 @@ from webapp.core.jobs import (
 )
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
-from webapp.rollouts.engines import backend_config, backend_in_use, environment_factory, generation_example
+from webapp.rollouts.engines import (
+    backend_config,
+    backend_in_use,
+    environment_factory,
+    generation_example,
+    served_model_check,
+)
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
 from webapp.tasks.models import Example, Task
 from webapp.tasks.services import is_verifiers_task
@@ -81,8 +87,7 @@ def generation_job_create(
     sampling_params(params, n=samples_per_example)  # validate now, with a message at the field
     if is_verifiers_task(task):
         if endpoint.kind != EndpointKind.OPENAI:
-            raise ApplicationError("verifiers environments talk to the model over HTTP: choose an OpenAI-compatible "
-                                   "endpoint (e.g. the model served by `vllm serve`).", field="endpoint")
+            served_model_check()  # the worker serves a local endpoint's model with vLLM's OpenAI-compatible server
     else:
         environment_factory(task)  # a broken prompt template or environment fails here, not in a worker
     if not _examples(task, split).exists():

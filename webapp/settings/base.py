@@ -276,6 +276,8 @@ RUBRICON_JUDGE_CHUNK_SIZE = env.int("RUBRICON_JUDGE_CHUNK_SIZE", 256)
 RUBRICON_GENERATION_CHUNK_ROLLOUTS = env.int("RUBRICON_GENERATION_CHUNK_ROLLOUTS", 256)
 # vLLM on CPU needs eager mode (no CUDA graphs); GPU nodes set this to false for speed.
 RUBRICON_VLLM_ENFORCE_EAGER = env.bool("RUBRICON_VLLM_ENFORCE_EAGER", True)
+# How long a worker waits for the vLLM server it starts to serve a local endpoint over HTTP (verifiers-backed tasks).
+RUBRICON_VLLM_SERVER_START_TIMEOUT_S = env.float("RUBRICON_VLLM_SERVER_START_TIMEOUT_S", 600.0)
 RUBRICON_TRANSFORMERS_BATCH_SIZE = env.int("RUBRICON_TRANSFORMERS_BATCH_SIZE", 8)
 # A rubric tool job (preview, draft, dry run) or endpoint check still unfinished after this long is shown as failed:
 # its worker died, and the page must not poll forever.

@@ -1,8 +1,15 @@
 """Pushing an export to the Hugging Face Hub: huggingface_hub itself talks to a real local HTTP server that speaks the
-Hub endpoints it uses (HF_ENDPOINT); what arrives is read back with `datasets` and the card with huggingface_hub."""
+Hub endpoints it uses (HF_ENDPOINT); what arrives is read back with `datasets` and the card with huggingface_hub.
+
+Parquet goes the way the Hub sends it, through git LFS (preupload answers "lfs", then the LFS batch API, the upload to
+storage in one part or several, verify, and a commit that names the object). With hf_xet installed (as it comes with
+huggingface_hub here), huggingface_hub would upload LFS files over Xet storage instead, whose protocol this local Hub
+does not speak: these tests turn Xet off with huggingface_hub's documented switch, HF_HUB_DISABLE_XET=1, so the
+upload they check is the LFS one (which the Hub still accepts; an operator can set the same variable on workers)."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -28,6 +35,9 @@ def hub(tmp_path, monkeypatch):
 
     # Other test modules set HF_HUB_OFFLINE=1 for vLLM; this test talks to a (local) Hub on purpose.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    # LFS, not Xet (module docstring); huggingface_hub reads the variable once, at import.
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
     with FakeHub(tmp_path / "hub", token=TOKEN) as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
@@ -70,6 +80,15 @@ def test_push_uploads_data_and_card_that_datasets_reads(scored, hub, format, dat
     assert sorted(push.files) == sorted([data_file, "README.md"])
     card, data = load_pushed(hub.root, "team/arith-rollouts", data_file)
     assert data.num_rows == export.done == 9
+    # Parquet travels through git LFS as on the Hub; the text files in the commit itself.
+    lfs = data_file.endswith(".parquet")
+    assert hub.upload_modes == {data_file: "lfs" if lfs else "regular", "README.md": "regular"}
+    assert hub.commits[-1]["lfs_files"] == ([data_file] if lfs else [])
+    if lfs:
+        content = (hub.root / "team/arith-rollouts" / data_file).read_bytes()
+        assert hub.lfs_objects == {hashlib.sha256(content).hexdigest(): content}
+        assert ("POST", "/datasets/team/arith-rollouts.git/info/lfs/objects/batch") in hub.requests
+        assert any(method == "PUT" and path.startswith("/storage/") for method, path in hub.requests)
     assert sorted(data["rollout_id"]) == sorted(r.pk for r in scored["rollouts"])
     by_id = {row["rollout_id"]: row for row in data}
     assert by_id[scored["rollouts"][1].pk]["completion"] == scored["rollouts"][1].completion
@@ -78,6 +97,25 @@ def test_push_uploads_data_and_card_that_datasets_reads(scored, hub, format, dat
     assert "rows: 9" in text and "rubric version: arith-rubric v1" in text  # counts and filters
     assert "| polite | judge-a |" in text  # agreement figures of the version's labelled criterion
     assert "rubricon" in card.data.to_dict()["tags"]
+
+
+@pytest.mark.django_db
+def test_a_large_parquet_file_goes_up_in_parts(scored, hub, tmp_path, monkeypatch):
+    """Past the storage's part size the batch API answers "multipart": huggingface_hub sends each part to its own
+    signed URL and completes the upload with the parts' ETags; the commit then names the assembled object."""
+    export = finished_export(scored, "parquet")
+    size = Path(export.file.path).stat().st_size
+    with FakeHub(tmp_path / "parts", token=TOKEN, lfs_chunk_size=max(1024, size // 3)) as parts_hub:
+        monkeypatch.setenv("HF_ENDPOINT", parts_hub.url)
+        push = hub_push_run(push_id=hub_push_create(export=export, repo_id="team/parts", token_env="HF_TOKEN",
+                                                    enqueue=False).pk)
+        assert push.status == JobStatus.SUCCEEDED, push.error
+        puts = [path for method, path in parts_hub.requests if method == "PUT"]
+        assert len(puts) >= 3 and all("/part/" in path for path in puts)
+        assert any(path.startswith("/lfs/team/parts/complete/") for _, path in parts_hub.requests)
+        assert parts_hub.commits[-1]["lfs_files"] == ["data/train.parquet"]
+        _, data = load_pushed(parts_hub.root, "team/parts", "data/train.parquet")
+        assert sorted(data["rollout_id"]) == sorted(r.pk for r in scored["rollouts"])
 
 
 @pytest.mark.django_db
@@ -196,7 +234,8 @@ def test_push_runs_on_a_real_celery_worker(tmp_path, settings, start_worker, pri
     export = finished_export(scored, "parquet")
     with FakeHub(tmp_path / "hub", token=TOKEN) as server:
         worker = start_worker("hub", {"CELERY_BROKER_URL": private_broker, "HF_ENDPOINT": server.url,
-                                      "HUB_TEST_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0"}, concurrency=1)
+                                      "HUB_TEST_TOKEN": TOKEN, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1"},
+                              concurrency=1)
         push = hub_push_create(export=export, repo_id="team/worker", token_env="HUB_TEST_TOKEN", enqueue=False)
         with app.connection_for_write(private_broker) as connection:
             app.send_task("workers.exports.push_export", kwargs={"push_id": push.pk}, queue="default",
@@ -207,5 +246,5 @@ def test_push_runs_on_a_real_celery_worker(tmp_path, settings, start_worker, pri
             time.sleep(0.3)
         assert push.status == JobStatus.SUCCEEDED, push.error
         _, data = load_pushed(server.root, "team/worker", "data/train.parquet")
-        assert data.num_rows == 9
+        assert data.num_rows == 9 and server.commits[-1]["lfs_files"] == ["data/train.parquet"]
     export.file.delete(save=False)  # the shared media folder stays clean

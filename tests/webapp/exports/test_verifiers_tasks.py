@@ -1,15 +1,13 @@
 """Tasks backed by a verifiers 0.4 taskset: created from the taskset's own tasks, refused unless the operator allows
-the plugins, refused for engines that verifiers cannot reach over HTTP."""
+the plugins. Jobs on such tasks with a local engine endpoint: test_verifiers_local_endpoint.py."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.factories import EndpointFactory, ProjectFactory
+from tests.factories import ProjectFactory
 from webapp.core.errors import ApplicationError
-from webapp.endpoints.models import EndpointKind
 from webapp.exports.verifiers_tasks import verifiers_task_create
-from webapp.rollouts.services import generation_job_create
 from webapp.tasks.models import Task
 from webapp.tasks.services import task_create
 
@@ -67,15 +65,6 @@ def test_unknown_plugin_is_a_clear_error(settings):
     settings.RUBRICON_VERIFIERS_PLUGINS = ["*"]
     with pytest.raises(ApplicationError, match="could not load the taskset.*no_such_taskset"):
         verifiers_task_create(project=ProjectFactory(), name="x", taskset={"id": "no_such_taskset"}, count=1)
-
-
-@pytest.mark.django_db
-def test_a_job_needs_an_http_endpoint():
-    project = ProjectFactory()
-    task = verifiers_task_create(project=project, name="wordle", taskset={"id": "rubricon_wordle"}, count=1)
-    local = EndpointFactory(project=project, kind=EndpointKind.TRANSFORMERS, base_url="", model="bundled")
-    with pytest.raises(ApplicationError, match="over HTTP"):
-        generation_job_create(project=project, task=task, endpoint=local, enqueue=False)
 
 
 @pytest.mark.django_db

@@ -1,18 +1,27 @@
 """vLLM's OpenAI-compatible server on a loopback port, for as long as a `with` block (or until its parent dies).
 
-    with VllmJudgeServer("var/models/smollm2-135m-instruct") as server:
+    with VllmServer("var/models/smollm2-135m-instruct", model_name="judge") as server:
         client = OpenAICompatibleClient(base_url=server.base_url, model=server.model_name)
 
-Used by a training run whose judge is a local vLLM endpoint: the training process starts the server as its child,
-in its own process group, and stops it when the run ends however it ends (the `with` block on return or exception;
-the kernel's parent-death signal when the training process is killed; the worker's cancel signals the training
-process, whose SIGTERM handler lets the block close). Nothing else knows the server exists.
+The one way Rubricon serves a local model over HTTP, used where the caller speaks HTTP only:
+- a training run whose judge is a local vLLM endpoint (training.grpo.runner): the training process starts the server
+  as its child and stops it when the run ends however it ends (the `with` block on return or exception; the kernel's
+  parent-death signal when the training process is killed; the worker's cancel signals the training process, whose
+  SIGTERM handler lets the block close);
+- a generation job on a verifiers-backed task whose endpoint is a local engine (webapp.rollouts.engines): verifiers'
+  episode loop talks to the model over HTTP only, so the worker serves the endpoint's model for the job.
+
+The server runs in its own session (stopping it reaches vLLM's engine processes too) and gets SIGTERM when the thread
+that started it dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG follows the creating thread, so start it from a thread
+that lives as long as the work: a Celery pool thread, the training process's main thread). Nothing else knows the
+server exists. This module imports no vLLM: `vllm_installed()` answers without loading it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import importlib.util
 import os
 import signal
 import socket
@@ -32,13 +41,18 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def vllm_installed() -> bool:
+    """Whether this interpreter can run vLLM's server (checked without importing vLLM, which loads torch)."""
+    return importlib.util.find_spec("vllm") is not None
+
+
 def _libc() -> ctypes.CDLL | None:
     return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
 def _die_with_parent(libc: ctypes.CDLL | None) -> Callable[[], None]:
     """What the child runs before exec: its own session (so stopping it reaches vLLM's engine processes too), and
-    SIGTERM when the parent (the training process) dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG). libc is loaded
+    SIGTERM when the parent (the thread that started it) dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG). libc is loaded
     in the parent: the child only makes two system calls."""
 
     def run() -> None:
@@ -49,12 +63,12 @@ def _die_with_parent(libc: ctypes.CDLL | None) -> Callable[[], None]:
     return run
 
 
-class VllmJudgeServer:
+class VllmServer:
     def __init__(
         self,
         model_path: str,
         *,
-        model_name: str = "judge",
+        model_name: str = "model",
         enforce_eager: bool = True,
         start_timeout_s: float = 600.0,
         log_path: Path | None = None,
@@ -72,6 +86,11 @@ class VllmJudgeServer:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def running(self) -> bool:
+        """Started and not exited (a server whose starting thread died got the parent-death signal)."""
+        return self.process is not None and self.process.poll() is None
 
     def command(self) -> list[str]:
         command = [
@@ -97,7 +116,7 @@ class VllmJudgeServer:
         while True:
             code = self.process.poll()
             if code is not None:
-                raise RuntimeError(f"the vLLM judge server exited with code {code} before it answered"
+                raise RuntimeError(f"the vLLM server exited with code {code} before it answered"
                                    + (f" (log: {self.log_path})" if self.log_path else ""))
             with contextlib.suppress(urllib.error.URLError, OSError), \
                     urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:  # noqa: S310
@@ -105,7 +124,7 @@ class VllmJudgeServer:
                     return self.base_url
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the vLLM judge server did not answer within {self.start_timeout_s:.0f} s")
+                raise RuntimeError(f"the vLLM server did not answer within {self.start_timeout_s:.0f} s")
             time.sleep(1.0)
 
     def stop(self, grace_s: float = 15.0) -> None:
@@ -121,7 +140,7 @@ class VllmJudgeServer:
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=grace_s)
 
-    def __enter__(self) -> VllmJudgeServer:
+    def __enter__(self) -> VllmServer:
         self.start()
         return self
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.vllm_servers import server_pids, session_members
+
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 # What training.grpo.run does with a local vLLM judge, twice: once closed normally, once killed with SIGKILL.
 SCRIPT = textwrap.dedent("""
@@ -47,26 +49,8 @@ SCRIPT = textwrap.dedent("""
 
 def _server_processes(port: int) -> list[int]:
     """Pids of the vLLM server on `port` and of every process in its session (its engine processes)."""
-    servers = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"vllm.entrypoints.openai.api_server" in cmdline and str(port).encode() in cmdline:
-            servers.append(int(entry.name))
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if stat[0] != "Z" and int(stat[3]) in servers:  # field 6 of stat: the session id
-                members.append(int(entry.name))
-    return sorted(set(servers) | set(members))
+    servers = server_pids(port=port)
+    return sorted(set(servers) | set(session_members(servers)))
 
 
 def _wait_gone(port: int, timeout: float) -> None:
