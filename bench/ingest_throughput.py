@@ -64,7 +64,7 @@ def prepare(rows: int, workdir: Path, group: int = 8) -> dict:
             }
             j.write(json.dumps(record, ensure_ascii=False) + "\n")
             db = {**record, "project_id": project.pk, "task_id": task.pk, "example_id": example.pk,
-                  "source": "import", "created_at": now, "prompt_messages": json.dumps(prompt),
+                  "source": "import", "created_at": now, "import_record_id": None, "prompt_messages": json.dumps(prompt),
                   "messages": json.dumps(record["messages"]), "metadata": json.dumps(record["metadata"])}
             c.write("\t".join(_copy_text(db[col]) for col in DB_COLUMNS) + "\n")
     return {"project": project.pk, "jsonl": str(jsonl), "copy": str(copy)}
