@@ -451,10 +451,12 @@ def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: T
     return count
 
 
-def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None) -> int:
+def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None,
+                         import_record_id: int | None = None) -> int:
     format = format or format_for(path)
     with open(path, "rb") as stream:
-        return rollouts_import(project=project, stream=stream, format=format, task=task)
+        return rollouts_import(project=project, stream=stream, format=format, task=task,
+                               import_record_id=import_record_id)
 
 
 def format_for(path: Path) -> str:
