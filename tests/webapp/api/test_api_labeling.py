@@ -67,6 +67,9 @@ def test_guidelines_read_by_every_member_written_by_editors_and_inherited_by_new
     queue = make_queue(s)
     assert queue["guidelines"] == ""
     path = url(s, "review-queues", queue["id"], "guidelines")
+    assert s["clients"][Role.VIEWER].get(path).json() == {
+        "guidelines": "", "guidelines_html": "", "rubric_version": None, "outdated": False, "updated_at": None,
+        "updated_by": None}
     text = "## Be strict\n\n- **wrong** = *no*\n\n<script>alert('g')</script>"
     for role in ROLES:
         response = s["clients"][role].put(path, {"guidelines": f"{text} by {role}"}, format="json")
