@@ -90,8 +90,8 @@ def test_compare_base_and_checkpoint_sort_by_difference_and_label_a_pair(page, l
     login(w["editor"].username, "pw")
     page.goto(f"{live_server.url}/p/{w['project'].pk}/rollouts/")
     page.click("a.compare-link")
-    pick(page, "a_job", f"{BASE} · Arithmetic")
-    pick(page, "b_job", f"{TUNED} · Arithmetic")
+    pick(page, "a_src", f"{BASE} · Arithmetic")
+    pick(page, "b_src", f"{TUNED} · Arithmetic")
     page.select_option("select[name=a_version]", label="Arithmetic v1")
     with page.expect_navigation():
         page.click("form.compare-sides button[type=submit]")

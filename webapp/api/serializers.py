@@ -15,8 +15,17 @@ from webapp.endpoints.models import EndpointKind, ModelEndpoint
 from webapp.exports.import_rollouts import FORMATS as IMPORT_FORMATS
 from webapp.exports.models import Export, ExportFormat, ExportKind, HubPush
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
-from webapp.reviews.models import HumanLabel, ReviewMode, ReviewQueue, SamplingStrategy
+from webapp.reviews.models import (
+    GoldResponse,
+    HumanLabel,
+    RankingLabel,
+    ReviewItem,
+    ReviewMode,
+    ReviewQueue,
+    SamplingStrategy,
+)
 from webapp.rollouts.models import GenerationJob, Rollout, RolloutSource
+from webapp.rollouts.rendering import render_markdown
 from webapp.rubrics.models import Rubric, RubricVersion
 from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
 from webapp.tasks.models import Example, Split, Task, TaskKind
@@ -215,9 +224,106 @@ class ReviewQueueSerializer(serializers.ModelSerializer):
         model = ReviewQueue
         fields = [
             "id", "name", "rubric_version", "selection", "strategy", "mode", "reviewers_per_item", "blind",
-            "reservation_minutes", "created_at",
+            "reservation_minutes", "created_at", "guidelines", "guidelines_rubric_version",
         ]
         read_only_fields = fields
+
+
+class GuidelinesSerializer(serializers.ModelSerializer):
+    """A queue's labeling guidelines: markdown, and the same text rendered and sanitized as annotators see it."""
+
+    guidelines_html = serializers.SerializerMethodField()
+    updated_by = serializers.CharField(source="guidelines_updated_by.username", read_only=True, allow_null=True,
+                                       default=None)
+    updated_at = serializers.DateTimeField(source="guidelines_updated_at", read_only=True, allow_null=True)
+    rubric_version = serializers.PrimaryKeyRelatedField(
+        source="guidelines_rubric_version", read_only=True, allow_null=True,
+        help_text="The rubric version they were written for (a new queue inherits its rubric's newest guidelines).")
+    outdated = serializers.SerializerMethodField(help_text="Written for another version than the queue's.")
+
+    class Meta:
+        model = ReviewQueue
+        fields = ["guidelines", "guidelines_html", "rubric_version", "outdated", "updated_at", "updated_by"]
+        read_only_fields = fields
+
+    def get_guidelines_html(self, queue: ReviewQueue) -> str:
+        return render_markdown(queue.guidelines) if queue.guidelines else ""
+
+    def get_outdated(self, queue: ReviewQueue) -> bool:
+        written_for = queue.guidelines_rubric_version_id
+        return bool(queue.guidelines) and written_for is not None and written_for != queue.rubric_version_id
+
+
+class GuidelinesUpdateSerializer(serializers.Serializer):
+    guidelines = serializers.CharField(allow_blank=True, trim_whitespace=False,
+                                       help_text="Markdown; an empty text removes them.")
+
+
+class ReviewItemSerializer(serializers.ModelSerializer):
+    """An item of a queue: the rollouts it shows (never the sampler's priority, which may be a judge score)."""
+
+    class Meta:
+        model = ReviewItem
+        fields = ["id", "queue", "position", "rollout", "rollout_b", "shown_a_first", "group_rollout_ids",
+                  "completed_count"]
+        read_only_fields = fields
+
+
+class GoldResponseSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+
+    class Meta:
+        model = GoldResponse
+        fields = ["id", "rollout", "annotator", "queue", "text", "row_version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class GoldResponseCreateSerializer(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=MAX_ID,
+                                    help_text="The review item you are labeling (reserved for you).")
+    rollout = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, allow_null=True, default=None,
+                                       help_text="One of the item's rollouts; empty = the item's rollout.")
+    text = serializers.CharField(trim_whitespace=False, help_text="The corrected response (exported as SFT data).")
+
+
+class GoldResponseUpdateSerializer(serializers.Serializer):
+    row_version = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID,
+        help_text="The row_version you read; a stale one answers 409 with the saved text.")
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False,
+                                 help_text="The corrected response; an empty text deletes it (204).")
+
+
+class RankingLabelSerializer(serializers.ModelSerializer):
+    annotator = serializers.CharField(source="annotator.username", read_only=True)
+
+    class Meta:
+        model = RankingLabel
+        fields = ["id", "item", "queue", "rubric_version", "annotator", "ranking", "comment", "row_version",
+                  "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class RankingField(serializers.ListField):
+    child = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+
+    def __init__(self, **kwargs):
+        super().__init__(min_length=2, max_length=256,
+                         help_text="Every rollout of the item's group once, by id, best first.", **kwargs)
+
+
+class RankingLabelCreateSerializer(serializers.Serializer):
+    item = serializers.IntegerField(min_value=1, max_value=MAX_ID,
+                                    help_text="A ranking-mode review item you hold (reserved for you).")
+    ranking = RankingField()
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class RankingLabelUpdateSerializer(serializers.Serializer):
+    row_version = serializers.IntegerField(
+        min_value=1, max_value=MAX_ID, help_text="The row_version you read; a stale one answers 409.")
+    ranking = RankingField()
+    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
 
 
 class HumanLabelSerializer(serializers.ModelSerializer):
@@ -522,3 +628,7 @@ class ReviewQueueCreateSerializer(serializers.Serializer):
                                       help_text="User ids (project members); empty = open pool of annotators.")
     selection = ReviewSelectionSerializer(required=False, default=dict,
                                           help_text="Which rollouts to sample from (the rollout browser's filters).")
+    guidelines = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None,
+                                       trim_whitespace=False,
+                                       help_text="Labeling guidelines (markdown); omitted or null = the newest "
+                                                 "guidelines written for any version of the rubric.")

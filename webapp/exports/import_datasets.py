@@ -97,7 +97,7 @@ class Context:
     """What row readers share: the project, the fixed task or version, caches of names, and error reporting."""
 
     def __init__(self, *, project: Project, task: Task | None, version: RubricVersion | None, user: Any,
-                 unit: str):
+                 unit: str, import_record_id: int | None = None):
         self.project = project
         self.task = task
         self.version = version
@@ -108,7 +108,7 @@ class Context:
         self.now = timezone.now()
         self.token = uuid.uuid4().hex[:8]
         # Task and example lookups, with their caches, are the rollout importer's: one set of rules and messages.
-        self.row_builder = importers._RowBuilder(project, task, unit)
+        self.row_builder = importers._RowBuilder(project, task, unit, import_record_id)
         self.task_id = self.row_builder.task_id
         self.example_id = self.row_builder.example_id
         self.known_examples = self.row_builder.known_examples
@@ -471,7 +471,8 @@ def dataset_import(
             task=task, rubric_version=rubric_version, idempotency_key=idempotency_key,
             allow_duplicate=allow_duplicate)
         result = _dataset_import(project=project, stream=stream, kind=kind, format=format, task=task,
-                                 rubric_version=rubric_version, user=user, metadata=metadata)
+                                 rubric_version=rubric_version, user=user, metadata=metadata,
+                                 import_record_id=record.pk)
         idempotency.import_done(record=record, summary=result.summary())
     result.import_id = record.pk
     return result
@@ -479,15 +480,17 @@ def dataset_import(
 
 def _dataset_import(
     *, project: Project, stream: IO[bytes], kind: str, format: str, task: Task | None,
-    rubric_version: RubricVersion | None, user: Any, metadata: IO[bytes] | None,
+    rubric_version: RubricVersion | None, user: Any, metadata: IO[bytes] | None, import_record_id: int | None = None,
 ) -> ImportResult:
     if kind in VERIFIERS_KINDS:
         return verifiers_import(project=project, results=stream, metadata=metadata, task=task,
-                                rubric_version=rubric_version)
+                                rubric_version=rubric_version, import_record_id=import_record_id)
     if kind == ExportKind.ROLLOUTS and rubric_version is None:
-        return ImportResult(rollouts=importers.rollouts_import(project=project, stream=stream, format=format, task=task))
+        return ImportResult(rollouts=importers.rollouts_import(project=project, stream=stream, format=format, task=task,
+                                                               import_record_id=import_record_id))
     found, unit = importers.records(stream, format)
-    ctx = Context(project=project, task=task, version=rubric_version, user=user, unit=unit)
+    ctx = Context(project=project, task=task, version=rubric_version, user=user, unit=unit,
+                  import_record_id=import_record_id)
     with transaction.atomic():
         result = _Writer(ctx, READERS[kind]).run(found)
         if result.rollouts == 0:
@@ -538,7 +541,7 @@ def _read_config(raw: bytes | None) -> dict[str, Any]:
 
 def verifiers_import(
     *, project: Project, results: IO[bytes], metadata: IO[bytes] | None = None, task: Task | None = None,
-    rubric_version: RubricVersion | None = None,
+    rubric_version: RubricVersion | None = None, import_record_id: int | None = None,
 ) -> ImportResult:
     """Import a verifiers run: a zip of the run folder (0.4: traces.jsonl + configs/resolved/eval.json; ≤ 0.3:
     results.jsonl + metadata.json, as our verifiers exports write them too), or the lines file alone with the
@@ -550,7 +553,7 @@ def verifiers_import(
     if head == b"PK\x03\x04":
         with importers.unzipped(results) as root:
             return verifiers_import_dir(project=project, path=root, task=task, rubric_version=rubric_version,
-                                        metadata=metadata)
+                                        metadata=metadata, import_record_id=import_record_id)
     if metadata is not None:
         importers.check_size(metadata)
     found = list(importers.READERS["jsonl"][0](results))
@@ -560,12 +563,12 @@ def verifiers_import(
         raise ApplicationError(f"{where}{vf_runs.NOT_A_RUN}", field="file")
     raw = metadata.read() if metadata is not None else None
     meta = _read_config(raw) if layout == vf_runs.V04 else _read_metadata(raw)
-    return _verifiers_run(project, layout, found, meta, task, rubric_version)
+    return _verifiers_run(project, layout, found, meta, task, rubric_version, import_record_id=import_record_id)
 
 
 def verifiers_import_dir(
     *, project: Project, path: Path, task: Task | None = None, rubric_version: RubricVersion | None = None,
-    metadata: IO[bytes] | None = None, **_: Any,
+    metadata: IO[bytes] | None = None, import_record_id: int | None = None, **_: Any,
 ) -> ImportResult:
     """Import a verifiers run folder: traces.jsonl (0.4) or results.jsonl (≤ 0.3), found at any depth, with the
     configs/resolved/eval.json or metadata.json beside it."""
@@ -583,7 +586,8 @@ def verifiers_import_dir(
     meta = _read_config(raw) if layout == vf_runs.V04 else _read_metadata(raw)
     with open(lines, "rb") as stream:
         found = list(importers.READERS["jsonl"][0](stream))
-    return _verifiers_run(project, layout, found, meta, task, rubric_version, unit=f"{lines.name} line")
+    return _verifiers_run(project, layout, found, meta, task, rubric_version, unit=f"{lines.name} line",
+                          import_record_id=import_record_id)
 
 
 class _ExampleLinks:
@@ -637,7 +641,8 @@ class _ExampleLinks:
 
 
 def _verifiers_run(project: Project, layout: str, found: list[tuple[int, Any]], meta: dict, task: Task | None,
-                   version: RubricVersion | None, unit: str | None = None) -> ImportResult:
+                   version: RubricVersion | None, unit: str | None = None,
+                   import_record_id: int | None = None) -> ImportResult:
     """Parse every line first (nothing is written for a file that fails on its last line), then write the examples
     it needs, its rollouts, and the scores under the rubric version: each reward component or metric named after a
     criterion becomes that criterion's score. The run's own reward is the environment's, not our rubric's total: it
@@ -645,7 +650,8 @@ def _verifiers_run(project: Project, layout: str, found: list[tuple[int, Any]], 
     with their weights, metrics). Only a file Rubricon wrote, whose reward is a Rubricon rubric total, brings
     totals back."""
     name = vf_runs.TRACES_FILE if layout == vf_runs.V04 else vf_runs.RESULTS_FILE
-    ctx = Context(project=project, task=task, version=version, user=None, unit=unit or f"{name} line")
+    ctx = Context(project=project, task=task, version=version, user=None, unit=unit or f"{name} line",
+                  import_record_id=import_record_id)
     parsed: list[tuple[int, vf_runs.RunRollout]] = []
     for pos, record in found:
         try:

@@ -35,7 +35,7 @@ TEXT_FIELDS = {"model_name": 300, "group_key": 64, "completion": None, "finish_r
 DB_COLUMNS = (
     "project_id", "task_id", "example_id", "step", "source", "model_name", "group_key", "sample_index",
     "prompt_messages", "messages", "completion", "prompt_tokens", "completion_tokens", "finish_reason", "latency_ms",
-    "error", "metadata", "created_at",
+    "error", "metadata", "created_at", "import_record_id",
 )
 BATCH = 2000
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder, not one per call
@@ -237,8 +237,9 @@ def _raw_json(raw: msgspec.Raw, opening: str, empty: str) -> str | None:
 class _RowBuilder:
     """Turns one record into the column values of a Rollout row, or raises an error naming where it was."""
 
-    def __init__(self, project: Project, task: Task | None, unit: str):
+    def __init__(self, project: Project, task: Task | None, unit: str, import_record_id: int | None = None):
         self.project = project
+        self.import_record_id = import_record_id
         self.fixed_task = task
         self.unit = unit
         self.tasks: dict[str, int] = {}
@@ -286,7 +287,7 @@ class _RowBuilder:
         task_id = self.task_id(pos, record)
         get = record.get
         values: dict[str, Any] = {"project_id": self.project.pk, "task_id": task_id, "source": RolloutSource.IMPORT,
-                                  "created_at": self.now, "example_id": self.example_id(pos, task_id, get("example_id"))}
+                                  "created_at": self.now, "import_record_id": self.import_record_id, "example_id": self.example_id(pos, task_id, get("example_id"))}
         for name in INT_FIELDS:
             value = get(name)
             if value is None or value == "":
@@ -355,7 +356,7 @@ class _RowBuilder:
             self.project.pk, task_id, example_id, line.step, _SOURCE, line.model_name or "", line.group_key,
             line.sample_index or 0, prompt_messages, messages, line.completion or "", line.prompt_tokens,
             line.completion_tokens, line.finish_reason or "", line.latency_ms, line.error or "", metadata,
-            self.now_text,
+            self.now_text, self.import_record_id,
         )
 
 
@@ -429,18 +430,19 @@ def _insert_rows(rows: Iterator[tuple]) -> int:
     return n + len(Rollout.objects.bulk_create(batch))
 
 
-def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: Task | None = None) -> int:
-    """Import every rollout in the file, or none. Returns how many were imported."""
+def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: Task | None = None,
+                    import_record_id: int | None = None) -> int:
+    """Import every rollout in the file, or none. Returns how many were imported; each row names the import."""
     if task is not None and task.project_id != project.pk:
         raise ApplicationError("That task belongs to another project.", field="task")
     rows: Iterator[tuple]
     if format == "jsonl":
         check_size(stream)
-        builder = _RowBuilder(project, task, "line")
+        builder = _RowBuilder(project, task, "line", import_record_id)
         rows = _rows_jsonl(builder, stream)
     else:
         found, unit = records(stream, format)
-        builder = _RowBuilder(project, task, unit)
+        builder = _RowBuilder(project, task, unit, import_record_id)
         rows = (builder.build(pos, record) for pos, record in found)
     with transaction.atomic():
         count = _copy_rows(rows, builder) if connection.vendor == "postgresql" else _insert_rows(rows)
@@ -449,10 +451,12 @@ def rollouts_import(*, project: Project, stream: IO[bytes], format: str, task: T
     return count
 
 
-def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None) -> int:
+def rollouts_import_path(*, project: Project, path: Path, format: str | None = None, task: Task | None = None,
+                         import_record_id: int | None = None) -> int:
     format = format or format_for(path)
     with open(path, "rb") as stream:
-        return rollouts_import(project=project, stream=stream, format=format, task=task)
+        return rollouts_import(project=project, stream=stream, format=format, task=task,
+                               import_record_id=import_record_id)
 
 
 def format_for(path: Path) -> str:

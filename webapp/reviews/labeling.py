@@ -19,6 +19,7 @@ from webapp.reviews.models import (
     ReviewMode,
     ReviewQueue,
 )
+from webapp.reviews.selectors import item_reserved
 from webapp.reviews.services import _assignment_finish, _check_may_work
 
 MAX_GUIDELINES = 50_000
@@ -35,6 +36,20 @@ def _storable(text: str, field: str) -> str:
         raise ApplicationError("The text contains an invalid character (a lone surrogate), which cannot be stored.",
                                field=field) from None
     return text
+
+
+def item_held(*, queue: ReviewQueue, item_id: int, annotator: Any) -> ReviewItem:
+    """The item, if the annotator holds a turn on it (reserved, or already done): gold responses and rankings are
+    written while labeling it, from the page or the API alike."""
+    item, assignment = item_reserved(queue, item_id, annotator, rollout=False)
+    if assignment is None:
+        raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
+    return item
+
+
+def _check_own(row: Any, annotator: Any, noun: str) -> None:
+    if row.annotator_id != annotator.pk:
+        raise ApplicationError(f"Only the annotator who wrote a {noun} can change it.", status=403)
 
 
 # --- guidelines ------------------------------------------------------------------------------------------------------
@@ -64,6 +79,21 @@ def gold_save(*, item: ReviewItem, rollout_id: int, annotator: Any, text: str, r
     the item. A stale row_version is refused with ConflictError (409) carrying the saved text."""
     if rollout_id not in item_rollout_ids(item):
         raise ApplicationError("That rollout is not part of this item.", status=404)
+    return _gold_write(rollout_id=rollout_id, queue=item.queue, annotator=annotator, text=text,
+                       row_version=row_version)
+
+
+@transaction.atomic
+def gold_update(*, gold: GoldResponse, annotator: Any, text: str, row_version: int) -> GoldResponse | None:
+    """API entry: change (or, with an empty text, delete) one's own gold response if nobody changed it since
+    `row_version` was read; otherwise ConflictError (409) with the saved text."""
+    _check_own(gold, annotator, "gold response")
+    return _gold_write(rollout_id=gold.rollout_id, queue=gold.queue, annotator=annotator, text=text,
+                       row_version=row_version)
+
+
+def _gold_write(*, rollout_id: int, queue: ReviewQueue | None, annotator: Any, text: str,
+                row_version: int) -> GoldResponse | None:
     text = _storable(text.replace("\r\n", "\n"), "gold")
     if len(text) > MAX_GOLD:
         raise ApplicationError(f"A gold response holds at most {MAX_GOLD:,} characters.", field="gold")
@@ -77,7 +107,7 @@ def gold_save(*, item: ReviewItem, rollout_id: int, annotator: Any, text: str, r
             return None
         try:
             with transaction.atomic():
-                return GoldResponse.objects.create(**key, queue=item.queue, text=text)
+                return GoldResponse.objects.create(**key, queue=queue, text=text)
         except IntegrityError:
             current = GoldResponse.objects.get(**key)
             if current.text == text:
@@ -120,7 +150,7 @@ def ranking_submit(*, item: ReviewItem, annotator: Any, ranking: list[int], row_
     _check_may_work(queue, annotator)
     comment = _storable(comment, "comment")
     if queue.mode != ReviewMode.RANKING or not item.group_rollout_ids:
-        raise ApplicationError("This item is not a ranking.")
+        raise ApplicationError("This item is not a ranking.", field="item")
     expected = set(item.group_rollout_ids)
     if len(ranking) != len(expected) or set(ranking) != expected:
         raise ApplicationError(f"Rank every response of the group once ({len(expected)} responses).", field="ranking")
@@ -146,3 +176,12 @@ def ranking_submit(*, item: ReviewItem, annotator: Any, ranking: list[int], row_
         label = RankingLabel.objects.get(pk=current.pk)
     _assignment_finish(item=item, annotator=annotator, status=AssignmentStatus.DONE)
     return label
+
+
+@transaction.atomic
+def ranking_update(*, label: RankingLabel, annotator: Any, ranking: list[int], row_version: int,
+                   comment: str = "") -> RankingLabel:
+    """API entry: change one's own ranking if nobody changed it since `row_version` was read; otherwise 409."""
+    _check_own(label, annotator, "ranking")
+    return ranking_submit(item=label.item, annotator=annotator, ranking=ranking, row_version=row_version,
+                          comment=comment)

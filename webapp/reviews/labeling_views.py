@@ -49,20 +49,13 @@ def queue_guidelines(request: AppRequest, project: Project, queue_id: int) -> Ht
     return redirect("reviews:detail", project.pk, queue.pk)
 
 
-def _reserved(request: AppRequest, queue: ReviewQueue, item_id: int) -> ReviewItem:
-    item, assignment = selectors.item_reserved(queue, item_id, request.user, rollout=False)
-    if assignment is None:
-        raise ApplicationError("This item is not reserved for you; take the next one from the queue.", status=403)
-    return item
-
-
 @require_http_methods(["GET", "POST"])
 @project_view(Action.LABEL)
 def item_gold(request: AppRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
     """The annotator's corrected response: GET answers the panel (loaded when opened), POST saves it (an empty text
     deletes it) and answers the panel."""
     queue = selectors.queue_get(project, queue_id)
-    item = _reserved(request, queue, item_id)
+    item = labeling.item_held(queue=queue, item_id=item_id, annotator=request.user)
     if request.method == "GET":
         rollout = Rollout.objects.only("pk", "completion").get(pk=item.rollout_id)
         gold = GoldResponse.objects.filter(rollout_id=item.rollout_id, annotator=request.user).first()
@@ -96,7 +89,7 @@ def item_gold(request: AppRequest, project: Project, queue_id: int, item_id: int
 def item_ranking(request: AppRequest, project: Project, queue_id: int, item_id: int) -> HttpResponse:
     """Submit a ranking: `rank-<rollout id>` = 1 (best) … n for every response of the group."""
     queue = selectors.queue_get(project, queue_id)
-    item = _reserved(request, queue, item_id)
+    item = labeling.item_held(queue=queue, item_id=item_id, annotator=request.user)
     try:
         ranks = {}
         for rollout_id in item.group_rollout_ids or []:

@@ -60,6 +60,10 @@ class Rollout(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     metadata = models.JSONField(default=dict, blank=True, help_text="Per-turn metadata and environment facts.")
+    import_record = models.ForeignKey(
+        "core.ImportRecord", null=True, blank=True, on_delete=models.SET_NULL, related_name="rollouts",
+        db_index=False, help_text="The import that brought the rollout in, for source=import (a comparison side).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -84,6 +88,9 @@ class Rollout(models.Model):
             models.Index(fields=["job", "-id"], name="rollout_job_id"),
             models.Index(fields=["run", "step"], name="rollout_run_step"),
             models.Index(fields=["group_key", "sample_index"], name="rollout_group"),
+            # Only imported rollouts carry an import: the index skips the rest.
+            models.Index(fields=["import_record"], condition=models.Q(import_record__isnull=False),
+                         name="rollout_import_record"),
         ]
 
     def __str__(self) -> str:

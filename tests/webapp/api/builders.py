@@ -14,7 +14,7 @@ from tests.factories import (
 )
 from webapp.exports.models import Export
 from webapp.judging.models import CriterionScore, JudgeJob, RolloutScore
-from webapp.reviews.models import HumanLabel, ReviewQueue
+from webapp.reviews.models import GoldResponse, HumanLabel, RankingLabel, ReviewItem, ReviewQueue
 from webapp.runs.models import Checkpoint, TrainingMetric, TrainingRun
 
 SPEC = {
@@ -46,6 +46,14 @@ def one_of_everything(project, tag: str) -> dict:
     annotator = UserFactory(username=f"{tag}-annotator")
     label = HumanLabel.objects.create(rollout=rollout, rubric_version=version, criterion_key="correct",
                                       annotator=annotator, queue=queue, value=1.0, comment=f"{tag}-comment")
+    # Not blind: the rollout's scores stay readable to annotators here (the blind walk builds its own blind queues).
+    ranking_queue = ReviewQueue.objects.create(project=project, name=f"{tag}-ranking-queue", rubric_version=version,
+                                               mode="ranking", blind=False)
+    item = ReviewItem.objects.create(queue=ranking_queue, position=1, rollout=rollout,
+                                     group_rollout_ids=[rollout.pk])
+    gold = GoldResponse.objects.create(rollout=rollout, annotator=annotator, queue=ranking_queue, text=f"{tag}-gold")
+    ranking = RankingLabel.objects.create(item=item, rubric_version=version, annotator=annotator, queue=ranking_queue,
+                                          ranking=[rollout.pk], comment=f"{tag}-ranking")
     run = TrainingRun.objects.create(project=project, name=f"{tag}-run", task=task, rubric_version=version,
                                      base_model="bundled")
     metric = TrainingMetric.objects.create(run=run, step=1, metrics={"loss": 1.0})
@@ -54,15 +62,20 @@ def one_of_everything(project, tag: str) -> dict:
     return {
         "project": project, "task": task, "example": example, "rubric": rubric, "version": version,
         "endpoint": endpoint, "job": job, "rollout": rollout, "judge_job": judge_job, "score": score,
-        "total": total, "queue": queue, "label": label, "annotator": annotator, "run": run, "metric": metric,
+        "total": total, "queue": queue, "label": label, "item": item, "gold": gold, "ranking": ranking,
+        "ranking_queue": ranking_queue, "annotator": annotator, "run": run, "metric": metric,
         "checkpoint": checkpoint, "export": export,
     }
 
+
+# url segment -> keys of the other objects a listing shows
+ALSO_LISTED = {"review-queues": ("ranking_queue",)}
 
 # url segment -> key of the object in one_of_everything
 RESOURCES = {
     "tasks": "task", "examples": "example", "rubrics": "rubric", "rubric-versions": "version",
     "endpoints": "endpoint", "generation-jobs": "job", "rollouts": "rollout", "judge-jobs": "judge_job",
     "criterion-scores": "score", "rollout-scores": "total", "review-queues": "queue", "labels": "label",
+    "review-items": "item", "gold-responses": "gold", "ranking-labels": "ranking",
     "training-runs": "run", "training-metrics": "metric", "checkpoints": "checkpoint", "exports": "export",
 }

@@ -109,7 +109,7 @@ def test_review_queue_create(world):
         assert response.status_code == 400 and field in str(response.json()), (change, response.json())
     nothing = api.post(url(mine, "review-queues"), {**body, "selection": {"q": "no such text"}}, format="json")
     assert nothing.status_code == 400 and "widen the filters" in nothing.json()["detail"]
-    assert ReviewQueue.objects.filter(project=mine["project"]).count() == 2
+    assert ReviewQueue.objects.filter(project=mine["project"]).count() == 3  # the builder's two and this one
 
 
 @pytest.mark.django_db

@@ -51,6 +51,7 @@ def owner_token(db, settings):
 def test_no_server_errors(api_schema, owner_token):
     project, key = owner_token
     checked, statuses = [], []
+    read_ok: dict[str, bool] = {}  # GET operation → answered 200 at least once
     for result in api_schema.get_all_operations():
         operation = result.ok()
 
@@ -63,13 +64,22 @@ def test_no_server_errors(api_schema, owner_token):
             response = case.call(headers={"Authorization": f"Token {key}"})
             assert response.status_code < 500, (case.method, case.formatted_path, case.body, response.text[:500])
             statuses.append(response.status_code)
+            if case.method == "GET":
+                label = case.operation.label
+                read_ok[label] = read_ok.get(label, False) or response.status_code == 200
 
         check()
         checked.append(operation.label)
     assert len(checked) >= 40, checked
-    # The token works and generated requests get through: most reads succeed, and some writes are created.
-    assert statuses.count(200) > len(statuses) // 4 and 201 in statuses, sorted(set(statuses))
-    print(f"{len(checked)} operations, {len(statuses)} requests, statuses {sorted(set(statuses))}")
+    # The token works and generated requests get through: list operations answer 200 (at least one of their
+    # generated requests each, for nearly all of them), and some writes are created. Counted per list operation:
+    # most generated requests carry a random cursor (404) and a detail's generated id names no row (404), so a
+    # share of all requests moved with every operation added and with the ids the test database had reached.
+    lists = {label: ok for label, ok in read_ok.items() if "{id}" not in label}
+    silent = sorted(label for label, ok in lists.items() if not ok)
+    assert len(silent) <= len(lists) // 4 and 201 in statuses, (silent, sorted(set(statuses)))
+    print(f"{len(checked)} operations, {len(statuses)} requests, statuses {sorted(set(statuses))}, "
+          f"{len(lists) - len(silent)} of {len(lists)} list operations answered 200")
 
 
 @pytest.mark.slow

@@ -149,11 +149,14 @@ def argument_values(w: dict) -> tuple[dict[str, list], dict[str, list[dict]]]:
         "rollout": [w["secret"].pk, w["training"].pk], "judge-job": w["judge_job"].pk,
         "criterion-score": list(CriterionScore.objects.filter(rollout=w["secret"]).values_list("pk", flat=True)),
         "rollout-score": list(RolloutScore.objects.filter(rollout=w["secret"]).values_list("pk", flat=True)),
-        "review-queue": w["queue"].pk, "label": w["label"].pk, "training-run": w["run"].pk,
+        "review-queue": [w["queue"].pk, w["done_queue"].pk], "label": w["label"].pk,
+        # Items carry the sampler's priority (here the blind judge score), which the API must never show.
+        "review-item": [w["item"].pk, w["done_item"].pk], "gold-response": w["gold"].pk,
+        "ranking-label": w["ranking"].pk, "training-run": w["run"].pk,
         "training-metric": w["metric"].pk, "checkpoint": w["checkpoint"].pk, "export": w["export"].pk,
     }
     for basename, pks in api_pk.items():
-        for suffix in ("detail", "cancel", "download", "push"):
+        for suffix in ("detail", "cancel", "download", "push", "guidelines", "next"):
             per_url[f"{basename}-{suffix}"] = [{"pk": pk} for pk in (pks if isinstance(pks, list) else [pks])]
     generic = {
         "project_id": [w["project"].pk], "rollout_id": [w["secret"].pk, w["training"].pk],
@@ -200,7 +203,8 @@ def test_every_url_pattern_is_requested(blind_world):
     assert not [n for n in names if n.startswith("<unnamed")], "name every URL pattern"
     # The walk reaches the pages and API routes the blind rule is about.
     assert {"rollouts:list", "rollouts:detail", "reviews:disagreements", "exports:download", "rollout-list",
-            "export-download", "criterion-score-list", "training-metric-list"} <= names
+            "export-download", "criterion-score-list", "training-metric-list", "review-item-detail",
+            "review-queue-guidelines", "review-queue-next", "gold-response-detail", "ranking-label-detail"} <= names
 
 
 def oracle_queries(w: dict) -> tuple[list[dict], list[tuple[dict, dict]]]:

@@ -5,7 +5,13 @@ from webapp.api.views.endpoints import EndpointViewSet
 from webapp.api.views.exports import ExportViewSet
 from webapp.api.views.judging import CriterionScoreViewSet, JudgeJobViewSet, RolloutScoreViewSet
 from webapp.api.views.projects import ProjectViewSet
-from webapp.api.views.reviews import HumanLabelViewSet, ReviewQueueViewSet
+from webapp.api.views.reviews import (
+    GoldResponseViewSet,
+    HumanLabelViewSet,
+    RankingLabelViewSet,
+    ReviewItemViewSet,
+    ReviewQueueViewSet,
+)
 from webapp.api.views.rollouts import GenerationJobViewSet, RolloutViewSet
 from webapp.api.views.rubrics import RubricVersionViewSet, RubricViewSet
 from webapp.api.views.runs import CheckpointViewSet, TrainingMetricViewSet, TrainingRunViewSet
@@ -25,6 +31,9 @@ __all__ = [
     "RolloutScoreViewSet",
     "ReviewQueueViewSet",
     "HumanLabelViewSet",
+    "ReviewItemViewSet",
+    "GoldResponseViewSet",
+    "RankingLabelViewSet",
     "TrainingRunViewSet",
     "TrainingMetricViewSet",
     "CheckpointViewSet",
