@@ -185,16 +185,20 @@ def _streamed(source: CopySource, shape: str, rows: int, count: int) -> Iterator
     jobs: queue.SimpleQueue[tuple[Future, int, int, int | None] | None] = queue.SimpleQueue()
 
     def work() -> None:
+        ready = False
         try:
-            with connection.cursor() as cursor:
-                _session(cursor)
             while (job := jobs.get()) is not None:
                 future, after, size, upto = job
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(_copy(source, shape, after, size, upto)[0])
-                    except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
-                        future.set_exception(error)
+                if not future.set_running_or_notify_cancel():
+                    continue
+                try:  # any error (the connection's too) goes to the caller, who raises it
+                    if not ready:
+                        with connection.cursor() as cursor:
+                            _session(cursor)
+                        ready = True
+                    future.set_result(_copy(source, shape, after, size, upto)[0])
+                except BaseException as error:  # noqa: BLE001
+                    future.set_exception(error)
         finally:
             connection.close()
 

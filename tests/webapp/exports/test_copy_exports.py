@@ -8,6 +8,7 @@ import math
 import threading
 from pathlib import Path
 
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from django.db import connection
@@ -220,4 +221,25 @@ def test_copy_streams_on_their_own_connections_write_the_same_files(tmp_path, mo
         fast, slow, _ = both(data["project"], tmp_path, "parquet", filters)
         same_parquet(fast, slow)
         assert pq.ParquetFile(fast).num_row_groups == -(-total // 3)
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_a_copy_stream_reaches_the_writer_and_ends_the_streams(tmp_path, monkeypatch, settings):
+    data = build()
+    settings.RUBRICON_EXPORT_COPY_STREAMS = 2
+    monkeypatch.setattr(writers, "PROGRESS_EVERY", 4)
+    monkeypatch.setattr(writers, "COPY_MIN_CHUNK", 1)
+    dataset = dataset_build(project=data["project"], kind="rollouts", filters={})
+    calls: list[int] = []
+
+    def build_sql(shape, after, size, upto):
+        calls.append(after)
+        return ("SELECT 1 / 0", []) if len(calls) == 3 else dataset.copy.build(shape, after, size, upto)
+
+    broken = dataclasses.replace(dataset, copy=dataclasses.replace(dataset.copy, build=build_sql))
+    progress: list[int] = []
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        writers._copy_jsonl(tmp_path / "x.jsonl", broken, progress.append)
+    assert progress == [4, 8]  # the chunks before the broken one were written
     assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
