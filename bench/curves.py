@@ -38,7 +38,8 @@ def measure(rows: int) -> dict[str, float]:
                        f"rubricon_bench_curves_reviews_{rows}"], {}),
         "ingest": (["ingest_throughput.py", "--rows", str(rows), "--database", f"rubricon_bench_curves_ingest_{rows}"],
                    {}),
-        "export": (["export_throughput.py", "--rows", str(rows), "--database", f"rubricon_bench_curves_export_{rows}"],
+        "export": (["export_throughput.py", "--rows", str(rows), "--repeat", "1", "--database",
+                    f"rubricon_bench_curves_export_{rows}"],
                    {}),
     }
     figures: dict[str, float] = {}

@@ -2,10 +2,13 @@
 path (`webapp.exports.services.export_write`), against `COPY (SELECT ...) TO STDOUT` of the same rows in the same run.
 
     DATABASE: rubricon_bench_export (created if missing, migrated; seeded with COPY; never the test database)
-    .venv/bin/python bench/export_throughput.py [--rows 100000 1000000]
+    .venv/bin/python bench/export_throughput.py [--rows 100000 1000000] [--repeat 3] [--streams 2]
 
-Each measurement runs in a fresh process so its peak RSS (ru_maxrss) is its own. Targets (issue 20): export rows/s ≥ 0.8 × COPY,
-peak RSS ≤ 300 MB and about the same at 100k and 1M rows (memory flat).
+Each measurement runs in a fresh process so its peak RSS (VmHWM) is its own. COPY, JSONL and Parquet run in turn,
+`--repeat` rounds, so that each round's three measurements share the machine's load of that minute; the ratios are
+those of the median seconds (and the spread of the per-round ratios is printed). `--streams` sets
+RUBRICON_EXPORT_COPY_STREAMS for the exports (several values: each measured in the same rounds). Targets (issue 20):
+export rows/s ≥ 0.8 × COPY, peak RSS ≤ 300 MB and about the same at 100k and 1M rows (memory flat).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -203,7 +207,7 @@ def child(args) -> None:
     from webapp.exports.services import export_create, export_write
 
     base_rss = peak_rss_mb()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     if args.child == "copy":
         rows, size = copy_baseline(args.project, args.version)
     else:
@@ -214,9 +218,9 @@ def child(args) -> None:
         assert export.status == "succeeded", export.error
         rows, size = export.done, Path(export.file.path).stat().st_size
         Path(export.file.path).unlink()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(json.dumps({"what": args.child, "rows": rows, "seconds": seconds, "rows_per_s": rows / seconds,
-                      "bytes": size, "rss_before_mb": base_rss, "peak_rss_mb": peak_rss_mb()}))
+                      "client_cpu_s": cpu, "bytes": size, "rss_before_mb": base_rss, "peak_rss_mb": peak_rss_mb()}))
 
 
 def main() -> None:
@@ -226,6 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--database", default="rubricon_bench_export")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of COPY, JSONL, Parquet in turn")
+    parser.add_argument("--streams", type=int, nargs="+", default=None,
+                        help="RUBRICON_EXPORT_COPY_STREAMS for the exports (default: the setting's)")
     parser.add_argument("--child", choices=["copy", "jsonl", "parquet"])
     parser.add_argument("--project", type=int)
     parser.add_argument("--version", type=int)
@@ -243,26 +250,41 @@ def main() -> None:
         ids = seed(rows)
         print(f"== {rows:,} rollouts (+{2 * rows:,} criterion scores, {rows:,} totals) ready (COPY seeding) in "
               f"{time.perf_counter() - started:.1f} s", flush=True)
-        results = {}
-        for what in ("copy", "jsonl", "parquet"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", what, "--database", args.database, "--project",
-                 str(ids["project"]), "--version", str(ids["version"])],
-                check=True, capture_output=True, text=True,
-            ).stdout.strip().splitlines()[-1]
-            results[what] = r = json.loads(out)
-            print(f"{what:8s} {r['rows']:>9,} rows  {r['seconds']:7.1f} s  {r['rows_per_s']:>9,.0f} rows/s  "
-                  f"{r['bytes'] / 2**20:8.1f} MiB  peak RSS {r['peak_rss_mb']:.0f} MB "
-                  f"(after start-up {r['rss_before_mb']:.0f} MB)", flush=True)
-        for fmt in ("jsonl", "parquet"):
-            ratio = results[fmt]["rows_per_s"] / results["copy"]["rows_per_s"]
-            print(f"{fmt} / COPY = {ratio:.2f} (target ≥ 0.8); peak RSS {results[fmt]['peak_rss_mb']:.0f} MB "
-                  f"(target ≤ 300)")
-            emit("export", f"{fmt} / COPY rows/s at {rows:,}", ratio, 0.8, higher_is_better=True, unit="×")
-            emit("export", f"{fmt} seconds at {rows:,}", results[fmt]["seconds"], float("inf"),
-                 higher_is_better=False, unit="s")
-            emit("export", f"{fmt} peak RSS at {rows:,}", results[fmt]["peak_rss_mb"], 300, higher_is_better=False,
-                 unit="MB")
+        runs: dict[str, list[dict]] = {}
+        whats = [("copy", None)] + [(fmt, st) for st in (args.streams or [None]) for fmt in ("jsonl", "parquet")]
+        for round in range(args.repeat):
+            print(f"-- round {round + 1}/{args.repeat}, load average {os.getloadavg()[0]:.1f}", flush=True)
+            for what, streams in whats:
+                env = dict(os.environ)
+                if streams is not None:
+                    env["RUBRICON_EXPORT_COPY_STREAMS"] = str(streams)
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", what, "--database", args.database, "--project",
+                     str(ids["project"]), "--version", str(ids["version"])],
+                    check=True, capture_output=True, text=True, env=env,
+                ).stdout.strip().splitlines()[-1]
+                r = json.loads(out)
+                label = what if streams is None else f"{what}/{streams}"
+                runs.setdefault(label, []).append(r)
+                print(f"{label:10s} {r['rows']:>9,} rows  {r['seconds']:7.2f} s  {r['rows_per_s']:>9,.0f} rows/s  "
+                      f"client CPU {r['client_cpu_s']:5.2f} s  {r['bytes'] / 2**20:8.1f} MiB  "
+                      f"peak RSS {r['peak_rss_mb']:.0f} MB (after start-up {r['rss_before_mb']:.0f} MB)", flush=True)
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        copy_s = statistics.median(r["seconds"] for r in runs["copy"])
+        for label, results in runs.items():
+            if label == "copy":
+                continue
+            fmt = label.split("/")[0]
+            seconds = statistics.median(r["seconds"] for r in results)
+            ratio = copy_s / seconds
+            rounds = [c["seconds"] / r["seconds"] for c, r in zip(runs["copy"], results, strict=True)]
+            rss = max(r["peak_rss_mb"] for r in results)
+            print(f"{label} / COPY = {ratio:.2f} (median seconds {seconds:.2f} vs {copy_s:.2f}; rounds "
+                  f"{', '.join(f'{x:.2f}' for x in rounds)}; target ≥ 0.8); peak RSS {rss:.0f} MB (target ≤ 300)")
+            name = fmt if "/" not in label or len(args.streams or []) < 2 else f"{fmt} ({label.split('/')[1]} streams)"
+            emit("export", f"{name} / COPY rows/s at {rows:,}", ratio, 0.8, higher_is_better=True, unit="×")
+            emit("export", f"{name} seconds at {rows:,}", seconds, float("inf"), higher_is_better=False, unit="s")
+            emit("export", f"{name} peak RSS at {rows:,}", rss, 300, higher_is_better=False, unit="MB")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from django.db import connection
@@ -19,7 +20,7 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from webapp.core.errors import ApplicationError
 from webapp.core.models import Project
 from webapp.exports import verifiers_runs as vf_runs
-from webapp.exports.copy_rows import CopySource, object_sql
+from webapp.exports.copy_rows import LINES, CopySource, object_sql
 from webapp.exports.models import ExportKind
 from webapp.exports.selectors import AGREEMENT_TOLERANCE, rollout_selection
 from webapp.judging.models import CriterionScore, RolloutScore
@@ -177,14 +178,20 @@ def _rollouts(project: Project, filters: dict) -> Dataset:
 
     labeled: list[bool] = []
 
-    def sql(nested: bool, after: int, size: int) -> tuple[str, list[Any]]:
+    def sql(shape: str, after: int, size: int, upto: int | None) -> tuple[str, list[Any]]:
         if not labeled:  # no labels at all: no label lookup per row (asked once, at the first chunk)
             labels = HumanLabel.objects.filter(rollout__project=project)
             labeled.append((labels.filter(rubric_version_id=version) if version else labels).exists())
-        return _rollouts_sql(selection, version, nested, after, size, labels=labeled[0])
+        return _rollouts_sql(selection, version, shape, after, size, upto, labels=labeled[0])
 
     return Dataset(ROLLOUT_COLUMNS, rows(), _count(selection, filters),
-                   copy=CopySource(sql, limit=filters.get("limit")))
+                   copy=CopySource(sql, partial(_boundary, selection), limit=filters.get("limit")))
+
+
+def _boundary(selection: QuerySet, after: int, size: int) -> int | None:
+    """The id of the `size`-th row of the selection above `after` (an index scan of ids), or None."""
+    ids = list(selection.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[size - 1:size])
+    return ids[0] if ids else None
 
 
 def _table(model: Any) -> str:
@@ -199,10 +206,13 @@ _ROLLOUT_OWN = frozenset({
 
 
 def _rollouts_sql(
-    selection: QuerySet, version: int | None, nested: bool, after: int, size: int, *, labels: bool = True
+    selection: QuerySet, version: int | None, shape: str, after: int, size: int, upto: int | None = None, *,
+    labels: bool = True,
 ) -> tuple[str, list[Any]]:
-    """The rows of `_rollouts` as one JSON object per line, built by Postgres (see copy_rows): the same columns,
-    key order and values as the Python rows through the JSONL writer."""
+    """The rows of `_rollouts` for COPY (see copy_rows). LINES: one JSON object per line, built by Postgres, the
+    same columns, key order and values as the Python rows through the JSONL writer. COLUMNS: the export's columns
+    in order, raw (JSON columns as their JSON text, the scores and labels as the JSON the Python rows hold), for
+    Arrow's CSV reader."""
     from webapp.rollouts.models import Rollout
     from webapp.tasks.models import Example, Task
 
@@ -211,19 +221,20 @@ def _rollouts_sql(
     own = ["id", "task_id", "example_id", *(c.name for c in columns if c.name in _ROLLOUT_OWN)]
     # The chunk's rollouts in id order (the primary key's order: no sort); every other table is looked up per row
     # (OFFSET 0 keeps each lateral a nested loop, so the order holds and Postgres sorts nothing).
-    rows_sql, params = selection.filter(pk__gt=after).order_by("pk").values(*own)[:size].query.sql_with_params()
+    chunk = selection.filter(pk__gt=after) if upto is None else selection.filter(pk__gt=after, pk__lte=upto)
+    rows_sql, params = chunk.order_by("pk").values(*own)[:size].query.sql_with_params()
     user = HumanLabel._meta.get_field("annotator").related_model
     v = f" AND {{a}}.rubric_version_id = {int(version)}" if version else ""
     score = object_sql([
         ("rubric_version", INT, "cs.rubric_version_id"), ("criterion_key", STR, "cs.criterion_key"),
         ("judge", STR, "cs.judge_fingerprint"), ("score", FLOAT, "cs.score"), ("raw_choice", STR, "cs.raw_choice"),
         ("rationale", STR, "cs.rationale"),
-    ], nested=True)
+    ])
     label = object_sql([
         ("rubric_version", INT, "hl.rubric_version_id"), ("criterion_key", STR, "hl.criterion_key"),
         ("annotator", STR, "u.username"), ("value", FLOAT, "hl.value"), ("choice", STR, "hl.choice"),
         ("comment", STR, "hl.comment"), ("reward_hacking", BOOL, "COALESCE(hl.reward_hacking, false)"),
-    ], nested=True)
+    ])
     exprs = {
         "rollout_id": "r.id", "task": "t.name", "example_id": "e.external_id", "split": "e.split",
         "prompt": "e.prompt", "answer": "e.answer", "reward": "rs.total",
@@ -237,10 +248,13 @@ def _rollouts_sql(
     }
     not_null = {"rollout_id", "task", "criterion_scores", "labels"} | {
         name for name in _ROLLOUT_OWN if not Rollout._meta.get_field(name.removesuffix("_id")).null}
-    line = object_sql([(c.name, c.type, exprs.get(c.name, f"r.{c.name}"), c.name not in not_null) for c in columns],
-                      nested=nested)
+    if shape == LINES:
+        values = object_sql([(c.name, c.type, exprs.get(c.name, f"r.{c.name}"), c.name not in not_null)
+                             for c in columns])
+    else:
+        values = ", ".join(exprs.get(c.name, f"r.{c.name}") for c in ROLLOUT_COLUMNS)
     sql = f"""
-        SELECT {line}
+        SELECT {values}
           FROM ({rows_sql}) r ({", ".join(own)})
           JOIN LATERAL (SELECT t.name FROM {_table(Task)} t WHERE t.id = r.task_id OFFSET 0) t ON true
           LEFT JOIN LATERAL (SELECT e.external_id, e.split, e.prompt, e.answer FROM {_table(Example)} e

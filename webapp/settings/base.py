@@ -283,6 +283,12 @@ RUBRICON_TRANSFORMERS_BATCH_SIZE = env.int("RUBRICON_TRANSFORMERS_BATCH_SIZE", 8
 # its worker died, and the page must not poll forever.
 RUBRICON_TOOL_JOB_TIMEOUT_S = env.int("RUBRICON_TOOL_JOB_TIMEOUT_S", 1800)
 
+# --- Exports ---
+# COPY statements a rollouts export on Postgres runs at once, each on its own connection, ahead of the chunk being
+# written (webapp/exports/copy_rows.py): 1 overlaps Postgres building the rows with writing them, 2 also builds them
+# on two backends; 0 runs them one at a time on the task's own connection.
+RUBRICON_EXPORT_COPY_STREAMS = env.int("RUBRICON_EXPORT_COPY_STREAMS", 2)
+
 # --- Training runs ---
 RUBRICON_TRAIN_OMP_THREADS = env.int("RUBRICON_TRAIN_OMP_THREADS", 0)  # 0 = inherit the worker's environment
 RUBRICON_TRAIN_POLL_S = env.float("RUBRICON_TRAIN_POLL_S", 1.0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from pathlib import Path
 
+import psycopg
 import pyarrow.parquet as pq
 import pytest
 from django.db import connection
@@ -146,17 +148,22 @@ def test_copy_exports_in_several_chunks_and_row_groups(tmp_path, monkeypatch):
 @pytest.mark.django_db
 @pytest.mark.parametrize("value", [1e16, 3.0e17 + 64, -2.0**70, float("nan"), float("inf")])
 def test_a_float_postgres_cannot_print_as_python_sends_the_export_the_python_way(tmp_path, value):
-    """From 1e16 on Postgres does not always print the shortest digits (JSONL), and Arrow reads no NaN or infinity
-    from JSON (Parquet); the line carries a marker and the writer falls back to the Python rows, so the file is
-    still the Python writer's."""
+    """From 1e16 on Postgres does not always print the shortest digits: a JSONL line (or, in Parquet, the scores'
+    JSON text) holding such a float carries a marker and the writer falls back to the Python rows, so the file is
+    still the Python writer's. Parquet reads the reward itself as a number, which any float (NaN and infinities
+    too) survives exactly, so that one stays on the COPY path."""
     data = build()
     RolloutScore.objects.filter(rollout=data["rollouts"][4]).update(total=value)
     filters = {"rubric_version": data["version"].pk}
     dataset = dataset_build(project=data["project"], kind="rollouts", filters=filters)
-    if math.isfinite(value):  # JSONL prints NaN and Infinity as Python does; Arrow's JSON has no such numbers
+    if math.isfinite(value):  # JSONL prints NaN and Infinity as Python does
         with pytest.raises(copy_rows.CopyUnavailable):
             writers._copy_jsonl(tmp_path / "x.jsonl", dataset, None)
-    else:
+    fast, slow, _ = both(data["project"], tmp_path, "parquet", filters)  # the COPY path writes the reward
+    same_parquet(fast, slow)
+    CriterionScore.objects.filter(rollout=data["rollouts"][4]).update(score=value)
+    if math.isfinite(value):
+        dataset = dataset_build(project=data["project"], kind="rollouts", filters=filters)
         with pytest.raises(copy_rows.CopyUnavailable):
             writers._copy_parquet(tmp_path / "x.parquet", dataset, None)
     for format in ("jsonl", "parquet"):
@@ -187,7 +194,52 @@ def test_without_any_label_the_copy_skips_the_label_lookup_and_writes_the_same(t
     data = build()
     HumanLabel.objects.filter(rollout__project=data["project"]).delete()
     dataset = dataset_build(project=data["project"], kind="rollouts", filters={})
-    assert "reviews_humanlabel" not in dataset.copy.build(True, 0, 10)[0]
+    assert "reviews_humanlabel" not in dataset.copy.build(copy_rows.LINES, 0, 10, None)[0]
     for filters in ({}, {"rubric_version": data["version"].pk}):
         fast, slow, _ = both(data["project"], tmp_path, "jsonl", filters)
         assert fast.read_bytes() == slow.read_bytes()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("streams", [1, 2])
+def test_copy_streams_on_their_own_connections_write_the_same_files(tmp_path, monkeypatch, settings, streams):
+    """Outside a transaction the chunks are copied by `streams` threads on connections of their own, ahead of
+    the chunk being written, with boundaries from an index scan of the ids: the same rows, in the same order, in
+    the same row groups (small chunks, a limit that ends inside a chunk, a filter)."""
+    data = build()
+    settings.RUBRICON_EXPORT_COPY_STREAMS = streams
+    monkeypatch.setattr(writers, "PROGRESS_EVERY", 4)
+    monkeypatch.setattr(writers, "ROW_GROUP", 3)
+    monkeypatch.setattr(writers, "COPY_MIN_CHUNK", 1)
+    assert copy_rows.streams() == streams
+    version = {"rubric_version": data["version"].pk}
+    for filters in (version, {**version, "limit": 10}, {"split": "eval"}, {**version, "limit": 8}):
+        fast, slow, progress = both(data["project"], tmp_path, "jsonl", filters)
+        assert fast.read_bytes() == slow.read_bytes()
+        total = fast.read_bytes().count(b"\n")
+        assert total > 4 and progress == [*range(4, total, 4), total]
+        fast, slow, _ = both(data["project"], tmp_path, "parquet", filters)
+        same_parquet(fast, slow)
+        assert pq.ParquetFile(fast).num_row_groups == -(-total // 3)
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_a_copy_stream_reaches_the_writer_and_ends_the_streams(tmp_path, monkeypatch, settings):
+    data = build()
+    settings.RUBRICON_EXPORT_COPY_STREAMS = 2
+    monkeypatch.setattr(writers, "PROGRESS_EVERY", 4)
+    monkeypatch.setattr(writers, "COPY_MIN_CHUNK", 1)
+    dataset = dataset_build(project=data["project"], kind="rollouts", filters={})
+    calls: list[int] = []
+
+    def build_sql(shape, after, size, upto):
+        calls.append(after)
+        return ("SELECT 1 / 0", []) if len(calls) == 3 else dataset.copy.build(shape, after, size, upto)
+
+    broken = dataclasses.replace(dataset, copy=dataclasses.replace(dataset.copy, build=build_sql))
+    progress: list[int] = []
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        writers._copy_jsonl(tmp_path / "x.jsonl", broken, progress.append)
+    assert progress == [4, 8]  # the chunks before the broken one were written
+    assert not [t for t in threading.enumerate() if t.name.startswith("export-copy-")]
