@@ -1,17 +1,21 @@
 """Endpoint limits shared by every caller of one endpoint: concurrency slots and per-minute rates.
 
-`OpenAICompatibleClient(..., limiter=...)` takes any object with this shape; the client still keeps its own per-loop
-slots (retries first), and asks the shared limiter before every attempt, so a provider's limits hold across threads,
-event loops, processes and nodes, counted as providers count them (every attempt, retries too):
+`OpenAICompatibleClient(..., limiter=...)` takes any object with this shape and asks it before every attempt, so a
+provider's limits hold across threads, event loops, processes and nodes, counted as providers count them (every
+attempt, retries too):
 
     class SharedLimits(Protocol):
-        async def slot_acquire(self) -> None           # one request in flight; waits while the endpoint is full
+        async def slot_acquire(self, *, retry: bool = False) -> None   # one request in flight; waits while the
+                                                       # endpoint is full; retries are served before first attempts
         def slot_release(self) -> None
         async def rate_acquire(self, tokens: float) -> None   # one request (+ estimated tokens) per minute budget
         def tokens_adjust(self, delta: float) -> None  # real tokens minus the estimate, once the reply is in
 
 `PollingLimits` implements the waiting once (at most one waiter per process asks the store again, the others queue
-behind it, so a full endpoint costs a few store calls per second, not one per waiting request); a subclass supplies
+behind it, so a full endpoint costs a few store calls per second, not one per waiting request). The queue is one per
+process, across threads and event loops, first come first served (retries first): a worker's judge chunks are
+served in the order they asked, the older chunk's calls before the newer one's, so one chunk's calls keep the
+endpoint busy while another chunk of the same worker writes its scores and loads the next; a subclass supplies
 the store: `LocalLimits` (this process only: embedded mode, tests, a GRPO process) here, a Redis store in
 `webapp.endpoints.limits` (cluster-wide). Rates are reservations (GCRA): each request books the next free instant
 and sleeps until then, so a rate costs one store call per request and never polls.
@@ -30,7 +34,7 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class SharedLimits(Protocol):
-    async def slot_acquire(self) -> None: ...
+    async def slot_acquire(self, *, retry: bool = False) -> None: ...
 
     def slot_release(self) -> None: ...
 
@@ -48,21 +52,23 @@ def _wake(future: asyncio.Future[None], gate: _Gate) -> None:
 
 
 class _Gate:
-    """A FIFO mutex across threads and event loops: only its holder polls the store."""
+    """A FIFO mutex across threads and event loops, retries ahead of first attempts: only its holder polls the
+    store."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy = False
-        self._queue: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        # (retries, first attempts), each in arrival order
+        self._queues: tuple[deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]], ...] = (deque(), deque())
 
-    async def enter(self) -> None:
+    async def enter(self, *, retry: bool = False) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
             if not self._busy:
                 self._busy = True
                 return
             future: asyncio.Future[None] = loop.create_future()
-            self._queue.append((loop, future))
+            self._queues[0 if retry else 1].append((loop, future))
         try:
             await future
         except asyncio.CancelledError:
@@ -72,15 +78,16 @@ class _Gate:
 
     def leave(self) -> None:
         with self._lock:
-            while self._queue:
-                loop, future = self._queue.popleft()
-                if loop.is_closed() or future.done():
-                    continue
-                try:
-                    loop.call_soon_threadsafe(_wake, future, self)
-                except RuntimeError:  # the loop closed in between
-                    continue
-                return
+            for queue in self._queues:
+                while queue:
+                    loop, future = queue.popleft()
+                    if loop.is_closed() or future.done():
+                        continue
+                    try:
+                        loop.call_soon_threadsafe(_wake, future, self)
+                    except RuntimeError:  # the loop closed in between
+                        continue
+                    return
             self._busy = False
 
 
@@ -149,7 +156,12 @@ class PollingLimits(ABC):
                     if self._sweeper is None:
                         self._sweeper = threading.Thread(target=self._sweep_forever, name="slots-sweeper", daemon=True)
                         self._sweeper.start()
-                    self._parking.notify()
+                    # Wake the sweeper only when this slot is due before the one it waits for (waking a thread
+                    # at every release cost a GIL hand-over per call).
+                    head_parked, head_taken = self._parked[0]
+                    if len(self._parked) == 1 or taken + self.max_hold_s < min(head_parked + self.park_s,
+                                                                               head_taken + self.max_hold_s):
+                        self._parking.notify()
                     return
         self._slot_free()
 
@@ -178,10 +190,10 @@ class PollingLimits(ABC):
                 self._parking.wait(max(0.001, min(parked_at + self.park_s, taken + self.max_hold_s) - now))
 
     # -- the protocol ---------------------------------------------------------------------------------------------
-    async def slot_acquire(self) -> None:
+    async def slot_acquire(self, *, retry: bool = False) -> None:
         if not self._gate._busy and self._take():
             return
-        await self._gate.enter()
+        await self._gate.enter(retry=retry)
         try:
             delay = self.poll_min_s
             while not self._take():

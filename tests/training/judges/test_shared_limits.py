@@ -47,6 +47,38 @@ def test_one_limit_holds_across_threads_and_event_loops() -> None:
     assert limiter.in_flight == 0
 
 
+def test_the_event_loop_that_asked_first_is_served_first() -> None:
+    """One queue per process across event loops, first come first served: a worker's judge chunks (one event loop
+    each) are served in the order they asked instead of sharing the slots evenly, which made them all end together
+    and leave the endpoint idle while each wrote its scores and loaded the next chunk."""
+    limiter = LocalLimits(max_concurrency=4)
+    first_queued = threading.Event()
+
+    def burst(base_url: str, name: str) -> None:
+        async def main() -> None:
+            # The client's own limit equals the endpoint's, as judge_for_endpoint builds it.
+            async with OpenAICompatibleClient(base_url, "stub", max_concurrency=4, limiter=limiter) as client:
+                calls = [asyncio.ensure_future(client.chat([{"role": "user", "content": f"{name}{i}"}]))
+                         for i in range(12)]
+                await asyncio.sleep(0.01)  # all twelve are queued
+                first_queued.set()
+                await asyncio.gather(*calls)
+
+        asyncio.run(main())
+
+    with StubChatServer(latency_s=0.03) as server:
+        first = threading.Thread(target=burst, args=(server.base_url, "a"))
+        first.start()
+        assert first_queued.wait(5)
+        second = threading.Thread(target=burst, args=(server.base_url, "b"))
+        second.start()
+        first.join(30)
+        second.join(30)
+        order = "".join(body["messages"][0]["content"][0] for body in server.bodies)
+        assert server.stats["max_in_flight"] == 4
+    assert order == "a" * 12 + "b" * 12
+
+
 def test_a_cancelled_waiter_does_not_keep_others_waiting() -> None:
     limiter = LocalLimits(max_concurrency=1)
 
