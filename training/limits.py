@@ -117,6 +117,7 @@ class PollingLimits(ABC):
         self._parked: deque[tuple[float, float]] = deque()  # (parked at, taken from the store at), oldest first
         self._in_use: deque[float] = deque()  # taken from the store at, of the slots in use
         self._sweeper: threading.Thread | None = None
+        self._full_at: float | None = None  # when the store last answered that every slot was taken
 
     # -- the store ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -134,14 +135,23 @@ class PollingLimits(ABC):
 
     # -- parking ----------------------------------------------------------------------------------------------------
     def _take(self) -> bool:
+        """A parked slot, else one from the store. A store that said "full" less than poll_max_s ago, with no slot
+        given back to it from here since, is not asked again: a saturated worker had asked Redis about once per
+        request, in vain, since the slots freed were its own and came parked (a slot freed by another process is
+        seen within poll_max_s, as the waiter's polls had been spaced)."""
         if not self.park_s:
             return self._slot_try()
         with self._parking:
             if self._parked:
                 self._in_use.append(self._parked.popleft()[1])
                 return True
-        if not self._slot_try():
+        full_at = self._full_at
+        if full_at is not None and time.monotonic() - full_at < self.poll_max_s:
             return False
+        if not self._slot_try():
+            self._full_at = time.monotonic()
+            return False
+        self._full_at = None
         with self._parking:
             self._in_use.append(time.monotonic())
         return True
@@ -163,6 +173,7 @@ class PollingLimits(ABC):
                                                                                head_taken + self.max_hold_s):
                         self._parking.notify()
                     return
+        self._full_at = None
         self._slot_free()
 
     def _sweep_forever(self) -> None:
@@ -179,6 +190,7 @@ class PollingLimits(ABC):
                     self._parked.popleft()
                     expired += 1
                 if expired:
+                    self._full_at = None
                     self._parking.release()
                     try:
                         for _ in range(expired):
@@ -195,16 +207,20 @@ class PollingLimits(ABC):
             return
         await self._gate.enter(retry=retry)
         try:
+            loop = asyncio.get_running_loop()
             delay = self.poll_min_s
-            while not self._take():
+            while True:
                 event = asyncio.Event()
-                with self._waker_lock:
-                    self._waker = (asyncio.get_running_loop(), event)
+                with self._waker_lock:  # before looking, so a release in between is not missed
+                    self._waker = (loop, event)
                 try:
-                    # A slot freed by this process wakes us at once; one freed elsewhere is seen at the next poll.
-                    await asyncio.wait_for(event.wait(), timeout=delay)
-                except TimeoutError:
-                    delay = min(delay * 2, self.poll_max_s)
+                    if self._take():
+                        return
+                    try:
+                        # A slot freed by this process wakes us at once; one freed elsewhere is seen at the next poll.
+                        await asyncio.wait_for(event.wait(), timeout=delay)
+                    except TimeoutError:
+                        delay = min(delay * 2, self.poll_max_s)
                 finally:
                     with self._waker_lock:
                         self._waker = None

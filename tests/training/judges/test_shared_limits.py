@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -126,3 +127,26 @@ def test_gcra_books_tokens_and_gives_back_a_smaller_real_cost() -> None:
     assert wait == pytest.approx(30.0)
     tat, _ = gcra_book(tat, 100.0, -30.0, 60.0)  # the call used 30 fewer than booked
     assert tat == pytest.approx(160.0)
+
+
+def test_a_process_using_its_slots_does_not_ask_the_store_again_for_each_request() -> None:
+    """A saturated worker's releases wake its next request at once; the store (Redis in a deployment) is asked
+    only at the slow pace for slots freed elsewhere, not once per request in vain."""
+
+    class CountingStore(LocalLimits):
+        park_s = 0.02  # as RedisLimits: a freed slot waits for this process's next request
+
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**options)
+            self.tries = 0
+
+        def _slot_try(self) -> bool:
+            self.tries += 1
+            return super()._slot_try()
+
+    limiter = CountingStore(max_concurrency=2)
+    with StubChatServer(latency_s=0.02) as server:
+        _threads(server.base_url, limiter, threads=1, requests=40)
+        assert server.stats["requests"] == 40 and server.stats["max_in_flight"] == 2
+    # Two slots taken, kept while in use (given back after max_hold_s and taken again): a handful of store calls.
+    assert limiter.tries <= 12, limiter.tries
