@@ -14,7 +14,9 @@ Each rollout is scored by a rubric with one judge criterion: one call per rollou
 emptied and the scores deleted before each run, so every run makes every call. A run is timed from
 `judge_job_create` (enqueue) until the job row says succeeded (polled every 50 ms).
 Workers run the thread pool (`--threads` chunks at once per worker). Per-chunk timings (scoring, DB write) come
-from the workers' log lines. Target: ≥ 0.85 × ceiling with one worker and with two.
+from the workers' log lines. Also printed per run: the workers' CPU per call (user + system of the worker processes
+from /proc over the job: the figure that holds on a loaded machine), how full the server was (mean requests in
+flight, share of the time at the cap) and the load average. Target: ≥ 0.85 × ceiling with one worker and with two.
 """
 
 from __future__ import annotations
