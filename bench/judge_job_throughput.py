@@ -4,7 +4,7 @@ against a local OpenAI-compatible server with 50 ms latency admitting 32 concurr
     .venv/bin/python bench/judge_job_throughput.py                        # 20,000 rollouts, 1 then 2 workers
     .venv/bin/python bench/judge_job_throughput.py --rollouts 5000 --threads 2 --chunk-size 256
 
-    DATABASE: rubricon_bench_judge (created if missing, migrated; never the test database)
+    DATABASE: rubricon_bench_judge (override with BENCH_DATABASE; created if missing, migrated; never the test database)
     BROKER:   redis://127.0.0.1:6379/5 (override with BENCH_BROKER_URL); the endpoint limits live there too
 
 The server (tests.support.judge_server, its own process) answers every judge prompt after 50 ms and refuses the
@@ -14,7 +14,9 @@ Each rollout is scored by a rubric with one judge criterion: one call per rollou
 emptied and the scores deleted before each run, so every run makes every call. A run is timed from
 `judge_job_create` (enqueue) until the job row says succeeded (polled every 50 ms).
 Workers run the thread pool (`--threads` chunks at once per worker). Per-chunk timings (scoring, DB write) come
-from the workers' log lines. Target: ≥ 0.85 × ceiling with one worker and with two.
+from the workers' log lines. Also printed per run: the workers' CPU per call (user + system of the worker processes
+from /proc over the job: the figure that holds on a loaded machine), how full the server was (mean requests in
+flight, share of the time at the cap) and the load average. Target: ≥ 0.85 × ceiling with one worker and with two.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -36,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 from export_throughput import ensure_database, migrate  # noqa: E402
 
-DATABASE = "rubricon_bench_judge"
+DATABASE = os.environ.get("BENCH_DATABASE", "rubricon_bench_judge")
 SPEC = {
     "criteria": [
         {"key": "helpful", "title": "Helpful answer", "kind": "judge", "weight": 1.0,
@@ -86,9 +89,17 @@ def start_server(latency: float, max_concurrent: int) -> tuple[subprocess.Popen[
     return process, process.stdout.readline().strip()
 
 
-def server_stats(base_url: str) -> dict[str, int]:
+def server_stats(base_url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{base_url}/stats", timeout=5) as response:
         return json.loads(response.read())
+
+
+def server_occupancy(before: dict[str, Any], after: dict[str, Any], concurrency: int) -> tuple[float, float]:
+    """(mean requests in flight, share of the time with all `concurrency` in flight) at the server between two
+    /stats answers: below the cap, the server waited for the client side."""
+    levels = {int(k): v - before["in_flight_s"].get(k, 0.0) for k, v in after["in_flight_s"].items()}
+    seconds = sum(levels.values()) or 1.0
+    return sum(k * v for k, v in levels.items()) / seconds, levels.get(concurrency, 0.0) / seconds
 
 
 def seed(rollouts: int, group_size: int, base_url: str, concurrency: int) -> tuple[int, int, int]:
@@ -147,6 +158,12 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def reset(version_id: int) -> None:
@@ -250,38 +267,48 @@ def main() -> None:
             try:
                 wait_ready(logs, workers)
                 for repeat in range(args.repeats):
+                    before = server_stats(base_url)
                     rate = baseline(base_url, version_id, project_id, min(args.rollouts, 4000), args.server_concurrency)
+                    mean_in_flight, full = server_occupancy(before, server_stats(base_url), args.server_concurrency)
                     baselines.append(rate)
                     print(f"baseline (the judge client alone, no Celery/DB): {rate:.0f} req/s = "
-                          f"{rate / ceiling:.3f} x ceiling", flush=True)
+                          f"{rate / ceiling:.3f} x ceiling; mean in flight {mean_in_flight:.1f} (all "
+                          f"{args.server_concurrency} busy {100 * full:.0f} % of the time)", flush=True)
                     reset(version_id)
                     before = server_stats(base_url)
+                    cpu_before = [process_cpu_s(w.pid) for w in workers]
                     job_id, seconds = run_job(project_id, version_id, endpoint_id)
                     after = server_stats(base_url)
+                    cpu = sum(process_cpu_s(w.pid) for w in workers) - sum(cpu_before)
                     calls = after["requests"] - before["requests"]
                     rejected = after["rejected"] - before["rejected"]
                     rate = (calls - rejected) / seconds
                     time.sleep(0.5)  # the last chunk's log line
                     scored, written = chunk_timings(logs, job_id)
-                    results.append((count, rate / ceiling, rate / baselines[-1]))
+                    cpu_ms = cpu * 1000 / max(1, calls - rejected)
+                    mean_in_flight, full = server_occupancy(before, after, args.server_concurrency)
+                    results.append((count, rate / ceiling, rate / baselines[-1], cpu_ms))
                     print(f"{count} worker(s) run {repeat + 1}: {args.rollouts} rollouts in {seconds:.2f} s = "
                           f"{rate:.0f} req/s = {rate / ceiling:.3f} x ceiling; {calls} requests ({rejected} refused "
-                          f"429), max in flight {after['max_in_flight']}; {len(written)} chunks, DB write per chunk "
+                          f"429), max in flight {after['max_in_flight']}, mean {mean_in_flight:.1f} (all "
+                          f"{args.server_concurrency} busy {100 * full:.0f} % of the time); {len(written)} chunks, DB write per chunk "
                           f"median {statistics.median(written):.1f} ms (p90 "
                           f"{statistics.quantiles(written, n=10)[-1]:.1f} ms, "
                           f"{statistics.median(written) / (args.rollouts / len(written)):.3f} ms/rollout), "
-                          f"scoring per chunk median {statistics.median(scored):.0f} ms", flush=True)
+                          f"scoring per chunk median {statistics.median(scored):.0f} ms; worker CPU {cpu_ms:.2f} ms per call "
+                          f"(all worker processes, user + system); load average {os.getloadavg()[0]:.1f}", flush=True)
             finally:
                 stop(workers)
     finally:
         server.terminate()
         server.wait(10)
-    print("\nworkers  x ceiling  target 0.85  x client-alone baseline (same run)")
-    for count, ratio, vs_baseline in results:
-        print(f"{count:>7}  {ratio:>9.3f}  {'pass' if ratio >= 0.85 else 'FAIL':>11}  {vs_baseline:>9.3f}")
+    print("\nworkers  x ceiling  target 0.85  x client-alone baseline (same run)  worker CPU ms/call")
+    for count, ratio, vs_baseline, cpu_ms in results:
+        print(f"{count:>7}  {ratio:>9.3f}  {'pass' if ratio >= 0.85 else 'FAIL':>11}  {vs_baseline:>9.3f}"
+              f"  {cpu_ms:>38.2f}")
     from bench._results import emit
 
-    for count, ratio, vs_baseline in results:
+    for count, ratio, vs_baseline, _cpu_ms in results:
         emit("judge jobs", f"{count} worker(s): req/s × ceiling", ratio, 0.85, higher_is_better=True)
         emit("judge jobs", f"{count} worker(s): × client alone (same run)", vs_baseline, 0.85, higher_is_better=True)
 

@@ -1,17 +1,21 @@
 """Endpoint limits shared by every caller of one endpoint: concurrency slots and per-minute rates.
 
-`OpenAICompatibleClient(..., limiter=...)` takes any object with this shape; the client still keeps its own per-loop
-slots (retries first), and asks the shared limiter before every attempt, so a provider's limits hold across threads,
-event loops, processes and nodes, counted as providers count them (every attempt, retries too):
+`OpenAICompatibleClient(..., limiter=...)` takes any object with this shape and asks it before every attempt, so a
+provider's limits hold across threads, event loops, processes and nodes, counted as providers count them (every
+attempt, retries too):
 
     class SharedLimits(Protocol):
-        async def slot_acquire(self) -> None           # one request in flight; waits while the endpoint is full
+        async def slot_acquire(self, *, retry: bool = False) -> None   # one request in flight; waits while the
+                                                       # endpoint is full; retries are served before first attempts
         def slot_release(self) -> None
         async def rate_acquire(self, tokens: float) -> None   # one request (+ estimated tokens) per minute budget
         def tokens_adjust(self, delta: float) -> None  # real tokens minus the estimate, once the reply is in
 
 `PollingLimits` implements the waiting once (at most one waiter per process asks the store again, the others queue
-behind it, so a full endpoint costs a few store calls per second, not one per waiting request); a subclass supplies
+behind it, so a full endpoint costs a few store calls per second, not one per waiting request). The queue is one per
+process, across threads and event loops, first come first served (retries first): a worker's judge chunks are
+served in the order they asked, the older chunk's calls before the newer one's, so one chunk's calls keep the
+endpoint busy while another chunk of the same worker writes its scores and loads the next; a subclass supplies
 the store: `LocalLimits` (this process only: embedded mode, tests, a GRPO process) here, a Redis store in
 `webapp.endpoints.limits` (cluster-wide). Rates are reservations (GCRA): each request books the next free instant
 and sleeps until then, so a rate costs one store call per request and never polls.
@@ -30,7 +34,7 @@ from typing import Protocol, runtime_checkable
 
 @runtime_checkable
 class SharedLimits(Protocol):
-    async def slot_acquire(self) -> None: ...
+    async def slot_acquire(self, *, retry: bool = False) -> None: ...
 
     def slot_release(self) -> None: ...
 
@@ -48,21 +52,23 @@ def _wake(future: asyncio.Future[None], gate: _Gate) -> None:
 
 
 class _Gate:
-    """A FIFO mutex across threads and event loops: only its holder polls the store."""
+    """A FIFO mutex across threads and event loops, retries ahead of first attempts: only its holder polls the
+    store."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._busy = False
-        self._queue: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+        # (retries, first attempts), each in arrival order
+        self._queues: tuple[deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]], ...] = (deque(), deque())
 
-    async def enter(self) -> None:
+    async def enter(self, *, retry: bool = False) -> None:
         loop = asyncio.get_running_loop()
         with self._lock:
             if not self._busy:
                 self._busy = True
                 return
             future: asyncio.Future[None] = loop.create_future()
-            self._queue.append((loop, future))
+            self._queues[0 if retry else 1].append((loop, future))
         try:
             await future
         except asyncio.CancelledError:
@@ -72,15 +78,16 @@ class _Gate:
 
     def leave(self) -> None:
         with self._lock:
-            while self._queue:
-                loop, future = self._queue.popleft()
-                if loop.is_closed() or future.done():
-                    continue
-                try:
-                    loop.call_soon_threadsafe(_wake, future, self)
-                except RuntimeError:  # the loop closed in between
-                    continue
-                return
+            for queue in self._queues:
+                while queue:
+                    loop, future = queue.popleft()
+                    if loop.is_closed() or future.done():
+                        continue
+                    try:
+                        loop.call_soon_threadsafe(_wake, future, self)
+                    except RuntimeError:  # the loop closed in between
+                        continue
+                    return
             self._busy = False
 
 
@@ -110,6 +117,7 @@ class PollingLimits(ABC):
         self._parked: deque[tuple[float, float]] = deque()  # (parked at, taken from the store at), oldest first
         self._in_use: deque[float] = deque()  # taken from the store at, of the slots in use
         self._sweeper: threading.Thread | None = None
+        self._full_at: float | None = None  # when the store last answered that every slot was taken
 
     # -- the store ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -127,14 +135,23 @@ class PollingLimits(ABC):
 
     # -- parking ----------------------------------------------------------------------------------------------------
     def _take(self) -> bool:
+        """A parked slot, else one from the store. A store that said "full" less than poll_max_s ago, with no slot
+        given back to it from here since, is not asked again: a saturated worker had asked Redis about once per
+        request, in vain, since the slots freed were its own and came parked (a slot freed by another process is
+        seen within poll_max_s, as the waiter's polls had been spaced)."""
         if not self.park_s:
             return self._slot_try()
         with self._parking:
             if self._parked:
                 self._in_use.append(self._parked.popleft()[1])
                 return True
-        if not self._slot_try():
+        full_at = self._full_at
+        if full_at is not None and time.monotonic() - full_at < self.poll_max_s:
             return False
+        if not self._slot_try():
+            self._full_at = time.monotonic()
+            return False
+        self._full_at = None
         with self._parking:
             self._in_use.append(time.monotonic())
         return True
@@ -149,8 +166,14 @@ class PollingLimits(ABC):
                     if self._sweeper is None:
                         self._sweeper = threading.Thread(target=self._sweep_forever, name="slots-sweeper", daemon=True)
                         self._sweeper.start()
-                    self._parking.notify()
+                    # Wake the sweeper only when this slot is due before the one it waits for (waking a thread
+                    # at every release cost a GIL hand-over per call).
+                    head_parked, head_taken = self._parked[0]
+                    if len(self._parked) == 1 or taken + self.max_hold_s < min(head_parked + self.park_s,
+                                                                               head_taken + self.max_hold_s):
+                        self._parking.notify()
                     return
+        self._full_at = None
         self._slot_free()
 
     def _sweep_forever(self) -> None:
@@ -167,6 +190,7 @@ class PollingLimits(ABC):
                     self._parked.popleft()
                     expired += 1
                 if expired:
+                    self._full_at = None
                     self._parking.release()
                     try:
                         for _ in range(expired):
@@ -178,21 +202,25 @@ class PollingLimits(ABC):
                 self._parking.wait(max(0.001, min(parked_at + self.park_s, taken + self.max_hold_s) - now))
 
     # -- the protocol ---------------------------------------------------------------------------------------------
-    async def slot_acquire(self) -> None:
+    async def slot_acquire(self, *, retry: bool = False) -> None:
         if not self._gate._busy and self._take():
             return
-        await self._gate.enter()
+        await self._gate.enter(retry=retry)
         try:
+            loop = asyncio.get_running_loop()
             delay = self.poll_min_s
-            while not self._take():
+            while True:
                 event = asyncio.Event()
-                with self._waker_lock:
-                    self._waker = (asyncio.get_running_loop(), event)
+                with self._waker_lock:  # before looking, so a release in between is not missed
+                    self._waker = (loop, event)
                 try:
-                    # A slot freed by this process wakes us at once; one freed elsewhere is seen at the next poll.
-                    await asyncio.wait_for(event.wait(), timeout=delay)
-                except TimeoutError:
-                    delay = min(delay * 2, self.poll_max_s)
+                    if self._take():
+                        return
+                    try:
+                        # A slot freed by this process wakes us at once; one freed elsewhere is seen at the next poll.
+                        await asyncio.wait_for(event.wait(), timeout=delay)
+                    except TimeoutError:
+                        delay = min(delay * 2, self.poll_max_s)
                 finally:
                     with self._waker_lock:
                         self._waker = None

@@ -20,11 +20,15 @@ bodies). Retries back off exponentially with jitter and never sooner than the se
 
 `limiter` (a `training.limits.SharedLimits`, e.g. one Redis-backed object per endpoint) makes the concurrency and
 the per-minute rates hold across every client, thread and worker process using that endpoint: each attempt takes
-a shared slot (after its own loop's slot) and books its requests/tokens there instead of in this client's buckets.
+a shared slot and books its requests/tokens there instead of in this client's buckets. The limiter's queue is then
+the only one (no per-loop slots in front of it, unless this client's own max_concurrency is the lower): its order,
+first come first served across the process's event loops, is what keeps a worker's judge chunks from ending
+together (training.limits).
 
 Transport: one aiohttp session per event loop (keep-alive pool, C HTTP parser, proxies from the environment). httpx's
 stack cost ~1.5-2 ms of CPU per call, which capped judging at a few hundred calls/s on small machines. Retried requests
-get the next free slot before first attempts, so an unlucky item is not starved.
+get the next free slot before first attempts (behind a shared limiter: right after the request at the head of its
+queue), so an unlucky item is not starved.
 
 The client can be used from several event loops (tests, TRL's reward loop, asgiref's async_to_sync): sessions and the
 concurrency slots are kept per loop; the rate limiter and usage counters are shared. Call `aclose()` on each loop
@@ -193,7 +197,7 @@ class _Slots:
 @dataclass
 class _LoopState:
     session: aiohttp.ClientSession
-    slots: _Slots
+    slots: _Slots | None  # None: the shared limiter is the only queue
     proxy: str | None  # from HTTP(S)_PROXY / NO_PROXY, like curl
 
     def drop(self) -> None:
@@ -251,6 +255,10 @@ class OpenAICompatibleClient:
         # A client dropped without aclose() (a judge built per job chunk) closes its sessions when collected.
         weakref.finalize(self, _drop_all, self._loops)
         self._usage_lock = threading.Lock()
+        # Per-loop slots queue in front of a shared limiter only where they are the tighter limit: as a second queue
+        # they would share the endpoint evenly between loops, so a worker's chunks would all end at once.
+        self._own_slots = self.limiter is None or self.max_concurrency < getattr(
+            self.limiter, "max_concurrency", self.max_concurrency + 1)
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
     def _state(self) -> _LoopState:
@@ -276,7 +284,8 @@ class OpenAICompatibleClient:
                 # hops, ~0.3 ms of CPU per call); the proxy is resolved once per session instead.
                 trust_env=False,
             )
-            entry = (loop, _LoopState(session, _Slots(self.max_concurrency), _env_proxy(self.base_url)))
+            slots = _Slots(self.max_concurrency) if self._own_slots else None
+            entry = (loop, _LoopState(session, slots, _env_proxy(self.base_url)))
             self._loops[id(loop)] = entry
         return entry[1]
 
@@ -334,11 +343,13 @@ class OpenAICompatibleClient:
                 await self._tpm.acquire(estimate)
             if limiter is not None:
                 await limiter.rate_acquire(estimate)
-            await state.slots.acquire(retry=attempts > 1)
+            local_slots = state.slots
+            if local_slots is not None:
+                await local_slots.acquire(retry=attempts > 1)
             shared_slot = False
             try:
                 if limiter is not None:
-                    await limiter.slot_acquire()
+                    await limiter.slot_acquire(retry=attempts > 1)
                     shared_slot = True
                 started = time.perf_counter()
                 data = await self._post(state, body)
@@ -355,7 +366,8 @@ class OpenAICompatibleClient:
                 if shared_slot:
                     assert limiter is not None
                     limiter.slot_release()
-                state.slots.release()
+                if local_slots is not None:
+                    local_slots.release()
             return self._result(data, latency_ms, attempts, estimate)
         assert last is not None
         with self._usage_lock:

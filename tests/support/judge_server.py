@@ -6,6 +6,7 @@ JSON and truncated bodies per request, and the benchmark uses its concurrency ca
     with StubChatServer(responder, latency_s=0.05, max_concurrent=32, fault_rate=0.2) as server:
         client = OpenAICompatibleClient(server.base_url, "stub")
     server.stats -> {"requests", "rejected", "faults", "max_in_flight"}; server.bodies -> request bodies received
+    server.in_flight_s -> {n: seconds spent with n requests in flight} (GET /stats has it as "in_flight_s")
 
     responder(body: dict, index: int) -> Reply | str     # a str is the assistant message content
 
@@ -120,6 +121,9 @@ class StubChatServer:
         self.stats = {"requests": 0, "rejected": 0, "faults": 0, "max_in_flight": 0}
         self._rng = random.Random(seed)
         self._in_flight = 0
+        # Seconds spent at each number of requests in flight (answered ones, not refused): how full the server was.
+        self.in_flight_s: dict[int, float] = {}
+        self._level_since = time.perf_counter()
         self._index = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -226,9 +230,11 @@ class StubChatServer:
             await self._send(writer, 200, json.dumps({"data": [{"id": self.model}]}).encode())
             return True
         if method == "GET" and path.rstrip("/").endswith("/stats"):
+            self._level(0)
             stats = {
                 **self.stats,
                 "cpu_s": time.process_time(),
+                "in_flight_s": {str(k): round(v, 6) for k, v in sorted(self.in_flight_s.items())},
             }  # whole process: meaningful when run standalone
             await self._send(writer, 200, json.dumps(stats).encode())
             return True
@@ -242,12 +248,18 @@ class StubChatServer:
                 writer, 429, b'{"error": {"message": "too many concurrent requests"}}', {"Retry-After": "0"}
             )
             return True
-        self._in_flight += 1
+        self._level(1)
         self.stats["max_in_flight"] = max(self.stats["max_in_flight"], self._in_flight)
         try:
             return await self._answer(writer, raw)
         finally:
-            self._in_flight -= 1
+            self._level(-1)
+
+    def _level(self, change: int) -> None:
+        now = time.perf_counter()
+        self.in_flight_s[self._in_flight] = self.in_flight_s.get(self._in_flight, 0.0) + now - self._level_since
+        self._level_since = now
+        self._in_flight += change
 
     async def _answer(self, writer: asyncio.StreamWriter, raw: bytes) -> bool:
         try:

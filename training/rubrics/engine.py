@@ -500,15 +500,20 @@ class RubricEngine:
         except Exception as exc:  # noqa: BLE001 - e.g. a question reading a missing `info` field
             return self._failed(criteria, f"cannot render judge prompt: {exc}")
         started = time.perf_counter()
-        completion, error = await self._call(
-            prompt, lambda c: all(p.score is not None for p in parse_verdicts(c.text, criteria).values())
-        )
+        parsed: dict[str, dict[str, ParsedVerdict]] = {}  # by answer text: the cache's check parses it once for all
+
+        def parse(text: str) -> dict[str, ParsedVerdict]:
+            if text not in parsed:
+                parsed[text] = parse_verdicts(text, criteria)
+            return parsed[text]
+
+        completion, error = await self._call(prompt, lambda c: all(p.score is not None for p in parse(c.text).values()))
         if completion is None:
             failed = self._failed(criteria, error or "judge call failed")
             for r in failed.values():
                 r.latency_ms = (time.perf_counter() - started) * 1000
             return failed
-        return self._results(criteria, parse_verdicts(completion.text, criteria), completion)
+        return self._results(criteria, parse(completion.text), completion)
 
     async def ajudge_group(
         self, criteria: list[JudgeCriterion], rollouts: list[Rollout]
@@ -520,13 +525,17 @@ class RubricEngine:
             prompt = build_group_prompt(criteria, rollouts)
         except Exception as exc:  # noqa: BLE001
             return [self._failed(criteria, f"cannot render judge prompt: {exc}") for _ in rollouts]
-        completion, error = await self._call(
-            prompt,
-            lambda c: all(p.score is not None for p in parse_group_verdicts(c.text, criteria, len(rollouts)).values()),
-        )
+        memo: dict[str, dict[tuple[int, str], ParsedVerdict]] = {}
+
+        def parse(text: str) -> dict[tuple[int, str], ParsedVerdict]:
+            if text not in memo:
+                memo[text] = parse_group_verdicts(text, criteria, len(rollouts))
+            return memo[text]
+
+        completion, error = await self._call(prompt, lambda c: all(p.score is not None for p in parse(c.text).values()))
         if completion is None:
             return [self._failed(criteria, error or "judge call failed") for _ in rollouts]
-        parsed = parse_group_verdicts(completion.text, criteria, len(rollouts))
+        parsed = parse(completion.text)
         out = []
         for index in range(len(rollouts)):
             per_rollout = {c.key: parsed[(index, c.key)] for c in criteria}

@@ -12,6 +12,7 @@ criteria share a call). A verdict that cannot be mapped gives score None with an
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -46,10 +47,16 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text).lower()
 
 
+@functools.lru_cache(maxsize=1024)
+def _norm_cached(text: str) -> str:
+    # Labels and criterion titles: the same few strings for every verdict of a job.
+    return _norm(text)
+
+
 def match_choice(verdict: str, labels: list[str]) -> int | None:
     """Map a verdict to a label index; None when it matches none or is ambiguous (never guess on a judge's output)."""
     v = _norm(verdict)
-    normalized = [_norm(label) for label in labels]
+    normalized = [_norm_cached(label) for label in labels]
     if v in normalized:
         return normalized.index(v)
     found: list[tuple[int, int, int]] = []  # (label index, start, end)
@@ -174,7 +181,7 @@ def _key_of(entry: dict[str, Any], criteria: list[JudgeCriterion]) -> str | None
         return None
     name = _norm(str(raw)).strip("`")
     for c in criteria:
-        if name in (c.key, _norm(c.title)):
+        if name in (c.key, _norm_cached(c.title)):
             return c.key
     return None
 

@@ -16,6 +16,7 @@ an older frame are not mistaken for current ones.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -70,8 +71,20 @@ def _choices_payload(criterion: JudgeCriterion) -> list[dict[str, str]]:
     return [{"label": c.label, "description": c.description} for c in criterion.choices or []]
 
 
+@functools.lru_cache(maxsize=512)
+def _static_question(source: str) -> str | None:
+    """The rendered text of a question without any Jinja markup (most are): the same for every rollout, rendered
+    once instead of once per judge call. None for a question that is a real template."""
+    if any(mark in source for mark in ("{{", "{%", "{#")):
+        return None
+    return compiled_template(source).render().strip()
+
+
 def render_question(criterion: JudgeCriterion, rollout: Rollout) -> str:
     """Render a criterion's question; raises jinja2 errors (UndefinedError, SecurityError) for the caller to report."""
+    static = _static_question(criterion.question)
+    if static is not None:
+        return static
     variables = {
         "prompt": fence("prompt", rollout.prompt_text),
         "messages": [

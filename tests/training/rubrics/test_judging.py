@@ -294,3 +294,26 @@ def test_no_judge_configured_is_a_reason_not_a_crash() -> None:
     engine = RubricEngine(validate_spec({"criteria": [HELPFUL, FORMAT]}))
     result = asyncio.run(engine.ascore(Rollout("<answer>1</answer>")))
     assert result.criteria["helpful"].score is None and "no judge" in (result.criteria["helpful"].error or "")
+
+
+@pytest.mark.parametrize("question", [
+    "How clear is it?", "  Is it {polite}?\n", "Is 50% of it {right} } {", "Is it right?\n\n",
+])
+def test_a_question_without_markup_renders_once_and_as_the_template_would(question: str) -> None:
+    from training.rubrics.prompts import _static_question, render_question
+    from training.rubrics.spec import compiled_template
+
+    criterion = validate_spec({"criteria": [{**STYLE, "question": question}]}).judge_criteria[0]
+    _static_question.cache_clear()
+    for text in ("first", "second"):
+        assert render_question(criterion, Rollout(text, prompt="p")) == compiled_template(question).render().strip()
+    assert _static_question.cache_info().misses == 1
+
+
+def test_a_question_with_markup_is_rendered_for_each_rollout() -> None:
+    from training.rubrics.prompts import render_question
+
+    spec = validate_spec({"criteria": [{**STYLE, "question": "Is {# a note #}{{ info.topic }} covered?"}]})
+    criterion = spec.judge_criteria[0]
+    assert render_question(criterion, Rollout("x", prompt="p", info={"topic": "tides"})) == "Is tides covered?"
+    assert render_question(criterion, Rollout("x", prompt="p", info={"topic": "moons"})) == "Is moons covered?"

@@ -382,3 +382,49 @@ def test_answers_are_in_the_cache_when_a_caller_outside_a_job_ends_its_loop():
 
         async_to_sync(ask_again)()
         assert server.stats["requests"] == 3 and again.hits == 1
+
+
+@pytest.mark.django_db
+def test_the_postgresql_score_write_stores_what_the_orm_write_stores(arithmetic):
+    """A chunk's scores go to PostgreSQL as arrays (INSERT … SELECT FROM unnest, on the Django connection's psycopg
+    connection) and through bulk_create elsewhere (SQLite): the same rows either way, upserted in place on a re-run."""
+    from django.db import connection
+
+    project, version, rollouts = arithmetic
+    assert connection.vendor == "postgresql"
+    job = services.judge_job_create(project=project, rubric_version=version, enqueue=False)
+
+    def rows(fp: str, round_: int) -> tuple[list[tuple], list[tuple]]:
+        criteria = [
+            (rollouts[0].pk, version.pk, "correct", fp, job.pk, "yes", 1.0, "right ✓", '{"verdicts": []}', 12, 7, 51,
+             False, ""),
+            (rollouts[1].pk, version.pk, "correct", fp, job.pk, "", None, "", "", None, None, None, True,
+             f"judge call failed: HTTP 500 (round {round_})"),
+            (rollouts[1].pk, version.pk, "format", fp, None, "", 0.25 * round_, "", "reason", None, None, 3, False, ""),
+        ]
+        totals = [(rollouts[0].pk, version.pk, fp, job.pk, 1.0, "", ""),
+                  (rollouts[1].pk, version.pk, fp, job.pk, None, "", "unscored: correct"),
+                  (rollouts[2].pk, version.pk, fp, None, 0.0, "format", "")]
+        return criteria, totals
+
+    def stored(fp: str) -> tuple[list[tuple], list[tuple]]:
+        skip = {"id", "judge_fingerprint", "created_at"}
+        score_fields = [f.attname for f in CriterionScore._meta.concrete_fields if f.attname not in skip]
+        total_fields = [f.attname for f in RolloutScore._meta.concrete_fields if f.attname not in skip]
+        return (sorted(CriterionScore.objects.filter(judge_fingerprint=fp).values_list(*score_fields)),
+                sorted(RolloutScore.objects.filter(judge_fingerprint=fp).values_list(*total_fields)))
+
+    def created(fp: str) -> list:
+        return sorted(CriterionScore.objects.filter(judge_fingerprint=fp).values_list("pk", "created_at"))
+
+    for round_ in (1, 2):  # the second round overwrites the first in place
+        services._scores_write(*rows("fast", round_))
+        services._scores_write_orm(*rows("orm", round_))
+        fast, orm = stored("fast"), stored("orm")
+        assert (len(fast[0]), len(fast[1])) == (3, 3)
+        assert fast == orm
+        assert any(f"round {round_}" in str(row) for row in fast[0])
+        if round_ == 1:
+            first = created("fast")
+        else:
+            assert created("fast") == first  # updated, not inserted again
