@@ -110,12 +110,14 @@ def _forget(sender, **kwargs) -> None:
 
 
 def _resume(queues: set[str], *, lapsed_only: bool) -> int:
-    """Send again the chunks of running jobs that no live worker holds (see webapp.core.jobs.job_resume)."""
+    """Send again the chunks of running jobs that no live worker holds (see webapp.core.jobs.job_resume), and the
+    bookkeeping of evaluations whose chain lapsed (job_chain_take_over)."""
     from webapp.core.models import JobStatus
     from webapp.judging.models import JudgeJob
     from webapp.judging.services import judge_job_resume
     from webapp.rollouts.models import GenerationJob
     from webapp.rollouts.services import generation_job_resume
+    from webapp.runs.services import checkpoint_evaluations_resume
 
     sent = 0
     if "judge" in queues:
@@ -124,6 +126,8 @@ def _resume(queues: set[str], *, lapsed_only: bool) -> int:
     if "rollout" in queues:
         for job in GenerationJob.objects.filter(status=JobStatus.RUNNING):
             sent += generation_job_resume(job=job, lapsed_only=lapsed_only)
+    if "default" in queues:  # a checkpoint evaluation's bookkeeping chain, re-enqueuing itself on `default`
+        sent += checkpoint_evaluations_resume(lapsed_only=lapsed_only)
     return sent
 
 

@@ -229,8 +229,6 @@ def reattach_runs(hostname: str) -> None:
 @worker_ready.connect
 def _reattach_on_start(sender, **kwargs) -> None:
     consumed = sender.app.amqp.queues.consume_from
-    if "default" in consumed:
-        resume_evaluations()
     if "train" not in consumed:
         return
     queue = host_queue(socket.gethostname())
@@ -239,24 +237,28 @@ def _reattach_on_start(sender, **kwargs) -> None:
 
 
 @shared_task(name="workers.training.advance_evaluation", ignore_result=True)
-def advance_evaluation(*, evaluation_id: int) -> None:
-    """Bookkeeping of a checkpoint evaluation (queue `default`): re-enqueues itself until the evaluation is done."""
+def advance_evaluation(*, evaluation_id: int, chain: str = "") -> None:
+    """Bookkeeping of a checkpoint evaluation (queue `default`): re-enqueues itself until the evaluation is done.
+
+    `chain` is the token of the chain this message belongs to; a superseded chain stops here. Each step renews the
+    chain's lease; the workers' lapsed-lease check (workers.system) starts a new chain when a message was lost.
+    A message without one (sent before chains held leases) starts a chain if the evaluation has none."""
+    from webapp.core.jobs import job_chain_end, job_chain_step, job_chain_take_over
+    from webapp.core.models import JobChunk
     from webapp.runs import services
 
+    kind = JobChunk.Kind.EVALUATION
+    if not chain:
+        chain = job_chain_take_over(kind=kind, job_id=evaluation_id, lapsed_only=True) or ""
+    if not chain or not job_chain_step(kind=kind, job_id=evaluation_id, token=chain):
+        return
     try:
         more = services.checkpoint_evaluation_advance(evaluation_id=evaluation_id)
     except Exception as error:
         logger.exception("advancing evaluation %s failed: %r", evaluation_id, error)
         more = True
     if more:
-        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id}, queue="default",
+        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id, "chain": chain}, queue="default",
                                        countdown=max(_poll_seconds(), 1.0))
-
-
-def resume_evaluations() -> None:
-    """Evaluations still running when a worker starts: their bookkeeping chain may have died with a worker."""
-    from webapp.core.models import JobStatus
-    from webapp.runs.models import CheckpointEvaluation
-
-    for evaluation_id in CheckpointEvaluation.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True):
-        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id}, queue="default")
+    else:
+        job_chain_end(kind=kind, job_id=evaluation_id)

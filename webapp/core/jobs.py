@@ -525,3 +525,50 @@ def job_resume(*, job, kind: str, chunk_task: str, lapsed_only: bool = False) ->
     for index in sorted(send):
         job_enqueue(chunk_task, on_commit=False, job_id=job.pk, index=index)
     return len(send)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chains: a job advanced by a task that re-enqueues itself (a checkpoint evaluation's bookkeeping). If one message is
+# lost (a broker error, a worker killed between steps), nothing would send the next. So the chain holds a lease, as a
+# chunk does (a JobChunk at index 0 with no items), renewed at each step; the workers' lapsed-lease check starts a
+# new chain for a job whose lease lapsed. Each chain has its own token, carried by its messages: starting a new one
+# supersedes the old, whose next message (if it was only late, not lost) finds another token and stops, so a job
+# never has two chains.
+
+
+def _chain_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def job_chain_start(*, kind: str, job_id: int) -> str:
+    """Start (or restart) the chain of a job: a fresh token and lease. Returns the token its messages carry."""
+    token = _chain_token()
+    JobChunk.objects.update_or_create(
+        kind=kind, job_id=job_id, index=0,
+        defaults={"item_ids": [], "done": False, "leased_by": token, "lease_expires_at": _lease_until()})
+    return token
+
+
+def job_chain_step(*, kind: str, job_id: int, token: str) -> bool:
+    """Renew the chain's lease at a step; False when `token` is no longer the job's chain (superseded or ended):
+    the message's chain stops there."""
+    return bool(JobChunk.objects.filter(kind=kind, job_id=job_id, index=0, done=False, leased_by=token).update(
+        lease_expires_at=_lease_until()))
+
+
+def job_chain_end(*, kind: str, job_id: int) -> None:
+    JobChunk.objects.filter(kind=kind, job_id=job_id, index=0).update(done=True, leased_by="", lease_expires_at=None)
+
+
+def job_chain_take_over(*, kind: str, job_id: int, lapsed_only: bool) -> str | None:
+    """A new chain for a running job whose chain lapsed (or, with `lapsed_only` False, at worker start: any chain, or
+    one from before chains held leases). One conditional UPDATE, so of several workers checking at once one wins.
+    Returns the new token, or None when the chain is alive (or another worker took it over)."""
+    token = _chain_token()
+    chains = JobChunk.objects.filter(kind=kind, job_id=job_id, index=0)
+    held = chains if not lapsed_only else chains.filter(_lease_free())
+    if held.update(done=False, leased_by=token, lease_expires_at=_lease_until()):
+        return token
+    if chains.exists():
+        return None
+    return job_chain_start(kind=kind, job_id=job_id)

@@ -127,10 +127,14 @@ class JobChunk(models.Model):
     class Kind(models.TextChoices):
         JUDGE = "judge", "Judge job"
         GENERATION = "generation", "Generation job"
+        # Not a unit of work but the lease of a job that a task advances by re-enqueuing itself (a chain, e.g. a
+        # checkpoint evaluation): index 0, no items; see webapp.core.jobs.job_chain_step.
+        EVALUATION = "evaluation", "Checkpoint evaluation (its chain)"
 
     # The job model each kind's chunks belong to, by label (core imports no app): progress a chunk counted on its
     # job is taken back there when another worker claims the chunk.
-    JOB_MODELS = {Kind.JUDGE: "judging.JudgeJob", Kind.GENERATION: "rollouts.GenerationJob"}
+    JOB_MODELS = {Kind.JUDGE: "judging.JudgeJob", Kind.GENERATION: "rollouts.GenerationJob",
+                  Kind.EVALUATION: "runs.CheckpointEvaluation"}
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     job_id = models.PositiveBigIntegerField()

@@ -36,7 +36,7 @@ from training.grpo.config import (
 from training.grpo.sinks import CHECKPOINTS_FILE, METRICS_FILE, SAMPLES_FILE, read_status
 from webapp.core.errors import ApplicationError
 from webapp.core.jobs import job_cancel, job_fail, job_finish, job_progress, job_start
-from webapp.core.models import JobStatus, Project
+from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.core.params import parse_id
 from webapp.core.paths import run_dir
 from webapp.endpoints.models import EndpointKind, ModelEndpoint
@@ -541,12 +541,29 @@ def checkpoint_evaluation_create(
         # Running from its creation: its stages are jobs of their own, already queued.
         status=JobStatus.RUNNING, started_at=timezone.now(), total=4,
     )
-    if enqueue:
-        from webapp.core.jobs import job_enqueue
+    from webapp.core.jobs import job_chain_start, job_enqueue
 
-        job_enqueue("workers.training.advance_evaluation", evaluation_id=evaluation.pk,
+    chain = job_chain_start(kind=JobChunk.Kind.EVALUATION, job_id=evaluation.pk)  # its lease lapses if never sent
+    if enqueue:
+        job_enqueue("workers.training.advance_evaluation", evaluation_id=evaluation.pk, chain=chain,
                     send_options={"queue": "default", "countdown": settings.RUBRICON_TRAIN_POLL_S})
     return evaluation
+
+
+def checkpoint_evaluations_resume(*, lapsed_only: bool) -> int:
+    """Send again the bookkeeping of running evaluations whose chain lapsed (a lost message, a worker killed between
+    steps), or at worker start (`lapsed_only` False) of every running evaluation, each as a new chain that
+    supersedes the old (webapp.core.jobs.job_chain_take_over). Returns how many were sent."""
+    from webapp.core.jobs import job_chain_take_over, job_enqueue
+
+    sent = 0
+    for evaluation_id in CheckpointEvaluation.objects.filter(status=JobStatus.RUNNING).values_list("pk", flat=True):
+        chain = job_chain_take_over(kind=JobChunk.Kind.EVALUATION, job_id=evaluation_id, lapsed_only=lapsed_only)
+        if chain is not None:
+            job_enqueue("workers.training.advance_evaluation", on_commit=False, evaluation_id=evaluation_id,
+                        chain=chain, send_options={"queue": "default"})
+            sent += 1
+    return sent
 
 
 def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -> bool:

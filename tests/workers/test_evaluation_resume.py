@@ -1,0 +1,58 @@
+"""Issue 19: a checkpoint evaluation advances by a task that re-enqueues itself. If one message is lost (a broker
+error, a worker killed between steps), the workers' lapsed-lease check (workers.system) starts its chain again."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session fixture)
+from tests.webapp.runs.test_evaluation import generate, setup  # noqa: F401  (fixture)
+from webapp.core.jobs import job_chain_end, job_chain_start, job_chain_step, job_chain_take_over
+from webapp.core.models import JobChunk, JobStatus
+from webapp.runs import services
+from webapp.runs.models import CheckpointEvaluation
+
+KIND = JobChunk.Kind.EVALUATION
+
+
+@pytest.mark.django_db
+def test_a_new_chain_supersedes_the_old_one_whose_late_message_stops(settings):
+    settings.RUBRICON_JOB_LEASE_S = 60
+    first = job_chain_start(kind=KIND, job_id=7)
+    assert job_chain_step(kind=KIND, job_id=7, token=first)
+    assert job_chain_take_over(kind=KIND, job_id=7, lapsed_only=True) is None  # alive: the check leaves it alone
+    second = job_chain_take_over(kind=KIND, job_id=7, lapsed_only=False)  # a worker starting takes it over
+    assert second and second != first
+    assert not job_chain_step(kind=KIND, job_id=7, token=first)  # the old chain's late message stops there
+    assert job_chain_step(kind=KIND, job_id=7, token=second)
+    job_chain_end(kind=KIND, job_id=7)
+    assert not job_chain_step(kind=KIND, job_id=7, token=second)
+    # An evaluation from before chains held leases has no row: the check starts one.
+    assert job_chain_take_over(kind=KIND, job_id=8, lapsed_only=True)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(setup, start_worker,  # noqa: F811
+                                                                               private_broker):
+    project, run, engine, (checkpoint, _) = setup
+    worker = start_worker("rescuer", {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1"})
+    # Created after the worker started (its start-up resume is behind it), with its first message never sent: what
+    # a lost message leaves. Its rollouts are generated here; the worker must judge them and finish it.
+    evaluation = services.checkpoint_evaluation_create(run=run, checkpoint=checkpoint, endpoint=engine, enqueue=False)
+    generate(evaluation.base_job)
+    generate(evaluation.checkpoint_job)
+    deadline = time.monotonic() + 120
+    while evaluation.status not in JobStatus.finished():
+        assert time.monotonic() < deadline, f"the stalled evaluation was never resumed\n{worker.log()}"
+        time.sleep(0.5)
+        evaluation.refresh_from_db()
+    assert evaluation.status == JobStatus.SUCCEEDED, evaluation.error
+    assert (evaluation.done, evaluation.total) == (4, 4)
+    evaluation = CheckpointEvaluation.objects.select_related("base_judge_job", "checkpoint_judge_job").get(
+        pk=evaluation.pk)
+    assert evaluation.base_judge_job.status == evaluation.checkpoint_judge_job.status == JobStatus.SUCCEEDED
+    assert "whose worker stopped renewing its lease" in worker.log()
+    chain = JobChunk.objects.get(kind=KIND, job_id=evaluation.pk, index=0)
+    assert chain.done and chain.lease_expires_at is None  # ended with the evaluation: the check sends nothing more
