@@ -235,7 +235,8 @@ def test_an_error_in_a_copy_stream_reaches_the_writer_and_ends_the_streams(tmp_p
 
     def build_sql(shape, after, size, upto):
         calls.append(after)
-        return ("SELECT 1 / 0", []) if len(calls) == 3 else dataset.copy.build(shape, after, size, upto)
+        # The first call is copy_chunks' check that the selection compiles at all; the fourth builds chunk 3.
+        return ("SELECT 1 / 0", []) if len(calls) == 4 else dataset.copy.build(shape, after, size, upto)
 
     broken = dataclasses.replace(dataset, copy=dataclasses.replace(dataset.copy, build=build_sql))
     progress: list[int] = []
