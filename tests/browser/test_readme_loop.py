@@ -49,6 +49,12 @@ def test_the_readme_loop_by_names_only(page, live_server, login, settings, tmp_p
         print("FAILED AT", page.url, page.locator("main").inner_text()[-1500:])
         if page.locator("#evaluations").count():
             print("EVALUATIONS", page.locator("#evaluations").inner_text())
+        from webapp.judging.models import CriterionScore, RolloutScore
+
+        # What failed, as stored: the pages only say that each reason is kept with its item.
+        for model in (CriterionScore, RolloutScore):
+            for row in model.objects.exclude(error="").values("rollout_id", "error")[:10]:
+                print("STORED ERROR", model.__name__, row)
         raise
 
 
