@@ -231,12 +231,15 @@ def test_an_error_in_a_copy_stream_reaches_the_writer_and_ends_the_streams(tmp_p
     monkeypatch.setattr(writers, "PROGRESS_EVERY", 4)
     monkeypatch.setattr(writers, "COPY_MIN_CHUNK", 1)
     dataset = dataset_build(project=data["project"], kind="rollouts", filters={})
-    calls: list[int] = []
+    # Chunk 3 (rows 9-12) starts after the 8th row. Chosen by where it starts, not by the order of the calls: the
+    # streams' threads build their chunks in whichever order they get to them (counting calls broke chunk 2 instead
+    # whenever the first stream took chunk 3 before the second one had built chunk 2).
+    from webapp.rollouts.models import Rollout
+
+    third_after = list(Rollout.objects.filter(project=data["project"]).order_by("id").values_list("id", flat=True))[7]
 
     def build_sql(shape, after, size, upto):
-        calls.append(after)
-        # The first call is copy_chunks' check that the selection compiles at all; the fourth builds chunk 3.
-        return ("SELECT 1 / 0", []) if len(calls) == 4 else dataset.copy.build(shape, after, size, upto)
+        return ("SELECT 1 / 0", []) if after == third_after else dataset.copy.build(shape, after, size, upto)
 
     broken = dataclasses.replace(dataset, copy=dataclasses.replace(dataset.copy, build=build_sql))
     progress: list[int] = []
