@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
@@ -46,6 +48,49 @@ def rollout_filter_register(clause: RolloutFilterClause) -> None:
         _clauses.append(clause)
 
 
+# A run of three letters or digits: pg_trgm finds a trigram of the term's own and the trigram index serves the search.
+_TRIGRAM = re.compile(r"[^\W_]{3}")
+# At most this many candidates from the character-pair index go into the query as ids; a term likely to be in more
+# rollouts is left to the newest-first scan, which finds a page of a common term quickly.
+SHORT_TERM_CANDIDATES = 2_000
+# The most rollouts the statistics of the character-pair index expect to have every pair of the term: a pair missing
+# from its most common elements counts as in none.
+_SHORT_TERM_EXPECTED_SQL = """
+    WITH stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
+                   FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'rollout_completion_grams')
+    SELECT MIN(COALESCE(stats.freq, 0)) * (SELECT GREATEST(reltuples, 0) FROM pg_class
+                                           WHERE oid = 'rollouts_rollout'::regclass)
+    FROM unnest(rollout_term_grams(UPPER(%(q)s))) AS term (gram) LEFT JOIN stats USING (gram)
+"""
+# Written as the index's expression, so the planner reads the index.
+SHORT_TERM_PAIRS_CONDITION = 'rollout_text_grams(UPPER(completion)) COLLATE "C" @> rollout_term_grams(UPPER(%(q)s))'
+_SHORT_TERM_CANDIDATES_SQL = f"SELECT id FROM rollouts_rollout WHERE project_id = %(project)s AND {SHORT_TERM_PAIRS_CONDITION}"
+
+
+def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
+    """For a term too short for trigrams (all its words under three characters), on Postgres: the ids of the
+    project's rollouts whose text has every character pair of the term (the index of migration
+    rollouts.0006_rollout_text_grams answers that), a superset of the rollouts that contain it; None when the term
+    has a trigram, or when the index's statistics say a pair of it is in more than SHORT_TERM_CANDIDATES rollouts
+    (or the index found more), so the search goes as before.
+
+    A rare term's page then reads a few rows by id instead of the whole table. The decision is made here, from the
+    pairs' statistics, rather than by the planner: it cannot tell an absent pair from a merely uncommon one and
+    would then walk the table evaluating the pairs of every text."""
+    if connection.vendor != "postgresql" or _TRIGRAM.search(q):
+        return None
+    params: dict[str, str | int] = {"q": q, "project": project.pk}
+    with connection.cursor() as cursor:
+        cursor.execute(_SHORT_TERM_EXPECTED_SQL, params)
+        if cursor.fetchone()[0] > SHORT_TERM_CANDIDATES:
+            return None
+        # A second statement rather than a branch of the first: a plan for the common case would be built (and
+        # JIT-compiled) even when unused.
+        cursor.execute(_SHORT_TERM_CANDIDATES_SQL, params)
+        ids = [row[0] for row in cursor.fetchmany(SHORT_TERM_CANDIDATES + 1)]
+    return ids if len(ids) <= SHORT_TERM_CANDIDATES else None
+
+
 def rollout_filter(
     project: Project, *, filters: Mapping[str, Any] | None = None, meaning: RolloutFilterMeaning | None = None
 ) -> QuerySet[Rollout]:
@@ -62,6 +107,9 @@ def rollout_filter(
     if f.get("errors_only"):
         rollouts = rollouts.exclude(error="")
     if f.get("q"):
+        candidates = _rare_short_term_candidates(project, f["q"])
+        if candidates is not None:
+            rollouts = rollouts.filter(pk__in=candidates)
         # On Postgres this is UPPER(completion) LIKE UPPER('%q%'), the exact expression the trigram index of
         # migration rollouts.0002_rollout_text_trgm serves; another lookup (iregex, ILIKE) would miss the index.
         rollouts = rollouts.filter(completion__icontains=f["q"])
