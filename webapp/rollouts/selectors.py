@@ -54,13 +54,15 @@ _TRIGRAM = re.compile(r"[^\W_]{3}")
 # rollouts is left to the newest-first scan, which finds a page of a common term quickly.
 SHORT_TERM_CANDIDATES = 2_000
 # The most rollouts the statistics of the character-pair index expect to have every pair of the term: a pair missing
-# from its most common elements counts as in none.
+# from its most common elements counts as in none. NULL without a valid index (a concurrent build that failed, or one
+# dropped by hand): the candidates would then be computed row by row.
 _SHORT_TERM_EXPECTED_SQL = """
     WITH stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
                    FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'rollout_completion_grams')
     SELECT MIN(COALESCE(stats.freq, 0)) * (SELECT GREATEST(reltuples, 0) FROM pg_class
                                            WHERE oid = 'rollouts_rollout'::regclass)
     FROM unnest(rollout_term_grams(UPPER(%(q)s))) AS term (gram) LEFT JOIN stats USING (gram)
+    WHERE EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('rollout_completion_grams') AND indisvalid)
 """
 # Written as the index's expression, so the planner reads the index.
 SHORT_TERM_PAIRS_CONDITION = 'rollout_text_grams(UPPER(completion)) COLLATE "C" @> rollout_term_grams(UPPER(%(q)s))'
@@ -71,8 +73,8 @@ def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
     """For a term too short for trigrams (all its words under three characters), on Postgres: the ids of the
     project's rollouts whose text has every character pair of the term (the index of migration
     rollouts.0006_rollout_text_grams answers that), a superset of the rollouts that contain it; None when the term
-    has a trigram, or when the index's statistics say a pair of it is in more than SHORT_TERM_CANDIDATES rollouts
-    (or the index found more), so the search goes as before.
+    has a trigram, when the index is not there (or not valid), or when its statistics say a pair of the term is in
+    more than SHORT_TERM_CANDIDATES rollouts (or the index finds more): the search then goes as before.
 
     A rare term's page then reads a few rows by id instead of the whole table. The decision is made here, from the
     pairs' statistics, rather than by the planner: it cannot tell an absent pair from a merely uncommon one and
@@ -82,7 +84,8 @@ def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
     params: dict[str, str | int] = {"q": q, "project": project.pk}
     with connection.cursor() as cursor:
         cursor.execute(_SHORT_TERM_EXPECTED_SQL, params)
-        if cursor.fetchone()[0] > SHORT_TERM_CANDIDATES:
+        (expected,) = cursor.fetchone()
+        if expected is None or expected > SHORT_TERM_CANDIDATES:
             return None
         # A second statement rather than a branch of the first: a plan for the common case would be built (and
         # JIT-compiled) even when unused.

@@ -156,6 +156,13 @@ def test_rare_short_terms_read_the_character_pair_index_and_common_ones_walk_the
                                                                              if "zq" in r.completion)
     assert _rare_short_term_candidates(project, "th") is None  # in every rollout: more than the cap expects
     assert _rare_short_term_candidates(project, "zqy") is None  # has a trigram: the trigram index's
+    with transaction.atomic():  # without a usable index the search goes as before, rather than computing pairs per row
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {PAIRS_INDEX}")
+        assert _rare_short_term_candidates(project, "zq") is None
+        assert sorted(rollout_browse(project, filters={"q": "zq"}).values_list("pk", flat=True)) == \
+            sorted(r.pk for r in rollouts if "zq" in r.completion)
+        transaction.set_rollback(True)
 
 
 # Characters whose case rules differ between UPPER(), lower() and casefold(), LIKE's metacharacters and its escape,
