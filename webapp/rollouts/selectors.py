@@ -53,20 +53,27 @@ _TRIGRAM = re.compile(r"[^\W_]{3}")
 # At most this many candidates from the character-pair index go into the query as ids; a term likely to be in more
 # rollouts is left to the newest-first scan, which finds a page of a common term quickly.
 SHORT_TERM_CANDIDATES = 2_000
-# The most rollouts the statistics of the character-pair index expect to have every pair of the term: a pair missing
-# from its most common elements counts as in none. NULL without a valid index (a concurrent build that failed, or one
-# dropped by hand): the candidates would then be computed row by row.
+# How many rollouts the statistics of the character-pair index expect to have every pair of the term (as many as have
+# its rarest pair; a pair missing from the index's most common elements counts as in none). NULL without a valid
+# index (a concurrent build that failed, one dropped by hand, migration 0006 reverted): the candidates would then be
+# computed row by row, or not at all. The term's pairs are listed as rollout_term_grams() lists them, written out so
+# that this also runs without the migration's functions.
 _SHORT_TERM_EXPECTED_SQL = """
-    WITH stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
-                   FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'rollout_completion_grams')
+    WITH term AS (SELECT UPPER(%(q)s) AS t),
+    pairs AS (SELECT substr(t, i, LEAST(length(t), 2)) AS gram
+              FROM term, generate_series(1, GREATEST(length(t) - 1, 1)) AS i),
+    stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
+              FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'rollout_completion_grams')
     SELECT MIN(COALESCE(stats.freq, 0)) * (SELECT GREATEST(reltuples, 0) FROM pg_class
                                            WHERE oid = 'rollouts_rollout'::regclass)
-    FROM unnest(rollout_term_grams(UPPER(%(q)s))) AS term (gram) LEFT JOIN stats USING (gram)
+    FROM pairs LEFT JOIN stats USING (gram)
     WHERE EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('rollout_completion_grams') AND indisvalid)
 """
 # Written as the index's expression, so the planner reads the index.
 SHORT_TERM_PAIRS_CONDITION = 'rollout_text_grams(UPPER(completion)) COLLATE "C" @> rollout_term_grams(UPPER(%(q)s))'
-_SHORT_TERM_CANDIDATES_SQL = f"SELECT id FROM rollouts_rollout WHERE project_id = %(project)s AND {SHORT_TERM_PAIRS_CONDITION}"
+_SHORT_TERM_CANDIDATES_SQL = (
+    f"SELECT id FROM rollouts_rollout WHERE project_id = %(project)s AND {SHORT_TERM_PAIRS_CONDITION}"
+)
 
 
 def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
@@ -99,7 +106,8 @@ def rollout_filter(
 ) -> QuerySet[Rollout]:
     """The project's rollouts under typed filters (no order, no columns chosen): task, job, run, model, source,
     split, example, step, group_key, ids, errors_only, q (text in the completion), and the registered clauses'
-    rubric_version, score_min, score_max, labeled ("yes"/"no"). Empty values (None, "") are no filter."""
+    rubric_version, score_min, score_max, labeled ("yes"/"no"). Empty values (None, "") are no filter. A `q` too short
+    for trigrams costs one or two queries here, on Postgres (`_rare_short_term_candidates`)."""
     f = {k: v for k, v in (filters or {}).items() if v is not None and v != ""}
     rollouts = Rollout.objects.filter(project=project)
     for field, lookup in _FIELDS:
