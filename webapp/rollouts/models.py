@@ -80,9 +80,9 @@ class Rollout(models.Model):
                 name="rollout_unique_run_step_group_sample",
             ),
         ]
-        # Text search also has a trigram index on UPPER(completion) and one on its characters and character pairs,
-        # created by Postgres-only migrations (rollouts.0002_rollout_text_trgm, rollouts.0006_rollout_text_grams) and
-        # kept out of the model state: SQLite has no GIN.
+        # Text search also has a trigram index on UPPER(completion), created by a Postgres-only migration
+        # (rollouts.0002_rollout_text_trgm) and kept out of the model state: SQLite has no GIN. An index on its
+        # characters and character pairs is an operator's opt-in (webapp.rollouts.search_index), off by default.
         indexes = [
             models.Index(fields=["project", "-id"], name="rollout_project_id"),
             models.Index(fields=["task", "-id"], name="rollout_task_id"),

@@ -11,6 +11,7 @@ from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
 from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.rollouts.search_index import SHORT_TERMS_INDEX
 
 # Filters that read other apps' rows (judge scores, human labels) are contributed by those apps, which sit above
 # rollouts in the app order: each registers a clause in its AppConfig.ready (judging: score bounds and the scores of
@@ -55,19 +56,22 @@ _TRIGRAM = re.compile(r"[^\W_]{3}")
 SHORT_TERM_CANDIDATES = 2_000
 # How many rollouts the statistics of the character-pair index expect to have every pair of the term (as many as have
 # its rarest pair; a pair missing from the index's most common elements counts as in none). NULL without a valid
-# index (a concurrent build that failed, one dropped by hand, migration 0006 reverted): the candidates would then be
-# computed row by row, or not at all. The term's pairs are listed as rollout_term_grams() lists them, written out so
-# that this also runs without the migration's functions.
-_SHORT_TERM_EXPECTED_SQL = """
+# index: it is an operator's opt-in (webapp.rollouts.search_index), off by default, and a concurrent build can fail or
+# be interrupted; the candidates would then be computed row by row, or not at all, its functions being gone too. The
+# check is folded in here rather than cached per process: a default installation pays this one query for a term
+# without a trigram (an uncorrelated EXISTS, evaluated once before anything else: well under a millisecond), and a
+# process can never use an index that `--disable` has dropped since. The term's pairs are listed as
+# rollout_term_grams() lists them, written out so that this also runs without that function.
+_SHORT_TERM_EXPECTED_SQL = f"""
     WITH term AS (SELECT UPPER(%(q)s) AS t),
     pairs AS (SELECT substr(t, i, LEAST(length(t), 2)) AS gram
               FROM term, generate_series(1, GREATEST(length(t) - 1, 1)) AS i),
     stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
-              FROM pg_stats WHERE schemaname = current_schema() AND tablename = 'rollout_completion_grams')
+              FROM pg_stats WHERE schemaname = current_schema() AND tablename = '{SHORT_TERMS_INDEX}')
     SELECT MIN(COALESCE(stats.freq, 0)) * (SELECT GREATEST(reltuples, 0) FROM pg_class
                                            WHERE oid = 'rollouts_rollout'::regclass)
     FROM pairs LEFT JOIN stats USING (gram)
-    WHERE EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('rollout_completion_grams') AND indisvalid)
+    WHERE EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('{SHORT_TERMS_INDEX}') AND indisvalid)
 """
 # Written as the index's expression, so the planner reads the index.
 SHORT_TERM_PAIRS_CONDITION = 'rollout_text_grams(UPPER(completion)) COLLATE "C" @> rollout_term_grams(UPPER(%(q)s))'
@@ -78,8 +82,8 @@ _SHORT_TERM_CANDIDATES_SQL = (
 
 def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
     """For a term too short for trigrams (all its words under three characters), on Postgres: the ids of the
-    project's rollouts whose text has every character pair of the term (the index of migration
-    rollouts.0006_rollout_text_grams answers that), a superset of the rollouts that contain it; None when the term
+    project's rollouts whose text has every character pair of the term (the opt-in index of
+    webapp.rollouts.search_index answers that), a superset of the rollouts that contain it; None when the term
     has a trigram, when the index is not there (or not valid), or when its statistics say a pair of the term is in
     more than SHORT_TERM_CANDIDATES rollouts (or the index finds more): the search then goes as before.
 
@@ -107,7 +111,8 @@ def rollout_filter(
     """The project's rollouts under typed filters (no order, no columns chosen): task, job, run, model, source,
     split, example, step, group_key, ids, errors_only, q (text in the completion), and the registered clauses'
     rubric_version, score_min, score_max, labeled ("yes"/"no"). Empty values (None, "") are no filter. A `q` too short
-    for trigrams costs one or two queries here, on Postgres (`_rare_short_term_candidates`)."""
+    for trigrams costs one query here on Postgres, two for a rare one where the short-term index is enabled
+    (`_rare_short_term_candidates`)."""
     f = {k: v for k, v in (filters or {}).items() if v is not None and v != ""}
     rollouts = Rollout.objects.filter(project=project)
     for field, lookup in _FIELDS:

@@ -1,6 +1,7 @@
 """Rollout text search (`?q=`) on Postgres: the trigram index of migration rollouts.0002_rollout_text_trgm serves the
-query the browser really runs, the character-pair index of rollouts.0006_rollout_text_grams finds the candidates of a
-rare term too short for trigrams, and results are the same as a plain substring test under UPPER() on every path.
+query the browser really runs, the opt-in character-pair index (webapp.rollouts.search_index, built here through its
+service for the tests that need it and dropped after) finds the candidates of a rare term too short for trigrams, and
+results are the same as a plain substring test under UPPER() on every path. Without that index: test_search_index.py.
 
 Today's semantics, kept on purpose: Django's `icontains` is `UPPER(completion) LIKE UPPER('%term%')` with `%`, `_`
 and `\\` in the term escaped, so a term matches when UPPER(term) is a substring of UPPER(completion). Postgres'
@@ -24,6 +25,11 @@ from hypothesis import strategies as st
 from tests.factories import TaskFactory
 from webapp.core.models import Role
 from webapp.rollouts.models import Rollout
+from webapp.rollouts.search_index import (
+    SHORT_TERMS_INDEX,
+    short_terms_index_disable,
+    short_terms_index_enable,
+)
 from webapp.rollouts.selectors import (
     SHORT_TERM_PAIRS_CONDITION,
     _rare_short_term_candidates,
@@ -31,7 +37,7 @@ from webapp.rollouts.selectors import (
 )
 
 INDEX = "rollout_completion_trgm"
-PAIRS_INDEX = "rollout_completion_grams"
+PAIRS_INDEX = SHORT_TERMS_INDEX
 RARE = "quetzalcoatl"
 WORDS = ("the", "answer", "is", "because", "first", "then", "we", "compute", "sum", "product", "check", "result",
          "so", "therefore", "value", "number", "total", "step", "add", "subtract", "multiply", "divide",
@@ -67,6 +73,16 @@ def test_upper_semantics_are_per_character_not_casefold():
     table = upper_table(["ßﬁé"])
     assert table["ß"] == "ß" and table["ﬁ"] == "ﬁ"  # no one-character uppercase: unchanged, never "SS" / "FI"
     assert table["é"] == "É"
+
+
+@pytest.fixture(scope="module")
+def short_terms_index(django_db_setup, django_db_blocker):
+    """The operator's opt-in, as `manage.py search_index short-terms --enable` makes it (CONCURRENTLY, so outside the
+    tests' transactions), for this module's tests that ask for it; dropped after them."""
+    with django_db_blocker.unblock():
+        assert short_terms_index_enable().valid
+        yield
+        short_terms_index_disable()
 
 
 @pytest.fixture
@@ -117,6 +133,7 @@ def test_rare_and_absent_terms_read_the_trigram_index_on_the_browser_query(make_
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("short_terms_index")
 def test_rare_short_terms_read_the_character_pair_index_and_common_ones_walk_the_newest(make_member, client):
     """5,000 rollouts, 3 with a rare two-letter run ("zq"), ANALYZE: a search for it, for a rare one-character term
     and for an absent two-letter term takes its candidates from the character-pair index (the plan says so) and
@@ -156,8 +173,8 @@ def test_rare_short_terms_read_the_character_pair_index_and_common_ones_walk_the
                                                                              if "zq" in r.completion)
     assert _rare_short_term_candidates(project, "th") is None  # in every rollout: more than the cap expects
     assert _rare_short_term_candidates(project, "zqy") is None  # has a trigram: the trigram index's
-    # Without the index (a failed build, or migration 0006 reverted) the search goes as before, rather than computing
-    # the pairs of every text or failing.
+    # Without the index (disabled, a failed build) the search goes as before, rather than computing the pairs of every
+    # text or failing.
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(f"DROP INDEX {PAIRS_INDEX}")
@@ -189,6 +206,7 @@ def corpus_and_term(draw) -> tuple[list[str], str]:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("short_terms_index")
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=corpus_and_term())
