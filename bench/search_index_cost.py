@@ -6,8 +6,9 @@ time to store rows (INSERT … SELECT) with no search index, the trigram index o
 
 The browser benchmark's rows are one short sentence repeated; here each row is a different piece of English prose and
 code (the documentation and sources of the installed Python packages, cut into pieces of about --chars characters,
-reused in order when there are not enough). Uses its own table in a migrated database (the index functions come
-from migration rollouts.0006_rollout_text_grams); the table is dropped at the end.
+reused in order when there are not enough). Uses its own table in a migrated database, with the functions of the
+opt-in character-pair index (webapp.rollouts.search_index, created here, and dropped at the end unless that database
+has the index enabled); the table is dropped at the end.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from pathlib import Path
 
 import psycopg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.test")
+
 TABLE = "bench_search_index_cost"
 TRIGRAM = "UPPER(completion) gin_trgm_ops"
-PAIRS = '(rollout_text_grams(UPPER(completion)) COLLATE "C")'  # as in migration rollouts.0006
+PAIRS = '(rollout_text_grams(UPPER(completion)) COLLATE "C")'  # as webapp.rollouts.search_index builds it
 
 
 def texts(rows: int, chars: int) -> list[str]:
@@ -44,6 +48,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--chars", type=int, default=2_000)
     args = parser.parse_args()
+    import django
+
+    django.setup()
+    from webapp.rollouts.search_index import (
+        SHORT_TERMS_FUNCTION_NAMES,
+        SHORT_TERMS_FUNCTIONS,
+        SHORT_TERMS_INDEX,
+    )
+
     rows = texts(args.rows, args.chars)
     with psycopg.connect(os.environ["DATABASE_URL"].replace("postgres://", "postgresql://"), autocommit=True) as conn:
         def timed(sql: str) -> float:
@@ -52,6 +65,8 @@ def main() -> None:
             return time.perf_counter() - started
 
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}, {TABLE}_in")
+        for function in SHORT_TERMS_FUNCTIONS:
+            conn.execute(function)
         conn.execute(f"CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, completion text NOT NULL)")
         with conn.cursor() as cursor, cursor.copy(f"COPY {TABLE} (completion) FROM STDIN") as copy:
             for text in rows:
@@ -74,6 +89,8 @@ def main() -> None:
                 conn.execute(f"CREATE INDEX {TABLE}_in_{i} ON {TABLE}_in USING gin ({expr})")
             inserts[name] = timed(f"INSERT INTO {TABLE}_in (completion) SELECT completion FROM {TABLE}")
         conn.execute(f"DROP TABLE {TABLE}, {TABLE}_in")
+        if conn.execute("SELECT to_regclass(%s) IS NULL", [SHORT_TERMS_INDEX]).fetchone()[0]:
+            conn.execute(f"DROP FUNCTION {', '.join(SHORT_TERMS_FUNCTION_NAMES)}")
     mb = 1024 * 1024
     print(f"{args.rows:,} rows of {size[2]:.0f} characters on average: table {size[0] / mb:.0f} MB"
           f" ({size[1] / mb:.0f} MB with TOAST and primary key)")

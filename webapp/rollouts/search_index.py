@@ -35,7 +35,7 @@ SHORT_TERMS_TRADE_OFF = (
     "raw COPY 4.1x slower, ANALYZE of 2k-character texts 2.7 -> 91 s, CREATE INDEX 4-14x the trigram index's"
 )
 
-_FUNCTIONS = (
+SHORT_TERMS_FUNCTIONS = (
     # Every character and every pair of consecutive characters, once each: the pairs at even offsets and at odd
     # offsets come from two regex passes (C speed; substr() per position would walk a long text quadratically).
     """
@@ -55,7 +55,7 @@ _FUNCTIONS = (
     $$
     """,
 )
-_FUNCTION_NAMES = ("rollout_text_grams(text)", "rollout_term_grams(text)")
+SHORT_TERMS_FUNCTION_NAMES = ("rollout_text_grams(text)", "rollout_term_grams(text)")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def short_terms_index_enable() -> ShortTermsIndexStatus:
     if status.valid:
         return status
     with connection.cursor() as cursor:
-        for function in _FUNCTIONS:
+        for function in SHORT_TERMS_FUNCTIONS:
             cursor.execute(function)
         if status.exists:
             cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SHORT_TERMS_INDEX}")
@@ -129,5 +129,5 @@ def short_terms_index_disable() -> ShortTermsIndexStatus:
     _outside_a_transaction("disable")
     with connection.cursor() as cursor:
         cursor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {SHORT_TERMS_INDEX}")
-        cursor.execute(f"DROP FUNCTION IF EXISTS {', '.join(_FUNCTION_NAMES)}")
+        cursor.execute(f"DROP FUNCTION IF EXISTS {', '.join(SHORT_TERMS_FUNCTION_NAMES)}")
     return short_terms_index_status()
