@@ -81,7 +81,8 @@ class Rollout(models.Model):
             ),
         ]
         # Text search also has a trigram index on UPPER(completion), created by a Postgres-only migration
-        # (rollouts.0002_rollout_text_trgm) and kept out of the model state: SQLite has no GIN.
+        # (rollouts.0002_rollout_text_trgm) and kept out of the model state: SQLite has no GIN. An index on its
+        # characters and character pairs is an operator's opt-in (webapp.rollouts.search_index), off by default.
         indexes = [
             models.Index(fields=["project", "-id"], name="rollout_project_id"),
             models.Index(fields=["task", "-id"], name="rollout_task_id"),

@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 
 from webapp.core.models import Project
 from webapp.rollouts.models import GenerationJob, Rollout
+from webapp.rollouts.search_index import SHORT_TERMS_INDEX
 
 # Filters that read other apps' rows (judge scores, human labels) are contributed by those apps, which sit above
 # rollouts in the app order: each registers a clause in its AppConfig.ready (judging: score bounds and the scores of
@@ -46,12 +49,70 @@ def rollout_filter_register(clause: RolloutFilterClause) -> None:
         _clauses.append(clause)
 
 
+# A run of three letters or digits: pg_trgm finds a trigram of the term's own and the trigram index serves the search.
+_TRIGRAM = re.compile(r"[^\W_]{3}")
+# At most this many candidates from the character-pair index go into the query as ids; a term likely to be in more
+# rollouts is left to the newest-first scan, which finds a page of a common term quickly.
+SHORT_TERM_CANDIDATES = 2_000
+# How many rollouts the statistics of the character-pair index expect to have every pair of the term (as many as have
+# its rarest pair; a pair missing from the index's most common elements counts as in none). NULL without a valid
+# index: it is an operator's opt-in (webapp.rollouts.search_index), off by default, and a concurrent build can fail or
+# be interrupted; the candidates would then be computed row by row, or not at all, its functions being gone too. The
+# check is folded in here rather than cached per process: a default installation pays this one query for a term
+# without a trigram (an uncorrelated EXISTS, evaluated once before anything else: well under a millisecond), and a
+# process can never use an index that `--disable` has dropped since. The term's pairs are listed as
+# rollout_term_grams() lists them, written out so that this also runs without that function.
+_SHORT_TERM_EXPECTED_SQL = f"""
+    WITH term AS (SELECT UPPER(%(q)s) AS t),
+    pairs AS (SELECT substr(t, i, LEAST(length(t), 2)) AS gram
+              FROM term, generate_series(1, GREATEST(length(t) - 1, 1)) AS i),
+    stats AS (SELECT unnest(most_common_elems::text::text[]) AS gram, unnest(most_common_elem_freqs) AS freq
+              FROM pg_stats WHERE schemaname = current_schema() AND tablename = '{SHORT_TERMS_INDEX}')
+    SELECT MIN(COALESCE(stats.freq, 0)) * (SELECT GREATEST(reltuples, 0) FROM pg_class
+                                           WHERE oid = 'rollouts_rollout'::regclass)
+    FROM pairs LEFT JOIN stats USING (gram)
+    WHERE EXISTS (SELECT FROM pg_index WHERE indexrelid = to_regclass('{SHORT_TERMS_INDEX}') AND indisvalid)
+"""
+# Written as the index's expression, so the planner reads the index.
+SHORT_TERM_PAIRS_CONDITION = 'rollout_text_grams(UPPER(completion)) COLLATE "C" @> rollout_term_grams(UPPER(%(q)s))'
+_SHORT_TERM_CANDIDATES_SQL = (
+    f"SELECT id FROM rollouts_rollout WHERE project_id = %(project)s AND {SHORT_TERM_PAIRS_CONDITION}"
+)
+
+
+def _rare_short_term_candidates(project: Project, q: str) -> list[int] | None:
+    """For a term too short for trigrams (all its words under three characters), on Postgres: the ids of the
+    project's rollouts whose text has every character pair of the term (the opt-in index of
+    webapp.rollouts.search_index answers that), a superset of the rollouts that contain it; None when the term
+    has a trigram, when the index is not there (or not valid), or when its statistics say a pair of the term is in
+    more than SHORT_TERM_CANDIDATES rollouts (or the index finds more): the search then goes as before.
+
+    A rare term's page then reads a few rows by id instead of the whole table. The decision is made here, from the
+    pairs' statistics, rather than by the planner: it cannot tell an absent pair from a merely uncommon one and
+    would then walk the table evaluating the pairs of every text."""
+    if connection.vendor != "postgresql" or _TRIGRAM.search(q):
+        return None
+    params: dict[str, str | int] = {"q": q, "project": project.pk}
+    with connection.cursor() as cursor:
+        cursor.execute(_SHORT_TERM_EXPECTED_SQL, params)
+        (expected,) = cursor.fetchone()
+        if expected is None or expected > SHORT_TERM_CANDIDATES:
+            return None
+        # A second statement rather than a branch of the first: a plan for the common case would be built (and
+        # JIT-compiled) even when unused.
+        cursor.execute(_SHORT_TERM_CANDIDATES_SQL, params)
+        ids = [row[0] for row in cursor.fetchmany(SHORT_TERM_CANDIDATES + 1)]
+    return ids if len(ids) <= SHORT_TERM_CANDIDATES else None
+
+
 def rollout_filter(
     project: Project, *, filters: Mapping[str, Any] | None = None, meaning: RolloutFilterMeaning | None = None
 ) -> QuerySet[Rollout]:
     """The project's rollouts under typed filters (no order, no columns chosen): task, job, run, model, source,
     split, example, step, group_key, ids, errors_only, q (text in the completion), and the registered clauses'
-    rubric_version, score_min, score_max, labeled ("yes"/"no"). Empty values (None, "") are no filter."""
+    rubric_version, score_min, score_max, labeled ("yes"/"no"). Empty values (None, "") are no filter. A `q` too short
+    for trigrams costs one query here on Postgres, two for a rare one where the short-term index is enabled
+    (`_rare_short_term_candidates`)."""
     f = {k: v for k, v in (filters or {}).items() if v is not None and v != ""}
     rollouts = Rollout.objects.filter(project=project)
     for field, lookup in _FIELDS:
@@ -62,6 +123,9 @@ def rollout_filter(
     if f.get("errors_only"):
         rollouts = rollouts.exclude(error="")
     if f.get("q"):
+        candidates = _rare_short_term_candidates(project, f["q"])
+        if candidates is not None:
+            rollouts = rollouts.filter(pk__in=candidates)
         # On Postgres this is UPPER(completion) LIKE UPPER('%q%'), the exact expression the trigram index of
         # migration rollouts.0002_rollout_text_trgm serves; another lookup (iregex, ILIKE) would miss the index.
         rollouts = rollouts.filter(completion__icontains=f["q"])

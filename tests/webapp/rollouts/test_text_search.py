@@ -1,5 +1,7 @@
 """Rollout text search (`?q=`) on Postgres: the trigram index of migration rollouts.0002_rollout_text_trgm serves the
-query the browser really runs, and results are the same as a plain substring test under UPPER().
+query the browser really runs, the opt-in character-pair index (webapp.rollouts.search_index, built here through its
+service for the tests that need it and dropped after) finds the candidates of a rare term too short for trigrams, and
+results are the same as a plain substring test under UPPER() on every path. Without that index: test_search_index.py.
 
 Today's semantics, kept on purpose: Django's `icontains` is `UPPER(completion) LIKE UPPER('%term%')` with `%`, `_`
 and `\\` in the term escaped, so a term matches when UPPER(term) is a substring of UPPER(completion). Postgres'
@@ -23,9 +25,19 @@ from hypothesis import strategies as st
 from tests.factories import TaskFactory
 from webapp.core.models import Role
 from webapp.rollouts.models import Rollout
-from webapp.rollouts.selectors import rollout_browse
+from webapp.rollouts.search_index import (
+    SHORT_TERMS_INDEX,
+    short_terms_index_disable,
+    short_terms_index_enable,
+)
+from webapp.rollouts.selectors import (
+    SHORT_TERM_PAIRS_CONDITION,
+    _rare_short_term_candidates,
+    rollout_browse,
+)
 
 INDEX = "rollout_completion_trgm"
+PAIRS_INDEX = SHORT_TERMS_INDEX
 RARE = "quetzalcoatl"
 WORDS = ("the", "answer", "is", "because", "first", "then", "we", "compute", "sum", "product", "check", "result",
          "so", "therefore", "value", "number", "total", "step", "add", "subtract", "multiply", "divide",
@@ -49,9 +61,9 @@ def matches(term: str, completion: str, table: dict[str, str]) -> bool:
     return up(term) in up(completion)
 
 
-def plan_of(sql: str) -> str:
+def plan_of(sql: str, params: object = None) -> str:
     with connection.cursor() as cursor:
-        cursor.execute(f"EXPLAIN {sql}")
+        cursor.execute(f"EXPLAIN {sql}", params)
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
@@ -61,6 +73,16 @@ def test_upper_semantics_are_per_character_not_casefold():
     table = upper_table(["ßﬁé"])
     assert table["ß"] == "ß" and table["ﬁ"] == "ﬁ"  # no one-character uppercase: unchanged, never "SS" / "FI"
     assert table["é"] == "É"
+
+
+@pytest.fixture(scope="module")
+def short_terms_index(django_db_setup, django_db_blocker):
+    """The operator's opt-in, as `manage.py search_index short-terms --enable` makes it (CONCURRENTLY, so outside the
+    tests' transactions), for this module's tests that ask for it; dropped after them."""
+    with django_db_blocker.unblock():
+        assert short_terms_index_enable().valid
+        yield
+        short_terms_index_disable()
 
 
 @pytest.fixture
@@ -110,6 +132,59 @@ def test_rare_and_absent_terms_read_the_trigram_index_on_the_browser_query(make_
             assert page == [pk for pk in rare_ids if pk < query.get("before", float("inf"))]
 
 
+@pytest.mark.django_db
+@pytest.mark.usefixtures("short_terms_index")
+def test_rare_short_terms_read_the_character_pair_index_and_common_ones_walk_the_newest(make_member, client):
+    """5,000 rollouts, 3 with a rare two-letter run ("zq"), ANALYZE: a search for it, for a rare one-character term
+    and for an absent two-letter term takes its candidates from the character-pair index (the plan says so) and
+    reads them by id; a common two-letter term ("th", in every rollout) goes as before, newest first, without
+    asking the index for candidates. Every page is the oracle's."""
+    user, project = make_member(Role.VIEWER)
+    task = TaskFactory(project=project)
+    rng = random.Random(3)
+    rare_at = {400, 2_500, 4_900}
+    rollouts = Rollout.objects.bulk_create(
+        (Rollout(project=project, task=task, group_key=f"g{i // 8}", sample_index=i % 8,
+                 completion="the " + " ".join(rng.choices(WORDS, k=rng.randint(8, 30)))
+                 + (" Xzqy and \u20ac" if i in rare_at else ""))
+         for i in range(5_000)),
+        batch_size=1_000,
+    )
+    with connection.cursor() as cursor:
+        for index in (INDEX, PAIRS_INDEX):
+            cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index])
+        cursor.execute(f"ANALYZE {Rollout._meta.db_table}")
+    client.force_login(user)
+    url = reverse("rollouts:list", args=[project.pk])
+    newest_first = sorted(rollouts, key=lambda r: r.pk, reverse=True)
+    for term, candidates_asked in (("ZQ", True), ("\u20ac", True), ("qz", True), ("th", False)):
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(url, {"q": term})
+        assert response.status_code == 200
+        asked = [q["sql"] for q in queries.captured_queries if "@> rollout_term_grams" in q["sql"]]
+        assert bool(asked) == candidates_asked, (term, asked)
+        if asked:
+            assert PAIRS_INDEX in plan_of(asked[0]), plan_of(asked[0])
+        table = upper_table([term, *(r.completion for r in rollouts)])
+        expected = [r.pk for r in newest_first if matches(term, r.completion, table)]
+        assert [r.pk for r in response.context["page"].items] == expected[:50], term
+        assert (len(expected) > 50) == (not candidates_asked)
+    assert sorted(_rare_short_term_candidates(project, "zq") or []) == sorted(r.pk for r in rollouts
+                                                                             if "zq" in r.completion)
+    assert _rare_short_term_candidates(project, "th") is None  # in every rollout: more than the cap expects
+    assert _rare_short_term_candidates(project, "zqy") is None  # has a trigram: the trigram index's
+    # Without the index (disabled, a failed build) the search goes as before, rather than computing the pairs of every
+    # text or failing.
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {PAIRS_INDEX}")
+            cursor.execute("DROP FUNCTION rollout_text_grams(text), rollout_term_grams(text)")
+        assert _rare_short_term_candidates(project, "zq") is None
+        assert sorted(rollout_browse(project, filters={"q": "zq"}).values_list("pk", flat=True)) == \
+            sorted(r.pk for r in rollouts if "zq" in r.completion)
+        transaction.set_rollback(True)
+
+
 # Characters whose case rules differ between UPPER(), lower() and casefold(), LIKE's metacharacters and its escape,
 # a combining accent and an astral-plane character; then anything Postgres can store.
 TRICKY = "aAbzZ sS\u017f\u00df\u1e9ekK\u212a\u03c2\u03c3\u03a3\u0131iI\u0130\u00e9\u00c9e\u0301\ufb01%_\\.-0\U0001f600"
@@ -131,6 +206,7 @@ def corpus_and_term(draw) -> tuple[list[str], str]:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("short_terms_index")
 @settings(max_examples=150, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=corpus_and_term())
@@ -142,9 +218,14 @@ def corpus_and_term(draw) -> tuple[list[str], str]:
 @example(case=(["mass", "maſs", "MASS"], "ſ"))
 @example(case=(["ΟΔΟΣ", "οδος", "οδοσ"], "ς"))
 @example(case=(["file", "ﬁle", "FILE"], "fi"))
+@example(case=(["line\nbreak", "line break", "LINE\n"], "e\n"))
+@example(case=(["a", "", "ab", "ba"], "a"))
+@example(case=(["tab\there", "€ 5", "5 €"], "€ "))
 def test_search_finds_exactly_what_an_upper_substring_test_finds(case, search_world):
-    """Through the browser's selector (whatever plan the planner picks on a tiny table) and through the trigram
-    index itself (other paths switched off, the plan checked): the same ids as the oracle."""
+    """Through the browser's selector (on a table without statistics, a term without trigrams takes the
+    character-pair path), the plain LIKE the selector falls back to for a common short term, the trigram index
+    itself and the character-pair index itself (other paths switched off, the plans checked): the same ids as the
+    oracle, and the character-pair index never misses a match."""
     completions, term = case
     project, task = search_world
     with transaction.atomic():
@@ -155,6 +236,7 @@ def test_search_finds_exactly_what_an_upper_substring_test_finds(case, search_wo
         expected = {r.pk for r in rollouts if matches(term, r.completion, table)}
 
         assert set(rollout_browse(project, filters={"q": term}).values_list("pk", flat=True)) == expected
+        assert set(Rollout.objects.filter(completion__icontains=term).values_list("pk", flat=True)) == expected
 
         with connection.cursor() as cursor:  # undone with the savepoint below
             cursor.execute("SET LOCAL enable_seqscan = off")
@@ -162,4 +244,15 @@ def test_search_finds_exactly_what_an_upper_substring_test_finds(case, search_wo
         through_index = Rollout.objects.filter(completion__icontains=term).values_list("pk", flat=True)
         assert INDEX in through_index.explain()
         assert set(through_index) == expected
+
+        pairs = f"SELECT id FROM {Rollout._meta.db_table} WHERE {SHORT_TERM_PAIRS_CONDITION}"
+        assert PAIRS_INDEX in plan_of(pairs, {"q": term})
+        with connection.cursor() as cursor:
+            cursor.execute(pairs, {"q": term})
+            candidates = {row[0] for row in cursor.fetchall()}
+        assert expected <= candidates
+        if len(term) <= 2:  # one or two characters: having the pair (or the character) is containing the term
+            assert candidates == expected, (term, completions)
+        assert set(Rollout.objects.filter(pk__in=candidates, completion__icontains=term)
+                   .values_list("pk", flat=True)) == expected
         transaction.set_rollback(True)

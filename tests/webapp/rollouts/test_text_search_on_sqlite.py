@@ -1,8 +1,9 @@
-"""The embedded mode's SQLite: the trigram migration is a no-op there and `?q=` search keeps working, with LIKE's
-metacharacters taken literally. Checked in a fresh SQLite database by a child process with the embedded settings."""
+"""The embedded mode's SQLite: the trigram migration is a no-op there, `?q=` search keeps working, with LIKE's
+metacharacters taken literally, and the optional short-term index's command says it is Postgres only. Checked in a fresh SQLite database by a child process with the embedded settings."""
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -24,7 +25,7 @@ def scenario() -> None:
     import django
 
     django.setup()
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
     from django.db import connection
     from django.db.migrations.recorder import MigrationRecorder
 
@@ -47,6 +48,15 @@ def scenario() -> None:
                            ("answer", ["The Answer"]), ("B", ["a_b", "axb", "back\\slash", "backslash"])):
         found = set(rollout_browse(project, filters={"q": term}).values_list("pk", flat=True))
         assert found == {rollouts[text] for text in expected}, (term, found)
+    out = io.StringIO()
+    call_command("search_index", "short-terms", "--status", stdout=out)
+    assert "not available on sqlite (Postgres only)" in out.getvalue(), out.getvalue()
+    try:
+        call_command("search_index", "short-terms", "--enable")
+    except CommandError as error:
+        assert "Postgres only" in str(error), error
+    else:
+        raise AssertionError("--enable on SQLite did not refuse")
     print(f"vendor {connection.vendor}, search held")
 
 
