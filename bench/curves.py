@@ -79,12 +79,18 @@ def measure(rows: int, what: str, log_dir: Path) -> dict[str, float]:
 
 # title, figure names (prefix, suffix), what the shape should be, the curve a slope-1 line starts from (log–log).
 PANELS = [
-    ("Rollout browser page p95 (ms)", "browser ", ": p95", "flat", None),
+    ("Rollout browser, page p95 (ms)", "browser ", ": p95", "flat", None),
     ("Agreement dashboard, max of 3 (s)", "dashboard ", ", max", "flat cached, linear recomputed",
      "dashboard recomputed, max"),
-    ("Ingest from JSONL (s)", "ingest import seconds", "", "linear", "ingest import seconds"),
+    ("Ingest from JSONL (s)", "ingest ", " seconds", "linear", "ingest import seconds"),
     ("Export of rollouts with scores (s)", "export ", " seconds", "linear", "export jsonl seconds"),
 ]
+# The baselines' seconds, from the figures each benchmark reports: the ratio is baseline rows/s over ours (ingest)
+# or our seconds over the baseline's (export), measured in the same run.
+BASELINES = {
+    "ingest COPY FROM seconds": ("ingest import seconds", "ingest import / COPY FROM rows/s"),
+    "export COPY TO seconds": ("export jsonl seconds", "export jsonl / COPY rows/s"),
+}
 
 
 def load(figures: dict[str, float]) -> float:
@@ -102,9 +108,12 @@ def plot(data: dict[str, dict[str, float]], paths: list[Path]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     plt.rcParams["svg.hashsalt"] = "rubricon"  # the same data draws the same file
+    data = {size: {**figures, **{name: figures[ours] * figures[ratio] for name, (ours, ratio) in BASELINES.items()
+                                 if ours in figures and ratio in figures}}
+            for size, figures in data.items()}
     sizes = sorted(int(s) for s in data)
     fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
     for ax, (title, prefix, suffix, shape, guide) in zip(axes.flat, PANELS, strict=True):
@@ -112,19 +121,24 @@ def plot(data: dict[str, dict[str, float]], paths: list[Path]) -> None:
         for name in names:
             xs = [n for n in sizes if name in data[str(n)]]
             label = name.removeprefix(prefix).removesuffix(suffix).strip() or name
-            ax.plot(xs, [data[str(n)][name] for n in xs], marker="o", label=label)
+            baseline = name in BASELINES
+            ax.plot(xs, [data[str(n)][name] for n in xs], marker="s" if baseline else "o",
+                    linestyle="--" if baseline else "-", label=label)
         ax.set_xscale("log")
         if guide is None:  # a flat curve reads best against zero
             ax.set_ylim(bottom=0)
         else:
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
             xs = [n for n in sizes if guide in data[str(n)]]
             if len(xs) > 1:  # slope 1 through the guide curve's first point: what linear looks like
                 y0 = data[str(xs[0])][guide]
                 ax.plot(xs, [y0 * n / xs[0] for n in xs], linestyle=":", color="grey", label="linear")
         ax.set_xticks(sizes, [rows_label(n) for n in sizes])
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_title(f"{title} — should be {shape}", fontsize=9)
+        ax.set_title(f"{title}: should be {shape}", fontsize=9)
         ax.set_xlabel("rows (log)")
         ax.grid(True, which="both", alpha=0.3)
         if names:
