@@ -2,7 +2,8 @@
 row counts, drawn as one figure so the growth is visible (pages should stay flat, bulk work grow linearly).
 
     .venv/bin/python bench/curves.py                       # 10k, 100k, 300k rows (about 20 minutes on 2 cores)
-    .venv/bin/python bench/curves.py --full                # 100k, 1M, 3M rows (hours: seeding 3M rows)
+    .venv/bin/python bench/curves.py --full                # 100k, 1M, 3M rows (~65 min on 2 shared cores)
+    .venv/bin/python bench/curves.py --sizes 3000000 --only browser export   # some panels, in this order
     .venv/bin/python bench/curves.py --sizes 10000 30000   # any sizes
     .venv/bin/python bench/curves.py --plot-only           # redraw from docs/img/bench-curves.json
 
