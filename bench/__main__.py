@@ -8,7 +8,7 @@
 Each benchmark runs as its own process (its own database, `rubricon_bench_*`, never the test database) and reports
 its figures through `bench/_results.py`. Seeded rows stay in those databases: a second run reuses them (the export
 and browser benchmarks look for rows of the size asked before seeding; the dashboard and annotator benchmarks
-reseed by COPY / bulk insert in seconds; ingest writes its input file anew). Figures are only comparable
+reseed by INSERT … SELECT / bulk insert in seconds; ingest writes its input file anew). Figures are only comparable
 within one run on one machine; on a shared machine read the ratios (each measured against its baseline in the
 same run), not the absolute times.
 """

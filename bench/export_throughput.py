@@ -1,7 +1,8 @@
 """Export throughput: rollouts with per-criterion scores and totals to JSONL and Parquet through the real export
 path (`webapp.exports.services.export_write`), against `COPY (SELECT ...) TO STDOUT` of the same rows in the same run.
 
-    DATABASE: rubricon_bench_export (created if missing, migrated; seeded with COPY; never the test database)
+    DATABASE: rubricon_bench_export (created if missing, migrated; seeded by INSERT … SELECT generate_series;
+              never the test database)
     .venv/bin/python bench/export_throughput.py [--rows 100000 1000000] [--repeat 3] [--streams 2]
 
 Each measurement runs in a fresh process so its peak RSS (VmHWM) is its own. COPY, JSONL and Parquet run in turn,
@@ -18,7 +19,6 @@ import os
 import resource
 import statistics
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,36 +59,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def copy_model_rows(model, rows: Iterator[dict]) -> int:
-    """COPY dicts into a model's table; columns the dicts leave out get the field's default."""
+def insert_model_rows(model, values: dict[str, str], source: str, params: dict | None = None) -> int:
+    """INSERT … SELECT into a model's table, the rows built by Postgres itself (minutes faster than streaming them
+    from Python at millions of rows): `values` maps field attnames to SQL expressions over `source` (the rest of the
+    statement after SELECT's list: FROM …, ORDER BY …); fields left out get the field's default, as a Django save
+    would give them ("" for text fields, None for nullable ones, now for auto_now(_add))."""
     from django.db import connection
     from django.db.models import JSONField
     from django.utils import timezone
 
     now = timezone.now()
+    params = dict(params or {})
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    defaults = {}
+    exprs = []
     for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            defaults[f.attname] = now
-        else:
-            defaults[f.attname] = f.get_default()  # "" for text fields, None for nullable ones
-    json_fields = {f.attname for f in fields if isinstance(f, JSONField)}
+        if f.attname in values:
+            exprs.append(values[f.attname])
+            continue
+        default = now if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False) else f.get_default()
+        if isinstance(f, JSONField) and default is not None:
+            default = json.dumps(default)
+        params[f"default_{f.attname}"] = default
+        exprs.append(f"%(default_{f.attname})s::{f.db_type(connection)}")
     columns = ", ".join(f'"{f.column}"' for f in fields)
-    n = 0
-    with connection.cursor() as cursor, cursor.cursor.copy(
-        f'COPY "{model._meta.db_table}" ({columns}) FROM STDIN'
-    ) as copy:
-        for row in rows:
-            values = []
-            for f in fields:
-                value = row.get(f.attname, defaults[f.attname])
-                if f.attname in json_fields and value is not None and not isinstance(value, str):
-                    value = json.dumps(value)
-                values.append(value)
-            copy.write_row(values)
-            n += 1
-    return n
+    with connection.cursor() as cursor:
+        cursor.execute(f'INSERT INTO "{model._meta.db_table}" ({columns}) SELECT {", ".join(exprs)} {source}', params)
+        return cursor.rowcount
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -106,7 +102,7 @@ COMPLETION = ("Let me think step by step. First add the tens, then the units, an
 
 def seed(rows: int, group: int = 8) -> dict:
     """A project with rows/group examples, `group` rollouts per example, 2 criterion scores and a total each."""
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from webapp.core.models import Project
     from webapp.judging.models import CriterionScore, RolloutScore
@@ -123,42 +119,48 @@ def seed(rows: int, group: int = 8) -> dict:
         task = Task.objects.create(project=project, name="arith")
         rubric = Rubric.objects.create(project=project, name="arith", task=task)
         version = RubricVersion.objects.create(rubric=rubric, number=1, spec=SPEC)
-        examples = Example.objects.bulk_create(
-            [Example(task=task, external_id=f"ex-{i}", prompt=f"What is {i} + 7?", answer=str(i + 7))
-             for i in range(max(rows // group, 1))], batch_size=5000,
-        )
-
-        def rollouts():
-            for n in range(rows):
-                example = examples[(n // group) % len(examples)]
-                prompt = [{"role": "user", "content": example.prompt}]
-                completion = COMPLETION.format(answer=example.answer if n % 3 else "0")
-                yield {"project_id": project.pk, "task_id": task.pk, "example_id": example.pk, "source": "generation",
-                       "model_name": "bundled", "group_key": f"g{n // group}", "sample_index": n % group,
-                       "prompt_messages": json.dumps(prompt),
-                       "messages": json.dumps([*prompt, {"role": "assistant", "content": completion}]),
-                       "completion": completion, "prompt_tokens": 12, "completion_tokens": 48,
-                       "finish_reason": "stop", "latency_ms": 350, "metadata": '{"turns": 1}'}
-
-        copy_model_rows(Rollout, rollouts())
-        first, last = (Rollout.objects.filter(project=project).order_by(o).values_list("pk", flat=True).first()
-                       for o in ("pk", "-pk"))
-
-        def scores():
-            for rid in range(first, last + 1):
-                ok = rid % 3 != 0
-                yield {"rollout_id": rid, "rubric_version_id": version.pk, "criterion_key": "correct",
-                       "judge_fingerprint": "programmatic", "score": 1.0 if ok else 0.0, "raw_choice": ""}
-                yield {"rollout_id": rid, "rubric_version_id": version.pk, "criterion_key": "clear",
-                       "judge_fingerprint": "judge-a", "score": (rid % 5) / 4, "raw_choice": "yes",
-                       "rationale": "The steps are laid out plainly."}
-
-        copy_model_rows(CriterionScore, scores())
-        copy_model_rows(RolloutScore, ({"rollout_id": rid, "rubric_version_id": version.pk,
-                                        "judge_fingerprint": "judge-a", "total": (rid % 7) / 6}
-                                       for rid in range(first, last + 1)))
-    from django.db import connection
-
+        # Built by Postgres (generate_series), row for row what a Python loop streaming them by COPY gave
+        # (tests/test_bench_seeds.py): example i is "What is i + 7?" (answer i + 7); rollout n belongs to example
+        # n // group, answers it right unless n % 3 == 0; criterion scores and totals follow the rollout's id.
+        examples = max(rows // group, 1)
+        with connection.cursor() as cursor:
+            # Rows consistent by construction: skip the per-row foreign-key checks (triggers) for this transaction,
+            # as pg_restore --disable-triggers does; at millions of rows they cost more than writing the rows.
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        insert_model_rows(Example, {"task_id": "%(task)s", "external_id": "'ex-' || i",
+                                    "prompt": "'What is ' || i || ' + 7?'", "answer": "(i + 7)::text"},
+                          "FROM generate_series(0, %(last)s) AS i", {"task": task.pk, "last": examples - 1})
+        head, tail = COMPLETION.split("{answer}")
+        prompt = "jsonb_build_object('role', 'user', 'content', 'What is ' || x.i || ' + 7?')"
+        insert_model_rows(Rollout, {
+            "project_id": "%(project)s", "task_id": "%(task)s", "example_id": "e.ids[x.i + 1]",
+            "source": "'generation'", "model_name": "'bundled'", "group_key": "'g' || n / %(group)s",
+            "sample_index": "n %% %(group)s", "prompt_messages": f"jsonb_build_array({prompt})",
+            "messages": f"jsonb_build_array({prompt}, jsonb_build_object('role', 'assistant', 'content', x.completion))",
+            "completion": "x.completion", "prompt_tokens": "12", "completion_tokens": "48", "finish_reason": "'stop'",
+            "latency_ms": "350", "metadata": "'{\"turns\": 1}'::jsonb",
+        }, "FROM (SELECT array_agg(id ORDER BY substr(external_id, 4)::int) AS ids FROM tasks_example"
+           " WHERE task_id = %(task)s) e, generate_series(0, %(last)s) AS n,"
+           " LATERAL (SELECT (n / %(group)s) %% %(examples)s AS i,"
+           " %(head)s || CASE WHEN n %% 3 = 0 THEN '0' ELSE ((n / %(group)s) %% %(examples)s + 7)::text END"
+           " || %(tail)s AS completion) x",
+           {"project": project.pk, "task": task.pk, "last": rows - 1, "group": group, "examples": examples,
+            "head": head, "tail": tail})
+        # Both criterion scores of a rollout next to each other, as the loop wrote them (the lateral VALUES is
+        # joined to each rollout in turn, in id order).
+        insert_model_rows(CriterionScore, {
+            "rollout_id": "r.id", "rubric_version_id": "%(version)s", "criterion_key": "k.key",
+            "judge_fingerprint": "k.judge", "raw_choice": "k.raw_choice", "rationale": "k.rationale",
+            "score": "CASE k.key WHEN 'correct' THEN (r.id %% 3 <> 0)::int::float8 ELSE (r.id %% 5)::float8 / 4 END",
+        }, "FROM (SELECT id FROM rollouts_rollout WHERE project_id = %(project)s ORDER BY id) r,"
+           " LATERAL (VALUES (r.id, 'correct', 'programmatic', '', ''),"
+           " (r.id, 'clear', 'judge-a', 'yes', 'The steps are laid out plainly.')) AS k(rollout_id, key, judge,"
+           " raw_choice, rationale)",
+           {"project": project.pk, "version": version.pk})
+        insert_model_rows(RolloutScore, {"rollout_id": "r.id", "rubric_version_id": "%(version)s",
+                                         "judge_fingerprint": "'judge-a'", "total": "(r.id %% 7)::float8 / 6"},
+                          "FROM rollouts_rollout r WHERE r.project_id = %(project)s ORDER BY r.id",
+                          {"project": project.pk, "version": version.pk})
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
     return {"project": project.pk, "version": version.pk}
@@ -248,8 +250,8 @@ def main() -> None:
     for rows in args.rows:
         started = time.perf_counter()
         ids = seed(rows)
-        print(f"== {rows:,} rollouts (+{2 * rows:,} criterion scores, {rows:,} totals) ready (COPY seeding) in "
-              f"{time.perf_counter() - started:.1f} s", flush=True)
+        print(f"== {rows:,} rollouts (+{2 * rows:,} criterion scores, {rows:,} totals) ready (seeded by"
+              f" INSERT … SELECT) in {time.perf_counter() - started:.1f} s", flush=True)
         runs: dict[str, list[dict]] = {}
         whats = [("copy", None)] + [(fmt, st) for st in (args.streams or [None]) for fmt in ("jsonl", "parquet")]
         for round in range(args.repeat):

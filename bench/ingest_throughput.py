@@ -23,19 +23,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export_throughput import COMPLETION, django_setup, ensure_database, migrate, peak_rss_mb  # noqa: E402
-
-
-def _copy_text(value) -> str:
-    if value is None:
-        return "\\N"
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+from export_throughput import (  # noqa: E402
+    COMPLETION,
+    django_setup,
+    ensure_database,
+    insert_model_rows,
+    migrate,
+    peak_rss_mb,
+)
 
 
 def prepare(rows: int, workdir: Path, group: int = 8) -> dict:
     """A project and task with rows/group examples, and the same rollouts written twice: as JSONL for the import,
-    and as COPY text (ids resolved) for the baseline."""
+    and as COPY text (ids resolved) for the baseline.
+
+    Both files are written by Postgres (`COPY (SELECT … generate_series) TO STDOUT`), byte for byte what a Python loop
+    writing `json.dumps(record, ensure_ascii=False)` lines and COPY text gave (tests/test_bench_seeds.py), in a
+    fraction of its time: example i is "What is i + 7?" (answer i + 7); rollout n belongs to example n // group and
+    answers it right unless n % 3 == 0."""
+    from django.db import connection
     from django.utils import timezone
 
     from webapp.core.models import Project
@@ -44,29 +50,45 @@ def prepare(rows: int, workdir: Path, group: int = 8) -> dict:
 
     project = Project.objects.create(name=f"ingest {rows}", slug=f"ingest-{rows}-{time.time_ns()}")
     task = Task.objects.create(project=project, name="arith")
-    examples = Example.objects.bulk_create(
-        [Example(task=task, external_id=f"ex-{i}", prompt=f"What is {i} + 7?", answer=str(i + 7))
-         for i in range(max(rows // group, 1))], batch_size=5000,
+    examples = max(rows // group, 1)
+    insert_model_rows(Example, {"task_id": "%(task)s", "external_id": "'ex-' || i",
+                                "prompt": "'What is ' || i || ' + 7?'", "answer": "(i + 7)::text"},
+                      "FROM generate_series(0, %(last)s) AS i", {"task": task.pk, "last": examples - 1})
+    head, tail = COMPLETION.split("{answer}")
+    params = {"task": task.pk, "project": project.pk, "last": rows - 1, "group": group, "examples": examples,
+              "head": head, "tail": tail, "now": timezone.now().isoformat()}
+    # JSON put together in json.dumps' key order and separators; to_json escapes the strings as it does.
+    source = (
+        " FROM (SELECT array_agg(id ORDER BY substr(external_id, 4)::int) AS ids FROM tasks_example"
+        " WHERE task_id = %(task)s) e, generate_series(0, %(last)s) AS n,"
+        " LATERAL (SELECT (n / %(group)s) %% %(examples)s AS i) x,"
+        " LATERAL (SELECT %(head)s || CASE WHEN n %% 3 = 0 THEN '0' ELSE (x.i + 7)::text END || %(tail)s AS completion,"
+        " '[{\"role\": \"user\", \"content\": ' || to_json('What is ' || x.i || ' + 7?')::text || '}' AS prompt) t,"
+        " LATERAL (SELECT t.prompt || ']' AS prompt_messages, t.prompt || ', {\"role\": \"assistant\", \"content\": '"
+        " || to_json(t.completion)::text || '}]' AS messages) j"
     )
-    now = timezone.now().isoformat()
+    line = (
+        "'{\"task\": \"arith\", \"example_id\": ' || to_json('ex-' || x.i)::text || ', \"step\": null,"
+        " \"model_name\": \"bundled\", \"group_key\": ' || to_json('g' || n / %(group)s)::text"
+        " || ', \"sample_index\": ' || n %% %(group)s || ', \"prompt_messages\": ' || j.prompt_messages"
+        " || ', \"messages\": ' || j.messages || ', \"completion\": ' || to_json(t.completion)::text"
+        " || ', \"prompt_tokens\": 12, \"completion_tokens\": 48, \"finish_reason\": \"stop\", \"latency_ms\": 350,"
+        " \"error\": \"\", \"metadata\": {\"turns\": 1}}'"
+    )
+    columns = {
+        "project_id": "%(project)s", "task_id": "%(task)s", "example_id": "e.ids[x.i + 1]", "step": "NULL",
+        "source": "'import'", "model_name": "'bundled'", "group_key": "'g' || n / %(group)s",
+        "sample_index": "n %% %(group)s", "prompt_messages": "j.prompt_messages", "messages": "j.messages",
+        "completion": "t.completion", "prompt_tokens": "12", "completion_tokens": "48", "finish_reason": "'stop'",
+        "latency_ms": "350", "error": "''", "metadata": "'{\"turns\": 1}'", "created_at": "%(now)s::text",
+        "import_record_id": "NULL",
+    }
     jsonl, copy = workdir / f"rollouts-{rows}.jsonl", workdir / f"rollouts-{rows}.copy"
-    with open(jsonl, "w", encoding="utf-8") as j, open(copy, "w", encoding="utf-8") as c:
-        for n in range(rows):
-            example = examples[(n // group) % len(examples)]
-            prompt = [{"role": "user", "content": example.prompt}]
-            completion = COMPLETION.format(answer=example.answer if n % 3 else "0")
-            record = {
-                "task": "arith", "example_id": example.external_id, "step": None, "model_name": "bundled",
-                "group_key": f"g{n // group}", "sample_index": n % group, "prompt_messages": prompt,
-                "messages": [*prompt, {"role": "assistant", "content": completion}], "completion": completion,
-                "prompt_tokens": 12, "completion_tokens": 48, "finish_reason": "stop", "latency_ms": 350, "error": "",
-                "metadata": {"turns": 1},
-            }
-            j.write(json.dumps(record, ensure_ascii=False) + "\n")
-            db = {**record, "project_id": project.pk, "task_id": task.pk, "example_id": example.pk,
-                  "source": "import", "created_at": now, "import_record_id": None, "prompt_messages": json.dumps(prompt),
-                  "messages": json.dumps(record["messages"]), "metadata": json.dumps(record["metadata"])}
-            c.write("\t".join(_copy_text(db[col]) for col in DB_COLUMNS) + "\n")
+    for path, select in ((jsonl, line), (copy, ", ".join(columns[c] for c in DB_COLUMNS))):
+        with connection.cursor() as cursor, open(path, "wb") as out, \
+                cursor.cursor.copy(f"COPY (SELECT {select}{source}) TO STDOUT", params) as rows_out:
+            for block in rows_out:
+                out.write(block)
     return {"project": project.pk, "jsonl": str(jsonl), "copy": str(copy)}
 
 
@@ -113,6 +135,8 @@ def main() -> None:
     parser.add_argument("--child", choices=["copy", "import", "named"])
     parser.add_argument("--project", type=int)
     parser.add_argument("--file")
+    parser.add_argument("--no-named", dest="named", action="store_false",
+                        help="skip the import that names its ImportRecord (bench/curves.py plots only the plain one)")
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -128,7 +152,8 @@ def main() -> None:
             print(f"\n== {rows:,} rollouts, JSONL {size / 2**20:.0f} MiB (prepared in {time.perf_counter() - started:.1f} s)",
                   flush=True)
             results = {}
-            for what, file in (("copy", prepared["copy"]), ("import", prepared["jsonl"]), ("named", prepared["jsonl"])):
+            whats = [("copy", prepared["copy"]), ("import", prepared["jsonl"])]
+            for what, file in whats + ([("named", prepared["jsonl"])] if args.named else []):
                 out = subprocess.run(
                     [sys.executable, __file__, "--child", what, "--database", args.database, "--project",
                      str(prepared["project"]), "--file", file],
@@ -138,8 +163,9 @@ def main() -> None:
                 print(f"{what:7s} {r['rows']:>9,} rows  {r['seconds']:7.1f} s  {r['rows_per_s']:>9,.0f} rows/s  "
                       f"client CPU {r['client_cpu_s']:5.1f} s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
             ratio = results["import"]["rows_per_s"] / results["copy"]["rows_per_s"]
-            print(f"import / COPY = {ratio:.2f} (target ≥ 0.5); named import / import = "
-                  f"{results['named']['rows_per_s'] / results['import']['rows_per_s']:.2f}")
+            print(f"import / COPY = {ratio:.2f} (target ≥ 0.5)" + (
+                f"; named import / import = {results['named']['rows_per_s'] / results['import']['rows_per_s']:.2f}"
+                if args.named else ""))
             from _results import emit
 
             emit("ingest", f"import / COPY FROM rows/s at {rows:,}", ratio, 0.5, higher_is_better=True, unit="×")

@@ -1,4 +1,4 @@
-"""Agreement dashboard at scale: 1,000,000 judge scores and 100,000 human labels, seeded by COPY.
+"""Agreement dashboard at scale: 1,000,000 judge scores and 100,000 human labels, seeded by INSERT … SELECT.
 
     .venv/bin/python bench/review_dashboard.py [--rollouts 125000] [--repeat 5]
 
@@ -32,8 +32,6 @@ CHOICES = ["no", "partly", "yes"]
 
 def seed(rollouts: int) -> tuple[int, int]:
     """Fresh project with the whole data set; returns (project id, rubric version id)."""
-    import random
-
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
@@ -56,44 +54,52 @@ def seed(rollouts: int) -> tuple[int, int]:
     ann1 = users.objects.create_user(f"bench-ann1-{stamp}", password="pw")
     ann2 = users.objects.create_user(f"bench-ann2-{stamp}", password="pw")
     Membership.objects.create(project=project, user=viewer, role=Role.VIEWER)
-    now = timezone.now().isoformat()
-    rng = random.Random(0)
+    now = timezone.now()
+    labeled, again = int(rollouts * 0.16), int(rollouts * 0.04)
+    # Built by Postgres (generate_series, random() under setseed): tens of millions of scores at 3M rollouts, minutes
+    # faster than streaming them from Python. The shape is the one a Python loop drew: each (rollout, criterion) has
+    # a true choice, uniform over the 3; each judge gives it with probability 0.7, else a uniform choice; a label
+    # gives it with probability 0.85, else a uniform choice (tests/test_bench_seeds.py).
+    params = {"project": project.pk, "task": task.pk, "version": version.pk, "stamp": f"b{stamp}-", "now": now,
+              "last": rollouts - 1, "criteria": CRITERIA, "judges": JUDGES, "choices": CHOICES,
+              "ann1": ann1.pk, "ann2": ann2.pk, "labeled": labeled, "again": again}
     with connection.cursor() as cursor:
+        # Rows consistent by construction: skip the per-row foreign-key checks (triggers), as pg_restore
+        # --disable-triggers does; at 24M scores they cost more than writing the rows.
+        cursor.execute("SET session_replication_role = replica")
         cursor.execute("SELECT COALESCE(MAX(id), 0) FROM rollouts_rollout")
-        first_id = cursor.fetchone()[0] + 1
-        raw = cursor.cursor
-        with raw.copy(
-            "COPY rollouts_rollout (id, project_id, task_id, source, model_name, group_key, sample_index, prompt_messages,"
-            " messages, completion, completion_tokens, finish_reason, error, metadata, created_at) FROM STDIN"
-        ) as copy:
-            for i in range(rollouts):
-                copy.write_row([first_id + i, project.pk, task.pk, "generation", "policy-1b", f"b{stamp}-{i // 8}", i % 8,
-                                "[]", "[]", "answer " * (1 + i % 50), 1 + i % 50, "stop", "", "{}", now])
+        params["first"] = first_id = cursor.fetchone()[0] + 1
+        cursor.execute(
+            "INSERT INTO rollouts_rollout (id, project_id, task_id, source, model_name, group_key, sample_index,"
+            " prompt_messages, messages, completion, completion_tokens, finish_reason, error, metadata, created_at)"
+            " SELECT %(first)s + i, %(project)s, %(task)s, 'generation', 'policy-1b', %(stamp)s || i / 8, i %% 8,"
+            " '[]', '[]', repeat('answer ', 1 + i %% 50), 1 + i %% 50, 'stop', '', '{}', %(now)s"
+            " FROM generate_series(0, %(last)s) AS i ORDER BY i", params)
         cursor.execute("SELECT setval(pg_get_serial_sequence('rollouts_rollout', 'id'), %s)", [first_id + rollouts])
-        truth: dict[tuple[int, str], int] = {}
-        with raw.copy(
-            "COPY judging_criterionscore (rollout_id, rubric_version_id, criterion_key, judge_fingerprint, raw_choice,"
-            " score, rationale, raw_response, cached, error, created_at) FROM STDIN"
-        ) as copy:
-            for i in range(rollouts):
-                for key in CRITERIA:
-                    true = rng.randrange(3)
-                    truth[(i, key)] = true
-                    for judge in JUDGES:
-                        verdict = true if rng.random() < 0.7 else rng.randrange(3)
-                        copy.write_row([first_id + i, version.pk, key, judge, CHOICES[verdict], verdict / 2, "", "",
-                                        False, "", now])
-        labeled, again = int(rollouts * 0.16), int(rollouts * 0.04)
-        with raw.copy(
-            "COPY reviews_humanlabel (rollout_id, rubric_version_id, criterion_key, annotator_id, choice, value, comment,"
-            " reward_hacking, row_version, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for annotator, count in ((ann1, labeled), (ann2, again)):
-                for i in range(count):
-                    for key in CRITERIA:
-                        label = truth[(i, key)] if rng.random() < 0.85 else rng.randrange(3)
-                        copy.write_row([first_id + i, version.pk, key, annotator.pk, CHOICES[label], label / 2, "",
-                                        False, 1, now, now])
+        # The lateral joins make the left side the outer loop: rows are written, and random() drawn, in
+        # (rollout, criterion, judge) order, as the loop wrote them, with no sort of tens of millions of rows.
+        cursor.execute("SELECT setseed(0)")
+        cursor.execute(
+            "CREATE TEMPORARY TABLE bench_truth AS SELECT i, k, floor(random() * 3)::int AS truth"
+            " FROM generate_series(0, %(last)s) AS i, LATERAL generate_series(1 + 0 * i, 4) AS k", params)
+        cursor.execute(
+            "INSERT INTO judging_criterionscore (rollout_id, rubric_version_id, criterion_key, judge_fingerprint,"
+            " raw_choice, score, rationale, raw_response, cached, error, created_at)"
+            " SELECT %(first)s + t.i, %(version)s, (%(criteria)s::text[])[t.k], (%(judges)s::text[])[v.j],"
+            " (%(choices)s::text[])[v.verdict + 1], v.verdict / 2.0::float8, '', '', false, '', %(now)s"
+            " FROM bench_truth t, LATERAL (SELECT j, CASE WHEN random() < 0.7 THEN t.truth"
+            " ELSE floor(random() * 3)::int END AS verdict FROM generate_series(1 + 0 * t.i, 2) AS j) v", params)
+        cursor.execute(
+            "INSERT INTO reviews_humanlabel (rollout_id, rubric_version_id, criterion_key, annotator_id, choice, value,"
+            " comment, reward_hacking, row_version, created_at, updated_at)"
+            " SELECT %(first)s + t.i, %(version)s, (%(criteria)s::text[])[t.k], a.annotator,"
+            " (%(choices)s::text[])[l.label + 1], l.label / 2.0::float8, '', false, 1, %(now)s, %(now)s"
+            " FROM (VALUES (1, %(ann1)s, %(labeled)s), (2, %(ann2)s, %(again)s)) AS a(ord, annotator, count)"
+            " JOIN bench_truth t ON t.i < a.count,"
+            " LATERAL (SELECT CASE WHEN random() < 0.85 THEN t.truth ELSE floor(random() * 3)::int END"
+            " + 0 * a.ord AS label) l ORDER BY a.ord, t.i, t.k", params)
+        cursor.execute("DROP TABLE bench_truth")
+        cursor.execute("RESET session_replication_role")
         # VACUUM as autovacuum would have long since: the first read of freshly copied rows otherwise also writes
         # their hint bits, a one-off cost of new data rather than of the dashboard.
         cursor.execute("VACUUM ANALYZE judging_criterionscore")
@@ -107,6 +113,8 @@ def main() -> None:
     parser.add_argument("--rollouts", type=int, default=125_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database", default="rubricon_bench_reviews")
+    parser.add_argument("--no-bias", dest="bias", action="store_false",
+                        help="skip timing the bias diagnostics fragment (bench/curves.py plots only the page)")
     args = parser.parse_args()
     ensure_database(args.database)
     django_setup(args.database)
@@ -124,7 +132,7 @@ def main() -> None:
         scores = cursor.fetchone()[0]
         cursor.execute("SELECT COUNT(*) FROM reviews_humanlabel WHERE rubric_version_id = %s", [version_id])
         labels = cursor.fetchone()[0]
-    print(f"seeded {args.rollouts:,} rollouts, {scores:,} scores, {labels:,} labels by COPY in {seeded:.1f} s")
+    print(f"seeded {args.rollouts:,} rollouts, {scores:,} scores, {labels:,} labels by INSERT … SELECT in {seeded:.1f} s")
 
     from webapp.reviews import dashboard, selectors
     from webapp.rubrics.models import RubricVersion
@@ -165,9 +173,10 @@ def main() -> None:
           f" (in order: {', '.join(f'{x:.2f}' for x in cold)});"
           f" of which the pairs aggregation query {statistics.median(sql):.3f} s;"
           f" all figures without bootstrap {no_bootstrap:.3f} s")
-    t = time.perf_counter()
-    client.get(f"/p/{project_id}/review/agreement/bias/?version={version_id}", HTTP_HX_REQUEST="true")
-    print(f"bias diagnostics fragment (loaded after the page): {time.perf_counter() - t:.3f} s")
+    if args.bias:
+        t = time.perf_counter()
+        client.get(f"/p/{project_id}/review/agreement/bias/?version={version_id}", HTTP_HX_REQUEST="true")
+        print(f"bias diagnostics fragment (loaded after the page): {time.perf_counter() - t:.3f} s")
     from _results import emit
 
     emit("review dashboard", f"recomputed, max of {args.repeat} ({args.rollouts:,} rollouts)", max(cold), 1.0,
