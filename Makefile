@@ -37,12 +37,11 @@ run: $(VENV)/.installed-run
 services:
 	scripts/ensure-services.sh
 
-# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. Workers take whole
-# modules in the order tests/conftest.py gives them (longest first, browser tests last) as they free up, so the long
-# end-to-end modules spread over the workers from the start and on every worker the browser tests still run after the
-# others (`--dist load` handed out fixed chunks in collection order and left the long modules for the end).
+# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. --dist load hands tests
+# out in collection order, so on every worker the browser tests still run after the others (tests/conftest.py);
+# worksteal would move earlier tests behind them.
 test: $(VENV)/.installed-test services typecheck
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import itertools
-import json
 import os
 from pathlib import Path
 
@@ -53,43 +51,15 @@ def pytest_runtest_protocol(item, nextitem):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-# Seconds each longer test module took in a full run (`make test`, two workers), longest first: only the order of the
-# run depends on them, so a stale figure costs time, never a result. Refresh with
-# `pytest --junitxml=run.xml` and `scripts/module-seconds.py run.xml`.
-MODULE_SECONDS: dict[str, float] = json.loads((REPO_ROOT / "tests" / "module_seconds.json").read_text())
-
-
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
-    """The order the suite runs in: the longest modules first, browser tests last.
-
-    Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
+    """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
     session-wide browser is open, and tests that call asyncio.run() cannot run after it has started.
 
-    The long modules (tests/module_seconds.json; any module with a test marked `slow` counts as long) go first,
-    longest first, so that under pytest-xdist they spread over the workers from the start instead of piling up at the
-    end of the run; modules that may start a vLLM engine alternate with the others (they take turns across workers,
-    see `pytest_runtest_protocol`, so two side by side would leave a worker waiting). `make test` hands out whole
-    modules in this order as workers free up (`--dist loadfile --no-loadscope-reorder`), so on every worker the
-    browser tests still come after all the others it runs. Within each group the order stays pytest-django's."""
-
-    def module(item) -> str:
-        return Path(item.path).relative_to(REPO_ROOT).as_posix()
-
-    first: dict[str, object] = {}
-    for item in items:
-        first.setdefault(module(item), item)
-    long = set(MODULE_SECONDS) | {module(item) for item in items if item.get_closest_marker("slow")}
-    ranks: dict[str, int] = {}
-    for browser in (False, True):
-        modules = sorted((name for name in first if name in long and name.startswith("tests/browser/") == browser),
-                         key=lambda name: -MODULE_SECONDS.get(name, 1))
-        engines = [name for name in modules if _starts_vllm(first[name])]
-        others = [name for name in modules if not _starts_vllm(first[name])]
-        alternating = [name for pair in itertools.zip_longest(engines, others) for name in pair if name is not None]
-        ranks.update((name, rank) for rank, name in enumerate(alternating))
-    items.sort(key=lambda item: (module(item).startswith("tests/browser/"), module(item) not in ranks,
-                                 ranks.get(module(item), 0)))
+    Under pytest-xdist every worker collects this same order, and `--dist load` (what `make test` uses) hands tests out
+    in it, so on each worker the browser tests still come after all the others it runs (`--dist worksteal` would not
+    keep that)."""
+    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
 
 
 @pytest.fixture
