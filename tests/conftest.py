@@ -30,25 +30,55 @@ def _starts_vllm(item, _sources: dict[Path, bool] = {}) -> bool:  # noqa: B006  
     return _sources[path]
 
 
+@contextlib.contextmanager
+def _vllm_core(run_id: str):
+    """One of this machine's cores for the vLLM engines a test starts, held until the test ends: a lock file per
+    core, the first free one taken, waiting while every core is held."""
+    import fcntl
+    import tempfile
+    import time
+
+    cores = sorted(os.sched_getaffinity(0))
+    with contextlib.ExitStack() as stack:
+        files = [stack.enter_context(open(Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock", "a"))
+                 for core in cores]
+        while True:
+            for core, handle in zip(cores, files, strict=True):
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                try:
+                    yield core
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
+            time.sleep(0.2)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """On xdist workers, tests that may start a vLLM engine take turns (setup, call and teardown, so module-scoped
-    servers too): vLLM's CPU engine binds a thread to every core, and with two engines at once (one per worker) a
-    test ran 8x slower than alone on 2 cores and a server start missed its 300 s. The other workers go on meanwhile,
-    and tests keep the order `pytest_collection_modifyitems` gives them."""
+    """On xdist workers, a test that may start a vLLM engine holds a core of its own for its setup, call and teardown,
+    and the engines it starts (in this process, in the Celery workers and vLLM servers it starts: they copy the
+    environment) run their OpenMP threads on that core alone (`VLLM_CPU_OMP_THREADS_BIND`). vLLM's default binding
+    puts every engine's threads on the same first core (it keeps the others for its scheduler), so two engines at
+    once, one per worker, ran a test 8x slower than alone on 2 cores and a server start missed its 300 s; bound to
+    different cores, two servers at once each ran at about half their speed alone (docs/benchmarks.md). So up to one
+    engine test per core runs at a time; the others wait for a core while the remaining workers go on, and tests keep
+    the order `pytest_collection_modifyitems` gives them."""
     workerinput = getattr(item.config, "workerinput", None)
     if workerinput is None or not _starts_vllm(item):
         return (yield)
-    import fcntl
-    import tempfile
-
-    lock_path = Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{workerinput['testrunuid']}.lock"
-    with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with _vllm_core(workerinput["testrunuid"]) as core:
+        previous = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
         try:
             return (yield)
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if previous is None:
+                os.environ.pop("VLLM_CPU_OMP_THREADS_BIND", None)
+            else:
+                os.environ["VLLM_CPU_OMP_THREADS_BIND"] = previous
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
