@@ -20,14 +20,18 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-def _starts_vllm(item, _sources: dict[Path, bool] = {}) -> bool:  # noqa: B006  (a cache per test module)
-    """Whether a test may start a vLLM engine: it asks for a fixture named *vllm*, or its module mentions vLLM."""
-    if any("vllm" in name.lower() for name in getattr(item, "fixturenames", ())):
+# What a test that starts a vLLM engine without saying so gets for VLLM_CPU_OMP_THREADS_BIND on an xdist worker: vLLM
+# cannot parse it (ValueError: invalid literal for int() … 'unmarked_…'), so such a test fails at once instead of
+# running one engine more than there are cores.
+UNMARKED_BIND = "unmarked_test_starts_vllm_mark_it_vllm_engine_see_tests_conftest"
+
+
+def _starts_vllm(item) -> bool:
+    """Whether a test starts a vLLM engine (in this process, in a Celery worker or as a server): it is marked
+    `vllm_engine`, or asks for a fixture named *vllm* (vllm_backend, vllm_server, vllm_http)."""
+    if item.get_closest_marker("vllm_engine") is not None:
         return True
-    path = Path(item.path)
-    if path not in _sources:
-        _sources[path] = "vllm" in path.read_text(errors="replace").lower()
-    return _sources[path]
+    return any("vllm" in name.lower() for name in getattr(item, "fixturenames", ()))
 
 
 @contextlib.contextmanager
@@ -58,20 +62,24 @@ def _vllm_core(run_id: str):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    """On xdist workers, a test that may start a vLLM engine holds a core of its own for its setup, call and teardown,
-    and the engines it starts (in this process, in the Celery workers and vLLM servers it starts: they copy the
-    environment) run their OpenMP threads on that core alone (`VLLM_CPU_OMP_THREADS_BIND`). vLLM's default binding
+    """On xdist workers, a test that starts a vLLM engine (`_starts_vllm`) holds a core of its own for its setup,
+    call and teardown, and the engines it starts (in this process, in the Celery workers and vLLM servers it starts:
+    they copy the environment) run their OpenMP threads on that core alone (`VLLM_CPU_OMP_THREADS_BIND`). vLLM's default binding
     puts every engine's threads on the same first core (it keeps the others for its scheduler), so two engines at
     once, one per worker, ran a test 8x slower than alone on 2 cores and a server start missed its 300 s; bound to
     different cores, two servers at once each ran at about half their speed alone (docs/benchmarks.md). So up to one
-    engine test per core runs at a time; the others wait for a core while the remaining workers go on, and tests keep
-    the order `pytest_collection_modifyitems` gives them."""
+    engine test per core runs at a time; the others wait for a core while the remaining workers go on. Any other test
+    gets `UNMARKED_BIND`, so an engine it starts fails at once (mark such a test `vllm_engine`)."""
     workerinput = getattr(item.config, "workerinput", None)
-    if workerinput is None or not _starts_vllm(item):
+    if workerinput is None:
         return (yield)
-    with _vllm_core(workerinput["testrunuid"]) as core:
+    with contextlib.ExitStack() as stack:
+        if not _starts_vllm(item):
+            bind = UNMARKED_BIND
+        else:
+            bind = str(stack.enter_context(_vllm_core(workerinput["testrunuid"])))
         previous = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(core)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
         try:
             return (yield)
         finally:
