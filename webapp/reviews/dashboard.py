@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Subquery, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
 from django.db.models.functions import Substr
 
 from webapp.judging.models import CriterionScore, JudgeJob
@@ -522,15 +522,17 @@ def rater_agreement(version: RubricVersion, *, fingerprint: str, key: str) -> Ra
 
 def labeled_versions(project_id: int) -> list[RubricVersion]:
     """Versions with labels, and later versions of the same rubrics, which may carry those labels over
-    (`carried_label_versions`). One query, an index probe per version (whether it has a label), whatever the number
-    of labels."""
+    (`carried_label_versions`). Whether a version has labels is one index probe: the cost follows the number of
+    versions, not of labels."""
     first_labelled = (
-        RubricVersion.objects.filter(rubric_id=OuterRef("rubric_id"))
+        RubricVersion.objects.filter(rubric__project_id=project_id)
         .filter(Exists(HumanLabel.objects.filter(rubric_version_id=OuterRef("pk"))))
-        .order_by("pk").values("pk")[:1]
+        .values("rubric_id").annotate(first=Min("pk")).order_by()
     )
-    return list(RubricVersion.objects.filter(rubric__project_id=project_id, pk__gte=Subquery(first_labelled))
-                .select_related("rubric").order_by("-id"))
+    since = Q(pk__in=[])
+    for row in first_labelled:
+        since |= Q(rubric_id=row["rubric_id"], pk__gte=row["first"])
+    return list(RubricVersion.objects.filter(since).select_related("rubric").order_by("-id"))
 
 
 # --- judge-bias diagnostics ------------------------------------------------------------------------------------------
