@@ -25,10 +25,14 @@ CHOICES = ["no", "partly", "yes"]
 
 @pytest.fixture
 def labelled(make_member) -> dict[str, Any]:
-    """v1 and v2 of one rubric with the same criteria (v2 carries v1's labels over), 6 rollouts judged under v2,
-    each labelled under v1 and under v2."""
     viewer, project = make_member(Role.VIEWER)
     annotator, _ = make_member(Role.ANNOTATOR, project)
+    return build_labelled(project, viewer=viewer, annotator=annotator)
+
+
+def build_labelled(project, *, viewer, annotator) -> dict[str, Any]:
+    """v1 and v2 of one rubric with the same criteria (v2 carries v1's labels over), 6 rollouts judged under v2,
+    each labelled under v1 and under v2."""
     v1 = RubricVersionFactory(rubric__project=project, spec=SPEC)
     v2 = RubricVersionFactory(rubric=v1.rubric, spec=SPEC)
     task = TaskFactory(project=project)
@@ -54,7 +58,7 @@ def _raw(sql: str, params: list[Any]) -> None:
 def _raw_insert(s: dict[str, Any]) -> None:
     _raw("INSERT INTO reviews_humanlabel (rollout_id, rubric_version_id, criterion_key, annotator_id, choice, value,"
          " comment, reward_hacking, row_version, created_at, updated_at)"
-         " VALUES (%s, %s, 'helpful', %s, 'yes', 1.0, '', false, 1, now(), now())",
+         " VALUES (%s, %s, 'helpful', %s, 'yes', 1.0, '', false, 1, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
          [s["rollouts"][0].pk, s["v2"].pk, UserFactory().pk])
 
 
