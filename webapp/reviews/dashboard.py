@@ -3,8 +3,9 @@
 Pairs come out of Postgres already compressed (`selectors.label_score_cells`, shared with the calibration gate): one
 row per (judge, criterion, judge score, human value) with its count, so the dashboard reads a few hundred rows whether
 1,000 or 1,000,000 scores stand behind them, and `agreement.py` computes every figure from those counts (cost by
-distinct pairs, not by items). Figures live in the shared cache, keyed by the state of the version's labels and
-judge jobs, and are warmed by the worker when a judge job finishes (`agreement_cache_warm`).
+distinct pairs, not by items). Figures live in the shared cache, keyed by the state of the version's labels (write
+counters the database keeps, `LabelWrites`: a cached view reads no label) and judge jobs, and are warmed by the worker
+when a judge job finishes (`agreement_cache_warm`).
 
 The human value of an item is `agreement.human_value` (mean choice index in integer arithmetic, rounded to the
 nearest choice; an exact split is left out and counted) for choices and integer scales, the mean label for a
