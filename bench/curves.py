@@ -39,8 +39,8 @@ def commands(rows: int) -> dict[str, tuple[list[str], dict[str, str]]]:
     return {
         "browser": (["rollout_browser.py", "--rollouts", str(rows), "--repeat", "20", "--no-search"],
                     {"DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/rubricon_bench_curves_browser_{rows}"}),
-        "dashboard": (["review_dashboard.py", "--rollouts", str(rows), "--repeat", "3", "--no-bias", "--database",
-                       f"rubricon_bench_curves_reviews_{rows}"], {}),
+        "dashboard": (["review_dashboard.py", "--rollouts", str(rows), "--repeat", "3", "--no-bias", "--no-writes",
+                       "--database", f"rubricon_bench_curves_reviews_{rows}"], {}),
         # The import that names its ImportRecord is a figure of its own (docs/benchmarks.md), not plotted here.
         "ingest": (["ingest_throughput.py", "--rows", str(rows), "--no-named", "--database",
                     f"rubricon_bench_curves_ingest_{rows}"], {}),

@@ -8,8 +8,11 @@ Shape: a rubric with 4 judge criteria (3 choices each), every rollout scored by 
 one annotator labels the first 16 % of rollouts on every criterion and a second annotator the first 4 % again
 (the human–human ceiling), i.e. 100,000 labels at the default size. Times the dashboard page through Django's
 test client: cold (cache cleared: SQL aggregation + agreement.py with 1,000 bootstrap resamples per judge ×
-criterion + template) and warm (labels and judge jobs unchanged: two indexed signature queries + template).
-Target: ≤ 1 s. Each run empties this benchmark's own database first.
+criterion + template) and warm (labels and judge jobs unchanged: the signature's indexed queries + template), the
+warm view's SQL time and whether it read any label row; the bias diagnostics fragment cold and warm; and what bulk
+label writes cost (delete, re-insert and update the second annotator's labels by one statement each: 20 % of the
+labels), which the label-write counters' triggers add to. Target: ≤ 1 s. Each run empties this benchmark's own
+database first.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,8 +34,8 @@ JUDGES = ["judge-a", "judge-b"]
 CHOICES = ["no", "partly", "yes"]
 
 
-def seed(rollouts: int) -> tuple[int, int]:
-    """Fresh project with the whole data set; returns (project id, rubric version id)."""
+def seed(rollouts: int) -> tuple[int, int, Any, int]:
+    """Fresh project with the whole data set; returns (project id, rubric version id, viewer, second annotator id)."""
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.utils import timezone
@@ -105,7 +109,33 @@ def seed(rollouts: int) -> tuple[int, int]:
         cursor.execute("VACUUM ANALYZE judging_criterionscore")
         cursor.execute("VACUUM ANALYZE reviews_humanlabel")
         cursor.execute("VACUUM ANALYZE rollouts_rollout")
-    return project.pk, version.pk, viewer
+    return project.pk, version.pk, viewer, ann2.pk
+
+
+def write_cost(annotator_id: int, repeat: int = 3) -> None:
+    """Bulk label writes, one statement each, medians: what triggers on the label table add shows here."""
+    from django.db import connection
+
+    deletes, inserts, updates = [], [], []
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE bench_again AS SELECT * FROM reviews_humanlabel WHERE annotator_id = %s",
+                       [annotator_id])
+        rows = cursor.rowcount
+        for _ in range(repeat):
+            t = time.perf_counter()
+            cursor.execute("UPDATE reviews_humanlabel SET row_version = row_version + 1 WHERE annotator_id = %s",
+                           [annotator_id])
+            updates.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            cursor.execute("DELETE FROM reviews_humanlabel WHERE annotator_id = %s", [annotator_id])
+            deletes.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            cursor.execute("INSERT INTO reviews_humanlabel SELECT * FROM bench_again")
+            inserts.append(time.perf_counter() - t)
+        cursor.execute("DROP TABLE bench_again")
+    print(f"bulk label writes of {rows:,} rows, one statement each, median of {repeat}:"
+          f" UPDATE {statistics.median(updates):.3f} s, DELETE {statistics.median(deletes):.3f} s,"
+          f" INSERT … SELECT {statistics.median(inserts):.3f} s")
 
 
 def main() -> None:
@@ -115,6 +145,8 @@ def main() -> None:
     parser.add_argument("--database", default="rubricon_bench_reviews")
     parser.add_argument("--no-bias", dest="bias", action="store_false",
                         help="skip timing the bias diagnostics fragment (bench/curves.py plots only the page)")
+    parser.add_argument("--no-writes", dest="writes", action="store_false",
+                        help="skip timing bulk label writes (delete, insert, update of 20 %% of the labels)")
     args = parser.parse_args()
     ensure_database(args.database)
     django_setup(args.database)
@@ -125,7 +157,7 @@ def main() -> None:
 
     setup_test_environment()
     started = time.perf_counter()
-    project_id, version_id, viewer = seed(args.rollouts)
+    project_id, version_id, viewer, ann2 = seed(args.rollouts)
     seeded = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM judging_criterionscore WHERE rubric_version_id = %s", [version_id])
@@ -148,7 +180,7 @@ def main() -> None:
     from django.urls import get_resolver
 
     get_resolver().url_patterns  # noqa: B018 - imported before the first request, as gunicorn's post_worker_init does
-    cold, warm, sql = [], [], []
+    cold, warm, sql, warm_sql = [], [], [], []
     for _ in range(args.repeat):
         # Only this page's entry: clearing a Redis cache would flush the Celery broker's database too.
         cache.delete(dashboard._cache_key(version, dashboard.DEFAULT_RESAMPLES))
@@ -160,6 +192,7 @@ def main() -> None:
         with CaptureQueriesContext(connection) as queries:
             response = client.get(url)
         warm.append(time.perf_counter() - t)
+        warm_sql.append(sum(float(q["time"]) for q in queries.captured_queries))
         t = time.perf_counter()
         selectors.label_score_cells(label_version_id=version_id, steps={key: len(CHOICES) - 1 for key in CRITERIA})
         sql.append(time.perf_counter() - t)
@@ -168,15 +201,24 @@ def main() -> None:
     dashboard.agreement_dashboard(version, n_resamples=0)
     no_bootstrap = time.perf_counter() - t
     print(f"dashboard page, {cards} judge × criterion cards, median / max over {args.repeat} (target ≤ 1 s):")
-    print(f"  warm (data unchanged, {len(queries)} queries): {statistics.median(warm):.3f} / {max(warm):.3f} s")
+    label_reads = sum("reviews_humanlabel" in q["sql"] for q in queries.captured_queries)
+    print(f"  warm (data unchanged, {len(queries)} queries, {label_reads} reading reviews_humanlabel):"
+          f" {statistics.median(warm):.3f} / {max(warm):.3f} s, of which SQL {statistics.median(warm_sql):.3f} /"
+          f" {max(warm_sql):.3f} s")
     print(f"  cold (recomputed): {statistics.median(cold):.3f} / {max(cold):.3f} s"
           f" (in order: {', '.join(f'{x:.2f}' for x in cold)});"
           f" of which the pairs aggregation query {statistics.median(sql):.3f} s;"
           f" all figures without bootstrap {no_bootstrap:.3f} s")
     if args.bias:
-        t = time.perf_counter()
-        client.get(f"/p/{project_id}/review/agreement/bias/?version={version_id}", HTTP_HX_REQUEST="true")
-        print(f"bias diagnostics fragment (loaded after the page): {time.perf_counter() - t:.3f} s")
+        bias = []
+        for _ in range(2):
+            t = time.perf_counter()
+            client.get(f"/p/{project_id}/review/agreement/bias/?version={version_id}", HTTP_HX_REQUEST="true")
+            bias.append(time.perf_counter() - t)
+        print(f"bias diagnostics fragment (loaded after the page): first {bias[0]:.3f} s, again (data unchanged)"
+              f" {bias[1]:.3f} s")
+    if args.writes:
+        write_cost(ann2)
     from _results import emit
 
     emit("review dashboard", f"recomputed, max of {args.repeat} ({args.rollouts:,} rollouts)", max(cold), 1.0,

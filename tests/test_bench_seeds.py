@@ -77,7 +77,7 @@ def test_the_export_seed_writes_the_rows_the_python_loop_wrote():
 @pytest.mark.django_db(transaction=True)  # the seed VACUUMs, which no transaction may hold
 def test_the_dashboard_seed_draws_the_shape_the_python_loop_drew():
     rollouts = 400
-    project_id, version_id, _viewer = review_dashboard.seed(rollouts)
+    project_id, version_id, _viewer, _annotator = review_dashboard.seed(rollouts)
     rows = list(Rollout.objects.filter(project_id=project_id).order_by("pk")
                 .values_list("pk", "group_key", "sample_index", "completion", "completion_tokens"))
     first = rows[0][0]

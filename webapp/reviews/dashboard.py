@@ -3,8 +3,9 @@
 Pairs come out of Postgres already compressed (`selectors.label_score_cells`, shared with the calibration gate): one
 row per (judge, criterion, judge score, human value) with its count, so the dashboard reads a few hundred rows whether
 1,000 or 1,000,000 scores stand behind them, and `agreement.py` computes every figure from those counts (cost by
-distinct pairs, not by items). Figures live in the shared cache, keyed by the state of the version's labels and
-judge jobs, and are warmed by the worker when a judge job finishes (`agreement_cache_warm`).
+distinct pairs, not by items). Figures live in the shared cache, keyed by the state of the version's labels (write
+counters the database keeps, `LabelWrites`: a cached view reads no label) and judge jobs, and are warmed by the worker
+when a judge job finishes (`agreement_cache_warm`).
 
 The human value of an item is `agreement.human_value` (mean choice index in integer arithmetic, rounded to the
 nearest choice; an exact split is left out and counted) for choices and integer scales, the mean label for a
@@ -27,14 +28,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, Exists, Max, Min, OuterRef, Q, Sum
 from django.db.models.functions import Substr
 
 from webapp.judging.models import CriterionScore, JudgeJob
 from webapp.judging.presentation import judge_label, verdict
 from webapp.reviews import agreement, selectors
 from webapp.reviews.criteria import FormCriterion, form_criteria
-from webapp.reviews.models import HumanLabel, PairwiseJudgment, PairwiseLabel
+from webapp.reviews.models import HumanLabel, LabelSource, LabelWrites, PairwiseJudgment, PairwiseLabel
 from webapp.rollouts.models import Rollout
 from webapp.rubrics.models import RubricVersion
 
@@ -277,27 +278,35 @@ def criterion_agreement(
 CACHE_SECONDS = 600
 
 
-def data_signature(version: RubricVersion) -> str:
-    """Changes whenever a label of the version is written or a judge job of the version makes progress.
+def data_signature(version: RubricVersion, *, sources: tuple[str, ...] = (LabelSource.LABEL,)) -> str:
+    """Changes whenever a label of the version (or of an earlier version, which may carry labels over) is written or
+    a judge job of the version makes progress.
 
-    Two cheap indexed aggregates instead of touching the 1M scores: scores are written by judge jobs, which count
-    what they wrote. Scores written outside a job show up within CACHE_SECONDS.
+    Cost flat in the number of labels: the labels' write counters (`LabelWrites`, kept by database triggers, so any
+    insert, update or delete counts, cascades and raw SQL included) for these versions, by index, and the version's
+    judge jobs. Scores are written by judge jobs, which count what they wrote; scores written outside a job show up
+    within CACHE_SECONDS. `sources`: which kinds of labels the figures read.
     """
-    # Labels carried over from earlier versions (`carried_label_versions`) change the figures too.
-    label_versions = [version.pk] + list(
-        RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk).values_list("pk", flat=True))
-    labels = HumanLabel.objects.filter(rubric_version_id__in=label_versions).aggregate(
-        n=Count("pk"), last=Max("updated_at"))
+    # Labels carried over from earlier versions (`carried_label_versions`) change the figures too. A counter only
+    # grows and the set of earlier versions only shrinks, so a signature never comes back after a write.
+    label_versions = [0, version.pk, *RubricVersion.objects.filter(rubric_id=version.rubric_id, pk__lt=version.pk)
+                      .values_list("pk", flat=True)]
+    writes = LabelWrites.objects.filter(rubric_version_id__in=label_versions, source__in=sources).order_by(
+        "rubric_version_id", "source").values_list("rubric_version_id", "source", "writes")
+    labels = ",".join(f"{v}/{s}={n}" for v, s, n in writes)
     jobs = JudgeJob.objects.filter(rubric_version=version).aggregate(
         n=Count("pk"), last=Max("pk"), done=Sum("done"), finished=Max("finished_at"))
-    return f"{labels['n']}:{labels['last']}:{jobs['n']}:{jobs['last']}:{jobs['done']}:{jobs['finished']}"
+    return f"{labels}:{jobs['n']}:{jobs['last']}:{jobs['done']}:{jobs['finished']}"
 
 
 def _cache_key(version: RubricVersion, n_resamples: int) -> str:
+    return _versioned_key(f"reviews:agreement:{version.pk}:{n_resamples}", version, data_signature(version))
+
+
+def _versioned_key(prefix: str, version: RubricVersion, signature: str) -> str:
     # The version's creation time keeps keys apart across databases that reuse ids (tests, restored backups)
     # sharing one Redis.
-    signature = hashlib.sha1(f"{version.created_at.isoformat()}|{data_signature(version)}".encode()).hexdigest()
-    return f"reviews:agreement:{version.pk}:{n_resamples}:{signature}"
+    return f"{prefix}:{hashlib.sha1(f'{version.created_at.isoformat()}|{signature}'.encode()).hexdigest()}"
 
 
 def agreement_dashboard_cached(version: RubricVersion, *, n_resamples: int = DEFAULT_RESAMPLES) -> list[CriterionAgreement]:
@@ -514,14 +523,16 @@ def rater_agreement(version: RubricVersion, *, fingerprint: str, key: str) -> Ra
 
 def labeled_versions(project_id: int) -> list[RubricVersion]:
     """Versions with labels, and later versions of the same rubrics, which may carry those labels over
-    (`carried_label_versions`)."""
+    (`carried_label_versions`). Whether a version has labels is one index probe: the cost follows the number of
+    versions, not of labels."""
     first_labelled = (
-        HumanLabel.objects.filter(rubric_version__rubric__project_id=project_id)
-        .values("rubric_version__rubric_id").annotate(first=Min("rubric_version_id"))
+        RubricVersion.objects.filter(rubric__project_id=project_id)
+        .filter(Exists(HumanLabel.objects.filter(rubric_version_id=OuterRef("pk"))))
+        .values("rubric_id").annotate(first=Min("pk")).order_by()
     )
     since = Q(pk__in=[])
     for row in first_labelled:
-        since |= Q(rubric_id=row["rubric_version__rubric_id"], pk__gte=row["first"])
+        since |= Q(rubric_id=row["rubric_id"], pk__gte=row["first"])
     return list(RubricVersion.objects.filter(since).select_related("rubric").order_by("-id"))
 
 
@@ -587,6 +598,20 @@ def _display_verdict(label: PairwiseLabel) -> str:
         return "tie"
     first = "a" if label.shown_a_first else "b"
     return "A" if label.preferred == first else "B"
+
+
+BIAS_SOURCES = (LabelSource.LABEL, LabelSource.PAIRWISE, LabelSource.JUDGMENT)
+
+
+def bias_diagnostics_cached(version: RubricVersion) -> BiasDiagnostics:
+    """`bias_diagnostics`, recomputed only when the labels, pairwise labels, position-swap verdicts or judge jobs of
+    the version changed (the dashboard's signature over the kinds of labels it reads), in the shared cache."""
+    key = _versioned_key(f"reviews:bias:{version.pk}", version, data_signature(version, sources=BIAS_SOURCES))
+    diagnostics = cache.get(key)
+    if diagnostics is None:
+        diagnostics = bias_diagnostics(version)
+        cache.set(key, diagnostics, CACHE_SECONDS)
+    return diagnostics
 
 
 def bias_diagnostics(version: RubricVersion) -> BiasDiagnostics:

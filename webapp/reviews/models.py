@@ -103,6 +103,35 @@ class HumanLabel(models.Model):
         indexes = [models.Index(fields=["rubric_version", "criterion_key"], name="label_rv_key")]
 
 
+class LabelSource(models.TextChoices):
+    """The tables whose writes `LabelWrites` counts (the kind of label, in the counters' `source`)."""
+
+    LABEL = "label", "Criterion labels (HumanLabel)"
+    PAIRWISE = "pairwise", "Pairwise labels (PairwiseLabel)"
+    JUDGMENT = "judgment", "Judge position-swap verdicts (PairwiseJudgment)"
+
+
+class LabelWrites(models.Model):
+    """How many rows of one kind of label were written for a rubric version: every insert, update and delete adds
+    to it, whichever way it was made (the ORM, bulk writes, cascades, raw SQL), because the database counts them
+    (triggers: migration 0008 on Postgres, `label_writes.sqlite_triggers_install` on SQLite).
+
+    The agreement dashboard keys its cache on these counters (`dashboard.data_signature`): a few index probes instead
+    of counting the version's labels on every view. A counter only grows, so a key never comes back. No foreign key
+    to the version: a deleted version's labels are deleted too, and those deletes must still count. Version 0 counts
+    TRUNCATEs of the table, and every signature reads it. Never reset the counters while cached figures may exist.
+    """
+
+    rubric_version_id = models.BigIntegerField(help_text="The labels' rubric version; 0 = the whole table (TRUNCATE).")
+    source = models.CharField(max_length=16, choices=LabelSource.choices)
+    writes = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rubric_version_id", "source"], name="label_writes_unique"),
+        ]
+
+
 class Preference(models.TextChoices):
     A = "a", "A is better"
     B = "b", "B is better"

@@ -418,7 +418,7 @@ def agreement_bias(request: HttpRequest, project: Project) -> HttpResponse:
     seen = request.GET.get("state")
     if request.htmx and seen is not None and check is not None and not job_state_changed(seen, check):
         return render(request, "reviews/bias.html#position_check", context)  # the poll: the check's progress only
-    context.update(bias=dashboard.bias_diagnostics(version), endpoints=project.endpoints.order_by("name"),
+    context.update(bias=dashboard.bias_diagnostics_cached(version), endpoints=project.endpoints.order_by("name"),
                    max_pairs=services.POSITION_CHECK_MAX_PAIRS)
     if request.htmx and seen is not None:  # the check moved on (e.g. finished): its verdicts re-render too
         return reswap(retarget(render(request, "reviews/bias.html#bias", context), "#bias"), "outerHTML")
