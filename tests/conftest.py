@@ -34,34 +34,6 @@ def _starts_vllm(item) -> bool:
     return any("vllm" in name.lower() for name in getattr(item, "fixturenames", ()))
 
 
-DEFAULT_ENGINE_SECONDS = 15.0
-
-
-def _engine_groups(config, items) -> None:
-    """Deal the engine tests' modules (module-scoped servers stay whole) into one xdist group per core, the longest
-    first to the least loaded group, by their marks' `seconds` (wall time under `make test`; 15 s when not given).
-    `--dist loadgroup` runs a group on one worker and hands groups out before single tests, so the engine tests, the
-    suite's critical path, start at once, one lane per core, while the other workers take everything else."""
-    workerinput = getattr(config, "workerinput", None)
-    workers = int(workerinput["workercount"]) if workerinput else 1
-    groups = max(1, min(len(os.sched_getaffinity(0)), workers))
-    modules: dict[str, float] = {}
-    for item in items:
-        if _starts_vllm(item):
-            mark = item.get_closest_marker("vllm_engine")
-            seconds = float(mark.kwargs.get("seconds", DEFAULT_ENGINE_SECONDS)) if mark else DEFAULT_ENGINE_SECONDS
-            module = item.nodeid.split("::")[0]
-            modules[module] = modules.get(module, 0.0) + seconds
-    load = [0.0] * groups
-    group_of = {}
-    for module, seconds in sorted(modules.items(), key=lambda kv: (-kv[1], kv[0])):
-        group = load.index(min(load))
-        group_of[module], load[group] = group, load[group] + seconds
-    for item in items:
-        if _starts_vllm(item):
-            item.add_marker(pytest.mark.xdist_group(f"vllm-engines-{group_of[item.nodeid.split('::')[0]]}"))
-
-
 @contextlib.contextmanager
 def _vllm_core(run_id: str):
     """One of this machine's cores for the vLLM engines a test starts, held until the test ends: a lock file per
@@ -117,22 +89,15 @@ def pytest_runtest_protocol(item, nextitem):
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = previous
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
-    """Before the other plugins: the engine tests' xdist groups (xdist turns them into node ids on the workers).
+    """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
+    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started.
 
-    After them (pytest-django's reordering of transactional tests included): slow tests and engine tests first, so the
-    long ones do not end the run on one worker while the others sit idle; browser tests last. Playwright's sync API
-    keeps an asyncio loop running in the main thread while its session-wide browser is open, and tests that call
-    asyncio.run() cannot run after it has started. Under pytest-xdist every worker collects this same order and
-    `--dist loadgroup` (what `make test` uses) hands the single tests out one by one in it, so on each worker the
-    browser tests still come after all the others it runs (`--dist worksteal` would not keep that; `--dist load` sends
-    runs of consecutive tests, which put every slow test on one worker)."""
-    _engine_groups(config, items)
-    result = yield
-    items.sort(key=lambda item: ("tests/browser/" in str(item.path).replace("\\", "/"),
-                                 item.get_closest_marker("slow") is None and not _starts_vllm(item)))
-    return result
+    Under pytest-xdist every worker collects this same order, and `--dist load` (what `make test` uses) hands tests out
+    in it, so on each worker the browser tests still come after all the others it runs (`--dist worksteal` would not
+    keep that)."""
+    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
 
 
 @pytest.fixture

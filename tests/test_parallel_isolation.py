@@ -122,31 +122,3 @@ def test_a_worker_left_over_from_another_run_takes_none_of_this_runs_tasks(start
         time.sleep(0.2)
     assert "workers.system.heartbeat[" in current.log(), current.log()
     assert "workers.system.heartbeat[" not in leftover.log()
-
-
-ENGINE_MODULES = ["tests/webapp/rollouts/test_backend_cache.py", "tests/training/test_vllm_server.py",
-                  "tests/workers/test_generation_e2e.py", "tests/training/generation/test_imports.py"]
-
-
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: every engine test is in one group")
-def test_make_tests_scheduler_runs_the_vllm_engine_tests_as_one_group_per_core():
-    """`make test`'s `--dist loadgroup` puts each engine test in a group (tests/conftest.py), one per core, so the
-    groups run on different workers from the start. With pytest 9.2 and pytest-xdist 3.8.0 the group marks were
-    silently ignored (pytest-dev/pytest-xdist#1386) and the engine tests were spread like any other."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")}
-    # --setup-plan runs no fixture: no database, broker or engine is touched.
-    env.update(CELERY_BROKER_URL="redis://127.0.0.1:6379/15", RUBRICON_TEST_PRIVATE_BROKER="redis://127.0.0.1:6379/14")
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "--setup-plan", "-p", "no:cacheprovider",
-         *ENGINE_MODULES], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    ids = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("tests/") and "::" in line]
-    groups = {node.split("::")[1].split("@")[0]: node.partition("@")[2] for node in ids}
-    assert groups["test_a_served_model_and_an_in_process_engine_take_turns"] == groups[
-        "test_a_second_local_vllm_model_closes_the_first_engine"]  # one module, one group
-    engine = {name: group for name, group in groups.items() if group}
-    assert set(engine.values()) == {"vllm-engines-0", "vllm-engines-1"}, groups
-    assert set(engine) == {"test_a_served_model_and_an_in_process_engine_take_turns",
-                           "test_a_second_local_vllm_model_closes_the_first_engine",
-                           "test_the_local_vllm_judge_server_answers_and_is_gone_after_the_run_even_when_the_run_is_killed",
-                           "test_a_stopped_worker_leaves_no_vllm_engine_process_behind"}, groups

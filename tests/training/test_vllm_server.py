@@ -60,7 +60,7 @@ def _wait_gone(port: int, timeout: float) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.vllm_engine(seconds=170)
+@pytest.mark.vllm_engine
 def test_the_local_vllm_judge_server_answers_and_is_gone_after_the_run_even_when_the_run_is_killed(tmp_path):
     pytest.importorskip("vllm")
     from django.conf import settings

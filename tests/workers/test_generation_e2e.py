@@ -56,7 +56,7 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
     }
 
 
-@pytest.mark.vllm_engine(seconds=80)
+@pytest.mark.vllm_engine
 def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bundled_model_dir, private_broker):
     """The worker's cached vLLM engine core is a child process; without closing it on shutdown it outlived the worker
     (holding its memory, or a GPU) as an orphan."""

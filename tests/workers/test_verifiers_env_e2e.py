@@ -121,7 +121,7 @@ def _run_on(broker: str, job: GenerationJob) -> None:
                       connection=connection)
 
 
-@pytest.mark.vllm_engine(seconds=100)
+@pytest.mark.vllm_engine
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.django_db(transaction=True)
@@ -159,7 +159,7 @@ def test_wordle_job_through_verifiers_lands_and_opens(vllm_http, start_worker, p
         assert escape(said[0].splitlines()[0][:30]).encode() in page.content
 
 
-@pytest.mark.vllm_engine(seconds=200)
+@pytest.mark.vllm_engine
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
 @pytest.mark.django_db(transaction=True)

@@ -222,7 +222,7 @@ def test_create_backend_builds_an_openai_backend(scripted_server: ScriptedServer
         backend.close()
 
 
-@pytest.mark.vllm_engine(seconds=120)
+@pytest.mark.vllm_engine
 @pytest.mark.slow
 def test_real_vllm_server_generates_groups(vllm_server: VLLMServer) -> None:
     backend = OpenAIBackend(vllm_server.base_url, vllm_server.model, max_concurrency=8, timeout_s=120)

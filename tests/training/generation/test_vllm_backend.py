@@ -40,7 +40,7 @@ def test_unknown_model_path_is_a_clear_error(tmp_path: Path) -> None:
         create_backend(BackendConfig(kind="vllm", model=str(tmp_path)))
 
 
-@pytest.mark.vllm_engine(seconds=70)
+@pytest.mark.vllm_engine
 @pytest.mark.slow
 def test_groups_of_n_samples(vllm_backend: VLLMBackend) -> None:
     params = SamplingParams(n=4, max_tokens=24, temperature=1.0, seed=1234, logprobs=True)

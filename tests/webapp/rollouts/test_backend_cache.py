@@ -14,7 +14,7 @@ from webapp.rollouts import engines as generation
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
-@pytest.mark.vllm_engine(seconds=110)
+@pytest.mark.vllm_engine
 def test_a_second_local_vllm_model_closes_the_first_engine(bundled_model_dir, tmp_path):
     pytest.importorskip("vllm")
     checkpoint = tmp_path / "checkpoint-1"
@@ -40,7 +40,7 @@ def test_a_second_local_vllm_model_closes_the_first_engine(bundled_model_dir, tm
                 del generation._backends[key]
 
 
-@pytest.mark.vllm_engine(seconds=190)
+@pytest.mark.vllm_engine
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_a_served_model_and_an_in_process_engine_take_turns(bundled_model_dir):
