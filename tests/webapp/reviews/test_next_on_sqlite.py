@@ -3,8 +3,6 @@ reservation rules, checked in a fresh SQLite database by a child process with th
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,10 +10,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]  # this file also runs as the ch
 
 
 def test_reservations_follow_the_same_rules_on_sqlite(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(RUBRICON_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webapp.settings.dev")
-    done = subprocess.run([sys.executable, __file__], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    # Imported here, not at the top: the child runs this file as a script, before tests/ is on its path.
+    from tests.support.embedded_sqlite import run_scenario
+
+    done = run_scenario(__file__, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "vendor sqlite, every rule held" in done.stdout
     assert (tmp_path / "rubricon.sqlite3").exists()

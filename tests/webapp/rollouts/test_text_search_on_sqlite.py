@@ -4,8 +4,6 @@ metacharacters taken literally, and the optional short-term index's command says
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,10 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]  # this file also runs as the ch
 
 
 def test_search_works_on_sqlite_and_the_trigram_migration_is_a_no_op(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
-    env.update(RUBRICON_VAR_DIR=str(tmp_path), DJANGO_SETTINGS_MODULE="webapp.settings.dev")
-    done = subprocess.run([sys.executable, __file__], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    # Imported here, not at the top: the child runs this file as a script, before tests/ is on its path.
+    from tests.support.embedded_sqlite import run_scenario
+
+    done = run_scenario(__file__, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "vendor sqlite, search held" in done.stdout
 
