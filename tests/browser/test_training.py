@@ -153,6 +153,12 @@ def test_the_launch_form_takes_no_choice_while_it_re_renders(page, live_server, 
     page.get_by_label("Rubric version").select_option(str(judged.pk))
     page.wait_for_function("() => document.querySelector('#id_judge_endpoint').matches(':disabled')")
     assert page.get_by_role("button", name="Launch run").is_disabled()
+    # htmx disables the form before the request reaches the route; Playwright hands the route to `hold` only while
+    # this thread is inside one of its calls, so wait in one until it has (this assert failed once under load).
+    for _ in range(200):
+        if held:
+            break
+        page.wait_for_timeout(50)
     assert len(held) == 1
     held[0].continue_()
     page.wait_for_function("() => !document.querySelector('#id_judge_endpoint').matches(':disabled')")
