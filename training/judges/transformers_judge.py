@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from training.judges.base import JudgeCallError, JudgeCompletion, sampling_fingerprint
+from training.models import MODEL_LOAD_LOCK
 
 
 def _choice_variants(schema: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
@@ -83,13 +84,14 @@ class TransformersJudge:
     def _load(self) -> None:
         if self.model is not None and self.tokenizer is not None:
             return
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         assert self.model_path is not None
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
-        self.model = model.to(self.device)  # type: ignore[arg-type]  # transformers types .to() as bound to a PreTrainedModel
+        with MODEL_LOAD_LOCK:  # not beside another load in this process (training/models.py)
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=torch.float32)
+            self.model = model.to(self.device)  # type: ignore[arg-type]  # transformers types .to() as bound to a PreTrainedModel
         self.model.eval()
 
     def _generate(self, messages: list[dict[str, Any]]) -> JudgeCompletion:

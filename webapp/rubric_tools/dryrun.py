@@ -75,11 +75,13 @@ def _token_counter(endpoint: ModelEndpoint | None) -> tuple[Any, str]:
     """The endpoint's own tokenizer for local models; characters / 4 for remote ones (their tokenizer is unknown)."""
     if endpoint is not None and endpoint.kind in (EndpointKind.TRANSFORMERS, EndpointKind.VLLM):
         try:
-            from transformers import AutoTokenizer
-
+            from training.models import MODEL_LOAD_LOCK
             from webapp.endpoints.services import endpoint_model_resolve
 
-            tokenizer = AutoTokenizer.from_pretrained(endpoint_model_resolve(endpoint=endpoint))
+            with MODEL_LOAD_LOCK:  # transformers imports lazily: not beside a model load in a worker thread
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(endpoint_model_resolve(endpoint=endpoint))
         except Exception:  # noqa: BLE001 - an estimate falls back to the rule of thumb, never fails
             pass
         else:

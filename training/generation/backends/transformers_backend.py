@@ -11,7 +11,6 @@ Usage:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +20,7 @@ from training.generation.backends.base import OnCompleted
 from training.generation.backends.vllm_backend import check_model_dir
 from training.generation.chat import assistant_message, render_prompt, template_renders_tool_calls
 from training.generation.types import Completion, Conversation, FinishReason, GenerationError, SamplingParams
-
-_LOAD_LOCK = threading.Lock()
+from training.models import MODEL_LOAD_LOCK
 
 
 class TransformersBackend:
@@ -42,10 +40,9 @@ class TransformersBackend:
         self._renders_tool_calls = False
 
     def _load(self) -> None:
-        # Two backends loading at once in one process (a checkpoint evaluation generates with the base model and the
-        # checkpoint in parallel worker threads) must not import transformers concurrently: its lazy module then
-        # raises "cannot import name 'AutoModelForCausalLM'" in one of them.
-        with _LOAD_LOCK:
+        # Two loads at once in one process (a checkpoint evaluation generates with the base model and the checkpoint in
+        # parallel worker threads; a judge job may load beside them) break transformers: see MODEL_LOAD_LOCK.
+        with MODEL_LOAD_LOCK:
             self._load_once()
 
     def _load_once(self) -> None:
