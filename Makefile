@@ -37,11 +37,11 @@ run: $(VENV)/.installed-run
 services:
 	scripts/ensure-services.sh
 
-# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. --dist load hands tests
-# out in collection order, so on every worker the browser tests still run after the others (tests/conftest.py);
-# worksteal would move earlier tests behind them.
+# Types first (incremental cache in .mypy_cache: seconds after the first run), then the suite. Workers take whole
+# modules one at a time, slowest first, browser tests last (tests/conftest.py, tests/durations.json); xdist's own
+# reordering by module size would move browser modules before the others.
 test: $(VENV)/.installed-test services typecheck
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder $(PYTEST_ARGS)
 
 typecheck: $(VENV)/.installed-test
 	$(VENV)/bin/mypy

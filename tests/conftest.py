@@ -89,15 +89,76 @@ def pytest_runtest_protocol(item, nextitem):
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = previous
 
 
+# Seconds each test module took (setup, call and teardown of its tests) in a recent `make test`, read to order the
+# run. Refresh it with `make test PYTEST_ARGS=--store-durations` after adding or slowing down tests.
+DURATIONS_PATH = REPO_ROOT / "tests" / "durations.json"
+# A module missing from the file is estimated at this many seconds per test (most tests take milliseconds).
+UNKNOWN_SECONDS_PER_TEST = 0.5
+
+
+def pytest_addoption(parser):
+    parser.addoption("--store-durations", action="store_true",
+                     help=f"write each test module's duration in this run to {DURATIONS_PATH.relative_to(REPO_ROOT)}")
+
+
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def _is_browser(item) -> bool:
+    return _module_of(item.nodeid).startswith("tests/browser/")
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
-    """Browser tests run last: Playwright's sync API keeps an asyncio loop running in the main thread while its
-    session-wide browser is open, and tests that call asyncio.run() cannot run after it has started.
+    """The order of the run: whole modules, slowest first (tests/durations.json), browser tests last.
 
-    Under pytest-xdist every worker collects this same order, and `--dist load` (what `make test` uses) hands tests out
-    in it, so on each worker the browser tests still come after all the others it runs (`--dist worksteal` would not
-    keep that)."""
-    items.sort(key=lambda item: "tests/browser/" in str(item.path).replace("\\", "/"))
+    `make test` hands modules to xdist workers one at a time (`--dist loadscope`) in this order, so the long end-to-end
+    modules start first, one per free worker, and the short ones fill in around them: with modules in collection
+    order, a worker was still running engine tests alone for minutes after the other had finished (docs/benchmarks.md).
+    Whole modules, because module-scoped fixtures (a vLLM server, an engine) would otherwise start on each worker.
+    Within a module the tests keep their order (pytest-django's: database tests before transactional ones).
+
+    Browser tests run last on each worker: Playwright's sync API keeps an asyncio loop running in the main thread while
+    its session-wide browser is open, and tests that call asyncio.run() cannot run after it has started. Modules are
+    handed out in this order, so a worker gets its first browser module only once every other module is out."""
+    import json
+
+    durations = json.loads(DURATIONS_PATH.read_text()) if DURATIONS_PATH.exists() else {}
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[_module_of(item.nodeid)] = counts.get(_module_of(item.nodeid), 0) + 1
+
+    def estimate(module: str) -> float:
+        return float(durations.get(module, counts[module] * UNKNOWN_SECONDS_PER_TEST))
+
+    position = {item.nodeid: index for index, item in enumerate(items)}
+    items.sort(key=lambda item: (_is_browser(item), -estimate(_module_of(item.nodeid)), _module_of(item.nodeid),
+                                 position[item.nodeid]))
+
+
+class _DurationRecorder:
+    """Sums each module's setup, call and teardown durations (reported by every xdist worker to the controller) and
+    writes them to DURATIONS_PATH at the end of a run that failed no test."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def pytest_runtest_logreport(self, report) -> None:
+        module = _module_of(report.nodeid)
+        self.seconds[module] = self.seconds.get(module, 0.0) + report.duration
+
+    def pytest_sessionfinish(self, session, exitstatus) -> None:
+        import json
+
+        if exitstatus == 0 and self.seconds:
+            DURATIONS_PATH.write_text(json.dumps({module: round(seconds, 1)
+                                                  for module, seconds in sorted(self.seconds.items())}, indent=0) + "\n")
+
+
+def pytest_configure(config):
+    if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
+        config.pluginmanager.register(_DurationRecorder(), "rubricon-store-durations")
 
 
 @pytest.fixture

@@ -1,0 +1,57 @@
+"""The order of a test run (tests/conftest.py `pytest_collection_modifyitems`): `make test` hands whole modules to
+xdist workers in this order (`--dist loadscope --no-loadscope-reorder`), so it decides how well the two cores are used
+and that browser tests come after every other test on each worker."""
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from tests import conftest
+
+
+@dataclass
+class Item:
+    nodeid: str
+
+
+@pytest.fixture
+def durations(tmp_path, monkeypatch):
+    path = tmp_path / "durations.json"
+    monkeypatch.setattr(conftest, "DURATIONS_PATH", path)
+    return path
+
+
+def ordered(nodeids: list[str]) -> list[str]:
+    items = [Item(nodeid) for nodeid in nodeids]
+    conftest.pytest_collection_modifyitems(None, items)
+    return [item.nodeid for item in items]
+
+
+def test_modules_run_slowest_first_whole_and_in_their_own_order_with_browser_tests_last(durations):
+    durations.write_text(json.dumps({"tests/a.py": 1.0, "tests/slow.py": 90.0, "tests/browser/test_b.py": 200.0,
+                                     "tests/browser/test_c.py": 5.0}))
+    collected = [
+        "tests/browser/test_c.py::test_1", "tests/a.py::test_2", "tests/slow.py::test_db",
+        "tests/browser/test_b.py::test_1", "tests/a.py::test_1", "tests/new.py::test_1", "tests/new.py::test_2",
+        "tests/new.py::test_3", "tests/slow.py::test_transactional",
+    ]
+    assert ordered(collected) == [
+        "tests/slow.py::test_db", "tests/slow.py::test_transactional",  # 90 s
+        "tests/new.py::test_1", "tests/new.py::test_2", "tests/new.py::test_3",  # unknown: 3 x 0.5 s
+        "tests/a.py::test_2", "tests/a.py::test_1",  # 1 s, collection order kept inside the module
+        "tests/browser/test_b.py::test_1", "tests/browser/test_c.py::test_1",
+    ]
+
+
+def test_without_a_durations_file_modules_with_more_tests_go_first(durations):
+    assert ordered(["tests/one.py::test_1", "tests/browser/test_x.py::test_1", "tests/two.py::test_1",
+                    "tests/two.py::test_2"]) == [
+        "tests/two.py::test_1", "tests/two.py::test_2", "tests/one.py::test_1", "tests/browser/test_x.py::test_1"]
+
+
+def test_the_committed_durations_name_only_modules_that_exist():
+    """A renamed module keeps a stale entry otherwise; its tests would be ordered as unknown."""
+    known = json.loads(conftest.DURATIONS_PATH.read_text())
+    missing = [module for module in known if not (conftest.REPO_ROOT / module).is_file()]
+    assert not missing, f"refresh tests/durations.json (make test PYTEST_ARGS=--store-durations): {missing}"
