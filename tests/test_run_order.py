@@ -55,3 +55,11 @@ def test_the_committed_durations_name_only_modules_that_exist():
     known = json.loads(conftest.DURATIONS_PATH.read_text())
     missing = [module for module in known if not (conftest.REPO_ROOT / module).is_file()]
     assert not missing, f"refresh tests/durations.json (make test PYTEST_ARGS=--store-durations): {missing}"
+
+
+def test_modules_that_share_an_engine_are_one_unit_and_use_it():
+    assert conftest.scheduling_unit("tests/a.py::test_1[x::y]") == "tests/a.py"
+    units = {conftest.scheduling_unit(f"{module}::test_x") for module in conftest.SHARED_ENGINE_MODULES}
+    assert units == set(conftest.SHARED_ENGINE_MODULES.values())
+    for module, fixture in conftest.SHARED_ENGINE_MODULES.items():
+        assert fixture in (conftest.REPO_ROOT / module).read_text(), f"{module} no longer uses {fixture}"

@@ -66,7 +66,7 @@ def test_loads_at_once_in_one_process_all_get_their_weights(bundled_model_dir: P
     for _ in range(3):
         start = threading.Barrier(3)
 
-        def run(load):
+        def run(load, start=start):
             start.wait()
             try:
                 model = load()
