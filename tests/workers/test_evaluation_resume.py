@@ -35,8 +35,9 @@ def test_a_new_chain_supersedes_the_old_one_whose_late_message_stops(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(setup, start_worker,  # noqa: F811
-                                                                               private_broker):
+                                                                               private_broker, settings):
     project, run, engine, (checkpoint, _) = setup
+    settings.RUBRICON_JOB_LEASE_S = 1  # the chain this process starts lapses in 1 s, not the default 60
     worker = start_worker("rescuer", {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1"})
     # Created after the worker started (its start-up resume is behind it), with its first message never sent: what
     # a lost message leaves. Its rollouts are generated here; the worker must judge them and finish it.
