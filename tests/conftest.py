@@ -291,14 +291,18 @@ def shared_model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def start_worker(django_db_setup, tmp_path):
-    """start_worker(name, env_overrides, concurrency=2) -> WorkerProcess, stopped at the end of the test."""
+    """start_worker(name, env_overrides, concurrency=2) -> WorkerProcess, stopped at the end of the test.
+
+    With ready=False it returns at once: workers that may start together then boot side by side (call wait_ready)."""
     started: list[WorkerProcess] = []
 
-    def start(name: str, env_overrides: dict[str, str] | None = None, concurrency: int = 2) -> WorkerProcess:
+    def start(name: str, env_overrides: dict[str, str] | None = None, concurrency: int = 2, *,
+              ready: bool = True) -> WorkerProcess:
         worker = WorkerProcess(name=name, log_path=tmp_path / f"{name}.log", env_overrides=env_overrides,
                                concurrency=concurrency)
         started.append(worker)
-        worker.wait_ready()
+        if ready:
+            worker.wait_ready()
         return worker
 
     yield start

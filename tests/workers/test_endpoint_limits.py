@@ -27,8 +27,10 @@ def test_two_workers_never_exceed_the_endpoints_max_concurrency(start_worker, se
     project, version, rollouts = make_rollouts(64)
     settings.RUBRICON_JUDGE_CHUNK_SIZE = 4  # 16 chunks over 4 worker threads, each chunk its own client
     env = {"CELERY_BROKER_URL": private_broker, "RUBRICON_JUDGE_CHUNK_SIZE": "4"}
-    first = start_worker("limits-a", env, concurrency=2)
-    second = start_worker("limits-b", env, concurrency=2)
+    first = start_worker("limits-a", env, concurrency=2, ready=False)
+    second = start_worker("limits-b", env, concurrency=2, ready=False)
+    first.wait_ready()  # both boot at once: one start-up of wall time, not two
+    second.wait_ready()
     with StubChatServer(latency_s=0.2) as server:  # admits any number: it only counts
         endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=3)
         job = services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)

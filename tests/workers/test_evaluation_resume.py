@@ -35,9 +35,12 @@ def test_a_new_chain_supersedes_the_old_one_whose_late_message_stops(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(setup, start_worker,  # noqa: F811
-                                                                               private_broker):
+                                                                               private_broker, settings):
     project, run, engine, (checkpoint, _) = setup
-    worker = start_worker("rescuer", {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "1"})
+    # The chain this process starts lapses in 1 s, not the default 60 s. The worker checks every 3 s: its own steps
+    # (1 s apart) renew the chain well within that, so it is taken over once, not at every step.
+    settings.RUBRICON_JOB_LEASE_S = 1
+    worker = start_worker("rescuer", {"CELERY_BROKER_URL": private_broker, "RUBRICON_JOB_LEASE_S": "3"})
     # Created after the worker started (its start-up resume is behind it), with its first message never sent: what
     # a lost message leaves. Its rollouts are generated here; the worker must judge them and finish it.
     evaluation = services.checkpoint_evaluation_create(run=run, checkpoint=checkpoint, endpoint=engine, enqueue=False)
@@ -53,6 +56,7 @@ def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(se
     evaluation = CheckpointEvaluation.objects.select_related("base_judge_job", "checkpoint_judge_job").get(
         pk=evaluation.pk)
     assert evaluation.base_judge_job.status == evaluation.checkpoint_judge_job.status == JobStatus.SUCCEEDED
-    assert "whose worker stopped renewing its lease" in worker.log()
+    # The whole log: the resume now comes while this process still generates, so many steps are logged after it.
+    assert "whose worker stopped renewing its lease" in worker.log_path.read_text(errors="replace"), worker.log()
     chain = JobChunk.objects.get(kind=KIND, job_id=evaluation.pk, index=0)
     assert chain.done and chain.lease_expires_at is None  # ended with the evaluation: the check sends nothing more

@@ -38,7 +38,7 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
                                              params={"max_tokens": 8}, samples_per_example=2, enqueue=False)
         settings.RUBRICON_GENERATION_CHUNK_ROLLOUTS = 2  # one example (2 samples) per chunk
         assert len(services.generation_job_plan(job_id=job.pk)) == 6  # workers pick chunks up when they start
-        env = {"CELERY_BROKER_URL": broker}
+        env = {"CELERY_BROKER_URL": broker, "RUBRICON_JOB_LEASE_S": "2"}  # the killed worker's chunk lapses in 2 s
 
         first = start_worker("doomed-gen", env)
         wait_for(job, lambda j: j.done >= 2, timeout=120, log=first.log)

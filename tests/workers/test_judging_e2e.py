@@ -78,7 +78,9 @@ def test_a_worker_killed_mid_job_is_resumed_by_the_next_worker_without_loss_or_d
         job = services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint, enqueue=False)
         settings.RUBRICON_JUDGE_CHUNK_SIZE = 4  # one group of 4 a chunk (chunks never split a group)
         assert len(services.judge_job_plan(job_id=job.pk)) == 3  # running; workers pick the chunks up when they start
-        env = {"CELERY_BROKER_URL": broker, "RUBRICON_JOB_LEASE_S": "2"}  # the killed worker's chunks lapse in 2 s
+        # The killed worker's chunks lapse in 2 s, and so does its hold on the endpoint's one slot (by default 30 s
+        # in which the rescuer could make no call).
+        env = {"CELERY_BROKER_URL": broker, "RUBRICON_JOB_LEASE_S": "2", "RUBRICON_ENDPOINT_SLOT_TTL_S": "2"}
 
         first = start_worker("doomed", env)
         wait_for(job, timeout=120, until=lambda j: j.done >= 4, log=first.log)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from training.judges.base import CachedJudge, JudgeBackend
 from training.judges.openai_judge import OpenAIJudge
 from training.llm_client import OpenAICompatibleClient
@@ -27,6 +29,7 @@ def judge_for_endpoint(endpoint: ModelEndpoint, *, cached: bool = True) -> Judge
             requests_per_minute=endpoint.requests_per_minute,
             tokens_per_minute=endpoint.tokens_per_minute,
             supports_structured_output=endpoint.supports_structured_output,
+            backoff_base_s=settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S,
             # The endpoint's limits hold across every worker and thread, not per client (webapp.endpoints.limits).
             limiter=endpoint_limiter(endpoint),
         )

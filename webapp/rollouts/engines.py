@@ -53,7 +53,8 @@ def backend_config(endpoint: ModelEndpoint, *, model_override: str | None = None
         return BackendConfig(kind=endpoint.kind, model=model, base_url=target.base_url, api_key=target.api_key,
                              allowed_hosts=target.allowed_hosts, max_concurrency=endpoint.max_concurrency,
                              requests_per_minute=endpoint.requests_per_minute,
-                             tokens_per_minute=endpoint.tokens_per_minute)
+                             tokens_per_minute=endpoint.tokens_per_minute,
+                             retry_backoff_s=settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S)
     options = {
         EndpointKind.VLLM: {"enforce_eager": settings.RUBRICON_VLLM_ENFORCE_EAGER},
         EndpointKind.TRANSFORMERS: {"max_batch_size": settings.RUBRICON_TRANSFORMERS_BATCH_SIZE},

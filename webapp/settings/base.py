@@ -238,6 +238,10 @@ else:
 RUBRICON_LIMITS_URL = env.str("RUBRICON_LIMITS_URL", RUBRICON_CACHE_URL if RUBRICON_CACHE_URL.startswith(("redis://", "rediss://")) else "")
 # A worker renews its hold on an endpoint's slots every third of this; a killed worker's slots come back after it.
 RUBRICON_ENDPOINT_SLOT_TTL_S = env.float("RUBRICON_ENDPOINT_SLOT_TTL_S", 30.0)
+# A call to an OpenAI-compatible endpoint that fails transiently (429, 5xx, timeout, refused connection, malformed
+# body) is retried after about this many seconds, doubling per retry with jitter (training.llm_client). Tests whose
+# endpoint is down or answers garbage on purpose set it near zero: the same retries, without ~12 s of waiting per call.
+RUBRICON_ENDPOINT_RETRY_BACKOFF_S = env.float("RUBRICON_ENDPOINT_RETRY_BACKOFF_S", 0.5)
 # Workers write a heartbeat (their queues and what they run) this often; a worker silent for 3x this is "stale".
 RUBRICON_WORKER_HEARTBEAT_S = env.float("RUBRICON_WORKER_HEARTBEAT_S", 10.0)
 CELERY_TASK_IGNORE_RESULT = True

@@ -329,3 +329,34 @@ def test_a_check_whose_worker_died_fails_after_the_timeout(client, project, open
     html = client.get(poll, **HTMX).content.decode()
     check.refresh_from_db()
     assert check.status == JobStatus.FAILED and "hx-get" not in html and "No answer after" in html
+
+
+def test_judges_and_generation_retry_a_down_endpoint_after_the_configured_backoff(project, settings):
+    """RUBRICON_ENDPOINT_RETRY_BACKOFF_S reaches the clients that judge and generate: five retries of a refused
+    connection take at least 7.75 s at the default 0.5 s (each wait is half its doubling ceiling or more)."""
+    import asyncio
+
+    from training.generation.backends.base import create_backend
+    from training.llm_client import LLMCallError
+    from webapp.judging.judges import judge_for_endpoint
+    from webapp.rollouts.engines import backend_config
+
+    settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S = 0.01
+    endpoint = EndpointFactory(project=project, base_url="http://127.0.0.1:9/v1")  # nothing listens there
+
+    async def call(client) -> LLMCallError:
+        try:
+            with pytest.raises(LLMCallError) as failure:
+                await client.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+        finally:
+            await client.aclose()
+        return failure.value
+
+    backend = create_backend(backend_config(endpoint))
+    try:
+        for client in (judge_for_endpoint(endpoint, cached=False).client, backend.client):
+            started = time.monotonic()
+            failure = asyncio.run(call(client))
+            assert failure.attempts == 6 and time.monotonic() - started < 5
+    finally:
+        backend.close()

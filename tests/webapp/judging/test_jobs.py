@@ -98,8 +98,9 @@ def test_judge_criteria_need_an_endpoint_and_bad_selections_are_refused(arithmet
 
 
 @pytest.mark.django_db
-def test_lm_judge_through_a_real_http_server_with_cache_and_faults(arithmetic):
+def test_lm_judge_through_a_real_http_server_with_cache_and_faults(arithmetic, settings):
     project, version, rollouts = arithmetic
+    settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S = 0.01  # the same 5 retries, not ~12 s of backoff
     judged = RubricVersionFactory(rubric=version.rubric, spec=WITH_JUDGE)
 
     def responder(body, index):

@@ -87,8 +87,9 @@ def test_the_check_writes_nothing_twice_and_explains_when_nothing_is_left(review
     assert PairwiseJudgment.objects.count() == len(asked) >= 4
 
 
-def test_failed_calls_are_stored_with_their_reason(review_setup):
+def test_failed_calls_are_stored_with_their_reason(review_setup, settings):
     s = review_setup
+    settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S = 0.01  # the same 5 retries, not ~12 s of backoff
     endpoint = EndpointFactory(project=s["project"], base_url="http://127.0.0.1:9/v1", model="down",
                                supports_structured_output=False, default_params={"max_tokens": 8})
     from webapp.endpoints.models import ModelEndpoint
@@ -188,9 +189,10 @@ def test_a_check_counts_pairs_and_calls_and_the_page_stops_polling_when_it_ends(
     assert "4 / 4" in block and "8 model calls" in block
 
 
-def test_a_check_whose_every_call_fails_ends_failed_with_the_reason(client, review_setup,
+def test_a_check_whose_every_call_fails_ends_failed_with_the_reason(client, review_setup, settings,
                                                                    django_capture_on_commit_callbacks):
     s = review_setup
+    settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S = 0.01  # the same 5 retries, not ~12 s of backoff
     endpoint = EndpointFactory(project=s["project"], base_url="http://127.0.0.1:9/v1", model="down",
                                supports_structured_output=False, default_params={"max_tokens": 8})
     job = _start(client, s, endpoint, 2, django_capture_on_commit_callbacks)

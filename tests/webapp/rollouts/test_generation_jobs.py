@@ -89,7 +89,8 @@ def test_unknown_local_model_fails_the_job_with_a_reason(task, settings):
 
 
 @pytest.mark.django_db
-def test_endpoint_down_stores_every_rollout_failed(task):
+def test_endpoint_down_stores_every_rollout_failed(task, settings):
+    settings.RUBRICON_ENDPOINT_RETRY_BACKOFF_S = 0.01  # the same 5 retries, not ~12 s of backoff
     endpoint = EndpointFactory(project=task.project, base_url="http://127.0.0.1:9/v1")  # nothing listens there
     job = run_inline(services.generation_job_create(project=task.project, task=task, endpoint=endpoint,
                                                     params={"max_tokens": 8}, enqueue=False))

@@ -73,6 +73,9 @@ class BackendConfig(BaseModel):
     tokens_per_minute: int | None = Field(None, ge=1, description="Client-side token rate limit (openai).")
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout in seconds (openai).")
     max_retries: int = Field(5, ge=0, description="Retries of transient HTTP failures (openai).")
+    retry_backoff_s: float = Field(
+        0.5, gt=0, description="First retry's backoff in seconds, doubling per retry with jitter (openai)."
+    )
     send_tools: bool = Field(
         True,
         description="Send tool schemas in the request (openai). Turn off for servers started without "
@@ -128,6 +131,7 @@ def create_backend(config: BackendConfig) -> GenerationBackend:
         tokens_per_minute=config.tokens_per_minute,
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
+        retry_backoff_s=config.retry_backoff_s,
         send_tools=config.send_tools,
         allowed_hosts=config.allowed_hosts,
     )

@@ -96,6 +96,7 @@ class OpenAIBackend:
         tokens_per_minute: int | None = None,
         timeout_s: float = 60.0,
         max_retries: int = 5,
+        retry_backoff_s: float = 0.5,
         send_tools: bool = True,
         allowed_hosts: tuple[str, ...] = (),
         client: OpenAICompatibleClient | None = None,
@@ -109,6 +110,7 @@ class OpenAIBackend:
             tokens_per_minute=tokens_per_minute,
             timeout_s=timeout_s,
             max_retries=max_retries,
+            backoff_base_s=retry_backoff_s,
             allowed_hosts=tuple(allowed_hosts),
         )
         self.send_tools = send_tools
