@@ -260,5 +260,5 @@ def advance_evaluation(*, evaluation_id: int, chain: str = "") -> None:
     if more:
         advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id, "chain": chain}, queue="default",
                                        countdown=max(_poll_seconds(), 1.0))
-    else:
+    else:  # ended with the evaluation already; also when it was finished elsewhere (cancelled)
         job_chain_end(kind=kind, job_id=evaluation_id)

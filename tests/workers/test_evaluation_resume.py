@@ -29,6 +29,9 @@ def test_a_new_chain_supersedes_the_old_one_whose_late_message_stops(settings):
     assert job_chain_step(kind=KIND, job_id=7, token=second)
     job_chain_end(kind=KIND, job_id=7)
     assert not job_chain_step(kind=KIND, job_id=7, token=second)
+    # The lapsed-lease check leaves an ended chain ended (it brought it back, for one step, before).
+    assert job_chain_take_over(kind=KIND, job_id=7, lapsed_only=True) is None
+    assert JobChunk.objects.get(kind=KIND, job_id=7, index=0).done
     # An evaluation from before chains held leases has no row: the check starts one.
     assert job_chain_take_over(kind=KIND, job_id=8, lapsed_only=True)
 

@@ -566,7 +566,7 @@ def job_chain_take_over(*, kind: str, job_id: int, lapsed_only: bool) -> str | N
     Returns the new token, or None when the chain is alive (or another worker took it over)."""
     token = _chain_token()
     chains = JobChunk.objects.filter(kind=kind, job_id=job_id, index=0)
-    held = chains if not lapsed_only else chains.filter(_lease_free())
+    held = chains if not lapsed_only else chains.filter(_lease_free(), done=False)  # an ended chain stays ended
     if held.update(done=False, leased_by=token, lease_expires_at=_lease_until()):
         return token
     if chains.exists():

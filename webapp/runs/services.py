@@ -35,7 +35,7 @@ from training.grpo.config import (
 )
 from training.grpo.sinks import CHECKPOINTS_FILE, METRICS_FILE, SAMPLES_FILE, read_status
 from webapp.core.errors import ApplicationError
-from webapp.core.jobs import job_cancel, job_fail, job_finish, job_progress, job_start
+from webapp.core.jobs import job_cancel, job_chain_end, job_fail, job_finish, job_progress, job_start
 from webapp.core.models import JobChunk, JobStatus, Project
 from webapp.core.params import parse_id
 from webapp.core.paths import run_dir
@@ -615,5 +615,7 @@ def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -
         if error or all(j is not None and j.status == JobStatus.SUCCEEDED for j in judges):
             job_finish(model=CheckpointEvaluation, job_id=evaluation.pk,
                        status=JobStatus.FAILED if error else JobStatus.SUCCEEDED, error=error[:4000])
+            # In the same transaction: a reader that sees the evaluation finished sees its chain ended.
+            job_chain_end(kind=JobChunk.Kind.EVALUATION, job_id=evaluation.pk)
             return False
     return True

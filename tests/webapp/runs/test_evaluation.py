@@ -13,7 +13,8 @@ from django.urls import reverse
 from tests.factories import EndpointFactory, ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
 from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (session fixture)
 from webapp.core.errors import ApplicationError
-from webapp.core.models import JobStatus, Role
+from webapp.core.jobs import job_chain_start
+from webapp.core.models import JobChunk, JobStatus, Role
 from webapp.judging import services as judging
 from webapp.judging.models import JudgeJob, RolloutScore
 from webapp.judging.services import engine_rollout
@@ -114,9 +115,12 @@ def test_a_checkpoint_is_generated_judged_and_compared_with_the_base_model_per_c
     assert evaluation.base_judge_job.rubric_version_id == run.rubric_version_id
     judge(evaluation.base_judge_job)
     judge(evaluation.checkpoint_judge_job)
+    job_chain_start(kind=JobChunk.Kind.EVALUATION, job_id=evaluation.pk)  # as a worker's chain would hold it
     assert not services.checkpoint_evaluation_advance(evaluation_id=evaluation.pk, enqueue=False)
     evaluation.refresh_from_db()
     assert evaluation.status == JobStatus.SUCCEEDED, evaluation.error
+    # Ended in the same transaction: the evaluation is never seen finished with its chain still running.
+    assert JobChunk.objects.get(kind=JobChunk.Kind.EVALUATION, job_id=evaluation.pk, index=0).done
 
     # The comparison is the rubric engine's mean score of each side's rollouts, per criterion and in total.
     from training.rubrics.engine import RubricEngine
