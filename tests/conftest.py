@@ -34,15 +34,29 @@ def _starts_vllm(item) -> bool:
     return any("vllm" in name.lower() for name in getattr(item, "fixturenames", ()))
 
 
+# The session-scoped fixtures whose vLLM engine outlives the test that started it (vllm_server, vllm_backend), with the
+# core its threads were bound to (`engine_core_keep`).
+_KEPT_ENGINE_CORES = pytest.StashKey[dict[str, int]]()
+
+
+def engine_core_keep(request: pytest.FixtureRequest) -> None:
+    """Called by a session-scoped fixture that keeps a vLLM engine running after the test that started it: the
+    engine's threads stay bound to the core that test held, so every later test that uses the fixture must hold that
+    same core (`pytest_runtest_protocol`), or the engine would run on a core the other worker may have taken."""
+    bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "")
+    if bind.isdigit():  # only under xdist; with -n 0 vLLM binds as it likes and nothing else runs at the same time
+        request.config.stash.setdefault(_KEPT_ENGINE_CORES, {})[request.fixturename] = int(bind)
+
+
 @contextlib.contextmanager
-def _vllm_core(run_id: str):
+def _vllm_core(run_id: str, only: int | None = None):
     """One of this machine's cores for the vLLM engines a test starts, held until the test ends: a lock file per
-    core, the first free one taken, waiting while every core is held."""
+    core, the first free one taken (or core `only`), waiting while every core is held."""
     import fcntl
     import tempfile
     import time
 
-    cores = sorted(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0)) if only is None else [only]
     with contextlib.ExitStack() as stack:
         files = [stack.enter_context(open(Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock", "a"))
                  for core in cores]
@@ -69,7 +83,11 @@ def pytest_runtest_protocol(item, nextitem):
     once, one per worker, ran a test 8x slower than alone on 2 cores and a server start missed its 300 s; bound to
     different cores, two servers at once each ran at about half their speed alone (docs/benchmarks.md). So up to one
     engine test per core runs at a time; the others wait for a core while the remaining workers go on. Any other test
-    gets `UNMARKED_BIND`, so an engine it starts fails at once (mark such a test `vllm_engine`)."""
+    gets `UNMARKED_BIND`, so an engine it starts fails at once (mark such a test `vllm_engine`).
+
+    A test that uses an engine kept running from an earlier test (`engine_core_keep`) holds the core that engine is
+    bound to. Between its tests such an engine is idle (~1.4 % of a core, measured: the gloo threads of its worker
+    process waking up), so it needs no core of its own."""
     workerinput = getattr(item.config, "workerinput", None)
     if workerinput is None:
         return (yield)
@@ -77,7 +95,12 @@ def pytest_runtest_protocol(item, nextitem):
         if not _starts_vllm(item):
             bind = UNMARKED_BIND
         else:
-            bind = str(stack.enter_context(_vllm_core(workerinput["testrunuid"])))
+            run_id = workerinput["testrunuid"]
+            kept = item.config.stash.get(_KEPT_ENGINE_CORES, {})
+            # Several kept engines on different cores: all of them, taken in order so two workers cannot deadlock.
+            held = [stack.enter_context(_vllm_core(run_id, only=core))
+                    for core in sorted({kept[name] for name in item.fixturenames if name in kept})]
+            bind = str(held[0] if held else stack.enter_context(_vllm_core(run_id)))
         previous = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
         try:
@@ -211,6 +234,26 @@ def bundled_model_dir() -> Path:
     from training.models import ensure_bundled_model
 
     return ensure_bundled_model(settings.MODELS_DIR)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(request: pytest.FixtureRequest, bundled_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """vLLM's OpenAI-compatible server for the bundled model, served as "bundled" (float32, Hermes tool-call parsing,
+    2048-token context), for the tests that talk to a real server without being about starting or stopping one.
+
+    Started at the first such test of the session (of each xdist worker: 25-60 s and ~30 CPU s on CPU) and kept for
+    the others; its engine stays on the core that test held (`engine_core_keep`)."""
+    pytest.importorskip("vllm")
+    from tests.support.vllm_servers import start_server
+
+    try:
+        server = start_server(bundled_model_dir, tmp_path_factory.mktemp("vllm-server") / "server.log",
+                              model="bundled", max_model_len=2048, cwd=REPO_ROOT)
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    engine_core_keep(request)
+    yield server
+    server.stop()
 
 
 class WorkerProcess:

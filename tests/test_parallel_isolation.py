@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -122,3 +123,75 @@ def test_a_worker_left_over_from_another_run_takes_none_of_this_runs_tasks(start
         time.sleep(0.2)
     assert "workers.system.heartbeat[" in current.log(), current.log()
     assert "workers.system.heartbeat[" not in leftover.log()
+
+
+KEPT_ENGINE_CONFTEST = """
+import os
+
+import pytest
+
+from tests.conftest import engine_core_keep, pytest_runtest_protocol  # noqa: F401  (the core lock under test)
+
+
+@pytest.fixture(scope="session")
+def vllm_kept(request):  # stands for vllm_server: a session's engine, bound to the core of the test that started it
+    engine_core_keep(request)
+    return os.environ["VLLM_CPU_OMP_THREADS_BIND"]
+"""
+
+KEPT_ENGINE_TESTS = """
+import fcntl, os, time
+from pathlib import Path
+
+
+def test_the_engine_starts_while_the_first_core_is_taken(vllm_kept):
+    Path(os.environ["KEPT"]).write_text(vllm_kept)
+    with open(os.environ["FIRST_CORE_LOCK"], "a") as lock:  # until the first core is free again
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                time.sleep(0.1)
+                continue
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+
+
+def test_a_later_test_using_it_holds_its_core_though_the_first_is_free(vllm_kept):
+    assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == vllm_kept
+"""
+
+
+def test_a_test_using_an_engine_kept_from_an_earlier_test_holds_that_engines_core(tmp_path):
+    """A session's vLLM server keeps its threads on the core held by the test that started it. A later test that
+    uses it must hold that core, not the first free one, or the other xdist worker could start an engine on the
+    server's core while the server works (8x slower, tests/conftest.py)."""
+    import fcntl
+    import tempfile
+    import time
+    import uuid
+
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    run_id = uuid.uuid4().hex
+    (tmp_path / "conftest.py").write_text(KEPT_ENGINE_CONFTEST)
+    (tmp_path / "test_kept.py").write_text(KEPT_ENGINE_TESTS)
+    first_core = Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{cores[0]}.lock"
+    kept = tmp_path / "kept"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "KEPT": str(kept), "FIRST_CORE_LOCK": str(first_core)}
+    with open(first_core, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as an engine test of the other worker would
+        run = subprocess.Popen([sys.executable, "-m", "pytest", "-n", "1", f"--testrunuid={run_id}", "-p", "no:django",
+                                "-p", "no:cacheprovider", "-q", str(tmp_path)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.monotonic() + 120
+        while not kept.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        output = run.communicate(timeout=120)[0]
+    first_core.unlink(missing_ok=True)
+    for core in cores[1:]:
+        (Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock").unlink(missing_ok=True)
+    assert kept.read_text() == str(cores[1]), output
+    assert run.returncode == 0 and "2 passed" in output, output

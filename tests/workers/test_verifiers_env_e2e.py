@@ -2,7 +2,7 @@
 by a real Celery worker with verifiers' own episode loop against the bundled model served by vLLM on CPU, the episodes
 stored as rollouts with trajectories and the environment's rewards, opened in the rollout browser and the labeling page.
 
-Two ways to reach the model, one test each: an OpenAI-compatible endpoint (vLLM's server, started here), and the local
+Two ways to reach the model, one test each: an OpenAI-compatible endpoint (vLLM's server, `vllm_server`), and the local
 bundled-model endpoint, for which the worker itself starts vLLM's server for the job, stops it when the job ends, and
 loses it with its parent when the worker is killed.
 
@@ -16,17 +16,12 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 from django.urls import reverse
 
-from tests.conftest import REPO_ROOT
 from tests.factories import (
     EndpointFactory,
     MembershipFactory,
@@ -45,47 +40,6 @@ from webapp.rollouts.services import generation_job_cancel, generation_job_creat
 
 pytest.importorskip("verifiers.v1")
 pytest.importorskip("vllm")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def vllm_http(bundled_model_dir: Path, tmp_path_factory):
-    """`vllm.entrypoints.openai.api_server` serving the bundled model on CPU."""
-    port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(bundled_model_dir),
-               "--served-model-name", "bundled", "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
-               "--max-model-len", "2048", "--dtype", "float32"]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 420
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM server did not answer within 420 s:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _finished(job: GenerationJob, worker, *, timeout: float) -> GenerationJob:
@@ -125,14 +79,15 @@ def _run_on(broker: str, job: GenerationJob) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
 @pytest.mark.django_db(transaction=True)
-def test_wordle_job_through_verifiers_lands_and_opens(vllm_http, start_worker, private_broker, client):
+def test_wordle_job_through_verifiers_lands_and_opens(vllm_server, start_worker, private_broker, client):
     project = ProjectFactory()
     user = UserFactory()
     MembershipFactory(project=project, user=user, role=Role.OWNER)
     task = verifiers_task_create(project=project, name="wordle via verifiers", taskset={"id": "rubricon_wordle"},
                                  count=2, max_turns=2)
     assert task.examples.count() == 2
-    endpoint = EndpointFactory(project=project, base_url=vllm_http, model="bundled", max_concurrency=4)
+    endpoint = EndpointFactory(project=project, base_url=vllm_server.base_url, model=vllm_server.model,
+                               max_concurrency=4)
     job = generation_job_create(project=project, task=task, endpoint=endpoint, samples_per_example=2,
                                 params={"max_tokens": 24, "temperature": 1.0}, enqueue=False)
     worker = start_worker("verifiers", {"CELERY_BROKER_URL": private_broker}, concurrency=1)

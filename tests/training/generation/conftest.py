@@ -1,7 +1,7 @@
-"""Fixtures: the bundled model, one vLLM engine, one vLLM OpenAI server and scripted HTTP servers.
+"""Fixtures: the bundled model, one vLLM engine and scripted HTTP servers (the real vLLM OpenAI server is
+`vllm_server` in tests/conftest.py).
 
-The vLLM engine is session-scoped (25-60 s to start on CPU, so one per session); the vLLM server is
-module-scoped and only its module uses it, so it is likewise started once.
+The vLLM engine is session-scoped (25-60 s to start on CPU, so one per session).
 """
 
 from __future__ import annotations
@@ -9,18 +9,16 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+
+from tests.conftest import engine_core_keep
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -40,13 +38,14 @@ def bundled_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_backend(bundled_model: Path) -> Iterator[Any]:
+def vllm_backend(request: pytest.FixtureRequest, bundled_model: Path) -> Iterator[Any]:
     pytest.importorskip("vllm")
     from training.generation.backends.vllm_backend import VLLMBackend
 
     # float32: seeded runs must repeat token for token; bf16 kernels on AMX CPUs drift with batch composition.
     backend = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN, dtype="float32")
     _ = backend.llm  # start the engine here, so its start-up is not billed to the first test
+    engine_core_keep(request)
     yield backend
     backend.close()
 
@@ -71,64 +70,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@dataclass
-class VLLMServer:
-    base_url: str
-    model: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def _vllm_server_process(
-    bundled_model: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[VLLMServer]:
-    """Starts the real `vllm.entrypoints.openai.api_server` (Hermes tool-call parsing); `vllm_server` waits.
-
-    Module-scoped: its tests live in one module, and a server left running while the CPU-bound
-    transformers tests ran made them several times slower on a 2-core machine. For the same reason it is
-    not started early to overlap other tests.
-    """
-    pytest.importorskip("vllm")
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(bundled_model), "--served-model-name", "smollm2",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", str(MAX_MODEL_LEN), "--dtype", "float32",
-        "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-    ]  # fmt: skip
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-    try:
-        yield VLLMServer(f"http://127.0.0.1:{port}/v1", "smollm2", process, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def vllm_server(_vllm_server_process: VLLMServer) -> VLLMServer:
-    """The server from `_vllm_server_process`, once it answers."""
-    server, process, log = _vllm_server_process, _vllm_server_process.process, _vllm_server_process.log
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    pytest.fail(f"vLLM server did not answer within 300 s:\n{log.read_text()[-3000:]}")
 
 
 # ------------------------------------------------------------------------------------ scripted HTTP server

@@ -8,13 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.training.generation.conftest import (
-    MAX_MODEL_LEN,
-    ScriptedServer,
-    VLLMServer,
-    chat_response,
-    free_port,
-)
+from tests.support.vllm_servers import VLLMServer
+from tests.training.generation.conftest import MAX_MODEL_LEN, ScriptedServer, chat_response, free_port
 from training.generation import BackendConfig, SamplingParams, create_backend
 from training.generation.backends.openai_backend import OpenAIBackend
 from training.llm_client import OpenAICompatibleClient
@@ -229,7 +224,7 @@ def test_real_vllm_server_generates_groups(vllm_server: VLLMServer) -> None:
     conversations = [
         [{"role": "user", "content": "What is 2 + 3? Answer with a number."}],
         [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a color."}],
-        [{"role": "user", "content": "word " * (MAX_MODEL_LEN + 50)}],
+        [{"role": "user", "content": "word " * (vllm_server.max_model_len + 50)}],
     ]
     try:
         groups = backend.generate(
