@@ -2,6 +2,7 @@
 xdist workers in this order (`--dist loadscope --no-loadscope-reorder`), so it decides how well the two cores are used
 and that browser tests come after every other test on each worker."""
 
+import ast
 import json
 from dataclasses import dataclass
 
@@ -62,4 +63,7 @@ def test_modules_that_share_an_engine_are_one_unit_and_use_it():
     units = {conftest.scheduling_unit(f"{module}::test_x") for module in conftest.SHARED_ENGINE_MODULES}
     assert units == set(conftest.SHARED_ENGINE_MODULES.values())
     for module, fixture in conftest.SHARED_ENGINE_MODULES.items():
-        assert fixture in (conftest.REPO_ROOT / module).read_text(), f"{module} no longer uses {fixture}"
+        tree = ast.parse((conftest.REPO_ROOT / module).read_text())
+        users = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+                 and node.name.startswith("test_") and fixture in {arg.arg for arg in node.args.args}]
+        assert users, f"no test in {module} asks for {fixture}: drop it from SHARED_ENGINE_MODULES"
