@@ -248,7 +248,7 @@ def vllm_server(request: pytest.FixtureRequest, bundled_model_dir: Path, tmp_pat
 
     try:
         server = start_server(bundled_model_dir, tmp_path_factory.mktemp("vllm-server") / "server.log",
-                              model="bundled", max_model_len=2048, cwd=REPO_ROOT)
+                              model="bundled", max_model_len=2048)
     except RuntimeError as error:
         pytest.fail(str(error))
     engine_core_keep(request)

@@ -4,15 +4,11 @@ the work that started it, however it ended."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+from training.vllm_server import VllmServer
 
 SERVER_MODULE = b"vllm.entrypoints.openai.api_server"
 
@@ -73,48 +69,33 @@ def wait_gone(sessions: list[int], timeout: float) -> None:
 
 @dataclass
 class VLLMServer:
-    base_url: str
-    model: str
+    """A started `training.vllm_server.VllmServer` (the launcher local endpoints use: its own session, gone with the
+    process that started it), with the context length it was started with."""
+
+    server: VllmServer
     max_model_len: int
-    process: subprocess.Popen[bytes]
-    log: Path
+
+    @property
+    def base_url(self) -> str:
+        return self.server.base_url
+
+    @property
+    def model(self) -> str:
+        return self.server.model_name
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        self.server.stop()
 
 
-def start_server(model_dir: Path, log: Path, *, model: str, max_model_len: int, cwd: Path,
-                 timeout: float = 420) -> VLLMServer:
-    """`vllm.entrypoints.openai.api_server` serving `model_dir` as `model` on CPU (float32, eager, a 1 GiB KV cache,
-    Hermes tool-call parsing), once it answers; its engine binds to VLLM_CPU_OMP_THREADS_BIND as it is now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir), "--served-model-name", model, "--host", "127.0.0.1", "--port", str(port),
-        "--enforce-eager", "--max-model-len", str(max_model_len), "--dtype", "float32",
+def start_server(model_dir: Path, log: Path, *, model: str, max_model_len: int, timeout: float = 420) -> VLLMServer:
+    """vLLM's OpenAI-compatible server serving `model_dir` as `model` on CPU (float32, eager, a 1 GiB KV cache, Hermes
+    tool-call parsing), once it answers; its engine binds to VLLM_CPU_OMP_THREADS_BIND as it is now."""
+    server = VllmServer(str(model_dir), model_name=model, start_timeout_s=timeout, log_path=log, extra_args=[
+        "--max-model-len", str(max_model_len), "--dtype", "float32",
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
-    ]  # fmt: skip
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env=env)
-    server = VLLMServer(f"http://127.0.0.1:{port}/v1", model, max_model_len, process, log)
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError(f"vLLM server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"vLLM server did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-        time.sleep(1)
+    ])
+    try:
+        server.start()
+    except RuntimeError as error:
+        raise RuntimeError(f"{error}:\n{log.read_text(errors='replace')[-3000:]}") from error
+    return VLLMServer(server, max_model_len)
