@@ -58,8 +58,8 @@ def test_generation_survives_a_killed_worker_without_lost_or_duplicate_rollouts(
 
 @pytest.mark.vllm_engine
 def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bundled_model_dir, private_broker):
-    """The worker's cached vLLM engine core is a child process; without closing it on shutdown it outlived the worker
-    (holding its memory, or a GPU) as an orphan."""
+    """The worker's cached vLLM engine runs its model in a child process; without closing it on shutdown it outlived
+    the worker (holding its memory, or a GPU) as an orphan."""
     import psutil
 
     pytest.importorskip("vllm")
@@ -77,7 +77,7 @@ def test_a_stopped_worker_leaves_no_vllm_engine_process_behind(start_worker, bun
     assert job.status == JobStatus.SUCCEEDED, job.error
     engine = [p for p in psutil.Process(worker.process.pid).children(recursive=True)
               if "EngineCore" in " ".join(p.cmdline()) or p.name().startswith("VLLM")]
-    assert engine, "the vLLM engine core should run in its own process"
+    assert engine, "the vLLM engine (its model worker) should run in a process of its own"
     started = time.monotonic()
     worker.process.terminate()  # warm shutdown, as `docker compose stop` or systemd would ask
     worker.process.wait(timeout=120)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -164,3 +165,58 @@ def test_tool_use_end_to_end(vllm_backend: VLLMBackend) -> None:
             assert info["final_answer"] is None
         else:
             assert info["final_answer"] == trajectory.completion
+
+
+# A process that generates with an engine, then waits to be killed (a Celery worker or a test run killed with -9).
+KILLED_SCRIPT = """
+import sys, time
+from training.generation import SamplingParams
+from training.generation.backends.vllm_backend import VLLMBackend
+
+if __name__ == "__main__":
+    backend = VLLMBackend(sys.argv[1], enforce_eager=True, max_model_len=int(sys.argv[2]), dtype="float32")
+    [[completion]] = backend.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=2))
+    print("generated" if completion.ok else completion.error, flush=True)
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.vllm_engine
+@pytest.mark.slow
+def test_an_engine_whose_process_is_killed_leaves_no_vllm_process_behind(bundled_model: Path, tmp_path: Path) -> None:
+    """SIGKILL gives the process no chance to close its engine: vLLM's own processes must notice that their parent is
+    gone. The engine-core process of vLLM's default layout did not, and held the model's memory (or a GPU) as an
+    orphan; the model worker of ours exits when its parent's end of the death pipe closes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    pytest.importorskip("vllm")
+    script = tmp_path / "engine.py"
+    script.write_text(KILLED_SCRIPT)
+    root = Path(__file__).resolve().parents[3]
+    process = subprocess.Popen([sys.executable, str(script), str(bundled_model), str(MAX_MODEL_LEN)], cwd=root,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        lines: list[str] = []
+        for line in process.stdout:  # vLLM logs to stdout too
+            lines.append(line.strip())
+            if lines[-1] == "generated":
+                break
+        assert lines and lines[-1] == "generated", lines[-20:]
+        engine = psutil.Process(process.pid).children(recursive=True)
+        assert engine, "the model runs in a process of its own"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+        started = time.monotonic()
+        gone, alive = psutil.wait_procs(engine, timeout=60)
+        assert not alive, f"left behind after {time.monotonic() - started:.0f} s: {[p.name() for p in alive]}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)

