@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from webapp.core.models import MeteredJob
@@ -75,7 +76,11 @@ class ReviewItem(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["queue", "position"], name="review_item_unique_position")]
-        indexes = [models.Index(fields=["queue", "completed_count", "position"], name="review_item_next")]
+        indexes = [
+            models.Index(fields=["queue", "completed_count", "position"], name="review_item_next"),
+            # Blind review asks which items show a rollout; a ranking item shows its whole group (webapp/reviews/blind).
+            GinIndex(fields=["group_rollout_ids"], opclasses=["jsonb_path_ops"], name="review_item_group"),
+        ]
 
 
 class HumanLabel(models.Model):

@@ -64,6 +64,50 @@ def test_a_rollout_in_two_open_blind_queues_stays_blind_until_both_are_labeled(r
     assert judge_scores_visible(user=s["ann1"], role=Role.ANNOTATOR, rollout=rollout)
 
 
+def test_every_rollout_of_a_ranking_items_group_is_blind_until_the_ranking_is_submitted(review_setup):
+    """A ranking item shows its whole group; each member, not only the item's own rollout, is held by it."""
+    from webapp.reviews.blind import _blind_for
+    from webapp.reviews.labeling import ranking_submit
+    from webapp.reviews.models import ReviewMode
+
+    s = review_setup
+    group = [r.pk for r in s["rollouts"] if r.group_key == "grp1"]
+    queue = make_queue(s, name="ranks", size=1, mode=ReviewMode.RANKING, selection={"ids": group[:1]})
+    item = queue.items.get()
+    assert sorted(item.group_rollout_ids) == sorted(group) and item.rollout_id == group[0]
+    assert blind(s, s["ann1"]) == set(group)
+    assert all(_blind_for(s["ann1"].pk, s["project"].pk, pk) for pk in group)
+    assert not judge_scores_visible(user=s["ann1"], role=Role.ANNOTATOR, rollout=group[2])
+    held = services.item_next(queue=queue, annotator=s["ann1"])
+    ranking_submit(item=held, annotator=s["ann1"], ranking=list(reversed(held.group_rollout_ids)))
+    assert blind(s, s["ann1"]) == set()  # one label per item: nobody is blind to the group any more
+    assert judge_scores_visible(user=s["ann1"], role=Role.ANNOTATOR, rollout=group[2])
+
+
+def test_other_annotators_labels_of_a_blind_rollout_are_hidden_from_the_api(client, review_setup):
+    """Labels, rankings and gold responses of others would sway a blind label as much as the judge's scores."""
+    from webapp.reviews.models import GoldResponse, HumanLabel
+
+    s = review_setup
+    queue = make_queue(s, size=1, reviewers_per_item=2)
+    rollout = queue.items.get().rollout
+    submit(queue, s["ann2"])
+    GoldResponse.objects.create(rollout=rollout, annotator=s["ann2"], queue=queue, text="ann2's gold")
+    assert HumanLabel.objects.filter(rollout=rollout, annotator=s["ann2"]).exists()
+    base = f"/api/v1/projects/{s['project'].pk}"
+    for user, sees in ((s["ann1"], False), (s["editor"], True)):
+        client.force_login(user)
+        labels = client.get(f"{base}/labels/", {"rollout": rollout.pk}).json()["results"]
+        golds = client.get(f"{base}/gold-responses/", {"rollout": rollout.pk}).json()["results"]
+        assert bool(labels) == bool(golds) == sees, user
+    client.force_login(s["ann1"])
+    label = HumanLabel.objects.filter(rollout=rollout, annotator=s["ann2"]).first()
+    assert client.get(f"{base}/labels/{label.pk}/").status_code == 404
+    submit(queue, s["ann1"])  # their own label given: the others' are theirs to compare with
+    assert len(client.get(f"{base}/labels/", {"rollout": rollout.pk}).json()["results"]) == 4
+    assert client.get(f"{base}/labels/{label.pk}/").status_code == 200
+
+
 def test_editors_and_viewers_are_never_blind_outside_the_labeling_page(review_setup):
     s = review_setup
     queue = make_queue(s, size=1)
@@ -101,6 +145,7 @@ def test_the_one_rollout_questions_written_in_sql_answer_as_the_orm_rule(review_
     they must agree with blind_rollout_ids and the ORM filter for every annotator, rollout and queue, through
     reservations, submits, skips, assignees, a pairwise queue, a non-blind one and a queue that needs no more labels."""
     from webapp.reviews.blind import _blind_for, _submitted_in_queue
+    from webapp.reviews.labeling import ranking_submit
     from webapp.reviews.models import AssignmentStatus, ReviewAssignment, ReviewItem, ReviewMode
 
     s = review_setup
@@ -115,6 +160,8 @@ def test_the_one_rollout_questions_written_in_sql_answer_as_the_orm_rule(review_
         make_queue(s, name="pairs", size=2, seed=3, mode=ReviewMode.PAIRWISE, selection=among(6, 7, 8, 9, 10, 11)),
         make_queue(s, name="visible", size=3, seed=4, blind=False, selection=among(0, 1, 2)),
         make_queue(s, name="one", size=1, seed=5, reviewers_per_item=1, selection=among(5)),
+        make_queue(s, name="ranks", size=1, seed=6, mode=ReviewMode.RANKING, reviewers_per_item=2,
+                   selection=among(3)),  # holds 3, 4 and 5, the group of rollout 3
     ]
     assert all(q.items.exists() for q in queues)
     annotators = [s["ann1"], s["ann2"]]
@@ -127,7 +174,8 @@ def test_the_one_rollout_questions_written_in_sql_answer_as_the_orm_rule(review_
                 for queue in queues:
                     on_item = (ReviewAssignment.objects.filter(item__queue=queue, annotator=user,
                                                                status=AssignmentStatus.DONE)
-                               .filter(Q(item__rollout_id=rollout.pk) | Q(item__rollout_b_id=rollout.pk)).exists())
+                               .filter(Q(item__rollout_id=rollout.pk) | Q(item__rollout_b_id=rollout.pk)
+                                       | Q(item__group_rollout_ids__contains=rollout.pk)).exists())
                     assert _submitted_in_queue(user, queue.pk, rollout.pk) == on_item, (user, rollout, queue)
 
     check()
@@ -141,4 +189,7 @@ def test_the_one_rollout_questions_written_in_sql_answer_as_the_orm_rule(review_
     submit(queues[1], s["ann1"])
     skipped = services.item_next(queue=queues[0], annotator=s["ann2"])
     services.item_skip(item=skipped, annotator=s["ann2"])
+    check()
+    ranked = services.item_next(queue=queues[5], annotator=s["ann2"])  # the group, submitted by one of two
+    ranking_submit(item=ranked, annotator=s["ann2"], ranking=ranked.group_rollout_ids)
     check()

@@ -1,6 +1,8 @@
 """Blind review holds on every read path: every URL pattern of the site and every API route, requested by an
 annotator with open blind items, with every query parameter that could act as an oracle, never shows a judge score
-or rationale of a blind rollout, and no filter tells a blind rollout's score apart.
+or rationale of a blind rollout, nor another annotator's label, ranking or gold response of it, and no filter tells
+a blind rollout's score apart. A rollout is blind as an item's rollout, as rollout B of a pair, and as one of the
+group a ranking item shows.
 
 The URL patterns are walked from the resolver, so a page or endpoint added later is requested here without anyone
 remembering to: a pattern whose arguments this test cannot fill fails `test_every_url_pattern_is_requested`.
@@ -20,15 +22,27 @@ from tests.webapp.api.builders import one_of_everything
 from webapp.core.models import JobStatus, Membership, Role
 from webapp.exports import services as export_services
 from webapp.judging.models import CriterionScore, RolloutScore
-from webapp.reviews.models import AssignmentStatus, HumanLabel, ReviewAssignment, ReviewItem, ReviewQueue
+from webapp.reviews.models import (
+    AssignmentStatus,
+    GoldResponse,
+    HumanLabel,
+    PairwiseLabel,
+    RankingLabel,
+    ReviewAssignment,
+    ReviewItem,
+    ReviewQueue,
+)
 from webapp.rollouts.models import RolloutSource
 from webapp.rubrics.models import RubricToolJob
 from webapp.runs.models import TrainingMetric
 
 SECRET_SCORE = 0.7315
-# The score as JSON, floatformat:3 and floatformat:2 write it, and the judge's words.
-SECRETS = ("SECRET-RATIONALE-xyz", "SECRET-RAW-xyz", "0.7315", "0.732", "0.73")
+# The score as JSON, floatformat:3 and floatformat:2 write it, the judge's words, and what other annotators wrote
+# about the blind rollouts (their labels would sway this annotator's as much as the judge's scores).
+OTHERS = ("SECRET-OTHER-LABEL-xyz", "SECRET-OTHER-GOLD-xyz", "SECRET-OTHER-RANKING-xyz", "SECRET-OTHER-PAIR-xyz")
+SECRETS = ("SECRET-RATIONALE-xyz", "SECRET-RAW-xyz", "0.7315", "0.732", "0.73", *OTHERS)
 MARK_R, MARK_T, MARK_V = "MARKER-BLIND-R", "MARKER-BLIND-T", "MARKER-VISIBLE-V"
+MARK_G = "MARKER-BLIND-G"  # blind only as a member of a ranking item's group
 
 # Namespaces not requested, and why.
 SKIPPED_NAMESPACES = {"admin": "Django admin: staff only (annotators are sent to its login page)"}
@@ -47,7 +61,7 @@ def blind_world(db):
     for user in (annotator, other):
         Membership.objects.create(project=project, user=user, role=Role.ANNOTATOR)
 
-    def scored(rollout, score, rationale, fingerprint="judge-fp"):
+    def scored(rollout, score, rationale, fingerprint="judge-fp", comment=""):
         CriterionScore.objects.create(rollout=rollout, rubric_version=version, criterion_key="polite",
                                       judge_fingerprint=fingerprint, job=objs["judge_job"], raw_choice="yes",
                                       score=score, rationale=rationale, raw_response=rationale.replace(
@@ -55,12 +69,12 @@ def blind_world(db):
         RolloutScore.objects.create(rollout=rollout, rubric_version=version, judge_fingerprint=fingerprint,
                                     job=objs["judge_job"], total=score)
         # Another annotator's label far from the judge: `agreement=disagree` would pick it.
-        HumanLabel.objects.create(rollout=rollout, rubric_version=version, criterion_key="polite", annotator=other,
-                                  value=0.0)
+        return HumanLabel.objects.create(rollout=rollout, rubric_version=version, criterion_key="polite",
+                                         annotator=other, value=0.0, comment=comment)
 
     secret = RolloutFactory(project=project, task=task, example=objs["example"], job=objs["job"],
                             completion=f"{MARK_R} the answer", group_key="g-secret", sample_index=1)
-    scored(secret, SECRET_SCORE, "SECRET-RATIONALE-xyz")
+    others_label = scored(secret, SECRET_SCORE, "SECRET-RATIONALE-xyz", comment="SECRET-OTHER-LABEL-xyz")
     training = RolloutFactory(project=project, task=task, example=objs["example"], job=None, run=objs["run"], step=1,
                               source=RolloutSource.TRAINING, completion=f"{MARK_T} trained", group_key="g-train",
                               metadata={"reward_total": SECRET_SCORE, "turns": 1})
@@ -69,6 +83,9 @@ def blind_world(db):
     visible = RolloutFactory(project=project, task=task, example=objs["example"], job=objs["job"],
                              completion=f"{MARK_V} plain", group_key="g-visible", sample_index=2)
     scored(visible, 0.25, "visible rationale")
+    grouped = RolloutFactory(project=project, task=task, example=objs["example"], job=objs["job"],
+                             completion=f"{MARK_G} ranked", group_key="g-ranked", sample_index=3)
+    scored(grouped, SECRET_SCORE, "SECRET-RATIONALE-xyz (ranked)")
 
     queue = ReviewQueue.objects.create(project=project, name="blind queue", rubric_version=version, blind=True)
     item = ReviewItem.objects.create(queue=queue, position=0, rollout=secret, priority=SECRET_SCORE)
@@ -84,6 +101,23 @@ def blind_world(db):
                                     reserved_until=timezone.now(), finished_at=timezone.now())
     HumanLabel.objects.create(rollout=secret, rubric_version=version, criterion_key="polite", annotator=annotator,
                               queue=done_queue, value=1.0)
+    # A blind ranking queue: the annotator holds the item ranking the secret rollout's group, in which `grouped` is
+    # only a member (not the item's own rollout); the other annotator has already ranked it.
+    ranking_queue = ReviewQueue.objects.create(project=project, name="blind ranking", rubric_version=version,
+                                               blind=True, mode="ranking", reviewers_per_item=2)
+    ranking_item = ReviewItem.objects.create(queue=ranking_queue, position=0, rollout=secret, completed_count=1,
+                                             group_rollout_ids=[secret.pk, grouped.pk])
+    ReviewAssignment.objects.create(item=ranking_item, annotator=annotator, status=AssignmentStatus.RESERVED,
+                                    reserved_until=timezone.now() + timedelta(hours=1))
+    ReviewAssignment.objects.create(item=ranking_item, annotator=other, status=AssignmentStatus.DONE,
+                                    reserved_until=timezone.now(), finished_at=timezone.now())
+    others_ranking = RankingLabel.objects.create(item=ranking_item, rubric_version=version, annotator=other,
+                                                 queue=ranking_queue, ranking=[grouped.pk, secret.pk],
+                                                 comment="SECRET-OTHER-RANKING-xyz")
+    others_gold = GoldResponse.objects.create(rollout=secret, annotator=other, queue=ranking_queue,
+                                              text="SECRET-OTHER-GOLD-xyz")
+    PairwiseLabel.objects.create(rollout_a=secret, rollout_b=grouped, rubric_version=version, annotator=other,
+                                 preferred="a", shown_a_first=True, comment="SECRET-OTHER-PAIR-xyz")
 
     # An export another member made, with the scores in its file.
     export = objs["export"]
@@ -97,7 +131,9 @@ def blind_world(db):
                                                     status=JobStatus.SUCCEEDED, created_by=owner)
                  for kind in RubricToolJob.Kind.values}
     return {**objs, "owner": owner, "annotator": annotator, "secret": secret, "training": training,
-            "visible": visible, "queue": queue, "item": item, "done_queue": done_queue, "done_item": done_item,
+            "visible": visible, "grouped": grouped, "queue": queue, "item": item, "done_queue": done_queue,
+            "done_item": done_item, "ranking_queue": ranking_queue, "ranking_item": ranking_item,
+            "others_label": others_label, "others_ranking": others_ranking, "others_gold": others_gold,
             "tool_jobs": tool_jobs}
 
 
@@ -140,27 +176,31 @@ def argument_values(w: dict) -> tuple[dict[str, list], dict[str, list[dict]]]:
     }
     per_url: dict[str, list[dict]] = {name: [{"job_id": pk}] for name, pk in job_ids.items()}
     items = [{"queue_id": w["queue"].pk, "item_id": w["item"].pk},
-             {"queue_id": w["done_queue"].pk, "item_id": w["done_item"].pk}]
+             {"queue_id": w["done_queue"].pk, "item_id": w["done_item"].pk},
+             {"queue_id": w["ranking_queue"].pk, "item_id": w["ranking_item"].pk}]
     for name in ("item", "autosave", "note", "submit", "skip", "pairwise", "gold", "ranking"):
         per_url[f"reviews:{name}"] = items
     api_pk = {
         "project": w["project"].pk, "task": w["task"].pk, "example": w["example"].pk, "rubric": w["rubric"].pk,
         "rubric-version": w["version"].pk, "endpoint": w["endpoint"].pk, "generation-job": w["job"].pk,
-        "rollout": [w["secret"].pk, w["training"].pk], "judge-job": w["judge_job"].pk,
+        "rollout": [w["secret"].pk, w["training"].pk, w["grouped"].pk], "judge-job": w["judge_job"].pk,
         "criterion-score": list(CriterionScore.objects.filter(rollout=w["secret"]).values_list("pk", flat=True)),
         "rollout-score": list(RolloutScore.objects.filter(rollout=w["secret"]).values_list("pk", flat=True)),
-        "review-queue": [w["queue"].pk, w["done_queue"].pk], "label": w["label"].pk,
+        "review-queue": [w["queue"].pk, w["done_queue"].pk, w["ranking_queue"].pk],
+        "label": [w["label"].pk, w["others_label"].pk],
         # Items carry the sampler's priority (here the blind judge score), which the API must never show.
-        "review-item": [w["item"].pk, w["done_item"].pk], "gold-response": w["gold"].pk,
-        "ranking-label": w["ranking"].pk, "training-run": w["run"].pk,
+        "review-item": [w["item"].pk, w["done_item"].pk, w["ranking_item"].pk],
+        "gold-response": [w["gold"].pk, w["others_gold"].pk],
+        "ranking-label": [w["ranking"].pk, w["others_ranking"].pk], "training-run": w["run"].pk,
         "training-metric": w["metric"].pk, "checkpoint": w["checkpoint"].pk, "export": w["export"].pk,
     }
     for basename, pks in api_pk.items():
         for suffix in ("detail", "cancel", "download", "push", "guidelines", "next"):
             per_url[f"{basename}-{suffix}"] = [{"pk": pk} for pk in (pks if isinstance(pks, list) else [pks])]
     generic = {
-        "project_id": [w["project"].pk], "rollout_id": [w["secret"].pk, w["training"].pk],
-        "group_key": [w["secret"].group_key, w["training"].group_key], "queue_id": [w["queue"].pk, w["done_queue"].pk],
+        "project_id": [w["project"].pk], "rollout_id": [w["secret"].pk, w["training"].pk, w["grouped"].pk],
+        "group_key": [w["secret"].group_key, w["training"].group_key, w["grouped"].group_key],
+        "queue_id": [w["queue"].pk, w["done_queue"].pk, w["ranking_queue"].pk],
         "key": ["polite"], "run_id": [w["run"].pk], "export_id": [w["export"].pk], "task_id": [w["task"].pk],
         "example_id": [w["example"].pk], "rubric_id": [w["rubric"].pk], "number": [w["version"].number],
         "version_id": [w["version"].pk], "endpoint_id": [w["endpoint"].pk], "user_id": [w["annotator"].pk],
@@ -249,11 +289,11 @@ def test_no_read_path_shows_a_blind_rollouts_judge_scores(client, blind_world):
             for htmx in (False, True):
                 url, text = get(client, path, query, htmx=htmx)
                 leaks += [(url, s) for s in SECRETS if s in text]
-                shown[name] = shown.get(name, 0) + (MARK_R in text or MARK_T in text)
+                shown[name] = shown.get(name, 0) + (MARK_R in text or MARK_T in text or MARK_G in text)
         for low, high in pairs:
             (url_low, a), (url_high, b) = get(client, path, low), get(client, path, high)
             leaks += [(u, s) for u, t in ((url_low, a), (url_high, b)) for s in SECRETS if s in t]
-            for marker in (MARK_R, MARK_T):
+            for marker in (MARK_R, MARK_T, MARK_G):
                 if (marker in a) != (marker in b):
                     oracles.append((url_low, url_high, marker))
         if name not in NOT_POSTED:

@@ -31,6 +31,9 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
     input_serializer_class: type | None = None
     # Blind review: the path from a row to its rollout id, for rows that a score filter may select.
     rollout_field: str | None = None
+    # Blind review, for rows people write (labels, rankings, gold responses): the paths to the rollout or review item
+    # the row is about; other annotators' rows about a rollout blind for the caller are left out of every action.
+    others_hidden: dict[str, str | None] | None = None
 
     def scoped(self, project: Project) -> QuerySet:
         raise NotImplementedError
@@ -39,6 +42,9 @@ class ProjectScopedViewSet(viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):
             return self.queryset
         queryset = self.scoped(self.request.project)
+        if self.others_hidden is not None:
+            queryset = request_blindness(self.request).without_others_labels(queryset, user=self.request.user,
+                                                                            **self.others_hidden)
         if self.action == "list":
             queryset = self.filtered(queryset)
             if self.rollout_field and uses_scores(self.request.query_params, self.filters):

@@ -92,6 +92,7 @@ class HumanLabelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, ReadOn
     queryset = HumanLabel.objects.none()
     serializer_class = s.HumanLabelSerializer
     write_action = Action.LABEL
+    others_hidden = {"rollout_field": "rollout_id"}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped(self, project):
@@ -149,6 +150,7 @@ class GoldResponseViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, Read
     queryset = GoldResponse.objects.none()
     serializer_class = s.GoldResponseSerializer
     write_action = Action.LABEL
+    others_hidden = {"rollout_field": "rollout_id"}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped(self, project):
@@ -189,6 +191,7 @@ class RankingLabelViewSet(mixins.CreateModelMixin, mixins.UpdateModelMixin, Read
     queryset = RankingLabel.objects.none()
     serializer_class = s.RankingLabelSerializer
     write_action = Action.LABEL
+    others_hidden = {"rollout_field": None, "item_field": "item_id"}
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def scoped(self, project):
