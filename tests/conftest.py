@@ -257,7 +257,12 @@ def vllm_server(request: pytest.FixtureRequest, bundled_model_dir: Path, tmp_pat
 
 
 class WorkerProcess:
-    """A real `celery worker` OS process for tests, writing to the test database."""
+    """A real `celery worker` OS process for tests, writing to the test database.
+
+    `started` lists every worker this test process started: workers on different brokers still share the test
+    database, so a check that scans it (the lapsed-lease check) may be done by any of them."""
+
+    started: list[WorkerProcess] = []
 
     def __init__(self, *, name: str, log_path: Path, env_overrides: dict[str, str] | None = None,
                  queues: str = "default,judge,rollout,train", concurrency: int = 2):
@@ -278,6 +283,7 @@ class WorkerProcess:
         self.name = name
         self.log_path = log_path
         self.broker_url = env["CELERY_BROKER_URL"]
+        WorkerProcess.started.append(self)
         with open(log_path, "ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queues, "--pool", "threads",
