@@ -236,13 +236,22 @@ def _reattach_on_start(sender, **kwargs) -> None:
     reattach_runs(socket.gethostname())
 
 
+# Steps in a row that may fail with an unexpected error before the evaluation fails with it (a database that is
+# away is waited out instead: its errors do not count).
+EVALUATION_STEP_ATTEMPTS = 3
+
+
 @shared_task(name="workers.training.advance_evaluation", ignore_result=True)
-def advance_evaluation(*, evaluation_id: int, chain: str = "") -> None:
+def advance_evaluation(*, evaluation_id: int, chain: str = "", failures: int = 0) -> None:
     """Bookkeeping of a checkpoint evaluation (queue `default`): re-enqueues itself until the evaluation is done.
 
     `chain` is the token of the chain this message belongs to; a superseded chain stops here. Each step renews the
     chain's lease; the workers' lapsed-lease check (workers.system) starts a new chain when a message was lost.
-    A message without one (sent before chains held leases) starts a chain if the evaluation has none."""
+    A message without one (sent before chains held leases) starts a chain if the evaluation has none. `failures`
+    counts the steps before this one that failed in a row; at EVALUATION_STEP_ATTEMPTS the evaluation fails with the
+    error, rather than the chain retrying it forever."""
+    from django.db import InterfaceError, OperationalError
+
     from webapp.core.jobs import job_chain_end, job_chain_step, job_chain_take_over
     from webapp.core.models import JobChunk
     from webapp.runs import services
@@ -253,12 +262,21 @@ def advance_evaluation(*, evaluation_id: int, chain: str = "") -> None:
     if not chain or not job_chain_step(kind=kind, job_id=evaluation_id, token=chain):
         return
     try:
-        more = services.checkpoint_evaluation_advance(evaluation_id=evaluation_id)
-    except Exception as error:
-        logger.exception("advancing evaluation %s failed: %r", evaluation_id, error)
+        more, failures = services.checkpoint_evaluation_advance(evaluation_id=evaluation_id), 0
+    except (OperationalError, InterfaceError) as error:  # the database is away: try again, however long it takes
+        logger.warning("advancing evaluation %s: the database is unavailable (%r); trying again", evaluation_id, error)
         more = True
+    except Exception as error:
+        failures += 1
+        logger.exception("advancing evaluation %s failed (%d in a row): %r", evaluation_id, failures, error)
+        more = failures < EVALUATION_STEP_ATTEMPTS
+        if not more:
+            services.checkpoint_evaluation_fail(
+                evaluation_id=evaluation_id,
+                error=f"Advancing the evaluation failed {failures} times in a row; the last error: {error!r}",
+            )
     if more:
-        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id, "chain": chain}, queue="default",
-                                       countdown=max(_poll_seconds(), 1.0))
+        advance_evaluation.apply_async(kwargs={"evaluation_id": evaluation_id, "chain": chain, "failures": failures},
+                                       queue="default", countdown=max(_poll_seconds(), 1.0))
     else:  # ended with the evaluation already; also when it was finished elsewhere (cancelled)
         job_chain_end(kind=kind, job_id=evaluation_id)

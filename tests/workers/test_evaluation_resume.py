@@ -67,3 +67,43 @@ def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(se
     assert any("whose worker stopped renewing its lease" in log for log in logs.values()), worker.log()
     chain = JobChunk.objects.get(kind=KIND, job_id=evaluation.pk, index=0)
     assert chain.done and chain.lease_expires_at is None  # ended with the evaluation: the check sends nothing more
+
+
+@pytest.fixture
+def eager():
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db
+def test_an_evaluation_whose_step_keeps_failing_fails_with_the_error_instead_of_retrying_forever(setup, eager):  # noqa: F811
+    """A step that raises (here Postgres refusing the judge job: a trigger, as a broken constraint or a full disk
+    would) is tried again, but not forever: the third failure in a row ends the evaluation with the error."""
+    from django.db import connection
+
+    from tests.factories import RolloutFactory
+    from webapp.judging.models import JudgeJob
+    from webapp.rollouts.models import GenerationJob
+    from workers.training import EVALUATION_STEP_ATTEMPTS, advance_evaluation
+
+    project, run, engine, (checkpoint, _) = setup
+    evaluation = services.checkpoint_evaluation_create(run=run, checkpoint=checkpoint, endpoint=engine, enqueue=False)
+    base = evaluation.base_job
+    RolloutFactory(project=project, task=run.task, job=base, example=run.task.examples.filter(split="eval").first())
+    GenerationJob.objects.filter(pk=base.pk).update(status=JobStatus.SUCCEEDED)
+    table = connection.ops.quote_name(JudgeJob._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE FUNCTION refuse_judge_job() RETURNS trigger LANGUAGE plpgsql AS"
+                       " $$ BEGIN RAISE EXCEPTION 'judge jobs refused by the test'; END $$")
+        cursor.execute(f"CREATE TRIGGER refuse BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION refuse_judge_job()")
+    chain = JobChunk.objects.get(kind=KIND, job_id=evaluation.pk, index=0).leased_by
+    advance_evaluation(evaluation_id=evaluation.pk, chain=chain)  # eager: each next step runs inline
+    evaluation.refresh_from_db()
+    assert evaluation.status == JobStatus.FAILED
+    assert f"failed {EVALUATION_STEP_ATTEMPTS} times in a row" in evaluation.error
+    assert "judge jobs refused by the test" in evaluation.error
+    assert JobChunk.objects.get(kind=KIND, job_id=evaluation.pk, index=0).done  # the chain ended with it

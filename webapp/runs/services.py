@@ -566,6 +566,15 @@ def checkpoint_evaluations_resume(*, lapsed_only: bool) -> int:
     return sent
 
 
+def checkpoint_evaluation_fail(*, evaluation_id: int, error: str) -> bool:
+    """End a running evaluation as failed, with its reason, and its chain with it (the chain's steps kept failing).
+    False when it had already finished."""
+    with transaction.atomic():
+        failed = job_fail(model=CheckpointEvaluation, job_id=evaluation_id, error=error)
+        job_chain_end(kind=JobChunk.Kind.EVALUATION, job_id=evaluation_id)
+    return failed
+
+
 def checkpoint_evaluation_advance(*, evaluation_id: int, enqueue: bool = True) -> bool:
     """Judge each side once its rollouts are generated; finish when both are scored. True while there is more to
     wait for. Safe to call from several places at once (row lock) and again after it finished."""
