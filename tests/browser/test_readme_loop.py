@@ -14,7 +14,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.test_review import console_errors
+from tests.browser.test_review import LABELING_READY, console_errors
 from webapp.demo.seed import DEMO_ENDPOINT_NAME, DEMO_PASSWORD, DEMO_USERNAME, seed_demo
 from webapp.exports.models import Export
 from webapp.runs.models import TrainingRun
@@ -143,7 +143,7 @@ def walk(page, live_server, login, settings, tmp_path):
         page.get_by_role("button", name="Create queue").click()
     page.get_by_role("link", name="Start labeling").click()
     for n in range(4):
-        page.wait_for_selector("form[data-labeling]")
+        page.wait_for_selector(LABELING_READY)
         assert page.locator("#label-form .judge-score").count() == 0  # blind until submitted
         assert page.locator("h1").inner_text().endswith(f"{n} / 4 labels done")
         page.keyboard.press(str(1 + n % 2))  # helpful: no / yes; focus moves on to "correct"

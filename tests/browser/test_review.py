@@ -12,6 +12,10 @@ from webapp.core.models import Role
 from webapp.reviews import services
 from webapp.reviews.models import HumanLabel, ReviewAssignment
 
+# The labeling page once static/js/labeling.js has run (it focuses a criterion): keys pressed before that do
+# nothing, and the element alone is there while the deferred script may still be loading on a busy machine.
+LABELING_READY = "form[data-labeling] fieldset.criterion.focused"
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -27,7 +31,7 @@ def test_label_five_items_with_the_keyboard_only_in_blind_mode(page, live_server
     login(s["ann1"].username, "pw")
     page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
     for n in range(5):
-        page.wait_for_selector("form[data-labeling]")
+        page.wait_for_selector(LABELING_READY)
         assert page.locator("#label-form .judge-score").count() == 0  # blind until submitted
         assert page.locator("fieldset.criterion.focused").get_attribute("data-key") == "helpful"
         page.keyboard.press("?")
@@ -86,7 +90,7 @@ def test_comment_and_flag_autosave_while_typing_and_a_stale_tab_is_refused(page,
                                          seed=3, blind=True)
     login(s["ann1"].username, "pw")
     page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
-    page.wait_for_selector("form[data-labeling]")
+    page.wait_for_selector(LABELING_READY)
     # Typed before any answer: kept on the page, then saved with the first answer.
     page.locator("#id_comment").fill("copies the prompt")
     page.wait_for_selector('#note-status[data-state="pending"]')
@@ -131,7 +135,7 @@ def test_keys_follow_the_help_a_pick_moves_on_and_p_goes_back(page, live_server,
     errors = console_errors(page)
     login(s["ann1"].username, "pw")
     page.goto(f"{live_server.url}/p/{s['project'].pk}/review/{queue.pk}/next/")
-    page.wait_for_selector("form[data-labeling]")
+    page.wait_for_selector(LABELING_READY)
     first_url = page.url
     page.keyboard.press("?")
     help_text = page.locator("#keys-help").inner_text()
@@ -146,7 +150,7 @@ def test_keys_follow_the_help_a_pick_moves_on_and_p_goes_back(page, live_server,
     page.wait_for_selector("#criterion-helpful .saved")
     with page.expect_navigation():
         page.keyboard.press("n")
-    page.wait_for_selector("form[data-labeling]")
+    page.wait_for_selector(LABELING_READY)
     assert page.url.split("?")[0] != first_url.split("?")[0]
     first = ReviewAssignment.objects.get(annotator=s["ann1"], status="done").item
     assert {label.criterion_key: label.choice for label in HumanLabel.objects.filter(annotator=s["ann1"])} == {
