@@ -360,7 +360,10 @@ _ORDER = {
 
 
 def _like(text: str) -> str:
-    return "%" + text.upper().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    """A LIKE pattern for "contains `text`", its wildcards escaped. Not upper-cased here: Postgres folds it (UPPER in
+    the statement) as it folds the texts, as the rollout browser's `icontains` does; Python's str.upper() differs
+    ("ß" → "SS")."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _statement(*, a: Side, b: Side, filters: Filters) -> tuple[str, dict[str, Any]]:
@@ -379,7 +382,7 @@ def _statement(*, a: Side, b: Side, filters: Filters) -> tuple[str, dict[str, An
     if filters.q:
         params["q"] = _like(filters.q)
         texts = ["a.completion", "e.prompt", *(["b.completion"] if a.rollouts.key != b.rollouts.key else [])]
-        where.append("(" + " OR ".join(f"UPPER({t}) LIKE %(q)s ESCAPE '\\'" for t in texts) + ")")
+        where.append("(" + " OR ".join(f"UPPER({t}) LIKE UPPER(%(q)s) ESCAPE '\\'" for t in texts) + ")")
     if filters.score_min is not None:
         where.append("(sa.total >= %(score_min)s OR sb.total >= %(score_min)s)")
         params["score_min"] = filters.score_min

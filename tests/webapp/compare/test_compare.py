@@ -126,6 +126,29 @@ def test_filters_split_text_score_and_difference(make_member):
 
 
 @pytest.mark.django_db
+def test_text_search_matches_what_the_rollout_browser_matches(make_member):
+    """One meaning of "contains, ignoring case" on both pages: Postgres folds the term and the text alike. Python's
+    str.upper() folds "ß" to "SS" and "ﬁ" to "FI", which Postgres does not: "straße" found nothing here."""
+    from webapp.rollouts.models import Rollout
+    from webapp.rollouts.selectors import rollout_browse
+
+    w = build(make_member, n=2)
+    texts = ["Die Straße ist lang", "STRASSE in caps", "ﬁle ligature", "FILE plain", "Kelvin 5\u212a", "ſmall long s"]
+    for n, text in enumerate(texts, 1):
+        RolloutFactory(project=w["project"], task=w["task"], example=w["a"][0].example, job=w["job_a"],
+                       completion=text, group_key="t", sample_index=n)
+    a = side(w, w["job_a"], w["v1"])
+    # Terms no prompt ("question 0", "question 1") contains: the browser searches completions, compare prompts too.
+    for term in ("straße", "STRASSE", "ß", "ﬁle", "file", "k", "\u212a", "ſmall", "SMALL"):
+        browser = set(rollout_browse(w["project"], filters={"q": term, "job": w["job_a"].pk})
+                      .values_list("pk", flat=True))
+        compared = {r.pk for r in selectors.comparison_page(a=a, b=a, filters=selectors.Filters(q=term), size=100).rows}
+        assert compared == browser, term
+        if term == "straße":  # what Python's folding missed
+            assert [r.completion for r in Rollout.objects.filter(pk__in=compared)] == ["Die Straße ist lang"]
+
+
+@pytest.mark.django_db
 def test_page_pages_and_reads_rows_in_one_statement(client, make_member):
     """The rows of a page are one SQL statement, whatever the number of rows (no query per row)."""
     counts = {}
