@@ -25,6 +25,15 @@ from training.grpo.config import GRPORunConfig
 from training.grpo.sinks import JsonlSink
 
 
+def hide_vllm_unless_used(config: GRPORunConfig) -> None:
+    """TRL imports vLLM whenever it is installed (~3 s of CPU per run on a 2-core machine, and a warning when vLLM is
+    newer than TRL knows). A run that generates with transformers does not use it (a local vLLM judge is a server in a
+    process of its own), so it is hidden from this process: with None in sys.modules, `import vllm` raises ImportError
+    and importlib.util.find_spec answers None, as if it were not installed."""
+    if not config.use_vllm:
+        sys.modules.setdefault("vllm", None)  # type: ignore[assignment]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.grpo.run", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="GRPORunConfig as JSON.")
@@ -52,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_term)
 
+    hide_vllm_unless_used(config)
     # Imported here: torch/trl take seconds to import and are not needed to reject a bad config.
     from training.grpo.runner import rewards_from_config, run_grpo
 
