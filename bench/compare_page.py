@@ -7,6 +7,10 @@ each (must not grow with the page or the number of rows).
 
 Seeds with INSERT … SELECT generate_series into its own database (reused when already seeded), then renders the real
 view through Django's test client (routing, middleware, permission and blind checks, selector, template).
+
+Also a training run (RUN_STEPS steps of RUN_GROUPS prompts × 8 samples, prompts cycling over the examples): "job vs
+run" pairs each of the base job's rollouts with the run's newest rollout of the same example and sample, and "step vs
+step" two steps of the run.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings.test")
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rubricon_bench_compare")
 
 
+RUN_STEPS, RUN_GROUPS, RUN_SAMPLES = 200, 32, 8
+
+
 def seed(n: int) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -32,6 +39,7 @@ def seed(n: int) -> dict:
     from webapp.core.models import Membership, Project, Role
     from webapp.rollouts.models import GenerationJob
     from webapp.rubrics.models import Rubric, RubricVersion
+    from webapp.runs.models import TrainingRun
     from webapp.tasks.models import Task
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
@@ -66,7 +74,30 @@ def seed(n: int) -> dict:
                     " WHERE r.job_id = %(job)s", {"version": version.pk, "job": job.pk, "mult": 7 + 6 * k})
             cursor.execute("ANALYZE")
         print(f"seeded {n:,} examples × 2 jobs with scores in {time.perf_counter() - started:.0f} s")
-    return {"user": user, "project": project, "version": version, "jobs": jobs}
+    run, created = TrainingRun.objects.get_or_create(project=project, name="bench-run", task=task,
+                                                     rubric_version=version, defaults={"base_model": "bundled"})
+    if created:
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO rollouts_rollout (project_id, task_id, example_id, run_id, step, source, model_name,"
+                " group_key, sample_index, prompt_messages, messages, completion, finish_reason, error, metadata,"
+                " created_at) SELECT %(project)s, %(task)s, e.id, %(run)s, s, 'training', 'run', 'g' || s || '-' || g,"
+                " k, '[]'::jsonb, '[]'::jsonb, 'The answer is <answer>' || ((e.id + s) %% 97) || '</answer>', 'stop',"
+                " '', '{}'::jsonb, now() FROM generate_series(1, %(steps)s) AS s, generate_series(0, %(groups)s - 1)"
+                " AS g, generate_series(0, %(samples)s - 1) AS k JOIN LATERAL (SELECT id FROM tasks_example WHERE"
+                " task_id = %(task)s ORDER BY id OFFSET ((s * %(groups)s + g) %% %(n)s) LIMIT 1) e ON true",
+                {"project": project.pk, "task": task.pk, "run": run.pk, "steps": RUN_STEPS, "groups": RUN_GROUPS,
+                 "samples": RUN_SAMPLES, "n": n})
+            cursor.execute(
+                "INSERT INTO judging_rolloutscore (rollout_id, rubric_version_id, judge_fingerprint, total,"
+                " gated_by, error, created_at) SELECT r.id, %(version)s, 'programmatic',"
+                " ((r.id * 13) %% 100) / 100.0, '', '', now() FROM rollouts_rollout r WHERE r.run_id = %(run)s",
+                {"version": version.pk, "run": run.pk})
+            cursor.execute("ANALYZE")
+        print(f"seeded a run of {RUN_STEPS} steps × {RUN_GROUPS} prompts × {RUN_SAMPLES} samples in "
+              f"{time.perf_counter() - started:.0f} s")
+    return {"user": user, "project": project, "version": version, "jobs": jobs, "run": run}
 
 
 def main() -> None:
@@ -95,8 +126,14 @@ def main() -> None:
     url = (reverse("compare:view", args=[world["project"].pk])
            + f"?a_job={base.pk}&b_job={tuned.pk}&a_version={world['version'].pk}&sort=diff")
     last = -(-args.examples // 25)
+    run = world["run"]
+    versus_run = (reverse("compare:view", args=[world["project"].pk])
+                  + f"?a_job={base.pk}&b_run={run.pk}&a_version={world['version'].pk}&sort=diff")
+    steps = (reverse("compare:view", args=[world["project"].pk])
+             + f"?a_run={run.pk}&a_steps=10&b_steps={RUN_STEPS}&a_version={world['version'].pk}&sort=diff")
     pages = {"first page": url, "last page": f"{url}&page={last}", "text filter": f"{url}&q=answer%20is%20%3Canswer%3E42",
-             "split eval, |Δ| ≥ 0.5": f"{url}&split=eval&diff_min=0.5"}
+             "split eval, |Δ| ≥ 0.5": f"{url}&split=eval&diff_min=0.5", "job vs run, first page": versus_run,
+             "run step vs step": steps}
     print(f"{args.examples:,} examples × 2 jobs, {args.repeat} requests each (htmx partial)")
     for name, target in pages.items():
         times = []

@@ -327,12 +327,13 @@ _SCORE = RolloutScore._meta.db_table
 # Side A's rollouts, their partner on side B (same example and sample) and each side's total (at most one per
 # rollout, version and judge): joins, so sorting 10,000 rows by the difference reads each table once. A job holds at
 # most one partner (the unique constraint on job, example and sample): a plain join. A run's steps or an import may
-# hold several: the newest, chosen by a subquery on the (example, sample) pair. The same set on both sides: itself.
+# hold several: the newest, one lookup per row in the (run or import, example, sample, id) index (a LATERAL join). The
+# same set on both sides: itself.
 # Rollouts without an example (an import may hold them) are listed, unpaired.
 _FROM = f"""
     FROM {_ROLLOUT} a
     LEFT JOIN {_EXAMPLE} e ON e.id = a.example_id
-    LEFT JOIN {_ROLLOUT} b ON {{partner}}
+    LEFT JOIN {{partner}}
     LEFT JOIN {_SCORE} sa ON sa.rollout_id = a.id AND sa.rubric_version_id = %(a_version)s
          AND sa.judge_fingerprint = %(a_fp)s
     LEFT JOIN {_SCORE} sb ON sb.rollout_id = b.id AND sb.rubric_version_id = %(b_version)s
@@ -342,14 +343,15 @@ _FROM = f"""
 
 
 def _partner(a: Rollouts, b: Rollouts) -> tuple[str, dict[str, Any]]:
-    """The join condition of side B's rollout to side A's rollout `a`."""
+    """The join of side B's rollout `b` to side A's rollout `a` (after LEFT JOIN)."""
     if a.key == b.key:
-        return "b.id = a.id", {}
+        return f"{_ROLLOUT} b ON b.id = a.id", {}
     condition, params = b.condition("b" if b.job is not None else "c", "b")
-    if b.job is not None:
-        return f"{condition} AND b.example_id = a.example_id AND b.sample_index = a.sample_index", params
-    return (f"b.id = (SELECT MAX(c.id) FROM {_ROLLOUT} c WHERE {condition} AND c.example_id = a.example_id"
-            " AND c.sample_index = a.sample_index)", params)
+    if b.job is not None:  # one rollout per example and sample (a unique constraint)
+        return f"{_ROLLOUT} b ON {condition} AND b.example_id = a.example_id AND b.sample_index = a.sample_index", params
+    # A run or an import may hold several: the newest, one lookup in the index on (run or import, example, sample, id).
+    return (f"LATERAL (SELECT * FROM {_ROLLOUT} c WHERE {condition} AND c.example_id = a.example_id"
+            " AND c.sample_index = a.sample_index ORDER BY c.id DESC LIMIT 1) b ON true", params)
 _DIFF = "(sb.total - sa.total)"
 _ORDER = {
     "diff": f"CASE WHEN {_DIFF} IS NULL THEN 1 ELSE 0 END, {_DIFF} DESC,",

@@ -88,10 +88,15 @@ class Rollout(models.Model):
             models.Index(fields=["task", "-id"], name="rollout_task_id"),
             models.Index(fields=["job", "-id"], name="rollout_job_id"),
             models.Index(fields=["run", "step"], name="rollout_run_step"),
+            # A comparison pairs a rollout with a run's newest rollout of the same example and sample (or an
+            # import's): one index lookup each, instead of reading every rollout of the example (webapp.compare).
+            models.Index(fields=["run", "example", "sample_index", "id"], condition=models.Q(run__isnull=False),
+                         name="rollout_run_example"),
             models.Index(fields=["group_key", "sample_index"], name="rollout_group"),
-            # Only imported rollouts carry an import: the index skips the rest.
-            models.Index(fields=["import_record"], condition=models.Q(import_record__isnull=False),
-                         name="rollout_import_record"),
+            # Only imported rollouts carry an import: the index skips the rest. Its example and sample serve the
+            # comparison's pairing as above.
+            models.Index(fields=["import_record", "example", "sample_index", "id"],
+                         condition=models.Q(import_record__isnull=False), name="rollout_import_example"),
         ]
 
     def __str__(self) -> str:
