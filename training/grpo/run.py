@@ -31,7 +31,7 @@ def hide_vllm_unless_used(config: GRPORunConfig) -> None:
     process of its own), so it is hidden from this process: with None in sys.modules, `import vllm` raises ImportError
     and importlib.util.find_spec answers None, as if it were not installed."""
     if not config.use_vllm:
-        sys.modules.setdefault("vllm", None)  # type: ignore[assignment]
+        sys.modules.setdefault("vllm", None)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:

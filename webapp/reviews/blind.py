@@ -5,8 +5,8 @@ The rule is per (user, rollout). A rollout is *blind* for a user while
 - the user's role in the project is annotator (editors and owners write rubrics and run judges: they can always
   score a rollout themselves, so hiding stored scores from them protects nothing), and
 - an item of a blind queue of the project holds the rollout (as its rollout, as rollout B in pairwise mode, or as one
-  of the group a ranking item shows) and is still open to that user: the queue names no assignees or names them, they have not submitted the item, and it
-  still needs labels or they hold a reservation on it.
+  of the group a ranking item shows) and is still open to that user: the queue names no assignees or names them,
+  they have not submitted the item, and it still needs labels or they hold a reservation on it.
 
 Submitting the item ends blindness for that queue (the labeling page then reveals the judge's scores); a rollout in
 two open blind queues stays blind until both are done. While a rollout is blind for a user, it looks unscored to
