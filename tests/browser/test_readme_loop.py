@@ -99,6 +99,7 @@ def walk(page, live_server, login, settings, tmp_path):
     judge.get_by_label("Question").fill("Does {{ completion }} answer {{ prompt }}?")
     page.get_by_role("button", name="+ Match the answer").click()
     match = page.locator("#criterion-1")
+    expect(match.get_by_label("Title")).to_be_focused()  # the swap has settled (htmx's autofocus): now type
     match.get_by_label("Title").fill("Correct")
     match.get_by_label("Key").fill("correct")
     match.get_by_label("Title").blur()

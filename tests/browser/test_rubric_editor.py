@@ -60,6 +60,9 @@ def test_author_a_rubric_fix_an_error_version_diff_and_restore(page, live_server
 
     page.get_by_role("button", name="+ Length").click()
     length = page.locator("#criterion-2")
+    # htmx focuses the new criterion's title once the swap settles: typing before that lands in whichever field had
+    # the focus when it moved (the key once stayed "length_1" while "short" went into the title).
+    expect(length.get_by_label("Title")).to_be_focused()
     length.get_by_label("Title").fill("Short")
     length.get_by_label("Key").fill("short")
     length.get_by_label("Max").fill("200")
