@@ -42,15 +42,16 @@ class QueueAnnotators:
 
 
 def queue_annotators(queue: ReviewQueue, progress: QueueProgress, *, with_scores: bool) -> QueueAnnotators:
-    """The annotators of a queue with their progress and (criteria mode, `with_scores`) agreement: three queries
-    (assignees, labels, judge scores)."""
+    """The annotators of a queue with their progress and (criteria mode, `with_scores`) their agreement with the judge
+    and between them: three queries (assignees, labels, judge scores). Without `with_scores` (a caller with blind
+    items) neither: Krippendorff's α is a statistic of other annotators' labels, which blind review hides too."""
     assignees = list(queue.assignees.values_list("username", flat=True).order_by("username"))
     by_name: dict[str, AnnotatorProgress] = {a.username: a for a in progress.annotators}
     names = [*by_name, *[u for u in assignees if u not in by_name]]
     agreements: dict[str, agreement.Stat] = {}
     between: list[CriterionRaters] = []
-    if queue.mode == ReviewMode.CRITERIA:
-        agreements, between = _agreement(queue, with_scores=with_scores)
+    if queue.mode == ReviewMode.CRITERIA and with_scores:
+        agreements, between = _agreement(queue)
     rows = []
     for name in names:
         seen = by_name.get(name)
@@ -60,7 +61,7 @@ def queue_annotators(queue: ReviewQueue, progress: QueueProgress, *, with_scores
     return QueueAnnotators(rows, between, progress.items)
 
 
-def _agreement(queue: ReviewQueue, *, with_scores: bool) -> tuple[dict[str, agreement.Stat], list[CriterionRaters]]:
+def _agreement(queue: ReviewQueue) -> tuple[dict[str, agreement.Stat], list[CriterionRaters]]:
     criteria = {c.key: c for c in form_criteria(queue.rubric_version)}
     items = queue.items.values("rollout_id")
     labels: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)  # (key, rollout) -> annotator -> value
@@ -78,7 +79,7 @@ def _agreement(queue: ReviewQueue, *, with_scores: bool) -> tuple[dict[str, agre
 
     annotators = sorted({u for values in labels.values() for u in values})
     with_judge: dict[str, agreement.Stat] = {}
-    if with_scores and labels:
+    if labels:
         # One judge per criterion: the fingerprint that scored most of the queue's rollouts.
         scores: dict[tuple[str, int], dict[str, float]] = defaultdict(dict)
         counts: Counter[tuple[str, str]] = Counter()

@@ -59,7 +59,8 @@ def queue_detail(request: HttpRequest, project: Project, queue_id: int) -> HttpR
     progress = selectors.queue_progress(queue)
     context = {
         "queue": queue, "progress": progress,
-        # Agreement with the judge speaks of judge scores: not while the user has blind items in the project.
+        # Agreement with the judge speaks of judge scores, agreement between annotators of their labels: neither while
+        # the user has blind items in the project.
         "annotators": queue_stats.queue_annotators(queue, progress,
                                                    with_scores=not request_blindness(request).active),
         "guidelines_html": render_markdown(queue.guidelines) if queue.guidelines else "",

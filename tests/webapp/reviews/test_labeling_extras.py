@@ -138,9 +138,10 @@ def test_queue_page_shows_progress_and_agreement_per_annotator(client, review_se
     assert "100% <span class=\"muted small\">n = 8</span>" in page
     assert "50% <span class=\"muted small\">n = 8</span>" in page
     assert s["editor"].username in page and page.count("assigned</span>") == 3
-    # A blind annotator sees progress but no agreement with the judge.
+    # A blind annotator sees progress but no agreement, with the judge or between annotators (others' labels).
     blind = _queue(s, name="blind", blind=True)
     assert blind.items.exists()
     client.force_login(s["ann2"])
     page = client.get(reverse("reviews:detail", args=[s["project"].pk, queue.pk])).content.decode()
     assert "100% <span" not in page and "Agreement with judge" in page
+    assert "Between annotators" not in page and "Krippendorff" not in page
