@@ -360,6 +360,17 @@ def start_worker(django_db_setup, tmp_path):
 
 
 @pytest.fixture
+def eager_celery():
+    """Celery runs every task sent in this test in-process, at once (`job_enqueue` too); the app, restored after."""
+    from celery import current_app
+
+    app = current_app._get_current_object()
+    app.conf.task_always_eager = True
+    yield app
+    app.conf.task_always_eager = False
+
+
+@pytest.fixture
 def private_broker() -> str:
     """An emptied Redis database for tests whose workers must not share their queues with the session worker.
     RUBRICON_TEST_PRIVATE_BROKER picks it where several test runs share one Redis; each xdist worker gets its own

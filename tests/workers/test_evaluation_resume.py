@@ -69,18 +69,8 @@ def test_an_evaluation_whose_next_step_was_never_sent_is_resumed_and_finishes(se
     assert chain.done and chain.lease_expires_at is None  # ended with the evaluation: the check sends nothing more
 
 
-@pytest.fixture
-def eager():
-    from celery import current_app
-
-    app = current_app._get_current_object()
-    app.conf.task_always_eager = True
-    yield app
-    app.conf.task_always_eager = False
-
-
 @pytest.mark.django_db
-def test_an_evaluation_whose_step_keeps_failing_fails_with_the_error_instead_of_retrying_forever(setup, eager):  # noqa: F811
+def test_an_evaluation_whose_step_keeps_failing_fails_with_the_error_instead_of_retrying_forever(setup, eager_celery):  # noqa: F811
     """A step that raises (here Postgres refusing the judge job: a trigger, as a broken constraint or a full disk
     would) is tried again, but not forever: the third failure in a row ends the evaluation with the error."""
     from django.db import connection

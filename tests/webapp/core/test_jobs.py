@@ -11,14 +11,6 @@ from webapp.core.jobs import job_enqueue
 from webapp.core.models import WorkerHeartbeat
 
 
-@pytest.fixture
-def eager():
-    app = current_app._get_current_object()
-    app.conf.task_always_eager = True
-    yield app
-    app.conf.task_always_eager = False
-
-
 def test_the_default_celery_app_is_the_projects_in_every_thread():
     import threading
 
@@ -32,7 +24,7 @@ def test_the_default_celery_app_is_the_projects_in_every_thread():
 
 
 @pytest.mark.django_db
-def test_a_task_is_sent_only_once_the_transaction_commits(eager, django_capture_on_commit_callbacks):
+def test_a_task_is_sent_only_once_the_transaction_commits(eager_celery, django_capture_on_commit_callbacks):
     rows = WorkerHeartbeat.objects.filter(hostname=socket.gethostname(), queue="judge")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job_enqueue("workers.system.heartbeat", queue="judge", send_options={"queue": "judge"})
@@ -43,7 +35,7 @@ def test_a_task_is_sent_only_once_the_transaction_commits(eager, django_capture_
 
 
 @pytest.mark.django_db
-def test_without_on_commit_the_task_is_sent_at_once(eager):
+def test_without_on_commit_the_task_is_sent_at_once(eager_celery):
     job_enqueue("workers.system.heartbeat", on_commit=False, queue="rollout", send_options={"queue": "rollout"})
     assert WorkerHeartbeat.objects.filter(hostname=socket.gethostname(), queue="rollout").exists()
 

@@ -201,16 +201,6 @@ def test_score_with_this_rubric_preselects_the_version_and_task(client, arithmet
     assert f'"{older.pk}" selected' not in body and f'"{version.pk}" selected' not in body
 
 
-@pytest.fixture
-def eager_celery():
-    from celery import current_app
-
-    app = current_app._get_current_object()
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
-
-
 @pytest.mark.django_db
 def test_resume_sends_only_chunks_no_live_worker_holds(arithmetic, settings, eager_celery):
     from django.db import transaction
