@@ -208,6 +208,9 @@ class _DurationRecorder:
 
 
 def pytest_configure(config):
+    from celery.signals import after_task_publish
+
+    after_task_publish.connect(_note_task_sent, weak=False)
     if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_DurationRecorder(), "rubricon-store-durations")
 
@@ -266,6 +269,7 @@ class WorkerProcess:
 
     def __init__(self, *, name: str, log_path: Path, env_overrides: dict[str, str] | None = None,
                  queues: str = "default,judge,rollout,train", concurrency: int = 2):
+        import socket
         import subprocess
         import sys
 
@@ -281,6 +285,7 @@ class WorkerProcess:
             **(env_overrides or {}),
         }
         self.name = name
+        self.node = f"{name}@{socket.gethostname()}"  # Celery's node name (-n name@%h), for remote control
         self.log_path = log_path
         self.broker_url = env["CELERY_BROKER_URL"]
         WorkerProcess.started.append(self)
@@ -399,5 +404,72 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     name = f"test-{uuid.uuid4().hex[:8]}"
     worker = WorkerProcess(name=name, log_path=tmp_path_factory.mktemp("worker") / "worker.log")
     worker.wait_ready()
+    _SESSION_WORKER.append(worker)
     yield worker
+    _SESSION_WORKER.remove(worker)
     worker.stop()
+
+
+# The session's Celery worker (`celery_worker_process`) once started, and whether a task was sent since the last test
+# ended (`after_task_publish` in this process: the test's own code or its live server's threads).
+_SESSION_WORKER: list[WorkerProcess] = []
+_TASK_SENT: list[bool] = [False]
+
+
+def _note_task_sent(**_kwargs) -> None:
+    _TASK_SENT[0] = True
+
+
+def quiesce_session_worker(timeout: float = 120) -> None:
+    """Wait until the session worker runs nothing, holds nothing and has nothing waiting, if a task was sent since
+    the last test: what a test left queued is dropped, what runs is waited for, what waits for its countdown is revoked.
+
+    pytest-django truncates every table after a transactional test; a task the test had sent (a judge job started
+    through the API, say) still running in the session worker then deadlocked with that TRUNCATE and failed the
+    teardown, or wrote into the next test's tables. Called before each test's teardown (`pytest_runtest_teardown`).
+    Quiet means two rounds in a row with nothing purged, active or reserved (a finishing task may send the next one)."""
+    import time
+
+    if not (_SESSION_WORKER and _TASK_SENT[0]) or _SESSION_WORKER[0].process.poll() is not None:
+        _TASK_SENT[0] = False
+        return
+    from workers.celery import app
+
+    worker = _SESSION_WORKER[0]
+    inspect = app.control.inspect(destination=[worker.node], timeout=5)
+    revoked: set[str] = set()
+    deadline = time.monotonic() + timeout
+    quiet_rounds = 0
+    while quiet_rounds < 2:
+        busy = [f"{count} queued"] if (count := app.control.purge()) else []
+        for state in ("active", "reserved", "scheduled"):
+            replies = getattr(inspect, state)()
+            if not replies or worker.node not in replies:
+                busy.append(f"no answer to {state}")
+                continue
+            for entry in replies[worker.node]:
+                if state != "scheduled":
+                    busy.append(f"{state} {entry['name']}")
+                elif entry["request"]["id"] not in revoked:  # scheduled: the request with its eta
+                    app.control.revoke(entry["request"]["id"], destination=[worker.node])
+                    revoked.add(entry["request"]["id"])
+        quiet_rounds = 0 if busy else quiet_rounds + 1
+        if busy:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the session Celery worker is still busy after {timeout:.0f} s: {busy}\n{worker.log()}")
+            time.sleep(0.1)
+    _TASK_SENT[0] = False
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    try:
+        quiesce_session_worker()
+    except Exception as error:  # the fixtures' teardown (the flush) still runs; the test's teardown then fails
+        failure: Exception | None = error
+    else:
+        failure = None
+    result = yield
+    if failure is not None:
+        raise failure
+    return result

@@ -38,3 +38,33 @@ def test_a_task_sent_through_redis_is_run_by_a_real_worker_and_written_to_postgr
     while set(rows.values_list("queue", flat=True)) != set(QUEUES):
         assert time.monotonic() < deadline, celery_worker_process.log()
         time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_test_leaves_the_session_worker_quiet_before_its_tables_are_flushed(celery_worker_process):
+    """pytest-django truncates every table after a transactional test. A judge job a test had started (through the
+    API, without waiting for it) still ran in the session worker then: its writes deadlocked the TRUNCATE and failed
+    the test's teardown. Before any teardown, `quiesce_session_worker` waits until that worker runs nothing and drops
+    what the test left queued; after it, nothing the test started writes any more."""
+    from tests.conftest import quiesce_session_worker
+    from tests.factories import EndpointFactory
+    from tests.support.judge_server import StubChatServer
+    from tests.workers.test_judging_e2e import make_rollouts
+    from webapp.judging import services
+    from webapp.judging.models import CriterionScore
+
+    project, version, _ = make_rollouts(8)
+    with StubChatServer(latency_s=0.5) as server:
+        endpoint = EndpointFactory(project=project, base_url=server.base_url, max_concurrency=1)
+        services.judge_job_create(project=project, rubric_version=version, endpoint=endpoint)  # ~4 s of calls
+        deadline = time.monotonic() + 60
+        while server.stats["requests"] == 0:  # the worker is inside the job
+            assert time.monotonic() < deadline, celery_worker_process.log()
+            time.sleep(0.05)
+        quiesce_session_worker()
+        scores, calls = CriterionScore.objects.count(), server.stats["requests"]
+        time.sleep(1.5)  # three calls' worth
+        assert (CriterionScore.objects.count(), server.stats["requests"]) == (scores, calls)
+        replies = app.control.inspect(destination=[celery_worker_process.node], timeout=5).active()
+        assert replies == {celery_worker_process.node: []}
