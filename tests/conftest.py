@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from hypothesis import settings as hypothesis_settings
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Compiled bytecode is cached (__pycache__), as Python does by default, even where the machine's environment turns that
+# off (PYTHONDONTWRITEBYTECODE, set on this project's machines): otherwise every Celery worker, training run and server the
+# tests start compiles the project's modules again (~0.3 CPU s each), and each xdist worker rewrites the asserts of
+# all ~480 test modules (~4 CPU s) on every run.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
 
 # Property tests draw the same examples on every run of `make test`, so a green suite stays green on a slow or busy
 # machine; HYPOTHESIS_PROFILE=explore draws new ones (run it when changing statistics, search or input parsing).
