@@ -29,7 +29,8 @@ from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 from training.grpo.config import GRPORunConfig, config_from_preset, to_trl_config  # noqa: E402
-from training.grpo.runner import build_dataset, rewards_from_config, run_grpo  # noqa: E402
+from training.grpo.rewards import rewards_from_config  # noqa: E402
+from training.grpo.runner import build_dataset, run_grpo  # noqa: E402
 from training.grpo.sinks import JsonlSink, read_jsonl  # noqa: E402
 from training.models import ensure_bundled_model, resolve_model  # noqa: E402
 

@@ -4,7 +4,7 @@
         client = OpenAICompatibleClient(base_url=server.base_url, model=server.model_name)
 
 The one way Rubricon serves a local model over HTTP, used where the caller speaks HTTP only:
-- a training run whose judge is a local vLLM endpoint (training.grpo.runner): the training process starts the server
+- a training run whose judge is a local vLLM endpoint (training.grpo.rewards): the training process starts the server
   as its child and stops it when the run ends however it ends (the `with` block on return or exception; the kernel's
   parent-death signal when the training process is killed; the worker's cancel signals the training process, whose
   SIGTERM handler lets the block close);

@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     import asyncio, contextlib, json, sys, time
     from pathlib import Path
     from training.grpo.config import LocalJudge
-    from training.grpo.runner import _local_judge
+    from training.grpo.rewards import _local_judge
     from training.rubrics.engine import RubricEngine
     from training.rubrics.spec import validate_spec
     from training.rubrics.types import Rollout

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hide_vllm_unless_used(config)
     # Imported here: torch/trl take seconds to import and are not needed to reject a bad config.
-    from training.grpo.runner import rewards_from_config, run_grpo
+    from training.grpo.rewards import rewards_from_config
+    from training.grpo.runner import run_grpo
 
     try:
         # A local vLLM judge is a server started for this run: the stack stops it however the run ends.

@@ -16,7 +16,7 @@ import pytest
 from tests.training.grpo.rewards import brevity, contains_answer
 from tests.training.specs import arithmetic_spec
 from training.grpo.config import GRPORunConfig, config_from_preset
-from training.grpo.runner import load_reward_refs, reward_name, rewards_from_config
+from training.grpo.rewards import load_reward_refs, reward_name, rewards_from_config
 from training.grpo.sinks import RunStatus, Sample, read_jsonl, read_status, request_stop
 
 REPO = Path(__file__).resolve().parents[3]

@@ -293,7 +293,7 @@ def test_training_run_base_model_and_the_worker_recheck(settings, tmp_path, monk
 
 def test_training_process_rechecks_key_variable_and_host(monkeypatch, no_outside_connections):
     from training.grpo.config import GRPORunConfig, JudgeEndpoint
-    from training.grpo.runner import rewards_from_config
+    from training.grpo.rewards import rewards_from_config
 
     rubric = {"criteria": [{"key": "polite", "title": "Polite", "kind": "judge", "weight": 1.0,
                             "question": "Is the answer polite?", "choices": [{"label": "no"},
