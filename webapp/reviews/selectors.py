@@ -471,12 +471,16 @@ def rollout_filter_labels(
     rollouts: QuerySet[Rollout], filters: Mapping[str, Any], meaning: RolloutFilterMeaning
 ) -> QuerySet[Rollout]:
     """The rollout filter's `labeled` clause (yes / no: has a human label; under `rubric_version` where
-    `meaning.labels_under_version` and a version is given), registered in apps.py."""
+    `meaning.labels_under_version` and a version is given), registered in apps.py. On rollouts blind for the caller
+    (`meaning.hidden_scores`) only the caller's own labels count: the others' are hidden from them, so the filter
+    must not tell whether someone else labeled a blind rollout."""
     if not filters.get("labeled"):
         return rollouts
     labels = HumanLabel.objects.filter(rollout=OuterRef("pk"))
     if meaning.labels_under_version and filters.get("rubric_version"):
         labels = labels.filter(rubric_version_id=filters["rubric_version"])
+    if meaning.hidden_scores is not None:
+        labels = labels.exclude(Q(rollout_id__in=meaning.hidden_scores) & ~Q(annotator_id=meaning.viewer))
     has_labels = Exists(labels)
     return rollouts.filter(has_labels if filters["labeled"] == "yes" else ~has_labels)
 

@@ -26,7 +26,7 @@ def rollout_list(request: HttpRequest, project: Project) -> HttpResponse:
     form = RolloutFilterForm(request.GET)
     filters = form.filters()
     hidden = blind_rollout_ids(user=request.user, role=request.project_role, project=project)
-    rollouts = rollout_selectors.rollout_browse(project, filters=filters, hidden_scores=hidden)
+    rollouts = rollout_selectors.rollout_browse(project, filters=filters, hidden_scores=hidden, viewer=request.user.pk)
     page = keyset_page(rollouts, before=parse_cursor(request.GET.get("before")))
     query = request.GET.copy()
     query.pop("before", None)

@@ -24,8 +24,10 @@ from webapp.rollouts.search_index import SHORT_TERMS_INDEX
 class RolloutFilterMeaning:
     """How the score and label filters read, per caller (the defaults are the rollout browser's)."""
 
-    # Blind review: rollouts whose scores the caller may not see; no score bound matches them.
+    # Blind review: rollouts whose scores the caller may not see; no score bound matches them. Other annotators'
+    # labels of them are hidden from the caller too: `labeled` counts only `viewer`'s own labels there.
     hidden_scores: QuerySet[Any] | None = None
+    viewer: int | None = None
     # `rubric_version` also keeps only rollouts scored under it (API). Otherwise it only chooses whose scores the
     # bounds compare and the page shows.
     scored_under: bool = False
@@ -136,13 +138,16 @@ def rollout_filter(
 
 
 def rollout_browse(
-    project: Project, *, filters: Mapping[str, Any] | None = None, hidden_scores: QuerySet[Any] | None = None
+    project: Project,
+    *,
+    filters: Mapping[str, Any] | None = None,
+    hidden_scores: QuerySet[Any] | None = None,
+    viewer: int | None = None,
 ) -> QuerySet[Rollout]:
     """Rollouts of a project under the browser's filters, newest first; scores of the chosen rubric version
     are prefetched into `selected_scores` so a page costs the same number of queries at any size."""
-    rollouts = rollout_filter(
-        project, filters=filters, meaning=RolloutFilterMeaning(hidden_scores=hidden_scores, prefetch_scores=True)
-    )
+    meaning = RolloutFilterMeaning(hidden_scores=hidden_scores, viewer=viewer, prefetch_scores=True)
+    rollouts = rollout_filter(project, filters=filters, meaning=meaning)
     # The list shows a preview; the full trajectory is loaded on the detail and group pages only.
     return rollouts.select_related("task", "example").defer("messages", "prompt_messages", "metadata")
 

@@ -108,6 +108,32 @@ def test_other_annotators_labels_of_a_blind_rollout_are_hidden_from_the_api(clie
     assert client.get(f"{base}/labels/{label.pk}/").status_code == 200
 
 
+def test_the_labeled_filter_counts_only_the_callers_own_labels_of_a_blind_rollout(client, review_setup):
+    """Other annotators' labels of a blind rollout are hidden, and so is whether there are any: `labeled` (the rollout
+    browser's filter, the API's label_status) counts the caller's own labels there, everyone's elsewhere."""
+    s = review_setup
+    queue = make_queue(s, size=1, reviewers_per_item=2)
+    rollout = queue.items.get().rollout
+    submit(queue, s["ann2"])
+    project = s["project"].pk
+    detail = reverse("rollouts:detail", args=[project, rollout.pk])
+
+    def listed(user) -> dict[str, tuple[bool, bool]]:
+        client.force_login(user)
+        page = {v: detail in client.get(reverse("rollouts:list", args=[project]), {"labeled": v}).content.decode()
+                for v in ("yes", "no")}
+        api = {v: rollout.pk in [r["id"] for r in client.get(f"/api/v1/projects/{project}/rollouts/",
+                                                             {"label_status": v, "page_size": 100}).json()["results"]]
+               for v in ("labeled", "unlabeled")}
+        return {"page": (page["yes"], page["no"]), "api": (api["labeled"], api["unlabeled"])}
+
+    assert rollout.pk in blind(s, s["ann1"])
+    assert listed(s["ann1"]) == {"page": (False, True), "api": (False, True)}  # as if nobody had labeled it
+    assert listed(s["editor"]) == {"page": (True, False), "api": (True, False)}
+    submit(queue, s["ann1"])  # labeled by them: no longer blind, and labeled either way
+    assert listed(s["ann1"]) == {"page": (True, False), "api": (True, False)}
+
+
 def test_editors_and_viewers_are_never_blind_outside_the_labeling_page(review_setup):
     s = review_setup
     queue = make_queue(s, size=1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -112,7 +114,10 @@ class RolloutViewSet(ReadOnly):
         agreement = values.pop("agreement", None)
         values.pop("agreement_tolerance", None)
         # `queryset` is scoped(project): the project's rollouts, where the rollout filter starts too.
-        rollouts = rollout_filter(self.request.project, filters=values, meaning=ROLLOUT_MEANING)
+        blindness = request_blindness(self.request)
+        meaning = ROLLOUT_MEANING if not blindness.active else dataclasses.replace(
+            ROLLOUT_MEANING, hidden_scores=blindness.rollout_ids, viewer=self.request.user.pk)
+        rollouts = rollout_filter(self.request.project, filters=values, meaning=meaning)
         if agreement is None:
             return rollouts
         if agreement not in AGREEMENTS:
