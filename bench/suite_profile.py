@@ -6,9 +6,9 @@ workers, vLLM engines and servers, training runs, Chromium) — `getrusage` alon
     .venv/bin/python bench/suite_profile.py -- -n 2 tests/workers  # other pytest arguments after --
 
 Prints: pytest's wall time, the machine's busy and idle CPU over the run (/proc/stat; other sessions' load counts
-too, so run it on a quiet machine), CPU by kind of process, when each worker finished, machine use per minute, the
-modules and tests that cost the most CPU, and the tests that mostly wait (wall time far above their CPU). Not part
-of `make bench`: it runs the whole suite.
+too, so run it on a quiet machine), CPU and process count by kind of process, when each worker finished, machine
+use per minute, the modules and tests that cost the most CPU, and the tests that mostly wait (wall time far above
+their CPU). Not part of `make bench`: it runs the whole suite.
 """
 
 from __future__ import annotations
@@ -134,9 +134,10 @@ def report(folder: Path, sampler: Sampler, wall: float, ticks: list[int], top: i
         worker = next((worker_of_pid[ancestor] for ancestor in chain if ancestor in worker_of_pid), None)
         if worker is not None:
             per_test[test_at(worker, moment)] += cpu
-    print("\nCPU seconds by kind of process")
+    processes = collections.Counter(kind_of(sampler.commands.get(pid, "")) for pid in {pid for _, pid, _, _ in sampler.samples})
+    print("\nCPU seconds by kind of process, and how many such processes used CPU")
     for kind, cpu in kinds.most_common(top):
-        print(f"  {cpu:8.1f}  {kind}")
+        print(f"  {cpu:8.1f} {processes[kind]:5d}  {kind}")
     print("\nworkers: tests, first start and last end (s from the first test)")
     for worker, runs in sorted(by_worker.items()):
         print(f"  {worker}: {len(runs)} tests, {runs[0]['t0'] - start:.0f} -> {max(t['t1'] for t in runs) - start:.0f}")
