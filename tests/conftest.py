@@ -56,18 +56,22 @@ def engine_core_keep(request: pytest.FixtureRequest) -> None:
         request.config.stash.setdefault(_KEPT_ENGINE_CORES, {})[request.fixturename] = int(bind)
 
 
+def _core_lock_path(run_id: str, core: int | str) -> Path:
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock"
+
+
 @contextlib.contextmanager
 def _vllm_core(run_id: str, only: int | None = None):
     """One of this machine's cores for the vLLM engines a test starts, held until the test ends: a lock file per
     core, the first free one taken (or core `only`), waiting while every core is held."""
     import fcntl
-    import tempfile
     import time
 
     cores = sorted(os.sched_getaffinity(0)) if only is None else [only]
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(open(Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock", "a"))
-                 for core in cores]
+        files = [stack.enter_context(open(_core_lock_path(run_id, core), "a")) for core in cores]
         while True:
             for core, handle in zip(cores, files, strict=True):
                 try:
@@ -196,6 +200,15 @@ def pytest_xdist_make_scheduler(config, log):
     return UnitScheduling(config, log)
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """At the end of an xdist run, on the controller (every worker has finished its tests): the run's core locks
+    (`_vllm_core`), empty files named after the run, which would otherwise pile up in the temporary directory."""
+    run_id = getattr(session.config.option, "testrunuid", None)
+    if run_id and not hasattr(session.config, "workerinput"):
+        for lock in _core_lock_path(run_id, "*").parent.glob(_core_lock_path(run_id, "*").name):
+            lock.unlink(missing_ok=True)
+
+
 class _DurationRecorder:
     """Sums each module's setup, call and teardown durations (reported by every xdist worker to the controller) and
     writes them to DURATIONS_PATH at the end of a run that failed no test."""
@@ -219,6 +232,11 @@ def pytest_configure(config):
     from celery.signals import after_task_publish
 
     after_task_publish.connect(_note_task_sent, weak=False)
+    if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", "") is None:
+        import uuid
+
+        # The run's id, which names its core locks (`_vllm_core`), known here so that they go at the end of the run.
+        config.option.testrunuid = uuid.uuid4().hex
     if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_DurationRecorder(), "rubricon-store-durations")
 

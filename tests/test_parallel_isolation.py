@@ -195,3 +195,41 @@ def test_a_test_using_an_engine_kept_from_an_earlier_test_holds_that_engines_cor
         (Path(tempfile.gettempdir()) / f"rubricon-tests-vllm-{run_id}-{core}.lock").unlink(missing_ok=True)
     assert kept.read_text() == str(cores[1]), output
     assert run.returncode == 0 and "2 passed" in output, output
+
+
+LOCKS_CONFTEST = """
+import pytest
+
+from tests.conftest import pytest_runtest_protocol, pytest_sessionfinish  # noqa: F401  (the core locks under test)
+
+
+@pytest.fixture
+def vllm_engine_stand_in():  # a *vllm* fixture: the test holds a core, as one starting an engine would
+    return None
+"""
+
+LOCKS_TESTS = """
+import os, tempfile
+from pathlib import Path
+
+
+def test_an_engine_test_holds_a_core_lock(vllm_engine_stand_in):
+    assert list(Path(tempfile.gettempdir()).glob(f"rubricon-tests-vllm-{os.environ['RUN_ID']}-*.lock"))
+"""
+
+
+def test_a_runs_core_locks_are_gone_when_it_ends(tmp_path):
+    """The core locks of engine tests are files named after the run (`_vllm_core`): the controller deletes them at the
+    end of the run, so the temporary directory does not gather two of them per `make test`."""
+    import tempfile
+    import uuid
+
+    run_id = uuid.uuid4().hex
+    (tmp_path / "conftest.py").write_text(LOCKS_CONFTEST)
+    (tmp_path / "test_locks.py").write_text(LOCKS_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RUN_ID": run_id}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-n", "1", f"--testrunuid={run_id}", "-p", "no:django",
+                           "-p", "no:cacheprovider", "-q", str(tmp_path)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
+    assert not list(Path(tempfile.gettempdir()).glob(f"rubricon-tests-vllm-{run_id}-*.lock"))
