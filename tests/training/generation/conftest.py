@@ -1,7 +1,7 @@
 """Fixtures: the bundled model, one vLLM engine and scripted HTTP servers (the real vLLM OpenAI server is
 `vllm_server` in tests/conftest.py).
 
-The vLLM engine is session-scoped (25-60 s to start on CPU, so one per session).
+The vLLM engine is module-scoped (~10 s to start on CPU; on CPU one engine runs in a process at a time).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def bundled_model() -> Path:
     return ensure_bundled_model(REPO_ROOT / "var" / "models")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def vllm_backend(request: pytest.FixtureRequest, bundled_model: Path) -> Iterator[Any]:
     pytest.importorskip("vllm")
     from training.generation.backends.vllm_backend import VLLMBackend

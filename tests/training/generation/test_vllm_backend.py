@@ -167,6 +167,40 @@ def test_tool_use_end_to_end(vllm_backend: VLLMBackend) -> None:
             assert info["final_answer"] == trajectory.completion
 
 
+@pytest.mark.vllm_engine
+@pytest.mark.slow
+def test_a_cpu_engine_runs_in_this_process_on_the_bound_cores_count_one_at_a_time(
+        vllm_backend: VLLMBackend, bundled_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CPU the engine and its model run in the calling process (no vLLM process to start or leave behind), on as
+    many torch threads as VLLM_CPU_OMP_THREADS_BIND names cores; torch's own thread setting is back after close. A
+    second engine while one runs is refused: closing it would tear down the first one's model-parallel groups (the
+    first then generated empty texts)."""
+    import os
+
+    import psutil
+    import torch
+
+    vllm_backend.generate(CONVERSATIONS[:1], SamplingParams(max_tokens=2))  # started (again, after earlier tests)
+    assert not [p.name() for p in psutil.Process().children(recursive=True) if p.name().startswith("VLLM")]
+    second = VLLMBackend(bundled_model, enforce_eager=True, max_model_len=MAX_MODEL_LEN, dtype="float32")
+    with pytest.raises(GenerationError, match="Another vLLM engine runs in this process"):
+        second.generate(CONVERSATIONS[:1], SamplingParams(max_tokens=2))
+    ((ok,),) = vllm_backend.generate(CONVERSATIONS[:1], SamplingParams(max_tokens=4, temperature=0))
+    assert ok.ok and ok.text  # the refused start did not disturb the running engine
+
+    vllm_backend.close()
+    bind = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "")
+    core = int(bind) if bind.isdigit() else min(os.sched_getaffinity(0))  # the core this test holds under xdist
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", str(core))
+    torch.set_num_threads(2)
+    ((completion,),) = second.generate(CONVERSATIONS[:1], SamplingParams(max_tokens=4, temperature=0))
+    assert completion.ok and completion.text == ok.text
+    assert torch.get_num_threads() == 1
+    assert torch.set_num_threads.__name__ == "set_num_threads"  # vLLM's no-op replacement was undone
+    second.close()
+    assert torch.get_num_threads() == 2
+
+
 # A process that generates with an engine, then waits to be killed (a Celery worker or a test run killed with -9).
 KILLED_SCRIPT = """
 import sys, time
@@ -184,16 +218,17 @@ if __name__ == "__main__":
 @pytest.mark.vllm_engine
 @pytest.mark.slow
 def test_an_engine_whose_process_is_killed_leaves_no_vllm_process_behind(bundled_model: Path, tmp_path: Path) -> None:
-    """SIGKILL gives the process no chance to close its engine: vLLM's own processes must notice that their parent is
-    gone. The engine-core process of vLLM's default layout did not, and held the model's memory (or a GPU) as an
-    orphan; the model worker of ours exits when its parent's end of the death pipe closes."""
+    """SIGKILL gives the process no chance to close its engine: whatever vLLM started for it must go with it. The
+    engine-core process of vLLM's default layout did not notice its parent was gone and held the model's memory (or a
+    GPU) as an orphan; on CPU the engine now runs in the process itself. Checked on every process of the killed
+    process's session, whichever processes the engine started."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    import psutil
+    from tests.support.vllm_servers import session_members
 
     pytest.importorskip("vllm")
     script = tmp_path / "engine.py"
@@ -209,13 +244,13 @@ def test_an_engine_whose_process_is_killed_leaves_no_vllm_process_behind(bundled
             if lines[-1] == "generated":
                 break
         assert lines and lines[-1] == "generated", lines[-20:]
-        engine = psutil.Process(process.pid).children(recursive=True)
-        assert engine, "the model runs in a process of its own"
+        assert process.pid in session_members([process.pid])
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
         started = time.monotonic()
-        gone, alive = psutil.wait_procs(engine, timeout=60)
-        assert not alive, f"left behind after {time.monotonic() - started:.0f} s: {[p.name() for p in alive]}"
+        while left := session_members([process.pid]):
+            assert time.monotonic() - started < 60, f"left behind after 60 s: {left}"
+            time.sleep(0.5)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)

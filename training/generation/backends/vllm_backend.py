@@ -119,42 +119,60 @@ def _cpu_without_bf16() -> bool:
 # Serializes engine starts in this process: the engine-core layout is chosen through an environment variable.
 _ENGINE_START_LOCK = threading.Lock()
 
+# The CPU engines running in this process, by id of their backend: one at a time. Their engine core runs here, and
+# vLLM's engine core tears down the process's model-parallel groups when it shuts down: closing a second engine left
+# the first one generating empty texts. (A Rubricon worker keeps one local engine at a time anyway: webapp.rollouts.engines.)
+_IN_PROCESS_ENGINES: set[int] = set()
+
 
 @contextlib.contextmanager
-def _engine_core_layout(kwargs: dict[str, Any]) -> Iterator[None]:
-    """Where `vllm.LLM`'s engine core runs, set while the engine starts (vLLM reads it from the environment).
+def _engine_core_layout(kwargs: dict[str, Any], owner: int) -> Iterator[bool]:
+    """Where `vllm.LLM`'s engine core and model run, set while the engine starts (vLLM reads it from the environment);
+    yields whether the model runs in this process on CPU. On CPU, `owner` (the backend's id) is in `_IN_PROCESS_ENGINES`
+    once its engine started, and a start while another one runs is a GenerationError.
 
     vLLM's default puts the engine core (scheduler, KV-cache manager) in a process of its own. On CPU its platform
-    then also moves the model into a worker process of its own (its OpenMP threads are bound there), so every engine
-    start spawned two processes, each importing vLLM, torch and transformers again (~16 CPU s each on a 2-core
-    test machine), and the engine-core process had no parent-death check: a worker killed with SIGKILL left it
-    (and its model worker) running, holding the model's memory. On CPU the engine core runs here instead, with the
-    model in one worker process (`mp` executor): one process start fewer (docs/benchmarks.md), the same OpenMP
-    binding, and vLLM's worker exits when this process dies (its death pipe). On GPUs vLLM's default layout is
-    kept (engine-core process, model in it: one child either way).
+    then also moves the model into a worker process of its own, so every engine start spawned two processes, each
+    importing vLLM, torch and transformers again (~10-16 CPU s each on a 2-core test machine), the engine core spun on
+    shared memory while the worker computed, and the engine-core process had no parent-death check (a worker killed
+    with SIGKILL left it and its model worker running, holding the model's memory). On CPU both run here instead
+    (`uni` executor, vLLM's engine core in-process): no process to start or to leave behind, an engine start in ~8 s
+    instead of ~17 s, a restart in ~4 s (docs/benchmarks.md). The engine's OpenMP threads are this process's torch
+    threads, as many as `VLLM_CPU_OMP_THREADS_BIND` names cores (`_cpu_threads`); one such engine at a time
+    (`_IN_PROCESS_ENGINES`). On GPUs vLLM's default layout is kept (engine-core process, model in it).
 
-    A daemonic process (a Celery prefork child) may not start children at all: there the model runs in-process too.
+    A daemonic process (a Celery prefork child) may not start children at all: there the model runs in-process on
+    GPUs too.
     """
     from vllm.platforms import current_platform
 
+    cpu = current_platform.is_cpu()
     daemonic = multiprocessing.current_process().daemon
-    if daemonic:
+    if daemonic and not cpu:
         logger.warning(
             "vLLM runs its engine core and model in-process: this is a daemonic process (Celery prefork pool?). "
             "Start rollout workers with `--pool threads` for full speed."
         )
-    elif current_platform.is_cpu():
-        kwargs.setdefault("distributed_executor_backend", "mp")
-    else:
-        yield
+    elif not cpu:
+        yield False
         return
     import vllm.envs
 
     with _ENGINE_START_LOCK:
+        if cpu and _IN_PROCESS_ENGINES - {owner}:
+            raise GenerationError(
+                "Another vLLM engine runs in this process: on CPU one engine at a time (its engine core runs here, "
+                "and closing one would break the other). Close it first (VLLMBackend.close())."
+            )
+        if cpu:
+            kwargs.setdefault("distributed_executor_backend", "uni")
+        in_process = cpu and kwargs["distributed_executor_backend"] == "uni"
         previous = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         try:
-            yield
+            yield in_process
+            if cpu:
+                _IN_PROCESS_ENGINES.add(owner)
         finally:
             if previous is None:
                 os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
@@ -164,6 +182,35 @@ def _engine_core_layout(kwargs: dict[str, Any]) -> Iterator[None]:
             # own process, which is ours: later engines and servers started here read the environment as it is then.
             vllm.envs.disable_envs_cache()
             gc.unfreeze()
+
+
+@contextlib.contextmanager
+def _cpu_threads() -> Iterator[int | None]:
+    """Around an in-process CPU engine's start: torch's thread count set to the number of cores
+    `VLLM_CPU_OMP_THREADS_BIND` names (vLLM binds only a worker process of its own to them; here the threads are this
+    process's, so they are counted, not pinned), yielding the count before (None when unchanged). vLLM's CPU worker
+    replaces `torch.set_num_threads` with a no-op once it has bound threads; with nothing bound, the real one is put
+    back (and the count before, if the engine did not start). A value vLLM would not understand is a GenerationError
+    before anything starts."""
+    import torch
+
+    from training.vllm_server import omp_bind_cores
+
+    try:
+        cores = omp_bind_cores()
+    except ValueError as error:
+        raise GenerationError(f"vLLM was not started: {error}") from None
+    set_num_threads = torch.set_num_threads
+    before = torch.get_num_threads()
+    if cores is not None:
+        set_num_threads(len(cores))
+    try:
+        yield before if cores is not None else None
+    except BaseException:
+        set_num_threads(before)  # the engine did not start
+        raise
+    finally:
+        torch.set_num_threads = set_num_threads
 
 
 class VLLMBackend:
@@ -194,6 +241,7 @@ class VLLMBackend:
         if max_model_len is not None:
             self._engine_kwargs["max_model_len"] = max_model_len
         self._llm: Any = None
+        self._threads_before: int | None = None  # torch's thread count before an in-process CPU engine set it
         self._tokenizer: Any = None
         self._renders_tool_calls = False
 
@@ -214,8 +262,11 @@ class VLLMBackend:
                 # are emulated and decoding is ~3x slower than in float32 (measured on the bundled model).
                 kwargs["dtype"] = self._engine_kwargs["dtype"] = "float32"
             try:
-                with _engine_core_layout(kwargs):
+                with _engine_core_layout(kwargs, id(self)) as in_process, \
+                        _cpu_threads() if in_process else contextlib.nullcontext() as self._threads_before:
                     self._llm = LLM(**kwargs)
+            except GenerationError:
+                raise
             except Exception as exc:
                 raise GenerationError(f"vLLM could not load {self.model_path}: {exc}") from exc
             self._tokenizer = self._llm.get_tokenizer()
@@ -337,3 +388,9 @@ class VLLMBackend:
             if engine_core is not None and hasattr(engine_core, "shutdown"):
                 engine_core.shutdown()
             self._llm = None
+        _IN_PROCESS_ENGINES.discard(id(self))
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
