@@ -140,23 +140,17 @@ def _module_of(nodeid: str) -> str:
     return nodeid.split("::", 1)[0]
 
 
-def _is_browser(item) -> bool:
-    return _module_of(item.nodeid).startswith("tests/browser/")
-
-
 @pytest.hookimpl(trylast=True)  # after pytest-django's own reordering of transactional tests
 def pytest_collection_modifyitems(config, items):
-    """The order of the run: whole modules, slowest first (tests/durations.json), browser tests last.
+    """The order of the run: whole modules, slowest first (tests/durations.json).
 
     `make test` hands modules to xdist workers one at a time (`--dist loadscope`) in this order, so the long end-to-end
     modules start first, one per free worker, and the short ones fill in around them: with modules in collection
     order, a worker was still running engine tests alone for minutes after the other had finished (docs/benchmarks.md).
     Whole modules, because module-scoped fixtures (a vLLM server, an engine) would otherwise start on each worker.
     Within a module the tests keep their order (pytest-django's: database tests before transactional ones).
-
-    Browser tests run last on each worker: Playwright's sync API keeps an asyncio loop running in the main thread while
-    its session-wide browser is open, and tests that call asyncio.run() cannot run after it has started. Modules are
-    handed out in this order, so a worker gets its first browser module only once every other module is out."""
+    Browser modules too: each closes its browser (tests/browser/conftest.py), so any module may follow one.
+    """
     import json
 
     durations = json.loads(DURATIONS_PATH.read_text()) if DURATIONS_PATH.exists() else {}
@@ -168,7 +162,7 @@ def pytest_collection_modifyitems(config, items):
         return float(durations.get(module, counts[module] * UNKNOWN_SECONDS_PER_TEST))
 
     position = {item.nodeid: index for index, item in enumerate(items)}
-    items.sort(key=lambda item: (_is_browser(item), -estimate(_module_of(item.nodeid)), _module_of(item.nodeid),
+    items.sort(key=lambda item: (-estimate(_module_of(item.nodeid)), _module_of(item.nodeid),
                                  position[item.nodeid]))
 
 

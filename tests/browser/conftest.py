@@ -9,8 +9,13 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium, for one test module. Playwright's sync API runs an asyncio event loop in this thread while it is
+    open, and code that calls asyncio.run() (the judge engine, the LLM client) cannot run next to it: a browser kept
+    for the session forced every browser module to the end of each xdist worker's run, where the longest of them
+    (~100 s) ran alone after all other work was done. Closed with its module, the loop is gone before the next module,
+    whatever kind it is (~1 s of CPU per module to start it again)."""
     from playwright.sync_api import sync_playwright
 
     if not shutil.which(CHROMIUM):

@@ -31,6 +31,7 @@ from tests.factories import (
     UserFactory,
 )
 from tests.support import vllm_servers
+from tests.support.requires import installed
 from webapp.core.models import JobStatus, Role
 from webapp.endpoints.models import EndpointKind
 from webapp.exports.verifiers_tasks import verifiers_task_create
@@ -38,8 +39,7 @@ from webapp.reviews.services import review_queue_create
 from webapp.rollouts.models import GenerationJob, Rollout
 from webapp.rollouts.services import generation_job_cancel, generation_job_create
 
-pytest.importorskip("verifiers.v1")
-pytest.importorskip("vllm")
+pytestmark = installed("verifiers.v1", "vllm")
 
 
 def _finished(job: GenerationJob, worker, *, timeout: float) -> GenerationJob:

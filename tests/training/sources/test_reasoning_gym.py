@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
+from tests.support.requires import installed
 from training.rubrics.engine import RubricEngine
 from training.rubrics.spec import SpecError, validate_spec
 from training.rubrics.types import Rollout
 from training.sources import reasoning_gym as rg
 
-reasoning_gym = pytest.importorskip("reasoning_gym")
+pytestmark = installed("reasoning_gym")
 
 SPEC = {"criteria": [{"key": "rg", "title": "reasoning-gym score", "kind": "reasoning_gym"}]}
 
@@ -22,6 +23,8 @@ SPEC = {"criteria": [{"key": "rg", "title": "reasoning-gym score", "kind": "reas
 @pytest.mark.parametrize("name", ["basic_arithmetic", "chain_sum"])
 def test_generated_entries_score_like_reasoning_gym(name):
     items = rg.generate(name, size=6, seed=1234)
+    import reasoning_gym
+
     own = reasoning_gym.create_dataset(name, size=6, seed=1234)
     engine = RubricEngine(validate_spec(SPEC))
     for index, item in enumerate(items):

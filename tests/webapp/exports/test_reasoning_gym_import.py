@@ -12,6 +12,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from tests.factories import MembershipFactory, ProjectFactory, RolloutFactory, UserFactory
+from tests.support.requires import installed
 from webapp.core.errors import ApplicationError
 from webapp.core.models import JobStatus, Role
 from webapp.exports.sources import reasoning_gym_import
@@ -19,7 +20,7 @@ from webapp.judging import services as judging
 from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.tasks.models import Task
 
-reasoning_gym = pytest.importorskip("reasoning_gym")
+pytestmark = installed("reasoning_gym")
 
 
 def member(project, role):
@@ -34,6 +35,8 @@ def test_generated_task_scores_like_reasoning_gym_through_a_judge_job(dataset):
     project = ProjectFactory()
     result = reasoning_gym_import(project=project, dataset=dataset, size=4, seed=7, eval_size=1)
     task = result.task
+    import reasoning_gym
+
     own = reasoning_gym.create_dataset(dataset, size=4, seed=7)
     examples = list(task.examples.order_by("external_id"))
     assert [(e.prompt, e.answer) for e in examples] == [(own[i]["question"], own[i]["answer"]) for i in range(4)]
@@ -156,6 +159,8 @@ def test_manage_py_import_generates_a_task():
                  "--seed", "11", "--task-name", "shell sums", stdout=out)
     assert "Generated 4 examples into task 'shell sums'" in out.getvalue()
     task = Task.objects.get(project=project, name="shell sums")
+    import reasoning_gym
+
     own = reasoning_gym.create_dataset("chain_sum", size=4, seed=11)
     assert sorted(task.examples.values_list("answer", flat=True)) == sorted(own[i]["answer"] for i in range(4))
     with pytest.raises(CommandError, match="No reasoning-gym dataset"):

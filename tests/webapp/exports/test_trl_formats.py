@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.requires import installed
 from tests.training.grpo.conftest import tiny_model_dir  # noqa: F401  (the shared tiny-model fixture)
 from tests.webapp.exports.test_import_kinds import export_file
 
-pytestmark = [pytest.mark.slow]
-trl = pytest.importorskip("trl", reason="trl is not installed")
+pytestmark = [pytest.mark.slow, installed("trl")]
 FORMATS = ("jsonl", "parquet", "hf")
 SYSTEM = {"role": "system", "content": "Answer in <answer> tags."}
 

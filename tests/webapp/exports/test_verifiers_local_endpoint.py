@@ -12,13 +12,14 @@ import sys
 import pytest
 
 from tests.factories import EndpointFactory, ProjectFactory
+from tests.support.requires import installed
 from webapp.core.errors import ApplicationError
 from webapp.endpoints.models import EndpointKind
 from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.rollouts.models import GenerationJob
 from webapp.rollouts.services import generation_job_create
 
-pytest.importorskip("verifiers.v1")
+pytestmark = installed("verifiers.v1")
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from rest_framework.test import APIClient
 
 from tests.factories import ExampleFactory, RubricFactory, RubricVersionFactory, TaskFactory
+from tests.support.requires import installed
 from tests.webapp.api.builders import SPEC
 from tests.webapp.exports.conftest import GROUPS
 from tests.webapp.exports.test_import_kinds import export_file
@@ -30,7 +31,7 @@ from webapp.judging.models import CriterionScore, RolloutScore
 from webapp.rollouts.models import Rollout
 from webapp.tasks.models import Example
 
-trace_store = pytest.importorskip("verifiers.v1.utils.trace_store", reason="verifiers==0.4.0 is not installed")
+pytestmark = installed("verifiers.v1")
 
 
 def _wire_types():
@@ -44,6 +45,8 @@ def _wire_types():
 
 def read_run(folder: Path) -> list:
     """verifiers' own reader, as `vf-replay` reads a run."""
+    from verifiers.v1.utils import trace_store
+
     return trace_store.read_episodes(folder, _wire_types())
 
 
@@ -69,6 +72,7 @@ def write_run(folder: Path) -> Path:
         Usage,
         UserMessage,
     )
+    from verifiers.v1.utils import trace_store
 
     folder.mkdir(parents=True, exist_ok=True)
     write_config(EvalConfig(model="smollm2-135m", num_rollouts=2, push=False,

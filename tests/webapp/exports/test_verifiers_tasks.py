@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 
 from tests.factories import ProjectFactory
+from tests.support.requires import installed
 from webapp.core.errors import ApplicationError
 from webapp.exports.verifiers_tasks import verifiers_task_create
 from webapp.tasks.models import Task
 from webapp.tasks.services import task_create
 
-pytest.importorskip("verifiers.v1")
+pytestmark = installed("verifiers.v1")
 
 
 @pytest.mark.django_db
