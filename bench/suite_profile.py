@@ -2,7 +2,7 @@
 time from /proc once a second, and attributes it to the xdist worker and the test that started the process (Celery
 workers, vLLM engines and servers, training runs, Chromium) — `getrusage` alone misses children killed with SIGKILL.
 
-    .venv/bin/python bench/suite_profile.py                      # the whole suite, -n <cores> as make test
+    .venv/bin/python bench/suite_profile.py                      # the whole suite, -n <cores + 1> as make test
     .venv/bin/python bench/suite_profile.py -- -n 2 tests/workers  # other pytest arguments after --
 
 Prints: pytest's wall time, the machine's busy and idle CPU over the run (/proc/stat; other sessions' load counts
@@ -86,8 +86,9 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25, help="rows per table")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments (default: as make test)")
     args = parser.parse_args()
-    workers = min(os.cpu_count() or 1, 8)
-    pytest_args = args.pytest_args or ["-n", str(workers), "--dist", "loadscope", "--no-loadscope-reorder"]
+    workers = min((os.cpu_count() or 1) + 1, 8)  # as the Makefile's TEST_WORKERS
+    pytest_args = args.pytest_args or ["-n", str(workers if workers >= 3 else 0), "--dist", "loadscope",
+                                       "--no-loadscope-reorder"]
     folder = Path(tempfile.mkdtemp(prefix="rubricon-suite-profile-"))
     env = {**os.environ, "RUBRICON_SUITE_TIMELINE": str(folder),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}

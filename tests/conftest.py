@@ -28,9 +28,9 @@ hypothesis_settings.register_profile("explore", derandomize=False)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
-# What a test that starts a vLLM engine without saying so gets for VLLM_CPU_OMP_THREADS_BIND on an xdist worker: vLLM
-# cannot parse it (ValueError: invalid literal for int() … 'unmarked_…'), so such a test fails at once instead of
-# running one engine more than there are cores.
+# What a test that starts a vLLM engine without saying so gets for VLLM_CPU_OMP_THREADS_BIND on an xdist worker: it is
+# not a list of cores, so the engine or server refuses to start (training.vllm_server.omp_bind_cores) and such a test
+# fails at once instead of running one engine more than there are cores.
 UNMARKED_BIND = "unmarked_test_starts_vllm_mark_it_vllm_engine_see_tests_conftest"
 
 
@@ -90,7 +90,8 @@ def _vllm_core(run_id: str, only: int | None = None):
 def pytest_runtest_protocol(item, nextitem):
     """On xdist workers, a test that starts a vLLM engine (`_starts_vllm`) holds a core of its own for its setup,
     call and teardown, and the engines it starts (in this process, in the Celery workers and vLLM servers it starts:
-    they copy the environment) run their OpenMP threads on that core alone (`VLLM_CPU_OMP_THREADS_BIND`). vLLM's default binding
+    they copy the environment) take that core's share (`VLLM_CPU_OMP_THREADS_BIND`: a server is pinned to it, an engine
+    in the test process or a Celery worker runs on one torch thread). vLLM's default binding
     puts every engine's threads on the same first core (it keeps the others for its scheduler), so two engines at
     once, one per worker, ran a test 8x slower than alone on 2 cores and a server start missed its 300 s; bound to
     different cores, two servers at once each ran at about half their speed alone (docs/benchmarks.md). So up to one
