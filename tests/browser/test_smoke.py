@@ -51,4 +51,3 @@ def test_htmx_is_served_locally_and_csrf_header_is_set(page, live_server, login)
     assert page.evaluate("typeof htmx") == "object"
     assert all(url.startswith(live_server.url) for url in requests), [u for u in requests if not u.startswith(live_server.url)]
     assert "X-CSRFToken" in page.locator("body").get_attribute("hx-headers")
-
