@@ -8,8 +8,9 @@ The model is loaded on first use (torch and transformers are imported then, not 
 worker thread, one call at a time, so the event loop stays responsive.
 
 verdict_mode="choices" (default): for choice criteria the judge does not write free text. It scores each label's
-log-probability after the prompt (one batched forward pass per criterion) and answers with the most likely label,
-reporting the log-probabilities as the rationale. Small models such as the bundled 135M one rarely produce a
+log-probability after the prompt (the prompt runs through the model once; then one small batched pass per criterion
+over its own tokens and its labels') and answers with the most likely label, reporting the log-probabilities as the
+rationale. Small models such as the bundled 135M one rarely produce a
 parseable verdict when generating, but rank labels sensibly; this is also much faster than generation on a CPU.
 Numeric scales and group-relative calls fall back to generation.
 verdict_mode="generate": free generation (rationale, then verdict); the parser takes what it can.
@@ -18,6 +19,7 @@ verdict_mode="generate": free generation (rationale, then verdict); the parser t
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import threading
 import time
@@ -26,6 +28,16 @@ from typing import Any
 
 from training.judges.base import JudgeCallError, JudgeCompletion, sampling_fingerprint
 from training.models import MODEL_LOAD_LOCK
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    """How many leading tokens all the sequences have in common."""
+    length = 0
+    for column in zip(*sequences, strict=False):
+        if any(token != column[0] for token in column):
+            break
+        length += 1
+    return length
 
 
 def _choice_variants(schema: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
@@ -126,7 +138,12 @@ class TransformersJudge:
             )
 
     def _choose(self, messages: list[dict[str, Any]], json_schema: dict[str, Any]) -> JudgeCompletion | None:
-        """Pick each criterion's label by the model's log-probability of it after the prompt; None = not possible."""
+        """Pick each criterion's label by the model's log-probability of it after the prompt; None = not possible.
+
+        The prompt is run through the model once: its keys and values are reused for every criterion and label, and
+        each criterion's forward pass covers only what follows the shared tokens (the criterion's own few tokens and
+        its labels', one row per label). Running the whole prompt again per label and criterion, as before, cost the
+        prompt's length times the number of labels of every criterion."""
         import torch
 
         variants = _choice_variants(json_schema)
@@ -136,37 +153,51 @@ class TransformersJudge:
             self._load()
             started = time.perf_counter()
             prompt = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            prefixes = [
+                self.tokenizer(f"{prompt}Criterion `{key}` verdict:", add_special_tokens=False)["input_ids"]
+                for key, _ in variants
+            ]
+            # Tokens every criterion starts with; at least the last token of each is left to its own pass, whose
+            # logits there predict the label's first token.
+            shared = min(_common_prefix_length(prefixes), min(len(prefix) for prefix in prefixes) - 1)
+            pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
             verdicts, prompt_tokens = [], 0
-            for key, labels in variants:
-                prefix = self.tokenizer(f"{prompt}Criterion `{key}` verdict:", add_special_tokens=False)[
-                    "input_ids"
-                ]
-                label_ids = [
-                    self.tokenizer(f" {label}", add_special_tokens=False)["input_ids"] for label in labels
-                ]
-                rows = [prefix + ids for ids in label_ids]
-                width = max(len(r) for r in rows)
-                pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
-                input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-                attention = torch.tensor(
-                    [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device
-                )
-                with torch.inference_mode():
-                    logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()
-                logprobs = torch.log_softmax(logits, dim=-1)
-                totals = []
-                for row, ids in enumerate(label_ids):
-                    # Token t is predicted by position t-1; sum over the label's tokens = log P(label | prompt).
-                    positions = range(len(prefix) - 1, len(prefix) - 1 + len(ids))
-                    totals.append(
-                        sum(float(logprobs[row, p, t]) for p, t in zip(positions, ids, strict=True))
+            with torch.inference_mode():
+                base = None
+                if shared > 0:
+                    ids = torch.tensor([prefixes[0][:shared]], device=self.device)
+                    base = self.model(input_ids=ids, use_cache=True).past_key_values
+                for (key, labels), prefix in zip(variants, prefixes, strict=True):
+                    label_ids = [
+                        self.tokenizer(f" {label}", add_special_tokens=False)["input_ids"] for label in labels
+                    ]
+                    tail = prefix[shared:]
+                    # Row per label: the criterion's own tokens, then the label's but its last (nothing to predict).
+                    rows = [tail + ids[:-1] for ids in label_ids]
+                    width = max(len(r) for r in rows)
+                    input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+                    attention = torch.tensor(
+                        [[1] * (shared + len(r)) + [0] * (width - len(r)) for r in rows], device=self.device
                     )
-                best = max(range(len(labels)), key=totals.__getitem__)
-                rationale = "label log-probabilities: " + ", ".join(
-                    f"{label}={total:.2f}" for label, total in zip(labels, totals, strict=True)
-                )
-                verdicts.append({"key": key, "rationale": rationale, "verdict": labels[best]})
-                prompt_tokens += len(prefix)
+                    cache = None
+                    if base is not None:
+                        cache = copy.deepcopy(base)
+                        cache.batch_repeat_interleave(len(rows))
+                    logits = self.model(
+                        input_ids=input_ids, attention_mask=attention, past_key_values=cache, use_cache=cache is not None
+                    ).logits.float()
+                    logprobs = torch.log_softmax(logits, dim=-1)
+                    totals = []
+                    for row, ids in enumerate(label_ids):
+                        # Token t is predicted by position t-1; sum over the label's tokens = log P(label | prompt).
+                        positions = range(len(tail) - 1, len(tail) - 1 + len(ids))
+                        totals.append(sum(float(logprobs[row, p, t]) for p, t in zip(positions, ids, strict=True)))
+                    best = max(range(len(labels)), key=totals.__getitem__)
+                    rationale = "label log-probabilities: " + ", ".join(
+                        f"{label}={total:.2f}" for label, total in zip(labels, totals, strict=True)
+                    )
+                    verdicts.append({"key": key, "rationale": rationale, "verdict": labels[best]})
+                    prompt_tokens += len(prefix)
             return JudgeCompletion(
                 text=json.dumps({"verdicts": verdicts}),
                 prompt_tokens=prompt_tokens,

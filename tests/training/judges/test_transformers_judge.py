@@ -4,6 +4,7 @@ bundled SmolLM2 (slow)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,53 @@ def test_choice_mode_always_answers_with_a_label(tiny: tuple[object, object]) ->
     assert correct.rationale and correct.rationale.startswith("label log-probabilities: no=")
     assert result.total is not None
     assert judge.fingerprint != judge_for(tiny, "generate").fingerprint
+
+
+def test_choice_mode_runs_the_prompt_once_and_equals_a_full_pass_per_label(tiny: tuple[object, object]) -> None:
+    """Three criteria, labels of several tokens: every label's log-probability equals the one a separate full forward
+    pass over prompt + label gives, and the model sees the prompt once (not once per label and criterion)."""
+    import torch
+
+    from training.rubrics.prompts import build_judge_prompt
+
+    model, tokenizer = tiny
+    spec = validate_spec({"criteria": [
+        {"key": "correct", "title": "Correct", "kind": "judge", "question": "Is the answer right?",
+         "choices": [{"label": "no"}, {"label": "partly right"}, {"label": "yes entirely"}]},
+        {"key": "polite", "title": "Polite", "kind": "judge", "question": "Is it polite?",
+         "choices": [{"label": "rude"}, {"label": "polite"}]},
+        {"key": "short", "title": "Short", "kind": "judge", "question": "Is it short?",
+         "choices": [{"label": "far too long"}, {"label": "short"}]},
+    ]})
+    prompt = build_judge_prompt(list(spec.judge_criteria), Rollout("<answer>4</answer>", prompt="2+2?"))
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs["input_ids"].numel()),
+                                           with_kwargs=True)
+    try:
+        answer = judge_for(tiny, "choices")._choose(prompt.messages, prompt.json_schema)
+    finally:
+        hook.remove()
+    assert answer is not None
+    verdicts = json.loads(answer.text)["verdicts"]
+    assert [v["key"] for v in verdicts] == ["correct", "polite", "short"]
+
+    text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
+    for criterion, verdict in zip(spec.judge_criteria, verdicts, strict=True):
+        prefix = tokenizer(f"{text}Criterion `{criterion.key}` verdict:", add_special_tokens=False)["input_ids"]
+        expected = {}
+        for choice in criterion.choices:
+            ids = tokenizer(f" {choice.label}", add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(model(input_ids=torch.tensor([prefix + ids])).logits.float(), dim=-1)
+            expected[choice.label] = sum(float(logprobs[0, len(prefix) - 1 + i, t]) for i, t in enumerate(ids))
+        shown = dict(part.rsplit("=", 1) for part in verdict["rationale"].removeprefix("label log-probabilities: ")
+                     .split(", "))
+        assert {label: float(value) for label, value in shown.items()} == pytest.approx(
+            {label: round(value, 2) for label, value in expected.items()}, abs=0.011)
+        assert verdict["verdict"] == max(expected, key=expected.__getitem__)
+    # The prompt once (~all of one criterion's prefix), then a few tokens per label: far below one pass per label.
+    assert sum(seen) < len(prefix) + 100, seen
+    assert answer.prompt_tokens > 2 * len(prefix)  # still billed per criterion, as the token estimate counts it
 
 
 def test_choice_mode_falls_back_to_generation_for_scales(tiny: tuple[object, object]) -> None:
