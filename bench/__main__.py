@@ -62,6 +62,7 @@ REGISTRY: list[Benchmark] = [
     Benchmark("GRPO step", "grpo_step_time.py", ["--model", "tiny", "--steps", "3", "--rounds", "1"],
               ["--model", "bundled", "--steps", "4", "--rounds", "2", "--generations", "4",
                "--completion-tokens", "16"], slow=True),
+    Benchmark("local judge", "local_judge.py", ["--rollouts", "4"], ["--rollouts", "16", "--repeats", "2"], slow=True),
     Benchmark("generation (backend)", "generation_throughput.py",
               ["--prompts", "4", "--n", "2", "--max-tokens", "16", "--repeats", "1"], ["--repeats", "3"], slow=True),
     Benchmark("generation (job)", "generation_job_throughput.py", ["--prompts", "8", "--repeats", "1"],

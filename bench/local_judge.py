@@ -1,5 +1,7 @@
 """The local transformers judge (bundled SmolLM2, verdict_mode="choices") on CPU: rollouts scored per second, against
 the way it chose labels before (the whole prompt run again for every label of every criterion), in the same run.
+Today a call runs its prompt once, and only the part it does not share with the previous call (the system prompt is
+shared by every call; a rollout's criteria, asked one after another, share the rollout too).
 
     .venv/bin/python bench/local_judge.py [--rollouts 4] [--repeats 1]
 
@@ -123,6 +125,7 @@ def main() -> None:
         timings: dict[str, float] = {}
         choices = {}
         for label, judge in (("full pass per label", old), ("prompt once", new)):
+            judge._kept = None  # the other rubric's last prompt: each rubric starts cold
             best = float("inf")
             for _ in range(args.repeats):
                 elapsed, picked = run(judge, spec, items)

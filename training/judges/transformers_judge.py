@@ -92,6 +92,9 @@ class TransformersJudge:
         engine = str(self.model_path.resolve()) if self.model_path is not None else f"{type(model).__name__}@{id(model)}"
         self.cache_identity = f"{engine}|{self.fingerprint}"
         self._lock = threading.Lock()
+        # The keys and values of the last call's shared prompt tokens (`_choose`): the next call runs only what
+        # follows the tokens it has in common with them. One prompt's worth of memory (~21 MB for the bundled model).
+        self._kept: tuple[list[int], Any] | None = None
 
     def _load(self) -> None:
         if self.model is not None and self.tokenizer is not None:
@@ -143,7 +146,8 @@ class TransformersJudge:
         The prompt is run through the model once: its keys and values are reused for every criterion and label, and
         each criterion's forward pass covers only what follows the shared tokens (the criterion's own few tokens and
         its labels', one row per label). Running the whole prompt again per label and criterion, as before, cost the
-        prompt's length times the number of labels of every criterion."""
+        prompt's length times the number of labels of every criterion. Of the prompt itself, only what follows the
+        tokens it shares with the last call's runs (`_prompt_cache`)."""
         import torch
 
         variants = _choice_variants(json_schema)
@@ -163,10 +167,7 @@ class TransformersJudge:
             pad = self.tokenizer.pad_token_id or self.tokenizer.eos_token_id or 0
             verdicts, prompt_tokens = [], 0
             with torch.inference_mode():
-                base = None
-                if shared > 0:
-                    ids = torch.tensor([prefixes[0][:shared]], device=self.device)
-                    base = self.model(input_ids=ids, use_cache=True).past_key_values
+                base = self._prompt_cache(prefixes[0][:shared]) if shared > 0 else None
                 for (key, labels), prefix in zip(variants, prefixes, strict=True):
                     label_ids = [
                         self.tokenizer(f" {label}", add_special_tokens=False)["input_ids"] for label in labels
@@ -205,6 +206,26 @@ class TransformersJudge:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 structured=True,
             )
+
+    def _prompt_cache(self, ids: list[int]) -> Any:
+        """The model's keys and values for `ids`, reusing those of the last call for the tokens both start with (the
+        system prompt and, between the criteria of one rollout, the rollout itself). Called under the lock, inside
+        inference mode; the result is kept, so callers extend copies of it."""
+        import torch
+
+        reused, cache = 0, None
+        if self._kept is not None:
+            kept_ids, kept = self._kept
+            reused = min(_common_prefix_length([kept_ids, ids]), len(ids))
+            if reused:
+                cache = copy.deepcopy(kept)
+                if len(kept_ids) > reused:
+                    cache.crop(reused - len(kept_ids))  # a negative count: drop that many tokens from the end
+        if reused < len(ids):
+            rest = torch.tensor([ids[reused:]], device=self.device)
+            cache = self.model(input_ids=rest, past_key_values=cache, use_cache=True).past_key_values
+        self._kept = (list(ids), cache)
+        return cache
 
     def _run(self, messages: list[dict[str, Any]], json_schema: dict[str, Any] | None) -> JudgeCompletion:
         if self.verdict_mode == "choices" and json_schema is not None:

@@ -422,10 +422,14 @@ class RubricEngine:
                 groups.setdefault(rollout.group_id, []).append(i)
             else:
                 singles.append(i)
-        for batch in batches:
-            for i in singles:
+        # Rollout by rollout (all of a rollout's calls, then the next's): the judge gets the calls that share a prompt
+        # one after another (a local judge reuses the prompt's keys and values, a server its prefix cache), and each
+        # rollout is done as early as it can be (`on_scored`).
+        for i in singles:
+            for batch in batches:
                 jobs.append(tracked([i], self._fill_many(results[i], self.ajudge(batch, rollouts[i]))))
-            for members in groups.values():
+        for members in groups.values():
+            for batch in batches:
                 jobs.append(tracked(members,
                     self._fill_group(
                         results, members, self.ajudge_group(batch, [rollouts[i] for i in members])

@@ -94,37 +94,40 @@ def test_choice_mode_always_answers_with_a_label(tiny: tuple[object, object]) ->
     assert judge.fingerprint != judge_for(tiny, "generate").fingerprint
 
 
-def test_choice_mode_runs_the_prompt_once_and_equals_a_full_pass_per_label(tiny: tuple[object, object]) -> None:
-    """Three criteria, labels of several tokens: every label's log-probability equals the one a separate full forward
-    pass over prompt + label gives, and the model sees the prompt once (not once per label and criterion)."""
+CHOICE_SPEC = {"criteria": [
+    {"key": "correct", "title": "Correct", "kind": "judge", "question": "Is the answer right?",
+     "choices": [{"label": "no"}, {"label": "partly right"}, {"label": "yes entirely"}]},
+    {"key": "polite", "title": "Polite", "kind": "judge", "question": "Is it polite?",
+     "choices": [{"label": "rude"}, {"label": "polite"}]},
+    {"key": "short", "title": "Short", "kind": "judge", "question": "Is it short?",
+     "choices": [{"label": "far too long"}, {"label": "short"}]},
+]}
+
+
+def choose_and_check(judge: TransformersJudge, tiny: tuple[object, object], criteria: list, rollout: Rollout) -> int:
+    """Ask `judge` for the criteria's labels on `rollout` and check every label's log-probability (shown in the
+    rationale) against a separate full forward pass over prompt + label; the tokens the model was given."""
     import torch
 
     from training.rubrics.prompts import build_judge_prompt
 
     model, tokenizer = tiny
-    spec = validate_spec({"criteria": [
-        {"key": "correct", "title": "Correct", "kind": "judge", "question": "Is the answer right?",
-         "choices": [{"label": "no"}, {"label": "partly right"}, {"label": "yes entirely"}]},
-        {"key": "polite", "title": "Polite", "kind": "judge", "question": "Is it polite?",
-         "choices": [{"label": "rude"}, {"label": "polite"}]},
-        {"key": "short", "title": "Short", "kind": "judge", "question": "Is it short?",
-         "choices": [{"label": "far too long"}, {"label": "short"}]},
-    ]})
-    prompt = build_judge_prompt(list(spec.judge_criteria), Rollout("<answer>4</answer>", prompt="2+2?"))
+    prompt = build_judge_prompt(criteria, rollout)
     seen: list[int] = []
     hook = model.register_forward_pre_hook(lambda _, args, kwargs: seen.append(kwargs["input_ids"].numel()),
                                            with_kwargs=True)
     try:
-        answer = judge_for(tiny, "choices")._choose(prompt.messages, prompt.json_schema)
+        answer = judge._choose(prompt.messages, prompt.json_schema)
     finally:
         hook.remove()
     assert answer is not None
     verdicts = json.loads(answer.text)["verdicts"]
-    assert [v["key"] for v in verdicts] == ["correct", "polite", "short"]
-
+    assert [v["key"] for v in verdicts] == [c.key for c in criteria]
     text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
-    for criterion, verdict in zip(spec.judge_criteria, verdicts, strict=True):
+    billed = 0
+    for criterion, verdict in zip(criteria, verdicts, strict=True):
         prefix = tokenizer(f"{text}Criterion `{criterion.key}` verdict:", add_special_tokens=False)["input_ids"]
+        billed += len(prefix)
         expected = {}
         for choice in criterion.choices:
             ids = tokenizer(f" {choice.label}", add_special_tokens=False)["input_ids"]
@@ -136,9 +139,49 @@ def test_choice_mode_runs_the_prompt_once_and_equals_a_full_pass_per_label(tiny:
         assert {label: float(value) for label, value in shown.items()} == pytest.approx(
             {label: round(value, 2) for label, value in expected.items()}, abs=0.011)
         assert verdict["verdict"] == max(expected, key=expected.__getitem__)
-    # The prompt once (~all of one criterion's prefix), then a few tokens per label: far below one pass per label.
-    assert sum(seen) < len(prefix) + 100, seen
-    assert answer.prompt_tokens > 2 * len(prefix)  # still billed per criterion, as the token estimate counts it
+    assert answer.prompt_tokens == billed  # billed per criterion, as the dry run's token estimate counts it
+    return sum(seen)
+
+
+def test_choice_mode_runs_the_prompt_once_and_equals_a_full_pass_per_label(tiny: tuple[object, object]) -> None:
+    """Three criteria, labels of several tokens: every label's log-probability equals the one a separate full forward
+    pass over prompt + label gives, and the model sees the prompt once (not once per label and criterion)."""
+    model, tokenizer = tiny
+    criteria = list(validate_spec(CHOICE_SPEC).judge_criteria)
+    rollout = Rollout("<answer>4</answer>", prompt="2+2?")
+    given = choose_and_check(judge_for(tiny, "choices"), tiny, criteria, rollout)
+    from training.rubrics.prompts import build_judge_prompt
+
+    prompt = build_judge_prompt(criteria, rollout)
+    text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
+    length = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # The prompt once, then a few tokens per criterion and label: far below one pass per label (~7 prompts).
+    assert given < length + 60, (given, length)
+
+
+def test_choice_mode_runs_only_what_a_call_does_not_share_with_the_last(tiny: tuple[object, object]) -> None:
+    """One criterion per call, as rubrics ask by default: the second criterion of a rollout runs only its question
+    (the system prompt and the rollout are the last call's); another rollout still shares the system prompt."""
+    from training.rubrics.prompts import build_judge_prompt
+
+    _, tokenizer = tiny
+    judge = judge_for(tiny, "choices")
+    correct, polite, _ = validate_spec(CHOICE_SPEC).judge_criteria
+    first = Rollout("<answer>4</answer> " + "I counted twice to be sure. " * 20, prompt="What is 2+2?")
+    other = Rollout("<answer>5</answer>", prompt="What is 2+3?")
+
+    def tokens(criterion, rollout) -> int:
+        prompt = build_judge_prompt([criterion], rollout)
+        text = tokenizer.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    alone = choose_and_check(judge, tiny, [correct], first)
+    assert alone >= tokens(correct, first)  # nothing to share yet
+    again = choose_and_check(judge, tiny, [polite], first)
+    assert again < tokens(polite, first) // 3, (again, tokens(polite, first))
+    next_rollout = choose_and_check(judge, tiny, [correct], other)
+    assert next_rollout < tokens(correct, other) - 50  # the system prompt and the template's start are shared
+    assert choose_and_check(judge, tiny, [correct], other) <= 10  # the same call again: only the label rows
 
 
 def test_choice_mode_falls_back_to_generation_for_scales(tiny: tuple[object, object]) -> None:

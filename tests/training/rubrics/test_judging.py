@@ -134,6 +134,20 @@ def test_several_criteria_share_a_call() -> None:
     assert result.criteria["helpful"].prompt_tokens + result.criteria["style"].prompt_tokens == 10
 
 
+def test_a_rollouts_calls_go_out_one_after_another() -> None:
+    """One criterion per call: the judge gets all of a rollout's calls before the next rollout's (the calls that share
+    a prompt together, for a judge's prefix cache; and a rollout is done, `on_scored`, as early as it can be)."""
+    done: list[float | None] = []
+    with StubChatServer(keep_bodies=True) as server:
+        client = OpenAICompatibleClient(server.base_url, "stub-judge", max_concurrency=1, timeout_s=2.0)
+        engine = RubricEngine(validate_spec({"criteria": [HELPFUL, GROUNDED, FORMAT]}), judge=OpenAIJudge(client))
+        rollouts = [Rollout(f"<answer>{n}</answer>", prompt=f"What is {n} + 0?", reference=str(n)) for n in range(4)]
+        results = asyncio.run(engine.ascore_many(rollouts, on_scored=lambda score: done.append(score.total)))
+    asked = [re.search(r"What is (\d) \+ 0\?", user_prompt(body)).group(1) for body in server.bodies]
+    assert asked == ["0", "0", "1", "1", "2", "2", "3", "3"]
+    assert all(r.total is not None for r in results) and len(done) == 4
+
+
 def test_plain_text_judges_without_structured_output() -> None:
     with StubChatServer(lambda body, i: "It addresses the question fully.\nVerdict: yes") as server:
         engine = engine_for(server, {"criteria": [HELPFUL]}, structured_output=False)
