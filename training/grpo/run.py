@@ -25,13 +25,17 @@ from training.grpo.config import GRPORunConfig
 from training.grpo.sinks import JsonlSink
 
 
-def hide_vllm_unless_used(config: GRPORunConfig) -> None:
-    """TRL imports vLLM whenever it is installed (~3 s of CPU per run on a 2-core machine, and a warning when vLLM is
-    newer than TRL knows). A run that generates with transformers does not use it (a local vLLM judge is a server in a
-    process of its own), so it is hidden from this process: with None in sys.modules, `import vllm` raises ImportError
-    and importlib.util.find_spec answers None, as if it were not installed."""
+def hide_unused_imports(config: GRPORunConfig) -> None:
+    """Packages TRL and transformers import whenever they are installed, which a run does not use, are hidden from
+    this process: with None in sys.modules, `import x` raises ImportError and importlib.util.find_spec answers None,
+    as if it were not installed.
+
+    - vLLM (~3 s of CPU per run on a 2-core machine, and a warning when vLLM is newer than TRL knows), unless the run
+      generates with it (a local vLLM judge is a server in a process of its own);
+    - scikit-learn (~0.75 s), which transformers imports for assisted decoding's acceptance threshold only."""
     if not config.use_vllm:
         sys.modules.setdefault("vllm", None)  # type: ignore[arg-type]
+    sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _on_term)
 
-    hide_vllm_unless_used(config)
+    hide_unused_imports(config)
     # Imported here: torch/trl take seconds to import and are not needed to reject a bad config.
     from training.grpo.rewards import rewards_from_config
     from training.grpo.runner import run_grpo
