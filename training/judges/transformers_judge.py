@@ -10,8 +10,8 @@ worker thread, one call at a time, so the event loop stays responsive.
 verdict_mode="choices" (default): for choice criteria the judge does not write free text. It scores each label's
 log-probability after the prompt (the prompt runs through the model once; then one small batched pass per criterion
 over its own tokens and its labels') and answers with the most likely label, reporting the log-probabilities as the
-rationale. Small models such as the bundled 135M one rarely produce a
-parseable verdict when generating, but rank labels sensibly; this is also much faster than generation on a CPU.
+rationale. Small models such as the bundled 135M one rarely produce a parseable verdict when generating, but rank
+labels sensibly; this is also much faster than generation on a CPU.
 Numeric scales and group-relative calls fall back to generation.
 verdict_mode="generate": free generation (rationale, then verdict); the parser takes what it can.
 """
@@ -38,6 +38,13 @@ def _common_prefix_length(sequences: list[list[int]]) -> int:
             break
         length += 1
     return length
+
+
+def _croppable(cache: Any) -> bool:
+    """Whether dropping tokens from the end of `cache` gives the cache of the shorter prompt: plain key/value layers
+    only (a sliding-window layer may already have dropped the prompt's first tokens; recurrent states cannot be
+    rolled back). Unknown kinds of cache are not cropped."""
+    return bool(getattr(cache, "is_croppable", False)) and not any(getattr(cache, "is_sliding", [True]))
 
 
 def _choice_variants(schema: dict[str, Any]) -> list[tuple[str, list[str]]] | None:
@@ -217,6 +224,8 @@ class TransformersJudge:
         if self._kept is not None:
             kept_ids, kept = self._kept
             reused = min(_common_prefix_length([kept_ids, ids]), len(ids))
+            if reused < len(kept_ids) and not _croppable(kept):
+                reused = 0
             if reused:
                 cache = copy.deepcopy(kept)
                 if len(kept_ids) > reused:

@@ -184,6 +184,24 @@ def test_choice_mode_runs_only_what_a_call_does_not_share_with_the_last(tiny: tu
     assert choose_and_check(judge, tiny, [correct], other) <= 10  # the same call again: only the label rows
 
 
+def test_a_sliding_window_model_reuses_no_prompt_it_cannot_roll_back(bundled_dir: Path) -> None:
+    """A sliding-window cache keeps only the last tokens of the window, so dropping tokens from its end does not give
+    the shorter prompt's cache: the next call must run its prompt in full, and still equal a full pass."""
+    import torch
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_dir)
+    torch.manual_seed(0)
+    model = MistralForCausalLM(MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, sliding_window=16)).eval()
+    judge = TransformersJudge(model=model, tokenizer=tokenizer, name="tiny-mistral", verdict_mode="choices")
+    correct, polite, _ = validate_spec(CHOICE_SPEC).judge_criteria
+    rollout = Rollout("<answer>4</answer>", prompt="What is 2+2?")
+    choose_and_check(judge, (model, tokenizer), [correct], rollout)
+    choose_and_check(judge, (model, tokenizer), [polite], rollout)  # shares all but the question with the first
+
+
 def test_choice_mode_falls_back_to_generation_for_scales(tiny: tuple[object, object]) -> None:
     spec = {
         "criteria": [
