@@ -234,6 +234,19 @@ def pytest_configure(config):
         config.option.testrunuid = uuid.uuid4().hex
     if config.getoption("--store-durations") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_DurationRecorder(), "rubricon-store-durations")
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
+        production_imports_for_started_processes()
+
+
+PRODUCTION_IMPORTS = REPO_ROOT / "tests" / "support" / "production_imports"
+
+
+def production_imports_for_started_processes() -> None:
+    """Every process this test process starts hides the packages only the test environment installs
+    (tests/support/production_imports/sitecustomize.py), as a deployment does not have them. Called in the processes
+    that run tests (each xdist worker; pytest itself with -n 0), after they started: they keep those packages."""
+    paths = [str(PRODUCTION_IMPORTS), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
 
 
 @pytest.fixture

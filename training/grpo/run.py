@@ -26,16 +26,12 @@ from training.grpo.sinks import JsonlSink
 
 
 def hide_unused_imports(config: GRPORunConfig) -> None:
-    """Packages TRL and transformers import whenever they are installed, which a run does not use, are hidden from
-    this process: with None in sys.modules, `import x` raises ImportError and importlib.util.find_spec answers None,
-    as if it were not installed.
-
-    - vLLM (~3 s of CPU per run on a 2-core machine, and a warning when vLLM is newer than TRL knows), unless the run
-      generates with it (a local vLLM judge is a server in a process of its own);
-    - scikit-learn (~0.75 s), which transformers imports for assisted decoding's acceptance threshold only."""
+    """vLLM, which TRL imports whenever it is installed, is hidden from a run that does not generate with it (~3 s of
+    CPU per run on a 2-core machine, and a warning when vLLM is newer than TRL knows; a local vLLM judge is a server in
+    a process of its own): with None in sys.modules, `import vllm` raises ImportError and importlib.util.find_spec
+    answers None, as if it were not installed."""
     if not config.use_vllm:
         sys.modules.setdefault("vllm", None)  # type: ignore[arg-type]
-    sys.modules.setdefault("sklearn", None)  # type: ignore[arg-type]
 
 
 def main(argv: list[str] | None = None) -> int:
